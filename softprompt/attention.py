@@ -1,0 +1,125 @@
+"""Deep-prefix injection through transformers' pluggable attention function.
+
+T5 attention in transformers 5.x calls ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]``
+with the module, q, k, v, the mask and ``position_bias``. We register wrapped versions of the
+``sdpa`` and ``eager`` kernels that, for every attention site (encoder self-attention, decoder
+self-attention, decoder cross-attention), prepend per-row prefix keys/values:
+
+* the prefix columns are always attended (mask 1 / additive 0),
+* they get zero relative-position bias; the bias of real tokens was computed by T5 from the real
+  key length before the prefix was added, so real tokens keep exactly their own relative positions,
+* nothing is written to the KV cache: the prefix is prepended afresh at every call, so cached
+  decoding never doubles it.
+
+Because it works below ``T5Stack``, it reaches the encoder too (``T5Stack`` drops
+``past_key_values`` in the encoder, so the KV-cache route cannot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from transformers import AttentionInterface, T5ForConditionalGeneration
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
+from transformers.models.t5.modeling_t5 import eager_attention_forward
+
+SITES = ("encoder", "decoder", "cross")
+PREFIXED = {"sdpa": "softprompt_sdpa", "eager": "softprompt_eager"}
+
+
+@dataclass
+class PrefixContext:
+    """What the wrapped attention reads on each call.
+
+    ``kv`` maps a site to per-row prefixes of shape (B, L, 2, H, Pp, d_kv) (index 2: keys, values);
+    ``captured`` (when not None) collects the real keys/values each site computes, by (site, layer).
+    """
+
+    kv: dict[str, torch.Tensor] = field(default_factory=dict)
+    captured: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+def attention_sites(model: T5ForConditionalGeneration) -> dict[str, list[nn.Module]]:
+    """The T5Attention modules of each site, indexed by layer."""
+    return {
+        "encoder": [block.layer[0].SelfAttention for block in model.encoder.block],
+        "decoder": [block.layer[0].SelfAttention for block in model.decoder.block],
+        "cross": [block.layer[1].EncDecAttention for block in model.decoder.block],
+    }
+
+
+def install_prefix_attention(model: T5ForConditionalGeneration) -> PrefixContext:
+    """Route ``model``'s attention through the prefix-aware kernels; returns the shared context.
+
+    With an empty context the wrapped kernels are the original ones, bit for bit.
+    """
+    implementation = model.config._attn_implementation
+    if implementation in PREFIXED.values():
+        return attention_sites(model)["encoder"][0].softprompt_context
+    if implementation not in PREFIXED:
+        raise ValueError(f"prefix injection supports attn_implementation sdpa or eager, not {implementation!r}")
+    context = PrefixContext()
+    for site, modules in attention_sites(model).items():
+        for layer, module in enumerate(modules):
+            module.softprompt_site = (site, layer)
+            module.softprompt_context = context
+    model.set_attn_implementation(PREFIXED[implementation])
+    return context
+
+
+def _with_prefix(kernel):
+    def attention(module, query, key, value, attention_mask, position_bias=None, **kwargs):
+        # query (B, H, Q, d_kv); key/value (B, H, K, d_kv)
+        context: PrefixContext | None = getattr(module, "softprompt_context", None)
+        if context is None:
+            return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
+        site, layer = module.softprompt_site
+        if context.captured is not None:
+            context.captured[(site, layer)] = (key, value)
+        prefix = context.kv.get(site)
+        if prefix is None:
+            return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
+        prefix = _match_batch(prefix[:, layer], query.shape[0]).to(key.dtype)  # (B, 2, H, Pp, d_kv)
+        n_prefix = prefix.shape[-2]
+        if attention_mask is None and site == "decoder" and query.shape[2] > 1:
+            attention_mask = _causal_mask(query.shape[2], key.shape[2], key.device)
+        key = torch.cat([prefix[:, 0], key], dim=2)  # (B, H, Pp+K, d_kv)
+        value = torch.cat([prefix[:, 1], value], dim=2)
+        if attention_mask is not None:
+            attention_mask = _pad_front(attention_mask, n_prefix, True if attention_mask.dtype == torch.bool else 0.0)
+        if position_bias is not None:
+            position_bias = _pad_front(position_bias, n_prefix, 0.0)  # prefix columns: zero bias
+        return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
+
+    return attention
+
+
+def _match_batch(prefix: torch.Tensor, batch: int) -> torch.Tensor:
+    """Repeat per-example prefixes for rows that ``generate()`` expanded (beams): (B0, ...) -> (B, ...)."""
+    if prefix.shape[0] == batch:
+        return prefix
+    if batch % prefix.shape[0]:
+        raise ValueError(f"prefix batch {prefix.shape[0]} does not divide attention batch {batch}")
+    return prefix.repeat_interleave(batch // prefix.shape[0], dim=0)
+
+
+def _causal_mask(q_length: int, k_length: int, device: torch.device) -> torch.Tensor:
+    """Boolean (1, 1, Q, K) causal mask with the queries aligned to the last Q keys."""
+    offset = k_length - q_length
+    rows = torch.arange(q_length, device=device)[:, None] + offset
+    return (torch.arange(k_length, device=device)[None, :] <= rows)[None, None]
+
+
+def _pad_front(tensor: torch.Tensor, n: int, value: float | bool) -> torch.Tensor:
+    """Prepend ``n`` columns filled with ``value`` on the last (key) dimension."""
+    pad = torch.full((*tensor.shape[:-1], n), value, dtype=tensor.dtype, device=tensor.device)
+    return torch.cat([pad, tensor], dim=-1)
+
+
+AttentionInterface.register(PREFIXED["sdpa"], _with_prefix(sdpa_attention_forward))
+AttentionInterface.register(PREFIXED["eager"], _with_prefix(eager_attention_forward))
+AttentionMaskInterface.register(PREFIXED["sdpa"], sdpa_mask)
+AttentionMaskInterface.register(PREFIXED["eager"], eager_mask)

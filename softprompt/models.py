@@ -1,0 +1,172 @@
+"""Load T5 encoder-decoders frozen, by hub name, short alias or local directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
+
+from softprompt.errors import SoftpromptError
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+TOKENIZER_DIR = ASSETS / "t5-tokenizer"
+
+# Short names. T5 v1.1 checkpoints only saw span corruption, so the bare size names that have no
+# original-T5 checkpoint (xl, xxl) resolve to the LM-adapted v1.1 checkpoints that Lester et al.
+# prompt-tune; the original sizes keep their own hub names (t5-small ... t5-11b).
+ALIASES: dict[str, str] = {
+    **{f"t5-{s}": f"google-t5/t5-{s}" for s in ("small", "base", "large", "3b", "11b")},
+    "t5-xl": "google/t5-xl-lm-adapt",
+    "t5-xxl": "google/t5-xxl-lm-adapt",
+    **{f"t5-lm-{s}": f"google/t5-{s}-lm-adapt" for s in ("small", "base", "large", "xl", "xxl")},
+    **{f"t5-v1_1-{s}": f"google/t5-v1_1-{s}" for s in ("small", "base", "large", "xl", "xxl")},
+    **{f"flan-t5-{s}": f"google/flan-t5-{s}" for s in ("small", "base", "large", "xl", "xxl")},
+}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class FrozenT5:
+    """A frozen T5 encoder-decoder, its tokenizer, and the name it was loaded by."""
+
+    model: T5ForConditionalGeneration
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+
+    @property
+    def config(self) -> T5Config:
+        return self.model.config
+
+    def parameter_count(self) -> int:
+        """Number of (frozen) base-model parameters."""
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def resolve_model_name(name: str) -> str:
+    """Map a short alias (``t5-xl``) to its hub id; local directories and other names pass through."""
+    if os.path.isdir(name):
+        return name
+    return ALIASES.get(name, name)
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn off gradients for every parameter and put the model in eval mode (dropout off)."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.eval()
+
+
+def load_frozen_t5(
+    name: str,
+    dtype: str = "float32",
+    device: str = "cpu",
+    attn_implementation: str = "sdpa",
+) -> FrozenT5:
+    """Load a T5 encoder-decoder and its tokenizer, frozen, in ``dtype`` on ``device``."""
+    if dtype not in DTYPES:
+        raise SoftpromptError(f"unknown --dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
+    source = resolve_model_name(name)
+    _check_local_dir(source)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as error:
+        raise SoftpromptError(
+            f"cannot load model config for {name!r} ({_first_line(error)}); pass a local directory "
+            "with config.json and weights, or a hub name while online"
+        ) from None
+    if config.model_type != "t5" or not getattr(config, "is_encoder_decoder", False):
+        raise SoftpromptError(
+            f"{name!r} is a {config.model_type!r} model, not a T5 encoder-decoder; "
+            "softprompt needs a T5 variant (t5, t5 v1.1 / lm-adapt, flan-t5)"
+        )
+    try:
+        model = T5ForConditionalGeneration.from_pretrained(
+            source, dtype=DTYPES[dtype], attn_implementation=attn_implementation
+        )
+    except OSError as error:
+        raise SoftpromptError(f"cannot load weights for {name!r}: {_first_line(error)}") from None
+    tokenizer = load_tokenizer(source)
+    check_vocab(tokenizer, model.config, name)
+    return FrozenT5(freeze(model.to(device)), tokenizer, name)
+
+
+def load_tokenizer(source: str | os.PathLike = TOKENIZER_DIR) -> PreTrainedTokenizerBase:
+    """The tokenizer stored with ``source``; the vendored T5 vocabulary when a directory has none."""
+    if os.path.isdir(source) and not _has_tokenizer(Path(source)):
+        source = TOKENIZER_DIR
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise SoftpromptError(f"cannot load tokenizer from {str(source)!r}: {_first_line(error)}") from None
+
+
+def check_vocab(tokenizer: PreTrainedTokenizerBase, config: T5Config, name: str) -> None:
+    """Fail when the tokenizer can emit ids the model has no embedding for."""
+    if len(tokenizer) > config.vocab_size:
+        raise SoftpromptError(
+            f"tokenizer of {name!r} has {len(tokenizer)} tokens but the model's vocabulary has "
+            f"{config.vocab_size}; use the tokenizer the model was trained with"
+        )
+
+
+def random_t5(
+    d_model: int = 32,
+    d_ff: int = 64,
+    d_kv: int = 8,
+    num_heads: int = 4,
+    num_layers: int = 2,
+    vocab_size: int = 32128,
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+    **extra: object,
+) -> FrozenT5:
+    """A frozen, randomly initialised T5 with the real T5 vocabulary (tests, benchmarks, demos)."""
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_ff=d_ff,
+        d_kv=d_kv,
+        num_heads=num_heads,
+        num_layers=num_layers,
+        num_decoder_layers=num_layers,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+        **extra,
+    )
+    config._attn_implementation = attn_implementation
+    torch.manual_seed(seed)
+    model = T5ForConditionalGeneration(config)
+    return FrozenT5(freeze(model), load_tokenizer(), f"random-t5-d{d_model}-l{num_layers}-seed{seed}")
+
+
+def save_model_dir(frozen: FrozenT5, directory: str | os.PathLike) -> None:
+    """Write model weights (safetensors), config and tokenizer to ``directory``."""
+    frozen.model.save_pretrained(directory)
+    frozen.tokenizer.save_pretrained(directory)
+
+
+def _check_local_dir(source: str) -> None:
+    path = Path(source)
+    looks_local = path.is_absolute() or source.startswith(".") or path.exists()
+    if not looks_local:
+        return
+    if not path.is_dir():
+        raise SoftpromptError(f"model directory {source!r} does not exist; pass a hub name or an existing directory")
+    if not (path / "config.json").is_file():
+        raise SoftpromptError(f"model directory {source!r} has no config.json; save it with save_pretrained()")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise SoftpromptError(f"model directory {source!r} has no weights (*.safetensors); save it with save_pretrained()")
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return (path / "tokenizer.json").is_file() or (path / "spiece.model").is_file()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

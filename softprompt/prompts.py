@@ -1,0 +1,127 @@
+"""The prompt bank: N input-embedding soft prompts (Lester et al. 2021) and their initialisers."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from softprompt.errors import SoftpromptError
+
+INITS = ("random-uniform", "sampled-vocab", "class-label", 'text:"..."')
+N_FREQUENT = 5000
+
+
+class PromptBank(nn.Module):
+    """N soft prompts of P vectors each, one fp32 parameter ``weight`` of shape (N, P, d_model)."""
+
+    def __init__(self, n_prompts: int, length: int, d_model: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_prompts, length, d_model))
+
+    @property
+    def n_prompts(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def length(self) -> int:
+        return self.weight.shape[1]
+
+    def forward(self, prompt_ids: torch.Tensor) -> torch.Tensor:
+        """Gather one prompt per row: (B,) ids -> (B, P, d)."""
+        return self.weight[prompt_ids]
+
+
+def frequent_token_ids(tokenizer: PreTrainedTokenizerBase, n: int = N_FREQUENT) -> torch.Tensor:
+    """The ``n`` most frequent ordinary pieces of a SentencePiece vocabulary.
+
+    "Frequent" means highest unigram log-probability in the SentencePiece model (the score stored
+    with each piece in tokenizer.json), the closest thing to corpus frequency that the vocabulary
+    keeps. Special tokens (pad, eos, unk), sentinels (``<extra_id_*>``) and the bare word-boundary
+    piece are excluded.
+    """
+    return torch.tensor(_frequent_ids(tokenizer.backend_tokenizer.to_str(), tuple(tokenizer.all_special_ids), n))
+
+
+@lru_cache(maxsize=4)
+def _frequent_ids(serialized: str, special_ids: tuple[int, ...], n: int) -> list[int]:
+    vocab = json.loads(serialized)["model"].get("vocab")
+    if not vocab or not isinstance(vocab[0], list):
+        raise SoftpromptError("sampled-vocab init needs a SentencePiece (Unigram) tokenizer with piece scores")
+    excluded = set(special_ids)
+    scored = [
+        (score, index)
+        for index, (piece, score) in enumerate(vocab)
+        if index not in excluded and not piece.startswith("<extra_id_") and piece not in ("▁", "<unk>", "<pad>", "</s>")
+    ]
+    scored.sort(key=lambda pair: (-pair[0], pair[1]))
+    return [index for _, index in scored[:n]]
+
+
+def parse_init(spec: str) -> tuple[str, str | None]:
+    """Split an init spec into (method, text): ``text:"summarize"`` -> ("text", "summarize")."""
+    if spec.startswith("text:"):
+        text = spec[len("text:") :].strip().strip('"').strip("'")
+        if not text:
+            raise SoftpromptError('init text:"..." needs a non-empty string, e.g. --init text:"classify the review"')
+        return "text", text
+    if spec not in INITS:
+        raise SoftpromptError(f"unknown init {spec!r}; use one of: {', '.join(INITS)}")
+    return spec, None
+
+
+def initial_prompt(
+    spec: str,
+    length: int,
+    embeddings: torch.Tensor,
+    tokenizer: PreTrainedTokenizerBase,
+    seed: int,
+    label_words: Sequence[str] = (),
+) -> torch.Tensor:
+    """One prompt's initial values, (P, d), from an init spec and its own seed.
+
+    ``embeddings`` is the frozen model's input embedding matrix (V, d).
+    """
+    method, text = parse_init(spec)
+    generator = torch.Generator().manual_seed(seed)
+    embeddings = embeddings.detach().float().cpu()
+    if method == "random-uniform":
+        return torch.rand(length, embeddings.shape[1], generator=generator) - 0.5  # U[-0.5, 0.5]
+    if method == "text":
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        repeats = -(-length // len(ids))
+        return embeddings[torch.tensor((ids * repeats)[:length])].clone()
+    sampled = _sampled_vocab(length, embeddings, tokenizer, generator)
+    if method == "class-label":
+        if not label_words:
+            raise SoftpromptError("class-label init needs a task with label words; use --init sampled-vocab")
+        for position, word in enumerate(label_words[:length]):
+            ids = tokenizer(word, add_special_tokens=False).input_ids
+            sampled[position] = embeddings[torch.tensor(ids)].mean(dim=0)  # multi-token labels averaged
+    return sampled
+
+
+def _sampled_vocab(
+    length: int, embeddings: torch.Tensor, tokenizer: PreTrainedTokenizerBase, generator: torch.Generator
+) -> torch.Tensor:
+    pool = frequent_token_ids(tokenizer)
+    picks = pool[torch.randint(len(pool), (length,), generator=generator)]
+    return embeddings[picks].clone()
+
+
+def init_bank(
+    bank: PromptBank,
+    spec: str,
+    embeddings: torch.Tensor,
+    tokenizer: PreTrainedTokenizerBase,
+    seeds: Sequence[int],
+    label_words: Sequence[str] = (),
+) -> None:
+    """Initialise every prompt of ``bank`` in place, prompt i from ``seeds[i]``."""
+    with torch.no_grad():
+        for index, seed in enumerate(seeds):
+            bank.weight[index] = initial_prompt(spec, bank.length, embeddings, tokenizer, seed, label_words)

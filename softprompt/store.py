@@ -1,0 +1,153 @@
+"""Prompt artefacts on disk: safetensors for tensors, JSON for metadata, never pickle.
+
+A run directory holds ``softprompt.json`` and ``prompts.safetensors`` (the (N, P, d) bank) and/or
+``prefixes.safetensors`` (folded deep prefixes, one (N, L, 2, H, Pp, d_kv) tensor per site);
+``prefixes_reparam.safetensors`` keeps the unfolded reparameterisation when asked for. Every file is
+written atomically (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+import transformers
+
+from softprompt import __version__
+from softprompt.atomic import atomic_write, atomic_write_text
+from softprompt.errors import SoftpromptError
+from softprompt.prefixes import PrefixBank, PrefixShape
+from softprompt.prompts import PromptBank
+
+FORMAT_VERSION = 1
+META = "softprompt.json"
+PROMPTS = "prompts.safetensors"
+PREFIXES = "prefixes.safetensors"
+PREFIXES_REPARAM = "prefixes_reparam.safetensors"
+REQUIRED = ("format_version", "model", "task", "n_prompts", "seeds")
+_HASH_IGNORED = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_attn_implementation", "architectures"}
+
+
+def model_fingerprint(config) -> dict[str, Any]:
+    """What an artefact must match in a model: shapes, and a hash of the architecture config."""
+    fields = {k: v for k, v in sorted(config.to_dict().items()) if k not in _HASH_IGNORED}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {
+        "config_hash": digest,
+        "d_model": config.d_model,
+        "vocab_size": config.vocab_size,
+        "num_layers": config.num_layers,
+        "num_decoder_layers": config.num_decoder_layers,
+        "num_heads": config.num_heads,
+        "d_kv": config.d_kv,
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded in every artefact."""
+    return {
+        "softprompt": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_run(
+    directory: str | os.PathLike,
+    meta: dict[str, Any],
+    prompts: PromptBank | None,
+    prefixes: PrefixBank | None,
+    keep_reparam: bool = False,
+) -> None:
+    """Write the banks and ``meta`` (completed with format and library versions) to ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if prompts is not None:
+        _save_tensors(directory / PROMPTS, {"prompts": prompts.weight})
+    if prefixes is not None:
+        folded = prefixes.fold() if prefixes.reparameterised else prefixes
+        _save_tensors(directory / PREFIXES, {f"kv.{site}": kv for site, kv in folded.kv.items()})
+        if keep_reparam and prefixes.reparameterised:
+            _save_tensors(directory / PREFIXES_REPARAM, dict(prefixes.state_dict()))
+    meta = {**meta, "format_version": FORMAT_VERSION, "library": library_versions()}
+    atomic_write_text(directory / META, json.dumps(meta, indent=2) + "\n")  # last: marks the run complete
+
+
+def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
+    """The validated metadata of a run directory."""
+    path = Path(directory) / META
+    if not path.is_file():
+        raise SoftpromptError(f"{str(directory)!r} is not a softprompt run (no {META}); pass a directory written by `softprompt train`")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SoftpromptError(f"{path} is not valid JSON ({error}); re-run training or restore the file") from None
+    if not isinstance(meta, dict):
+        raise SoftpromptError(f"{path} does not hold a JSON object; re-run training or restore the file")
+    missing = [key for key in REQUIRED if key not in meta]
+    if missing:
+        raise SoftpromptError(f"{path} lacks field(s) {', '.join(missing)}; re-run training or restore the file")
+    if not isinstance(meta["format_version"], int) or meta["format_version"] > FORMAT_VERSION:
+        raise SoftpromptError(
+            f"{path} has format version {meta['format_version']!r}, newer than this softprompt reads "
+            f"({FORMAT_VERSION}); upgrade softprompt"
+        )
+    return meta
+
+
+def check_model(meta: dict[str, Any], config, where: str) -> None:
+    """Fail when the artefact's model shapes differ from ``config``."""
+    expected, actual = meta["model"], model_fingerprint(config)
+    for key in ("d_model", "vocab_size") + (("num_layers", "num_decoder_layers", "num_heads", "d_kv") if meta.get("prefixes") else ()):
+        if expected.get(key) != actual[key]:
+            raise SoftpromptError(
+                f"{where} was trained on a model with {key}={expected.get(key)} but this model has "
+                f"{key}={actual[key]}; load it with the model it was trained on ({expected.get('name')!r})"
+            )
+
+
+def load_banks(directory: str | os.PathLike, config) -> tuple[dict[str, Any], PromptBank | None, PrefixBank | None]:
+    """Metadata and banks of a run, checked against the model ``config``."""
+    directory = Path(directory)
+    meta = read_meta(directory)
+    check_model(meta, config, str(directory))
+    prompts = prefixes = None
+    if meta.get("prompts"):
+        weight = _load_tensors(directory / PROMPTS)["prompts"]
+        prompts = PromptBank(*weight.shape)
+        prompts.weight.data.copy_(weight)
+    if meta.get("prefixes"):
+        tensors = _load_tensors(directory / PREFIXES)
+        spec = meta["prefixes"]
+        shape = PrefixShape.for_config(config, spec["length"], spec["sites"])
+        prefixes = PrefixBank(meta["n_prompts"], shape)
+        for site in shape.sites:
+            value = tensors.get(f"kv.{site}")
+            if value is None or tuple(value.shape) != tuple(prefixes.kv[site].shape):
+                raise SoftpromptError(f"{directory / PREFIXES} does not match the model's prefix shape at {site!r}; retrain")
+            prefixes.kv[site].data.copy_(value)
+    if prompts is not None and prompts.n_prompts != meta["n_prompts"]:
+        raise SoftpromptError(f"{directory / PROMPTS} holds {prompts.n_prompts} prompts, metadata says {meta['n_prompts']}")
+    return meta, prompts, prefixes
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    tensors = {name: t.detach().float().cpu().contiguous() for name, t in tensors.items()}
+    atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp))
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise SoftpromptError(f"{path} is missing; the run directory is incomplete — retrain or restore it")
+    try:
+        return safetensors.torch.load_file(path)
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise SoftpromptError(f"{path} is corrupted or truncated ({str(error).splitlines()[0]}); retrain or restore it") from None
