@@ -1,0 +1,96 @@
+"""``ensemble-eval`` end to end: pool runs, score every prompt in batched passes, vote, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ensembles.batched import MAX_ROWS
+from ensembles.evaluate import (
+    evaluate_classification,
+    evaluate_generation,
+    make_report,
+    prediction_rows,
+    write_predictions,
+    write_report,
+)
+from ensembles.pool import Pool
+from ensembles.scoring import generate_texts, score_choices
+from softprompt.errors import SoftpromptError
+from softprompt.tasks import Example, Task
+
+
+def check_task(pool: Pool, task: Task, transfer: bool) -> list[str]:
+    """Notes for the report; errors when the prompts were trained on another task without ``transfer``."""
+    trained = pool.metas[0]["task"]
+    if trained["name"] == task.name:
+        return []
+    if not transfer:
+        raise SoftpromptError(
+            f"prompts were trained on {trained['name']!r}, not {task.name!r}; pass --transfer to evaluate "
+            "them across tasks (domain transfer), or pick prompts trained on this task"
+        )
+    if task.kind != trained["kind"] or list(task.label_words) != list(trained.get("label_words", [])):
+        raise SoftpromptError(
+            f"--transfer needs the same label words: {trained['name']!r} uses {trained.get('label_words')}, "
+            f"{task.name!r} uses {list(task.label_words)}"
+        )
+    return [f"domain transfer: prompts trained on {trained['name']!r}, evaluated on {task.name!r}"]
+
+
+def run_ensemble_eval(
+    pool: Pool,
+    task: Task,
+    examples: Sequence[Example],
+    split: str,
+    rules: Sequence[str],
+    transfer: bool = False,
+    length_normalise: bool = False,
+    max_length: int = 512,
+    max_rows: int = MAX_ROWS,
+    decoding: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> dict:
+    """Evaluate every pooled prompt and each vote rule on ``examples``; returns the report core
+    with the full report under ``"report"``."""
+    if not examples:
+        raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
+    notes = check_task(pool, task, transfer)
+    ids = list(range(len(pool.names)))
+    if task.kind == "generation":
+        gens = generate_texts(pool.model, examples, ids, max_length, max_rows, progress, **(decoding or {}))
+        refs = [list(e.references) or [e.target] for e in examples]
+        core = evaluate_generation(refs, gens.texts, gens.scores, pool.names, rules, task.metric)
+    else:
+        scores = score_choices(pool.model, examples, ids, max_length, max_rows, progress)
+        log_probs = scores.normalised() if length_normalise else scores.log_likelihood
+        gold = np.array([e.label for e in examples])
+        core = evaluate_classification(gold, log_probs, pool.names, rules, log_probs.shape[-1], task.metric)
+        notes.append("rank classification by " + ("mean token log-likelihood" if length_normalise else "summed log-likelihood"))
+    meta = pool.metas[0]
+    prompt_part = meta.get("prompts") or {}
+    base_settings = {
+        "model": meta["model"].get("name"),
+        "model_params": meta["model"].get("parameters"),
+        "n_prompts": len(pool.names),
+        "prompt_length": prompt_part.get("length", 0),
+        "init": prompt_part.get("init"),
+        "deep_prefix": bool(meta.get("prefixes")),
+        "train_size": meta.get("train_args", {}).get("train_size"),
+        "seed": meta.get("train_args", {}).get("seed"),
+    }
+    core["report"] = make_report(core, task.name, split, base_settings | (settings or {}), notes)
+    return core
+
+
+def write_outputs(core: dict, output: str | Path) -> list[Path]:
+    """Report JSON + CSV at ``output`` and predictions JSONL beside it; returns the paths."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_report(core["report"], output)
+    predictions = output.with_suffix(".predictions.jsonl")
+    write_predictions(predictions, prediction_rows(core))
+    return [output, output.with_suffix(".csv"), predictions]

@@ -1,0 +1,89 @@
+"""Pool the prompts of one or more training runs into one PromptedT5 for batched evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from softprompt.errors import SoftpromptError
+from softprompt.models import FrozenT5
+from softprompt.prefixes import PrefixBank
+from softprompt.prompted import PromptedT5
+from softprompt.prompts import PromptBank
+from softprompt.store import load_banks, read_meta
+
+
+@dataclass
+class Pool:
+    """All prompts of the given runs in one model; ``names[i]`` labels bank row i (``run#k``)."""
+
+    model: PromptedT5
+    names: list[str]
+    metas: list[dict[str, Any]]
+
+
+def read_pool_metas(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
+    """Metadata of every run, checked to share one model, one task and one prompt layout."""
+    if not run_dirs:
+        raise SoftpromptError("no prompt runs given; pass --prompts RUN_DIR (repeatable)")
+    metas = [read_meta(d) for d in run_dirs]
+    first = metas[0]
+    for directory, meta in zip(run_dirs[1:], metas[1:]):
+        for what, key in (("model", "config_hash"), ("model", "vocab_size")):
+            if meta["model"].get(key) != first["model"].get(key):
+                raise SoftpromptError(
+                    f"{directory} was trained on model {meta['model'].get('name')!r}, {run_dirs[0]} on "
+                    f"{first['model'].get('name')!r}; pool only runs trained on the same model"
+                )
+        if meta["task"]["name"] != first["task"]["name"] or meta["task"].get("label_words") != first["task"].get("label_words"):
+            raise SoftpromptError(
+                f"{directory} was trained on task {meta['task']['name']!r}, {run_dirs[0]} on "
+                f"{first['task']['name']!r}; pool only runs of the same task"
+            )
+        for part in ("prompts", "prefixes"):
+            if _layout(meta.get(part)) != _layout(first.get(part)):
+                raise SoftpromptError(
+                    f"{directory} and {run_dirs[0]} have different {part} settings ({meta.get(part)} vs "
+                    f"{first.get(part)}); pool runs with the same prompt length and prefix settings"
+                )
+    return metas
+
+
+def load_pool(run_dirs: Sequence[str], frozen: FrozenT5) -> Pool:
+    """Load and concatenate the banks of ``run_dirs`` (same model, task and layout) on ``frozen``."""
+    metas = read_pool_metas(run_dirs)
+    loaded = [load_banks(d, frozen.config) for d in run_dirs]
+    names = [f"{Path(d).name}#{k}" for d, meta in zip(run_dirs, metas) for k in range(meta["n_prompts"])]
+    if len(set(names)) < len(names):
+        names = [f"{d}#{k}" for d, meta in zip(run_dirs, metas) for k in range(meta["n_prompts"])]
+    prompts = _concat_prompts([p for _, p, _ in loaded])
+    prefixes = _concat_prefixes([x for _, _, x in loaded])
+    model = PromptedT5(frozen, prompts, prefixes).to(frozen.model.device)
+    return Pool(model, names, metas)
+
+
+def _layout(part: dict | None) -> Any:
+    if not part:
+        return None
+    return {k: part[k] for k in ("length", "sites") if k in part}
+
+
+def _concat_prompts(banks: list[PromptBank | None]) -> PromptBank | None:
+    if banks[0] is None:
+        return None
+    weight = torch.cat([b.weight.data for b in banks])  # (ΣN, P, d)
+    pooled = PromptBank(*weight.shape)
+    pooled.weight.data.copy_(weight)
+    return pooled
+
+
+def _concat_prefixes(banks: list[PrefixBank | None]) -> PrefixBank | None:
+    if banks[0] is None:
+        return None
+    pooled = PrefixBank(sum(b.n_prompts for b in banks), banks[0].shape)
+    for site in pooled.kv:
+        pooled.kv[site].data.copy_(torch.cat([b.kv[site].data for b in banks]))
+    return pooled

@@ -1,0 +1,272 @@
+"""The ``softprompt`` command line: train, ensemble-eval, neighbors, sweep, plot-scale, demo, PEFT."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from softprompt.errors import SoftpromptError
+
+MODEL_HELP = "T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory"
+TASK_HELP = "built-in task (boolq, cb, copa, rte, wic, wsc, multirc, sst2, mrpc, qqp, e2e_nlg, webnlg, xsum) or 'custom'"
+
+
+def _csv_ints(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise SoftpromptError(f"expected comma-separated integers, got {value!r}") from None
+
+
+def task_options(command):
+    """Options that choose a task and its data (shared by train, ensemble-eval and sweep)."""
+    options = [
+        click.option("--task", default="boolq", show_default=True, help=TASK_HELP),
+        click.option("--input-template", help="custom task: model input, e.g. 'review: {sentence}'"),
+        click.option("--label-column", help="custom classification task: column holding the label"),
+        click.option("--label-words", help="custom classification task: raw label -> word, e.g. 0=negative,1=positive"),
+        click.option("--target-column", help="custom generation task: column holding the target text"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def resolve_task(task: str, input_template=None, label_column=None, label_words=None, target_column=None):
+    """A built-in task by name, or a custom task from the template options."""
+    from softprompt.tasks import custom_task, get_task, parse_label_words
+
+    if task != "custom":
+        if input_template or label_column or label_words or target_column:
+            raise SoftpromptError(f"--input-template/--label-column/--label-words/--target-column apply to --task custom, not {task!r}")
+        return get_task(task)
+    if not input_template:
+        raise SoftpromptError("--task custom needs --input-template, e.g. --input-template 'review: {sentence}'")
+    words = parse_label_words(label_words) if label_words else None
+    return custom_task(input_template, label_column, words, target_column)
+
+
+def _decoding(max_new_tokens: int, num_beams: int, no_repeat_ngram_size: int) -> dict:
+    return {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}
+
+
+def decoding_options(command):
+    """Decoding options for generation tasks."""
+    for option in reversed(
+        [
+            click.option("--max-new-tokens", default=64, show_default=True, help="generation: longest output"),
+            click.option("--num-beams", default=1, show_default=True, help="generation: 1 = greedy, >1 = beam search"),
+            click.option("--no-repeat-ngram-size", default=0, show_default=True, help="generation: forbid repeated n-grams (0 = off)"),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="softprompt")
+def cli() -> None:
+    """Soft prompts, deep prefixes and prompt ensembles on frozen T5 models."""
+
+
+@cli.command()
+@click.option("--model", default="t5-nano", show_default=True, help=MODEL_HELP)
+@task_options
+@click.option("--train-file", type=click.Path(), help="local training data (.jsonl/.json/.csv/.tsv); default: the task's hub dataset")
+@click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
+@click.option("--train-size", type=int, help="subsample the training set to this many examples (low-data runs)")
+@click.option("--subsample-seed", default=0, show_default=True, help="seed of the training subsample")
+@click.option("--eval-size", type=int, help="validate on at most this many examples")
+@click.option("--output-dir", default="runs/boolq", show_default=True, type=click.Path(), help="where artefacts and checkpoints go")
+@click.option("--n-prompts", default=5, show_default=True, help="prompts trained jointly in one batched pass")
+@click.option("--prompt-length", default=100, show_default=True, help="input prompt length P (0 = deep prefix only)")
+@click.option("--init", default="class-label", show_default=True, help='random-uniform | sampled-vocab | class-label | text:"..."')
+@click.option("--deep-prefix", is_flag=True, help="also train key/value prefixes at every attention layer (Li & Liang)")
+@click.option("--prefix-length", default=10, show_default=True, help="deep prefix length Pp")
+@click.option("--prefix-sites", default="encoder,decoder,cross", show_default=True, help="attention sites that get prefixes")
+@click.option("--prefix-init", default="random", show_default=True, help='random | text:"..." (real-word activations)')
+@click.option("--reparam-dim", default=512, show_default=True, help="prefix MLP input size k (0 = train prefixes directly)")
+@click.option("--reparam-hidden", default=512, show_default=True, help="prefix MLP hidden size")
+@click.option("--steps", default=30000, show_default=True, help="training steps")
+@click.option("--batch-size", default=32, show_default=True, help="examples per step (each repeated once per prompt)")
+@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), default="adafactor", show_default=True)
+@click.option("--lr", type=float, help="learning rate [default: 0.3 adafactor, 1e-3 adamw]")
+@click.option("--weight-decay", default=1e-5, show_default=True)
+@click.option("--max-grad-norm", default=1.0, show_default=True, help="per-prompt gradient-norm clip")
+@click.option("--eval-every", default=1000, show_default=True, help="validate every k steps (best step kept per prompt)")
+@click.option("--patience", type=int, help="stop after this many validations without improvement")
+@click.option("--checkpoint-every", default=1000, show_default=True, help="checkpoint every k steps (for --resume)")
+@click.option("--seed", default=0, show_default=True, help="data-order seed; prompt i is initialised from seed+i")
+@click.option("--max-source-length", default=256, show_default=True)
+@click.option("--max-target-length", default=64, show_default=True)
+@decoding_options
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True, help="frozen model dtype (prompts stay fp32)")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--resume", is_flag=True, help="continue from the checkpoint in --output-dir")
+@click.option("--overwrite", is_flag=True, help="replace an existing run in --output-dir")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def train(**kw) -> None:
+    """Train N soft prompts (and/or deep prefixes) jointly on a frozen T5.
+
+    Example: softprompt train --model t5-xl --n-prompts 5 --task boolq --prompt-length 100
+    --init class-label --steps 30000 --batch-size 32 --output-dir runs/boolq
+    """
+    from softprompt.config import TrainConfig
+    from softprompt.data import load_examples
+    from softprompt.models import load_frozen_t5
+    from softprompt.train import prepare_output_dir
+    from softprompt.train import train as run_training
+
+    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"])
+    cfg = TrainConfig(
+        **{k: kw[k] for k in TrainConfig.__dataclass_fields__ if k in kw and k not in ("prefix_sites", "decoding")},
+        prefix_sites=tuple(s.strip() for s in kw["prefix_sites"].split(",") if s.strip()),
+        decoding=_decoding(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+    )
+    train_examples = load_examples(task, "train", kw["train_file"], kw["train_size"], kw["subsample_seed"])
+    val_examples = load_examples(task, "validation", kw["validation_file"], kw["eval_size"], 0, grouped=True)
+    frozen = load_frozen_t5(cfg.model, cfg.dtype, cfg.device)
+    _check_lengths(frozen, cfg.prompt_length, cfg.max_source_length)
+    prepare_output_dir(cfg.output_dir, kw["resume"], kw["overwrite"])
+    result = run_training(cfg, frozen, task, train_examples, val_examples, resume=kw["resume"], progress=not kw["quiet"])
+    click.echo(f"best {task.metric} per prompt: " + ", ".join(f"{m:.4f} (step {s})" for m, s in zip(result.best_metric, result.best_step)))
+    click.echo(f"artefacts written to {cfg.output_dir}")
+
+
+def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
+    limit = getattr(frozen.config, "n_positions", 512)
+    if prompt_length + max_source_length > limit:
+        raise SoftpromptError(
+            f"--prompt-length {prompt_length} + --max-source-length {max_source_length} exceeds the model's "
+            f"input limit of {limit} tokens; shorten one of them"
+        )
+
+
+@cli.command("ensemble-eval")
+@click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable: runs are pooled)")
+@task_options
+@click.option("--split", default="validation", show_default=True, help="split to evaluate")
+@click.option("--data-file", type=click.Path(), help="local file for the split; default: the task's hub dataset")
+@click.option("--limit", type=int, help="evaluate on at most this many examples")
+@click.option("--vote", default="majority,confidence", show_default=True, help="classification: majority,confidence,logprob_sum; generation: majority,mbr,best_score")
+@click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
+@click.option("--transfer", is_flag=True, help="allow prompts trained on another task with the same label words (domain transfer)")
+@click.option("--model", help="override the model recorded in the runs (same architecture)")
+@click.option("--output", default="results/eval.json", show_default=True, type=click.Path(), help="report JSON (CSV and predictions JSONL beside it)")
+@click.option("--max-length", default=512, show_default=True, help="longest input in tokens")
+@click.option("--max-rows", default=64, show_default=True, help="rows (prompts × examples) per forward pass")
+@decoding_options
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def ensemble_eval(**kw) -> None:
+    """Evaluate N prompts in one batched pass per batch, and their ensembles (majority/confidence)."""
+    from ensembles.evaluate import format_table
+    from ensembles.pipeline import run_ensemble_eval, write_outputs
+    from ensembles.pool import load_pool, read_pool_metas
+    from softprompt.data import load_examples
+    from softprompt.models import load_frozen_t5
+
+    metas = read_pool_metas(kw["run_dirs"])
+    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"])
+    examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True)
+    frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"])
+    pool = load_pool(kw["run_dirs"], frozen)
+    core = run_ensemble_eval(
+        pool, task, examples, kw["split"], kw["vote"].split(","), kw["transfer"], kw["length_normalise"],
+        kw["max_length"], kw["max_rows"], _decoding(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+        {"runs": list(kw["run_dirs"])}, progress=not kw["quiet"],
+    )
+    click.echo(format_table(core["report"]))
+    for path in write_outputs(core, kw["output"]):
+        click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--prompt", "which", default="all", show_default=True, help="prompt index (0..N-1) or 'all'")
+@click.option("--top-k", default=5, show_default=True)
+@click.option("--exclude-special/--include-special", default=True, show_default=True, help="skip pad/eos/unk/sentinels and unused rows")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--plot", type=click.Path(), help="write a 2-D PCA picture of prompts and neighbours (.png/.svg)")
+@click.option("--model", help="override the model recorded in the run")
+def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
+    """Nearest vocabulary tokens (cosine) of every learned prompt vector (Lester et al. §7)."""
+    from analysis.neighbors import format_neighbor_table, nearest_neighbors, neighbor_report, plot_neighbors, special_token_ids
+    from softprompt.models import load_frozen_t5
+    from softprompt.store import load_banks, read_meta
+
+    meta = read_meta(run_dir)
+    if not meta.get("prompts"):
+        raise SoftpromptError(
+            f"{run_dir} holds only deep prefixes: they live in per-layer key/value space, not the vocabulary's "
+            "embedding space, so they have no nearest tokens; train with --prompt-length > 0 to analyse input prompts"
+        )
+    frozen = load_frozen_t5(model or meta["model"]["name"])
+    _, bank, _ = load_banks(run_dir, frozen.config)
+    indices = list(range(bank.n_prompts))
+    if which != "all":
+        if not which.isdigit() or int(which) >= bank.n_prompts:
+            raise SoftpromptError(f"--prompt must be 'all' or an index in 0..{bank.n_prompts - 1}, got {which!r}")
+        indices = [int(which)]
+    if top_k < 1:
+        raise SoftpromptError(f"--top-k must be a positive integer, got {top_k}")
+    vectors = bank.weight.data[indices]
+    embeddings = frozen.model.get_input_embeddings().weight.data
+    exclude = special_token_ids(frozen.tokenizer, embeddings.shape[0]) if exclude_special else ()
+    sims, ids = nearest_neighbors(vectors, embeddings, top_k, exclude)
+    label_ids = [i for word in meta["task"].get("label_words", []) for i in frozen.tokenizer(word, add_special_tokens=False).input_ids]
+    report = neighbor_report(sims, ids, frozen.tokenizer, label_ids, indices)
+    click.echo(json.dumps(report, indent=1) if fmt == "json" else format_neighbor_table(report))
+    if plot:
+        plot_neighbors(vectors, embeddings, ids, frozen.tokenizer, plot)
+        click.echo(f"wrote {plot}", err=True)
+
+
+@cli.command("plot-scale")
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.option("--metric", default="accuracy", show_default=True, help="metric to plot")
+@click.option("--x", default="model_params", show_default=True, help="settings key on the x axis (model_params, prompt_length, train_size, ...)")
+@click.option("--reference", type=click.Path(), help="CSV of reference points: label,x,y (e.g. model tuning numbers from a paper)")
+@click.option("--title", help="plot title")
+@click.option("--out", default="scale.png", show_default=True, type=click.Path(), help=".png or .svg (the other format is written beside it)")
+def plot_scale(results, metric, x, reference, title, out) -> None:
+    """Score vs. model size (or any swept setting): mean ± std, best single prompt, each ensemble rule."""
+    from analysis.scale import load_results
+    from analysis.scale import plot_scale as draw
+
+    draw(load_results(results), metric, out, x=x, reference_csv=reference, title=title)
+    click.echo(f"wrote {out}")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except SoftpromptError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; rerun with --resume to continue from the last checkpoint", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Training configuration: one dataclass, validated in one place."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from softprompt.attention import SITES
+from softprompt.errors import SoftpromptError
+from softprompt.optim import OPTIMIZERS
+from softprompt.prompts import parse_init
+
+DEFAULT_LR = {"adafactor": 0.3, "adamw": 1e-3}
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``softprompt train`` needs; defaults follow Lester et al. 2021 where they apply."""
+
+    model: str = "t5-nano"
+    task: str = "boolq"
+    output_dir: str = "runs/boolq"
+    n_prompts: int = 5
+    prompt_length: int = 100
+    init: str = "class-label"
+    deep_prefix: bool = False
+    prefix_length: int = 10
+    prefix_sites: tuple[str, ...] = SITES
+    prefix_init: str = "random"
+    reparam_dim: int = 512
+    reparam_hidden: int = 512
+    steps: int = 30000
+    batch_size: int = 32
+    optimizer: str = "adafactor"
+    lr: float | None = None
+    weight_decay: float = 1e-5
+    max_grad_norm: float = 1.0
+    eval_every: int = 1000
+    eval_size: int | None = None
+    patience: int | None = None
+    checkpoint_every: int = 1000
+    seed: int = 0
+    prompt_seeds: tuple[int, ...] | None = None
+    max_source_length: int = 256
+    max_target_length: int = 64
+    train_file: str | None = None
+    validation_file: str | None = None
+    train_size: int | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    # custom tasks
+    input_template: str | None = None
+    label_column: str | None = None
+    label_words: str | None = None
+    target_column: str | None = None
+    # generation-task validation decoding
+    decoding: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 64, "num_beams": 1})
+
+    def __post_init__(self) -> None:
+        self.prefix_sites = tuple(self.prefix_sites)
+        if self.lr is None:
+            self.lr = DEFAULT_LR.get(self.optimizer, 0.3)
+        if self.prompt_seeds is None:
+            self.prompt_seeds = tuple(self.seed + i for i in range(self.n_prompts))
+        self.prompt_seeds = tuple(self.prompt_seeds)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line ``SoftpromptError`` for the first invalid setting."""
+        _positive("--n-prompts", self.n_prompts)
+        if self.prompt_length < 0:
+            raise SoftpromptError(f"--prompt-length must be >= 0, got {self.prompt_length}")
+        if self.prompt_length == 0 and not self.deep_prefix:
+            raise SoftpromptError("--prompt-length 0 leaves nothing to train; use a positive length or --deep-prefix")
+        if self.prompt_length:
+            parse_init(self.init)
+        if self.deep_prefix:
+            _positive("--prefix-length", self.prefix_length)
+            if not self.prefix_sites or any(site not in SITES for site in self.prefix_sites):
+                raise SoftpromptError(f"--prefix-sites must be a non-empty subset of {','.join(SITES)}, got {','.join(self.prefix_sites)}")
+            if self.prefix_init != "random" and not self.prefix_init.startswith("text:"):
+                raise SoftpromptError(f'--prefix-init must be random or text:"...", got {self.prefix_init!r}')
+            if self.reparam_dim < 0 or self.reparam_hidden < 1:
+                raise SoftpromptError("--reparam-dim must be >= 0 (0: no MLP) and --reparam-hidden >= 1")
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "max_source_length", "max_target_length"):
+            _positive("--" + name.replace("_", "-"), getattr(self, name))
+        if self.optimizer not in OPTIMIZERS:
+            raise SoftpromptError(f"unknown --optimizer {self.optimizer!r}; use one of: {', '.join(OPTIMIZERS)}")
+        if not self.lr > 0:
+            raise SoftpromptError(f"--lr must be > 0, got {self.lr}")
+        if self.max_grad_norm <= 0:
+            raise SoftpromptError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
+        if len(self.prompt_seeds) != self.n_prompts:
+            raise SoftpromptError(f"{len(self.prompt_seeds)} prompt seeds given for {self.n_prompts} prompts; give one per prompt")
+        for name in ("eval_size", "patience", "train_size"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive("--" + name.replace("_", "-"), value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (stored in artefacts and checkpoints)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def _positive(flag: str, value: int) -> None:
+    if value < 1:
+        raise SoftpromptError(f"{flag} must be a positive integer, got {value}")

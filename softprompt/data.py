@@ -1,0 +1,129 @@
+"""Loading task rows from local files or the Hugging Face hub, with deterministic subsampling."""
+
+from __future__ import annotations
+
+import csv
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import datasets
+
+from softprompt.errors import SoftpromptError
+from softprompt.tasks import Example, Task
+
+T = TypeVar("T")
+
+# file extension -> (datasets builder, builder options); tsv cells are never quoted (GLUE style)
+FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".jsonl": ("json", {}),
+    ".json": ("json", {}),
+    ".csv": ("csv", {}),
+    ".tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
+}
+FILE_FLAGS = "--train-file/--validation-file"
+
+
+def load_rows(task: Task, split: str, data_file: str | None = None, limit: int | None = None,
+              seed: int = 0) -> list[dict]:
+    """Rows of ``data_file`` if given, else of the task's hub dataset ``split``.
+
+    ``limit`` keeps at most that many rows, chosen by ``subsample(rows, limit, seed)``.
+    """
+    rows = read_file(data_file) if data_file else _read_hub(task, split)
+    return subsample(rows, limit, seed)
+
+
+def load_examples(task: Task, split: str, data_file: str | None = None, limit: int | None = None,
+                  seed: int = 0, grouped: bool = False) -> list[Example]:
+    """Examples of ``task`` from ``data_file`` or the hub (see ``load_rows``).
+
+    ``limit`` counts Examples, not stored rows (a MultiRC paragraph holds many Examples; with
+    ``grouped=True`` an E2E input with all its references is one Example).
+    """
+    rows = load_rows(task, split, data_file)
+    origin = data_file or f"{task.hub[0]} {split} split"  # load_rows checked task.hub
+    return subsample(task.to_examples(rows, grouped=grouped, origin=origin), limit, seed)
+
+
+def subsample(items: list[T], limit: int | None, seed: int = 0) -> list[T]:
+    """At most ``limit`` items, in their original order, picked by a ``seed``-ed shuffle.
+
+    The same seed always picks the same items and subsets are nested: for one seed the
+    50-item subset lies inside the 100-item one, which keeps low-data curves comparable.
+    """
+    if limit is None:
+        return items
+    if limit < 1:
+        raise SoftpromptError(f"the number of examples must be positive, got {limit}")
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    return [items[i] for i in sorted(order[:limit])]
+
+
+def read_file(data_file: str) -> list[dict]:
+    """All rows of a local .jsonl/.json/.csv/.tsv file, as dicts."""
+    path = Path(data_file)
+    if not path.is_file():
+        raise SoftpromptError(
+            f"data file {data_file} not found; check the path given to {FILE_FLAGS}"
+        )
+    if path.suffix.lower() not in FORMATS:
+        raise SoftpromptError(
+            f"unsupported file type {path.suffix or '(none)'!r} of {data_file}; "
+            f"use a {', '.join(FORMATS)} file"
+        )
+    no_rows = SoftpromptError(f"data file {data_file} has no rows; pass a file with data")
+    if not _has_rows(path):
+        raise no_rows
+    builder, options = FORMATS[path.suffix.lower()]
+    try:
+        # a throwaway cache: nothing lands in ~/.cache and a stale cache never hides an edit
+        with tempfile.TemporaryDirectory(prefix="softprompt-data-") as cache:
+            rows = datasets.load_dataset(builder, data_files=str(path), split="train",
+                                         cache_dir=cache, keep_in_memory=True, **options).to_list()
+    except Exception as error:
+        reason = _one_line(error)
+        if "corresponds to no data" in reason:  # datasets' words for a file without rows, e.g. []
+            raise no_rows from None
+        raise SoftpromptError(
+            f"could not read {data_file} ({reason}); check that it is valid {path.suffix[1:]}"
+        ) from None
+    return rows
+
+
+def _has_rows(path: Path) -> bool:
+    """Whether the file holds data beyond blank lines (and, for csv/tsv, beyond the header)."""
+    needed = 2 if FORMATS[path.suffix.lower()][0] == "csv" else 1
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        filled = (line for line in handle if line.strip())
+        return sum(1 for _, _ in zip(range(needed), filled)) == needed
+
+
+def _read_hub(task: Task, split: str) -> list[dict]:
+    """All rows of the task's hub dataset split."""
+    if task.hub is None:
+        raise SoftpromptError(
+            f"task {task.name} has no hub dataset; pass local files with {FILE_FLAGS}"
+        )
+    if split not in task.splits:
+        raise SoftpromptError(
+            f"unknown split {split!r} for {task.name}; choose one of {', '.join(task.splits)}"
+        )
+    name, config = task.hub
+    try:
+        return datasets.load_dataset(name, config, split=task.splits[split]).to_list()
+    except Exception as error:
+        raise SoftpromptError(
+            f"could not load {name} ({config or 'default'}, {split}) from the Hugging Face hub "
+            f"({_one_line(error)}); pass local files with {FILE_FLAGS}"
+        ) from None
+
+
+def _one_line(error: BaseException) -> str:
+    """The root cause of an exception as one short line."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    return lines[0][:200]

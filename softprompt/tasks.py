@@ -1,0 +1,365 @@
+"""Text-to-text task registry: how each dataset row becomes a model input and a target.
+
+Every task turns stored rows into ``Example``s in three steps:
+
+1. ``expand`` reshapes one stored row into flat rows (MultiRC paragraphs -> one row per answer,
+   E2E meaning representations -> linearised text, ...); most tasks keep the row as it is.
+2. ``template`` (``str.format`` over column names) builds the model input.
+3. ``target_column`` gives the label (classification, choice) or the reference text (generation).
+
+Labels are normalised so that local files and the Hugging Face hub agree: an int is the class
+index, a bool is ``int(bool)`` and a string is the class *name* (``"not_entailment"``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import string
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from softprompt.errors import SoftpromptError
+
+Row = Mapping[str, Any]
+CLASSIFICATION_METRICS = ("accuracy", "f1", "macro_f1", "mcc")
+GENERATION_METRICS = ("bleu", "rougeL")
+HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One model input with its target; rank classification scores every string in ``choices``."""
+
+    source: str
+    target: str
+    choices: tuple[str, ...] = ()
+    label: int | None = None
+    references: tuple[str, ...] = ()
+
+
+class _BadRow(SoftpromptError):
+    """A problem with one row; ``Task.to_examples`` adds where it happened."""
+
+
+def _keep(row: Row) -> list[Row]:
+    """The default ``expand``: a stored row is already flat."""
+    return [row]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A text-to-text task: input template, targets, official metric and where its data lives."""
+
+    name: str
+    kind: str  # "classification" | "choice" | "generation"
+    label_words: tuple[str, ...]  # verbalizers the model emits, index = class id
+    metric: str  # "accuracy" | "f1" | "macro_f1" | "mcc" | "bleu" | "rougeL"
+    hub: tuple[str, str | None] | None  # (dataset, config) for datasets.load_dataset
+    splits: dict[str, str]  # our split name -> hub split name
+    template: str  # model input, str.format over the (expanded) row's columns
+    target_column: str  # label (classification, choice) or reference text (generation)
+    class_names: tuple[str, ...] = ()  # label values as stored in data; default: label_words
+    choice_columns: tuple[str, ...] = ()  # "choice" kind: columns holding the candidates
+    expand: Callable[[Row], list[Row]] = _keep  # stored row -> flat rows
+    labels_as_text: bool = False  # custom tasks: match str(label) against class_names
+    column_hint: str = ""  # how to fix a missing column, for error messages
+
+    def to_examples(
+        self, rows: Sequence[Row], grouped: bool = False, origin: str = "data"
+    ) -> list[Example]:
+        """Convert rows into Examples, validating columns and labels.
+
+        Generation tasks give one Example per (input, reference) row for teacher-forced training;
+        with ``grouped=True`` they give one Example per distinct input whose ``references`` holds
+        every reference, in order (multi-reference evaluation). ``grouped`` is a no-op otherwise.
+        ``origin`` names the data (e.g. a file path) in error messages; rows count from 1.
+        """
+        examples = []
+        for number, row in enumerate(rows, start=1):
+            try:
+                examples += [self._example(flat) for flat in self.expand(row)]
+            except _BadRow as error:
+                raise SoftpromptError(f"{origin} row {number}: {error}") from None
+        if grouped and self.kind == "generation":
+            return _group_references(examples)
+        return examples
+
+    def _example(self, row: Row) -> Example:
+        """Build the Example for one flat row."""
+        source = _render(self.template, row, self.column_hint)
+        if self.kind == "generation":
+            target = _text(row, self.target_column, self.column_hint)
+            return Example(source, target, references=(target,))
+        if self.kind == "choice":
+            choices = tuple(_text(row, c, self.column_hint) for c in self.choice_columns)
+            label = self._label(row, len(choices), ())
+            return Example(source, choices[label], choices=choices, label=label)
+        label = self._label(row, len(self.label_words), self.class_names or self.label_words)
+        return Example(source, self.label_words[label], choices=self.label_words, label=label)
+
+    def _label(self, row: Row, count: int, names: tuple[str, ...]) -> int:
+        """Normalise a raw label (int index, bool, or class name) to an index below ``count``."""
+        raw = _value(row, self.target_column, self.column_hint)
+        if self.labels_as_text:
+            raw = str(raw)
+        elif isinstance(raw, bool):
+            raw = int(raw)
+        if isinstance(raw, str) and raw in names:
+            return names.index(raw)
+        if isinstance(raw, int) and 0 <= raw < count:
+            return raw
+        allowed = names if self.labels_as_text else (*map(str, range(count)), *names)
+        raise _BadRow(
+            f"label {raw!r} in column {self.target_column!r} is not a {self.name} label; "
+            f"allowed: {', '.join(allowed)} — unlabeled rows (e.g. a GLUE test split) "
+            "cannot be used, pass a labeled split or file"
+        )
+
+
+def _group_references(examples: list[Example]) -> list[Example]:
+    """Merge generation Examples with the same source; the first reference is the target."""
+    references: dict[str, list[str]] = {}
+    for example in examples:
+        references.setdefault(example.source, []).extend(example.references)
+    return [Example(src, refs[0], references=tuple(refs)) for src, refs in references.items()]
+
+
+# ----------------------------------------------------------------------------- row helpers
+
+
+def _value(row: Row, column: str, hint: str) -> Any:
+    """The value of ``column``; a missing column or an empty (None) cell is an error."""
+    if column not in row:
+        available = ", ".join(map(str, row)) or "none"
+        raise _BadRow(f"column {column!r} not found; available columns: {available} — {hint}")
+    if row[column] is None:
+        raise _BadRow(f"column {column!r} is empty — fill it in or drop the row")
+    return row[column]
+
+
+def _text(row: Row, column: str, hint: str) -> str:
+    """The value of ``column`` as text."""
+    return str(_value(row, column, hint))
+
+
+@lru_cache(maxsize=None)
+def template_fields(template: str) -> tuple[str, ...]:
+    """The column names a ``str.format`` template refers to, e.g. ``("sentence",)``."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as error:
+        raise SoftpromptError(
+            f"malformed input template {template!r} ({error}); write columns as {{name}} "
+            "and literal braces as {{{{ }}}}"
+        ) from None
+    if not names or any(not name or name.isdigit() for name in names):
+        raise SoftpromptError(
+            f"input template {template!r} must name columns, e.g. 'review: {{sentence}}'"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _render(template: str, row: Row, hint: str) -> str:
+    """Fill the template with the row's columns."""
+    return template.format_map({name: _text(row, name, hint) for name in template_fields(template)})
+
+
+# ----------------------------------------------------------------------------- expanders
+
+
+def _flatten_multirc(row: Row) -> list[Row]:
+    """A paragraph-level SuperGLUE MultiRC row -> one hub-style row per answer option."""
+    passage = row.get("passage")
+    if not isinstance(passage, Mapping):
+        return [row]  # already flat (hub schema: paragraph, question, answer, label)
+    hint = "expected SuperGLUE MultiRC jsonl"
+    return [
+        {"paragraph": _text(passage, "text", hint), "question": _text(question, "question", hint),
+         "answer": _text(answer, "text", hint), "label": _value(answer, "label", hint)}
+        for question in _value(passage, "questions", hint)
+        for answer in _value(question, "answers", hint)
+    ]
+
+
+def _lift_wsc_target(row: Row) -> list[Row]:
+    """SuperGLUE WSC jsonl nests the spans under ``target``; the hub keeps them top level."""
+    target = row.get("target")
+    return [{**row, **target}] if isinstance(target, Mapping) else [row]
+
+
+_MR_SLOT = re.compile(r"\s*([^\[\],]+?)\s*\[([^\]]*)\]\s*(?:,|$)")
+
+
+def linearize_mr(mr: str) -> str:
+    """Linearise an E2E MR as Li & Liang (2021) do.
+
+    ``name[Alimentum], area[city centre]`` -> ``name : Alimentum | area : city centre``.
+    """
+    slots = _MR_SLOT.findall(mr)
+    if not slots or _MR_SLOT.sub("", mr).strip():
+        raise _BadRow(f"malformed E2E meaning representation {mr!r}; expected 'name[value], ...'")
+    return " | ".join(f"{key} : {value}" for key, value in slots)
+
+
+def _expand_e2e(row: Row) -> list[Row]:
+    """Linearise the MR; accepts the official csv (mr, ref) and hub columns."""
+    hub = "meaning_representation" in row
+    names = ("meaning_representation", "human_reference") if hub else ("mr", "ref")
+    hint = "the e2e_nlg task needs columns mr, ref"
+    return [{"mr": linearize_mr(_text(row, names[0], hint)), "ref": _value(row, names[1], hint)}]
+
+
+def linearize_triples(triples: Sequence[Sequence[str]]) -> str:
+    """WebNLG triples -> ``subject : property : object | ...`` (underscores become spaces)."""
+    if not triples or any(len(triple) != 3 for triple in triples):
+        raise _BadRow(f"malformed triples {triples!r}; expected [[subject, property, object], ...]")
+    return " | ".join(" : ".join(str(part).replace("_", " ") for part in t) for t in triples)
+
+
+def _expand_webnlg(row: Row) -> list[Row]:
+    """One row per reference text; ``text`` may be a string or a list of strings."""
+    hint = 'the webnlg task needs jsonl rows {"triples": [[s, p, o], ...], "text": ...}'
+    triples = linearize_triples(_value(row, "triples", hint))
+    texts = _value(row, "text", hint)
+    texts = [texts] if isinstance(texts, str) else texts
+    return [{"triples": triples, "text": text} for text in texts]
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def _builtin(name: str, kind: str, template: str, target: str, hub: tuple[str, str | None] | None,
+             metric: str, label_words: tuple[str, ...] = (), **extra: Any) -> Task:
+    """A built-in task; its column hint lists the columns its template and target use."""
+    columns = (*template_fields(template), *extra.get("choice_columns", ()), target)
+    hint = f"the {name} task needs columns {', '.join(columns)}"
+    return Task(name, kind, label_words, metric, hub, dict(HUB_SPLITS), template, target,
+                column_hint=hint, **extra)
+
+
+def _classify(name: str, template: str, label_words: tuple[str, ...], hub: tuple[str, str],
+              metric: str = "accuracy", **extra: Any) -> Task:
+    """A built-in classification task with a ``label`` column; class names = label words."""
+    return _builtin(name, "classification", template, "label", hub, metric, label_words, **extra)
+
+
+BOOL = ("False", "True")
+SUPERGLUE = "aps/super_glue"
+GLUE = "nyu-mll/glue"
+
+TASKS: dict[str, Task] = {task.name: task for task in [
+    _classify("boolq", "boolq question: {question} passage: {passage}", BOOL, (SUPERGLUE, "boolq")),
+    _classify("cb", "cb hypothesis: {hypothesis} premise: {premise}",
+              ("entailment", "contradiction", "neutral"), (SUPERGLUE, "cb"), "macro_f1"),
+    _builtin("copa", "choice", "copa premise: {premise} question: {question}", "label",
+             (SUPERGLUE, "copa"), "accuracy", choice_columns=("choice1", "choice2")),
+    _classify("rte", "rte sentence1: {premise} sentence2: {hypothesis}",
+              ("entailment", "not_entailment"), (SUPERGLUE, "rte")),
+    _classify("wic", "wic sentence1: {sentence1} sentence2: {sentence2} word: {word}", BOOL,
+              (SUPERGLUE, "wic")),
+    _classify("wsc", "wsc text: {text} pronoun: {span2_text} candidate: {span1_text}", BOOL,
+              (SUPERGLUE, "wsc.fixed"), expand=_lift_wsc_target),
+    _classify("multirc", "multirc question: {question} answer: {answer} paragraph: {paragraph}",
+              BOOL, (SUPERGLUE, "multirc"), "f1", expand=_flatten_multirc),
+    _classify("sst2", "sst2 sentence: {sentence}", ("negative", "positive"), (GLUE, "sst2")),
+    _classify("mrpc", "mrpc sentence1: {sentence1} sentence2: {sentence2}",
+              ("not_equivalent", "equivalent"), (GLUE, "mrpc"), "f1"),
+    _classify("qqp", "qqp question1: {question1} question2: {question2}",
+              ("not_duplicate", "duplicate"), (GLUE, "qqp"), "f1"),
+    _builtin("e2e_nlg", "generation", "{mr}", "ref", ("tuetschek/e2e_nlg", None), "bleu",
+             expand=_expand_e2e),
+    _builtin("webnlg", "generation", "{triples}", "text", None, "bleu", expand=_expand_webnlg),
+    _builtin("xsum", "generation", "summarize: {document}", "summary", ("EdinburghNLP/xsum", None),
+             "rougeL"),
+]}
+
+
+def task_names() -> list[str]:
+    """Names of the built-in tasks."""
+    return list(TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The built-in task called ``name`` (any case); an unknown name suggests the closest one."""
+    task = TASKS.get(name.lower())
+    if task is not None:
+        return task
+    close = difflib.get_close_matches(name.lower(), TASKS, n=1)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    raise SoftpromptError(
+        f"unknown task {name!r}; {guess}available tasks: {', '.join(TASKS)} "
+        "(or define a custom task with --input-template)"
+    )
+
+
+# ----------------------------------------------------------------------------- custom tasks
+
+
+def parse_label_words(spec: str) -> dict[str, str]:
+    """Parse ``"0=negative,1=positive"`` into ``{"0": "negative", "1": "positive"}``."""
+    words: dict[str, str] = {}
+    for item in spec.split(","):
+        label, sep, word = (part.strip() for part in item.partition("="))
+        if not sep or not label or not word:
+            raise SoftpromptError(
+                f"malformed label words {spec!r} (bad item {item.strip()!r}); write LABEL=WORD "
+                "pairs separated by commas, e.g. --label-words 0=negative,1=positive"
+            )
+        if label in words:
+            raise SoftpromptError(
+                f"label {label!r} appears twice in label words {spec!r}; give each label once"
+            )
+        words[label] = word
+    return words
+
+
+def custom_task(input_template: str, label_column: str | None = None,
+                label_words: Mapping[str, str] | None = None, target_column: str | None = None,
+                metric: str | None = None, name: str = "custom") -> Task:
+    """A user task: classification (label column + label words) or generation (target column).
+
+    ``label_words`` maps the raw label value, as text (``"0"``, ``"True"``, ``"spam"``), to the
+    word the model emits. ``metric`` defaults to accuracy (classification) or BLEU (generation).
+    Custom tasks have no hub dataset: their rows always come from local files.
+    """
+    template_fields(input_template)
+    hint = "check --input-template, --label-column and --target-column"
+    if (label_column is None) == (target_column is None):
+        raise SoftpromptError(
+            "a custom task needs exactly one of --label-column (classification, with "
+            "--label-words) or --target-column (generation)"
+        )
+    if target_column is not None:
+        if label_words:
+            raise SoftpromptError(
+                "--label-words only applies to classification; drop it or use --label-column"
+            )
+        metric = _check_metric(metric or "bleu", GENERATION_METRICS)
+        return Task(name, "generation", (), metric, None, dict(HUB_SPLITS), input_template,
+                    target_column, column_hint=hint)
+    if not label_words or len(label_words) < 2:
+        raise SoftpromptError(
+            "a classification task needs at least two label words, "
+            "e.g. --label-words 0=negative,1=positive"
+        )
+    words = tuple(label_words.values())
+    if len(set(words)) < len(words):
+        raise SoftpromptError(
+            f"label words {', '.join(words)} repeat a word; rank classification needs distinct ones"
+        )
+    metric = _check_metric(metric or "accuracy", CLASSIFICATION_METRICS)
+    return Task(name, "classification", words, metric, None, dict(HUB_SPLITS), input_template,
+                label_column, class_names=tuple(map(str, label_words)), labels_as_text=True,
+                column_hint=hint)
+
+
+def _check_metric(metric: str, allowed: tuple[str, ...]) -> str:
+    """Return ``metric`` if it suits the task kind."""
+    if metric not in allowed:
+        raise SoftpromptError(
+            f"metric {metric!r} does not fit this task; choose one of {', '.join(allowed)}"
+        )
+    return metric

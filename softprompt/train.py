@@ -1,0 +1,244 @@
+"""Joint training of N prompts (and/or deep prefixes) on one frozen T5.
+
+Every batch of B examples is repeated once per prompt (prompt-major rows), so one forward and
+backward pass trains all N prompts. The loss is the sum over prompts of each prompt's own mean
+loss, and Adafactor's statistics and the gradient clip are per prompt, so prompt n ends up exactly
+where training it alone with the same seed and data order would put it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ensembles.batched import encode_texts, prompt_rows, repeat_for_prompts
+from ensembles.metrics import classification_metrics, generation_metrics
+from ensembles.scoring import generate_texts, score_choices
+from softprompt.atomic import atomic_write_text
+from softprompt.checkpoint import load_checkpoint, save_checkpoint
+from softprompt.config import TrainConfig
+from softprompt.errors import SoftpromptError
+from softprompt.models import FrozenT5
+from softprompt.optim import clip_grad_norm_per_prompt, make_optimizer
+from softprompt.prefixes import PrefixBank, PrefixShape
+from softprompt.prompted import PromptedT5, per_prompt_loss
+from softprompt.prompts import PromptBank, init_bank
+from softprompt.store import META, model_fingerprint, save_run
+from softprompt.tasks import Example, Task
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports: per-prompt best validation metric and the step it came from."""
+
+    best_metric: list[float]
+    best_step: list[int]
+    stopped_early: bool
+
+
+def build_prompted(frozen: FrozenT5, cfg: TrainConfig, label_words: Sequence[str] = ()) -> PromptedT5:
+    """A PromptedT5 with freshly initialised banks as ``cfg`` describes."""
+    prompts = prefixes = None
+    if cfg.prompt_length:
+        prompts = PromptBank(cfg.n_prompts, cfg.prompt_length, frozen.config.d_model)
+        embeddings = frozen.model.get_input_embeddings().weight
+        init_bank(prompts, cfg.init, embeddings, frozen.tokenizer, cfg.prompt_seeds, label_words)
+    if cfg.deep_prefix:
+        shape = PrefixShape.for_config(frozen.config, cfg.prefix_length, cfg.prefix_sites)
+        prefixes = PrefixBank(cfg.n_prompts, shape, cfg.reparam_dim, cfg.reparam_hidden)
+    prompted = PromptedT5(frozen, prompts, prefixes).to(frozen.model.device)
+    if prefixes is not None:
+        if cfg.prefix_init.startswith("text:"):
+            text = cfg.prefix_init[len("text:") :].strip().strip('"')
+            values = prompted.real_word_prefix(text, cfg.prefix_length)
+            prefixes.init_values({s: values[s] for s in shape.sites}, cfg.prompt_seeds)
+        else:
+            prefixes.init_random(cfg.prompt_seeds)
+    return prompted
+
+
+def prepare_output_dir(path: str | Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber a directory that holds something else (or a finished run) unless asked."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SoftpromptError(f"--output-dir {path} is a file; choose a directory path")
+    if path.is_dir() and any(path.iterdir()) and not resume:
+        is_run = (path / META).is_file() or (path / "checkpoint").is_dir()
+        if not overwrite:
+            what = "a softprompt run" if is_run else "files that are not a softprompt run"
+            raise SoftpromptError(f"--output-dir {path} already holds {what}; pass --resume to continue it or --overwrite to replace it")
+        if not is_run:
+            raise SoftpromptError(f"--output-dir {path} holds files that are not a softprompt run; refusing to delete them, choose another directory")
+        shutil.rmtree(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise SoftpromptError(f"cannot write to --output-dir {path} ({error.strerror}); choose a writable directory") from None
+
+
+def batch_indices(n_examples: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """Example indices of training step ``step``: epoch-wise permutations from ``seed``, so the data
+    order depends only on (seed, step) and resuming reproduces it exactly."""
+    out = []
+    position = step * batch_size
+    while len(out) < batch_size:
+        epoch, offset = divmod(position, n_examples)
+        order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+        take = min(batch_size - len(out), n_examples - offset)
+        out.extend(order[offset : offset + take].tolist())
+        position += take
+    return out
+
+
+def validate(prompted: PromptedT5, task: Task, examples: Sequence[Example], cfg: TrainConfig) -> list[float]:
+    """Each prompt's validation score on the task's official metric."""
+    ids = list(range(prompted.n_prompts))
+    if task.kind == "generation":
+        generations = generate_texts(prompted, examples, ids, cfg.max_source_length, **cfg.decoding)
+        refs = [list(e.references) or [e.target] for e in examples]
+        return [generation_metrics(texts, refs)[task.metric] for texts in generations.texts]
+    scores = score_choices(prompted, examples, ids, cfg.max_source_length).log_likelihood
+    gold = np.array([e.label for e in examples])
+    n_classes = scores.shape[-1]
+    return [classification_metrics(gold, s.argmax(-1), n_classes)[task.metric] for s in scores]
+
+
+def train(
+    cfg: TrainConfig,
+    frozen: FrozenT5,
+    task: Task,
+    train_examples: Sequence[Example],
+    val_examples: Sequence[Example],
+    resume: bool = False,
+    progress: bool = True,
+    extra_meta: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``cfg.n_prompts`` prompts jointly; write checkpoints and the final artefacts."""
+    if not train_examples:
+        raise SoftpromptError("the training split is empty; check --train-file or the task's data")
+    if not val_examples:
+        raise SoftpromptError("the validation split is empty; check --validation-file or the task's data")
+    torch.manual_seed(cfg.seed)
+    prompted = build_prompted(frozen, cfg, task.label_words)
+    banks = _banks(prompted)
+    params = prompted.trainable_parameters()
+    trainable, frozen_count = sum(p.numel() for p in params), frozen.parameter_count()
+    if progress:
+        tqdm.write(
+            f"{cfg.model}: {frozen_count:,} frozen parameters, {trainable:,} trainable "
+            f"({cfg.n_prompts} prompts; {100 * trainable / frozen_count:.3f}% of the model)"
+        )
+    optimizer = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
+    n = cfg.n_prompts
+    state: dict[str, Any] = {"step": 0, "best_metric": [-math.inf] * n, "best_step": [0] * n, "since_best": 0, "history": []}
+    best = {k: v.detach().clone() for k, v in _bank_state(banks).items()}
+    loaded = load_checkpoint(cfg.output_dir, optimizer) if resume else None
+    if loaded is not None:
+        bank_tensors, best, saved = loaded
+        if saved.get("config") != cfg.to_dict():
+            raise SoftpromptError(f"--resume with settings that differ from the checkpoint in {cfg.output_dir}; rerun with the original settings")
+        _load_bank_state(banks, bank_tensors)
+        state = saved
+    state["config"] = cfg.to_dict()
+
+    device = frozen.model.device
+    rows = prompt_rows(range(n), cfg.batch_size, device)
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="training", disable=not progress, dynamic_ncols=True)
+    stopped_early = False
+    while state["step"] < cfg.steps:
+        step = state["step"]
+        batch = [train_examples[i] for i in batch_indices(len(train_examples), cfg.batch_size, step, cfg.seed)]
+        input_ids, mask = encode_texts(frozen.tokenizer, [e.source for e in batch], cfg.max_source_length, device)
+        labels, label_mask = encode_texts(frozen.tokenizer, [e.target for e in batch], cfg.max_target_length, device)
+        labels = repeat_for_prompts(labels.masked_fill(label_mask == 0, -100), n)
+        logits = prompted(repeat_for_prompts(input_ids, n), repeat_for_prompts(mask, n), rows[: n * len(batch)], labels=labels).logits
+        losses = per_prompt_loss(logits, labels, rows[: n * len(batch)], n)  # (N,)
+        if not torch.isfinite(losses).all():
+            bad = [i for i, value in enumerate(losses.tolist()) if not math.isfinite(value)]
+            raise SoftpromptError(
+                f"loss became non-finite at step {step + 1} for prompt(s) {bad}; the last good checkpoint "
+                f"(step {_checkpoint_step(cfg.output_dir)}) is kept — lower --lr or use --dtype float32"
+            )
+        losses.sum().backward()
+        clip_grad_norm_per_prompt(params, cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] = step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses.mean().item():.4f}")
+        if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
+            stopped_early = _evaluate(prompted, task, val_examples, cfg, state, banks, best, losses.tolist(), bar)
+        if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps or stopped_early:
+            save_checkpoint(cfg.output_dir, _bank_state(banks), best, optimizer, state)
+        if stopped_early:
+            break
+    bar.close()
+    _load_bank_state(banks, best)
+    meta = _run_meta(cfg, frozen, task, state, trainable) | (extra_meta or {})
+    save_run(cfg.output_dir, meta, prompted.prompts, prompted.prefixes)
+    atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))
+    return TrainResult(state["best_metric"], state["best_step"], stopped_early)
+
+
+def _evaluate(prompted, task, val_examples, cfg, state, banks, best, losses, bar) -> bool:
+    """Validate, keep each prompt's best weights; True when patience ran out."""
+    metrics = validate(prompted, task, val_examples, cfg)
+    improved = False
+    current = _bank_state(banks)
+    for i, value in enumerate(metrics):
+        if value > state["best_metric"][i]:
+            state["best_metric"][i], state["best_step"][i], improved = value, state["step"], True
+            for name, tensor in current.items():
+                best[name][i] = tensor[i].detach()
+    state["since_best"] = 0 if improved else state["since_best"] + 1
+    state["history"].append({"step": state["step"], "train_loss": losses, task.metric: metrics})
+    bar.write(f"step {state['step']}: {task.metric} " + " ".join(f"{m:.4f}" for m in metrics))
+    return cfg.patience is not None and state["since_best"] >= cfg.patience
+
+
+def _banks(prompted: PromptedT5) -> dict[str, torch.nn.Module]:
+    return {name: bank for name, bank in (("prompts", prompted.prompts), ("prefixes", prompted.prefixes)) if bank is not None}
+
+
+def _bank_state(banks: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
+    """Every bank tensor (parameters and buffers, all with the prompt index first), by name."""
+    return {f"{name}.{key}": value for name, bank in banks.items() for key, value in bank.state_dict().items()}
+
+
+def _load_bank_state(banks: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor]) -> None:
+    for name, bank in banks.items():
+        bank.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")})
+
+
+def _checkpoint_step(output_dir: str) -> int | str:
+    path = Path(output_dir) / "checkpoint" / "state.json"
+    return json.loads(path.read_text())["step"] if path.is_file() else "none"
+
+
+def _run_meta(cfg: TrainConfig, frozen: FrozenT5, task: Task, state: dict[str, Any], trainable: int) -> dict[str, Any]:
+    return {
+        "model": {"name": cfg.model, **model_fingerprint(frozen.config), "parameters": frozen.parameter_count()},
+        "trainable_parameters": trainable,
+        "task": {"name": task.name, "kind": task.kind, "label_words": list(task.label_words), "metric": task.metric},
+        "n_prompts": cfg.n_prompts,
+        "seeds": list(cfg.prompt_seeds),
+        "prompts": {"length": cfg.prompt_length, "init": cfg.init} if cfg.prompt_length else None,
+        "prefixes": (
+            {"length": cfg.prefix_length, "sites": list(cfg.prefix_sites), "init": cfg.prefix_init, "reparam_dim": cfg.reparam_dim}
+            if cfg.deep_prefix
+            else None
+        ),
+        "best": [{"prompt": i, "step": s, task.metric: m} for i, (s, m) in enumerate(zip(state["best_step"], state["best_metric"]))],
+        "train_args": cfg.to_dict(),
+    }

@@ -1,0 +1,244 @@
+"""Loading rows from local files (never the hub), file errors and deterministic subsampling."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import pytest
+
+from softprompt import data
+from softprompt.data import load_examples, load_rows, read_file, subsample
+from softprompt.errors import SoftpromptError
+from softprompt.tasks import custom_task, get_task
+from tests.conftest import SHARED_DATA
+
+needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+SENTIMENT = custom_task("review: {text}", label_column="label",
+                        label_words={"0": "negative", "1": "positive"})
+
+
+@pytest.fixture(autouse=True)
+def no_hub(monkeypatch):
+    """Any attempt to reach the hub fails the test; local files never need it."""
+    real = datasets.load_dataset
+
+    def local_only(path, *args, **kwargs):
+        assert path in ("json", "csv"), f"tests must not load {path!r} from the hub"
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(data.datasets, "load_dataset", local_only)
+
+
+def write(path, text: str) -> str:
+    """Write ``text`` to ``path`` and return the path as a string."""
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- custom files
+
+
+def test_custom_task_from_csv(tmp_path):
+    file = write(tmp_path / "train.csv", 'text,label\n"good, really",1\nbad,0\n')
+    examples = load_examples(SENTIMENT, "train", file)
+    assert [(e.source, e.target, e.label) for e in examples] == [
+        ("review: good, really", "positive", 1), ("review: bad", "negative", 0)]
+
+
+def test_custom_task_from_tsv_keeps_quotes(tmp_path):
+    file = write(tmp_path / "train.tsv", 'text\tlabel\nsays "hi\t1\nno\t0\n')
+    examples = load_examples(SENTIMENT, "train", file)
+    assert [e.source for e in examples] == ['review: says "hi', "review: no"]
+
+
+def test_custom_task_from_jsonl_and_json(tmp_path):
+    rows = [{"text": "yes", "label": "1"}, {"text": "no", "label": "0"}]
+    jsonl = write(tmp_path / "rows.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    array = write(tmp_path / "rows.json", json.dumps(rows))
+    assert load_rows(SENTIMENT, "train", jsonl) == rows == load_rows(SENTIMENT, "train", array)
+    assert [e.label for e in load_examples(SENTIMENT, "train", jsonl)] == [1, 0]
+
+
+def test_custom_generation_from_jsonl(tmp_path):
+    task = custom_task("translate: {en}", target_column="de")
+    file = write(tmp_path / "dev.jsonl", '{"en": "house", "de": "Haus"}\n')
+    assert load_examples(task, "validation", file)[0].references == ("Haus",)
+
+
+def test_local_loading_leaves_the_datasets_cache_alone(tmp_path, monkeypatch):
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    read_file(write(tmp_path / "a.jsonl", '{"text": "x", "label": 0}\n'))
+    assert not cache.exists()
+
+
+def test_edited_file_is_reread(tmp_path):
+    file = tmp_path / "a.jsonl"
+    write(file, '{"text": "old", "label": 0}\n')
+    assert read_file(str(file))[0]["text"] == "old"
+    write(file, '{"text": "new", "label": 0}\n')
+    assert read_file(str(file))[0]["text"] == "new"
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+@needs_data
+def test_sst2_tsv_labels_are_ints():
+    examples = load_examples(get_task("sst2"), "validation", str(SHARED_DATA / "glue/sst2/dev.tsv"))
+    assert len(examples) == 872
+    assert examples[0].source == "sst2 sentence: it 's a charming and often affecting journey . "
+    assert (examples[0].label, examples[0].target) == (1, "positive")
+
+
+@needs_data
+def test_boolq_bool_labels_survive_loading():
+    file = str(SHARED_DATA / "superglue/boolq/train32.jsonl")
+    rows = load_rows(get_task("boolq"), "train", file)
+    examples = load_examples(get_task("boolq"), "train", file)
+    assert len(examples) == 32
+    assert [e.label for e in examples] == [int(row["label"]) for row in rows]
+
+
+@needs_data
+def test_multirc_nested_paragraphs_survive_loading():
+    file = str(SHARED_DATA / "superglue/multirc/train32.jsonl")
+    assert len(load_rows(get_task("multirc"), "train", file)) == 32
+    examples = load_examples(get_task("multirc"), "train", file)
+    assert len(examples) == 154
+    assert examples[0].source.startswith("multirc question: ")
+
+
+@needs_data
+def test_e2e_csv_grouped_for_evaluation():
+    file = str(SHARED_DATA / "e2e/testset_w_refs.csv")
+    task = get_task("e2e_nlg")
+    assert len(load_examples(task, "test", file)) == 4693
+    grouped = load_examples(task, "test", file, grouped=True)
+    assert len(grouped) == 630
+    assert len(load_examples(task, "test", file, limit=50, grouped=True)) == 50
+
+
+# ----------------------------------------------------------------------------- file errors
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SoftpromptError, match=r"data file .*nope.csv not found; check the path "
+                                              r"given to --train-file/--validation-file"):
+        load_rows(SENTIMENT, "train", str(tmp_path / "nope.csv"))
+
+
+@pytest.mark.parametrize("name, text", [
+    ("empty.jsonl", ""), ("blank.jsonl", "\n \n"), ("header_only.csv", "text,label\n"),
+    ("header_only.tsv", "text\tlabel\n"), ("empty_list.json", "[]"),
+])
+def test_file_without_rows(tmp_path, name, text):
+    with pytest.raises(SoftpromptError, match=f"data file .*{name} has no rows"):
+        load_rows(SENTIMENT, "train", write(tmp_path / name, text))
+
+
+def test_unsupported_extension(tmp_path):
+    with pytest.raises(SoftpromptError, match=r"unsupported file type '.txt' .* use a .jsonl, "
+                                              r".json, .csv, .tsv file"):
+        load_rows(SENTIMENT, "train", write(tmp_path / "train.txt", "text,label\na,1\n"))
+
+
+def test_malformed_json(tmp_path):
+    file = write(tmp_path / "bad.jsonl", '{"text": "a", "label": 1}\n{"text": \n')
+    with pytest.raises(SoftpromptError, match=r"could not read .*bad.jsonl \(.*\); check that it "
+                                              r"is valid jsonl") as err:
+        load_rows(SENTIMENT, "train", file)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_column_names_the_file(tmp_path):
+    file = write(tmp_path / "train.csv", "sentence,label\ngood,1\n")
+    with pytest.raises(SoftpromptError) as err:
+        load_examples(SENTIMENT, "train", file)
+    assert str(err.value) == (
+        f"{file} row 1: column 'text' not found; available columns: sentence, label — "
+        "check --input-template, --label-column and --target-column"
+    )
+
+
+def test_unlabeled_glue_test_rows_are_rejected(tmp_path):
+    file = write(tmp_path / "test.tsv", "sentence\tlabel\nfine .\t-1\n")
+    with pytest.raises(SoftpromptError, match="row 1: label -1 .* pass a labeled split or file"):
+        load_examples(get_task("sst2"), "test", file)
+
+
+# ----------------------------------------------------------------------------- hub errors
+
+
+def test_task_without_hub_asks_for_files():
+    with pytest.raises(SoftpromptError, match="task webnlg has no hub dataset; pass local files "
+                                              "with --train-file/--validation-file"):
+        load_rows(get_task("webnlg"), "train")
+
+
+def test_unknown_split():
+    with pytest.raises(SoftpromptError, match="unknown split 'dev' for rte; choose one of train, "
+                                              "validation, test"):
+        load_rows(get_task("rte"), "dev")
+
+
+def test_unreachable_hub_is_one_line(monkeypatch):
+    calls = []
+
+    def offline(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise ConnectionError("Couldn't reach 'aps/super_glue' on the Hub (LocalEntryNotFoundError)\n"
+                              "more detail")
+
+    monkeypatch.setattr(data.datasets, "load_dataset", offline)
+    with pytest.raises(SoftpromptError) as err:
+        load_examples(get_task("rte"), "validation")
+    assert calls == [(("aps/super_glue", "rte"), {"split": "validation"})]
+    assert str(err.value) == (
+        "could not load aps/super_glue (rte, validation) from the Hugging Face hub (Couldn't reach "
+        "'aps/super_glue' on the Hub (LocalEntryNotFoundError)); pass local files with "
+        "--train-file/--validation-file"
+    )
+
+
+def test_hub_rows_become_examples(monkeypatch):
+    hub_rows = [{"premise": "p", "hypothesis": "h", "label": 0, "idx": 0}]
+    monkeypatch.setattr(data.datasets, "load_dataset",
+                        lambda *args, **kwargs: datasets.Dataset.from_list(hub_rows))
+    assert load_examples(get_task("rte"), "train")[0].target == "entailment"
+
+
+# ----------------------------------------------------------------------------- subsampling
+
+
+def test_subsample_is_deterministic_nested_and_ordered():
+    items = list(range(1000))
+    small, large = subsample(items, 50, seed=3), subsample(items, 100, seed=3)
+    assert small == subsample(items, 50, seed=3)
+    assert small != subsample(items, 50, seed=4)
+    assert set(small) <= set(large)
+    assert small == sorted(small) and len(small) == 50
+
+
+def test_subsample_limits():
+    assert subsample([1, 2, 3], None) == [1, 2, 3]
+    assert subsample([1, 2, 3], 10) == [1, 2, 3]
+    with pytest.raises(SoftpromptError, match="must be positive, got 0"):
+        subsample([1, 2, 3], 0)
+
+
+def test_limit_in_load_rows_and_load_examples(tmp_path):
+    rows = "".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n" for i in range(40))
+    file = write(tmp_path / "train.jsonl", rows)
+    first = load_rows(SENTIMENT, "train", file, limit=10, seed=1)
+    assert first == load_rows(SENTIMENT, "train", file, limit=10, seed=1)
+    assert first != load_rows(SENTIMENT, "train", file, limit=10, seed=2)
+    examples = load_examples(SENTIMENT, "train", file, limit=10, seed=1)
+    assert [e.source for e in examples] == [f"review: {row['text']}" for row in first]
+
+
+@needs_data
+def test_limit_counts_examples_not_paragraphs():
+    file = str(SHARED_DATA / "superglue/multirc/train32.jsonl")
+    assert len(load_examples(get_task("multirc"), "train", file, limit=20, seed=0)) == 20

@@ -1,0 +1,382 @@
+"""Task formatting on real SuperGLUE/GLUE/E2E/XSum rows, label normalisation and errors."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import pytest
+
+from softprompt.errors import SoftpromptError
+from softprompt.tasks import (
+    TASKS,
+    Example,
+    custom_task,
+    get_task,
+    linearize_mr,
+    linearize_triples,
+    parse_label_words,
+    task_names,
+)
+from tests.conftest import SHARED_DATA
+
+needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
+
+
+def jsonl(relative: str, n: int | None = None) -> list[dict]:
+    """The first ``n`` rows of a jsonl file under the shared data folder."""
+    with open(SHARED_DATA / relative, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle][:n]
+
+
+def csv_rows(relative: str) -> list[dict]:
+    """All rows of a csv file under the shared data folder."""
+    with open(SHARED_DATA / relative, encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_registry_lists_every_builtin_task():
+    expected = {"boolq", "cb", "copa", "rte", "wic", "wsc", "multirc", "sst2", "mrpc", "qqp",
+                "e2e_nlg", "webnlg", "xsum"}
+    assert set(task_names()) == expected == set(TASKS)
+    assert get_task("BoolQ") is TASKS["boolq"]
+
+
+@pytest.mark.parametrize("name, kind, metric, hub", [
+    ("boolq", "classification", "accuracy", ("aps/super_glue", "boolq")),
+    ("cb", "classification", "macro_f1", ("aps/super_glue", "cb")),
+    ("copa", "choice", "accuracy", ("aps/super_glue", "copa")),
+    ("multirc", "classification", "f1", ("aps/super_glue", "multirc")),
+    ("sst2", "classification", "accuracy", ("nyu-mll/glue", "sst2")),
+    ("mrpc", "classification", "f1", ("nyu-mll/glue", "mrpc")),
+    ("qqp", "classification", "f1", ("nyu-mll/glue", "qqp")),
+    ("e2e_nlg", "generation", "bleu", ("tuetschek/e2e_nlg", None)),
+    ("webnlg", "generation", "bleu", None),
+    ("xsum", "generation", "rougeL", ("EdinburghNLP/xsum", None)),
+])
+def test_task_metadata(name, kind, metric, hub):
+    task = get_task(name)
+    assert (task.kind, task.metric, task.hub) == (kind, metric, hub)
+    assert task.splits["validation"] == "validation"
+    assert bool(task.label_words) == (kind == "classification")
+
+
+def test_unknown_task_suggests_closest_name():
+    with pytest.raises(SoftpromptError, match=r"unknown task 'bolq'; did you mean 'boolq'\?") as err:
+        get_task("bolq")
+    assert "available tasks: boolq, cb" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_task_without_close_match_lists_tasks():
+    with pytest.raises(SoftpromptError, match="available tasks") as err:
+        get_task("zzzzzz")
+    assert "did you mean" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------- SuperGLUE
+
+
+@needs_data
+def test_boolq_real_rows():
+    rows = jsonl("superglue/boolq/train32.jsonl", 5)
+    examples = get_task("boolq").to_examples(rows)
+    first, row = examples[0], rows[0]
+    assert first.source == f"boolq question: {row['question']} passage: {row['passage']}"
+    assert first.choices == ("False", "True")
+    for example, row in zip(examples, rows):
+        assert example.label == int(row["label"])  # bool True -> 1
+        assert example.target == str(row["label"])
+
+
+@needs_data
+def test_cb_real_rows_map_label_names():
+    rows = jsonl("superglue/cb/val.jsonl", 3)
+    examples = get_task("cb").to_examples(rows)
+    assert [e.target for e in examples] == [r["label"] for r in rows]
+    assert [e.label for e in examples] == [1, 2, 0]  # contradiction, neutral, entailment
+    assert examples[0].source == (
+        "cb hypothesis: Valence was helping premise: Valence the void-brain, Valence the virtuous "
+        "valet. Why couldn't the figger choose his own portion of titanic anatomy to shaft? "
+        "Did he think he was helping?"
+    )
+
+
+@needs_data
+def test_copa_real_rows_rank_the_two_choices():
+    rows = jsonl("superglue/copa/val.jsonl", 3)
+    first = get_task("copa").to_examples(rows)[0]
+    assert first == Example(
+        source="copa premise: The man turned on the faucet. question: effect",
+        target="Water flowed from the spout.",
+        choices=("The toilet filled with water.", "Water flowed from the spout."),
+        label=1,
+    )
+
+
+@needs_data
+def test_rte_real_rows_map_label_names():
+    rows = jsonl("superglue/rte/train.jsonl", 2)
+    examples = get_task("rte").to_examples(rows)
+    assert [(e.label, e.target) for e in examples] == [(1, "not_entailment"), (0, "entailment")]
+    assert examples[0].source == (
+        "rte sentence1: No Weapons of Mass Destruction Found in Iraq Yet. "
+        "sentence2: Weapons of Mass Destruction Found in Iraq."
+    )
+
+
+@needs_data
+def test_wic_real_rows():
+    first = get_task("wic").to_examples(jsonl("superglue/wic/val.jsonl", 1))[0]
+    assert first.source == (
+        "wic sentence1: An emerging professional class. sentence2: Apologizing for losing your "
+        "temper, even though you were badly provoked, showed real class. word: class"
+    )
+    assert (first.label, first.target) == (0, "False")
+
+
+@needs_data
+def test_wsc_real_rows_lift_nested_spans():
+    rows = jsonl("superglue/wsc/train32.jsonl", 2)
+    first = get_task("wsc").to_examples(rows)[0]
+    assert first.source == f"wsc text: {rows[0]['text']} pronoun: it candidate: Tina"
+    assert (first.label, first.target) == (1, "True")
+
+
+@needs_data
+def test_multirc_real_paragraphs_flatten_to_one_example_per_answer():
+    rows = jsonl("superglue/multirc/val.jsonl")
+    examples = get_task("multirc").to_examples(rows)
+    assert len(rows) == 83 and len(examples) == 4848
+    passage = rows[0]["passage"]
+    question, answer = passage["questions"][0], passage["questions"][0]["answers"][0]
+    assert examples[0].source == (
+        f"multirc question: {question['question']} answer: {answer['text']} "
+        f"paragraph: {passage['text']}"
+    )
+    assert examples[0].label == answer["label"]
+
+
+def test_multirc_hub_rows_are_already_flat():
+    row = {"paragraph": "P.", "question": "Q?", "answer": "A", "idx": {"answer": 0}, "label": 1}
+    example = get_task("multirc").to_examples([row])[0]
+    assert example.source == "multirc question: Q? answer: A paragraph: P."
+    assert (example.label, example.target) == (1, "True")
+
+
+def test_wsc_hub_rows_have_top_level_spans():
+    row = {"text": "T.", "span1_text": "Tina", "span2_text": "it", "span1_index": 0,
+           "span2_index": 1, "label": 0}
+    example = get_task("wsc").to_examples([row])[0]
+    assert example.source == "wsc text: T. pronoun: it candidate: Tina"
+    assert example.label == 0
+
+
+@pytest.mark.parametrize("name, hub_label, target", [
+    ("rte", 0, "entailment"), ("rte", 1, "not_entailment"),
+    ("cb", 1, "contradiction"), ("cb", 2, "neutral"),
+    ("boolq", 1, "True"), ("boolq", False, "False"),
+])
+def test_int_and_bool_labels_are_class_indices(name, hub_label, target):
+    row = {"premise": "p", "hypothesis": "h", "question": "q", "passage": "p", "label": hub_label}
+    assert get_task(name).to_examples([row])[0].target == target
+
+
+# ----------------------------------------------------------------------------- GLUE
+
+
+@needs_data
+def test_sst2_real_rows():
+    with open(SHARED_DATA / "glue/sst2/dev.tsv", encoding="utf-8") as handle:
+        next(handle)
+        rows = [dict(zip(("sentence", "label"), line.rstrip("\n").split("\t"))) for line in handle]
+    rows = [{**row, "label": int(row["label"])} for row in rows[:4]]
+    examples = get_task("sst2").to_examples(rows)
+    assert examples[0].source == f"sst2 sentence: {rows[0]['sentence']}"
+    assert [e.target for e in examples] == [("negative", "positive")[r["label"]] for r in rows]
+
+
+def test_mrpc_and_qqp_formats():
+    mrpc = get_task("mrpc").to_examples([{"sentence1": "a", "sentence2": "b", "label": 1}])[0]
+    assert (mrpc.source, mrpc.target) == ("mrpc sentence1: a sentence2: b", "equivalent")
+    qqp = get_task("qqp").to_examples([{"question1": "a?", "question2": "b?", "label": 0}])[0]
+    assert (qqp.source, qqp.target) == ("qqp question1: a? question2: b?", "not_duplicate")
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def test_linearize_mr_follows_li_and_liang():
+    mr = "name[The Eagle], customer rating[5 out of 5], priceRange[£20-25]"
+    assert linearize_mr(mr) == "name : The Eagle | customer rating : 5 out of 5 | priceRange : £20-25"
+    with pytest.raises(SoftpromptError, match="malformed E2E meaning representation"):
+        linearize_mr("name: The Eagle")
+
+
+@needs_data
+def test_e2e_real_rows_group_references_by_mr():
+    rows = csv_rows("e2e/testset_w_refs.csv")
+    task = get_task("e2e_nlg")
+    training = task.to_examples(rows)
+    grouped = task.to_examples(rows, grouped=True)
+    assert len(training) == len(rows) == 4693
+    assert len(grouped) == len({row["mr"] for row in rows}) == 630
+    assert sum(len(e.references) for e in grouped) == len(rows)
+    first = grouped[0]
+    assert first.source == "name : Blue Spice | eatType : coffee shop | area : city centre"
+    same_mr = [row["ref"] for row in rows if row["mr"] == rows[0]["mr"]]
+    assert first.references == tuple(same_mr) and first.target == same_mr[0]
+    assert training[0] == Example(first.source, same_mr[0], references=(same_mr[0],))
+
+
+def test_e2e_accepts_hub_column_names():
+    row = {"meaning_representation": "name[Aromi], area[riverside]", "human_reference": "Aromi."}
+    example = get_task("e2e_nlg").to_examples([row])[0]
+    assert (example.source, example.target) == ("name : Aromi | area : riverside", "Aromi.")
+
+
+def test_webnlg_triples_and_multiple_texts():
+    rows = [
+        {"triples": [["Abilene_Regional_Airport", "cityServed", "Abilene"],
+                     ["Abilene", "isPartOf", "Texas"]],
+         "text": ["Abilene airport serves Abilene, Texas.", "It serves Abilene in Texas."]},
+        {"triples": [["Aarhus", "leader", "Jacob_Bundsgaard"]], "text": "Aarhus is led by Jacob."},
+    ]
+    task = get_task("webnlg")
+    training = task.to_examples(rows)
+    grouped = task.to_examples(rows, grouped=True)
+    assert len(training) == 3 and len(grouped) == 2
+    assert grouped[0].source == (
+        "Abilene Regional Airport : cityServed : Abilene | Abilene : isPartOf : Texas"
+    )
+    assert grouped[0].references == tuple(rows[0]["text"])
+    assert grouped[1].references == ("Aarhus is led by Jacob.",)
+    with pytest.raises(SoftpromptError, match="malformed triples"):
+        linearize_triples([["only", "two"]])
+
+
+@needs_data
+def test_xsum_real_rows():
+    rows = jsonl("xsum/test.jsonl", 2)
+    example = get_task("xsum").to_examples(rows, grouped=True)[0]
+    assert example.source == f"summarize: {rows[0]['document']}"
+    assert example.target == rows[0]["summary"] and example.references == (rows[0]["summary"],)
+    assert example.label is None and example.choices == ()
+
+
+# ----------------------------------------------------------------------------- row errors
+
+
+def test_missing_column_names_column_file_and_available_columns():
+    rows = [{"sentence": "fine", "label": 0}, {"sentence": "ok", "labl": 1}]
+    with pytest.raises(SoftpromptError) as err:
+        get_task("sst2").to_examples(rows, origin="data/train.csv")
+    assert str(err.value) == (
+        "data/train.csv row 2: column 'label' not found; available columns: sentence, labl — "
+        "the sst2 task needs columns sentence, label"
+    )
+
+
+@pytest.mark.parametrize("label, shown", [(-1, "-1"), ("positive!", "'positive!'"), (2, "2")])
+def test_label_outside_classes_is_rejected(label, shown):
+    with pytest.raises(SoftpromptError) as err:
+        get_task("rte").to_examples([{"premise": "p", "hypothesis": "h", "label": label}])
+    message = str(err.value)
+    assert message.startswith(f"data row 1: label {shown} in column 'label' is not a rte label")
+    assert "allowed: 0, 1, entailment, not_entailment" in message
+    assert "\n" not in message
+
+
+def test_copa_label_must_index_a_choice():
+    row = {"premise": "p", "question": "cause", "choice1": "a", "choice2": "b", "label": 2}
+    with pytest.raises(SoftpromptError, match="label 2 .* allowed: 0, 1 "):
+        get_task("copa").to_examples([row])
+
+
+def test_empty_cell_is_rejected():
+    with pytest.raises(SoftpromptError, match="row 1: column 'sentence' is empty"):
+        get_task("sst2").to_examples([{"sentence": None, "label": 0}])
+
+
+def test_multirc_paragraph_missing_answers_is_reported():
+    row = {"idx": 0, "passage": {"text": "P.", "questions": [{"question": "Q?"}]}}
+    with pytest.raises(SoftpromptError, match="row 1: column 'answers' not found"):
+        get_task("multirc").to_examples([row])
+
+
+def test_examples_are_immutable():
+    example = Example("in", "out")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        example.source = "changed"  # type: ignore[misc]
+
+
+# ----------------------------------------------------------------------------- custom tasks
+
+
+def test_custom_classification_matches_labels_as_text():
+    task = custom_task("review: {sentence}", label_column="stars",
+                       label_words={"1": "bad", "2": "good"})
+    rows = [{"sentence": "meh", "stars": 1}, {"sentence": "wow", "stars": "2"}]
+    examples = task.to_examples(rows)
+    assert (task.kind, task.metric, task.hub) == ("classification", "accuracy", None)
+    assert [e.source for e in examples] == ["review: meh", "review: wow"]
+    assert [(e.label, e.target) for e in examples] == [(0, "bad"), (1, "good")]
+    assert examples[0].choices == ("bad", "good")
+    with pytest.raises(SoftpromptError, match="label '3' .* allowed: 1, 2 —"):
+        task.to_examples([{"sentence": "x", "stars": 3}])
+
+
+def test_custom_generation_task():
+    task = custom_task("question: {q} context: {c}", target_column="a", metric="rougeL")
+    example = task.to_examples([{"q": "who?", "c": "me.", "a": "me"}])[0]
+    assert (task.kind, task.metric) == ("generation", "rougeL")
+    assert example == Example("question: who? context: me.", "me", references=("me",))
+
+
+def test_custom_task_missing_template_column_points_at_flags():
+    task = custom_task("review: {text}", label_column="label", label_words={"0": "no", "1": "yes"})
+    with pytest.raises(SoftpromptError, match="column 'text' not found; available columns: "
+                                              "sentence, label — check --input-template"):
+        task.to_examples([{"sentence": "s", "label": 0}], origin="train.csv")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"input_template": "{x}"}, "exactly one of --label-column"),
+    ({"input_template": "{x}", "label_column": "y", "target_column": "z"}, "exactly one of"),
+    ({"input_template": "{x}", "label_column": "y"}, "at least two label words"),
+    ({"input_template": "{x}", "label_column": "y", "label_words": {"0": "a", "1": "a"}},
+     "repeat a word"),
+    ({"input_template": "{x}", "target_column": "y", "label_words": {"0": "a", "1": "b"}},
+     "--label-words only applies to classification"),
+    ({"input_template": "{x}", "target_column": "y", "metric": "accuracy"},
+     "metric 'accuracy' does not fit"),
+    ({"input_template": "review: {x", "target_column": "y"}, "malformed input template"),
+    ({"input_template": "review: {}", "target_column": "y"}, "must name columns"),
+    ({"input_template": "no fields", "target_column": "y"}, "must name columns"),
+])
+def test_custom_task_errors(kwargs, message):
+    with pytest.raises(SoftpromptError, match=message):
+        custom_task(**kwargs)
+
+
+def test_parse_label_words():
+    assert parse_label_words("0=negative, 1 = positive") == {"0": "negative", "1": "positive"}
+    assert parse_label_words("spam=junk,ham=fine") == {"spam": "junk", "ham": "fine"}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("0:negative,1:positive", r"bad item '0:negative'"),
+    ("0=negative,", r"bad item ''"),
+    ("=negative,1=positive", r"bad item '=negative'"),
+    ("0=,1=positive", r"bad item '0='"),
+    ("", r"bad item ''"),
+    ("0=a,0=b", r"label '0' appears twice"),
+])
+def test_parse_label_words_errors(spec, message):
+    with pytest.raises(SoftpromptError, match=message) as err:
+        parse_label_words(spec)
+    assert "\n" not in str(err.value)
