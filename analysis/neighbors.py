@@ -227,7 +227,8 @@ def plot_neighbors(
     n, p, d = vectors.shape
     counts = Counter(token_ids.reshape(-1).tolist())
     unique = sorted(counts, key=lambda t: (-counts[t], t))  # most frequent first
-    points = torch.cat([vectors.reshape(n * p, d), embeddings[unique]]).detach().float().cpu()  # (N*P + U, d)
+    prompts = vectors.detach().reshape(n * p, d).float().cpu()  # (N*P, d)
+    points = torch.cat([prompts, embeddings.detach()[unique].float().cpu()])  # (N*P + U, d)
     points = points / points.norm(dim=1, keepdim=True).clamp_min(_EPS)
     pca = PCA(n_components=2).fit(points.numpy())
     xy = pca.transform(points.numpy())  # (N*P + U, 2)

@@ -1,6 +1,22 @@
-"""Shared test settings."""
+"""Shared test settings and fixtures.
+
+Unit tests run on tiny, randomly initialised T5 models built in-process (``random_t5``): they
+exercise exactly the code paths of real checkpoints, in seconds, without any hub download.
+"""
 
 from pathlib import Path
 
+import pytest
+
 # Real benchmark data lives beside the repository (../shared/data); it is never copied into it.
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random T5 saved as a local model directory (config, safetensors, tokenizer)."""
+    from softprompt.models import random_t5, save_model_dir
+
+    path = tmp_path_factory.mktemp("tiny-t5")
+    save_model_dir(random_t5(), path)
+    return path
