@@ -35,6 +35,9 @@ from softprompt.store import META, model_fingerprint, save_run
 from softprompt.tasks import Example, Task
 
 
+RESUMABLE_CHANGES = {"steps", "device"}  # settings a resumed run may change (e.g. train longer)
+
+
 @dataclass
 class TrainResult:
     """What a finished run reports: per-prompt best validation metric and the step it came from."""
@@ -146,8 +149,12 @@ def train(
     loaded = load_checkpoint(cfg.output_dir, optimizer) if resume else None
     if loaded is not None:
         bank_tensors, best, saved = loaded
-        if saved.get("config") != cfg.to_dict():
-            raise SoftpromptError(f"--resume with settings that differ from the checkpoint in {cfg.output_dir}; rerun with the original settings")
+        differing = sorted(k for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES and saved["config"].get(k) != v)
+        if differing:
+            raise SoftpromptError(
+                f"--resume with settings that differ from the checkpoint in {cfg.output_dir} ({', '.join(differing)}); "
+                "rerun with the original settings"
+            )
         _load_bank_state(banks, bank_tensors)
         state = saved
     state["config"] = cfg.to_dict()
