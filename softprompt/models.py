@@ -13,6 +13,7 @@ from softprompt.errors import SoftpromptError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOKENIZER_DIR = ASSETS / "t5-tokenizer"
+NANO_DIR = ASSETS / "t5-nano"  # the embedded pre-trained default, once a checkpoint passes the quality gate
 
 # Short names. T5 v1.1 checkpoints only saw span corruption, so the bare size names that have no
 # original-T5 checkpoint (xl, xxl) resolve to the LM-adapted v1.1 checkpoints that Lester et al.
@@ -50,6 +51,13 @@ def resolve_model_name(name: str) -> str:
     """Map a short alias (``t5-xl``) to its hub id; local directories and other names pass through."""
     if os.path.isdir(name):
         return name
+    if name == "t5-nano":
+        if not (NANO_DIR / "config.json").is_file():
+            raise SoftpromptError(
+                "t5-nano is not shipped in this version (no pre-trained checkpoint has passed the quality gate yet); "
+                "pass --model with a hub name (e.g. t5-small) or a local T5 directory"
+            )
+        return str(NANO_DIR)
     return ALIASES.get(name, name)
 
 
