@@ -228,6 +228,58 @@ def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
         click.echo(f"wrote {plot}", err=True)
 
 
+@cli.command()
+@click.option("--models", default="t5-small", show_default=True, help="comma-separated models (names, aliases or directories)")
+@task_options
+@click.option("--train-file", type=click.Path(), help="local training data; default: the task's hub dataset")
+@click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
+@click.option("--eval-size", type=int, help="validate on at most this many examples")
+@click.option("--prompt-lengths", default="100", show_default=True, help="comma-separated prompt lengths, e.g. 1,5,20,100")
+@click.option("--inits", default="class-label", show_default=True, help="comma-separated inits, e.g. random-uniform,sampled-vocab,class-label")
+@click.option("--train-sizes", help="comma-separated training-set sizes, e.g. 50,100,200,500 (default: all data)")
+@click.option("--subsample-seeds", default=1, show_default=True, help="subsamples per training size (seeds 0..k-1)")
+@click.option("--n-prompts", default=5, show_default=True)
+@click.option("--deep-prefix", is_flag=True, help="train deep prefixes too")
+@click.option("--prefix-length", default=10, show_default=True)
+@click.option("--steps", default=30000, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), default="adafactor", show_default=True)
+@click.option("--lr", type=float, help="learning rate [default: 0.3 adafactor, 1e-3 adamw]")
+@click.option("--eval-every", default=1000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--max-source-length", default=256, show_default=True)
+@click.option("--vote", default="majority,confidence", show_default=True, help="ensemble rules")
+@decoding_options
+@click.option("--out-dir", default="sweeps/run", show_default=True, type=click.Path(), help="results/ and runs/ go here")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def sweep(**kw) -> None:
+    """Train + ensemble-evaluate a grid of models × prompt lengths × inits × train sizes (resumable)."""
+    from analysis.sweep import grid, run_sweep
+    from softprompt.config import TrainConfig
+
+    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"])
+    models = [m.strip() for m in kw["models"].split(",") if m.strip()]
+    inits = [i.strip() for i in kw["inits"].split(",") if i.strip()]
+    sizes = _csv_ints(kw["train_sizes"]) or [None]
+    if kw["subsample_seeds"] < 1:
+        raise SoftpromptError(f"--subsample-seeds must be a positive integer, got {kw['subsample_seeds']}")
+    cells = grid(models, _csv_ints(kw["prompt_lengths"]), inits, sizes, range(kw["subsample_seeds"]))
+    base = TrainConfig(
+        task=task.name, n_prompts=kw["n_prompts"], prompt_length=cells[0].prompt_length, init=cells[0].init,
+        deep_prefix=kw["deep_prefix"], prefix_length=kw["prefix_length"], steps=kw["steps"], batch_size=kw["batch_size"],
+        optimizer=kw["optimizer"], lr=kw["lr"], eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"],
+        eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],
+        device=kw["device"], decoding=_decoding(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+    )
+    for cell in cells:  # validate the whole grid before the first cell trains
+        TrainConfig(**(base.to_dict() | {"prompt_length": cell.prompt_length, "init": cell.init, "prompt_seeds": None}))
+    results = run_sweep(cells, base, task, Path(kw["out_dir"]), kw["train_file"], kw["validation_file"],
+                        kw["vote"].split(","), click.echo, progress=not kw["quiet"])
+    click.echo(f"{len(results)} result files in {Path(kw['out_dir']) / 'results'}")
+
+
 @cli.command("plot-scale")
 @click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--metric", default="accuracy", show_default=True, help="metric to plot")
@@ -256,6 +308,41 @@ def demo(output_dir, steps, train_size, eval_size, n_prompts) -> None:
     from softprompt.demo import run_demo
 
     run_demo(Path(output_dir), steps, train_size, eval_size, n_prompts, click.echo)
+
+
+@cli.command("export-peft")
+@click.argument("run_dir", type=click.Path())
+@click.option("--prompt", "prompt_index", default=0, show_default=True, help="which prompt of the run (0..N-1)")
+@click.option("--out", required=True, type=click.Path(), help="adapter directory to write")
+@click.option("--base-model", help="base model name/path to record (default: the run's model)")
+@click.option("--overwrite", is_flag=True, help="replace an existing adapter in --out")
+def export_peft(run_dir, prompt_index, out, base_model, overwrite) -> None:
+    """Write one prompt as an HF PEFT prompt-tuning adapter (PeftModel.from_pretrained loads it).
+
+    Deep prefixes cannot be represented in PEFT (it never reaches T5's encoder and drops
+    cross-attention prefixes); runs with prefixes export their input prompt only, and say so.
+    """
+    from softprompt.peft_io import export_peft as export
+
+    for note in export(run_dir, prompt_index, out, base_model, overwrite):
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"wrote PEFT adapter to {out}")
+
+
+@cli.command("import-peft")
+@click.argument("adapter_dir", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="softprompt run directory to write")
+@click.option("--task", "task_name", required=True, help="task the prompt was trained for (built-in name or a custom name)")
+@click.option("--label-words", help="comma-separated label words for a custom classification task, e.g. negative,positive")
+@click.option("--model", help="base model name/path (default: the adapter's base_model_name_or_path)")
+@click.option("--overwrite", is_flag=True, help="replace an existing run in --out")
+def import_peft(adapter_dir, out, task_name, label_words, model, overwrite) -> None:
+    """Turn an HF PEFT prompt-tuning adapter into a one-prompt softprompt run."""
+    from softprompt.peft_io import import_peft as do_import
+
+    words = [w.strip() for w in label_words.split(",") if w.strip()] if label_words else None
+    do_import(adapter_dir, out, task_name, words, model, overwrite)
+    click.echo(f"wrote softprompt run to {out}")
 
 
 def main() -> None:

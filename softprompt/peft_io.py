@@ -74,6 +74,7 @@ def export_peft(
     ``overwrite``, any other content never.
     """
     meta = read_meta(run_dir)
+    _check_out_dir(Path(out_dir), overwrite, _is_adapter, "a PEFT adapter", "--out")
     notes: list[str] = []
     prompts_spec, prefixes_spec = meta.get("prompts"), meta.get("prefixes")
     if not prompts_spec:
@@ -91,8 +92,13 @@ def export_peft(
         )
     weight = _run_prompt_weight(run_dir, meta)  # (N, P, d)
     n_prompts = weight.shape[0]
-    if isinstance(prompt_index, bool) or not isinstance(prompt_index, int) or not 0 <= prompt_index < n_prompts:
+    try:
+        index = None if isinstance(prompt_index, bool) else operator.index(prompt_index)
+    except TypeError:
+        index = None
+    if index is None or not 0 <= index < n_prompts:
         raise SoftpromptError(f"--prompt must be an index in 0..{n_prompts - 1} for {run_dir}, got {prompt_index!r}")
+    prompt_index = index
     prompt = weight[prompt_index]  # (P, d)
     if not torch.isfinite(prompt).all():
         raise SoftpromptError(f"prompt {prompt_index} of {run_dir} holds NaN or infinite values; retrain it or export another prompt")
@@ -107,8 +113,8 @@ def export_peft(
         "base_model_name_or_path": base,
         "inference_mode": True,
         "modules_to_save": None,
-        "num_attention_heads": model["num_heads"],
-        "num_layers": model["num_layers"],
+        "num_attention_heads": model.get("num_heads"),
+        "num_layers": model.get("num_layers"),
         "num_transformer_submodules": SEQ2SEQ_SUBMODULES,
         "num_virtual_tokens": length,
         "peft_type": "PROMPT_TUNING",
@@ -134,8 +140,16 @@ def export_peft(
         atomic_write(directory / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file({EMBEDDING_KEY: embeddings}, tmp, metadata=provenance))
         atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True))
 
-    _write_fresh_dir(out_dir, write, overwrite, is_ours=lambda p: (p / CONFIG_NAME).is_file(), what="a PEFT adapter", option="--out")
+    _write_fresh_dir(out_dir, write, overwrite, _is_adapter, "a PEFT adapter", "--out")
     return notes
+
+
+def _is_adapter(directory: Path) -> bool:
+    return (directory / CONFIG_NAME).is_file()
+
+
+def _is_run(directory: Path) -> bool:
+    return (directory / META).is_file()
 
 
 def _run_prompt_weight(run_dir: str | os.PathLike, meta: dict[str, Any]) -> torch.Tensor:
@@ -192,6 +206,7 @@ def import_peft(
     """
     adapter = Path(adapter_dir)
     config = _read_adapter_config(adapter)
+    _check_out_dir(Path(out_dir), overwrite, _is_run, "a softprompt run", "--out")
     length = config["num_virtual_tokens"]
     embeddings = _read_adapter_weights(adapter)
     submodules = config.get("num_transformer_submodules") or (SEQ2SEQ_SUBMODULES if config.get("task_type") == "SEQ_2_SEQ_LM" else 1)
@@ -243,10 +258,7 @@ def import_peft(
             "base_model_name_or_path": config.get("base_model_name_or_path"),
         },
     }
-    _write_fresh_dir(
-        out_dir, lambda directory: save_run(directory, meta, bank, None), overwrite,
-        is_ours=lambda p: (p / META).is_file(), what="a softprompt run", option="--out",
-    )
+    _write_fresh_dir(out_dir, lambda directory: save_run(directory, meta, bank, None), overwrite, _is_run, "a softprompt run", "--out")
 
 
 def _read_adapter_config(adapter: Path) -> dict[str, Any]:

@@ -210,7 +210,8 @@ def _evaluate(prompted, task, val_examples, cfg, state, banks, best, losses, bar
                 best[name][i] = tensor[i].detach()
     state["since_best"] = 0 if improved else state["since_best"] + 1
     state["history"].append({"step": state["step"], "train_loss": losses, task.metric: metrics})
-    bar.write(f"step {state['step']}: {task.metric} " + " ".join(f"{m:.4f}" for m in metrics))
+    if not bar.disable:
+        bar.write(f"step {state['step']}: {task.metric} " + " ".join(f"{m:.4f}" for m in metrics))
     return cfg.patience is not None and state["since_best"] >= cfg.patience
 
 

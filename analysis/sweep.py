@@ -1,0 +1,92 @@
+"""Grid sweeps: train and ensemble-evaluate every (model, prompt length, init, train size, seed).
+
+One result file per cell under ``<out>/results/``; a cell whose result exists is skipped, and a
+cell interrupted mid-training resumes from its checkpoint, so re-running the same command
+continues the sweep. The results feed ``softprompt plot-scale`` (model size on x, or any swept
+setting with ``--x``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ensembles.pipeline import run_ensemble_eval, write_outputs
+from ensembles.pool import load_pool
+from softprompt.config import TrainConfig
+from softprompt.data import load_examples
+from softprompt.models import load_frozen_t5
+from softprompt.tasks import Task
+from softprompt.train import prepare_output_dir, train
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid."""
+
+    model: str
+    prompt_length: int
+    init: str
+    train_size: int | None
+    subsample_seed: int
+
+    @property
+    def name(self) -> str:
+        size = "all" if self.train_size is None else str(self.train_size)
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.model.strip("/").split("/")[-1])
+        init = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.init)[:40]
+        return f"{slug}__P{self.prompt_length}__{init}__n{size}__s{self.subsample_seed}"
+
+
+def grid(
+    models: Sequence[str],
+    prompt_lengths: Sequence[int],
+    inits: Sequence[str],
+    train_sizes: Sequence[int | None] = (None,),
+    subsample_seeds: Sequence[int] = (0,),
+) -> list[Cell]:
+    """Every combination, model-major (all cells of one model before loading the next)."""
+    return [Cell(*values) for values in itertools.product(models, prompt_lengths, inits, train_sizes, subsample_seeds)]
+
+
+def run_sweep(
+    cells: Sequence[Cell],
+    base: TrainConfig,
+    task: Task,
+    out_dir: Path,
+    train_file: str | None,
+    validation_file: str | None,
+    rules: Sequence[str],
+    echo: Callable[[str], None] = print,
+    progress: bool = True,
+) -> list[Path]:
+    """Run every cell not yet done; returns the result files of all cells."""
+    results = []
+    val_examples = load_examples(task, "validation", validation_file, base.eval_size, 0, grouped=True)
+    frozen = None
+    for index, cell in enumerate(cells, start=1):
+        result = out_dir / "results" / f"{cell.name}.json"
+        results.append(result)
+        if result.is_file():
+            echo(f"[{index}/{len(cells)}] {cell.name}: done, skipped")
+            continue
+        echo(f"[{index}/{len(cells)}] {cell.name}")
+        if frozen is None or frozen.name != cell.model:
+            frozen = load_frozen_t5(cell.model, base.dtype, base.device)
+        run_dir = out_dir / "runs" / cell.name
+        cfg = replace(base, model=cell.model, prompt_length=cell.prompt_length, init=cell.init,
+                      train_size=cell.train_size, output_dir=str(run_dir), prompt_seeds=None)  # re-validated
+        resume = (run_dir / "checkpoint" / "state.json").is_file()
+        prepare_output_dir(run_dir, resume=resume, overwrite=True)
+        train_examples = load_examples(task, "train", train_file, cell.train_size, cell.subsample_seed)
+        train(cfg, frozen, task, train_examples, val_examples, resume=resume, progress=progress)
+        core = run_ensemble_eval(
+            load_pool([str(run_dir)], frozen), task, val_examples, "validation", rules,
+            max_length=cfg.max_source_length, decoding=cfg.decoding,
+            settings={"train_size": cell.train_size, "subsample_seed": cell.subsample_seed, "cell": cell.name},
+        )
+        write_outputs(core, result)
+    return results
