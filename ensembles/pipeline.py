@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,22 +23,33 @@ from softprompt.errors import SoftpromptError
 from softprompt.tasks import Example, Task
 
 
-def check_task(pool: Pool, task: Task, transfer: bool) -> list[str]:
-    """Notes for the report; errors when the prompts were trained on another task without ``transfer``."""
+def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], transfer: bool) -> tuple[list[Example], list[str]]:
+    """Examples to score and notes for the report.
+
+    Prompts trained on another task need ``transfer``. Their own label words are then scored for
+    the target task's classes, matched by class index (QQP's not_duplicate/duplicate for MRPC's
+    not_equivalent/equivalent, as in Lester et al.'s QQP→MRPC transfer).
+    """
     trained = pool.metas[0]["task"]
     if trained["name"] == task.name:
-        return []
+        return list(examples), []
     if not transfer:
         raise SoftpromptError(
             f"prompts were trained on {trained['name']!r}, not {task.name!r}; pass --transfer to evaluate "
             "them across tasks (domain transfer), or pick prompts trained on this task"
         )
-    if task.kind != trained["kind"] or list(task.label_words) != list(trained.get("label_words", [])):
+    note = f"domain transfer: prompts trained on {trained['name']!r}, evaluated on {task.name!r}"
+    words = list(trained.get("label_words") or [])
+    if task.kind != trained["kind"] or (task.kind == "classification" and len(words) != len(task.label_words)):
         raise SoftpromptError(
-            f"--transfer needs the same label words: {trained['name']!r} uses {trained.get('label_words')}, "
-            f"{task.name!r} uses {list(task.label_words)}"
+            f"--transfer needs tasks of the same kind and number of classes: {trained['name']!r} has label words "
+            f"{words}, {task.name!r} has {list(task.label_words)}"
         )
-    return [f"domain transfer: prompts trained on {trained['name']!r}, evaluated on {task.name!r}"]
+    if task.kind != "classification" or words == list(task.label_words):
+        return list(examples), [note]
+    mapping = ", ".join(f"{ours}→{theirs}" for ours, theirs in zip(task.label_words, words))
+    relabelled = [replace(e, choices=tuple(words), target=words[e.label]) for e in examples]
+    return relabelled, [f"{note}; classes scored with the prompts' label words ({mapping})"]
 
 
 def run_ensemble_eval(
@@ -58,7 +70,7 @@ def run_ensemble_eval(
     with the full report under ``"report"``."""
     if not examples:
         raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
-    notes = check_task(pool, task, transfer)
+    examples, notes = transfer_examples(pool, task, examples, transfer)
     ids = list(range(len(pool.names)))
     if task.kind == "generation":
         gens = generate_texts(pool.model, examples, ids, max_length, max_rows, progress, **(decoding or {}))

@@ -155,7 +155,7 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--limit", type=int, help="evaluate on at most this many examples")
 @click.option("--vote", default="majority,confidence", show_default=True, help="classification: majority,confidence,logprob_sum; generation: majority,mbr,best_score")
 @click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
-@click.option("--transfer", is_flag=True, help="allow prompts trained on another task with the same label words (domain transfer)")
+@click.option("--transfer", is_flag=True, help="evaluate prompts trained on another task (domain transfer, e.g. QQP→MRPC): their label words score this task's classes by index")
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
 @click.option("--output", default="results/eval.json", show_default=True, type=click.Path(), help="report JSON (CSV and predictions JSONL beside it)")
 @click.option("--max-length", default=512, show_default=True, help="longest input in tokens")

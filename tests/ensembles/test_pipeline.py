@@ -1,0 +1,116 @@
+"""ensemble-eval end to end on real data with tiny random T5s (built in-process, saved locally).
+
+Covers: pooling runs, the report files, identical numbers on re-runs, mismatch errors, domain
+transfer, and a generation task (E2E) with BLEU/chrF/ROUGE-L per prompt, mean, best and rules.
+"""
+
+import json
+
+import pytest
+
+from ensembles.evaluate import read_report
+from ensembles.pipeline import run_ensemble_eval, write_outputs
+from ensembles.pool import load_pool, read_pool_metas
+from softprompt.config import TrainConfig
+from softprompt.data import load_examples
+from softprompt.errors import SoftpromptError
+from softprompt.models import load_frozen_t5, random_t5, save_model_dir
+from softprompt.tasks import get_task
+from softprompt.train import train
+from tests.conftest import SHARED_DATA
+
+CB = SHARED_DATA / "superglue" / "cb"
+E2E = SHARED_DATA / "e2e"
+
+
+def _train(tmp_path, name, model_dir, task_name, train_file, val_file, **overrides):
+    task = get_task(task_name)
+    settings = dict(
+        model=str(model_dir), task=task_name, output_dir=str(tmp_path / name), n_prompts=2, prompt_length=3,
+        init="sampled-vocab", steps=2, batch_size=4, eval_every=2, max_source_length=64, max_target_length=24,
+        decoding={"max_new_tokens": 8},
+    )
+    cfg = TrainConfig(**(settings | overrides))
+    frozen = load_frozen_t5(str(model_dir))
+    train(cfg, frozen, task, load_examples(task, "train", str(train_file), 16, 0),
+          load_examples(task, "validation", str(val_file), 8, 0, grouped=True), progress=False)
+    return cfg.output_dir
+
+
+@pytest.fixture(scope="module")
+def cb_runs(tmp_path_factory, tiny_model_dir):
+    tmp = tmp_path_factory.mktemp("cb")
+    return [_train(tmp, f"run{i}", tiny_model_dir, "cb", CB / "train.jsonl", CB / "val.jsonl", seed=i) for i in range(2)]
+
+
+def test_pooled_runs_write_identical_reports_on_rerun(tmp_path, cb_runs, tiny_model_dir):
+    task = get_task("cb")
+    examples = load_examples(task, "validation", str(CB / "val.jsonl"), 20, 0)
+    frozen = load_frozen_t5(str(tiny_model_dir))
+    reports = []
+    for attempt in range(2):
+        core = run_ensemble_eval(load_pool(cb_runs, frozen), task, examples, "validation", ["majority", "confidence"])
+        paths = write_outputs(core, tmp_path / f"eval{attempt}.json")
+        assert all(p.is_file() for p in paths)
+        reports.append(read_report(paths[0]))
+    assert reports[0] == reports[1]
+    report = reports[0]
+    assert [row["prompt"] for row in report["per_prompt"]] == ["run0#0", "run0#1", "run1#0", "run1#1"]
+    assert report["primary"] == "macro_f1" and set(report["ensembles"]) == {"majority", "confidence"}
+    assert report["settings"]["n_prompts"] == 4 and report["n_examples"] == 20
+    lines = (tmp_path / "eval0.predictions.jsonl").read_text().splitlines()
+    assert len(lines) == 20 and set(json.loads(lines[0])["prompts"]) == {"run0#0", "run0#1", "run1#0", "run1#1"}
+
+
+def test_pooling_refuses_other_models_and_tasks(tmp_path, cb_runs, tiny_model_dir):
+    other_model = tmp_path / "wide"
+    save_model_dir(random_t5(d_model=48), other_model)
+    wide_run = _train(tmp_path, "wide_run", other_model, "cb", CB / "train.jsonl", CB / "val.jsonl")
+    with pytest.raises(SoftpromptError, match="same model"):
+        read_pool_metas([cb_runs[0], wide_run])
+    rte = SHARED_DATA / "superglue" / "rte"
+    rte_run = _train(tmp_path, "rte_run", tiny_model_dir, "rte", rte / "train.jsonl", rte / "val.jsonl")
+    with pytest.raises(SoftpromptError, match="same task"):
+        read_pool_metas([cb_runs[0], rte_run])
+    longer = _train(tmp_path, "long", tiny_model_dir, "cb", CB / "train.jsonl", CB / "val.jsonl", prompt_length=5)
+    with pytest.raises(SoftpromptError, match="prompt length"):
+        read_pool_metas([cb_runs[0], longer])
+
+
+def test_transfer_needs_flag_and_same_class_count(cb_runs, tiny_model_dir):
+    frozen = load_frozen_t5(str(tiny_model_dir))
+    rte = get_task("rte")
+    examples = load_examples(rte, "validation", str(SHARED_DATA / "superglue" / "rte" / "val.jsonl"), 4, 0)
+    with pytest.raises(SoftpromptError, match="--transfer"):
+        run_ensemble_eval(load_pool(cb_runs[:1], frozen), rte, examples, "validation", ["majority"])
+    with pytest.raises(SoftpromptError, match="number of classes"):  # CB has 3 classes, RTE 2
+        run_ensemble_eval(load_pool(cb_runs[:1], frozen), rte, examples, "validation", ["majority"], transfer=True)
+
+
+def test_qqp_to_mrpc_transfer_scores_qqp_label_words(tmp_path, tiny_model_dir):
+    rows = lambda a, b: "".join(json.dumps({a: f"first {i}", b: f"second {i}", "label": i % 2}) + "\n" for i in range(6))
+    qqp_file, mrpc_file = tmp_path / "qqp.jsonl", tmp_path / "mrpc.jsonl"
+    qqp_file.write_text(rows("question1", "question2"))
+    mrpc_file.write_text(rows("sentence1", "sentence2"))
+    run = _train(tmp_path, "qqp_run", tiny_model_dir, "qqp", qqp_file, qqp_file)
+    mrpc = get_task("mrpc")
+    core = run_ensemble_eval(load_pool([run], load_frozen_t5(str(tiny_model_dir))), mrpc,
+                             load_examples(mrpc, "validation", str(mrpc_file)), "validation", ["majority"], transfer=True)
+    note = " ".join(core["report"]["notes"])
+    assert "domain transfer" in note and "equivalent→duplicate" in note
+    assert core["report"]["n_examples"] == 6
+
+
+def test_generation_on_e2e_reports_bleu_chrf_rouge(tmp_path, tiny_model_dir):
+    run = _train(tmp_path, "e2e", tiny_model_dir, "e2e_nlg", E2E / "devset.csv", E2E / "testset_w_refs.csv", eval_every=2)
+    task = get_task("e2e_nlg")
+    examples = load_examples(task, "test", str(E2E / "testset_w_refs.csv"), 6, 0, grouped=True)
+    assert all(len(e.references) > 1 for e in examples)  # multi-reference grouping
+    core = run_ensemble_eval(load_pool([run], load_frozen_t5(str(tiny_model_dir))), task, examples, "test",
+                             ["majority", "mbr", "best_score"], decoding={"max_new_tokens": 8})
+    report = core["report"]
+    assert report["kind"] == "generation" and report["primary"] == "bleu"
+    for metric in ("bleu", "chrf", "rougeL"):
+        assert metric in report["mean"] and metric in report["best"]
+        assert all(metric in row for row in report["per_prompt"])
+    assert set(report["ensembles"]) == {"majority", "mbr", "best_score"}
