@@ -216,15 +216,14 @@ def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
         indices = [int(which)]
     if top_k < 1:
         raise SoftpromptError(f"--top-k must be a positive integer, got {top_k}")
-    vectors = bank.weight.data[indices]
     embeddings = frozen.model.get_input_embeddings().weight.data
     exclude = special_token_ids(frozen.tokenizer, embeddings.shape[0]) if exclude_special else ()
-    sims, ids = nearest_neighbors(vectors, embeddings, top_k, exclude)
+    sims, ids = nearest_neighbors(bank.weight.data, embeddings, top_k, exclude)  # (N, P, k)
     label_ids = [i for word in meta["task"].get("label_words", []) for i in frozen.tokenizer(word, add_special_tokens=False).input_ids]
     report = neighbor_report(sims, ids, frozen.tokenizer, label_ids, indices)
     click.echo(json.dumps(report, indent=1) if fmt == "json" else format_neighbor_table(report))
     if plot:
-        plot_neighbors(vectors, embeddings, ids, frozen.tokenizer, plot)
+        plot_neighbors(bank.weight.data[indices], embeddings, ids[indices], frozen.tokenizer, plot)
         click.echo(f"wrote {plot}", err=True)
 
 

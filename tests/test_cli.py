@@ -1,0 +1,86 @@
+"""The command line end to end: train → ensemble-eval → neighbors → sweep → plot-scale → demo.
+
+Runs on real SuperGLUE files from ../shared/data with a tiny random T5 saved to a local directory
+(built in-process), exactly as a user would call the commands.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from softprompt.cli import cli
+from tests.conftest import SHARED_DATA
+
+RTE = SHARED_DATA / "superglue" / "rte"
+DATA = ["--task", "rte", "--train-file", str(RTE / "train.jsonl"), "--validation-file", str(RTE / "val.jsonl")]
+SMALL = ["--train-size", "16", "--eval-size", "8", "--n-prompts", "3", "--prompt-length", "4", "--steps", "2",
+         "--batch-size", "4", "--eval-every", "2", "--max-source-length", "64", "--quiet"]
+
+
+def _invoke(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_model_dir):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    _invoke("train", "--model", tiny_model_dir, *DATA, *SMALL, "--output-dir", out)
+    return out
+
+
+def test_train_writes_artefacts(run_dir):
+    meta = json.loads((run_dir / "softprompt.json").read_text())
+    assert meta["n_prompts"] == 3 and meta["prompts"]["length"] == 4 and len(meta["best"]) == 3
+    assert {"softprompt", "torch", "transformers"} <= set(meta["library"])
+
+
+def test_ensemble_eval_prints_table_and_writes_files(run_dir, tmp_path):
+    out = tmp_path / "eval.json"
+    result = _invoke("ensemble-eval", "--prompts", run_dir, "--task", "rte", "--data-file", RTE / "val.jsonl",
+                     "--limit", 10, "--output", out, "--quiet")
+    assert "mean ± std" in result.output and "ensemble: majority" in result.output
+    assert out.is_file() and out.with_suffix(".csv").is_file() and out.with_suffix(".predictions.jsonl").is_file()
+
+
+def test_neighbors_table_json_and_plot(run_dir, tmp_path):
+    table = _invoke("neighbors", run_dir, "--prompt", "1", "--top-k", "3")
+    assert "p1 pos 0" in table.output and "distinct tokens" in table.output
+    report = json.loads(_invoke("neighbors", run_dir, "--format", "json", "--plot", tmp_path / "nn.png").stdout)
+    assert len(report["prompts"]) == 3
+    assert (tmp_path / "nn.png").stat().st_size > 0
+
+
+def test_sweep_then_plot_scale(tmp_path, tiny_model_dir):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--models", tiny_model_dir, *DATA, "--eval-size", "6", "--prompt-lengths", "2,3",
+            "--n-prompts", "2", "--steps", "1", "--batch-size", "4", "--eval-every", "1",
+            "--max-source-length", "48", "--out-dir", out, "--quiet"]
+    first = _invoke(*args)
+    assert first.output.count("done, skipped") == 0
+    results = sorted((out / "results").glob("*.json"))
+    assert len(results) == 2
+    again = _invoke(*args)  # resumable: finished cells are skipped
+    assert again.output.count("done, skipped") == 2
+    _invoke("plot-scale", *results, "--x", "prompt_length", "--out", tmp_path / "scale.png")
+    assert (tmp_path / "scale.png").stat().st_size > 0 and (tmp_path / "scale.svg").stat().st_size > 0
+
+
+def test_demo_runs_end_to_end_and_says_the_model_is_random(tmp_path, monkeypatch):
+    import softprompt.demo as demo
+
+    boolq = SHARED_DATA / "superglue" / "boolq"
+    monkeypatch.setattr(demo, "fetch_boolq", lambda: (boolq / "train.jsonl", boolq / "val.jsonl"))
+    result = _invoke("demo", "--output-dir", tmp_path / "demo", "--steps", 2, "--train-size", 16, "--eval-size", 8, "--n-prompts", 2)
+    assert "RANDOM" in result.output and "NOT meaningful" in result.output
+    assert (tmp_path / "demo" / "neighbors.png").is_file() and (tmp_path / "demo" / "boolq_eval.json").is_file()
+
+
+def test_console_script_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "softprompt.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("train", "ensemble-eval", "neighbors", "sweep", "plot-scale", "demo", "export-peft", "import-peft"):
+        assert command in out
