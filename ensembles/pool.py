@@ -61,7 +61,7 @@ def load_pool(run_dirs: Sequence[str], frozen: FrozenT5) -> Pool:
         names = [f"{d}#{k}" for d, meta in zip(run_dirs, metas) for k in range(meta["n_prompts"])]
     prompts = _concat_prompts([p for _, p, _ in loaded])
     prefixes = _concat_prefixes([x for _, _, x in loaded])
-    model = PromptedT5(frozen, prompts, prefixes).to(frozen.model.device)
+    model = PromptedT5(frozen, prompts, prefixes)
     return Pool(model, names, metas)
 
 

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from ensembles.batched import MAX_ROWS, iter_batches, repeat_for_prompts
+from softprompt import distributed
 from softprompt.prompted import PromptedT5
 from softprompt.tasks import Example
 
@@ -42,16 +43,17 @@ class Generations:
 
 
 def encode_choices(
-    tokenizer: PreTrainedTokenizerBase, choices: Sequence[Sequence[str]], device: str | torch.device = "cpu"
+    tokenizer: PreTrainedTokenizerBase, choices: Sequence[Sequence[str]], k: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Candidate targets (with EOS) of B examples, padded to (B, K, S) ids and mask."""
-    k = max(len(c) for c in choices)
+    """Candidate targets (with EOS) of B examples, padded to (B, K, S) ids and mask (K: the most
+    candidates of any example unless given)."""
+    k = k or max(len(c) for c in choices)
     flat = [text for c in choices for text in list(c) + [""] * (k - len(c))]
     encoded = tokenizer(flat, padding=True, return_tensors="pt")
     mask = encoded.attention_mask.view(len(choices), k, -1)
     for row, c in enumerate(choices):
         mask[row, len(c) :] = 0  # missing candidates: no tokens
-    return encoded.input_ids.view(len(choices), k, -1).to(device), mask.to(device)
+    return encoded.input_ids.view(len(choices), k, -1), mask
 
 
 @torch.no_grad()
@@ -63,10 +65,13 @@ def score_choices(
     max_rows: int = MAX_ROWS,
     progress: bool = False,
 ) -> ChoiceScores:
-    """Rank-classification scores of every prompt in ``bank_ids`` on ``examples``."""
-    device = model.model.device
-    choice_ids, choice_mask = encode_choices(model.tokenizer, [e.choices for e in examples])
-    n, (m, k, _) = len(bank_ids), choice_ids.shape
+    """Rank-classification scores of every prompt in ``bank_ids`` on ``examples`` (under a
+    data-parallel launcher each process scores its shard and the results are gathered)."""
+    device = model.model.get_input_embeddings().weight.device
+    total, k = len(examples), max(len(e.choices) for e in examples)
+    examples = distributed.shard(examples)
+    choice_ids, choice_mask = encode_choices(model.tokenizer, [e.choices for e in examples], k)
+    n, m = len(bank_ids), len(examples)
     scores = np.full((n, m, k), -np.inf)
     batches = iter_batches(model.tokenizer, [e.source for e in examples], bank_ids, max_length, max_rows, device)
     for batch in tqdm(batches, desc="scoring", disable=not progress, total=_n_passes(m, n, max_rows)):
@@ -75,9 +80,9 @@ def score_choices(
         rows = model.score(batch.input_ids, batch.attention_mask, batch.prompt_ids, ids, mask).cpu().double()
         rows = rows.view(len(batch.prompt_index), len(batch.example_index), k)  # (n, b, K)
         scores[np.ix_(batch.prompt_index.numpy(), batch.example_index.numpy())] = rows.numpy()
-    lengths = choice_mask.sum(dim=-1).numpy()  # (M, K)
-    scores[:, lengths == 0] = -np.inf
-    return ChoiceScores(scores, lengths)
+    lengths = choice_mask.sum(dim=-1).numpy()[None]  # (1, M, K)
+    scores[np.broadcast_to(lengths == 0, scores.shape)] = -np.inf
+    return ChoiceScores(distributed.gather_examples(scores, total), distributed.gather_examples(lengths, total)[0])
 
 
 @torch.no_grad()
@@ -91,8 +96,10 @@ def generate_texts(
     **decoding,
 ) -> Generations:
     """Generate for every (prompt, example) pair; ``decoding`` goes to ``generate()``
-    (``max_new_tokens``, ``num_beams``, ``no_repeat_ngram_size``, ...)."""
-    device = model.model.device
+    (``max_new_tokens``, ``num_beams``, ``no_repeat_ngram_size``, ...); sharded like ``score_choices``."""
+    device = model.model.get_input_embeddings().weight.device
+    total = len(examples)
+    examples = distributed.shard(examples)
     n, m = len(bank_ids), len(examples)
     texts = [[""] * m for _ in range(n)]
     scores = np.zeros((n, m))
@@ -109,7 +116,8 @@ def generate_texts(
             prompt, example = batch.prompt_index[row // b].item(), batch.example_index[row % b].item()
             texts[prompt][example] = text.strip()
             scores[prompt, example] = row_scores[row]
-    return Generations(texts, scores)
+    texts = distributed.gather_examples(np.array(texts, dtype=object).reshape(n, m), total).tolist()
+    return Generations(texts, distributed.gather_examples(scores, total))
 
 
 def _length_normalised(model: PromptedT5, out) -> torch.Tensor:

@@ -82,7 +82,7 @@ def _with_prefix(kernel):
         prefix = context.kv.get(site)
         if prefix is None or prefix.shape[-2] == 0:  # no prefix / zero-length: the original kernel, bit for bit
             return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
-        prefix = _match_batch(prefix[:, layer], query.shape[0]).to(key.dtype)  # (B, 2, H, Pp, d_kv)
+        prefix = _match_batch(prefix[:, layer], query.shape[0]).to(key.device, key.dtype)  # (B, 2, H, Pp, d_kv)
         n_prefix = prefix.shape[-2]
         if attention_mask is None and site == "decoder" and query.shape[2] > 1:
             attention_mask = _causal_mask(query.shape[2], key.shape[2], key.device)

@@ -106,7 +106,9 @@ def cli() -> None:
 @click.option("--max-target-length", default=64, show_default=True)
 @decoding_options
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True, help="frozen model dtype (prompts stay fp32)")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1, ...")
+@click.option("--device", default="auto", show_default=True, help="auto (this process's GPU under accelerate launch, else CPU), cpu, cuda, cuda:1, ...")
+@click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs (t5-xxl)")
+@click.option("--gradient-checkpointing", is_flag=True, help="recompute activations in backward: less memory, more compute")
 @click.option("--resume", is_flag=True, help="continue from the checkpoint in --output-dir")
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --output-dir")
 @click.option("--quiet", is_flag=True, help="no progress bar")
@@ -116,6 +118,7 @@ def train(**kw) -> None:
     Example: softprompt train --model t5-xl --n-prompts 5 --task boolq --prompt-length 100
     --init class-label --steps 30000 --batch-size 32 --output-dir runs/boolq
     """
+    from softprompt import distributed
     from softprompt.config import TrainConfig
     from softprompt.data import load_examples
     from softprompt.models import load_frozen_t5
@@ -130,10 +133,14 @@ def train(**kw) -> None:
     )
     train_examples = load_examples(task, "train", kw["train_file"], kw["train_size"], kw["subsample_seed"])
     val_examples = load_examples(task, "validation", kw["validation_file"], kw["eval_size"], 0, grouped=True)
-    frozen = load_frozen_t5(cfg.model, cfg.dtype, cfg.device)
+    frozen = load_frozen_t5(cfg.model, cfg.dtype, cfg.device, device_map=cfg.device_map)
     _check_lengths(frozen, cfg.prompt_length, cfg.max_source_length)
-    prepare_output_dir(cfg.output_dir, kw["resume"], kw["overwrite"])
+    if distributed.is_main():
+        prepare_output_dir(cfg.output_dir, kw["resume"], kw["overwrite"])
+    distributed.barrier()
     result = run_training(cfg, frozen, task, train_examples, val_examples, resume=kw["resume"], progress=not kw["quiet"])
+    if not distributed.is_main():
+        return
     click.echo(f"best {task.metric} per prompt: " + ", ".join(f"{m:.4f} (step {s})" for m, s in zip(result.best_metric, result.best_step)))
     click.echo(f"artefacts written to {cfg.output_dir}")
 
@@ -161,7 +168,8 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--max-length", default=512, show_default=True, help="longest input in tokens")
 @click.option("--max-rows", default=64, show_default=True, help="rows (prompts × examples) per forward pass")
 @decoding_options
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def ensemble_eval(**kw) -> None:
@@ -169,19 +177,22 @@ def ensemble_eval(**kw) -> None:
     from ensembles.evaluate import format_table
     from ensembles.pipeline import run_ensemble_eval, write_outputs
     from ensembles.pool import load_pool, read_pool_metas
+    from softprompt import distributed
     from softprompt.data import load_examples
     from softprompt.models import load_frozen_t5
 
     metas = read_pool_metas(kw["run_dirs"])
     task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"])
     examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True)
-    frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"])
+    frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
     pool = load_pool(kw["run_dirs"], frozen)
     core = run_ensemble_eval(
         pool, task, examples, kw["split"], kw["vote"].split(","), kw["transfer"], kw["length_normalise"],
         kw["max_length"], kw["max_rows"], _decoding(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
         {"runs": list(kw["run_dirs"])}, progress=not kw["quiet"],
     )
+    if not distributed.is_main():
+        return
     click.echo(format_table(core["report"]))
     for path in write_outputs(core, kw["output"]):
         click.echo(f"wrote {path}")

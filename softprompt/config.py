@@ -47,7 +47,9 @@ class TrainConfig:
     validation_file: str | None = None
     train_size: int | None = None
     dtype: str = "float32"
-    device: str = "cpu"
+    device: str = "auto"
+    device_map: str | None = None
+    gradient_checkpointing: bool = False
     # custom tasks
     input_template: str | None = None
     label_column: str | None = None

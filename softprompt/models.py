@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
 
+from softprompt.distributed import default_device
 from softprompt.errors import SoftpromptError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -73,15 +75,20 @@ def load_frozen_t5(
     dtype: str = "float32",
     device: str = "cpu",
     attn_implementation: str = "sdpa",
+    device_map: str | None = None,
 ) -> FrozenT5:
-    """Load a T5 encoder-decoder and its tokenizer, frozen, in ``dtype`` on ``device``."""
+    """Load a T5 encoder-decoder and its tokenizer, frozen, in ``dtype`` on ``device``.
+
+    ``device="auto"``: this process's GPU under ``accelerate launch`` / the only GPU, else the CPU.
+    ``device_map="auto"``: spread a model too large for one device over all of them (accelerate).
+    """
     if dtype not in DTYPES:
         raise SoftpromptError(f"unknown --dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
     source = resolve_model_name(name)
     _check_local_dir(source)
     try:
         config = AutoConfig.from_pretrained(source)
-    except OSError as error:
+    except (OSError, ValueError, KeyError) as error:  # missing/invalid config.json, unknown model_type
         raise SoftpromptError(
             f"cannot load model config for {name!r} ({_first_line(error)}); pass a local directory "
             "with config.json and weights, or a hub name while online"
@@ -93,13 +100,46 @@ def load_frozen_t5(
         )
     try:
         model = T5ForConditionalGeneration.from_pretrained(
-            source, dtype=DTYPES[dtype], attn_implementation=attn_implementation
+            source, dtype=DTYPES[dtype], attn_implementation=attn_implementation, device_map=device_map
         )
-    except OSError as error:
-        raise SoftpromptError(f"cannot load weights for {name!r}: {_first_line(error)}") from None
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # missing, truncated or mismatched weights
+        raise SoftpromptError(
+            f"cannot load weights for {name!r} ({_first_line(error)}); the weight files are missing or corrupted, "
+            "re-save the model with save_pretrained() or download it again"
+        ) from None
     tokenizer = load_tokenizer(source)
     check_vocab(tokenizer, model.config, name)
-    return FrozenT5(freeze(model.to(device)), tokenizer, name)
+    if DTYPES[dtype] != torch.float32:
+        keep_wo_in_fp32(model)
+    if device_map is None:
+        model = model.to(default_device() if device == "auto" else device)
+    return FrozenT5(freeze(model), tokenizer, name)
+
+
+def keep_wo_in_fp32(model: T5ForConditionalGeneration) -> None:
+    """Upcast the feed-forward output projections (``wo``) to fp32, as T5 needs in half precision.
+
+    T5 was trained in bf16 but its ``wo`` activations overflow in fp16 and lose precision in bf16;
+    transformers upcasts them for fp16 only. Its feed-forward casts its input to ``wo``'s dtype.
+    """
+    for name, module in model.named_modules():
+        if name.endswith(".wo"):
+            module.float()
+
+
+def enable_gradient_checkpointing(model: T5ForConditionalGeneration) -> None:
+    """Recompute activations in the backward pass instead of storing them (for prompts and prefixes).
+
+    transformers only checkpoints in training mode, so the model is put in training mode with every
+    dropout probability set to zero: the frozen model computes exactly what it computes in eval.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if hasattr(module, "dropout") and isinstance(module.dropout, float):  # T5Attention's attention dropout
+            module.dropout = 0.0
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
 
 
 def load_tokenizer(source: str | os.PathLike = TOKENIZER_DIR) -> PreTrainedTokenizerBase:

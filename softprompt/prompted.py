@@ -34,6 +34,17 @@ class PromptedT5(nn.Module):
         self.prompts = prompts
         self.prefixes = prefixes
         self.context = install_prefix_attention(self.model)
+        device = self.model.get_input_embeddings().weight.device  # banks live with the input embeddings
+        for bank in (prompts, prefixes):
+            if bank is not None:
+                bank.to(device)
+
+    def to(self, *args, **kwargs) -> "PromptedT5":
+        """Move the banks only: the frozen model stays where it was loaded (it may span devices)."""
+        for bank in (self.prompts, self.prefixes):
+            if bank is not None:
+                bank.to(*args, **kwargs)
+        return self
 
     @property
     def n_prompts(self) -> int:
@@ -120,7 +131,7 @@ class PromptedT5(nn.Module):
     def real_word_prefix(self, text: str, length: int) -> dict[str, torch.Tensor]:
         """Keys/values the frozen model computes for ``text`` at every site (Li & Liang's real-word
         init): site -> (L, 2, H, Pp, d_kv), the text's tokens tiled or trimmed to ``length``."""
-        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(self.model.device)
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(self.model.get_input_embeddings().weight.device)
         self.context.kv, self.context.captured = {}, {}
         try:
             self.model(input_ids=ids, decoder_input_ids=ids, use_cache=False)
@@ -142,15 +153,22 @@ def sequence_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return token.sum(dim=1)
 
 
+def per_prompt_token_stats(
+    logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per prompt: the sum of token cross-entropies over its rows, and its token count, each (N,)."""
+    token = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (R, S)
+    counts = (labels != -100).sum(dim=1).float()  # (R,)
+    loss_sum = torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, token.sum(dim=1))
+    token_count = torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, counts)
+    return loss_sum, token_count
+
+
 def per_prompt_loss(logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int) -> torch.Tensor:
     """Each prompt's token-mean cross-entropy over its own rows: (N,).
 
     Summing these gives a joint loss whose gradient for prompt n is exactly the gradient of prompt
     n trained alone on the same examples.
     """
-    token = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (R, S)
-    counts = (labels != -100).sum(dim=1).float()  # (R,)
-    loss_sum = torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, token.sum(dim=1))
-    token_count = torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, counts)
+    loss_sum, token_count = per_prompt_token_stats(logits, labels, prompt_ids, n_prompts)
     return loss_sum / token_count.clamp(min=1)
-

@@ -23,19 +23,20 @@ from ensembles.batched import encode_texts, prompt_rows, repeat_for_prompts
 from ensembles.metrics import classification_metrics, generation_metrics
 from ensembles.scoring import generate_texts, score_choices
 from softprompt.atomic import atomic_write_text
+from softprompt import distributed
 from softprompt.checkpoint import load_checkpoint, save_checkpoint
 from softprompt.config import TrainConfig
 from softprompt.errors import SoftpromptError
-from softprompt.models import FrozenT5
+from softprompt.models import FrozenT5, enable_gradient_checkpointing
 from softprompt.optim import clip_grad_norm_per_prompt, make_optimizer
 from softprompt.prefixes import PrefixBank, PrefixShape
-from softprompt.prompted import PromptedT5, per_prompt_loss
+from softprompt.prompted import PromptedT5, per_prompt_token_stats
 from softprompt.prompts import PromptBank, init_bank
 from softprompt.store import META, model_fingerprint, save_run
 from softprompt.tasks import Example, Task
 
 
-RESUMABLE_CHANGES = {"steps", "device"}  # settings a resumed run may change (e.g. train longer)
+RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing"}  # settings a resumed run may change (e.g. train longer)
 
 
 @dataclass
@@ -57,7 +58,7 @@ def build_prompted(frozen: FrozenT5, cfg: TrainConfig, label_words: Sequence[str
     if cfg.deep_prefix:
         shape = PrefixShape.for_config(frozen.config, cfg.prefix_length, cfg.prefix_sites)
         prefixes = PrefixBank(cfg.n_prompts, shape, cfg.reparam_dim, cfg.reparam_hidden)
-    prompted = PromptedT5(frozen, prompts, prefixes).to(frozen.model.device)
+    prompted = PromptedT5(frozen, prompts, prefixes)
     if prefixes is not None:
         if cfg.prefix_init.startswith("text:"):
             text = cfg.prefix_init[len("text:") :].strip().strip('"')
@@ -134,10 +135,12 @@ def train(
         raise SoftpromptError("the validation split is empty; check --validation-file or the task's data")
     torch.manual_seed(cfg.seed)
     prompted = build_prompted(frozen, cfg, task.label_words)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(frozen.model)
     banks = _banks(prompted)
     params = prompted.trainable_parameters()
     trainable, frozen_count = sum(p.numel() for p in params), frozen.parameter_count()
-    if progress:
+    if progress and distributed.is_main():
         tqdm.write(
             f"{cfg.model}: {frozen_count:,} frozen parameters, {trainable:,} trainable "
             f"({cfg.n_prompts} prompts; {100 * trainable / frozen_count:.3f}% of the model)"
@@ -159,25 +162,20 @@ def train(
         state = saved
     state["config"] = cfg.to_dict()
 
-    device = frozen.model.device
-    rows = prompt_rows(range(n), cfg.batch_size, device)
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="training", disable=not progress, dynamic_ncols=True)
+    device = frozen.model.get_input_embeddings().weight.device
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="training", disable=not (progress and distributed.is_main()), dynamic_ncols=True)
     stopped_early = False
     while state["step"] < cfg.steps:
         step = state["step"]
         batch = [train_examples[i] for i in batch_indices(len(train_examples), cfg.batch_size, step, cfg.seed)]
-        input_ids, mask = encode_texts(frozen.tokenizer, [e.source for e in batch], cfg.max_source_length, device)
-        labels, label_mask = encode_texts(frozen.tokenizer, [e.target for e in batch], cfg.max_target_length, device)
-        labels = repeat_for_prompts(labels.masked_fill(label_mask == 0, -100), n)
-        logits = prompted(repeat_for_prompts(input_ids, n), repeat_for_prompts(mask, n), rows[: n * len(batch)], labels=labels).logits
-        losses = per_prompt_loss(logits, labels, rows[: n * len(batch)], n)  # (N,)
+        losses = _backward(prompted, distributed.shard(batch), cfg, device)  # (N,) global per-prompt losses
         if not torch.isfinite(losses).all():
             bad = [i for i, value in enumerate(losses.tolist()) if not math.isfinite(value)]
             raise SoftpromptError(
                 f"loss became non-finite at step {step + 1} for prompt(s) {bad}; the last good checkpoint "
                 f"(step {_checkpoint_step(cfg.output_dir)}) is kept — lower --lr or use --dtype float32"
             )
-        losses.sum().backward()
+        distributed.all_reduce_grads(params)
         clip_grad_norm_per_prompt(params, cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -186,16 +184,36 @@ def train(
         bar.set_postfix(loss=f"{losses.mean().item():.4f}")
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
             stopped_early = _evaluate(prompted, task, val_examples, cfg, state, banks, best, losses.tolist(), bar)
-        if state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps or stopped_early:
+        if distributed.is_main() and (state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps or stopped_early):
             save_checkpoint(cfg.output_dir, _bank_state(banks), best, optimizer, state)
         if stopped_early:
             break
     bar.close()
     _load_bank_state(banks, best)
-    meta = _run_meta(cfg, frozen, task, state, trainable) | (extra_meta or {})
-    save_run(cfg.output_dir, meta, prompted.prompts, prompted.prefixes)
-    atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))
+    if distributed.is_main():
+        meta = _run_meta(cfg, frozen, task, state, trainable) | (extra_meta or {})
+        save_run(cfg.output_dir, meta, prompted.prompts, prompted.prefixes)
+        atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))
+    distributed.barrier()
     return TrainResult(state["best_metric"], state["best_step"], stopped_early)
+
+
+def _backward(prompted: PromptedT5, batch: Sequence[Example], cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+    """Forward and backward of this process's examples, every example repeated for the N prompts.
+
+    Each prompt's loss is its summed token loss divided by its token count over the GLOBAL batch, so
+    gradients summed across processes equal the single-process gradient. Returns the (N,) losses.
+    """
+    n = prompted.n_prompts
+    input_ids, mask = encode_texts(prompted.tokenizer, [e.source for e in batch], cfg.max_source_length, device)
+    labels, label_mask = encode_texts(prompted.tokenizer, [e.target for e in batch], cfg.max_target_length, device)
+    labels = repeat_for_prompts(labels.masked_fill(label_mask == 0, -100), n)  # (N·b, S)
+    rows = prompt_rows(range(n), len(batch), device)  # (N·b,)
+    logits = prompted(repeat_for_prompts(input_ids, n), repeat_for_prompts(mask, n), rows, labels=labels).logits
+    loss_sum, token_count = per_prompt_token_stats(logits, labels, rows, n)
+    token_count = distributed.all_reduce_sum(token_count).clamp(min=1)
+    (loss_sum / token_count).sum().backward()
+    return distributed.all_reduce_sum(loss_sum.detach()) / token_count
 
 
 def _evaluate(prompted, task, val_examples, cfg, state, banks, best, losses, bar) -> bool:
@@ -210,7 +228,7 @@ def _evaluate(prompted, task, val_examples, cfg, state, banks, best, losses, bar
                 best[name][i] = tensor[i].detach()
     state["since_best"] = 0 if improved else state["since_best"] + 1
     state["history"].append({"step": state["step"], "train_loss": losses, task.metric: metrics})
-    if not bar.disable:
+    if not bar.disable:  # the main process's bar
         bar.write(f"step {state['step']}: {task.metric} " + " ".join(f"{m:.4f}" for m in metrics))
     return cfg.patience is not None and state["since_best"] >= cfg.patience
 

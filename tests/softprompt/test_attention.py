@@ -389,7 +389,7 @@ def test_bf16_model_with_fp32_prefixes_runs_close_to_fp32():
         frozen.model.to(torch.bfloat16)
         bf16 = prompted(ids, mask, prompt_ids, decoder_input_ids=dec).logits
     assert bf16.dtype == torch.bfloat16 and torch.isfinite(bf16).all()
-    assert (bf16.float() - fp32).abs().max() < 0.1 * fp32.abs().max()
+    assert (bf16.float() - fp32).abs().max() < 0.1  # logits are O(1..5); measured ~0.03
     assert F.cosine_similarity(bf16.float().flatten(), fp32.flatten(), dim=0) > 0.999
     generated = prompted.generate(ids, mask, prompt_ids, max_new_tokens=3, do_sample=False)
     assert generated.shape[0] == 2
@@ -406,7 +406,7 @@ def test_gradients_reach_prefixes_only_and_no_grad_works(reparam_dim):
     bank.init_random([3, 4], std=1.0)
     prompted = PromptedT5(frozen, prefixes=bank)
     ids, mask = batch()
-    labels = dec_ids()[:, 1:]
+    labels = dec_ids()[:, 1:].contiguous()
     prompt_ids = torch.tensor([0, 1])
     out = prompted(ids, mask, prompt_ids, labels=labels)
     out.loss.backward()

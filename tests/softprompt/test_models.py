@@ -1,0 +1,60 @@
+"""Loading frozen T5s, aliases, gradient checkpointing (tiny random T5s built in-process)."""
+
+import pytest
+import torch
+
+from softprompt.errors import SoftpromptError
+from softprompt.models import ALIASES, enable_gradient_checkpointing, load_frozen_t5, random_t5, resolve_model_name
+from softprompt.prefixes import PrefixBank, PrefixShape
+from softprompt.prompted import PromptedT5
+from softprompt.prompts import PromptBank
+
+
+def test_local_directory_loads_frozen_in_eval_mode(tiny_model_dir):
+    frozen = load_frozen_t5(str(tiny_model_dir))
+    assert not frozen.model.training
+    assert all(not p.requires_grad for p in frozen.model.parameters())
+    assert frozen.parameter_count() == sum(p.numel() for p in random_t5().model.parameters())
+    assert len(frozen.tokenizer) == 32100
+
+
+def test_bfloat16_keeps_wo_in_fp32(tiny_model_dir):
+    frozen = load_frozen_t5(str(tiny_model_dir), dtype="bfloat16")
+    assert frozen.model.shared.weight.dtype == torch.bfloat16
+    assert frozen.model.encoder.block[0].layer[1].DenseReluDense.wo.weight.dtype == torch.float32
+
+
+def test_aliases():
+    assert resolve_model_name("t5-xl") == "google/t5-xl-lm-adapt"
+    assert resolve_model_name("t5-small") == "google-t5/t5-small"
+    assert resolve_model_name("flan-t5-base") == "google/flan-t5-base"
+    assert resolve_model_name("google/t5-v1_1-large") == "google/t5-v1_1-large"
+    assert all(name.startswith("google") for name in ALIASES.values())
+
+
+def test_t5_nano_not_shipped_says_so():
+    with pytest.raises(SoftpromptError, match="not shipped"):
+        resolve_model_name("t5-nano")
+
+
+@pytest.mark.parametrize("with_prefix", [False, True])
+def test_gradient_checkpointing_gives_the_same_gradients(with_prefix):
+    """Checkpointing recomputes activations in backward: gradients must not change (prompts and prefixes)."""
+    grads = []
+    for checkpointing in (False, True):
+        frozen = random_t5(seed=4)
+        prompts = PromptBank(2, 3, 32)
+        torch.nn.init.normal_(prompts.weight, generator=torch.Generator().manual_seed(0))
+        prefixes = None
+        if with_prefix:
+            prefixes = PrefixBank(2, PrefixShape.for_config(frozen.config, 2), reparam_dim=4, reparam_hidden=8)
+            prefixes.init_random([0, 1])
+        model = PromptedT5(frozen, prompts, prefixes)
+        if checkpointing:
+            enable_gradient_checkpointing(frozen.model)
+        ids = torch.randint(3, 32000, (4, 6), generator=torch.Generator().manual_seed(1))
+        labels = torch.randint(3, 32000, (4, 3), generator=torch.Generator().manual_seed(2))
+        model(ids, torch.ones_like(ids), torch.tensor([0, 1, 1, 0]), labels=labels).loss.backward()
+        grads.append([p.grad.clone() for p in model.trainable_parameters()])
+    for plain, checkpointed in zip(*grads):
+        assert torch.allclose(plain, checkpointed, atol=1e-6)
