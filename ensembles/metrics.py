@@ -12,7 +12,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, recall_score
 
@@ -86,6 +85,8 @@ def generation_metrics(hypotheses: list[str], references: list[list[str]]) -> di
         raise SoftpromptError("every hypothesis needs at least one reference; drop examples without references")
     hypotheses = list(hypotheses)
     streams = reference_streams(references)
+    from rouge_score import rouge_scorer  # imports nltk (~1 s): only when generation is scored
+
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
     rouge = np.zeros((len(hypotheses), len(ROUGE_TYPES)))  # (M, 3)
     for m, (hyp, refs) in enumerate(zip(hypotheses, references)):

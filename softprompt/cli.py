@@ -361,6 +361,7 @@ def main() -> None:
     import transformers
 
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # their errors reach the user as our one-line errors
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     try:

@@ -45,7 +45,7 @@ import torch
 from softprompt.atomic import atomic_write, atomic_write_text
 from softprompt.errors import SoftpromptError
 from softprompt.prompts import PromptBank
-from softprompt.store import META, PROMPTS, _load_tensors, model_fingerprint, read_meta, save_run
+from softprompt.store import META, PROMPTS, load_tensors, model_fingerprint, read_meta, save_run
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -155,7 +155,7 @@ def _is_run(directory: Path) -> bool:
 def _run_prompt_weight(run_dir: str | os.PathLike, meta: dict[str, Any]) -> torch.Tensor:
     """The run's prompt bank (N, P, d), checked against its metadata (no model needed)."""
     path = Path(run_dir) / PROMPTS
-    weight = _load_tensors(path).get("prompts")
+    weight = load_tensors(path, meta).get("prompts")
     expected = (meta["n_prompts"], meta["prompts"].get("length"), meta["model"].get("d_model"))
     if weight is None or weight.ndim != 3 or tuple(weight.shape) != expected:
         shape = None if weight is None else tuple(weight.shape)

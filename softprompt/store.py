@@ -69,16 +69,24 @@ def save_run(
 ) -> None:
     """Write the banks and ``meta`` (completed with format and library versions) to ``directory``."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    if prompts is not None:
-        _save_tensors(directory / PROMPTS, {"prompts": prompts.weight})
-    if prefixes is not None:
-        folded = prefixes.fold() if prefixes.reparameterised else prefixes
-        _save_tensors(directory / PREFIXES, {f"kv.{site}": kv for site, kv in folded.kv.items()})
-        if keep_reparam and prefixes.reparameterised:
-            _save_tensors(directory / PREFIXES_REPARAM, dict(prefixes.state_dict()))
     meta = {**meta, "format_version": FORMAT_VERSION, "library": library_versions()}
-    atomic_write_text(directory / META, json.dumps(meta, indent=2) + "\n")  # last: marks the run complete
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {}
+        if prompts is not None:
+            files[PROMPTS] = _save_tensors(directory / PROMPTS, {"prompts": prompts.weight})
+        if prefixes is not None:
+            folded = prefixes.fold() if prefixes.reparameterised else prefixes
+            files[PREFIXES] = _save_tensors(directory / PREFIXES, {f"kv.{site}": kv for site, kv in folded.kv.items()})
+            if keep_reparam and prefixes.reparameterised:
+                files[PREFIXES_REPARAM] = _save_tensors(directory / PREFIXES_REPARAM, dict(prefixes.state_dict()))
+        meta["files"] = files  # SHA-256 per tensor file: a reader never pairs new tensors with old metadata
+        atomic_write_text(directory / META, json.dumps(meta, indent=2) + "\n")  # last: marks the run complete
+    except OSError as error:  # disk full, read-only or vanished directory: every file is written atomically
+        raise SoftpromptError(
+            f"cannot write the run to {directory} ({error.strerror or error}); free disk space or choose a "
+            "writable directory, then rerun (with --resume if a checkpoint was written)"
+        ) from None
 
 
 def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
@@ -121,11 +129,11 @@ def load_banks(directory: str | os.PathLike, config) -> tuple[dict[str, Any], Pr
     check_model(meta, config, str(directory))
     prompts = prefixes = None
     if meta.get("prompts"):
-        weight = _load_tensors(directory / PROMPTS)["prompts"]
+        weight = load_tensors(directory / PROMPTS, meta)["prompts"]
         prompts = PromptBank(*weight.shape)
         prompts.weight.data.copy_(weight)
     if meta.get("prefixes"):
-        tensors = _load_tensors(directory / PREFIXES)
+        tensors = load_tensors(directory / PREFIXES, meta)
         spec = meta["prefixes"]
         shape = PrefixShape.for_config(config, spec["length"], spec["sites"])
         prefixes = PrefixBank(meta["n_prompts"], shape)
@@ -139,15 +147,25 @@ def load_banks(directory: str | os.PathLike, config) -> tuple[dict[str, Any], Pr
     return meta, prompts, prefixes
 
 
-def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
-    tensors = {name: t.detach().float().cpu().contiguous() for name, t in tensors.items()}
-    atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp))
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Write ``tensors`` atomically; returns the file's SHA-256 (recorded in softprompt.json)."""
+    data = safetensors.torch.save({name: t.detach().float().cpu().contiguous() for name, t in tensors.items()})
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    return hashlib.sha256(data).hexdigest()
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Tensors of a run file, checked against the SHA-256 that softprompt.json records for it."""
     if not path.is_file():
         raise SoftpromptError(f"{path} is missing; the run directory is incomplete — retrain or restore it")
+    data = path.read_bytes()
+    expected = meta.get("files", {}).get(path.name)
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise SoftpromptError(
+            f"{path} is corrupted or truncated (its SHA-256 differs from the one softprompt.json records, "
+            "e.g. after an interrupted save); retrain or restore it"
+        )
     try:
-        return safetensors.torch.load_file(path)
+        return safetensors.torch.load(data)
     except (safetensors.SafetensorError, OSError, ValueError) as error:
         raise SoftpromptError(f"{path} is corrupted or truncated ({str(error).splitlines()[0]}); retrain or restore it") from None

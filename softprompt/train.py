@@ -192,8 +192,8 @@ def train(
     _load_bank_state(banks, best)
     if distributed.is_main():
         meta = _run_meta(cfg, frozen, task, state, trainable) | (extra_meta or {})
-        save_run(cfg.output_dir, meta, prompted.prompts, prompted.prefixes)
         atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))
+        save_run(cfg.output_dir, meta, prompted.prompts, prompted.prefixes)  # softprompt.json last: the commit
     distributed.barrier()
     return TrainResult(state["best_metric"], state["best_step"], stopped_early)
 
