@@ -25,8 +25,9 @@ class Pool:
     metas: list[dict[str, Any]]
 
 
-def read_pool_metas(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
-    """Metadata of every run, checked to share one model, one task and one prompt layout."""
+def read_pool_metas(run_dirs: Sequence[str], mixed_tasks: bool = False) -> list[dict[str, Any]]:
+    """Metadata of every run, checked to share one model, one prompt layout and (unless
+    ``mixed_tasks``, for multi-task serving) one task."""
     if not run_dirs:
         raise SoftpromptError("no prompt runs given; pass --prompts RUN_DIR (repeatable)")
     metas = [read_meta(d) for d in run_dirs]
@@ -38,7 +39,8 @@ def read_pool_metas(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
                     f"{directory} was trained on model {meta['model'].get('name')!r}, {run_dirs[0]} on "
                     f"{first['model'].get('name')!r}; pool only runs trained on the same model"
                 )
-        if meta["task"]["name"] != first["task"]["name"] or meta["task"].get("label_words") != first["task"].get("label_words"):
+        same_task = meta["task"]["name"] == first["task"]["name"] and meta["task"].get("label_words") == first["task"].get("label_words")
+        if not (mixed_tasks or same_task):
             raise SoftpromptError(
                 f"{directory} was trained on task {meta['task']['name']!r}, {run_dirs[0]} on "
                 f"{first['task']['name']!r}; pool only runs of the same task"
@@ -52,9 +54,10 @@ def read_pool_metas(run_dirs: Sequence[str]) -> list[dict[str, Any]]:
     return metas
 
 
-def load_pool(run_dirs: Sequence[str], frozen: FrozenT5) -> Pool:
-    """Load and concatenate the banks of ``run_dirs`` (same model, task and layout) on ``frozen``."""
-    metas = read_pool_metas(run_dirs)
+def load_pool(run_dirs: Sequence[str], frozen: FrozenT5, mixed_tasks: bool = False) -> Pool:
+    """Load and concatenate the banks of ``run_dirs`` (same model and layout; same task unless
+    ``mixed_tasks``) on ``frozen``; bank row i is ``names[i]``."""
+    metas = read_pool_metas(run_dirs, mixed_tasks)
     loaded = [load_banks(d, frozen.config) for d in run_dirs]
     names = [f"{Path(d).name}#{k}" for d, meta in zip(run_dirs, metas) for k in range(meta["n_prompts"])]
     if len(set(names)) < len(names):

@@ -7,6 +7,7 @@ transfer, and a generation task (E2E) with BLEU/chrF/ROUGE-L per prompt, mean, b
 import json
 
 import pytest
+import torch
 
 from ensembles.evaluate import read_report
 from ensembles.pipeline import run_ensemble_eval, write_outputs
@@ -114,3 +115,17 @@ def test_generation_on_e2e_reports_bleu_chrf_rouge(tmp_path, tiny_model_dir):
         assert metric in report["mean"] and metric in report["best"]
         assert all(metric in row for row in report["per_prompt"])
     assert set(report["ensembles"]) == {"majority", "mbr", "best_score"}
+
+
+def test_mixed_task_serving_pool_routes_each_row_to_its_prompt(tmp_path, cb_runs, tiny_model_dir):
+    rte = SHARED_DATA / "superglue" / "rte"
+    rte_run = _train(tmp_path, "rte_serve", tiny_model_dir, "rte", rte / "train.jsonl", rte / "val.jsonl")
+    frozen = load_frozen_t5(str(tiny_model_dir))
+    pool = load_pool([cb_runs[0], rte_run], frozen, mixed_tasks=True)
+    assert pool.names == ["run0#0", "run0#1", "rte_serve#0", "rte_serve#1"]
+    batch = frozen.tokenizer(["cb hypothesis: a premise: b", "rte sentence1: c sentence2: d"], return_tensors="pt", padding=True)
+    mixed = pool.model.generate(batch.input_ids, batch.attention_mask, torch.tensor([1, 2]), max_new_tokens=4, min_new_tokens=4)
+    for row, prompt in enumerate([1, 2]):
+        alone = pool.model.generate(batch.input_ids[row : row + 1], batch.attention_mask[row : row + 1],
+                                    torch.tensor([prompt]), max_new_tokens=4, min_new_tokens=4)
+        assert torch.equal(mixed[row], alone[0])
