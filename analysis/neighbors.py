@@ -268,5 +268,11 @@ def plot_neighbors(
 
 
 def _save(fig: Figure, path: Path, fmt: str) -> None:
-    """Write ``fig`` to ``path`` in format ``fmt``, atomically."""
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
+    """Write ``fig`` to ``path`` in format ``fmt``, atomically (creating its folder)."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise SoftpromptError(f"cannot write the plot to {path}: {path.parent} is a file, not a folder; choose another --plot path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
+    except OSError as error:  # a path under a file, read-only or full disk
+        raise SoftpromptError(f"cannot write the plot to {path} ({error.strerror or error}); choose a writable --plot path") from None

@@ -250,6 +250,12 @@ def plot_scale(
 
 
 def _save(fig: Figure, path: Path) -> None:
-    """Write ``fig`` to ``path`` atomically, in the format its suffix names."""
+    """Write ``fig`` to ``path`` atomically, in the format its suffix names (creating its folder)."""
     fmt = path.suffix.lower().lstrip(".")
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
+    if path.parent.exists() and not path.parent.is_dir():
+        raise SoftpromptError(f"cannot write the plot to {path}: {path.parent} is a file, not a folder; choose another --out path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
+    except OSError as error:  # a path under a file, read-only or full disk
+        raise SoftpromptError(f"cannot write the plot to {path} ({error.strerror or error}); choose a writable --out path") from None

@@ -19,6 +19,7 @@ from ensembles.evaluate import (
 )
 from ensembles.pool import Pool
 from ensembles.scoring import generate_texts, score_choices
+from ensembles.voting import parse_rules
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import Example, Task
 
@@ -70,6 +71,7 @@ def run_ensemble_eval(
     with the full report under ``"report"``."""
     if not examples:
         raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
+    parse_rules(rules, task.kind)  # an unknown vote rule fails before any scoring
     examples, notes = transfer_examples(pool, task, examples, transfer)
     ids = list(range(len(pool.names)))
     if task.kind == "generation":
@@ -101,8 +103,15 @@ def run_ensemble_eval(
 def write_outputs(core: dict, output: str | Path) -> list[Path]:
     """Report JSON + CSV at ``output`` and predictions JSONL beside it; returns the paths."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_report(core["report"], output)
     predictions = output.with_suffix(".predictions.jsonl")
-    write_predictions(predictions, prediction_rows(core))
+    if output.parent.exists() and not output.parent.is_dir():
+        raise SoftpromptError(f"cannot write the report to {output}: {output.parent} is a file, not a folder; choose another --output path")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_report(core["report"], output)
+        write_predictions(predictions, prediction_rows(core))
+    except OSError as error:  # a path under a file, read-only or full disk: each file is written atomically
+        raise SoftpromptError(
+            f"cannot write the report to {output} ({error.strerror or error}); choose a writable --output path"
+        ) from None
     return [output, output.with_suffix(".csv"), predictions]

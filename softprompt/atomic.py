@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from softprompt.errors import SoftpromptError
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` to produce the file, fsync it, then rename it onto ``path``.
@@ -14,16 +16,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     A reader never sees a half-written file, and an existing ``path`` survives a failed write.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as error:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError):  # disk full, read-only or vanished folder: one line; the old file is kept
+            raise SoftpromptError(
+                f"cannot write {path} ({error.strerror or error}); free disk space or choose a writable location"
+            ) from None
         raise
     _fsync_dir(path.parent)
 

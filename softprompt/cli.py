@@ -284,7 +284,8 @@ def sweep(**kw) -> None:
         device=kw["device"], decoding=_decoding(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
     )
     for cell in cells:  # validate the whole grid before the first cell trains
-        TrainConfig(**(base.to_dict() | {"prompt_length": cell.prompt_length, "init": cell.init, "prompt_seeds": None}))
+        TrainConfig(**(base.to_dict() | {"prompt_length": cell.prompt_length, "init": cell.init,
+                                          "train_size": cell.train_size, "prompt_seeds": None}))
     results = run_sweep(cells, base, task, Path(kw["out_dir"]), kw["train_file"], kw["validation_file"],
                         kw["vote"].split(","), click.echo, progress=not kw["quiet"])
     click.echo(f"{len(results)} result files in {Path(kw['out_dir']) / 'results'}")
@@ -369,8 +370,12 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as error:
+    except click.exceptions.NoArgsIsHelpError as error:  # a bare `softprompt`: show the help
         error.show()
+        sys.exit(error.exit_code)
+    except click.ClickException as error:  # usage errors: one line, not click's Usage/Try/blank/Error block
+        hint = f"; see '{error.ctx.command_path} --help'" if isinstance(error, click.UsageError) and error.ctx else ""
+        click.echo(f"error: {error.format_message()}{hint}", err=True)
         sys.exit(error.exit_code)
     except SoftpromptError as error:
         click.echo(f"error: {error}", err=True)

@@ -44,7 +44,13 @@ def load_examples(task: Task, split: str, data_file: str | None = None, limit: i
     """
     rows = load_rows(task, split, data_file)
     origin = data_file or f"{task.hub[0]} {split} split"  # load_rows checked task.hub
-    return subsample(task.to_examples(rows, grouped=grouped, origin=origin), limit, seed)
+    examples = task.to_examples(rows, grouped=grouped, origin=origin)
+    if not examples:  # rows that expand to nothing, e.g. MultiRC paragraphs without questions
+        raise SoftpromptError(
+            f"the {split} split ({origin}) gives no {task.name} examples from its {len(rows)} row(s); "
+            "pass a file with labelled examples"
+        )
+    return subsample(examples, limit, seed)
 
 
 def subsample(items: list[T], limit: int | None, seed: int = 0) -> list[T]:
@@ -56,7 +62,10 @@ def subsample(items: list[T], limit: int | None, seed: int = 0) -> list[T]:
     if limit is None:
         return items
     if limit < 1:
-        raise SoftpromptError(f"the number of examples must be positive, got {limit}")
+        raise SoftpromptError(
+            f"the number of examples to use must be positive, got {limit}; "
+            "pass a positive --train-size/--eval-size/--limit or leave it out to use all"
+        )
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     return [items[i] for i in sorted(order[:limit])]

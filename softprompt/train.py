@@ -36,7 +36,7 @@ from softprompt.store import META, model_fingerprint, save_run
 from softprompt.tasks import Example, Task
 
 
-RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing"}  # settings a resumed run may change (e.g. train longer)
+RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing", "output_dir"}  # settings a resumed run may change (e.g. train longer)
 
 
 @dataclass
@@ -74,6 +74,8 @@ def prepare_output_dir(path: str | Path, resume: bool, overwrite: bool) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise SoftpromptError(f"--output-dir {path} is a file; choose a directory path")
+    if resume and path.is_dir() and any(path.iterdir()) and not (path / "checkpoint" / "state.json").is_file():
+        raise SoftpromptError(f"--output-dir {path} has no checkpoint to resume; drop --resume and choose an empty or new directory")
     if path.is_dir() and any(path.iterdir()) and not resume:
         is_run = (path / META).is_file() or (path / "checkpoint").is_dir()
         if not overwrite:

@@ -1,0 +1,387 @@
+"""Pre-train t5-nano: T5 span corruption, then a short LM-adaptation (prefix LM) phase.
+
+``python -m softprompt.nano.pretrain --corpus DIR --out DIR --minutes M`` trains a T5 v1.1-style
+model (gated-GELU, no dropout, tied embeddings, the T5 vocabulary) on a corpus built by
+``softprompt.nano.corpus``, with the nanoT5 optimiser (AdamW whose update is scaled by each
+parameter's RMS, no weight decay), linear warmup and cosine decay. Batches are a function of
+(seed, step) alone, so a run is deterministic and a resumed run continues exactly where an
+uninterrupted one would be. ``OUT/model`` is rewritten every ``--checkpoint-minutes``: a loadable
+Hugging Face T5 directory (config, safetensors weights, tokenizer) plus ``optimizer.safetensors``
+and ``state.json``; ``OUT/log.jsonl`` holds the loss curves, with validation losses and the
+encoder-swap gap (loss with other examples' encoder inputs minus matched loss).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+import transformers
+from transformers import T5Config, T5ForConditionalGeneration
+
+from softprompt.atomic import atomic_write_text
+from softprompt.models import load_tokenizer
+from softprompt.nano.corpus import TokenCorpus, window_starts
+
+SENTINEL_0 = 32099  # <extra_id_0>; <extra_id_k> is SENTINEL_0 - k in the T5 vocabulary
+EOS, PAD = 1, 0
+CALIBRATION_STEPS = 20  # with no --steps, the schedule's length is set from these steps' speed
+
+
+@dataclass
+class PretrainConfig:
+    """Model shape, objectives and optimisation of a pre-training run (stored in ``state.json``)."""
+
+    d_model: int = 192
+    d_ff: int = 512
+    d_kv: int = 48
+    num_heads: int = 4
+    num_layers: int = 3
+    input_length: int = 64  # encoder tokens per example, EOS included
+    batch_size: int = 64
+    noise_density: float = 0.15
+    mean_span: float = 3.0
+    lm_fraction: float = 0.2  # last share of the steps: prefix-LM instead of span corruption
+    lm_target_length: int = 32
+    lr: float = 2e-2
+    final_lr: float = 1e-5
+    warmup: int = 200
+    max_grad_norm: float = 1.0
+    steps: int | None = None  # schedule length; None: estimated from --minutes
+    seed: int = 0
+    bf16: bool = True
+
+    def t5_config(self) -> T5Config:
+        """The T5 v1.1-style architecture (gated GELU, no dropout, tied embeddings)."""
+        return T5Config(vocab_size=32128, d_model=self.d_model, d_ff=self.d_ff, d_kv=self.d_kv, num_heads=self.num_heads,
+                        num_layers=self.num_layers, num_decoder_layers=self.num_layers, feed_forward_proj="gated-gelu",
+                        dropout_rate=0.0, decoder_start_token_id=PAD, pad_token_id=PAD, eos_token_id=EOS)
+
+
+# ----------------------------------------------------------------------------- objectives
+
+
+def random_spans_noise_mask(length: int, noise_density: float, mean_span: float, rng: np.random.Generator) -> np.ndarray:
+    """T5's ``random_spans_noise_mask``: a boolean mask with round(length * density) noise tokens in
+    round(noise / mean_span) spans, alternating with non-noise spans and starting with non-noise."""
+    n_noise = min(max(int(round(length * noise_density)), 1), length - 1)
+    n_spans = max(int(round(n_noise / mean_span)), 1)
+
+    def segment(n_items: int) -> np.ndarray:  # random split of n_items into n_spans non-empty parts
+        starts = np.arange(n_items - 1) < n_spans - 1
+        rng.shuffle(starts)
+        return np.bincount(np.cumsum(np.concatenate([[0], starts])), minlength=n_spans)
+
+    lengths = np.stack([segment(length - n_noise), segment(n_noise)], axis=1).reshape(-1)
+    span_index = np.repeat(np.arange(2 * n_spans), lengths)
+    return span_index % 2 == 1
+
+
+def span_lengths(input_length: int, noise_density: float, mean_span: float) -> tuple[int, int]:
+    """T5's ``compute_input_and_target_lengths``: (raw tokens per example, target length) so that
+    the corrupted input, sentinels and EOS included, is exactly ``input_length`` tokens."""
+
+    def lengths(raw: int) -> tuple[int, int]:
+        noise = int(round(raw * noise_density))
+        spans = int(round(noise / mean_span))
+        return raw - noise + spans + 1, noise + spans + 1
+
+    raw = input_length
+    while lengths(raw + 1)[0] <= input_length:
+        raw += 1
+    return raw, lengths(raw)[1]
+
+
+def span_corrupt(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets) as in T5: in the inputs each noise span becomes the next sentinel; the
+    targets are each sentinel followed by the span it replaced. Both end with EOS. ``mask`` must
+    start with non-noise (as ``random_spans_noise_mask``'s masks do)."""
+    return _squeeze(tokens, mask), _squeeze(tokens, ~mask)
+
+
+def _squeeze(tokens: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+    """Replace every run of ``dropped`` tokens by one sentinel (numbered from <extra_id_0>), add EOS."""
+    starts = dropped & ~np.concatenate([[False], dropped[:-1]])
+    sentinels = SENTINEL_0 + 1 - np.cumsum(starts)
+    kept = np.where(starts, sentinels, tokens.astype(np.int64))[~dropped | starts]
+    return np.concatenate([kept, [EOS]])
+
+
+def prefix_lm_split(tokens: np.ndarray, split: int, target_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets) of the prefix-LM objective: the first ``split`` tokens, then the next
+    ``target_length - 1`` tokens to continue them; both end with EOS."""
+    tokens = tokens.astype(np.int64)
+    return np.append(tokens[:split], EOS), np.append(tokens[split : split + target_length - 1], EOS)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def make_batch(tokens: np.ndarray, starts: np.ndarray, cfg: PretrainConfig, objective: str,
+               rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Encoder inputs, attention mask and labels of one batch of ``objective`` ("span" or "lm")."""
+    if objective == "span":
+        raw, _ = span_lengths(cfg.input_length, cfg.noise_density, cfg.mean_span)
+        pairs = [span_corrupt(tokens[s : s + raw], random_spans_noise_mask(raw, cfg.noise_density, cfg.mean_span, rng))
+                 for s in starts]
+    else:
+        prefix = cfg.input_length - 1
+        splits = rng.integers(prefix // 2, prefix + 1, size=len(starts))
+        pairs = [prefix_lm_split(tokens[s : s + prefix + cfg.lm_target_length], k, cfg.lm_target_length)
+                 for s, k in zip(starts, splits)]
+    inputs = np.full((len(pairs), cfg.input_length), PAD, dtype=np.int64)
+    for row, (source, _) in enumerate(pairs):
+        inputs[row, : len(source)] = source
+    input_ids = torch.from_numpy(inputs)
+    return {"input_ids": input_ids, "attention_mask": (input_ids != PAD).long(),
+            "labels": torch.from_numpy(np.stack([target for _, target in pairs]))}
+
+
+def window_length(cfg: PretrainConfig, objective: str) -> int:
+    """Raw corpus tokens one example of ``objective`` reads."""
+    if objective == "span":
+        return span_lengths(cfg.input_length, cfg.noise_density, cfg.mean_span)[0]
+    return cfg.input_length - 1 + cfg.lm_target_length
+
+
+def training_batch(corpus: TokenCorpus, cfg: PretrainConfig, step: int, total: int) -> tuple[str, dict[str, torch.Tensor]]:
+    """The objective and batch of training step ``step`` (0-based), a function of (seed, step)."""
+    lm_start = lm_start_step(cfg, total)
+    objective, index = ("span", step) if step < lm_start else ("lm", step - lm_start)
+    tokens = corpus.splits["train"]
+    starts = window_starts(len(tokens), window_length(cfg, objective), cfg.batch_size, index, cfg.seed)
+    return objective, make_batch(tokens, starts, cfg, objective, np.random.default_rng([cfg.seed, step]))
+
+
+def lm_start_step(cfg: PretrainConfig, total: int) -> int:
+    """First step of the LM-adaptation phase."""
+    return total - int(round(cfg.lm_fraction * total))
+
+
+def validation_batches(corpus: TokenCorpus, cfg: PretrainConfig, objective: str, n_batches: int) -> list[dict[str, torch.Tensor]]:
+    """A fixed set of validation batches of ``objective``: consecutive windows, fixed noise."""
+    tokens, window = corpus.splits["validation"], window_length(cfg, objective)
+    n_windows = len(tokens) // window - 1
+    rng = np.random.default_rng([cfg.seed, 2**31])
+    return [make_batch(tokens, np.arange(b * cfg.batch_size, (b + 1) * cfg.batch_size) % n_windows * window, cfg, objective, rng)
+            for b in range(max(1, min(n_batches, n_windows // cfg.batch_size)))]
+
+
+# ----------------------------------------------------------------------------- optimisation
+
+
+class RMSScaledAdamW(torch.optim.Optimizer):
+    """nanoT5's AdamWScale: Adam whose step for each tensor is multiplied by max(1e-3, RMS(tensor)),
+    like Adafactor's ``scale_parameter``; bias-corrected, no weight decay."""
+
+    def __init__(self, params, lr: float = 2e-2, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6) -> None:
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+        self.steps_taken = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - torch.optim API
+        self.steps_taken += 1
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            step_size = group["lr"] * math.sqrt(1 - beta2**self.steps_taken) / (1 - beta1**self.steps_taken)
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(param), torch.zeros_like(param)
+                state["exp_avg"].mul_(beta1).add_(param.grad, alpha=1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
+                scale = param.square().mean().sqrt().clamp(min=1e-3)
+                param.sub_(state["exp_avg"] / (state["exp_avg_sq"].sqrt() + group["eps"]) * (step_size * scale))
+
+
+def learning_rate(cfg: PretrainConfig, step: int, total: int) -> float:
+    """Linear warmup to ``cfg.lr`` over ``cfg.warmup`` steps, then cosine decay to ``cfg.final_lr`` at ``total``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, total - cfg.warmup))
+    return cfg.final_lr + (cfg.lr - cfg.final_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bf16 autocast on ``device`` when asked (parameters and optimiser stay float32)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+@torch.no_grad()
+def encoder_swap_losses(model: T5ForConditionalGeneration, batches: list[dict[str, torch.Tensor]], bf16: bool = False) -> dict[str, float]:
+    """Mean loss with each example's own encoder input and with the next example's (rolled by one
+    in the batch), and their difference: how much the decoder relies on the encoder."""
+    device, was_training = model.device, model.training
+    model.eval()
+    matched = swapped = 0.0
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with autocast(device, bf16):
+            matched += model(**batch).loss.item()
+            swapped += model(input_ids=batch["input_ids"].roll(1, 0), attention_mask=batch["attention_mask"].roll(1, 0),
+                             labels=batch["labels"]).loss.item()
+    model.train(was_training)
+    matched, swapped = matched / len(batches), swapped / len(batches)
+    return {"loss": matched, "swap_loss": swapped, "swap_gap": swapped - matched}
+
+
+# ----------------------------------------------------------------------------- checkpoints and the run
+
+
+def save_checkpoint(out: Path, model: T5ForConditionalGeneration, optimizer: RMSScaledAdamW, state: dict[str, Any]) -> None:
+    """Write ``out/model`` (HF model directory + tokenizer + optimizer.safetensors + state.json) via a
+    temporary directory, so a crash leaves either the old or the new checkpoint complete."""
+    tmp, final, old = out / "model.tmp", out / "model", out / "model.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    load_tokenizer().save_pretrained(tmp)
+    names = {id(p): n for n, p in model.named_parameters()}
+    tensors = {f"{names[id(p)]}.{k}": v.detach().cpu().contiguous() for p, s in optimizer.state.items() for k, v in s.items()}
+    safetensors.torch.save_file(tensors, tmp / "optimizer.safetensors")
+    atomic_write_text(tmp / "state.json", json.dumps({**state, "optimizer_steps": optimizer.steps_taken}, indent=1))
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(out: Path) -> tuple[T5ForConditionalGeneration, dict[str, torch.Tensor], dict[str, Any]] | None:
+    """(model, optimiser tensors, state) of the newest complete checkpoint in ``out``, or None."""
+    for name in ("model", "model.old"):
+        directory = out / name
+        if (directory / "state.json").is_file():
+            model = T5ForConditionalGeneration.from_pretrained(directory, dtype=torch.float32)
+            tensors = safetensors.torch.load_file(directory / "optimizer.safetensors")
+            return model, tensors, json.loads((directory / "state.json").read_text())
+    return None
+
+
+def restore_optimizer(optimizer: RMSScaledAdamW, model: T5ForConditionalGeneration, tensors: dict[str, torch.Tensor], steps: int) -> None:
+    """Put saved moment estimates back onto ``model``'s parameters."""
+    for name, param in model.named_parameters():
+        if f"{name}.exp_avg" in tensors:
+            optimizer.state[param] = {k: tensors[f"{name}.{k}"].to(param.device) for k in ("exp_avg", "exp_avg_sq")}
+    optimizer.steps_taken = steps
+
+
+def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minutes: float | None = None, device: str = "cpu",
+             log_every: int = 10, eval_every: int = 250, eval_batches: int = 4, checkpoint_minutes: float = 5.0) -> dict[str, Any]:
+    """Train (or resume, if ``out`` holds a checkpoint) until the schedule ends or ``minutes`` pass;
+    returns the final state. On resume the stored configuration wins over ``cfg``."""
+    out, started, torch_device = Path(out), time.monotonic(), torch.device(device)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus, loaded = TokenCorpus(corpus_dir), load_checkpoint(out)
+    if loaded is None:
+        if cfg.steps is None and (minutes is None or cfg.warmup < CALIBRATION_STEPS):
+            raise SystemExit(f"give --steps, or --minutes with --warmup >= {CALIBRATION_STEPS} to size the schedule")
+        torch.manual_seed(cfg.seed)
+        model, tensors, state = T5ForConditionalGeneration(cfg.t5_config()), {}, {
+            "step": 0, "total_steps": cfg.steps, "config": dataclasses.asdict(cfg), "corpus": str(Path(corpus_dir).resolve()),
+            "corpus_manifest_sha256": corpus.manifest_sha256, "input_tokens": 0, "target_tokens": 0, "train_seconds": 0.0}
+    else:
+        model, tensors, state = loaded
+        cfg = PretrainConfig(**state["config"])
+    model.to(torch_device).train()
+    params, optimizer = list(model.parameters()), RMSScaledAdamW(model.parameters(), lr=cfg.lr)
+    restore_optimizer(optimizer, model, tensors, state.pop("optimizer_steps", 0))
+    log_path = out / "log.jsonl"  # drop lines a crash left beyond the checkpoint
+    lines = log_path.read_text().splitlines() if log_path.is_file() else []
+    atomic_write_text(log_path, "".join(line + "\n" for line in lines if json.loads(line)["step"] <= state["step"]))
+    validation = {objective: validation_batches(corpus, cfg, objective, eval_batches) for objective in ("span", "lm")}
+    last_checkpoint, window = time.monotonic(), [0.0, 0.0, 0]  # loss sum, seconds, steps since the last log line
+    with open(log_path, "a") as log:
+        while state["total_steps"] is None or state["step"] < state["total_steps"]:
+            step, tick = state["step"], time.monotonic()
+            total = state["total_steps"] or 10**9  # None only while calibrating, inside the warmup
+            objective, batch = training_batch(corpus, cfg, step, total)
+            lr = learning_rate(cfg, step, total)
+            loss = train_step(model, optimizer, params, {k: v.to(torch_device) for k, v in batch.items()}, lr, cfg)
+            seconds = time.monotonic() - tick
+            state["step"], state["train_seconds"] = step + 1, state["train_seconds"] + seconds
+            state["input_tokens"] += batch["input_ids"].numel()
+            state["target_tokens"] += batch["labels"].numel()
+            window = [window[0] + loss, window[1] + seconds, window[2] + 1]
+            if state["total_steps"] is None and state["step"] == CALIBRATION_STEPS:
+                state["total_steps"] = CALIBRATION_STEPS + int(0.9 * (minutes * 60 - (time.monotonic() - started)) * window[2] / window[1])
+                print(f"{window[1] / window[2]:.3f} s/step: schedule set to {state['total_steps']} steps", flush=True)
+            done = state["step"] == state["total_steps"]
+            if state["step"] % log_every == 0 or done:
+                _log(log, {"step": state["step"], "phase": objective, "loss": window[0] / window[2], "lr": lr,
+                           "input_tokens": state["input_tokens"], "input_tokens_per_s": window[2] * batch["input_ids"].numel() / window[1],
+                           "elapsed_s": round(state["train_seconds"], 1)})
+                window = [0.0, 0.0, 0]
+            if state["step"] % eval_every == 0 or done:
+                state["eval"] = {objective: encoder_swap_losses(model, batches, cfg.bf16) for objective, batches in validation.items()}
+                _log(log, {"step": state["step"], "eval": state["eval"]})
+            out_of_time = minutes is not None and time.monotonic() - started >= minutes * 60
+            if done or out_of_time or time.monotonic() - last_checkpoint >= checkpoint_minutes * 60:
+                save_checkpoint(out, model, optimizer, state)
+                last_checkpoint = time.monotonic()
+            if out_of_time:
+                break
+    return state
+
+
+def train_step(model: T5ForConditionalGeneration, optimizer: RMSScaledAdamW, params: list[torch.Tensor],
+               batch: dict[str, torch.Tensor], lr: float, cfg: PretrainConfig) -> float:
+    """One optimisation step at learning rate ``lr``; returns the batch loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with autocast(model.device, cfg.bf16):
+        loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def _log(handle, record: dict[str, Any]) -> None:
+    """Append ``record`` to the JSONL log and print it."""
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()
+    print(json.dumps(record), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m softprompt.nano.pretrain --corpus DIR --out DIR --minutes M [options]``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", required=True, help="directory written by python -m softprompt.nano.corpus")
+    parser.add_argument("--out", required=True, help="run directory; an existing checkpoint there is resumed")
+    parser.add_argument("--minutes", type=float, help="wall-clock budget of this invocation (checkpoint, then stop)")
+    parser.add_argument("--steps", type=int, help="schedule length; default: as many steps as --minutes allows")
+    parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16", help="bf16 autocast or plain float32")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest on a shared 2-core machine)")
+    for flag, default in (("--log-every", 10), ("--eval-every", 250), ("--eval-batches", 4), ("--checkpoint-minutes", 5.0)):
+        parser.add_argument(flag, type=type(default), default=default)
+    for field in dataclasses.fields(PretrainConfig):
+        if field.name not in ("steps", "bf16"):
+            parser.add_argument("--" + field.name.replace("_", "-"), type=type(field.default), default=field.default)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    transformers.utils.logging.disable_progress_bar()  # no "Writing model shards" bars in the run's log
+    names = {f.name for f in dataclasses.fields(PretrainConfig)} - {"bf16"}
+    cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names}, bf16=args.dtype == "bf16")
+    if args.minutes is None and args.steps is None and not (Path(args.out) / "model").is_dir():
+        parser.error("give --minutes or --steps")
+    state = pretrain(args.corpus, args.out, cfg, args.minutes, args.device, args.log_every, args.eval_every,
+                     args.eval_batches, args.checkpoint_minutes)
+    print(f"stopped at step {state['step']} of {state['total_steps']}; model: {Path(args.out) / 'model'}")
+
+
+if __name__ == "__main__":
+    main()

