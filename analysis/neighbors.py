@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -20,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-from softprompt.atomic import atomic_write
+from analysis.figures import check_plot_path, save_png_and_svg
 from softprompt.errors import SoftpromptError
 
 _SENTINEL = re.compile(r"<extra_id_\d+>")
@@ -219,11 +218,9 @@ def plot_neighbors(
     vectors (N, P, d), embeddings (V, d), token_ids (N, P, k). Both kinds of vector are scaled
     to unit length before the PCA so that distances in the picture follow cosine similarity.
     Only the ``max_labels`` most frequent neighbours get a text label. Writes a PNG at
-    ``path``; if ``path`` ends with .svg, writes the SVG there and the PNG beside it.
+    ``path`` (.png or .svg) and the other format beside it.
     """
-    out = Path(path)
-    if out.suffix.lower() not in (".png", ".svg"):
-        raise SoftpromptError(f"plot path must end with .png or .svg, got {path!r}")
+    out = check_plot_path(path)
     n, p, d = vectors.shape
     counts = Counter(token_ids.reshape(-1).tolist())
     unique = sorted(counts, key=lambda t: (-counts[t], t))  # most frequent first
@@ -261,18 +258,4 @@ def plot_neighbors(
     ax.grid(alpha=0.3)
     fig.tight_layout()
 
-    if out.suffix.lower() == ".svg":
-        _save(fig, out, "svg")
-        out = out.with_suffix(".png")
-    _save(fig, out, "png")
-
-
-def _save(fig: Figure, path: Path, fmt: str) -> None:
-    """Write ``fig`` to ``path`` in format ``fmt``, atomically (creating its folder)."""
-    if path.parent.exists() and not path.parent.is_dir():
-        raise SoftpromptError(f"cannot write the plot to {path}: {path.parent} is a file, not a folder; choose another --plot path")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
-    except OSError as error:  # a path under a file, read-only or full disk
-        raise SoftpromptError(f"cannot write the plot to {path} ({error.strerror or error}); choose a writable --plot path") from None
+    save_png_and_svg(fig, out, "--plot")

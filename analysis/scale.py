@@ -11,13 +11,12 @@ import csv
 import json
 import math
 from collections import defaultdict
-from pathlib import Path
 from typing import Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from softprompt.atomic import atomic_write
+from analysis.figures import check_plot_path, save_png_and_svg
 from softprompt.errors import SoftpromptError
 
 FORMAT = "softprompt.eval/1"
@@ -181,9 +180,7 @@ def plot_scale(
     fractions are drawn as percentages; reference CSV y values are in the reports' units.
     With x == "model_params" the x axis is logarithmic and ticks show the model names.
     """
-    target = Path(out)
-    if target.suffix.lower() not in (".png", ".svg"):
-        raise SoftpromptError(f"plot path must end with .png or .svg, got {out!r}")
+    check_plot_path(out)
     points = scale_points(results, metric, x)
     references = read_reference_csv(reference_csv) if reference_csv else []
     percent = points["kind"] == "classification"
@@ -244,18 +241,5 @@ def plot_scale(
     ax.legend(loc="best", fontsize=9)
     fig.tight_layout()
 
-    _save(fig, target)
-    _save(fig, target.with_suffix(".svg" if target.suffix.lower() == ".png" else ".png"))
+    save_png_and_svg(fig, out, "--out")
     return fig
-
-
-def _save(fig: Figure, path: Path) -> None:
-    """Write ``fig`` to ``path`` atomically, in the format its suffix names (creating its folder)."""
-    fmt = path.suffix.lower().lstrip(".")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise SoftpromptError(f"cannot write the plot to {path}: {path.parent} is a file, not a folder; choose another --out path")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
-    except OSError as error:  # a path under a file, read-only or full disk
-        raise SoftpromptError(f"cannot write the plot to {path} ({error.strerror or error}); choose a writable --out path") from None

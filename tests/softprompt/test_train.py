@@ -4,7 +4,6 @@ The tiny model is random, so scores are near chance: these tests check mechanics
 prompts, frozen base, artefacts that reproduce), not quality.
 """
 
-import json
 
 import pytest
 import torch

@@ -1,0 +1,35 @@
+"""Writing matplotlib figures: PNG and SVG side by side, atomically, with one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from softprompt.atomic import atomic_write
+from softprompt.errors import SoftpromptError
+
+FORMATS = (".png", ".svg")
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """``path`` as a Path, refused unless it ends with .png or .svg."""
+    out = Path(path)
+    if out.suffix.lower() not in FORMATS:
+        raise SoftpromptError(f"plot path must end with .png or .svg, got {str(path)!r}")
+    return out
+
+
+def save_png_and_svg(fig: Figure, path: str | Path, flag: str) -> None:
+    """Write ``fig`` at ``path`` (.png or .svg) and in the other format beside it; ``flag`` names the
+    option that chose the path, for error messages."""
+    out = check_plot_path(path)
+    for target in (out, out.with_suffix(".svg" if out.suffix.lower() == ".png" else ".png")):
+        if target.parent.exists() and not target.parent.is_dir():
+            raise SoftpromptError(f"cannot write the plot to {target}: {target.parent} is a file, not a folder; choose another {flag} path")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SoftpromptError(f"cannot write the plot to {target} ({error.strerror or error}); choose a writable {flag} path") from None
+        fmt = target.suffix.lower().lstrip(".")
+        atomic_write(target, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))
