@@ -51,6 +51,14 @@ def resolve_task(task: str, input_template=None, label_column=None, label_words=
     return custom_task(input_template, label_column, words, target_column)
 
 
+def resolve_init(init: str, task) -> str:
+    """``auto``: class-label init where the task has label words (Lester et al.'s best at small
+    scale), sampled-vocab otherwise (generation, per-example choices)."""
+    if init != "auto":
+        return init
+    return "class-label" if task.kind == "classification" else "sampled-vocab"
+
+
 def _decoding(max_new_tokens: int, num_beams: int, no_repeat_ngram_size: int) -> dict:
     return {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}
 
@@ -85,13 +93,14 @@ def cli() -> None:
 @click.option("--output-dir", default="runs/boolq", show_default=True, type=click.Path(), help="where artefacts and checkpoints go")
 @click.option("--n-prompts", default=5, show_default=True, help="prompts trained jointly in one batched pass")
 @click.option("--prompt-length", default=100, show_default=True, help="input prompt length P (0 = deep prefix only)")
-@click.option("--init", default="class-label", show_default=True, help='random-uniform | sampled-vocab | class-label | text:"..."')
+@click.option("--init", default="auto", show_default=True, help='auto (class-label for classification, else sampled-vocab) | random-uniform | sampled-vocab | class-label | text:"..."')
 @click.option("--deep-prefix", is_flag=True, help="also train key/value prefixes at every attention layer (Li & Liang)")
 @click.option("--prefix-length", default=10, show_default=True, help="deep prefix length Pp")
 @click.option("--prefix-sites", default="encoder,decoder,cross", show_default=True, help="attention sites that get prefixes")
 @click.option("--prefix-init", default="random", show_default=True, help='random | text:"..." (real-word activations)')
 @click.option("--reparam-dim", default=512, show_default=True, help="prefix MLP input size k (0 = train prefixes directly)")
 @click.option("--reparam-hidden", default=512, show_default=True, help="prefix MLP hidden size")
+@click.option("--keep-reparam", is_flag=True, help="also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes")
 @click.option("--steps", default=30000, show_default=True, help="training steps")
 @click.option("--batch-size", default=32, show_default=True, help="examples per step (each repeated once per prompt)")
 @click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), default="adafactor", show_default=True)
@@ -126,6 +135,7 @@ def train(**kw) -> None:
     from softprompt.train import train as run_training
 
     task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"])
+    kw["init"] = resolve_init(kw["init"], task)
     cfg = TrainConfig(
         **{k: kw[k] for k in TrainConfig.__dataclass_fields__ if k in kw and k not in ("prefix_sites", "decoding")},
         prefix_sites=tuple(s.strip() for s in kw["prefix_sites"].split(",") if s.strip()),
@@ -245,7 +255,7 @@ def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
 @click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
 @click.option("--eval-size", type=int, help="validate on at most this many examples")
 @click.option("--prompt-lengths", default="100", show_default=True, help="comma-separated prompt lengths, e.g. 1,5,20,100")
-@click.option("--inits", default="class-label", show_default=True, help="comma-separated inits, e.g. random-uniform,sampled-vocab,class-label")
+@click.option("--inits", default="auto", show_default=True, help="comma-separated inits, e.g. random-uniform,sampled-vocab,class-label (auto: class-label for classification, else sampled-vocab)")
 @click.option("--train-sizes", help="comma-separated training-set sizes, e.g. 50,100,200,500 (default: all data)")
 @click.option("--subsample-seeds", default=1, show_default=True, help="subsamples per training size (seeds 0..k-1)")
 @click.option("--n-prompts", default=5, show_default=True)
@@ -271,7 +281,7 @@ def sweep(**kw) -> None:
 
     task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"])
     models = [m.strip() for m in kw["models"].split(",") if m.strip()]
-    inits = [i.strip() for i in kw["inits"].split(",") if i.strip()]
+    inits = [resolve_init(i.strip(), task) for i in kw["inits"].split(",") if i.strip()]
     sizes = _csv_ints(kw["train_sizes"]) or [None]
     if kw["subsample_seeds"] < 1:
         raise SoftpromptError(f"--subsample-seeds must be a positive integer, got {kw['subsample_seeds']}")

@@ -29,6 +29,7 @@ class TrainConfig:
     prefix_init: str = "random"
     reparam_dim: int = 512
     reparam_hidden: int = 512
+    keep_reparam: bool = False
     steps: int = 30000
     batch_size: int = 32
     optimizer: str = "adafactor"

@@ -195,7 +195,7 @@ def train(
     if distributed.is_main():
         meta = _run_meta(cfg, frozen, task, state, trainable) | (extra_meta or {})
         atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))
-        save_run(cfg.output_dir, meta, prompted.prompts, prompted.prefixes)  # softprompt.json last: the commit
+        save_run(cfg.output_dir, meta, prompted.prompts, prompted.prefixes, cfg.keep_reparam)  # softprompt.json last
     distributed.barrier()
     return TrainResult(state["best_metric"], state["best_step"], stopped_early)
 
