@@ -1,0 +1,175 @@
+"""t5-nano: corpus cleaning, T5 span corruption, prefix LM, the optimiser, a resumable tiny pre-training run, the gate."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from softprompt.models import load_frozen_t5, load_tokenizer
+from softprompt.nano import corpus as nano_corpus
+from softprompt.nano import gate
+from softprompt.nano.pretrain import (
+    SENTINEL_0, PretrainConfig, RMSScaledAdamW, learning_rate, prefix_lm_split, pretrain, random_spans_noise_mask,
+    span_corrupt, span_lengths, training_batch,
+)
+from tests.conftest import SHARED_DATA
+
+TINY = dict(d_model=16, d_ff=32, d_kv=8, num_heads=2, num_layers=1, input_length=24, batch_size=4,
+            lm_target_length=8, warmup=2, lm_fraction=0.34, steps=3, bf16=False)
+
+
+def reconstruct(inputs: np.ndarray, targets: np.ndarray) -> list[int]:
+    """Put each target span back in place of its sentinel (both sequences end with EOS)."""
+    spans, current = {}, None
+    for token in targets[:-1]:
+        if token > SENTINEL_0 - 100:
+            current = int(token)
+            spans[current] = []
+        else:
+            spans[current].append(int(token))
+    return [t for token in inputs[:-1] for t in (spans[int(token)] if token > SENTINEL_0 - 100 else [int(token)])]
+
+
+def test_noise_mask_has_t5_noise_fraction_and_span_count():
+    rng = np.random.default_rng(0)
+    fractions = []
+    for length in (70, 114, 500):
+        for _ in range(20):
+            mask = random_spans_noise_mask(length, 0.15, 3.0, rng)
+            n_noise, starts = mask.sum(), mask & ~np.concatenate([[False], mask[:-1]])
+            assert n_noise == round(length * 0.15)
+            assert starts.sum() == round(n_noise / 3.0)
+            assert not mask[0] and mask[-1]  # T5 order: non-noise first, noise last
+            fractions.append(mask.mean())
+    assert abs(np.mean(fractions) - 0.15) < 0.005
+
+
+def test_span_corruption_lengths_sentinels_and_reconstruction():
+    raw, target_length = span_lengths(64, 0.15, 3.0)
+    assert (raw, target_length) == (70, 14)  # T5's compute_input_and_target_lengths for 64-token inputs
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(5, 32000, size=raw)
+    inputs, targets = span_corrupt(tokens, random_spans_noise_mask(raw, 0.15, 3.0, rng))
+    assert len(inputs) == 64 and len(targets) == target_length
+    assert inputs[-1] == targets[-1] == 1
+    sentinels = [t for t in targets if t > SENTINEL_0 - 100]
+    assert sentinels == list(range(SENTINEL_0, SENTINEL_0 - len(sentinels), -1))
+    assert [t for t in inputs if t > SENTINEL_0 - 100] == sentinels
+    assert targets[0] == SENTINEL_0
+    assert reconstruct(inputs, targets) == tokens.tolist()
+    assert load_tokenizer().convert_ids_to_tokens([SENTINEL_0, SENTINEL_0 - 1]) == ["<extra_id_0>", "<extra_id_1>"]
+
+
+def test_prefix_lm_split():
+    tokens = np.arange(10, 40)
+    inputs, targets = prefix_lm_split(tokens, 12, 8)
+    assert inputs.tolist() == list(range(10, 22)) + [1]
+    assert targets.tolist() == list(range(22, 29)) + [1]
+
+
+def test_learning_rate_warmup_then_cosine():
+    cfg = PretrainConfig(lr=1.0, final_lr=0.0, warmup=10)
+    assert learning_rate(cfg, 0, 100) == pytest.approx(0.1)
+    assert learning_rate(cfg, 9, 100) == pytest.approx(1.0)
+    assert learning_rate(cfg, 55, 100) == pytest.approx(0.5)
+    assert learning_rate(cfg, 100, 100) == pytest.approx(0.0)
+
+
+def test_optimiser_update_scales_with_parameter_rms():
+    small, large = torch.nn.Parameter(torch.full((4,), 0.01)), torch.nn.Parameter(torch.full((4,), 1.0))
+    optimizer = RMSScaledAdamW([small, large], lr=0.1)
+    small.grad, large.grad = torch.ones(4), torch.ones(4)
+    optimizer.step()
+    # first Adam step is lr * sign(grad), here times RMS (clamped at 1e-3)
+    assert torch.allclose(0.01 - small.detach(), torch.full((4,), 0.1 * 0.01), rtol=1e-3)
+    assert torch.allclose(1.0 - large.detach(), torch.full((4,), 0.1), rtol=1e-3)
+
+
+def test_html_pod_wordnet_and_dictd_extraction():
+    html = ("<html><head><title>T</title><script>var x = 1;</script></head><body><h1>Heading</h1>"
+            "<p>The quick brown fox jumps &amp; runs.</p><pre>code = here()</pre><ul><li>first item text</li></ul></body></html>")
+    assert [p.strip() for p in nano_corpus.html_paragraphs(html) if p.strip()] == ["Heading", "The quick brown fox jumps & runs.", "first item text"]
+    pod = "=head1 NAME\n\nThe B<bold> and C<< $x->y >> and L<perlfunc|perlfunc/open> E<gt> here.\n\n    verbatim code\n"
+    assert nano_corpus.pod_paragraphs(pod) == ["The bold and $x->y and perlfunc > here."]
+    line = "00006150 03 n 01 parent 0 001 @ 00004475 n 0000 | an organism from which younger ones are obtained  "
+    assert nano_corpus.wordnet_paragraphs("  licence header\n" + line) == ["parent: an organism from which younger ones are obtained"]
+    entry = 'Abdicator \\Ab"di*ca`tor\\, n.\n   One who gives up {power}.\n   [1913 Webster]\n\nNext'
+    assert nano_corpus.dictd_paragraphs(entry)[0].split() == "Abdicator , n. One who gives up power.".split()
+
+
+def test_clean_dedup_and_split_are_deterministic():
+    assert nano_corpus.clean("  Too   short  ") is None
+    assert nano_corpus.clean("x = [1, 2, 3]; y = {4: 5}; z = 6 + 7") is None  # mostly symbols
+    assert nano_corpus.clean("Dies ist ein völlig anderer Satz über Bäume, Flüsse und Größe") is None  # not English
+    assert nano_corpus.clean("It\u2019s a \u201cfine\u201d day \u2014 truly.") == "It's a \"fine\" day - truly."
+    assert nano_corpus.dedup_key("Hello, World again and again!") == nano_corpus.dedup_key("hello world  again and again")
+    keys = [nano_corpus.dedup_key(f"paragraph number {i} of the corpus") for i in range(2000)]
+    held_out = [nano_corpus.is_validation(k) for k in keys]
+    assert held_out == [nano_corpus.is_validation(k) for k in keys] and 0 < sum(held_out) < 60
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A synthetic corpus directory in the format ``softprompt.nano.corpus`` writes."""
+    out = tmp_path_factory.mktemp("nano-corpus")
+    rng = np.random.default_rng(0)
+    words = "the a cat dog sat on mat ran fast slow red blue house tree river bank and of to in".split()
+    paragraphs = [" ".join(rng.choice(words, size=12)) for _ in range(400)]
+    tokenizer = load_tokenizer()
+    counts = nano_corpus.write_token_files(out, {"train": [paragraphs[:350]], "validation": [paragraphs[350:]]}, tokenizer)
+    header = nano_corpus.token_header({split: sum(c) for split, c in counts.items()}, tokenizer)
+    (out / "manifest.json").write_text(json.dumps({"packages": [], "tokens": header}))
+    return out
+
+
+def test_token_files_and_batches(tiny_corpus):
+    corpus = nano_corpus.TokenCorpus(tiny_corpus)
+    assert corpus.splits["train"].dtype == np.uint16 and (corpus.splits["train"] == 1).sum() == 350
+    cfg = PretrainConfig(**TINY)
+    objective, batch = training_batch(corpus, cfg, 0, 3)
+    again = training_batch(corpus, cfg, 0, 3)[1]
+    assert objective == "span" and all(torch.equal(batch[k], again[k]) for k in batch)
+    assert batch["input_ids"].shape == (4, 24) and batch["attention_mask"].all()
+    assert training_batch(corpus, cfg, 2, 3)[0] == "lm"
+    starts = nano_corpus.window_starts(1000, 10, 7, 0, seed=0)
+    epoch = np.concatenate([nano_corpus.window_starts(1000, 10, 7, i, seed=0) for i in range(14)])[:98]
+    assert len(set(epoch.tolist())) == 98 and len(set((epoch % 10).tolist())) == 1 and len(starts) == 7
+
+
+def test_pretrain_writes_loadable_model_and_resumes_exactly(tiny_corpus, tmp_path):
+    full = pretrain(tiny_corpus, tmp_path / "full", PretrainConfig(**TINY), log_every=1, eval_every=3, eval_batches=1)
+    assert full["step"] == 3 and math.isfinite(full["eval"]["span"]["swap_gap"])
+    model_dir = tmp_path / "full" / "model"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "optimizer.safetensors", "state.json"):
+        assert (model_dir / name).is_file()
+    frozen = load_frozen_t5(str(model_dir))
+    assert frozen.config.d_model == 16 and frozen.config.feed_forward_proj == "gated-gelu"
+    log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3] and [r["phase"] for r in log if "phase" in r][-1] == "lm"
+
+    stopped = pretrain(tiny_corpus, tmp_path / "part", PretrainConfig(**TINY), minutes=1e-9)  # out of time after one step
+    assert stopped["step"] == 1
+    assert json.loads((tmp_path / "part" / "model" / "state.json").read_text())["step"] == 1
+    resumed = pretrain(tiny_corpus, tmp_path / "part", PretrainConfig(**TINY), log_every=1, eval_every=3, eval_batches=1)
+    assert resumed["step"] == 3 and resumed["input_tokens"] == full["input_tokens"]
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        a, b = load_file(model_dir / name), load_file(tmp_path / "part" / "model" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "glue" / "sst2" / "dev.tsv").is_file(), reason="needs ../shared/data/glue/sst2")
+def test_gate_reports_and_fails_an_untrained_model(tiny_corpus, tmp_path, capsys):
+    pretrain(tiny_corpus, tmp_path / "run", PretrainConfig(**TINY))
+    report_file = tmp_path / "gate.json"
+    with pytest.raises(SystemExit) as exit_info:
+        gate.main(["--model", str(tmp_path / "run" / "model"), "--steps", "2", "--train-size", "16", "--val-size", "8",
+                   "--dev-size", "16", "--prompts", "2", "--prompt-length", "2", "--swap-batches", "1", "--json", str(report_file)])
+    assert exit_info.value.code == 1
+    report = json.loads(report_file.read_text())
+    assert not report["passed"] and set(report["sst2"]) == {"t5-nano", "random twin", "majority class"}
+    assert report["sst2"]["majority class"]["balanced_accuracy"] == 0.5
+    assert "FAIL  encoder swap gap >= 0.50" in capsys.readouterr().out
