@@ -15,14 +15,10 @@ PEFT's ``PeftModelForSeq2SeqLM`` (``forward`` and ``generate``) prepends only th
 ``PromptedT5`` does with one prompt. Rows P..2P-1 (the "decoder" virtual tokens) are never read
 for prompt tuning; an export writes them as zeros and an import ignores them.
 
-Deep prefixes are never exported. PEFT's ``PrefixTuning`` for seq2seq reaches the model only
-through the decoder's KV cache: the encoder never sees ``past_key_values`` (so encoder prefixes
-cannot be expressed), cross-attention entries of the cache are discarded and recomputed from the
-encoder output, the head size is token_dim / heads rather than T5's d_kv, and cached keys receive
-T5's relative-position bias, which shifts every real token's position by the prefix length, while
-softprompt gives prefix keys zero bias. No PEFT adapter reproduces a softprompt prefix exactly, so
-a prefix-only run is refused; a run with an input prompt as well exports the input prompt and
-returns a note that its prefixes were left out.
+Deep prefixes are never exported: PEFT's seq2seq ``PrefixTuning`` only reaches the decoder's KV
+cache (no encoder prefixes, cross-attention entries recomputed), uses token_dim / heads as head
+size instead of T5's d_kv, and gives prefix keys T5's position bias. A prefix-only run is refused;
+a run with an input prompt too exports the prompt, with a note that the prefixes were left out.
 
 Nothing here needs ``peft`` installed: both directions read and write the files directly, and
 ``adapter_model.bin`` (pickle) is refused rather than unpickled.
