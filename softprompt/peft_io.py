@@ -51,8 +51,6 @@ SEQ2SEQ_SUBMODULES = 2  # PeftModel._setup_prompt_encoder: 2 if task_type == SEQ
 PEFT_FORMAT_VERSION = "0.21.2"  # the PEFT release whose format this module writes (recorded as peft_version)
 
 
-# ----------------------------------------------------------------------------------------- export
-
 
 def export_peft(
     run_dir: str | os.PathLike,
@@ -179,8 +177,6 @@ def _peft_version() -> str:
         return PEFT_FORMAT_VERSION
     return __version__
 
-
-# ----------------------------------------------------------------------------------------- import
 
 
 def import_peft(
@@ -355,8 +351,6 @@ def _task_meta(task_name: str, label_words: Sequence[str] | None) -> dict[str, A
         return {"name": task_name, "kind": "classification", "label_words": words, "metric": "accuracy"}
     return {"name": task_name, "kind": "generation", "label_words": [], "metric": "bleu"}
 
-
-# ----------------------------------------------------------------------------------------- output
 
 
 def _check_out_dir(out: Path, overwrite: bool, is_ours, what: str, option: str) -> bool:
