@@ -109,7 +109,7 @@ def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_pr
         max_source_length=192, eval_size=eval_size,
     )
     echo(f"BoolQ: {len(train_examples)} training and {len(val_examples)} validation questions (real data, from PyPI {WHEEL})")
-    train(cfg, frozen, task, train_examples, val_examples, extra_meta=None)
+    train(cfg, frozen, task, train_examples, val_examples)
     pool = load_pool([str(run_dir)], frozen)
     core = run_ensemble_eval(pool, task, val_examples, "validation", ["majority", "confidence"], max_length=192,
                              settings={"demo_model_is_random": not meaningful}, progress=True)

@@ -128,7 +128,6 @@ def train(
     val_examples: Sequence[Example],
     resume: bool = False,
     progress: bool = True,
-    extra_meta: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``cfg.n_prompts`` prompts jointly; write checkpoints and the final artefacts."""
     if not train_examples:
@@ -193,7 +192,7 @@ def train(
     bar.close()
     _load_bank_state(banks, best)
     if distributed.is_main():
-        meta = _run_meta(cfg, frozen, task, state, trainable) | (extra_meta or {})
+        meta = _run_meta(cfg, frozen, task, state, trainable)
         atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))
         save_run(cfg.output_dir, meta, prompted.prompts, prompted.prefixes, cfg.keep_reparam)  # softprompt.json last
     distributed.barrier()
