@@ -1,0 +1,95 @@
+"""Benchmark: batched N-prompt greedy generation (one generate over N·B rows) vs N sequential generate calls of B rows.
+
+Both sides call ``PromptedT5.generate`` (encoder once, then ``model.generate`` with the cached
+decoder) on the same B examples with greedy decoding and exactly ``--new-tokens`` new tokens
+(``min_new_tokens = max_new_tokens``), so both produce the same number of decoder steps. Batched:
+one call over N·B rows, prompt-major per-row prompt ids; sequential: one call of B rows per
+prompt. The token agreement between the two is printed. Timings are interleaved (see
+``benchmarks/common.py``). Ends with one ``RESULT {json}`` line.
+
+    python benchmarks/generate_bench.py [--n 5 --batch 8 --length 64 --new-tokens 32]
+    python benchmarks/generate_bench.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from common import (  # noqa: E402
+    add_common_args,
+    setup,
+    TIMING_HEADERS,
+    emit_result,
+    interleaved,
+    print_table,
+    random_ids,
+    ratio,
+    t5_model,
+    timing_row,
+)
+
+from ensembles.batched import prompt_rows, repeat_for_prompts  # noqa: E402
+from softprompt.prompted import PromptedT5  # noqa: E402
+from softprompt.prompts import PromptBank  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5, help="prompts N")
+    parser.add_argument("--batch", type=int, default=None, help="examples B (default 8; quick 4)")
+    parser.add_argument("--length", type=int, default=None, help="input tokens (default 64; quick 16)")
+    parser.add_argument("--prompt-length", type=int, default=20, help="soft prompt length P")
+    parser.add_argument("--new-tokens", type=int, default=None, help="generated tokens, exactly (default 32; quick 8)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7; quick 2)")
+    add_common_args(parser)
+    args = parser.parse_args()
+    quick = args.quick
+    batch, length = args.batch or (4 if quick else 8), args.length or (16 if quick else 64)
+    new_tokens, repeats = args.new_tokens or (8 if quick else 32), args.repeats or (2 if quick else 7)
+    env = setup(args)
+    started = time.perf_counter()
+    print(f"{env}; model {'tiny' if quick else 't5-small shape'}; "
+          f"N={args.n}, B={batch}, input {length}, P={args.prompt_length}, {new_tokens} new tokens, greedy")
+
+    frozen = t5_model(quick, args.seed)
+    bank = PromptBank(args.n, args.prompt_length, frozen.config.d_model)
+    with torch.no_grad():
+        bank.weight.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(args.seed))
+    prompted = PromptedT5(frozen, bank)
+    generator = torch.Generator().manual_seed(args.seed)
+    input_ids = random_ids(generator, batch, length)
+    input_ids[:, -1] = 1
+    mask = torch.ones_like(input_ids)
+    decoding = dict(do_sample=False, num_beams=1, min_new_tokens=new_tokens, max_new_tokens=new_tokens)
+    all_ids, all_mask = repeat_for_prompts(input_ids, args.n), repeat_for_prompts(mask, args.n)
+    all_prompts = prompt_rows(range(args.n), batch)
+
+    def batched():
+        return prompted.generate(all_ids, all_mask, all_prompts, **decoding)
+
+    def sequential():
+        return [prompted.generate(input_ids, mask, torch.full((batch,), p, dtype=torch.long), **decoding) for p in range(args.n)]
+
+    one, many = batched(), torch.cat(sequential())
+    assert one.shape == many.shape == (args.n * batch, new_tokens + 1), (one.shape, many.shape)
+    agreement = (one == many).float().mean().item()
+    print(f"check: {tuple(one.shape)} tokens each side; batched and sequential agree on {100 * agreement:.1f}% of tokens")
+
+    times = interleaved({"batched": batched, "sequential": sequential}, repeats)
+    rows = [timing_row(f"N={args.n}, B={batch}: 1 call of {args.n * batch} rows / {args.n} calls of {batch}",
+                       times["batched"], times["sequential"], 0.8)]
+    print_table(TIMING_HEADERS, rows, "greedy generation, batched (ours) / sequential (baseline)")
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    emit_result({"batched_over_sequential_generate": ratio(times["batched"], times["sequential"]),
+                 "token_agreement": agreement})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Benchmark: forward+backward cost of deep prefixes (Li & Liang) vs an input prompt of the same length and vs the raw model.
+
+All sides run one training forward+backward (no optimizer step) of the same batch on the same
+frozen weights, with gradients flowing to what would be trained:
+
+* prefix: ``PromptedT5`` with a direct ``PrefixBank`` (Pp tokens at all three sites: encoder
+  self-, decoder self- and cross-attention, every layer), no input prompt;
+* plain (the key's baseline): the same ``PromptedT5`` code path with an input ``PromptBank`` of
+  length Pp instead of prefixes (no prefix is injected, gradients flow to the input prompt);
+* raw: the frozen ``T5ForConditionalGeneration`` itself (a separate copy, plain ``sdpa``
+  attention, no softprompt code), no prompt, gradients flowing to its input embeddings;
+* prefix-reparam (information only): the reparameterised bank (MLP k=512 -> 512 -> prefixes).
+
+Loss: ``per_prompt_loss(...).sum()`` for the PromptedT5 sides, the model's own loss for raw.
+Timings are interleaved (see ``benchmarks/common.py``). Ends with one ``RESULT {json}`` line.
+
+    python benchmarks/prefix_bench.py [--batch 32 --length 128 --prefix-length 10]
+    python benchmarks/prefix_bench.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from common import (  # noqa: E402
+    add_common_args,
+    setup,
+    TIMING_HEADERS,
+    emit_result,
+    interleaved,
+    print_table,
+    random_ids,
+    random_targets,
+    ratio,
+    t5_model,
+    timing_row,
+)
+
+from softprompt.prefixes import PrefixBank, PrefixShape  # noqa: E402
+from softprompt.prompted import PromptedT5, per_prompt_loss  # noqa: E402
+from softprompt.prompts import PromptBank  # noqa: E402
+
+
+def prompted_step(prompted: PromptedT5, input_ids, mask, labels) -> None:
+    prompt_ids = torch.zeros(input_ids.shape[0], dtype=torch.long)
+    logits = prompted(input_ids, mask, prompt_ids, labels=labels).logits
+    per_prompt_loss(logits, labels, prompt_ids, prompted.n_prompts).sum().backward()
+    for param in prompted.trainable_parameters():
+        param.grad = None
+
+
+def raw_step(model, input_ids, mask, labels) -> None:
+    embeds = model.get_input_embeddings()(input_ids).detach().requires_grad_(True)
+    model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss.backward()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=None, help="rows (default 32; quick 8)")
+    parser.add_argument("--length", type=int, default=None, help="input tokens (default 128; quick 32)")
+    parser.add_argument("--target-length", type=int, default=4, help="target tokens, EOS included")
+    parser.add_argument("--prefix-length", type=int, default=10, help="prefix length Pp (and the plain side's prompt length)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7; quick 2)")
+    parser.add_argument("--no-reparam", action="store_true", help="skip the information-only reparameterised side")
+    add_common_args(parser)
+    args = parser.parse_args()
+    quick = args.quick
+    batch, length = args.batch or (8 if quick else 32), args.length or (32 if quick else 128)
+    repeats = args.repeats or (2 if quick else 7)
+    env = setup(args)
+    started = time.perf_counter()
+    print(f"{env}; model {'tiny' if quick else 't5-small shape'}; "
+          f"batch {batch}, input {length}, target {args.target_length}, Pp={args.prefix_length}")
+
+    frozen = t5_model(quick, args.seed)
+    raw = copy.deepcopy(frozen.model)  # before PromptedT5 reroutes attention: plain sdpa, no softprompt code
+    config, pp = frozen.config, args.prefix_length
+    prefixes = PrefixBank(1, PrefixShape.for_config(config, pp))
+    prefixes.init_random([args.seed])
+    prefix = PromptedT5(frozen, prefixes=prefixes)
+    prompts = PromptBank(1, pp, config.d_model)
+    with torch.no_grad():
+        prompts.weight.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(args.seed))
+    plain = PromptedT5(frozen, prompts=prompts)  # shares the frozen model; select() clears the prefix per call
+    sides = {
+        "prefix": lambda: prompted_step(prefix, *data),
+        "plain": lambda: prompted_step(plain, *data),
+        "raw": lambda: raw_step(raw, *data),
+    }
+    if not args.no_reparam:
+        reparam_bank = PrefixBank(1, PrefixShape.for_config(config, pp), reparam_dim=512)
+        reparam_bank.init_random([args.seed])
+        reparam = PromptedT5(frozen, prefixes=reparam_bank)
+        sides["prefix-reparam"] = lambda: prompted_step(reparam, *data)
+
+    generator = torch.Generator().manual_seed(args.seed)
+    input_ids = random_ids(generator, batch, length)
+    input_ids[:, -1] = 1
+    data = (input_ids, torch.ones_like(input_ids), random_targets(generator, batch, args.target_length))
+
+    # sanity: the prefix and the input prompt each change the loss
+    with torch.no_grad():
+        zeros = torch.zeros(batch, dtype=torch.long)
+        loss_prefix = prefix(*data[:2], zeros, labels=data[2]).loss.item()
+        loss_plain = plain(*data[:2], zeros, labels=data[2]).loss.item()
+        loss_raw = raw(input_ids=data[0], attention_mask=data[1], labels=data[2], use_cache=False).loss.item()
+    print(f"check: loss prefix {loss_prefix:.5f}, plain (input prompt) {loss_plain:.5f}, raw {loss_raw:.5f}")
+    if loss_prefix == loss_raw or loss_plain == loss_raw:
+        raise SystemExit("a prompted side computed the raw model's loss: its prefix or prompt was not applied")
+
+    times = interleaved(sides, repeats)
+    rows = [
+        timing_row("prefix / plain (input prompt, same length)", times["prefix"], times["plain"], 1.15),
+        timing_row("prefix / raw model (no prompt)", times["prefix"], times["raw"]),
+        timing_row("plain / raw model (no prompt)", times["plain"], times["raw"]),
+    ]
+    if "prefix-reparam" in times:
+        rows.append(timing_row("prefix-reparam / plain", times["prefix-reparam"], times["plain"]))
+    print_table(TIMING_HEADERS, rows, f"forward+backward, batch {batch}, input {length}, Pp={pp} (all sites)")
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    result = {
+        "prefix_over_plain": ratio(times["prefix"], times["plain"]),
+        "prefix_over_raw": ratio(times["prefix"], times["raw"]),
+        "plain_over_raw": ratio(times["plain"], times["raw"]),
+    }
+    if "prefix-reparam" in times:
+        result["reparam_over_plain"] = ratio(times["prefix-reparam"], times["plain"])
+    emit_result(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,359 @@
+"""Benchmark: softprompt's prompt-tuning train step vs PEFT prompt tuning, joint vs separate runs, peak memory.
+
+(a) One train step of ours (PromptedT5 + PerPromptAdafactor, one prompt; the same operations as
+    ``softprompt.train.train``: repeat rows for the prompts, forward with labels, per_prompt_loss,
+    sum().backward(), per-prompt gradient clip, optimizer step, zero_grad) vs one PEFT step
+    (``get_peft_model(PromptTuningConfig(SEQ_2_SEQ_LM, num_virtual_tokens=P))`` + transformers
+    Adafactor(lr=0.3, scale_parameter=False, relative_step=False, warmup_init=False), loss.backward(),
+    clip_grad_norm_(1.0), step, zero_grad). Same data; PEFT wraps a deep copy of our frozen model
+    (identical weights, checked), both in eval mode (dropout off), and the PEFT prompt starts
+    from ours, so the two losses must agree (checked).
+(b) N prompts trained jointly (one step over N·B rows) vs N separate runs (N steps of B rows, each
+    its own one-prompt bank and optimizer), at per-prompt batch sizes ``--joint-batches``.
+(c) Peak memory of one step, ours vs PEFT, three ways:
+    * the key: peak of live tensor bytes during one (warm) step, over the bytes live at its start,
+      from the torch profiler's memory timeline (every CPU-allocator allocation and free; exact and
+      deterministic, unlike RSS);
+    * resident-set growth: each side in ``--mem-runs`` fresh subprocesses (alternating), Linux
+      VmHWM after ``--mem-steps`` steps minus VmRSS once the model, optimizer and data exist (VmHWM
+      reset through /proc/self/clear_refs; ru_maxrss growth would hide under the model-init peak);
+      median over runs. glibc arenas make this vary by about +-10% run to run;
+    * bytes of the activations autograd saves for backward (saved_tensors_hooks; frozen weights
+      excluded).
+Timings are interleaved (see ``benchmarks/common.py``). Ends with one ``RESULT {json}`` line.
+
+    python benchmarks/train_bench.py [--batch 32 --length 128 --target-length 4 --prompt-length 20]
+    python benchmarks/train_bench.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from common import (  # noqa: E402
+    add_common_args,
+    setup,
+    TIMING_HEADERS,
+    emit_result,
+    interleaved,
+    print_table,
+    random_ids,
+    random_targets,
+    ratio,
+    t5_model,
+    timing_row,
+)
+
+from ensembles.batched import prompt_rows, repeat_for_prompts  # noqa: E402
+from softprompt.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
+from softprompt.prompted import PromptedT5, per_prompt_loss  # noqa: E402
+from softprompt.prompts import PromptBank  # noqa: E402
+
+MAX_GRAD_NORM = 1.0
+LR = 0.3
+
+
+# --- the two training steps -------------------------------------------------------------------------
+
+
+class OursTrainer:
+    """``n`` prompts on a frozen model, stepped exactly as ``softprompt.train.train`` does."""
+
+    def __init__(self, frozen, n_prompts: int, prompt_length: int, seed: int) -> None:
+        bank = PromptBank(n_prompts, prompt_length, frozen.config.d_model)
+        with torch.no_grad():
+            bank.weight.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(seed))
+        self.prompted = PromptedT5(frozen, bank)
+        self.params = self.prompted.trainable_parameters()
+        self.optimizer = PerPromptAdafactor(self.params, lr=LR, weight_decay=1e-5)
+        self.n = n_prompts
+
+    def step(self, input_ids, mask, labels) -> torch.Tensor:
+        n, batch = self.n, input_ids.shape[0]
+        rows = prompt_rows(range(n), batch)
+        labels = repeat_for_prompts(labels, n)
+        logits = self.prompted(repeat_for_prompts(input_ids, n), repeat_for_prompts(mask, n), rows, labels=labels).logits
+        losses = per_prompt_loss(logits, labels, rows, n)
+        if not torch.isfinite(losses).all():  # train.py checks this every step too
+            raise RuntimeError("non-finite loss")
+        losses.sum().backward()
+        clip_grad_norm_per_prompt(self.params, MAX_GRAD_NORM)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return losses.detach()
+
+    def loss(self, input_ids, mask, labels) -> torch.Tensor:
+        rows = prompt_rows(range(self.n), input_ids.shape[0])
+        with torch.no_grad():
+            logits = self.prompted(input_ids, mask, rows, labels=labels).logits
+            return per_prompt_loss(logits, labels, rows, self.n)
+
+
+class PeftTrainer:
+    """PEFT prompt tuning on ``model`` (mutated by PEFT) with transformers' Adafactor."""
+
+    def __init__(self, model, prompt_length: int, init: torch.Tensor | None = None) -> None:
+        from peft import PromptTuningConfig, TaskType, get_peft_model
+        from transformers.optimization import Adafactor
+
+        config = PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=prompt_length)
+        self.model = get_peft_model(model, config)
+        self.model.eval()  # dropout off, as on our side (our frozen model is in eval mode)
+        embedding = self.model.prompt_encoder["default"].embedding.weight
+        if init is not None:
+            with torch.no_grad():
+                embedding[: init.shape[0]] = init  # encoder rows; PEFT reserves P more rows for a decoder it never uses here
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = Adafactor(self.params, scale_parameter=False, relative_step=False, warmup_init=False, lr=LR)
+
+    def step(self, input_ids, mask, labels) -> torch.Tensor:
+        loss = self.model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def loss(self, input_ids, mask, labels) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+
+
+def make_data(seed: int, batch: int, length: int, target_length: int):
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = random_ids(generator, batch, length)
+    input_ids[:, -1] = 1  # EOS, as the tokenizer ends every source
+    return input_ids, torch.ones_like(input_ids), random_targets(generator, batch, target_length)
+
+
+def build_side(side: str, args, frozen=None):
+    frozen = frozen if frozen is not None else t5_model(args.quick, args.seed)
+    if side == "ours":
+        return OursTrainer(frozen, 1, args.prompt_length, args.seed)
+    return PeftTrainer(frozen.model, args.prompt_length)
+
+
+# --- memory ------------------------------------------------------------------------------------------
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def memory_child(side: str, args) -> None:
+    """In a fresh process: resident-set growth of ``--mem-steps`` train steps of one side."""
+    setup(args)
+    trainer = build_side(side, args)
+    data = make_data(args.seed, args.batch, args.length, args.target_length)
+    gc.collect()
+    base_rss = _status_kib("VmRSS")
+    base_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        hwm_reset = True
+    except OSError:
+        hwm_reset = False
+    for _ in range(args.mem_steps):
+        trainer.step(*data)
+    out = {
+        "side": side,
+        "base_rss_kib": base_rss,
+        "hwm_reset": hwm_reset,
+        "peak_growth_kib": (_status_kib("VmHWM") - base_rss) if hwm_reset else None,
+        "maxrss_growth_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_maxrss,
+    }
+    print("MEM " + json.dumps(out), flush=True)
+
+
+def run_memory_child(side: str, args) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--mem-child", side, "--batch", str(args.batch),
+               "--length", str(args.length), "--target-length", str(args.target_length),
+               "--prompt-length", str(args.prompt_length), "--seed", str(args.seed), "--mem-steps", str(args.mem_steps)]
+    if args.quick:
+        command.append("--quick")
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    if args.tune_malloc:
+        command.append("--tune-malloc")
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("MEM ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"memory child {side} failed:\n{done.stdout}\n{done.stderr}")
+    result = json.loads(lines[-1][4:])
+    growth = result["peak_growth_kib"] if result["peak_growth_kib"] is not None else result["maxrss_growth_kib"]
+    result["growth_mib"] = growth / 1024
+    return result
+
+
+def saved_activation_bytes(step_forward, frozen_tensors) -> int:
+    """Bytes of distinct storages autograd saves for backward during ``step_forward()`` (which must
+    return the loss); storages of frozen weights are not counted. Runs backward to free them."""
+    excluded = {t.untyped_storage().data_ptr() for t in frozen_tensors}
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in excluded:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = step_forward()
+    loss.backward()
+    return sum(storages.values())
+
+
+def tensor_peak_bytes(step) -> int:
+    """Peak growth of live tensor bytes during ``step()`` (profiler memory timeline, CPU allocator)."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import Action
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    live = peak = 0
+    for _, action, _, size in prof._memory_profile().timeline:
+        if action == Action.CREATE:
+            live += size
+        elif action == Action.DESTROY:
+            live -= size
+        peak = max(peak, live)
+    return peak
+
+
+# --- main --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=None, help="examples per step in (a) and (c) (default 32; quick 8)")
+    parser.add_argument("--length", type=int, default=None, help="input tokens (default 128; quick 32)")
+    parser.add_argument("--target-length", type=int, default=4, help="target tokens, EOS included")
+    parser.add_argument("--prompt-length", type=int, default=20, help="soft prompt length P")
+    parser.add_argument("--n-prompts", type=int, default=5, help="prompts trained jointly in (b)")
+    parser.add_argument("--joint-batches", default=None, help="per-prompt batch sizes for (b) (default 8,32; quick 2,8)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per case (default 5; quick 2)")
+    parser.add_argument("--big-repeats", type=int, default=None,
+                        help="timed rounds for (b) cases above 64 joint rows (default 3; quick 2)")
+    parser.add_argument("--mem-steps", type=int, default=2, help="steps per memory subprocess")
+    parser.add_argument("--mem-runs", type=int, default=None, help="memory subprocesses per side (default 3; quick 1)")
+    add_common_args(parser)
+    parser.add_argument("--mem-child", choices=("ours", "peft"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    quick = args.quick
+    args.batch = args.batch or (8 if quick else 32)
+    args.length = args.length or (32 if quick else 128)
+    args.repeats = args.repeats or (2 if quick else 5)
+    args.big_repeats = args.big_repeats or (2 if quick else 3)
+    args.mem_runs = args.mem_runs or (1 if quick else 3)
+    joint_batches = [int(b) for b in (args.joint_batches or ("2,8" if quick else "8,32")).split(",")]
+    if args.mem_child:
+        memory_child(args.mem_child, args)
+        return
+    env = setup(args)
+    started = time.perf_counter()
+    print(f"{env}; model {'tiny' if quick else 't5-small shape'}; "
+          f"batch {args.batch}, input {args.length}, target {args.target_length}, P={args.prompt_length}")
+
+    frozen = t5_model(quick, args.seed)
+    peft_base = copy.deepcopy(frozen.model)  # separate instance: PEFT mutates the model it wraps
+    same = all(torch.equal(a, b) for a, b in zip(frozen.model.state_dict().values(), peft_base.state_dict().values()))
+    if not same:
+        raise SystemExit("the PEFT copy's weights differ from ours")
+    ours = OursTrainer(frozen, 1, args.prompt_length, args.seed)
+    peft = PeftTrainer(peft_base, args.prompt_length, init=ours.prompted.prompts.weight[0].detach())
+    data = make_data(args.seed, args.batch, args.length, args.target_length)
+    loss_ours, loss_peft = ours.loss(*data).item(), peft.loss(*data).item()
+    print(f"check: identical weights; initial loss ours {loss_ours:.6f}, PEFT {loss_peft:.6f}")
+    if abs(loss_ours - loss_peft) > 1e-4 * max(1.0, abs(loss_peft)):
+        raise SystemExit("ours and PEFT compute different losses on the same prompt and data")
+
+    # (a) one step, one prompt
+    times = interleaved({"ours": lambda: ours.step(*data), "peft": lambda: peft.step(*data)}, args.repeats)
+    rows = [timing_row(f"(a) train step, B={args.batch}", times["ours"], times["peft"], 1.0)]
+    step_over_peft = ratio(times["ours"], times["peft"])
+
+    # (b) N prompts jointly vs N separate one-prompt runs
+    joint = OursTrainer(frozen, args.n_prompts, args.prompt_length, args.seed)
+    separate = [OursTrainer(frozen, 1, args.prompt_length, args.seed + 1 + i) for i in range(args.n_prompts)]
+    joint_ratios = {}
+    for batch in joint_batches:
+        bdata = make_data(args.seed + batch, batch, args.length, args.target_length)
+        repeats = args.repeats if batch * args.n_prompts <= 64 else args.big_repeats
+
+        def run_separate(bdata=bdata):
+            for trainer in separate:
+                trainer.step(*bdata)
+
+        times = interleaved({"joint": lambda bdata=bdata: joint.step(*bdata), "separate": run_separate}, repeats)
+        target = 0.85 if batch <= 8 else 1.0
+        rows.append(timing_row(f"(b) {args.n_prompts} joint / {args.n_prompts} separate, B={batch}",
+                               times["joint"], times["separate"], target))
+        joint_ratios[batch] = ratio(times["joint"], times["separate"])
+    print_table(TIMING_HEADERS, rows,
+                "time (baseline: (a) PEFT step; (b) separate runs)")
+
+    # (c) memory
+    runs = {"ours": [], "peft": []}
+    for index in range(args.mem_runs):
+        for side in ("ours", "peft") if index % 2 == 0 else ("peft", "ours"):
+            runs[side].append(run_memory_child(side, args))
+    rss = {side: statistics.median(r["growth_mib"] for r in results) for side, results in runs.items()}
+    hwm_reset = all(r["hwm_reset"] for results in runs.values() for r in results)
+    peak = {"ours": tensor_peak_bytes(lambda: ours.step(*data)), "peft": tensor_peak_bytes(lambda: peft.step(*data))}
+    frozen_tensors = [*frozen.model.parameters(), *frozen.model.buffers(), *peft_base.parameters(), *peft_base.buffers()]
+    zeros = torch.zeros(args.batch, dtype=torch.long)
+    saved = {
+        "ours": saved_activation_bytes(
+            lambda: per_prompt_loss(ours.prompted(data[0], data[1], zeros, labels=data[2]).logits, data[2], zeros, 1).sum(),
+            frozen_tensors),
+        "peft": saved_activation_bytes(lambda: peft.model(input_ids=data[0], attention_mask=data[1], labels=data[2]).loss,
+                                       frozen_tensors),
+    }
+    ours.optimizer.zero_grad(set_to_none=True)
+    peft.optimizer.zero_grad(set_to_none=True)
+    peak_mem_over_peft = peak["ours"] / peak["peft"]
+    rss_over_peft = rss["ours"] / rss["peft"]
+    method = "VmHWM - VmRSS" if hwm_reset else "ru_maxrss growth"
+    mib = 2**20
+    spread = {side: "/".join(f"{r['growth_mib']:.0f}" for r in results) for side, results in runs.items()}
+    print_table(
+        ["memory (one step)", "ours", "PEFT", "ratio", "target", "met"],
+        [
+            ["peak live tensors, MiB (profiler; the key)", f"{peak['ours'] / mib:.1f}", f"{peak['peft'] / mib:.1f}",
+             f"{peak_mem_over_peft:.3f}", "<= 1.00", "yes" if peak_mem_over_peft <= 1.0 else "NO"],
+            [f"peak RSS growth, MiB ({method}), median of {args.mem_runs}", f"{rss['ours']:.0f}", f"{rss['peft']:.0f}",
+             f"{rss_over_peft:.3f}", "", ""],
+            ["saved activations, MiB (autograd hooks)", f"{saved['ours'] / mib:.1f}", f"{saved['peft'] / mib:.1f}",
+             f"{saved['ours'] / saved['peft']:.3f}", "", ""],
+        ],
+        f"memory, batch {args.batch} (RSS runs ours {spread['ours']} MiB, PEFT {spread['peft']} MiB; "
+        f"baseline RSS {runs['ours'][0]['base_rss_kib'] / 1024:.0f} MiB)",
+    )
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    emit_result({
+        "step_over_peft": step_over_peft,
+        **{f"joint{args.n_prompts}_over_separate{args.n_prompts}_B{b}": r for b, r in joint_ratios.items()},
+        "peak_mem_over_peft": peak_mem_over_peft,
+        "peak_rss_over_peft": rss_over_peft,
+        "saved_activations_over_peft": saved["ours"] / saved["peft"],
+    })
+
+
+if __name__ == "__main__":
+    main()
