@@ -68,13 +68,13 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=None, help="input tokens (default 128; quick 32)")
     parser.add_argument("--target-length", type=int, default=4, help="target tokens, EOS included")
     parser.add_argument("--prefix-length", type=int, default=10, help="prefix length Pp (and the plain side's prompt length)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7; quick 2)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 11; quick 2)")
     parser.add_argument("--no-reparam", action="store_true", help="skip the information-only reparameterised side")
     add_common_args(parser)
     args = parser.parse_args()
     quick = args.quick
     batch, length = args.batch or (8 if quick else 32), args.length or (32 if quick else 128)
-    repeats = args.repeats or (2 if quick else 7)
+    repeats = args.repeats or (2 if quick else 11)
     env = setup(args)
     started = time.perf_counter()
     print(f"{env}; model {'tiny' if quick else 't5-small shape'}; "

@@ -1,7 +1,8 @@
 """Benchmark: softprompt's prompt-tuning train step vs PEFT prompt tuning, joint vs separate runs, peak memory.
 
 (a) One train step of ours (PromptedT5 + PerPromptAdafactor, one prompt; the same operations as
-    ``softprompt.train.train``: repeat rows for the prompts, forward with labels, per_prompt_loss,
+    ``softprompt.train`` (``_backward`` and the loop around it, single process): repeat rows for the
+    prompts, forward with labels, per-prompt token-mean losses (``per_prompt_loss``),
     sum().backward(), per-prompt gradient clip, optimizer step, zero_grad) vs one PEFT step
     (``get_peft_model(PromptTuningConfig(SEQ_2_SEQ_LM, num_virtual_tokens=P))`` + transformers
     Adafactor(lr=0.3, scale_parameter=False, relative_step=False, warmup_init=False), loss.backward(),
