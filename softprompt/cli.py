@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ensembles.batched import MAX_ROWS
 from softprompt.errors import SoftpromptError
 
 MODEL_HELP = "T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory"
@@ -176,7 +177,7 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
 @click.option("--output", default="results/eval.json", show_default=True, type=click.Path(), help="report JSON (CSV and predictions JSONL beside it)")
 @click.option("--max-length", default=512, show_default=True, help="longest input in tokens")
-@click.option("--max-rows", default=64, show_default=True, help="rows (prompts × examples) per forward pass")
+@click.option("--max-rows", default=MAX_ROWS, show_default=True, help="rows (prompts × examples) per forward pass")
 @decoding_options
 @click.option("--device", default="auto", show_default=True)
 @click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs")

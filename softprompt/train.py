@@ -212,6 +212,7 @@ def _backward(prompted: PromptedT5, batch: Sequence[Example], cfg: TrainConfig, 
     rows = prompt_rows(range(n), len(batch), device)  # (N·b,)
     logits = prompted(repeat_for_prompts(input_ids, n), repeat_for_prompts(mask, n), rows, labels=labels).logits
     loss_sum, token_count = per_prompt_token_stats(logits, labels, rows, n)
+    del logits  # not needed by backward: keeps one logits-sized tensor off the peak
     token_count = distributed.all_reduce_sum(token_count).clamp(min=1)
     (loss_sum / token_count).sum().backward()
     return distributed.all_reduce_sum(loss_sum.detach()) / token_count
