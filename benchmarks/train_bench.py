@@ -1,9 +1,9 @@
 """Benchmark: softprompt's prompt-tuning train step vs PEFT prompt tuning, joint vs separate runs, peak memory.
 
 (a) One train step of ours (PromptedT5 + PerPromptAdafactor, one prompt; the same operations as
-    ``softprompt.train`` (``_backward`` and the loop around it, single process): repeat rows for the
-    prompts, forward with labels, per-prompt token-mean losses (``per_prompt_loss``),
-    sum().backward(), per-prompt gradient clip, optimizer step, zero_grad) vs one PEFT step
+    ``softprompt.train``, single process: ``train.joint_backward`` (rows repeated for the prompts,
+    forward, per-prompt token-mean losses, backward), per-prompt gradient clip, optimizer step,
+    zero_grad) vs one PEFT step
     (``get_peft_model(PromptTuningConfig(SEQ_2_SEQ_LM, num_virtual_tokens=P))`` + transformers
     Adafactor(lr=0.3, scale_parameter=False, relative_step=False, warmup_init=False), loss.backward(),
     clip_grad_norm_(1.0), step, zero_grad). Same data; PEFT wraps a deep copy of our frozen model
@@ -58,10 +58,11 @@ from common import (  # noqa: E402
     timing_row,
 )
 
-from ensembles.batched import prompt_rows, repeat_for_prompts  # noqa: E402
+from ensembles.batched import prompt_rows  # noqa: E402
 from softprompt.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
 from softprompt.prompted import PromptedT5, per_prompt_loss  # noqa: E402
 from softprompt.prompts import PromptBank  # noqa: E402
+from softprompt.train import joint_backward  # noqa: E402
 
 MAX_GRAD_NORM = 1.0
 LR = 0.3
@@ -83,18 +84,13 @@ class OursTrainer:
         self.n = n_prompts
 
     def step(self, input_ids, mask, labels) -> torch.Tensor:
-        n, batch = self.n, input_ids.shape[0]
-        rows = prompt_rows(range(n), batch)
-        labels = repeat_for_prompts(labels, n)
-        logits = self.prompted(repeat_for_prompts(input_ids, n), repeat_for_prompts(mask, n), rows, labels=labels).logits
-        losses = per_prompt_loss(logits, labels, rows, n)
+        losses = joint_backward(self.prompted, input_ids, mask, labels)  # train.py's own forward/backward
         if not torch.isfinite(losses).all():  # train.py checks this every step too
             raise RuntimeError("non-finite loss")
-        losses.sum().backward()
         clip_grad_norm_per_prompt(self.params, MAX_GRAD_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return losses.detach()
+        return losses
 
     def loss(self, input_ids, mask, labels) -> torch.Tensor:
         rows = prompt_rows(range(self.n), input_ids.shape[0])
@@ -202,9 +198,9 @@ def run_memory_child(side: str, args) -> dict:
     return result
 
 
-def saved_activation_bytes(step_forward, frozen_tensors) -> int:
-    """Bytes of distinct storages autograd saves for backward during ``step_forward()`` (which must
-    return the loss); storages of frozen weights are not counted. Runs backward to free them."""
+def saved_activation_bytes(forward_backward, frozen_tensors) -> int:
+    """Bytes of distinct storages autograd saves for backward during ``forward_backward()`` (a
+    forward and its backward, which frees them); storages of frozen weights are not counted."""
     excluded = {t.untyped_storage().data_ptr() for t in frozen_tensors}
     storages: dict[int, int] = {}
 
@@ -215,8 +211,7 @@ def saved_activation_bytes(step_forward, frozen_tensors) -> int:
         return tensor
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        loss = step_forward()
-    loss.backward()
+        forward_backward()
     return sum(storages.values())
 
 
@@ -318,13 +313,10 @@ def main() -> None:
     hwm_reset = all(r["hwm_reset"] for results in runs.values() for r in results)
     peak = {"ours": tensor_peak_bytes(lambda: ours.step(*data)), "peft": tensor_peak_bytes(lambda: peft.step(*data))}
     frozen_tensors = [*frozen.model.parameters(), *frozen.model.buffers(), *peft_base.parameters(), *peft_base.buffers()]
-    zeros = torch.zeros(args.batch, dtype=torch.long)
     saved = {
-        "ours": saved_activation_bytes(
-            lambda: per_prompt_loss(ours.prompted(data[0], data[1], zeros, labels=data[2]).logits, data[2], zeros, 1).sum(),
-            frozen_tensors),
-        "peft": saved_activation_bytes(lambda: peft.model(input_ids=data[0], attention_mask=data[1], labels=data[2]).loss,
-                                       frozen_tensors),
+        "ours": saved_activation_bytes(lambda: joint_backward(ours.prompted, *data), frozen_tensors),
+        "peft": saved_activation_bytes(
+            lambda: peft.model(input_ids=data[0], attention_mask=data[1], labels=data[2]).loss.backward(), frozen_tensors),
     }
     ours.optimizer.zero_grad(set_to_none=True)
     peft.optimizer.zero_grad(set_to_none=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from softprompt.attention import attention_sites, install_prefix_attention
@@ -113,19 +114,36 @@ class PromptedT5(nn.Module):
 
         ``choice_ids`` / ``choice_mask`` are (B, K, S) (targets end with EOS, padded). The encoder
         runs once per row; its outputs are expanded to the K candidates and only the decoder runs
-        per candidate (deep prefixes follow the expansion, see ``attention._match_batch``).
+        per candidate, reading cross-attention keys/values projected once per row (deep prefixes
+        follow the expansion, see ``attention._match_batch``).
         """
         batch, k, length = choice_ids.shape
         encoder_outputs, mask = self.encode(input_ids, attention_mask, prompt_ids)
-        hidden = encoder_outputs.last_hidden_state.repeat_interleave(k, dim=0)  # (B·K, P+T, d)
+        hidden = encoder_outputs.last_hidden_state  # (B, P+T, d)
         labels = choice_ids.reshape(batch * k, length).masked_fill(~choice_mask.reshape(batch * k, length).bool(), -100)
         logits = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden.repeat_interleave(k, dim=0)),  # (B·K, P+T, d)
             attention_mask=mask.repeat_interleave(k, dim=0),
-            labels=labels,
-            use_cache=False,
+            decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels),
+            past_key_values=self._cross_attention_cache(hidden, k),
+            use_cache=True,
         ).logits  # (B·K, S, V)
         return sequence_log_probs(logits, labels).view(batch, k)
+
+    def _cross_attention_cache(self, hidden: torch.Tensor, k: int) -> EncoderDecoderCache:
+        """Every decoder layer's cross-attention keys/values, projected once per encoder row and
+        repeated for the K candidates: the decoder then reads them instead of projecting B·K rows."""
+        config = self.model.config
+        cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
+        for index, block in enumerate(self.model.get_decoder().block):
+            attention = block.layer[1].EncDecAttention
+            shape = (*hidden.shape[:2], -1, attention.key_value_proj_dim)
+            rows = hidden.to(attention.k.weight.device)  # layers may sit on different devices (--device-map)
+            key, value = (proj(rows).view(shape).transpose(1, 2).repeat_interleave(k, dim=0)  # (B·K, H, P+T, d_kv)
+                          for proj in (attention.k, attention.v))
+            cache.cross_attention_cache.update(key, value, index)
+            cache.is_updated[index] = True
+        return cache
 
     @torch.no_grad()
     def real_word_prefix(self, text: str, length: int) -> dict[str, torch.Tensor]:
@@ -147,17 +165,24 @@ class PromptedT5(nn.Module):
         return out
 
 
+def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every target token: logits (R, S, V), labels (R, S) with -100 padding -> (R, S), 0 at padding.
+
+    The logits are flattened to (R·S, V) rows: ``cross_entropy`` over a class dim in the middle
+    ((R, V, S) layout) is several times slower on CPU."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none").view_as(labels)
+
+
 def sequence_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Sum over target tokens of log p(token): logits (R, S, V), labels (R, S) with -100 padding -> (R,)."""
-    token = -F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (R, S)
-    return token.sum(dim=1)
+    return -token_losses(logits, labels).sum(dim=1)
 
 
 def per_prompt_token_stats(
     logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per prompt: the sum of token cross-entropies over its rows, and its token count, each (N,)."""
-    token = F.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (R, S)
+    token = token_losses(logits, labels)  # (R, S)
     counts = (labels != -100).sum(dim=1).float()  # (R,)
     loss_sum = torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, token.sum(dim=1))
     token_count = torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, counts)

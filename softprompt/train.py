@@ -200,17 +200,24 @@ def train(
 
 
 def _backward(prompted: PromptedT5, batch: Sequence[Example], cfg: TrainConfig, device: torch.device) -> torch.Tensor:
-    """Forward and backward of this process's examples, every example repeated for the N prompts.
-
-    Each prompt's loss is its summed token loss divided by its token count over the GLOBAL batch, so
-    gradients summed across processes equal the single-process gradient. Returns the (N,) losses.
-    """
-    n = prompted.n_prompts
+    """Tokenise this process's examples and run ``joint_backward`` on them; returns the (N,) losses."""
     input_ids, mask = encode_texts(prompted.tokenizer, [e.source for e in batch], cfg.max_source_length, device)
     labels, label_mask = encode_texts(prompted.tokenizer, [e.target for e in batch], cfg.max_target_length, device)
-    labels = repeat_for_prompts(labels.masked_fill(label_mask == 0, -100), n)  # (N·b, S)
-    rows = prompt_rows(range(n), len(batch), device)  # (N·b,)
-    logits = prompted(repeat_for_prompts(input_ids, n), repeat_for_prompts(mask, n), rows, labels=labels).logits
+    return joint_backward(prompted, input_ids, mask, labels.masked_fill(label_mask == 0, -100))
+
+
+def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Forward and backward of a batch (b, T) with targets (b, S) (-100 = padding), every example
+    repeated for the N prompts; returns the (N,) per-prompt losses.
+
+    Each prompt's loss is its summed token loss divided by its token count over the GLOBAL batch, so
+    gradients summed across processes equal the single-process gradient.
+    """
+    n = prompted.n_prompts
+    labels = repeat_for_prompts(labels, n)  # (N·b, S)
+    rows = prompt_rows(range(n), len(input_ids), input_ids.device)  # (N·b,)
+    decoder_input_ids = prompted.model.prepare_decoder_input_ids_from_labels(labels)  # labels not passed: no second loss
+    logits = prompted(repeat_for_prompts(input_ids, n), repeat_for_prompts(mask, n), rows, decoder_input_ids=decoder_input_ids).logits
     loss_sum, token_count = per_prompt_token_stats(logits, labels, rows, n)
     del logits  # not needed by backward: keeps one logits-sized tensor off the peak
     token_count = distributed.all_reduce_sum(token_count).clamp(min=1)

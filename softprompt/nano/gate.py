@@ -17,34 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ensembles.metrics import classification_metrics
-from ensembles.pool import load_pool
-from ensembles.scoring import score_choices
 from softprompt.config import TrainConfig
-from softprompt.data import load_examples
-from softprompt.models import FrozenT5, load_frozen_t5, random_t5
+from softprompt.models import FrozenT5, load_frozen_t5
 from softprompt.nano.corpus import TokenCorpus
 from softprompt.nano.pretrain import PretrainConfig, encoder_swap_losses, validation_batches
+from softprompt.nano.probe import majority_predictions, probe_splits, tune_and_score, twin_of
 from softprompt.tasks import Example, get_task
-from softprompt.train import train
 
 SST2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue" / "sst2"
-
-
-def twin_of(frozen: FrozenT5, seed: int = 0) -> FrozenT5:
-    """A frozen, randomly initialised T5 with ``frozen``'s architecture."""
-    c = frozen.config
-    return random_t5(d_model=c.d_model, d_ff=c.d_ff, d_kv=c.d_kv, num_heads=c.num_heads, num_layers=c.num_layers,
-                     vocab_size=c.vocab_size, seed=seed, feed_forward_proj=c.feed_forward_proj)
 
 
 def pretrain_state(model_dir: str | Path) -> dict[str, Any]:
@@ -58,27 +47,15 @@ def swap_check(frozen: FrozenT5, corpus: TokenCorpus, cfg: PretrainConfig, n_bat
     return encoder_swap_losses(frozen.model, validation_batches(corpus, cfg, "span", n_batches))
 
 
-def sst2_splits(data_dir: Path, train_size: int, val_size: int, dev_size: int | None, seed: int) -> tuple[list[Example], ...]:
-    """(train, model-selection, dev) SST-2 examples; the first two are disjoint subsets of train.tsv."""
-    task = get_task("sst2")
-    pool = load_examples(task, "train", str(data_dir / "train.tsv"), train_size + val_size, seed)
-    random.Random(seed).shuffle(pool)
-    dev = load_examples(task, "validation", str(data_dir / "dev.tsv"), dev_size, seed)
-    return pool[val_size:], pool[:val_size], dev
-
-
-def prompt_tuning_scores(frozen: FrozenT5, name: str, work: Path, data: Sequence[list[Example]], args: argparse.Namespace) -> list[dict[str, float]]:
+def prompt_tuning_scores(frozen: FrozenT5, name: str, work: Path, splits: tuple[list[Example], ...], args: argparse.Namespace) -> list[dict[str, float]]:
     """Train ``args.prompts`` prompts on ``frozen`` and return each one's SST-2 dev metrics."""
-    train_examples, val_examples, dev = data
     cfg = TrainConfig(model=name, task="sst2", output_dir=str(work / name), n_prompts=args.prompts,
                       prompt_length=0 if args.deep_prefix else args.prompt_length, deep_prefix=args.deep_prefix,
                       prefix_length=args.prompt_length, init="class-label", steps=args.steps, batch_size=args.batch_size,
                       lr=args.lr, eval_every=max(1, args.steps // 4), checkpoint_every=args.steps, seed=args.seed,
                       max_source_length=64, max_target_length=8)
-    train(cfg, frozen, get_task("sst2"), train_examples, val_examples, progress=False)
-    pool = load_pool([cfg.output_dir], frozen)
-    scores = score_choices(pool.model, dev, list(range(args.prompts)), cfg.max_source_length).log_likelihood
-    gold = np.array([e.label for e in dev])
+    scores = tune_and_score(frozen, cfg, get_task("sst2"), splits)  # (N, M, K)
+    gold = np.array([e.label for e in splits[2]])
     return [classification_metrics(gold, s.argmax(-1), 2) for s in scores]
 
 
@@ -104,14 +81,14 @@ def run_gate(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
     for label, model in (("t5-nano", frozen), ("random twin", twin)):
         report["swap"][label] = swap_check(model, corpus, cfg, args.swap_batches)
     if not args.skip_prompt_tuning:
-        data = sst2_splits(Path(args.data), args.train_size, args.val_size, args.dev_size, args.seed)
+        data = probe_splits(get_task("sst2"), Path(args.data) / "train.tsv", Path(args.data) / "dev.tsv",
+                            args.train_size, args.val_size, args.dev_size, args.seed)
         with tempfile.TemporaryDirectory(prefix="nano-gate-") as tmp:
             work = Path(args.work or tmp)
             for label, model in (("t5-nano", frozen), ("random twin", twin)):
                 report["sst2"][label] = summarise(prompt_tuning_scores(model, label.replace(" ", "-"), work, data, args))
-        majority = int(np.bincount([e.label for e in data[0]]).argmax())
         report["sst2"]["majority class"] = summarise([classification_metrics(
-            np.array([e.label for e in data[2]]), np.full(len(data[2]), majority), 2)])
+            np.array([e.label for e in data[2]]), majority_predictions(data[0], data[2]), 2)])
     checks = {"encoder swap gap >= %.2f" % args.min_swap_gap: report["swap"]["t5-nano"]["swap_gap"] >= args.min_swap_gap}
     if report["sst2"]:
         nano = report["sst2"]["t5-nano"]["balanced_accuracy"]

@@ -1,0 +1,154 @@
+"""Quality on real data: prompts and deep prefixes on t5-nano vs its random twin and the majority class.
+
+For each task (SST-2 from ``../shared/data/glue/sst2``, BoolQ from ``../shared/data/superglue/boolq``)
+and each method (input prompts; deep prefixes), N prompts are trained jointly with softprompt's own
+loop on the frozen backbone and on its randomly initialised twin (same architecture, seed 0), then
+scored on a dev subset by rank classification. The table shows, per cell, the mean balanced
+accuracy over prompts with its spread (std, min, max), the ensembles (majority and confidence
+vote), and plain accuracy; the majority class (most frequent training label) is the floor. Balanced
+accuracy is the mean per-class recall: a constant predictor scores 0.5 on it however skewed the
+labels are. Runs are spread over ``--workers`` processes of one thread each.
+
+    python benchmarks/quality.py --model t5-nano            # the default: about 15-20 min on 2 cores
+    python benchmarks/quality.py --model DIR --quick        # a smoke run (minutes)
+
+Ends with one ``RESULT {json}`` line (also written to ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from common import ROOT, emit_result, print_table  # noqa: E402
+
+from ensembles.evaluate import evaluate_classification  # noqa: E402
+from ensembles.metrics import classification_metrics  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+TASKS = {  # name -> (train file, dev file, max source tokens)
+    "sst2": (DATA / "glue" / "sst2" / "train.tsv", DATA / "glue" / "sst2" / "dev.tsv", 64),
+    "boolq": (DATA / "superglue" / "boolq" / "train.jsonl", DATA / "superglue" / "boolq" / "val.jsonl", 160),
+}
+METHODS = ("prompt", "prefix")
+BACKBONES = ("t5-nano", "random twin")
+RULES = ("majority", "confidence")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run: a task, a method and a backbone."""
+
+    task: str
+    method: str
+    backbone: str
+
+
+def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
+    """Train ``args.prompts`` prompts for ``cell`` and evaluate them and their ensembles on the dev subset."""
+    import torch
+
+    from softprompt.config import TrainConfig
+    from softprompt.models import load_frozen_t5
+    from softprompt.nano.probe import probe_splits, tune_and_score, twin_of
+    from softprompt.tasks import get_task
+
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    task = get_task(cell.task)
+    train_file, dev_file, max_source = TASKS[cell.task]
+    splits = probe_splits(task, train_file, dev_file, args.train_size, args.val_size, args.dev_size, args.seed)
+    frozen = load_frozen_t5(args.model)
+    if cell.backbone == "random twin":
+        frozen = twin_of(frozen, args.seed)
+    deep = cell.method == "prefix"
+    cfg = TrainConfig(model=args.model, task=cell.task, output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
+                      n_prompts=args.prompts, prompt_length=0 if deep else args.prompt_length, deep_prefix=deep,
+                      prefix_length=args.prefix_length, init="class-label", steps=args.steps, batch_size=args.batch_size,
+                      lr=args.lr, eval_every=max(1, args.steps // 4), checkpoint_every=args.steps, seed=args.seed,
+                      max_source_length=max_source, max_target_length=4)
+    log_probs = tune_and_score(frozen, cfg, task, splits)  # (N, M, K)
+    gold = np.array([e.label for e in splits[2]])
+    core = evaluate_classification(gold, log_probs, [f"p{i}" for i in range(args.prompts)], RULES, 2, "balanced_accuracy")
+    balanced = [row["balanced_accuracy"] for row in core["per_prompt"]]
+    return {
+        "balanced_accuracy": {"mean": float(np.mean(balanced)), "std": float(np.std(balanced)), "min": min(balanced), "max": max(balanced)},
+        "accuracy": core["mean"]["accuracy"],
+        "ensembles": {rule: core["ensembles"][rule]["balanced_accuracy"] for rule in RULES},
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def majority_row(task_name: str, args: argparse.Namespace) -> dict:
+    """Balanced accuracy and accuracy of predicting the training split's most frequent label."""
+    from softprompt.nano.probe import majority_predictions, probe_splits
+    from softprompt.tasks import get_task
+
+    train_file, dev_file, _ = TASKS[task_name]
+    train, _, dev = probe_splits(get_task(task_name), train_file, dev_file, args.train_size, args.val_size, args.dev_size, args.seed)
+    metrics = classification_metrics(np.array([e.label for e in dev]), majority_predictions(train, dev), 2)
+    return {"balanced_accuracy": metrics["balanced_accuracy"], "accuracy": metrics["accuracy"], "n_dev": len(dev)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="t5-nano", help="the pre-trained backbone (name or directory)")
+    parser.add_argument("--tasks", default="sst2,boolq")
+    parser.add_argument("--methods", default="prompt,prefix")
+    parser.add_argument("--prompts", type=int, default=5, help="prompts trained jointly per run (the ensemble size)")
+    parser.add_argument("--prompt-length", type=int, default=20)
+    parser.add_argument("--prefix-length", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=None, help="default 300; quick 20")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=0.3, help="Adafactor learning rate")
+    parser.add_argument("--train-size", type=int, default=None, help="default 2000; quick 64")
+    parser.add_argument("--val-size", type=int, default=None, help="model-selection examples (default 200; quick 32)")
+    parser.add_argument("--dev-size", type=int, default=None, help="default 500; quick 64")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="parallel runs (one thread each)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    args.steps = args.steps or (20 if args.quick else 300)
+    args.train_size = args.train_size or (64 if args.quick else 2000)
+    args.val_size = args.val_size or (32 if args.quick else 200)
+    args.dev_size = args.dev_size or (64 if args.quick else 500)
+    tasks, methods = args.tasks.split(","), args.methods.split(",")
+    cells = [Cell(t, m, b) for t in tasks for m in methods for b in BACKBONES]
+    print(f"backbone {args.model}; {args.prompts} prompts per run, {args.steps} steps x {args.batch_size}, "
+          f"train {args.train_size}, dev {args.dev_size}; {len(cells)} runs on {args.workers} workers", flush=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="softprompt-quality-") as work, ProcessPoolExecutor(args.workers) as pool:
+        futures = {cell: pool.submit(run_cell, cell, args, work) for cell in cells}
+        results = {cell: future.result() for cell, future in futures.items()}
+    majority = {t: majority_row(t, args) for t in tasks}
+    rows = []
+    for t in tasks:
+        rows.append([t, "-", "majority class", f"{majority[t]['balanced_accuracy']:.3f}", "", "", "", "", f"{majority[t]['accuracy']:.3f}"])
+        for cell in (c for c in cells if c.task == t):
+            r = results[cell]
+            b = r["balanced_accuracy"]
+            rows.append([t, cell.method, cell.backbone, f"{b['mean']:.3f} ± {b['std']:.3f}", f"{b['min']:.3f}", f"{b['max']:.3f}",
+                         f"{r['ensembles']['majority']:.3f}", f"{r['ensembles']['confidence']:.3f}", f"{r['accuracy']:.3f}"])
+    print_table(["task", "method", "backbone", "bal. acc (mean ± std)", "min", "max", "ens. majority", "ens. confidence", "accuracy"],
+                rows, f"balanced accuracy on the dev subset ({time.perf_counter() - started:.0f} s)")
+    result = {"model": args.model, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "quick", "workers")},
+              "majority_class": majority,
+              "runs": {f"{c.task}/{c.method}/{c.backbone}": results[c] for c in cells}}
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    emit_result(result)
+
+
+if __name__ == "__main__":
+    main()

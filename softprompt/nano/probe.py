@@ -1,0 +1,52 @@
+"""Prompt-tuning probes of a frozen backbone: what the t5-nano gate and ``benchmarks/quality.py`` share.
+
+A probe trains N soft prompts (or deep prefixes) with softprompt's own training loop on a frozen
+model and scores a dev set by rank classification. Run on a pre-trained model and on its randomly
+initialised twin (same architecture), it tells whether pre-training gave the prompts anything to
+work with.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+from ensembles.pool import load_pool
+from ensembles.scoring import score_choices
+from softprompt.config import TrainConfig
+from softprompt.data import load_examples
+from softprompt.models import FrozenT5, random_t5
+from softprompt.tasks import Example, Task
+from softprompt.train import train
+
+
+def twin_of(frozen: FrozenT5, seed: int = 0) -> FrozenT5:
+    """A frozen, randomly initialised T5 with ``frozen``'s architecture."""
+    c = frozen.config
+    return random_t5(d_model=c.d_model, d_ff=c.d_ff, d_kv=c.d_kv, num_heads=c.num_heads, num_layers=c.num_layers,
+                     vocab_size=c.vocab_size, seed=seed, feed_forward_proj=c.feed_forward_proj)
+
+
+def probe_splits(task: Task, train_file: str | Path, dev_file: str | Path, train_size: int, val_size: int,
+                 dev_size: int | None, seed: int) -> tuple[list[Example], list[Example], list[Example]]:
+    """(train, model-selection, dev) examples; the first two are disjoint random subsets of ``train_file``."""
+    pool = load_examples(task, "train", str(train_file), train_size + val_size, seed)
+    random.Random(seed).shuffle(pool)
+    dev = load_examples(task, "validation", str(dev_file), dev_size, seed)
+    return pool[val_size:], pool[:val_size], dev
+
+
+def majority_predictions(train_examples: list[Example], dev: list[Example]) -> np.ndarray:
+    """The training set's most frequent label, predicted for every dev example: (M,)."""
+    return np.full(len(dev), int(np.bincount([e.label for e in train_examples]).argmax()))
+
+
+def tune_and_score(frozen: FrozenT5, cfg: TrainConfig, task: Task, splits: tuple[list[Example], ...]) -> np.ndarray:
+    """Train ``cfg.n_prompts`` prompts on ``frozen`` (into ``cfg.output_dir``) and return each one's
+    log-likelihood of every dev example's choices: (N, M, K)."""
+    train_examples, val_examples, dev = splits
+    train(cfg, frozen, task, train_examples, val_examples, progress=False)
+    pool = load_pool([cfg.output_dir], frozen)
+    return score_choices(pool.model, dev, list(range(cfg.n_prompts)), cfg.max_source_length).log_likelihood
