@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
+from softprompt.allocator import keep_freed_memory  # noqa: E402
 from softprompt.models import FrozenT5, random_t5  # noqa: E402
 
 # t5-small's shape (60M parameters with the tied 32128-token embedding), and a tiny one for --quick.
@@ -56,39 +57,22 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def tune_malloc() -> bool:
-    """Keep freed memory in glibc's heap instead of returning it to the OS (``--tune-malloc``).
-
-    By default glibc serves every block above its mmap threshold (at most 32 MiB) with a fresh
-    mmap and unmaps it on free, so each step page-faults its large activations in again (seen as
-    system time). Raising the mmap and trim thresholds makes the blocks reusable. For comparison
-    runs only: the library does not do this itself. Returns whether both settings were accepted.
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
-
-
 def add_common_args(parser) -> None:
-    """--seed, --threads, --tune-malloc, --quick."""
+    """--seed, --threads, --default-malloc, --quick."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--tune-malloc", action="store_true",
-                        help="raise glibc's mmap/trim thresholds first (comparison runs; see common.tune_malloc)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (the softprompt command tunes it: softprompt/allocator.py)")
     parser.add_argument("--quick", action="store_true", help="tiny model and sizes: a smoke run")
 
 
 def setup(args) -> str:
-    """Apply --threads and --tune-malloc; a short description of the run environment."""
+    """Apply --threads and, unless --default-malloc, the allocator tuning the softprompt command
+    applies (``softprompt.allocator``); a short description of the run environment."""
     set_threads(args.threads)
-    malloc = "default glibc malloc"
-    if getattr(args, "tune_malloc", False):
-        malloc = "glibc malloc tuned (mmap threshold 1 GiB, no trim)" if tune_malloc() else "malloc tuning FAILED"
+    malloc = "default malloc"
+    if not getattr(args, "default_malloc", False):
+        malloc = "malloc tuned as the CLI does (mmap threshold 1 GiB, no trim)" if keep_freed_memory() else "default malloc (tuning unavailable)"
     return f"torch {torch.__version__}, {torch.get_num_threads()} threads, {malloc}"
 
 

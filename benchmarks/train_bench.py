@@ -186,8 +186,8 @@ def run_memory_child(side: str, args) -> dict:
         command.append("--quick")
     if args.threads is not None:
         command += ["--threads", str(args.threads)]
-    if args.tune_malloc:
-        command.append("--tune-malloc")
+    if args.default_malloc:
+        command.append("--default-malloc")
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("MEM ")]
     if done.returncode or not lines:

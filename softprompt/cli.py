@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ensembles.batched import MAX_ROWS
+from softprompt.allocator import keep_freed_memory
 from softprompt.errors import SoftpromptError
 
 MODEL_HELP = "T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory"
@@ -372,6 +373,7 @@ def main() -> None:
     import datasets
     import transformers
 
+    keep_freed_memory()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # their errors reach the user as our one-line errors
     transformers.utils.logging.disable_progress_bar()

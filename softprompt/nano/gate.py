@@ -77,7 +77,9 @@ def run_gate(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
         raise SystemExit(f"{args.model} has no state.json naming its corpus; pass --corpus")
     cfg = PretrainConfig(**state.get("config", {}))
     corpus = TokenCorpus(corpus_dir)
-    report: dict[str, Any] = {"model": args.model, "pretrain_step": state.get("step"), "swap": {}, "sst2": {}}
+    settings = {name: getattr(args, name) for name in ("prompts", "prompt_length", "deep_prefix", "steps", "batch_size", "lr",
+                                                         "train_size", "val_size", "dev_size", "seed")}
+    report: dict[str, Any] = {"model": args.model, "pretrain_step": state.get("step"), "settings": settings, "swap": {}, "sst2": {}}
     for label, model in (("t5-nano", frozen), ("random twin", twin)):
         report["swap"][label] = swap_check(model, corpus, cfg, args.swap_batches)
     if not args.skip_prompt_tuning:

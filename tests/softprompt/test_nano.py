@@ -11,7 +11,9 @@ from safetensors.torch import load_file
 
 from softprompt.models import load_frozen_t5, load_tokenizer
 from softprompt.nano import corpus as nano_corpus
+from softprompt.errors import SoftpromptError
 from softprompt.nano import gate
+from softprompt.nano.export import export
 from softprompt.nano.pretrain import (
     SENTINEL_0, PretrainConfig, RMSScaledAdamW, learning_rate, prefix_lm_split, pretrain, random_spans_noise_mask,
     span_corrupt, span_lengths, training_batch,
@@ -122,7 +124,9 @@ def tiny_corpus(tmp_path_factory) -> Path:
     tokenizer = load_tokenizer()
     counts = nano_corpus.write_token_files(out, {"train": [paragraphs[:350]], "validation": [paragraphs[350:]]}, tokenizer)
     header = nano_corpus.token_header({split: sum(c) for split, c in counts.items()}, tokenizer)
-    (out / "manifest.json").write_text(json.dumps({"packages": [], "tokens": header}))
+    totals = {"train_tokens": sum(counts["train"]), "validation_tokens": sum(counts["validation"])}
+    package = {"package": "synthetic-words", "version": "0", "licences": ["CC0"], "tokens": {"train": totals["train_tokens"]}}
+    (out / "manifest.json").write_text(json.dumps({"packages": [package], "tokens": header, "totals": totals}))
     return out
 
 
@@ -173,3 +177,28 @@ def test_gate_reports_and_fails_an_untrained_model(tiny_corpus, tmp_path, capsys
     assert not report["passed"] and set(report["sst2"]) == {"t5-nano", "random twin", "majority class"}
     assert report["sst2"]["majority class"]["balanced_accuracy"] == 0.5
     assert "FAIL  encoder swap gap >= 0.50" in capsys.readouterr().out
+
+
+def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_corpus, tmp_path):
+    """Export mechanics on a tiny run; the gate reports are hand-made (the gate itself is tested above)."""
+    pretrain(tiny_corpus, tmp_path / "run", PretrainConfig(**TINY))
+    model_dir = tmp_path / "run" / "model"
+    step = json.loads((model_dir / "state.json").read_text())["step"]
+    swap = {"loss": 3.0, "swap_loss": 4.0, "swap_gap": 1.0}
+    sst2 = {"balanced_accuracy": 0.7, "min": 0.65, "max": 0.75, "accuracy": 0.7}
+    report = {"pretrain_step": step, "swap": {"t5-nano": swap}, "sst2": {"t5-nano": sst2}, "checks": {"a check": True}}
+    gate_file, out = tmp_path / "gate.json", tmp_path / "t5-nano"
+    for bad, message in (({"passed": False}, "FAILED gate"), ({"passed": True, "pretrain_step": step - 1}, "rerun the gate")):
+        gate_file.write_text(json.dumps({**report, **bad}))
+        with pytest.raises(SoftpromptError, match=message):
+            export(model_dir, gate_file, out)
+        assert not out.exists()
+    gate_file.write_text(json.dumps({**report, "passed": True}))
+    export(model_dir, gate_file, out)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "provenance.json", "README.md"} <= {f.name for f in out.iterdir()}
+    assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
+    card = (out / "README.md").read_text()
+    assert f"Steps {step:,} of 3" in card and "synthetic-words" in card and "| a check | pass |" in card
+    original, shipped = load_frozen_t5(str(model_dir)), load_frozen_t5(str(out))
+    for (name, a), (_, b) in zip(original.model.named_parameters(), shipped.model.named_parameters()):
+        torch.testing.assert_close(b, a.to(torch.bfloat16).float(), rtol=0, atol=0, msg=name)

@@ -1,0 +1,133 @@
+"""Package a pre-trained t5-nano checkpoint as softprompt's embedded default, with its model card.
+
+``python -m softprompt.nano.export --model RUN/model --gate GATE.json [--quality QUALITY.json]``
+refuses a checkpoint whose gate report (``python -m softprompt.nano.gate --json``) did not pass or
+was measured on another checkpoint, then writes ``softprompt/assets/t5-nano/``: bf16 weights,
+config, the T5 tokenizer, ``provenance.json`` (pre-training state, gate report, corpus manifest,
+quality results) and ``README.md``, the model card, whose every number is read from those files.
+The directory is written beside the target and renamed into place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import T5ForConditionalGeneration
+
+from softprompt.errors import SoftpromptError
+from softprompt.models import NANO_DIR, load_tokenizer
+
+TOKENIZER_NOTE = ("The tokenizer is the original T5 SentencePiece vocabulary (32,100 pieces + 28 unused rows; "
+                  "Apache-2.0, Google), copied from `../shared/assets/t5-tokenizer`.")
+
+
+def checked_reports(model_dir: Path, gate_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(pre-training state, gate report) of ``model_dir``; an error unless the gate passed on this very checkpoint."""
+    state = json.loads((model_dir / "state.json").read_text())
+    gate = json.loads(gate_path.read_text())
+    if not gate.get("passed"):
+        raise SoftpromptError(f"{gate_path} records a FAILED gate; only a checkpoint that passes it may ship")
+    if gate.get("pretrain_step") != state["step"]:
+        raise SoftpromptError(f"{gate_path} was measured at pre-training step {gate.get('pretrain_step')}, "
+                              f"but {model_dir} is at step {state['step']}; rerun the gate on this checkpoint")
+    return state, gate
+
+
+def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any]) -> str:
+    """The model card (Markdown), every figure taken from ``provenance``."""
+    state, gate, manifest = provenance["pretraining"], provenance["gate"], provenance["corpus"]
+    cfg, ev = state["config"], state["eval"]
+    lm_steps = round(cfg["lm_fraction"] * state["total_steps"])
+    lines = [
+        "# t5-nano", "",
+        "softprompt's embedded default backbone: a small T5 v1.1-style encoder-decoder pre-trained by "
+        "`python -m softprompt.nano.pretrain` on English prose from Debian documentation and dictionary "
+        "packages (`python -m softprompt.nano.corpus`). It exists so that demos, tests of quality and "
+        "offline nearest-neighbour analyses have a frozen model that has learned *some* language. It is "
+        "tiny and saw few tokens: far weaker than any published T5 checkpoint.", "",
+        "## Architecture", "",
+        f"- {params:,} parameters; d_model {config['d_model']}, d_ff {config['d_ff']} (gated GELU), "
+        f"{config['num_layers']}+{config['num_decoder_layers']} layers, {config['num_heads']} heads of d_kv {config['d_kv']}, "
+        f"tied input/output embeddings, vocabulary {config['vocab_size']:,}, no dropout; weights stored in bfloat16.", "",
+        "## Pre-training", "",
+        f"- Span corruption (noise density {cfg['noise_density']}, mean span {cfg['mean_span']}, sentinels) on "
+        f"{cfg['input_length']}-token inputs for {state['total_steps'] - lm_steps:,} steps, then LM adaptation "
+        f"(prefix LM, {cfg['lm_target_length']}-token targets) for the last {lm_steps:,} steps.",
+        f"- Batch {cfg['batch_size']}; RMS-scaled AdamW (nanoT5), peak lr {cfg['lr']}, warmup {cfg['warmup']}, "
+        f"cosine decay to {cfg['final_lr']}; bf16 autocast; seed {cfg['seed']}.",
+        f"- Steps {state['step']:,} of {state['total_steps']:,}; tokens seen: {state['input_tokens']:,} encoder input, "
+        f"{state['target_tokens']:,} target; {state['train_seconds'] / 3600:.2f} h on CPU.",
+        f"- Final validation losses (nats/token): span corruption {ev['span']['loss']:.3f} "
+        f"(encoder-swapped {ev['span']['swap_loss']:.3f}), prefix LM {ev['lm']['loss']:.3f} "
+        f"(encoder-swapped {ev['lm']['swap_loss']:.3f}).", "",
+        "## Quality gate (`python -m softprompt.nano.gate`)", "",
+        "| check | value |", "|---|---|",
+    ]
+    for label, row in gate["swap"].items():
+        lines.append(f"| span loss, {label}: matched / encoder-swapped / gap | {row['loss']:.3f} / {row['swap_loss']:.3f} / {row['swap_gap']:.3f} |")
+    for label, row in gate["sst2"].items():
+        lines.append(f"| SST-2 dev balanced accuracy, {label} (mean; min–max over prompts) | "
+                     f"{row['balanced_accuracy']:.3f} ({row['min']:.3f}–{row['max']:.3f}) |")
+    for check, ok in gate["checks"].items():
+        lines.append(f"| {check} | {'pass' if ok else 'FAIL'} |")
+    settings = gate.get("settings", {})
+    if settings:
+        lines += ["", "Gate settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + "."]
+    lines += ["", "## Corpus and licences", "",
+              f"{manifest['totals']['train_tokens']:,} training and {manifest['totals']['validation_tokens']:,} validation "
+              "T5 tokens, from these Debian packages (downloaded with `apt-get download`, unpacked with `dpkg -x`, "
+              "markup stripped, deduplicated). The corpus text is not shipped; the weights are a statistical "
+              "summary of it. Package licences as recorded in their `copyright` files:", "",
+              "| package | version | licences | train tokens |", "|---|---|---|---|"]
+    for package in manifest["packages"]:
+        lines.append(f"| {package['package']} | {package['version']} | {', '.join(package['licences'])} | {package['tokens']['train']:,} |")
+    lines += ["", TOKENIZER_NOTE, ""]
+    return "\n".join(lines)
+
+
+def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | None = None) -> Path:
+    """Write the shippable directory ``out`` (see the module docstring); returns it."""
+    state, gate = checked_reports(model_dir, gate_path)
+    manifest = json.loads((Path(state["corpus"]) / "manifest.json").read_text())
+    model = T5ForConditionalGeneration.from_pretrained(model_dir).to(torch.bfloat16)
+    provenance = {"pretraining": state, "gate": gate, "corpus": manifest,
+                  "quality": json.loads(quality_path.read_text()) if quality_path else None}
+    staging = out.with_name(out.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    load_tokenizer(str(model_dir)).save_pretrained(staging)
+    weights = (staging / "model.safetensors").read_bytes()
+    provenance["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    (staging / "provenance.json").write_text(json.dumps(provenance, indent=1))
+    params = sum(p.numel() for p in model.parameters())
+    (staging / "README.md").write_text(model_card(model.config.to_dict(), params, provenance))
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="RUN/model written by softprompt.nano.pretrain")
+    parser.add_argument("--gate", required=True, help="the gate's --json report for this checkpoint")
+    parser.add_argument("--quality", help="benchmarks/quality.py --json results, kept in provenance.json")
+    parser.add_argument("--out", default=str(NANO_DIR))
+    args = parser.parse_args(argv)
+    try:
+        out = export(Path(args.model), Path(args.gate), Path(args.out), Path(args.quality) if args.quality else None)
+    except SoftpromptError as error:
+        sys.exit(f"error: {error}")
+    total = sum(f.stat().st_size for f in out.iterdir())
+    print(f"wrote {out} ({total / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
