@@ -10,73 +10,16 @@ import click
 
 from ensembles.batched import MAX_ROWS
 from softprompt.allocator import keep_freed_memory
+from softprompt.cli_options import (
+    MODEL_HELP,
+    csv_ints,
+    decoding_kwargs,
+    decoding_options,
+    resolve_init,
+    resolve_task,
+    task_options,
+)
 from softprompt.errors import SoftpromptError
-
-MODEL_HELP = "T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory"
-TASK_HELP = "built-in task (boolq, cb, copa, rte, wic, wsc, multirc, sst2, mrpc, qqp, e2e_nlg, webnlg, xsum) or 'custom'"
-
-
-def _csv_ints(value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise SoftpromptError(f"expected comma-separated integers, got {value!r}") from None
-
-
-def task_options(command):
-    """Options that choose a task and its data (shared by train, ensemble-eval and sweep)."""
-    options = [
-        click.option("--task", default="boolq", show_default=True, help=TASK_HELP),
-        click.option("--input-template", help="custom task: model input, e.g. 'review: {sentence}'"),
-        click.option("--label-column", help="custom classification task: column holding the label"),
-        click.option("--label-words", help="custom classification task: raw label -> word, e.g. 0=negative,1=positive"),
-        click.option("--target-column", help="custom generation task: column holding the target text"),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def resolve_task(task: str, input_template=None, label_column=None, label_words=None, target_column=None):
-    """A built-in task by name, or a custom task from the template options."""
-    from softprompt.tasks import custom_task, get_task, parse_label_words
-
-    if task != "custom":
-        if input_template or label_column or label_words or target_column:
-            raise SoftpromptError(f"--input-template/--label-column/--label-words/--target-column apply to --task custom, not {task!r}")
-        return get_task(task)
-    if not input_template:
-        raise SoftpromptError("--task custom needs --input-template, e.g. --input-template 'review: {sentence}'")
-    words = parse_label_words(label_words) if label_words else None
-    return custom_task(input_template, label_column, words, target_column)
-
-
-def resolve_init(init: str, task) -> str:
-    """``auto``: class-label init where the task has label words (Lester et al.'s best at small
-    scale), sampled-vocab otherwise (generation, per-example choices)."""
-    if init != "auto":
-        return init
-    return "class-label" if task.kind == "classification" else "sampled-vocab"
-
-
-def _decoding(max_new_tokens: int, num_beams: int, no_repeat_ngram_size: int) -> dict:
-    return {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}
-
-
-def decoding_options(command):
-    """Decoding options for generation tasks."""
-    for option in reversed(
-        [
-            click.option("--max-new-tokens", default=64, show_default=True, help="generation: longest output"),
-            click.option("--num-beams", default=1, show_default=True, help="generation: 1 = greedy, >1 = beam search"),
-            click.option("--no-repeat-ngram-size", default=0, show_default=True, help="generation: forbid repeated n-grams (0 = off)"),
-        ]
-    ):
-        command = option(command)
-    return command
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="softprompt")
@@ -141,7 +84,7 @@ def train(**kw) -> None:
     cfg = TrainConfig(
         **{k: kw[k] for k in TrainConfig.__dataclass_fields__ if k in kw and k not in ("prefix_sites", "decoding")},
         prefix_sites=tuple(s.strip() for s in kw["prefix_sites"].split(",") if s.strip()),
-        decoding=_decoding(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+        decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
     )
     train_examples = load_examples(task, "train", kw["train_file"], kw["train_size"], kw["subsample_seed"])
     val_examples = load_examples(task, "validation", kw["validation_file"], kw["eval_size"], 0, grouped=True)
@@ -200,7 +143,7 @@ def ensemble_eval(**kw) -> None:
     pool = load_pool(kw["run_dirs"], frozen)
     core = run_ensemble_eval(
         pool, task, examples, kw["split"], kw["vote"].split(","), kw["transfer"], kw["length_normalise"],
-        kw["max_length"], kw["max_rows"], _decoding(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+        kw["max_length"], kw["max_rows"], decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
         {"runs": list(kw["run_dirs"])}, progress=not kw["quiet"],
     )
     if not distributed.is_main():
@@ -284,16 +227,16 @@ def sweep(**kw) -> None:
     task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"])
     models = [m.strip() for m in kw["models"].split(",") if m.strip()]
     inits = [resolve_init(i.strip(), task) for i in kw["inits"].split(",") if i.strip()]
-    sizes = _csv_ints(kw["train_sizes"]) or [None]
+    sizes = csv_ints(kw["train_sizes"]) or [None]
     if kw["subsample_seeds"] < 1:
         raise SoftpromptError(f"--subsample-seeds must be a positive integer, got {kw['subsample_seeds']}")
-    cells = grid(models, _csv_ints(kw["prompt_lengths"]), inits, sizes, range(kw["subsample_seeds"]))
+    cells = grid(models, csv_ints(kw["prompt_lengths"]), inits, sizes, range(kw["subsample_seeds"]))
     base = TrainConfig(
         task=task.name, n_prompts=kw["n_prompts"], prompt_length=cells[0].prompt_length, init=cells[0].init,
         deep_prefix=kw["deep_prefix"], prefix_length=kw["prefix_length"], steps=kw["steps"], batch_size=kw["batch_size"],
         optimizer=kw["optimizer"], lr=kw["lr"], eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"],
         eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],
-        device=kw["device"], decoding=_decoding(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+        device=kw["device"], decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
     )
     for cell in cells:  # validate the whole grid before the first cell trains
         TrainConfig(**(base.to_dict() | {"prompt_length": cell.prompt_length, "init": cell.init,
