@@ -38,7 +38,7 @@ from ensembles.metrics import classification_metrics  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 TASKS = {  # name -> (train file, dev file, max source tokens)
     "sst2": (DATA / "glue" / "sst2" / "train.tsv", DATA / "glue" / "sst2" / "dev.tsv", 64),
-    "boolq": (DATA / "superglue" / "boolq" / "train.jsonl", DATA / "superglue" / "boolq" / "val.jsonl", 160),
+    "boolq": (DATA / "superglue" / "boolq" / "train.jsonl", DATA / "superglue" / "boolq" / "val.jsonl", 128),
 }
 METHODS = ("prompt", "prefix")
 BACKBONES = ("t5-nano", "random twin")
