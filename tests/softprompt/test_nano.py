@@ -202,3 +202,14 @@ def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_co
     original, shipped = load_frozen_t5(str(model_dir)), load_frozen_t5(str(out))
     for (name, a), (_, b) in zip(original.model.named_parameters(), shipped.model.named_parameters()):
         torch.testing.assert_close(b, a.to(torch.bfloat16).float(), rtol=0, atol=0, msg=name)
+
+
+def test_swap_check_alone_is_never_a_gate_pass(tiny_corpus, tmp_path, capsys):
+    pretrain(tiny_corpus, tmp_path / "run", PretrainConfig(**TINY))
+    report_file = tmp_path / "swap.json"
+    with pytest.raises(SystemExit) as exit_info:  # a threshold any model meets: the swap check passes
+        gate.main(["--model", str(tmp_path / "run" / "model"), "--skip-prompt-tuning", "--swap-batches", "1",
+                   "--min-swap-gap", "-100", "--json", str(report_file)])
+    assert exit_info.value.code == 0
+    assert json.loads(report_file.read_text())["passed"] is False  # so export refuses it
+    assert "not a gate pass" in capsys.readouterr().out
