@@ -32,8 +32,14 @@ import numpy as np  # noqa: E402
 
 from common import ROOT, emit_result, print_table  # noqa: E402
 
+import torch  # noqa: E402
+
 from ensembles.evaluate import evaluate_classification  # noqa: E402
 from ensembles.metrics import classification_metrics  # noqa: E402
+from softprompt.config import TrainConfig  # noqa: E402
+from softprompt.models import load_frozen_t5  # noqa: E402
+from softprompt.nano.probe import majority_predictions, probe_splits, tune_and_score, twin_of  # noqa: E402
+from softprompt.tasks import get_task  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 TASKS = {  # name -> (train file, dev file, max source tokens)
@@ -56,13 +62,6 @@ class Cell:
 
 def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
     """Train ``args.prompts`` prompts for ``cell`` and evaluate them and their ensembles on the dev subset."""
-    import torch
-
-    from softprompt.config import TrainConfig
-    from softprompt.models import load_frozen_t5
-    from softprompt.nano.probe import probe_splits, tune_and_score, twin_of
-    from softprompt.tasks import get_task
-
     torch.set_num_threads(1)
     started = time.perf_counter()
     task = get_task(cell.task)
@@ -91,9 +90,6 @@ def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
 
 def majority_row(task_name: str, args: argparse.Namespace) -> dict:
     """Balanced accuracy and accuracy of predicting the training split's most frequent label."""
-    from softprompt.nano.probe import majority_predictions, probe_splits
-    from softprompt.tasks import get_task
-
     train_file, dev_file, _ = TASKS[task_name]
     train, _, dev = probe_splits(get_task(task_name), train_file, dev_file, args.train_size, args.val_size, args.dev_size, args.seed)
     metrics = classification_metrics(np.array([e.label for e in dev]), majority_predictions(train, dev), 2)

@@ -24,8 +24,8 @@ from transformers import T5ForConditionalGeneration
 from softprompt.errors import SoftpromptError
 from softprompt.models import NANO_DIR, load_tokenizer
 
-TOKENIZER_NOTE = ("The tokenizer is the original T5 SentencePiece vocabulary (32,100 pieces + 28 unused rows; "
-                  "Apache-2.0, Google), copied from `../shared/assets/t5-tokenizer`.")
+TOKENIZER_NOTE = ("The tokenizer is the original T5 SentencePiece vocabulary (32,100 pieces + 28 unused embedding rows; "
+                  "Apache-2.0, Google), as vendored in `softprompt/assets/t5-tokenizer`.")
 
 
 def checked_reports(model_dir: Path, gate_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
