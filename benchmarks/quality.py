@@ -61,7 +61,8 @@ class Cell:
 
 
 def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
-    """Train ``args.prompts`` prompts for ``cell`` and evaluate them and their ensembles on the dev subset."""
+    """Train ``args.prompts`` prompts for ``cell`` (unless ``work`` already holds that finished run:
+    ``--work`` makes the benchmark resumable) and evaluate them and their ensembles on the dev subset."""
     torch.set_num_threads(1)
     started = time.perf_counter()
     task = get_task(cell.task)
@@ -76,7 +77,7 @@ def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
                       prefix_length=args.prefix_length, init="class-label", steps=args.steps, batch_size=args.batch_size,
                       lr=args.lr, eval_every=max(1, args.steps // 4), checkpoint_every=args.steps, seed=args.seed,
                       max_source_length=max_source, max_target_length=4)
-    log_probs = tune_and_score(frozen, cfg, task, splits)  # (N, M, K)
+    log_probs = tune_and_score(frozen, cfg, task, splits, reuse=True)  # (N, M, K)
     gold = np.array([e.label for e in splits[2]])
     core = evaluate_classification(gold, log_probs, [f"p{i}" for i in range(args.prompts)], RULES, 2, "balanced_accuracy")
     balanced = [row["balanced_accuracy"] for row in core["per_prompt"]]
@@ -113,6 +114,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="parallel runs (one thread each)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    parser.add_argument("--work", help="keep the runs here; a rerun scores finished runs instead of retraining them "
+                                            "(default: a temporary directory)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     args.steps = args.steps or (20 if args.quick else 300)
@@ -124,8 +127,8 @@ def main() -> None:
     print(f"backbone {args.model}; {args.prompts} prompts per run, {args.steps} steps x {args.batch_size}, "
           f"train {args.train_size}, dev {args.dev_size}; {len(cells)} runs on {args.workers} workers", flush=True)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="softprompt-quality-") as work, ProcessPoolExecutor(args.workers) as pool:
-        futures = {cell: pool.submit(run_cell, cell, args, work) for cell in cells}
+    with tempfile.TemporaryDirectory(prefix="softprompt-quality-") as tmp, ProcessPoolExecutor(args.workers) as pool:
+        futures = {cell: pool.submit(run_cell, cell, args, args.work or tmp) for cell in cells}
         results = {cell: future.result() for cell, future in futures.items()}
     majority = {t: majority_row(t, args) for t in tasks}
     rows = []
@@ -138,7 +141,7 @@ def main() -> None:
                          f"{r['ensembles']['majority']:.3f}", f"{r['ensembles']['confidence']:.3f}", f"{r['accuracy']:.3f}"])
     print_table(["task", "method", "backbone", "bal. acc (mean ± std)", "min", "max", "ens. majority", "ens. confidence", "accuracy"],
                 rows, f"balanced accuracy on the dev subset ({time.perf_counter() - started:.0f} s)")
-    result = {"model": args.model, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "quick", "workers")},
+    result = {"model": args.model, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "quick", "workers", "work")},
               "majority_class": majority,
               "runs": {f"{c.task}/{c.method}/{c.backbone}": results[c] for c in cells}}
     if args.json:

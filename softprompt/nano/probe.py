@@ -8,6 +8,7 @@ work with.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from ensembles.pool import load_pool
 from ensembles.scoring import score_choices
 from softprompt.config import TrainConfig
 from softprompt.data import load_examples
+from softprompt.errors import SoftpromptError
 from softprompt.models import FrozenT5, random_t5
+from softprompt.store import META, read_meta
 from softprompt.tasks import Example, Task
 from softprompt.train import train
 
@@ -43,10 +46,26 @@ def majority_predictions(train_examples: list[Example], dev: list[Example]) -> n
     return np.full(len(dev), int(np.bincount([e.label for e in train_examples]).argmax()))
 
 
-def tune_and_score(frozen: FrozenT5, cfg: TrainConfig, task: Task, splits: tuple[list[Example], ...]) -> np.ndarray:
+def tune_and_score(frozen: FrozenT5, cfg: TrainConfig, task: Task, splits: tuple[list[Example], ...], reuse: bool = False) -> np.ndarray:
     """Train ``cfg.n_prompts`` prompts on ``frozen`` (into ``cfg.output_dir``) and return each one's
-    log-likelihood of every dev example's choices: (N, M, K)."""
+    log-likelihood of every dev example's choices: (N, M, K).
+
+    With ``reuse``, a finished run already in ``cfg.output_dir`` with the same training arguments is
+    scored instead of retrained (the caller keeps the data splits the same)."""
     train_examples, val_examples, dev = splits
-    train(cfg, frozen, task, train_examples, val_examples, progress=False)
+    if not (reuse and _finished_run(cfg)):
+        train(cfg, frozen, task, train_examples, val_examples, progress=False)
     pool = load_pool([cfg.output_dir], frozen)
     return score_choices(pool.model, dev, list(range(cfg.n_prompts)), cfg.max_source_length).log_likelihood
+
+
+def _finished_run(cfg: TrainConfig) -> bool:
+    """Whether ``cfg.output_dir`` holds a finished run of ``cfg``; an error if it holds another run."""
+    if not (Path(cfg.output_dir) / META).is_file():
+        return False
+    stored = {k: v for k, v in read_meta(cfg.output_dir)["train_args"].items() if k != "output_dir"}
+    wanted = {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k != "output_dir"}
+    if stored != wanted:
+        differ = sorted(k for k in wanted.keys() | stored.keys() if stored.get(k) != wanted.get(k))
+        raise SoftpromptError(f"{cfg.output_dir} holds a run trained with other settings ({', '.join(differ)}); use another work directory")
+    return True
