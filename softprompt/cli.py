@@ -264,7 +264,7 @@ def plot_scale(results, metric, x, reference, title, out) -> None:
 
 @cli.command()
 @click.option("--output-dir", default="runs/demo", show_default=True, type=click.Path(), help="where the run, report and plot go")
-@click.option("--steps", default=800, show_default=True, help="training steps (batch 16)")
+@click.option("--steps", default=800, show_default=True, help="training steps (batch 32)")
 @click.option("--train-size", default=4000, show_default=True, help="training reviews used")
 @click.option("--eval-size", default=500, show_default=True, help="held-out reviews scored")
 @click.option("--n-prompts", default=5, show_default=True)

