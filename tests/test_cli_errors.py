@@ -703,6 +703,18 @@ def test_demo_offline(tmp_path, monkeypatch):
     assert not (tmp_path / "demo").exists()
 
 
+def test_demo_train_size_leaves_no_selection_reviews(tmp_path, monkeypatch):
+    cache = tmp_path / "cache" / "rotten-tomatoes"
+    cache.mkdir(parents=True)
+    head(SST2 / "dev.tsv", cache / "train.tsv", 16)
+    head(SST2 / "dev.tsv", cache / "dev.tsv", 8)
+    monkeypatch.setenv("SOFTPROMPT_CACHE", str(tmp_path / "cache"))
+    result = run_cli("demo", "--train-size", "100", "--output-dir", tmp_path / "demo")
+    assert_one_line_error(result, "--train-size 100 leaves none of the file's 15 training reviews for checkpoint selection",
+                          "lower --train-size")
+    assert not (tmp_path / "demo").exists()
+
+
 def test_demo_zero_prompts(tmp_path, monkeypatch):
     cache = tmp_path / "cache" / "rotten-tomatoes"
     cache.mkdir(parents=True)
