@@ -9,7 +9,7 @@ vote), and plain accuracy; the majority class (most frequent training label) is 
 accuracy is the mean per-class recall: a constant predictor scores 0.5 on it however skewed the
 labels are. Runs are spread over ``--workers`` processes of one thread each.
 
-    python benchmarks/quality.py --model t5-nano            # the default: about 15-20 min on 2 cores
+    python benchmarks/quality.py --model t5-nano            # the default: 1.5-2 h on 2 cores (BoolQ dominates)
     python benchmarks/quality.py --model DIR --quick        # a smoke run (minutes)
 
 Ends with one ``RESULT {json}`` line (also written to ``--json``).
