@@ -703,12 +703,17 @@ def test_demo_offline(tmp_path, monkeypatch):
     assert not (tmp_path / "demo").exists()
 
 
-def test_demo_train_size_leaves_no_selection_reviews(tmp_path, monkeypatch):
+def _cached_reviews(tmp_path: Path, monkeypatch) -> None:
+    """A demo cache holding 15 training and 7 dev reviews (SST-2 rows: the same format), so nothing is downloaded."""
     cache = tmp_path / "cache" / "rotten-tomatoes"
     cache.mkdir(parents=True)
     head(SST2 / "dev.tsv", cache / "train.tsv", 16)
     head(SST2 / "dev.tsv", cache / "dev.tsv", 8)
     monkeypatch.setenv("SOFTPROMPT_CACHE", str(tmp_path / "cache"))
+
+
+def test_demo_train_size_leaves_no_selection_reviews(tmp_path, monkeypatch):
+    _cached_reviews(tmp_path, monkeypatch)
     result = run_cli("demo", "--train-size", "100", "--output-dir", tmp_path / "demo")
     assert_one_line_error(result, "--train-size 100 leaves none of the file's 15 training reviews for checkpoint selection",
                           "lower --train-size")
@@ -716,11 +721,7 @@ def test_demo_train_size_leaves_no_selection_reviews(tmp_path, monkeypatch):
 
 
 def test_demo_zero_prompts(tmp_path, monkeypatch):
-    cache = tmp_path / "cache" / "rotten-tomatoes"
-    cache.mkdir(parents=True)
-    head(SST2 / "dev.tsv", cache / "train.tsv", 16)
-    head(SST2 / "dev.tsv", cache / "dev.tsv", 8)
-    monkeypatch.setenv("SOFTPROMPT_CACHE", str(tmp_path / "cache"))
+    _cached_reviews(tmp_path, monkeypatch)
     result = run_cli("demo", "--n-prompts", "0", "--output-dir", tmp_path / "demo")
     assert_one_line_error(result, "--n-prompts must be a positive integer, got 0")
     assert not [p for p in tmp_path.joinpath("demo").rglob("*") if p.is_file()]
