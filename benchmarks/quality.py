@@ -75,8 +75,7 @@ def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
     steps = args.prefix_steps if deep else args.steps
     cfg = TrainConfig(model=args.model, task=cell.task, output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
                       n_prompts=args.prompts, prompt_length=0 if deep else args.prompt_length, deep_prefix=deep,
-                      **({"prefix_length": args.prefix_length} if deep else {}),  # only a prefix run records its length
-                      init="class-label", steps=steps, batch_size=args.batch_size,
+                      prefix_length=args.prefix_length, init="class-label", steps=steps, batch_size=args.batch_size,
                       lr=args.lr, eval_every=max(1, steps // 4), checkpoint_every=steps, seed=args.seed,
                       max_source_length=max_source, max_target_length=4)
     log_probs = tune_and_score(frozen, cfg, task, splits, reuse=True)  # (N, M, K)

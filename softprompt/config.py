@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from softprompt.attention import SITES
 from softprompt.errors import SoftpromptError
@@ -13,6 +14,7 @@ from softprompt.prompts import parse_init
 # (optimizer, deep prefixes?) -> lr. Input prompts: Lester et al.'s Adafactor 0.3. Deep prefixes: AdamW, as Li &
 # Liang; Adafactor's per-element steps of 0.3 wreck the prefix MLP (t5-nano SST-2: constant predictions at 0.3,
 # balanced accuracy 0.68-0.71 with AdamW 3e-4; docs/t5-nano.md).
+PREFIX_ONLY = ("prefix_length", "prefix_sites", "prefix_init", "reparam_dim", "reparam_hidden", "keep_reparam")
 DEFAULT_LR = {("adafactor", False): 0.3, ("adafactor", True): 0.3, ("adamw", False): 1e-3, ("adamw", True): 3e-4}
 
 
@@ -108,6 +110,13 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored in artefacts and checkpoints)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def differences(self, stored: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+        """Settings in which ``stored`` (another run's ``to_dict()``, read back from JSON) differs from
+        this config, except ``ignore``; prefix-only settings count only when either run trains prefixes."""
+        skip = set(ignore) | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))
+        mine = json.loads(json.dumps(self.to_dict()))
+        return sorted(k for k in mine.keys() | stored.keys() if k not in skip and stored.get(k) != mine.get(k))
 
 
 def _positive(flag: str, value: int) -> None:

@@ -153,7 +153,7 @@ def train(
     loaded = load_checkpoint(cfg.output_dir, optimizer) if resume else None
     if loaded is not None:
         bank_tensors, best, saved = loaded
-        differing = sorted(k for k, v in cfg.to_dict().items() if k not in RESUMABLE_CHANGES and saved["config"].get(k) != v)
+        differing = cfg.differences(saved["config"], ignore=RESUMABLE_CHANGES)
         if differing:
             raise SoftpromptError(
                 f"--resume with settings that differ from the checkpoint in {cfg.output_dir} ({', '.join(differing)}); "

@@ -8,7 +8,6 @@ work with.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -63,9 +62,7 @@ def _finished_run(cfg: TrainConfig) -> bool:
     """Whether ``cfg.output_dir`` holds a finished run of ``cfg``; an error if it holds another run."""
     if not (Path(cfg.output_dir) / META).is_file():
         return False
-    stored = {k: v for k, v in read_meta(cfg.output_dir)["train_args"].items() if k != "output_dir"}
-    wanted = {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k != "output_dir"}
-    if stored != wanted:
-        differ = sorted(k for k in wanted.keys() | stored.keys() if stored.get(k) != wanted.get(k))
+    differ = cfg.differences(read_meta(cfg.output_dir)["train_args"], ignore={"output_dir"})
+    if differ:
         raise SoftpromptError(f"{cfg.output_dir} holds a run trained with other settings ({', '.join(differ)}); use another work directory")
     return True

@@ -19,3 +19,13 @@ def test_explicit_optimizer_and_lr_win():
     assert TrainConfig(optimizer="adamw").lr == 1e-3
     assert TrainConfig(deep_prefix=True, optimizer="adafactor").lr == 0.3
     assert TrainConfig(deep_prefix=True, lr=0.01).lr == 0.01
+
+
+def test_differences_ignore_prefix_settings_unless_prefixes_are_trained():
+    prompts_only = TrainConfig(prefix_length=10).to_dict()
+    assert TrainConfig(prefix_length=20).differences(prompts_only) == []
+    assert TrainConfig(prefix_length=20, steps=5).differences(prompts_only) == ["steps"]
+    assert TrainConfig(prefix_length=20, steps=5).differences(prompts_only, ignore={"steps"}) == []
+    with_prefixes = TrainConfig(deep_prefix=True, prefix_length=10).to_dict()
+    assert TrainConfig(deep_prefix=True, prefix_length=20).differences(with_prefixes) == ["prefix_length"]
+    assert "deep_prefix" in TrainConfig(prefix_length=20).differences(with_prefixes)
