@@ -43,7 +43,7 @@ def load_examples(task: Task, split: str, data_file: str | None = None, limit: i
     ``grouped=True`` an E2E input with all its references is one Example).
     """
     rows = load_rows(task, split, data_file)
-    origin = data_file or f"{task.hub[0]} {split} split"  # load_rows checked task.hub
+    origin = data_file or f"{task.hub.describe()} {split} split"  # load_rows checked task.hub
     examples = task.to_examples(rows, grouped=grouped, origin=origin)
     if not examples:  # rows that expand to nothing, e.g. MultiRC paragraphs without questions
         raise SoftpromptError(
@@ -111,7 +111,7 @@ def _has_rows(path: Path) -> bool:
 
 
 def _read_hub(task: Task, split: str) -> list[dict]:
-    """All rows of the task's hub dataset split."""
+    """All rows of the task's hub dataset split (its ``HubSource``: id, config, revision, files)."""
     if task.hub is None:
         raise SoftpromptError(
             f"task {task.name} has no hub dataset; pass local files with {FILE_FLAGS}"
@@ -120,13 +120,13 @@ def _read_hub(task: Task, split: str) -> list[dict]:
         raise SoftpromptError(
             f"unknown split {split!r} for {task.name}; choose one of {', '.join(task.splits)}"
         )
-    name, config = task.hub
     try:
-        return datasets.load_dataset(name, config, split=task.splits[split]).to_list()
+        return datasets.load_dataset(**task.hub.load_kwargs(task.splits[split])).to_list()
     except Exception as error:
         raise SoftpromptError(
-            f"could not load {name} ({config or 'default'}, {split}) from the Hugging Face hub "
-            f"({_one_line(error)}); pass local files with {FILE_FLAGS}"
+            f"could not load the {split} split of {task.hub.describe()} from the Hugging Face hub "
+            f"({_one_line(error)}); pass local files with {FILE_FLAGS} (--data-file for "
+            "ensemble-eval), or pin another revision with --dataset-revision"
         ) from None
 
 

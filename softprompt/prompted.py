@@ -8,9 +8,12 @@ mixed-task serving are built on.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import T5ForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
@@ -18,6 +21,10 @@ from softprompt.attention import attention_sites, install_prefix_attention
 from softprompt.models import FrozenT5
 from softprompt.prefixes import PrefixBank
 from softprompt.prompts import PromptBank
+
+
+# transformers 5.24 renamed T5's ``past_key_values`` argument to ``cache`` (the old name warns, and goes in 5.40).
+CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(T5ForConditionalGeneration.forward).parameters else "past_key_values"
 
 
 class PromptedT5(nn.Module):
@@ -125,8 +132,8 @@ class PromptedT5(nn.Module):
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden.repeat_interleave(k, dim=0)),  # (B·K, P+T, d)
             attention_mask=mask.repeat_interleave(k, dim=0),
             decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels),
-            past_key_values=self._cross_attention_cache(hidden, k),
             use_cache=True,
+            **{CACHE_ARGUMENT: self._cross_attention_cache(hidden, k)},
         ).logits  # (B·K, S, V)
         return sequence_log_probs(logits, labels).view(batch, k)
 

@@ -9,6 +9,10 @@ Every task turns stored rows into ``Example``s in three steps:
 
 Labels are normalised so that local files and the Hugging Face hub agree: an int is the class
 index, a bool is ``int(bool)`` and a string is the class *name* (``"not_entailment"``).
+
+Each built-in task names its hub dataset as a ``HubSource`` (id, config, revision, data files): the
+arguments ``datasets.load_dataset`` needs with datasets >= 4, which no longer runs loading scripts
+(script-only datasets load from the hub's parquet export, ``refs/convert/parquet``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import difflib
 import re
 import string
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -27,6 +31,32 @@ Row = Mapping[str, Any]
 CLASSIFICATION_METRICS = ("accuracy", "f1", "macro_f1", "mcc")
 GENERATION_METRICS = ("bleu", "rougeL")
 HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
+PARQUET_EXPORT = "refs/convert/parquet"  # branch of the hub's own parquet conversion of a dataset
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where a task's data lives on the Hugging Face hub, as ``datasets.load_dataset`` arguments.
+
+    >>> HubSource("tuetschek/e2e_nlg", revision=PARQUET_EXPORT).load_kwargs("train")
+    {'path': 'tuetschek/e2e_nlg', 'split': 'train', 'revision': 'refs/convert/parquet'}
+    """
+
+    dataset: str  # hub id, e.g. "aps/super_glue"
+    config: str | None = None  # configuration name; None: the dataset's default one
+    revision: str | None = None  # branch, tag or commit; None: the default branch (main)
+    data_files: tuple[tuple[str, str], ...] = ()  # (hub split, file pattern at that revision)
+
+    def load_kwargs(self, split: str) -> dict[str, Any]:
+        """``datasets.load_dataset`` keyword arguments for one hub split; unset ones left out."""
+        kwargs = {"path": self.dataset, "name": self.config, "split": split,
+                  "revision": self.revision, "data_files": dict(self.data_files) or None}
+        return {key: value for key, value in kwargs.items() if value is not None}
+
+    def describe(self) -> str:
+        """``GEM/web_nlg (config default, revision refs/convert/parquet)``, for messages."""
+        config, revision = self.config or "default", self.revision or "main"
+        return f"{self.dataset} (config {config}, revision {revision})"
 
 
 @dataclass(frozen=True)
@@ -57,7 +87,7 @@ class Task:
     kind: str  # "classification" | "choice" | "generation"
     label_words: tuple[str, ...]  # verbalizers the model emits, index = class id
     metric: str  # "accuracy" | "f1" | "macro_f1" | "mcc" | "bleu" | "rougeL"
-    hub: tuple[str, str | None] | None  # (dataset, config) for datasets.load_dataset
+    hub: HubSource | None  # None: local files only (custom tasks)
     splits: dict[str, str]  # our split name -> hub split name
     template: str  # model input, str.format over the (expanded) row's columns
     target_column: str  # label (classification, choice) or reference text (generation)
@@ -212,18 +242,34 @@ def _expand_e2e(row: Row) -> list[Row]:
     return [{"mr": linearize_mr(_text(row, names[0], hint)), "ref": _value(row, names[1], hint)}]
 
 
-def linearize_triples(triples: Sequence[Sequence[str]]) -> str:
-    """WebNLG triples -> ``subject : property : object | ...`` (underscores become spaces)."""
-    if not triples or any(len(triple) != 3 for triple in triples):
-        raise _BadRow(f"malformed triples {triples!r}; expected [[subject, property, object], ...]")
-    return " | ".join(" : ".join(str(part).replace("_", " ") for part in t) for t in triples)
+def linearize_triples(triples: Sequence[Sequence[str] | str]) -> str:
+    """WebNLG triples -> ``subject : property : object | ...`` (underscores become spaces).
+
+    A triple is ``[subject, property, object]`` or, as GEM stores it, ``"subject | property |
+    object"``.
+    """
+    parts = [t.split(" | ") if isinstance(t, str) else t for t in triples or ()]
+    if not parts or any(len(triple) != 3 for triple in parts):
+        raise _BadRow(f"malformed triples {triples!r}; expected [[subject, property, object], ...] "
+                      "or ['subject | property | object', ...]")
+    return " | ".join(" : ".join(str(part).replace("_", " ").strip() for part in t) for t in parts)
 
 
 def _expand_webnlg(row: Row) -> list[Row]:
-    """One row per reference text; ``text`` may be a string or a list of strings."""
-    hint = 'the webnlg task needs jsonl rows {"triples": [[s, p, o], ...], "text": ...}'
-    triples = linearize_triples(_value(row, "triples", hint))
-    texts = _value(row, "text", hint)
+    """One row per reference text; accepts our jsonl (triples, text) and GEM/hub rows.
+
+    ``text`` may be a string or a list of strings. GEM rows (``input``, ``target``, ``references``)
+    keep every reference of an input in ``references`` (validation, test) or one ``target`` per row
+    with empty ``references`` (train).
+    """
+    hint = ('the webnlg task needs jsonl rows {"triples": [[s, p, o], ...], "text": ...} '
+            'or GEM rows {"input": ["s | p | o", ...], "target": ..., "references": [...]}')
+    if "input" in row and "triples" not in row:  # GEM/web_nlg, as on the hub
+        triples = linearize_triples(_value(row, "input", hint))
+        texts = row.get("references") or [_value(row, "target", hint)]
+    else:
+        triples = linearize_triples(_value(row, "triples", hint))
+        texts = _value(row, "text", hint)
     texts = [texts] if isinstance(texts, str) else texts
     return [{"triples": triples, "text": text} for text in texts]
 
@@ -231,8 +277,8 @@ def _expand_webnlg(row: Row) -> list[Row]:
 # ----------------------------------------------------------------------------- registry
 
 
-def _builtin(name: str, kind: str, template: str, target: str, hub: tuple[str, str | None] | None,
-             metric: str, label_words: tuple[str, ...] = (), **extra: Any) -> Task:
+def _builtin(name: str, kind: str, template: str, target: str, hub: HubSource, metric: str,
+             label_words: tuple[str, ...] = (), **extra: Any) -> Task:
     """A built-in task; its column hint lists the columns its template and target use."""
     columns = (*template_fields(template), *extra.get("choice_columns", ()), target)
     hint = f"the {name} task needs columns {', '.join(columns)}"
@@ -240,40 +286,47 @@ def _builtin(name: str, kind: str, template: str, target: str, hub: tuple[str, s
                 column_hint=hint, **extra)
 
 
-def _classify(name: str, template: str, label_words: tuple[str, ...], hub: tuple[str, str],
+def _classify(name: str, template: str, label_words: tuple[str, ...], hub: HubSource,
               metric: str = "accuracy", **extra: Any) -> Task:
     """A built-in classification task with a ``label`` column; class names = label words."""
     return _builtin(name, "classification", template, "label", hub, metric, label_words, **extra)
 
 
 BOOL = ("False", "True")
-SUPERGLUE = "aps/super_glue"
-GLUE = "nyu-mll/glue"
+SUPERGLUE = "aps/super_glue"  # parquet files per configuration on the default branch
+GLUE = "nyu-mll/glue"  # parquet files per configuration on the default branch
+# script-only on main: their parquet export has one default config with train/validation/test
+E2E_HUB = HubSource("tuetschek/e2e_nlg", revision=PARQUET_EXPORT)
+XSUM_HUB = HubSource("EdinburghNLP/xsum", revision=PARQUET_EXPORT)
+# GEM's export holds en/ and ru/ configs and challenge_* splits: name the English splits exactly
+WEBNLG_HUB = HubSource("GEM/web_nlg", revision=PARQUET_EXPORT, data_files=tuple(
+    (split, f"en/{split}/*.parquet") for split in ("train", "validation", "test")))
 
 TASKS: dict[str, Task] = {task.name: task for task in [
-    _classify("boolq", "boolq question: {question} passage: {passage}", BOOL, (SUPERGLUE, "boolq")),
+    _classify("boolq", "boolq question: {question} passage: {passage}", BOOL,
+              HubSource(SUPERGLUE, "boolq")),
     _classify("cb", "cb hypothesis: {hypothesis} premise: {premise}",
-              ("entailment", "contradiction", "neutral"), (SUPERGLUE, "cb"), "macro_f1"),
+              ("entailment", "contradiction", "neutral"), HubSource(SUPERGLUE, "cb"), "macro_f1"),
     _builtin("copa", "choice", "copa premise: {premise} question: {question}", "label",
-             (SUPERGLUE, "copa"), "accuracy", choice_columns=("choice1", "choice2")),
+             HubSource(SUPERGLUE, "copa"), "accuracy", choice_columns=("choice1", "choice2")),
     _classify("rte", "rte sentence1: {premise} sentence2: {hypothesis}",
-              ("entailment", "not_entailment"), (SUPERGLUE, "rte")),
+              ("entailment", "not_entailment"), HubSource(SUPERGLUE, "rte")),
     _classify("wic", "wic sentence1: {sentence1} sentence2: {sentence2} word: {word}", BOOL,
-              (SUPERGLUE, "wic")),
+              HubSource(SUPERGLUE, "wic")),
     _classify("wsc", "wsc text: {text} pronoun: {span2_text} candidate: {span1_text}", BOOL,
-              (SUPERGLUE, "wsc.fixed"), expand=_lift_wsc_target),
+              HubSource(SUPERGLUE, "wsc.fixed"), expand=_lift_wsc_target),
     _classify("multirc", "multirc question: {question} answer: {answer} paragraph: {paragraph}",
-              BOOL, (SUPERGLUE, "multirc"), "f1", expand=_flatten_multirc),
-    _classify("sst2", "sst2 sentence: {sentence}", ("negative", "positive"), (GLUE, "sst2")),
+              BOOL, HubSource(SUPERGLUE, "multirc"), "f1", expand=_flatten_multirc),
+    _classify("sst2", "sst2 sentence: {sentence}", ("negative", "positive"),
+              HubSource(GLUE, "sst2")),
     _classify("mrpc", "mrpc sentence1: {sentence1} sentence2: {sentence2}",
-              ("not_equivalent", "equivalent"), (GLUE, "mrpc"), "f1"),
+              ("not_equivalent", "equivalent"), HubSource(GLUE, "mrpc"), "f1"),
     _classify("qqp", "qqp question1: {question1} question2: {question2}",
-              ("not_duplicate", "duplicate"), (GLUE, "qqp"), "f1"),
-    _builtin("e2e_nlg", "generation", "{mr}", "ref", ("tuetschek/e2e_nlg", None), "bleu",
-             expand=_expand_e2e),
-    _builtin("webnlg", "generation", "{triples}", "text", None, "bleu", expand=_expand_webnlg),
-    _builtin("xsum", "generation", "summarize: {document}", "summary", ("EdinburghNLP/xsum", None),
-             "rougeL"),
+              ("not_duplicate", "duplicate"), HubSource(GLUE, "qqp"), "f1"),
+    _builtin("e2e_nlg", "generation", "{mr}", "ref", E2E_HUB, "bleu", expand=_expand_e2e),
+    _builtin("webnlg", "generation", "{triples}", "text", WEBNLG_HUB, "bleu",
+             expand=_expand_webnlg),
+    _builtin("xsum", "generation", "summarize: {document}", "summary", XSUM_HUB, "rougeL"),
 ]}
 
 
@@ -293,6 +346,22 @@ def get_task(name: str) -> Task:
         f"unknown task {name!r}; {guess}available tasks: {', '.join(TASKS)} "
         "(or define a custom task with --input-template)"
     )
+
+
+def at_revision(task: Task, revision: str) -> Task:
+    """``task`` reading its hub dataset at ``revision`` (branch, tag or commit) instead of its own.
+
+    >>> at_revision(get_task("rte"), "main").hub.revision
+    'main'
+    """
+    if task.hub is None:
+        raise SoftpromptError(
+            f"--dataset-revision applies to tasks read from the Hugging Face hub; {task.name} "
+            "tasks read local files (--train-file/--validation-file/--data-file) — drop it"
+        )
+    if not revision.strip():
+        raise SoftpromptError("--dataset-revision must name a branch, tag or commit, e.g. main")
+    return replace(task, hub=replace(task.hub, revision=revision.strip()))
 
 
 # ----------------------------------------------------------------------------- custom tasks

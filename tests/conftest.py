@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-# Real benchmark data lives beside the repository (../shared/data); it is never copied into it.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Small fixtures in the layout of the public releases (tests/data/README.md: sources and licences).
+# Full benchmark data lives beside the repository (../shared/data) and is read only by benchmarks.
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")

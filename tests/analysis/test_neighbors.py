@@ -24,9 +24,7 @@ V, D = 200, 16
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    local = Path(__file__).resolve().parents[2] / "softprompt" / "assets" / "t5-tokenizer"
-    path = local if local.exists() else Path("/work/shared/assets/t5-tokenizer")
-    return AutoTokenizer.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(Path(__file__).resolve().parents[2] / "softprompt" / "assets" / "t5-tokenizer"))
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from softprompt.errors import SoftpromptError
 from softprompt.models import load_frozen_t5, random_t5, save_model_dir
 from softprompt.tasks import get_task
 from softprompt.train import train
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-CB = SHARED_DATA / "superglue" / "cb"
-E2E = SHARED_DATA / "e2e"
+CB = TEST_DATA / "superglue" / "cb"
+E2E = TEST_DATA / "e2e"
 
 
 def _train(tmp_path, name, model_dir, task_name, train_file, val_file, **overrides):
@@ -46,7 +46,7 @@ def cb_runs(tmp_path_factory, tiny_model_dir):
 
 def test_pooled_runs_write_identical_reports_on_rerun(tmp_path, cb_runs, tiny_model_dir):
     task = get_task("cb")
-    examples = load_examples(task, "validation", str(CB / "val.jsonl"), 20, 0)
+    examples = load_examples(task, "validation", str(CB / "val.jsonl"), 12, 0)
     frozen = load_frozen_t5(str(tiny_model_dir))
     reports = []
     for attempt in range(2):
@@ -58,9 +58,9 @@ def test_pooled_runs_write_identical_reports_on_rerun(tmp_path, cb_runs, tiny_mo
     report = reports[0]
     assert [row["prompt"] for row in report["per_prompt"]] == ["run0#0", "run0#1", "run1#0", "run1#1"]
     assert report["primary"] == "macro_f1" and set(report["ensembles"]) == {"majority", "confidence"}
-    assert report["settings"]["n_prompts"] == 4 and report["n_examples"] == 20
+    assert report["settings"]["n_prompts"] == 4 and report["n_examples"] == 12
     lines = (tmp_path / "eval0.predictions.jsonl").read_text().splitlines()
-    assert len(lines) == 20 and set(json.loads(lines[0])["prompts"]) == {"run0#0", "run0#1", "run1#0", "run1#1"}
+    assert len(lines) == 12 and set(json.loads(lines[0])["prompts"]) == {"run0#0", "run0#1", "run1#0", "run1#1"}
 
 
 def test_pooling_refuses_other_models_and_tasks(tmp_path, cb_runs, tiny_model_dir):
@@ -69,7 +69,7 @@ def test_pooling_refuses_other_models_and_tasks(tmp_path, cb_runs, tiny_model_di
     wide_run = _train(tmp_path, "wide_run", other_model, "cb", CB / "train.jsonl", CB / "val.jsonl")
     with pytest.raises(SoftpromptError, match="same model"):
         read_pool_metas([cb_runs[0], wide_run])
-    rte = SHARED_DATA / "superglue" / "rte"
+    rte = TEST_DATA / "superglue" / "rte"
     rte_run = _train(tmp_path, "rte_run", tiny_model_dir, "rte", rte / "train.jsonl", rte / "val.jsonl")
     with pytest.raises(SoftpromptError, match="same task"):
         read_pool_metas([cb_runs[0], rte_run])
@@ -81,7 +81,7 @@ def test_pooling_refuses_other_models_and_tasks(tmp_path, cb_runs, tiny_model_di
 def test_transfer_needs_flag_and_same_class_count(cb_runs, tiny_model_dir):
     frozen = load_frozen_t5(str(tiny_model_dir))
     rte = get_task("rte")
-    examples = load_examples(rte, "validation", str(SHARED_DATA / "superglue" / "rte" / "val.jsonl"), 4, 0)
+    examples = load_examples(rte, "validation", str(TEST_DATA / "superglue" / "rte" / "val.jsonl"), 4, 0)
     with pytest.raises(SoftpromptError, match="--transfer"):
         run_ensemble_eval(load_pool(cb_runs[:1], frozen), rte, examples, "validation", ["majority"])
     with pytest.raises(SoftpromptError, match="number of classes"):  # CB has 3 classes, RTE 2
@@ -118,7 +118,7 @@ def test_generation_on_e2e_reports_bleu_chrf_rouge(tmp_path, tiny_model_dir):
 
 
 def test_mixed_task_serving_pool_routes_each_row_to_its_prompt(tmp_path, cb_runs, tiny_model_dir):
-    rte = SHARED_DATA / "superglue" / "rte"
+    rte = TEST_DATA / "superglue" / "rte"
     rte_run = _train(tmp_path, "rte_serve", tiny_model_dir, "rte", rte / "train.jsonl", rte / "val.jsonl")
     frozen = load_frozen_t5(str(tiny_model_dir))
     pool = load_pool([cb_runs[0], rte_run], frozen, mixed_tasks=True)

@@ -35,12 +35,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-RTE = SHARED_DATA / "superglue" / "rte"
+RTE = TEST_DATA / "superglue" / "rte"
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 12
-needs_data = pytest.mark.skipif(not (RTE / "train.jsonl").is_file(), reason="needs ../shared/data/superglue/rte")
 
 # Checkpoints at 3, 6, 9, 12 and validations at 4, 8, 12: a kill between two checkpoints also throws
 # away a validation (and maybe a best-so-far update), which the resumed run must redo identically.
@@ -293,7 +292,6 @@ def _assert_bit_identical(run: Path, ref: Path) -> None:
     assert json.loads((run / "history.json").read_text()) == json.loads((ref / "history.json").read_text())
 
 
-@needs_data
 def test_sigkill_anywhere_then_resume_is_bit_identical(tiny_model_dir, reference, runs, tmp_path):
     out = tmp_path / "run"
 
@@ -419,7 +417,6 @@ def run_copy(reference, tmp_path) -> Path:
     return copy
 
 
-@needs_data
 @pytest.mark.parametrize("torch_format", [False, True], ids=["pickle", "torch-save"])
 def test_pickled_prompts_file_is_refused_by_load_banks(run_copy, tmp_path, torch_format):
     from softprompt.errors import SoftpromptError
@@ -434,7 +431,6 @@ def test_pickled_prompts_file_is_refused_by_load_banks(run_copy, tmp_path, torch
     assert not marker.exists()
 
 
-@needs_data
 def test_pickled_prompts_file_is_refused_by_ensemble_eval(run_copy, tmp_path, monkeypatch, capsys):
     marker = tmp_path / "pwned"
     _malicious(run_copy / "prompts.safetensors", marker)
@@ -445,7 +441,6 @@ def test_pickled_prompts_file_is_refused_by_ensemble_eval(run_copy, tmp_path, mo
     assert not marker.exists() and not (tmp_path / "eval.json").exists()
 
 
-@needs_data
 @pytest.mark.parametrize("digest", ["stale", "matching"])
 def test_pickled_checkpoint_is_refused_on_resume(run_copy, tmp_path, monkeypatch, capsys, digest):
     """The tensor file named by state.json replaced by a pickle: with the old digest (refused as

@@ -11,9 +11,8 @@ from softprompt import data
 from softprompt.data import load_examples, load_rows, read_file, subsample
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import custom_task, get_task
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
 SENTIMENT = custom_task("review: {text}", label_column="label",
                         label_words={"0": "negative", "1": "positive"})
 
@@ -84,40 +83,39 @@ def test_edited_file_is_reread(tmp_path):
 # ----------------------------------------------------------------------------- real data
 
 
-@needs_data
 def test_sst2_tsv_labels_are_ints():
-    examples = load_examples(get_task("sst2"), "validation", str(SHARED_DATA / "glue/sst2/dev.tsv"))
-    assert len(examples) == 872
-    assert examples[0].source == "sst2 sentence: it 's a charming and often affecting journey . "
+    examples = load_examples(get_task("sst2"), "validation", str(TEST_DATA / "glue/sst2/dev.tsv"))
+    assert len(examples) == 32
+    assert examples[0].source == (
+        "sst2 sentence: it 's a charming and often affecting journey through the lives of three sisters "
+        "who never quite learned to talk to each other . "
+    )
     assert (examples[0].label, examples[0].target) == (1, "positive")
 
 
-@needs_data
 def test_boolq_bool_labels_survive_loading():
-    file = str(SHARED_DATA / "superglue/boolq/train32.jsonl")
+    file = str(TEST_DATA / "superglue/boolq/train32.jsonl")
     rows = load_rows(get_task("boolq"), "train", file)
     examples = load_examples(get_task("boolq"), "train", file)
-    assert len(examples) == 32
-    assert [e.label for e in examples] == [int(row["label"]) for row in rows]
+    assert len(examples) == 12
+    assert [e.label for e in examples] == [int(row["label"]) for row in rows] == [0, 1, 1, 1, 1, 0, 1, 1, 0, 0, 1, 1]
 
 
-@needs_data
 def test_multirc_nested_paragraphs_survive_loading():
-    file = str(SHARED_DATA / "superglue/multirc/train32.jsonl")
-    assert len(load_rows(get_task("multirc"), "train", file)) == 32
+    file = str(TEST_DATA / "superglue/multirc/train32.jsonl")
+    assert len(load_rows(get_task("multirc"), "train", file)) == 2  # paragraphs
     examples = load_examples(get_task("multirc"), "train", file)
-    assert len(examples) == 154
+    assert len(examples) == 11  # one per answer
     assert examples[0].source.startswith("multirc question: ")
 
 
-@needs_data
 def test_e2e_csv_grouped_for_evaluation():
-    file = str(SHARED_DATA / "e2e/testset_w_refs.csv")
+    file = str(TEST_DATA / "e2e/testset_w_refs.csv")
     task = get_task("e2e_nlg")
-    assert len(load_examples(task, "test", file)) == 4693
+    assert len(load_examples(task, "test", file)) == 28
     grouped = load_examples(task, "test", file, grouped=True)
-    assert len(grouped) == 630
-    assert len(load_examples(task, "test", file, limit=50, grouped=True)) == 50
+    assert len(grouped) == 8  # distinct meaning representations
+    assert len(load_examples(task, "test", file, limit=5, grouped=True)) == 5
 
 
 # ----------------------------------------------------------------------------- file errors
@@ -172,9 +170,9 @@ def test_unlabeled_glue_test_rows_are_rejected(tmp_path):
 
 
 def test_task_without_hub_asks_for_files():
-    with pytest.raises(SoftpromptError, match="task webnlg has no hub dataset; pass local files "
+    with pytest.raises(SoftpromptError, match="task custom has no hub dataset; pass local files "
                                               "with --train-file/--validation-file"):
-        load_rows(get_task("webnlg"), "train")
+        load_rows(custom_task("{x}", target_column="y"), "train")
 
 
 def test_unknown_split():
@@ -194,11 +192,11 @@ def test_unreachable_hub_is_one_line(monkeypatch):
     monkeypatch.setattr(data.datasets, "load_dataset", offline)
     with pytest.raises(SoftpromptError) as err:
         load_examples(get_task("rte"), "validation")
-    assert calls == [(("aps/super_glue", "rte"), {"split": "validation"})]
+    assert calls == [((), {"path": "aps/super_glue", "name": "rte", "split": "validation"})]
     assert str(err.value) == (
-        "could not load aps/super_glue (rte, validation) from the Hugging Face hub (Couldn't reach "
-        "'aps/super_glue' on the Hub (LocalEntryNotFoundError)); pass local files with "
-        "--train-file/--validation-file"
+        "could not load the validation split of aps/super_glue (config rte, revision main) from the Hugging Face hub "
+        "(Couldn't reach 'aps/super_glue' on the Hub (LocalEntryNotFoundError)); pass local files with "
+        "--train-file/--validation-file (--data-file for ensemble-eval), or pin another revision with --dataset-revision"
     )
 
 
@@ -238,7 +236,6 @@ def test_limit_in_load_rows_and_load_examples(tmp_path):
     assert [e.source for e in examples] == [f"review: {row['text']}" for row in first]
 
 
-@needs_data
 def test_limit_counts_examples_not_paragraphs():
-    file = str(SHARED_DATA / "superglue/multirc/train32.jsonl")
-    assert len(load_examples(get_task("multirc"), "train", file, limit=20, seed=0)) == 20
+    file = str(TEST_DATA / "superglue/multirc/train32.jsonl")
+    assert len(load_examples(get_task("multirc"), "train", file, limit=5, seed=0)) == 5  # 2 paragraphs, 11 answers

@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-RTE = SHARED_DATA / "superglue" / "rte"
+RTE = TEST_DATA / "superglue" / "rte"
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "softprompt.cli"]
 SINGLE = [sys.executable, "-m", "softprompt.cli"]

@@ -20,7 +20,7 @@ from softprompt.prefixes import PrefixBank, PrefixShape
 from softprompt.prompted import PromptedT5
 from softprompt.prompts import PromptBank
 from softprompt.store import load_banks, model_fingerprint, read_meta, save_run
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 P, N = 5, 3
 
@@ -150,9 +150,7 @@ def test_import_of_a_peft_saved_adapter_gives_peft_logits(tiny_model_dir, peft_a
 def test_imported_run_is_accepted_by_ensemble_eval(tiny_model_dir, peft_adapter, tmp_path):
     from softprompt.cli import cli
 
-    val = SHARED_DATA / "superglue" / "rte" / "val.jsonl"
-    if not val.is_file():
-        pytest.skip("RTE data not available")
+    val = TEST_DATA / "superglue" / "rte" / "val.jsonl"
     out = tmp_path / "imported"
     import_peft(peft_adapter, out, "rte", None)
     report = tmp_path / "eval.json"

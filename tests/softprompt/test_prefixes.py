@@ -26,7 +26,7 @@ from softprompt.prompted import PromptedT5, sequence_log_probs
 from softprompt.store import load_banks
 from softprompt.tasks import get_task
 from softprompt.train import build_prompted, train
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 ATOL = 1e-5
 VOCAB = 256
@@ -194,14 +194,13 @@ def _per_prompt_loss(prompted, examples, n_prompts):
         return [prompted(ids, mask, torch.full((len(examples),), n), labels=labels).loss.item() for n in range(n_prompts)]
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "glue" / "sst2").is_dir(), reason="needs ../shared/data/glue/sst2")
 def test_prefix_tuning_trains_on_sst2_and_leaves_the_model_untouched(tmp_path):
     """Joint prefix tuning of 2 reparameterised prefixes on 32 real SST-2 training sentences:
     each prompt's loss on those sentences goes down, the run writes its artefacts, and every
     base-model parameter is bit-identical afterwards."""
     task = get_task("sst2")
-    train_examples = load_examples(task, "train", str(SHARED_DATA / "glue" / "sst2" / "train.tsv"), limit=32, seed=0)
-    val_examples = load_examples(task, "validation", str(SHARED_DATA / "glue" / "sst2" / "dev.tsv"), limit=16, seed=0)
+    train_examples = load_examples(task, "train", str(TEST_DATA / "glue" / "sst2" / "train.tsv"), limit=32, seed=0)
+    val_examples = load_examples(task, "validation", str(TEST_DATA / "glue" / "sst2" / "dev.tsv"), limit=16, seed=0)
     assert len(train_examples) == 32 and len(val_examples) == 16
     frozen = random_t5()
     before_weights = {name: p.detach().clone() for name, p in frozen.model.state_dict().items()}

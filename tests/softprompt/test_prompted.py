@@ -3,6 +3,8 @@
 Models are tiny random T5s built in-process (``random_t5``): same code paths as real checkpoints.
 """
 
+import warnings
+
 import pytest
 import torch
 from peft import PromptTuningConfig, TaskType, get_peft_model
@@ -92,7 +94,9 @@ def test_score_reuses_encoder_and_equals_full_passes():
     prompt_ids = torch.tensor([1, 0])
     choices = torch.tensor([[[10, 11, 1], [12, 1, 0]], [[13, 1, 0], [14, 15, 1]]])  # (B, K, S), 0 = pad
     choice_mask = (choices != 0).long()
-    scores = model.score(ids, mask, prompt_ids, choices, choice_mask)  # (B, K)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the cache goes through the argument this transformers supports
+        scores = model.score(ids, mask, prompt_ids, choices, choice_mask)  # (B, K)
     for b in range(2):
         for k in range(2):
             labels = choices[b, k][choice_mask[b, k].bool()][None]

@@ -19,20 +19,19 @@ from softprompt.tasks import (
     parse_label_words,
     task_names,
 )
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs ../shared/data")
 
 
 def jsonl(relative: str, n: int | None = None) -> list[dict]:
-    """The first ``n`` rows of a jsonl file under the shared data folder."""
-    with open(SHARED_DATA / relative, encoding="utf-8") as handle:
+    """The first ``n`` rows of a jsonl file under tests/data."""
+    with open(TEST_DATA / relative, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle][:n]
 
 
 def csv_rows(relative: str) -> list[dict]:
-    """All rows of a csv file under the shared data folder."""
-    with open(SHARED_DATA / relative, encoding="utf-8", newline="") as handle:
+    """All rows of a csv file under tests/data."""
+    with open(TEST_DATA / relative, encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -46,21 +45,24 @@ def test_registry_lists_every_builtin_task():
     assert get_task("BoolQ") is TASKS["boolq"]
 
 
+PARQUET = "refs/convert/parquet"
+
+
 @pytest.mark.parametrize("name, kind, metric, hub", [
-    ("boolq", "classification", "accuracy", ("aps/super_glue", "boolq")),
-    ("cb", "classification", "macro_f1", ("aps/super_glue", "cb")),
-    ("copa", "choice", "accuracy", ("aps/super_glue", "copa")),
-    ("multirc", "classification", "f1", ("aps/super_glue", "multirc")),
-    ("sst2", "classification", "accuracy", ("nyu-mll/glue", "sst2")),
-    ("mrpc", "classification", "f1", ("nyu-mll/glue", "mrpc")),
-    ("qqp", "classification", "f1", ("nyu-mll/glue", "qqp")),
-    ("e2e_nlg", "generation", "bleu", ("tuetschek/e2e_nlg", None)),
-    ("webnlg", "generation", "bleu", None),
-    ("xsum", "generation", "rougeL", ("EdinburghNLP/xsum", None)),
+    ("boolq", "classification", "accuracy", ("aps/super_glue", "boolq", None)),
+    ("cb", "classification", "macro_f1", ("aps/super_glue", "cb", None)),
+    ("copa", "choice", "accuracy", ("aps/super_glue", "copa", None)),
+    ("multirc", "classification", "f1", ("aps/super_glue", "multirc", None)),
+    ("sst2", "classification", "accuracy", ("nyu-mll/glue", "sst2", None)),
+    ("mrpc", "classification", "f1", ("nyu-mll/glue", "mrpc", None)),
+    ("qqp", "classification", "f1", ("nyu-mll/glue", "qqp", None)),
+    ("e2e_nlg", "generation", "bleu", ("tuetschek/e2e_nlg", None, PARQUET)),
+    ("webnlg", "generation", "bleu", ("GEM/web_nlg", None, PARQUET)),
+    ("xsum", "generation", "rougeL", ("EdinburghNLP/xsum", None, PARQUET)),
 ])
 def test_task_metadata(name, kind, metric, hub):
     task = get_task(name)
-    assert (task.kind, task.metric, task.hub) == (kind, metric, hub)
+    assert (task.kind, task.metric, (task.hub.dataset, task.hub.config, task.hub.revision)) == (kind, metric, hub)
     assert task.splits["validation"] == "validation"
     assert bool(task.label_words) == (kind == "classification")
 
@@ -81,7 +83,6 @@ def test_unknown_task_without_close_match_lists_tasks():
 # ----------------------------------------------------------------------------- SuperGLUE
 
 
-@needs_data
 def test_boolq_real_rows():
     rows = jsonl("superglue/boolq/train32.jsonl", 5)
     examples = get_task("boolq").to_examples(rows)
@@ -93,20 +94,17 @@ def test_boolq_real_rows():
         assert example.target == str(row["label"])
 
 
-@needs_data
 def test_cb_real_rows_map_label_names():
     rows = jsonl("superglue/cb/val.jsonl", 3)
     examples = get_task("cb").to_examples(rows)
     assert [e.target for e in examples] == [r["label"] for r in rows]
-    assert [e.label for e in examples] == [1, 2, 0]  # contradiction, neutral, entailment
+    assert [e.label for e in examples] == [0, 1, 2]  # entailment, contradiction, neutral
     assert examples[0].source == (
-        "cb hypothesis: Valence was helping premise: Valence the void-brain, Valence the virtuous "
-        "valet. Why couldn't the figger choose his own portion of titanic anatomy to shaft? "
-        "Did he think he was helping?"
+        "cb hypothesis: she wondered if the meeting had started premise: She hesitated at the door. "
+        "Maybe the meeting has already started, she whispered."
     )
 
 
-@needs_data
 def test_copa_real_rows_rank_the_two_choices():
     rows = jsonl("superglue/copa/val.jsonl", 3)
     first = get_task("copa").to_examples(rows)[0]
@@ -118,28 +116,25 @@ def test_copa_real_rows_rank_the_two_choices():
     )
 
 
-@needs_data
 def test_rte_real_rows_map_label_names():
-    rows = jsonl("superglue/rte/train.jsonl", 2)
+    rows = jsonl("superglue/rte/train.jsonl", 4)
     examples = get_task("rte").to_examples(rows)
-    assert [(e.label, e.target) for e in examples] == [(1, "not_entailment"), (0, "entailment")]
+    assert [r["label"] for r in rows] == ["entailment", "entailment", "not_entailment", "not_entailment"]
+    assert [(e.label, e.target) for e in examples] == [(0, "entailment")] * 2 + [(1, "not_entailment")] * 2
     assert examples[0].source == (
-        "rte sentence1: No Weapons of Mass Destruction Found in Iraq Yet. "
-        "sentence2: Weapons of Mass Destruction Found in Iraq."
+        "rte sentence1: A local teenager won the regional chess championship without losing a single game. "
+        "sentence2: A teenager won the chess championship."
     )
 
 
-@needs_data
 def test_wic_real_rows():
     first = get_task("wic").to_examples(jsonl("superglue/wic/val.jsonl", 1))[0]
     assert first.source == (
-        "wic sentence1: An emerging professional class. sentence2: Apologizing for losing your "
-        "temper, even though you were badly provoked, showed real class. word: class"
+        "wic sentence1: She sat on the bank of the river. sentence2: He deposited the cheque at the bank. word: bank"
     )
     assert (first.label, first.target) == (0, "False")
 
 
-@needs_data
 def test_wsc_real_rows_lift_nested_spans():
     rows = jsonl("superglue/wsc/train32.jsonl", 2)
     first = get_task("wsc").to_examples(rows)[0]
@@ -147,11 +142,10 @@ def test_wsc_real_rows_lift_nested_spans():
     assert (first.label, first.target) == (1, "True")
 
 
-@needs_data
 def test_multirc_real_paragraphs_flatten_to_one_example_per_answer():
     rows = jsonl("superglue/multirc/val.jsonl")
     examples = get_task("multirc").to_examples(rows)
-    assert len(rows) == 83 and len(examples) == 4848
+    assert len(rows) == 2 and len(examples) == 13 == sum(len(q["answers"]) for r in rows for q in r["passage"]["questions"])
     passage = rows[0]["passage"]
     question, answer = passage["questions"][0], passage["questions"][0]["answers"][0]
     assert examples[0].source == (
@@ -189,9 +183,8 @@ def test_int_and_bool_labels_are_class_indices(name, hub_label, target):
 # ----------------------------------------------------------------------------- GLUE
 
 
-@needs_data
 def test_sst2_real_rows():
-    with open(SHARED_DATA / "glue/sst2/dev.tsv", encoding="utf-8") as handle:
+    with open(TEST_DATA / "glue/sst2/dev.tsv", encoding="utf-8") as handle:
         next(handle)
         rows = [dict(zip(("sentence", "label"), line.rstrip("\n").split("\t"))) for line in handle]
     rows = [{**row, "label": int(row["label"])} for row in rows[:4]]
@@ -217,14 +210,13 @@ def test_linearize_mr_follows_li_and_liang():
         linearize_mr("name: The Eagle")
 
 
-@needs_data
 def test_e2e_real_rows_group_references_by_mr():
     rows = csv_rows("e2e/testset_w_refs.csv")
     task = get_task("e2e_nlg")
     training = task.to_examples(rows)
     grouped = task.to_examples(rows, grouped=True)
-    assert len(training) == len(rows) == 4693
-    assert len(grouped) == len({row["mr"] for row in rows}) == 630
+    assert len(training) == len(rows) == 28
+    assert len(grouped) == len({row["mr"] for row in rows}) == 8
     assert sum(len(e.references) for e in grouped) == len(rows)
     first = grouped[0]
     assert first.source == "name : Blue Spice | eatType : coffee shop | area : city centre"
@@ -259,7 +251,6 @@ def test_webnlg_triples_and_multiple_texts():
         linearize_triples([["only", "two"]])
 
 
-@needs_data
 def test_xsum_real_rows():
     rows = jsonl("xsum/test.jsonl", 2)
     example = get_task("xsum").to_examples(rows, grouped=True)[0]
