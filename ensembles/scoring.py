@@ -77,11 +77,10 @@ def score_choices(
     for batch in tqdm(batches, desc="scoring", disable=not progress, total=_n_passes(m, n, max_rows)):
         ids = repeat_for_prompts(choice_ids[batch.example_index], len(batch.prompt_index)).to(device)
         mask = repeat_for_prompts(choice_mask[batch.example_index], len(batch.prompt_index)).to(device)
-        rows = model.score(batch.input_ids, batch.attention_mask, batch.prompt_ids, ids, mask).cpu().double()
-        rows = rows.view(len(batch.prompt_index), len(batch.example_index), k)  # (n, b, K)
-        scores[np.ix_(batch.prompt_index.numpy(), batch.example_index.numpy())] = rows.numpy()
+        rows = score_rows(model, batch.input_ids, batch.attention_mask, batch.prompt_ids, ids, mask)
+        rows = rows.reshape(len(batch.prompt_index), len(batch.example_index), k)  # (n, b, K)
+        scores[np.ix_(batch.prompt_index.numpy(), batch.example_index.numpy())] = rows
     lengths = choice_mask.sum(dim=-1).numpy()[None]  # (1, M, K)
-    scores[np.broadcast_to(lengths == 0, scores.shape)] = -np.inf
     return ChoiceScores(distributed.gather_examples(scores, total), distributed.gather_examples(lengths, total)[0])
 
 
@@ -105,19 +104,44 @@ def generate_texts(
     scores = np.zeros((n, m))
     batches = iter_batches(model.tokenizer, [e.source for e in examples], bank_ids, max_length, max_rows, device)
     for batch in tqdm(batches, desc="generating", disable=not progress, total=_n_passes(m, n, max_rows)):
-        out = model.generate(
-            batch.input_ids, batch.attention_mask, batch.prompt_ids,
-            do_sample=False, output_scores=True, return_dict_in_generate=True, **decoding,
-        )
-        decoded = model.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
-        row_scores = _length_normalised(model, out).cpu().numpy()
+        decoded, row_scores = generate_rows(model, batch.input_ids, batch.attention_mask, batch.prompt_ids, **decoding)
         b = len(batch.example_index)
         for row, text in enumerate(decoded):
             prompt, example = batch.prompt_index[row // b].item(), batch.example_index[row % b].item()
-            texts[prompt][example] = text.strip()
+            texts[prompt][example] = text
             scores[prompt, example] = row_scores[row]
     texts = distributed.gather_examples(np.array(texts, dtype=object).reshape(n, m), total).tolist()
     return Generations(texts, distributed.gather_examples(scores, total))
+
+
+@torch.no_grad()
+def score_rows(
+    model: PromptedT5,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_ids: torch.Tensor,
+    choice_ids: torch.Tensor,
+    choice_mask: torch.Tensor,
+) -> np.ndarray:
+    """One scoring pass over R explicit (input, prompt) rows, which may mix prompts and tasks:
+    (R, K) float64 summed log-likelihoods, -inf for missing candidates (``choice_mask`` all 0)."""
+    rows = model.score(input_ids, attention_mask, prompt_ids, choice_ids, choice_mask).cpu().double().numpy()  # (R, K)
+    rows[choice_mask.sum(dim=-1).cpu().numpy() == 0] = -np.inf
+    return rows
+
+
+@torch.no_grad()
+def generate_rows(
+    model: PromptedT5, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_ids: torch.Tensor, **decoding
+) -> tuple[list[str], np.ndarray]:
+    """One generation pass over R explicit (input, prompt) rows: the decoded texts and their
+    length-normalised log-probabilities (R,)."""
+    out = model.generate(
+        input_ids, attention_mask, prompt_ids,
+        do_sample=False, output_scores=True, return_dict_in_generate=True, **decoding,
+    )
+    decoded = model.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+    return [text.strip() for text in decoded], _length_normalised(model, out).cpu().numpy()
 
 
 def _length_normalised(model: PromptedT5, out) -> torch.Tensor:

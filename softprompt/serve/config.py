@@ -1,0 +1,73 @@
+"""Settings of ``softprompt serve``, validated in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ensembles.batched import MAX_ROWS
+from softprompt.errors import SoftpromptError
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits: inputs per request (413), characters per input and decoding sizes (422)."""
+
+    max_inputs: int = 64
+    max_input_chars: int = 4000
+    max_new_tokens: int = 256
+    max_beams: int = 8
+
+    def __post_init__(self) -> None:
+        for name in ("max_inputs", "max_input_chars", "max_new_tokens", "max_beams"):
+            if getattr(self, name) < 1:
+                raise SoftpromptError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body accepted (413 above): room for every input at its longest, in UTF-8."""
+        return self.max_inputs * self.max_input_chars * 4 + 65536
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything ``softprompt serve`` needs; ``ServeConfig(prompts=("runs/boolq",))`` serves one run."""
+
+    prompts: tuple[str, ...]
+    model: str | None = None  # default: the model recorded in the runs
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_rows: int = MAX_ROWS
+    max_wait_ms: float = 10.0
+    batching: bool = True
+    api_key_env: str | None = None
+    max_length: int = 512
+    limits: Limits = field(default_factory=Limits)
+    device: str = "auto"
+    dtype: str = "float32"
+    device_map: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.prompts:
+            raise SoftpromptError("no prompt runs given; pass --prompts RUN_DIR (repeatable)")
+        if self.max_rows < 1:
+            raise SoftpromptError(f"--max-rows must be a positive integer, got {self.max_rows}")
+        if self.max_wait_ms < 0:
+            raise SoftpromptError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")
+        if not 0 <= self.port <= 65535:
+            raise SoftpromptError(f"--port must lie in 0..65535 (0 = any free port), got {self.port}")
+        if self.max_length < 1:
+            raise SoftpromptError(f"--max-length must be a positive integer, got {self.max_length}")
+        self.api_key()  # an unset key variable fails before the model loads
+
+    def api_key(self) -> str | None:
+        """The bearer token clients must send, from ``$api_key_env``; None when no key is required."""
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise SoftpromptError(
+                f"--api-key-env {self.api_key_env}: the environment variable ${self.api_key_env} is unset or empty; "
+                f"export it with the key clients must send"
+            )
+        return key

@@ -1,0 +1,45 @@
+"""``softprompt serve`` refusing to start: one line on stderr, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from softprompt.models import random_t5, save_model_dir
+from tests.serve.harness import write_run
+from tests.test_cli_errors import assert_one_line_error, run_cli
+
+
+def test_unset_api_key_variable(serve_runs, monkeypatch):
+    monkeypatch.delenv("SOFTPROMPT_NO_SUCH_KEY", raising=False)
+    result = run_cli("serve", "--prompts", serve_runs["cb"], "--api-key-env", "SOFTPROMPT_NO_SUCH_KEY")
+    assert_one_line_error(result, "--api-key-env SOFTPROMPT_NO_SUCH_KEY: the environment variable $SOFTPROMPT_NO_SUCH_KEY is unset or empty")
+
+
+def test_runs_of_different_models(serve_runs, tmp_path):
+    save_model_dir(random_t5(d_model=48), tmp_path / "wide")
+    wide = write_run(tmp_path / "wide_run", str(tmp_path / "wide"), "cb", 1, seed=0)
+    result = run_cli("serve", "--prompts", serve_runs["cb"], "--prompts", wide)
+    assert_one_line_error(result, "pool only runs trained on the same model")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-rows", "0"], "--max-rows must be a positive integer, got 0"),
+    (["--max-wait-ms", "-1"], "--max-wait-ms must be 0 or more"),
+    (["--port", "70000"], "--port must lie in 0..65535"),
+    (["--max-inputs", "0"], "--max-inputs must be a positive integer"),
+])
+def test_bad_settings(serve_runs, args, message):
+    assert_one_line_error(run_cli("serve", "--prompts", serve_runs["cb"], *args), message)
+
+
+def test_not_a_run(tmp_path):
+    assert_one_line_error(run_cli("serve", "--prompts", str(tmp_path)), "is not a softprompt run")
+
+
+def test_port_in_use(serve_runs):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--prompts", serve_runs["cb"], "--port", port, "--device", "cpu")
+    assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port} (Address already in use); pick another --port")
