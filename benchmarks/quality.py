@@ -11,6 +11,10 @@ labels are. Runs are spread over ``--workers`` processes of one thread each.
 
     python benchmarks/quality.py --model t5-nano            # the default: 1.5-2 h on 2 cores (BoolQ dominates)
     python benchmarks/quality.py --model DIR --quick        # a smoke run (minutes)
+    python benchmarks/quality.py --model DIR --tasks sst2 --methods prompt --zero-shot "sst2=review sentiment: {sentence}"
+
+``--zero-shot TASK=TEMPLATE`` adds a row scoring the backbone (and its twin) with no prompt, inputs
+worded by TEMPLATE: with a pre-training instruction, it tells whether the backbone has the skill at all.
 
 Ends with one ``RESULT {json}`` line (also written to ``--json``).
 """
@@ -28,6 +32,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import dataclasses  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 from common import ROOT, emit_result, print_table  # noqa: E402
@@ -38,7 +44,7 @@ from ensembles.evaluate import evaluate_classification  # noqa: E402
 from ensembles.metrics import classification_metrics  # noqa: E402
 from softprompt.config import TrainConfig  # noqa: E402
 from softprompt.models import load_frozen_t5  # noqa: E402
-from softprompt.nano.probe import majority_predictions, probe_splits, tune_and_score, twin_of  # noqa: E402
+from softprompt.nano.probe import majority_predictions, probe_splits, tune_and_score, twin_of, zero_shot_scores  # noqa: E402
 from softprompt.tasks import get_task  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -76,7 +82,7 @@ def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
     cfg = TrainConfig(model=args.model, task=cell.task, output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
                       n_prompts=args.prompts, prompt_length=0 if deep else args.prompt_length, deep_prefix=deep,
                       prefix_length=args.prefix_length, init="class-label", steps=steps, batch_size=args.batch_size,
-                      lr=args.lr, eval_every=max(1, steps // 4), checkpoint_every=steps, seed=args.seed,
+                      lr=args.lr, prefix_lr=args.lr, eval_every=max(1, steps // 4), checkpoint_every=steps, seed=args.seed,
                       max_source_length=max_source, max_target_length=4)
     log_probs = tune_and_score(frozen, cfg, task, splits, reuse=True)  # (N, M, K)
     gold = np.array([e.label for e in splits[2]])
@@ -96,6 +102,20 @@ def majority_row(task_name: str, args: argparse.Namespace) -> dict:
     train, _, dev = probe_splits(get_task(task_name), train_file, dev_file, args.train_size, args.val_size, args.dev_size, args.seed)
     metrics = classification_metrics(np.array([e.label for e in dev]), majority_predictions(train, dev), 2)
     return {"balanced_accuracy": metrics["balanced_accuracy"], "accuracy": metrics["accuracy"], "n_dev": len(dev)}
+
+
+def zero_shot_row(task_name: str, template: str, backbone: str, args: argparse.Namespace) -> dict:
+    """Balanced accuracy and accuracy of ``backbone`` with no prompt, dev inputs worded by ``template``."""
+    torch.set_num_threads(1)
+    train_file, dev_file, max_source = TASKS[task_name]
+    task = dataclasses.replace(get_task(task_name), template=template)
+    dev = probe_splits(task, train_file, dev_file, args.train_size, args.val_size, args.dev_size, args.seed)[2]
+    frozen = load_frozen_t5(args.model)
+    if backbone == "random twin":
+        frozen = twin_of(frozen, args.seed)
+    predictions = zero_shot_scores(frozen, dev, max_source).argmax(-1)
+    metrics = classification_metrics(np.array([e.label for e in dev]), predictions, 2)
+    return {"template": template, "balanced_accuracy": metrics["balanced_accuracy"], "accuracy": metrics["accuracy"]}
 
 
 def main() -> None:
@@ -119,6 +139,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     parser.add_argument("--work", help="keep the runs here; a rerun scores finished runs instead of retraining them "
                                             "(default: a temporary directory)")
+    parser.add_argument("--zero-shot", action="append", default=[], metavar="TASK=TEMPLATE",
+                        help='also score TASK with no prompt, inputs worded by TEMPLATE (e.g. "sst2=review sentiment: {sentence}")')
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     args.steps = args.steps or (20 if args.quick else 300)
@@ -127,6 +149,9 @@ def main() -> None:
     args.val_size = args.val_size or (32 if args.quick else 200)
     args.dev_size = args.dev_size or (64 if args.quick else 500)
     tasks, methods = args.tasks.split(","), args.methods.split(",")
+    for spec in args.zero_shot:
+        if spec.partition("=")[0] not in tasks or "{" not in spec:
+            parser.error(f"--zero-shot {spec!r}: write TASK=TEMPLATE with TASK one of --tasks and {{column}} fields in TEMPLATE")
     cells = [Cell(t, m, b) for t in tasks for m in methods for b in BACKBONES]
     print(f"backbone {args.model}; {args.prompts} prompts per run, {args.steps} (prompts) / {args.prefix_steps} (prefixes) steps x {args.batch_size}, "
           f"train {args.train_size}, dev {args.dev_size}; {len(cells)} runs on {args.workers} workers", flush=True)
@@ -135,9 +160,14 @@ def main() -> None:
         futures = {cell: pool.submit(run_cell, cell, args, args.work or tmp) for cell in cells}
         results = {cell: future.result() for cell, future in futures.items()}
     majority = {t: majority_row(t, args) for t in tasks}
+    zero_shot = {(t, b): zero_shot_row(t, template, b, args) for t, _, template in (z.partition("=") for z in args.zero_shot)
+                 for b in BACKBONES}
     rows = []
     for t in tasks:
         rows.append([t, "-", "majority class", f"{majority[t]['balanced_accuracy']:.3f}", "", "", "", "", f"{majority[t]['accuracy']:.3f}"])
+        for (zt, backbone), z in zero_shot.items():
+            if zt == t:
+                rows.append([t, "zero-shot", backbone, f"{z['balanced_accuracy']:.3f}", "", "", "", "", f"{z['accuracy']:.3f}"])
         for cell in (c for c in cells if c.task == t):
             r = results[cell]
             b = r["balanced_accuracy"]
@@ -147,6 +177,7 @@ def main() -> None:
                 rows, f"balanced accuracy on the dev subset ({time.perf_counter() - started:.0f} s)")
     result = {"model": args.model, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "quick", "workers", "work")},
               "majority_class": majority,
+              "zero_shot": {f"{t}/{b}": z for (t, b), z in zero_shot.items()},
               "runs": {f"{c.task}/{c.method}/{c.backbone}": results[c] for c in cells}}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

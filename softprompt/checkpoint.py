@@ -64,11 +64,16 @@ def save_checkpoint(
             path.unlink(missing_ok=True)
 
 
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a committed checkpoint (what ``--resume`` continues from)."""
+    return (Path(run_dir) / DIRECTORY / STATE).is_file()
+
+
 def load_checkpoint(run_dir: str | Path, optimizer: torch.optim.Optimizer) -> tuple[dict, dict, dict[str, Any]] | None:
     """(bank tensors, best tensors, state) of the run's checkpoint, with ``optimizer`` restored;
     None when the run has no checkpoint."""
     directory = Path(run_dir) / DIRECTORY
-    if not (directory / STATE).is_file():
+    if not has_checkpoint(run_dir):
         return None
     try:
         state = json.loads((directory / STATE).read_text())

@@ -1,9 +1,11 @@
-"""The ``softprompt`` command line: train, ensemble-eval, neighbors, sweep, plot-scale, demo, PEFT."""
+"""The ``softprompt`` command line: train, ensemble-eval, neighbors, similarity, retrieve, sweep, plot-scale, plot-history, demo, serve, PEFT."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -48,13 +50,17 @@ def cli() -> None:
 @click.option("--keep-reparam", is_flag=True, help="also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes")
 @click.option("--steps", default=30000, show_default=True, help="training steps")
 @click.option("--batch-size", default=32, show_default=True, help="examples per step (each repeated once per prompt)")
-@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="[default: adafactor (Lester et al.); adamw with --deep-prefix (Li & Liang)]")
-@click.option("--lr", type=float, help="learning rate [default: adafactor 0.3; adamw 1e-3, or 3e-4 with --deep-prefix]")
+@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="input prompts' optimizer [default: adafactor (Lester et al.)]")
+@click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
+@click.option("--prefix-optimizer", type=click.Choice(["adafactor", "adamw"]), help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]")
+@click.option("--prefix-lr", type=float, help="deep prefixes' learning rate [default: adamw 3e-4; adafactor 0.3]")
 @click.option("--weight-decay", default=1e-5, show_default=True)
 @click.option("--max-grad-norm", default=1.0, show_default=True, help="per-prompt gradient-norm clip")
 @click.option("--eval-every", default=1000, show_default=True, help="validate every k steps (best step kept per prompt)")
 @click.option("--patience", type=int, help="stop after this many validations without improvement")
 @click.option("--checkpoint-every", default=1000, show_default=True, help="checkpoint every k steps (for --resume)")
+@click.option("--log-every", default=10, show_default=True, help="add each prompt's training loss, gradient norm and the lr to the run's history every k steps")
+@click.option("--report-to", default="none", show_default=True, help='experiment trackers (accelerate): tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, ... comma-separated, all or none; pip install "softprompt[tracking]"')
 @click.option("--seed", default=0, show_default=True, help="data-order seed; prompt i is initialised from seed+i")
 @click.option("--max-source-length", default=256, show_default=True)
 @click.option("--max-target-length", default=64, show_default=True)
@@ -63,6 +69,9 @@ def cli() -> None:
 @click.option("--device", default="auto", show_default=True, help="auto (this process's GPU under accelerate launch, else CPU), cpu, cuda, cuda:1, ...")
 @click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs (t5-xxl)")
 @click.option("--gradient-checkpointing", is_flag=True, help="recompute activations in backward: less memory, more compute")
+@click.option("--init-from", "init_from", multiple=True, help="start from trained prompts (SPoT): RUN (all its prompts) or RUN#i, repeatable; one source for every prompt or one per prompt; 'auto': the --library prompts closest to a short probe")
+@click.option("--library", multiple=True, type=click.Path(), help="--init-from auto: run directories to retrieve the source prompts from (repeatable)")
+@click.option("--probe-steps", default=100, show_default=True, help="--init-from auto: training steps of the target probe compared with the library")
 @click.option("--resume", is_flag=True, help="continue from the checkpoint in --output-dir")
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --output-dir")
 @click.option("--quiet", is_flag=True, help="no progress bar")
@@ -76,16 +85,19 @@ def train(**kw) -> None:
     from softprompt.config import TrainConfig
     from softprompt.data import load_examples
     from softprompt.models import load_frozen_t5
+    from softprompt.tracking import installed_trackers
     from softprompt.train import prepare_output_dir
     from softprompt.train import train as run_training
 
-    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"])
+    _check_recipes(kw["prompt_length"], kw["deep_prefix"], kw)
+    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
     kw["init"] = resolve_init(kw["init"], task)
     cfg = TrainConfig(
         **{k: kw[k] for k in TrainConfig.__dataclass_fields__ if k in kw and k not in ("prefix_sites", "decoding")},
         prefix_sites=tuple(s.strip() for s in kw["prefix_sites"].split(",") if s.strip()),
         decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
     )
+    installed_trackers(cfg.report_to)  # a missing tracker package fails before anything is loaded or written
     train_examples = load_examples(task, "train", kw["train_file"], kw["train_size"], kw["subsample_seed"])
     val_examples = load_examples(task, "validation", kw["validation_file"], kw["eval_size"], 0, grouped=True)
     frozen = load_frozen_t5(cfg.model, cfg.dtype, cfg.device, device_map=cfg.device_map)
@@ -93,11 +105,36 @@ def train(**kw) -> None:
     if distributed.is_main():
         prepare_output_dir(cfg.output_dir, kw["resume"], kw["overwrite"])
     distributed.barrier()
-    result = run_training(cfg, frozen, task, train_examples, val_examples, resume=kw["resume"], progress=not kw["quiet"])
+    choice = _auto_init(cfg, frozen, task, train_examples, val_examples, kw["resume"], not kw["quiet"])
+    result = run_training(cfg, frozen, task, train_examples, val_examples, resume=kw["resume"], progress=not kw["quiet"], init_choice=choice)
     if not distributed.is_main():
         return
     click.echo(f"best {task.metric} per prompt: " + ", ".join(f"{m:.4f} (step {s})" for m, s in zip(result.best_metric, result.best_step)))
     click.echo(f"artefacts written to {cfg.output_dir}")
+
+
+def _auto_init(cfg, frozen, task, train_examples, val_examples, resume: bool, progress: bool):
+    """``--init-from auto``: the library prompts to start from (None otherwise, or when resuming a checkpoint)."""
+    from softprompt.checkpoint import has_checkpoint
+    from softprompt.transfer import AUTO
+
+    if cfg.init_from != (AUTO,) or (resume and has_checkpoint(cfg.output_dir)):
+        return None
+    from analysis.similarity import pick_source
+
+    choice = pick_source(cfg, frozen, task, train_examples, val_examples, progress)
+    scores = {f"{r['run']}#{r['index']}": r["score"] for r in choice.note["ranking"]}
+    click.echo("--init-from auto: " + ", ".join(f"{spec} ({scores[spec]:.4f})" for spec in choice.specs), err=True)
+    return choice
+
+
+def _check_recipes(prompt_length: int, deep_prefix: bool, kw: dict) -> None:
+    """Refuse an optimizer or lr given for a bank that is not trained (it would be silently unused)."""
+    if not prompt_length and (kw["optimizer"] or kw["lr"] is not None):
+        raise SoftpromptError("--optimizer and --lr set the input prompts' recipe and --prompt-length 0 trains none; "
+                              "use --prefix-optimizer and --prefix-lr for deep prefixes")
+    if not deep_prefix and (kw["prefix_optimizer"] or kw["prefix_lr"] is not None):
+        raise SoftpromptError("--prefix-optimizer and --prefix-lr set the deep prefixes' recipe; add --deep-prefix or drop them")
 
 
 def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
@@ -137,7 +174,7 @@ def ensemble_eval(**kw) -> None:
     from softprompt.models import load_frozen_t5
 
     metas = read_pool_metas(kw["run_dirs"])
-    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"])
+    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
     examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True)
     frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
     pool = load_pool(kw["run_dirs"], frozen)
@@ -194,6 +231,51 @@ def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
 
 
 @cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--metric", type=click.Choice(["cosine-mean", "cosine-max"]), default="cosine-mean", show_default=True, help="cosine of average token vectors | largest cosine over token pairs")
+@click.option("--bank", type=click.Choice(["prompts", "prefixes"]), default="prompts", show_default=True, help="compare input prompts or deep prefixes")
+@click.option("--output", type=click.Path(), help="write the matrices as JSON (.json) and CSV beside it")
+@click.option("--plot", type=click.Path(), help="labelled heatmap (.png/.svg; the other format is written beside it)")
+def similarity(runs, metric, bank, output, plot) -> None:
+    """Task-by-task and prompt-by-prompt similarity of trained prompts (Vu et al. 2022, SPoT).
+
+    Example: softprompt similarity runs/boolq runs/rte runs/sst2 --output sim.json --plot sim.png
+    """
+    from analysis.figures import check_plot_path
+    from analysis.similarity import format_similarity, load_run_vectors, plot_similarity, similarity_report, write_similarity
+
+    if plot:
+        check_plot_path(plot)
+    report = similarity_report(load_run_vectors(runs, bank), metric)
+    click.echo(format_similarity(report))
+    for path in write_similarity(report, output) if output else []:
+        click.echo(f"wrote {path}", err=True)
+    if plot:
+        plot_similarity(report, plot)
+        click.echo(f"wrote {plot}", err=True)
+
+
+@cli.command()
+@click.option("--target", required=True, help="run whose prompt is matched: RUN#i (prompt i) or RUN (mean over its prompts)")
+@click.option("--library", multiple=True, required=True, type=click.Path(), help="run directory of the prompt library (repeatable)")
+@click.option("--top", default=3, show_default=True, help="how many library prompts to print")
+@click.option("--metric", type=click.Choice(["cosine-mean", "cosine-max"]), default="cosine-mean", show_default=True)
+@click.option("--bank", type=click.Choice(["prompts", "prefixes"]), default="prompts", show_default=True, help="compare input prompts or deep prefixes")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def retrieve(target, library, top, metric, bank, fmt) -> None:
+    """Rank a library's prompts by similarity to a (briefly trained) target prompt (SPoT retrieval).
+
+    Example: softprompt retrieve --target runs/sst2-probe#0 --library runs/boolq --library runs/rte --top 3
+    """
+    from analysis.similarity import format_ranking, retrieve as rank
+
+    if top < 1:
+        raise SoftpromptError(f"--top must be a positive integer, got {top}")
+    ranking = rank(target, library, metric, bank)
+    click.echo(json.dumps(ranking[:top], indent=1) if fmt == "json" else format_ranking(ranking, top))
+
+
+@cli.command()
 @click.option("--models", default="t5-small", show_default=True, help="comma-separated models (names, aliases or directories)")
 @task_options
 @click.option("--train-file", type=click.Path(), help="local training data; default: the task's hub dataset")
@@ -208,8 +290,10 @@ def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
 @click.option("--prefix-length", default=10, show_default=True)
 @click.option("--steps", default=30000, show_default=True)
 @click.option("--batch-size", default=32, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="[default: adafactor (Lester et al.); adamw with --deep-prefix (Li & Liang)]")
-@click.option("--lr", type=float, help="learning rate [default: adafactor 0.3; adamw 1e-3, or 3e-4 with --deep-prefix]")
+@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="input prompts' optimizer [default: adafactor (Lester et al.)]")
+@click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
+@click.option("--prefix-optimizer", type=click.Choice(["adafactor", "adamw"]), help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]")
+@click.option("--prefix-lr", type=float, help="deep prefixes' learning rate [default: adamw 3e-4; adafactor 0.3]")
 @click.option("--eval-every", default=1000, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--max-source-length", default=256, show_default=True)
@@ -224,17 +308,19 @@ def sweep(**kw) -> None:
     from analysis.sweep import grid, run_sweep
     from softprompt.config import TrainConfig
 
-    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"])
+    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
     models = [m.strip() for m in kw["models"].split(",") if m.strip()]
     inits = [resolve_init(i.strip(), task) for i in kw["inits"].split(",") if i.strip()]
     sizes = csv_ints(kw["train_sizes"]) or [None]
     if kw["subsample_seeds"] < 1:
         raise SoftpromptError(f"--subsample-seeds must be a positive integer, got {kw['subsample_seeds']}")
     cells = grid(models, csv_ints(kw["prompt_lengths"]), inits, sizes, range(kw["subsample_seeds"]))
+    _check_recipes(max(c.prompt_length for c in cells), kw["deep_prefix"], kw)
     base = TrainConfig(
         task=task.name, n_prompts=kw["n_prompts"], prompt_length=cells[0].prompt_length, init=cells[0].init,
         deep_prefix=kw["deep_prefix"], prefix_length=kw["prefix_length"], steps=kw["steps"], batch_size=kw["batch_size"],
-        optimizer=kw["optimizer"], lr=kw["lr"], eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"],
+        optimizer=kw["optimizer"], lr=kw["lr"], prefix_optimizer=kw["prefix_optimizer"], prefix_lr=kw["prefix_lr"],
+        eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"],
         eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],
         device=kw["device"], decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
     )
@@ -262,6 +348,22 @@ def plot_scale(results, metric, x, reference, title, out) -> None:
     click.echo(f"wrote {out}")
 
 
+@cli.command("plot-history")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("--title", help="plot title")
+@click.option("--out", default="curves.png", show_default=True, type=click.Path(), help=".png or .svg (the other format is written beside it)")
+def plot_history(runs, title, out) -> None:
+    """Training loss and validation metric against step: one line per prompt, best step starred,
+    several runs side by side (works on a run still training).
+
+    Example: softprompt plot-history runs/class-label runs/random --out curves.png
+    """
+    from analysis.history import plot_history as draw
+
+    draw(runs, out, title=title)
+    click.echo(f"wrote {out}")
+
+
 @cli.command()
 @click.option("--output-dir", default="runs/demo", show_default=True, type=click.Path(), help="where the run, report and plot go")
 @click.option("--steps", default=800, show_default=True, help="training steps (batch 32)")
@@ -275,6 +377,42 @@ def demo(output_dir, steps, train_size, eval_size, n_prompts) -> None:
     from softprompt.demo import run_demo
 
     run_demo(Path(output_dir), steps, train_size, eval_size, n_prompts, click.echo)
+
+
+@cli.command()
+@click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable; any tasks, one model)")
+@click.option("--model", help="override the model recorded in the runs (same architecture)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind; other than localhost, also pass --api-key-env")
+@click.option("--port", default=8000, show_default=True, help="TCP port (0 = any free port, printed on start)")
+@click.option("--max-rows", default=MAX_ROWS, show_default=True, help="rows (inputs × prompts) per forward pass")
+@click.option("--max-wait-ms", default=10.0, show_default=True, help="longest a request waits for others to share its pass")
+@click.option("--no-batching", is_flag=True, help="run every request in its own pass (for comparison)")
+@click.option("--api-key-env", help="name of an environment variable holding the key clients send as 'Authorization: Bearer <key>'")
+@click.option("--max-inputs", default=64, show_default=True, help="inputs per request (413 above)")
+@click.option("--max-input-chars", default=4000, show_default=True, help="characters per formatted input (422 above)")
+@click.option("--max-new-tokens", default=256, show_default=True, help="largest max_new_tokens a generate request may ask for")
+@click.option("--max-beams", default=8, show_default=True, help="largest num_beams a generate request may ask for")
+@click.option("--max-length", default=512, show_default=True, help="longest input in tokens (longer ones are truncated)")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+def serve(**kw) -> None:
+    """Serve the runs' prompts and task ensembles over HTTP (JSON), batching requests of any
+    prompts and tasks into shared passes of one frozen T5.
+
+    Example: softprompt serve --prompts runs/boolq --prompts runs/sst2 --port 8000
+    (then: curl -H 'Content-Type: application/json' -d '{"task": "sst2", "texts": ["sst2 sentence: a gem"]}'
+    localhost:8000/v1/classify)
+    """
+    from softprompt.serve.config import Limits, ServeConfig
+    from softprompt.serve.server import serve as run_server
+
+    limits = Limits(kw["max_inputs"], kw["max_input_chars"], kw["max_new_tokens"], kw["max_beams"])
+    run_server(ServeConfig(
+        prompts=tuple(kw["run_dirs"]), model=kw["model"], host=kw["host"], port=kw["port"], max_rows=kw["max_rows"],
+        max_wait_ms=kw["max_wait_ms"], batching=not kw["no_batching"], api_key_env=kw["api_key_env"],
+        max_length=kw["max_length"], limits=limits, device=kw["device"], dtype=kw["dtype"], device_map=kw["device_map"],
+    ), lambda line: click.echo(line, err=line.startswith("warning")))
 
 
 @cli.command("export-peft")
@@ -312,16 +450,30 @@ def import_peft(adapter_dir, out, task_name, label_words, model, overwrite) -> N
     click.echo(f"wrote softprompt run to {out}")
 
 
-def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+SHOW_WARNINGS_ENV = "SOFTPROMPT_SHOW_WARNINGS"
+
+
+def quiet_libraries() -> None:
+    """Keep the command line's stderr to softprompt's own messages: no third-party progress bars or
+    logs, and no deprecation or future warnings unless ``$SOFTPROMPT_SHOW_WARNINGS`` is set. The
+    library API leaves all of this alone."""
     import datasets
     import transformers
 
-    keep_freed_memory()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # their errors reach the user as our one-line errors
     transformers.utils.logging.disable_progress_bar()
+    if os.environ.get(SHOW_WARNINGS_ENV):
+        return
     transformers.utils.logging.set_verbosity_error()
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    keep_freed_memory()
+    quiet_libraries()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -332,6 +484,8 @@ def main() -> None:
         sys.exit(error.exit_code)
     except click.ClickException as error:  # usage errors: one line, not click's Usage/Try/blank/Error block
         hint = f"; see '{error.ctx.command_path} --help'" if isinstance(error, click.UsageError) and error.ctx else ""
+        if isinstance(error, click.exceptions.NoSuchOption) and error.possibilities:
+            error.possibilities = error.possibilities[:1]  # the closest option only (--n-promts: --n-prompts, not --init-from)
         click.echo(f"error: {error.format_message()}{hint}", err=True)
         sys.exit(error.exit_code)
     except SoftpromptError as error:

@@ -28,24 +28,27 @@ def task_options(command):
         click.option("--label-column", help="custom classification task: column holding the label"),
         click.option("--label-words", help="custom classification task: raw label -> word, e.g. 0=negative,1=positive"),
         click.option("--target-column", help="custom generation task: column holding the target text"),
+        click.option("--dataset-revision", help="built-in task: hub branch, tag or commit of its dataset, read when no local file is given [default: the task's own, see the README's task table]"),
     ]
     for option in reversed(options):
         command = option(command)
     return command
 
 
-def resolve_task(task: str, input_template=None, label_column=None, label_words=None, target_column=None):
-    """A built-in task by name, or a custom task from the template options."""
-    from softprompt.tasks import custom_task, get_task, parse_label_words
+def resolve_task(task: str, input_template=None, label_column=None, label_words=None, target_column=None, dataset_revision=None):
+    """A built-in task by name (its hub dataset at ``dataset_revision`` when given), or a custom task from the template options."""
+    from softprompt.tasks import at_revision, custom_task, get_task, parse_label_words
 
     if task != "custom":
         if input_template or label_column or label_words or target_column:
             raise SoftpromptError(f"--input-template/--label-column/--label-words/--target-column apply to --task custom, not {task!r}")
-        return get_task(task)
-    if not input_template:
+        chosen = get_task(task)
+    elif not input_template:
         raise SoftpromptError("--task custom needs --input-template, e.g. --input-template 'review: {sentence}'")
-    words = parse_label_words(label_words) if label_words else None
-    return custom_task(input_template, label_column, words, target_column)
+    else:
+        words = parse_label_words(label_words) if label_words else None
+        chosen = custom_task(input_template, label_column, words, target_column)
+    return chosen if dataset_revision is None else at_revision(chosen, dataset_revision)
 
 
 def resolve_init(init: str, task) -> str:

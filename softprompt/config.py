@@ -10,11 +10,18 @@ from softprompt.attention import SITES
 from softprompt.errors import SoftpromptError
 from softprompt.optim import OPTIMIZERS
 from softprompt.prompts import parse_init
+from softprompt.transfer import AUTO, check_init_from
+from softprompt.tracking import parse_report_to
 
-# (optimizer, deep prefixes?) -> lr. Input prompts: Lester et al.'s Adafactor 0.3. Deep prefixes: AdamW, as Li &
-# Liang; Adafactor's per-element steps of 0.3 wreck the prefix MLP (t5-nano SST-2: constant predictions at 0.3,
-# balanced accuracy 0.68-0.71 with AdamW 3e-4; docs/t5-nano.md).
-PREFIX_ONLY = ("prefix_length", "prefix_sites", "prefix_init", "reparam_dim", "reparam_hidden", "keep_reparam")
+# (optimizer, deep prefixes?) -> default lr. Each bank has its own recipe (softprompt.optim.BankOptimizer). Input
+# prompts: Lester et al.'s Adafactor 0.3. Deep prefixes: AdamW 3e-4, as Li & Liang; Adafactor's per-element steps of
+# 0.3 wreck the prefix MLP (t5-nano SST-2: constant predictions at 0.3, balanced accuracy 0.68-0.71 with AdamW 3e-4;
+# docs/t5-nano.md), and AdamW 3e-4 leaves input prompts where they started (the demo's neighbour table).
+PREFIX_ONLY = ("prefix_length", "prefix_sites", "prefix_init", "reparam_dim", "reparam_hidden", "keep_reparam",
+               "prefix_optimizer", "prefix_lr")
+PROMPT_ONLY = ("optimizer", "lr")  # the input prompts' recipe: counts only when either run trains input prompts
+LOGGING_ONLY = ("log_every", "report_to")  # change what a run records, never what it trains
+AUTO_ONLY = ("library", "probe_steps")  # used only by --init-from auto
 DEFAULT_LR = {("adafactor", False): 0.3, ("adafactor", True): 0.3, ("adamw", False): 1e-3, ("adamw", True): 3e-4}
 
 
@@ -37,14 +44,22 @@ class TrainConfig:
     keep_reparam: bool = False
     steps: int = 30000
     batch_size: int = 32
-    optimizer: str | None = None  # adafactor for input prompts, adamw when deep prefixes are trained
-    lr: float | None = None
+    optimizer: str | None = None  # input prompts' optimizer: adafactor
+    lr: float | None = None  # input prompts' lr: DEFAULT_LR
+    prefix_optimizer: str | None = None  # deep prefixes' optimizer: adamw
+    prefix_lr: float | None = None  # deep prefixes' lr: DEFAULT_LR
     weight_decay: float = 1e-5
     max_grad_norm: float = 1.0
     eval_every: int = 1000
     eval_size: int | None = None
     patience: int | None = None
     checkpoint_every: int = 1000
+    # prompt transfer (SPoT): start from other runs' prompts, RUN or RUN#i, or "auto" (retrieve from the library)
+    init_from: tuple[str, ...] = ()
+    library: tuple[str, ...] = ()
+    probe_steps: int = 100  # --init-from auto: steps of the target probe whose prompt is matched against the library
+    log_every: int = 10  # history entry (per-prompt train loss, grad norm, lr) every k steps
+    report_to: tuple[str, ...] = ()  # experiment trackers (accelerate names), "all" or none
     seed: int = 0
     prompt_seeds: tuple[int, ...] | None = None
     max_source_length: int = 256
@@ -66,13 +81,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.prefix_sites = tuple(self.prefix_sites)
-        if self.optimizer is None:
-            self.optimizer = "adamw" if self.deep_prefix else "adafactor"
+        self.optimizer = self.optimizer or "adafactor"
+        self.prefix_optimizer = self.prefix_optimizer or "adamw"
         if self.lr is None:
-            self.lr = DEFAULT_LR.get((self.optimizer, self.deep_prefix), 0.3)
+            self.lr = DEFAULT_LR.get((self.optimizer, False), 0.3)
+        if self.prefix_lr is None:
+            self.prefix_lr = DEFAULT_LR.get((self.prefix_optimizer, True), 3e-4)
         if self.prompt_seeds is None:
             self.prompt_seeds = tuple(self.seed + i for i in range(self.n_prompts))
         self.prompt_seeds = tuple(self.prompt_seeds)
+        self.init_from, self.library = tuple(self.init_from), tuple(self.library)
+        self.report_to = parse_report_to(self.report_to)
         self.validate()
 
     def validate(self) -> None:
@@ -92,16 +111,19 @@ class TrainConfig:
                 raise SoftpromptError(f'--prefix-init must be random or text:"...", got {self.prefix_init!r}')
             if self.reparam_dim < 0 or self.reparam_hidden < 1:
                 raise SoftpromptError("--reparam-dim must be >= 0 (0: no MLP) and --reparam-hidden >= 1")
-        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "max_source_length", "max_target_length"):
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "max_source_length", "max_target_length"):
             _positive("--" + name.replace("_", "-"), getattr(self, name))
-        if self.optimizer not in OPTIMIZERS:
-            raise SoftpromptError(f"unknown --optimizer {self.optimizer!r}; use one of: {', '.join(OPTIMIZERS)}")
-        if not self.lr > 0:
-            raise SoftpromptError(f"--lr must be > 0, got {self.lr}")
+        for flag, name, lr in (("", self.optimizer, self.lr), ("prefix-", self.prefix_optimizer, self.prefix_lr)):
+            if name not in OPTIMIZERS:
+                raise SoftpromptError(f"unknown --{flag}optimizer {name!r}; use one of: {', '.join(OPTIMIZERS)}")
+            if not lr > 0:
+                raise SoftpromptError(f"--{flag}lr must be > 0, got {lr}")
         if self.max_grad_norm <= 0:
             raise SoftpromptError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
         if len(self.prompt_seeds) != self.n_prompts:
             raise SoftpromptError(f"{len(self.prompt_seeds)} prompt seeds given for {self.n_prompts} prompts; give one per prompt")
+        check_init_from(self.init_from, self.library)
+        _positive("--probe-steps", self.probe_steps)
         for name in ("eval_size", "patience", "train_size"):
             value = getattr(self, name)
             if value is not None:
@@ -111,10 +133,21 @@ class TrainConfig:
         """JSON-ready form (stored in artefacts and checkpoints)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    def recipes(self) -> dict[str, tuple[str, float]]:
+        """Each bank's (optimizer, lr): ``prompts`` (input prompts) and ``prefixes`` (deep prefixes)."""
+        return {"prompts": (self.optimizer, self.lr), "prefixes": (self.prefix_optimizer, self.prefix_lr)}
+
     def differences(self, stored: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
         """Settings in which ``stored`` (another run's ``to_dict()``, read back from JSON) differs from
-        this config, except ``ignore``; prefix-only settings count only when either run trains prefixes."""
-        skip = set(ignore) | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))
+        this config, except ``ignore`` and ``LOGGING_ONLY``; prefix-only settings count only when either run
+        trains prefixes, the input prompts' optimizer and lr only when either trains input prompts,
+        --library and --probe-steps only when either run used --init-from auto."""
+        stored = {"init_from": [], **stored}  # runs written before prompt transfer existed started from no run
+        if "prefix_optimizer" not in stored:  # runs written before per-bank optimisers used one recipe for every bank
+            stored = {"prefix_optimizer": stored.get("optimizer"), "prefix_lr": stored.get("lr"), **stored}
+        skip = set(ignore) | set(LOGGING_ONLY) | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))
+        skip |= set() if self.prompt_length or stored.get("prompt_length") else set(PROMPT_ONLY)
+        skip |= set() if AUTO in self.init_from or AUTO in stored["init_from"] else set(AUTO_ONLY)
         mine = json.loads(json.dumps(self.to_dict()))
         return sorted(k for k in mine.keys() | stored.keys() if k not in skip and stored.get(k) != mine.get(k))
 

@@ -89,7 +89,8 @@ def _download_wheel(directory: Path) -> Path:
 
 def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_prompts: int, echo) -> None:
     """Train ``n_prompts`` prompts (input prompts + deep prefixes) jointly on movie-review sentiment,
-    ensemble-evaluate them, show the nearest tokens of one input prompt and plot them."""
+    plot their training curves, ensemble-evaluate them, show the nearest tokens of one input prompt and plot them."""
+    from analysis.history import plot_history
     from analysis.neighbors import format_neighbor_table, nearest_neighbors, neighbor_report, plot_neighbors, special_token_ids
     from ensembles.evaluate import format_table
     from ensembles.pipeline import run_ensemble_eval, write_outputs
@@ -120,6 +121,8 @@ def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_pr
          f"{len(dev_examples)} held-out (other movies) "
          f"(real data, from PyPI {WHEEL}); {n_prompts} prompts of 10 input tokens + 20-token deep prefixes")
     train(cfg, frozen, task, train_examples, selection)
+    plot_history([run_dir], output_dir / "curves.png", title=f"demo: t5-nano, {n_prompts} prompts, movie reviews (validation: {len(selection)} held-out training reviews)")
+    echo(f"wrote {output_dir / 'curves.png'}")
     prompts = load_pool([str(run_dir)], frozen)
     core = run_ensemble_eval(prompts, task, dev_examples, "validation", ["majority", "confidence"], max_length=64, progress=True)
     majority = max((0, 1), key=[e.label for e in train_examples].count)

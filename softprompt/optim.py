@@ -4,11 +4,15 @@ Every trainable tensor of softprompt has the prompt index as its leading dimensi
 update-RMS clipping and a global-norm gradient clip would normally look at a whole tensor (or all
 tensors) and so couple the prompts; here they are computed per prompt (per leading index), so
 training N prompts jointly gives each the same result as training it alone.
+
+When input prompts and deep prefixes train together, each bank keeps its own recipe
+(``BankOptimizer``: Adafactor 0.3 for input prompts as Lester et al., AdamW 3e-4 for prefixes as
+Li & Liang, by default), still one step per batch and one flat, checkpointable state.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 from torch.optim import AdamW, Optimizer
@@ -77,6 +81,46 @@ def make_optimizer(name: str, params: list[torch.Tensor], lr: float, weight_deca
     if name == "adamw":
         return AdamW(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}")
+
+
+class BankOptimizer(Optimizer):
+    """Several optimisers (one per bank) stepped as one. ``param_groups`` is the parts' groups in order
+    and every part shares this optimiser's ``state``, so ``state_dict()`` / ``load_state_dict()`` (and
+    checkpoints) see one flat optimiser, while each part updates only its own parameters.
+
+    >>> prompts, prefixes = torch.nn.Parameter(torch.zeros(2, 3, 4)), torch.nn.Parameter(torch.zeros(2, 5))
+    >>> opt = BankOptimizer([PerPromptAdafactor([prompts], lr=0.3), AdamW([prefixes], lr=3e-4)])
+    >>> [group["lr"] for group in opt.param_groups]
+    [0.3, 0.0003]
+    """
+
+    def __init__(self, parts: Sequence[Optimizer]) -> None:
+        self.parts = list(parts)
+        super().__init__([p for part in self.parts for group in part.param_groups for p in group["params"]], {})
+        self.param_groups = [group for part in self.parts for group in part.param_groups]
+        self._share()
+
+    def _share(self) -> None:
+        """Point every part at its slice of ``param_groups`` and at the shared ``state``."""
+        start = 0
+        for part in self.parts:
+            part.param_groups = self.param_groups[start : start + len(part.param_groups)]
+            part.state = self.state
+            start += len(part.param_groups)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - torch.optim API
+        for part in self.parts:
+            part.step()
+
+    def load_state_dict(self, state_dict: dict) -> None:  # noqa: D102 - torch.optim API
+        super().load_state_dict(state_dict)  # replaces param_groups and state with new objects
+        self._share()
+
+
+def make_bank_optimizer(recipes: Sequence[tuple[list[torch.Tensor], str, float]], weight_decay: float) -> BankOptimizer:
+    """One ``BankOptimizer`` over banks given as (parameters, optimizer name, lr), e.g. input prompts and prefixes."""
+    return BankOptimizer([make_optimizer(name, params, lr, weight_decay) for params, name, lr in recipes])
 
 
 @torch.no_grad()

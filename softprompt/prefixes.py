@@ -111,18 +111,24 @@ class PrefixBank(nn.Module):
                 self.anchor[n] = 0
 
     def init_values(self, values: dict[str, torch.Tensor], seeds: Sequence[int]) -> None:
-        """Start every prompt at the given prefixes, site -> (L, 2, H, Pp, d_kv) (e.g. real-word
-        activations). Reparameterised banks keep them in ``anchor`` and start W2 = b2 = 0."""
+        """Start the prompts at the given prefixes, site -> (L, 2, H, Pp, d_kv) shared by every prompt
+        (e.g. real-word activations) or (N, L, 2, H, Pp, d_kv), one per prompt (e.g. another run's).
+        Reparameterised banks keep them in ``anchor`` and start W2 = b2 = 0."""
         with torch.no_grad():
             if not self.reparameterised:
                 for site, tensor in self.kv.items():
                     tensor.copy_(values[site].expand_as(tensor))
                 return
             self.init_random(seeds)
+            n, length = self.n_prompts, self.shape.length
             flat = torch.cat(
-                [values[site].permute(3, 0, 1, 2, 4).reshape(self.shape.length, -1) for site in self.shape.sites], dim=-1
-            )  # (Pp, width)
-            self.anchor.copy_(flat.expand_as(self.anchor))
+                [
+                    values[site].expand(n, *self.shape.site_shape(i)).permute(0, 4, 1, 2, 3, 5).reshape(n, length, -1)
+                    for i, site in enumerate(self.shape.sites)
+                ],
+                dim=-1,
+            )  # (N, Pp, width)
+            self.anchor.copy_(flat)
             self.w2.zero_()
             self.b2.zero_()
 

@@ -127,24 +127,37 @@ def load_banks(directory: str | os.PathLike, config) -> tuple[dict[str, Any], Pr
     directory = Path(directory)
     meta = read_meta(directory)
     check_model(meta, config, str(directory))
+    weight, kvs = read_bank_tensors(directory, meta)
     prompts = prefixes = None
-    if meta.get("prompts"):
-        weight = load_tensors(directory / PROMPTS, meta)["prompts"]
+    if weight is not None:
         prompts = PromptBank(*weight.shape)
         prompts.weight.data.copy_(weight)
-    if meta.get("prefixes"):
-        tensors = load_tensors(directory / PREFIXES, meta)
+    if kvs is not None:
         spec = meta["prefixes"]
         shape = PrefixShape.for_config(config, spec["length"], spec["sites"])
         prefixes = PrefixBank(meta["n_prompts"], shape)
         for site in shape.sites:
-            value = tensors.get(f"kv.{site}")
-            if value is None or tuple(value.shape) != tuple(prefixes.kv[site].shape):
+            if tuple(kvs[site].shape) != tuple(prefixes.kv[site].shape):
                 raise SoftpromptError(f"{directory / PREFIXES} does not match the model's prefix shape at {site!r}; retrain")
-            prefixes.kv[site].data.copy_(value)
-    if prompts is not None and prompts.n_prompts != meta["n_prompts"]:
-        raise SoftpromptError(f"{directory / PROMPTS} holds {prompts.n_prompts} prompts, metadata says {meta['n_prompts']}")
+            prefixes.kv[site].data.copy_(kvs[site])
     return meta, prompts, prefixes
+
+
+def read_bank_tensors(directory: str | os.PathLike, meta: dict[str, Any]) -> tuple[torch.Tensor | None, dict[str, torch.Tensor] | None]:
+    """A run's stored banks without a model: prompts (N, P, d) and folded prefixes site -> (N, L, 2, H, Pp, d_kv)
+    (None for a bank the run does not have); ``meta`` is the run's ``read_meta``."""
+    directory = Path(directory)
+    prompts = prefixes = None
+    if meta.get("prompts"):
+        prompts = load_tensors(directory / PROMPTS, meta).get("prompts")
+        if prompts is None or prompts.dim() != 3 or prompts.shape[0] != meta["n_prompts"]:
+            raise SoftpromptError(f"{directory / PROMPTS} does not hold the {meta['n_prompts']} prompts softprompt.json describes; retrain or restore it")
+    if meta.get("prefixes"):
+        tensors = load_tensors(directory / PREFIXES, meta)
+        prefixes = {site: tensors.get(f"kv.{site}") for site in meta["prefixes"]["sites"]}
+        if any(kv is None or kv.dim() != 6 or kv.shape[0] != meta["n_prompts"] for kv in prefixes.values()):
+            raise SoftpromptError(f"{directory / PREFIXES} does not hold the prefixes softprompt.json describes; retrain or restore it")
+    return prompts, prefixes
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:

@@ -24,16 +24,18 @@ from ensembles.metrics import classification_metrics, generation_metrics
 from ensembles.scoring import generate_texts, score_choices
 from softprompt.atomic import atomic_write_text
 from softprompt import distributed
-from softprompt.checkpoint import load_checkpoint, save_checkpoint
+from softprompt.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from softprompt.config import TrainConfig
 from softprompt.errors import SoftpromptError
 from softprompt.models import FrozenT5, enable_gradient_checkpointing
-from softprompt.optim import clip_grad_norm_per_prompt, make_optimizer
+from softprompt.optim import clip_grad_norm_per_prompt, make_bank_optimizer
 from softprompt.prefixes import PrefixBank, PrefixShape
 from softprompt.prompted import PromptedT5, per_prompt_token_stats
 from softprompt.prompts import PromptBank, init_bank
 from softprompt.store import META, model_fingerprint, save_run
 from softprompt.tasks import Example, Task
+from softprompt.transfer import InitChoice, apply_init_from
+from softprompt.tracking import TrainingLog
 
 
 RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing", "output_dir"}  # settings a resumed run may change (e.g. train longer)
@@ -128,14 +130,21 @@ def train(
     val_examples: Sequence[Example],
     resume: bool = False,
     progress: bool = True,
+    init_choice: InitChoice | None = None,
 ) -> TrainResult:
-    """Train ``cfg.n_prompts`` prompts jointly; write checkpoints and the final artefacts."""
+    """Train ``cfg.n_prompts`` prompts jointly; write checkpoints and the final artefacts.
+
+    ``cfg.init_from`` starts the banks from other runs' prompts (``softprompt.transfer``);
+    ``init_choice`` holds the sources picked for ``--init-from auto``."""
     if not train_examples:
         raise SoftpromptError("the training split is empty; check --train-file or the task's data")
     if not val_examples:
         raise SoftpromptError("the validation split is empty; check --validation-file or the task's data")
     torch.manual_seed(cfg.seed)
     prompted = build_prompted(frozen, cfg, task.label_words)
+    init_from = None
+    if cfg.init_from and not (resume and has_checkpoint(cfg.output_dir)):  # a resumed run's banks come from its checkpoint
+        init_from = apply_init_from(prompted, frozen.config, cfg.init_from, cfg.prompt_seeds, init_choice)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(frozen.model)
     banks = _banks(prompted)
@@ -146,9 +155,11 @@ def train(
             f"{cfg.model}: {frozen_count:,} frozen parameters, {trainable:,} trainable "
             f"({cfg.n_prompts} prompts; {100 * trainable / frozen_count:.3f}% of the model)"
         )
-    optimizer = make_optimizer(cfg.optimizer, params, cfg.lr, cfg.weight_decay)
+    recipes = cfg.recipes()  # each bank its own optimizer and lr, one step per batch
+    optimizer = make_bank_optimizer([(list(bank.parameters()), *recipes[name]) for name, bank in banks.items()], cfg.weight_decay)
     n = cfg.n_prompts
     state: dict[str, Any] = {"step": 0, "best_metric": [-math.inf] * n, "best_step": [0] * n, "since_best": 0, "history": []}
+    state["init_from"] = init_from  # recorded in softprompt.json; a resumed run keeps its checkpoint's record
     best = {k: v.detach().clone() for k, v in _bank_state(banks).items()}
     loaded = load_checkpoint(cfg.output_dir, optimizer) if resume else None
     if loaded is not None:
@@ -162,6 +173,7 @@ def train(
         _load_bank_state(banks, bank_tensors)
         state = saved
     state["config"] = cfg.to_dict()
+    log = TrainingLog(state, cfg.log_every, task.metric, cfg.report_to, cfg.output_dir, state["config"])  # trackers: main process only (accelerate)
 
     device = frozen.model.get_input_embeddings().weight.device
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="training", disable=not (progress and distributed.is_main()), dynamic_ncols=True)
@@ -177,19 +189,23 @@ def train(
                 f"(step {_checkpoint_step(cfg.output_dir)}) is kept — lower --lr or use --dtype float32"
             )
         distributed.all_reduce_grads(params)
-        clip_grad_norm_per_prompt(params, cfg.max_grad_norm)
+        grad_norms = clip_grad_norm_per_prompt(params, cfg.max_grad_norm)  # (N,) before clipping
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         state["step"] = step + 1
         bar.update(1)
         bar.set_postfix(loss=f"{losses.mean().item():.4f}")
+        metrics = None
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
-            stopped_early = _evaluate(prompted, task, val_examples, cfg, state, banks, best, losses.tolist(), bar)
+            metrics, stopped_early = _evaluate(prompted, task, val_examples, cfg, state, banks, best, bar)
+        log.record(losses.tolist(), grad_norms.tolist(), [group["lr"] for group in optimizer.param_groups], metrics)
         if distributed.is_main() and (state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps or stopped_early):
             save_checkpoint(cfg.output_dir, _bank_state(banks), best, optimizer, state)
+            atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))  # curves of a live run
         if stopped_early:
             break
     bar.close()
+    log.close()
     _load_bank_state(banks, best)
     if distributed.is_main():
         meta = _run_meta(cfg, frozen, task, state, trainable)
@@ -225,8 +241,8 @@ def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Te
     return distributed.all_reduce_sum(loss_sum.detach()) / token_count
 
 
-def _evaluate(prompted, task, val_examples, cfg, state, banks, best, losses, bar) -> bool:
-    """Validate, keep each prompt's best weights; True when patience ran out."""
+def _evaluate(prompted, task, val_examples, cfg, state, banks, best, bar) -> tuple[list[float], bool]:
+    """Validate, keep each prompt's best weights; (each prompt's metric, whether patience ran out)."""
     metrics = validate(prompted, task, val_examples, cfg)
     improved = False
     current = _bank_state(banks)
@@ -236,10 +252,9 @@ def _evaluate(prompted, task, val_examples, cfg, state, banks, best, losses, bar
             for name, tensor in current.items():
                 best[name][i] = tensor[i].detach()
     state["since_best"] = 0 if improved else state["since_best"] + 1
-    state["history"].append({"step": state["step"], "train_loss": losses, task.metric: metrics})
     if not bar.disable:  # the main process's bar
         bar.write(f"step {state['step']}: {task.metric} " + " ".join(f"{m:.4f}" for m in metrics))
-    return cfg.patience is not None and state["since_best"] >= cfg.patience
+    return metrics, cfg.patience is not None and state["since_best"] >= cfg.patience
 
 
 def _banks(prompted: PromptedT5) -> dict[str, torch.nn.Module]:
@@ -274,6 +289,7 @@ def _run_meta(cfg: TrainConfig, frozen: FrozenT5, task: Task, state: dict[str, A
             if cfg.deep_prefix
             else None
         ),
+        "init_from": state.get("init_from"),  # prompt transfer: source run and prompt of each prompt
         "best": [{"prompt": i, "step": s, task.metric: m} for i, (s, m) in enumerate(zip(state["best_step"], state["best_metric"]))],
         "train_args": cfg.to_dict(),
     }

@@ -1,10 +1,11 @@
 """The command line end to end: train → ensemble-eval → neighbors → sweep → plot-scale → demo.
 
-Runs on real SuperGLUE files from ../shared/data with a tiny random T5 saved to a local directory
+Runs on the RTE and SST-2 fixtures in tests/data with a tiny random T5 saved to a local directory
 (built in-process), exactly as a user would call the commands.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -13,9 +14,9 @@ from click.testing import CliRunner
 
 from softprompt.cli import cli
 from softprompt.store import read_meta
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-RTE = SHARED_DATA / "superglue" / "rte"
+RTE = TEST_DATA / "superglue" / "rte"
 DATA = ["--task", "rte", "--train-file", str(RTE / "train.jsonl"), "--validation-file", str(RTE / "val.jsonl")]
 SMALL = ["--train-size", "16", "--eval-size", "8", "--n-prompts", "3", "--prompt-length", "4", "--steps", "2",
          "--batch-size", "4", "--eval-every", "2", "--max-source-length", "64", "--quiet"]
@@ -75,15 +76,37 @@ def test_demo_runs_end_to_end_on_t5_nano(tmp_path, monkeypatch):
     """A tiny demo on the shipped t5-nano (SST-2 files stand in for the fetched reviews: same format)."""
     import softprompt.demo as demo
 
-    sst2 = SHARED_DATA / "glue" / "sst2"
+    sst2 = TEST_DATA / "glue" / "sst2"
     monkeypatch.setattr(demo, "fetch_reviews", lambda: (sst2 / "train.tsv", sst2 / "dev.tsv"))
     result = _invoke("demo", "--output-dir", tmp_path / "demo", "--steps", 2, "--train-size", 16, "--eval-size", 8, "--n-prompts", 2)
     assert "ensemble: confidence" in result.output and "baseline: always" in result.output
     assert (tmp_path / "demo" / "neighbors.png").is_file() and (tmp_path / "demo" / "reviews_eval.json").is_file()
+    assert (tmp_path / "demo" / "curves.png").is_file() and (tmp_path / "demo" / "curves.svg").is_file()
     assert read_meta(tmp_path / "demo" / "prompts")["model"]["name"] == "t5-nano"
 
 
 def test_console_script_help_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "softprompt.cli", "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("train", "ensemble-eval", "neighbors", "sweep", "plot-scale", "demo", "export-peft", "import-peft"):
+    for command in ("train", "ensemble-eval", "neighbors", "sweep", "plot-scale", "plot-history", "demo", "export-peft", "import-peft"):
         assert command in out
+
+
+@pytest.mark.parametrize("show", [False, True])
+def test_cli_keeps_third_party_warnings_off_stderr_unless_asked(run_dir, tmp_path, show):
+    """A real scoring pass in a subprocess, plus a library-style FutureWarning raised while the command runs."""
+    code = (
+        "import sys, warnings; from softprompt import cli; import softprompt.prompted as p; "
+        "score = p.PromptedT5.score\n"
+        "def noisy(*a, **k):\n"
+        "    warnings.warn('old argument is deprecated', FutureWarning)\n"
+        "    return score(*a, **k)\n"
+        "p.PromptedT5.score = noisy; sys.argv[0] = 'softprompt'; cli.main()"
+    )
+    env = {**os.environ, "SOFTPROMPT_SHOW_WARNINGS": "1"} if show else {k: v for k, v in os.environ.items() if k != "SOFTPROMPT_SHOW_WARNINGS"}
+    result = subprocess.run([sys.executable, "-c", code, "ensemble-eval", "--prompts", str(run_dir), "--task", "rte",
+                             "--data-file", str(RTE / "val.jsonl"), "--limit", "4", "--output", str(tmp_path / "eval.json"), "--quiet"],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert ("FutureWarning: old argument is deprecated" in result.stderr) == show
+    if not show:
+        assert result.stderr == ""

@@ -28,14 +28,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-RTE = SHARED_DATA / "superglue" / "rte"
-BOOLQ = SHARED_DATA / "superglue" / "boolq"
-CB = SHARED_DATA / "superglue" / "cb"
-MULTIRC = SHARED_DATA / "superglue" / "multirc"
-SST2 = SHARED_DATA / "glue" / "sst2"
-pytestmark = pytest.mark.skipif(not (RTE / "train.jsonl").is_file(), reason="SuperGLUE data not available")
+RTE = TEST_DATA / "superglue" / "rte"
+BOOLQ = TEST_DATA / "superglue" / "boolq"
+CB = TEST_DATA / "superglue" / "cb"
+MULTIRC = TEST_DATA / "superglue" / "multirc"
+SST2 = TEST_DATA / "glue" / "sst2"
 
 ARTEFACTS = ("softprompt.json", "prompts.safetensors", "prefixes.safetensors")
 
@@ -786,3 +785,123 @@ def test_subprocess_one_line_exit_2(name, subprocesses):
     assert_one_line_error(Result(process.returncode, out, err), *SUBPROCESS_CASES[name][1])
     assert process.returncode == 2
     assert not (tmp / "out").exists()
+
+
+# ============================================================================= hub data
+
+
+def test_train_hub_unreachable_names_the_source(tiny_model_dir, tmp_path, monkeypatch):
+    from softprompt import data as data_module
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'tuetschek/e2e_nlg' on the Hub (ConnectError)")
+
+    monkeypatch.setattr(data_module.datasets, "load_dataset", offline)
+    result = run_cli("train", "--model", tiny_model_dir, "--task", "e2e_nlg", *SMALL, "--output-dir", tmp_path / "out")
+    assert_one_line_error(result, "could not load the train split of tuetschek/e2e_nlg (config default, revision "
+                          "refs/convert/parquet) from the Hugging Face hub (Couldn't reach", "pass local files with "
+                          "--train-file/--validation-file (--data-file for ensemble-eval)", "--dataset-revision")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_dataset_revision_on_custom_task(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--task", "custom", "--input-template",
+                                 "{premise}", "--target-column", "hypothesis", "--dataset-revision", "main"))
+    assert_one_line_error(result, "--dataset-revision applies to tasks read from the Hugging Face hub; custom tasks "
+                          "read local files", "drop it")
+    assert not (tmp_path / "out").exists()
+
+
+# ============================================================================= training curves
+
+
+def _missing_tracker() -> str:
+    """An experiment tracker whose package is really not installed here (wandb, mlflow, ...)."""
+    import importlib.util
+
+    from softprompt.tracking import PACKAGES, available_trackers
+
+    missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None and name not in available_trackers()]
+    if not missing:
+        pytest.skip("every experiment tracker is installed")
+    return missing[0]
+
+
+def test_train_report_to_tracker_not_installed(tiny_model_dir, data, tmp_path):
+    name = _missing_tracker()
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--report-to", name))
+    assert_one_line_error(result, f"--report-to {name} needs the", "package, which is not installed",
+                          'pip install "softprompt[tracking]"')
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_report_to_unknown_tracker(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--report-to", "tensorbord"))
+    assert_one_line_error(result, "unknown --report-to 'tensorbord'; use none, all or a comma-separated list of: tensorboard")
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_log_every_zero(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--log-every", "0"))
+    assert_one_line_error(result, "--log-every must be a positive integer, got 0")
+    assert not (tmp_path / "out").exists()
+
+
+def test_plot_history_not_a_run(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("plot-history", tmp_path / "empty", "--out", tmp_path / "c.png")
+    assert_one_line_error(result, "empty has no history.json; pass a run directory of `softprompt train`")
+    assert not (tmp_path / "c.png").exists()
+
+
+# ============================================================================= prompt transfer: train --init-from, similarity, retrieve
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--prompt-length", "5", "--init-from", "{run}"], "has input prompts of length 3, this run trains --prompt-length 5; use --prompt-length 3"),
+    (["--n-prompts", "3", "--init-from", "{run}#0", "--init-from", "{run}#1"],
+     "--init-from names 2 source prompts for 3 new prompts; give one (copied to every prompt) or one per prompt"),
+    (["--init-from", "{run}#5"], "has 2 prompt(s), indices 0..1"),
+    (["--init-from", "{run}#first"], "is not RUN or RUN#i (i a prompt index)"),
+    (["--init-from", "auto"], "--init-from auto needs a prompt library; add --library RUN"),
+    (["--library", "{run}"], "--library is only used by --init-from auto"),
+], ids=["prompt-length", "count", "index", "malformed", "auto-without-library", "library-without-auto"])
+def test_train_init_from_refusals(extra, message, run, tiny_model_dir, data, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(*train_args(tiny_model_dir, out, data, *[e.format(run=run) for e in extra]))
+    assert_one_line_error(result, message)
+    assert_no_artefacts(out)
+
+
+def test_train_init_from_another_model(run, t5_d48, data, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli(*train_args(t5_d48, out, data, "--init-from", run))
+    assert_one_line_error(result, "was trained on model", "prompts transfer only between runs of the same model")
+    assert_no_artefacts(out)
+
+
+def test_similarity_runs_of_different_models(run, t5_d48, data, tmp_path):
+    other = tmp_path / "d48"
+    assert run_cli(*train_args(t5_d48, other, data, "--steps", "1", "--eval-every", "1")).exit_code == 0
+    result = run_cli("similarity", run, other, "--output", tmp_path / "sim.json")
+    assert_one_line_error(result, "were trained on different models", "compare only runs of the same model")
+    assert not (tmp_path / "sim.json").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--bank", "prefixes"], "has no prefixes; choose --bank prompts or runs trained with deep prefixes (--deep-prefix)"),
+    (["--output", "{tmp}/sim.txt"], "--output must end with .json (a .csv is written beside it)"),
+    (["--plot", "{tmp}/sim.pdf"], "plot path must end with .png or .svg"),
+], ids=["no-such-bank", "output-format", "plot-format"])
+def test_similarity_refusals(extra, message, run, tmp_path):
+    result = run_cli("similarity", run, *[e.format(tmp=tmp_path) for e in extra])
+    assert_one_line_error(result, message)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--target", "{run}", "--top", "0"], "--top must be a positive integer, got 0"),
+    (["--target", "{run}#7"], "the run has 2 prompt(s), indices 0..1"),
+], ids=["zero-top", "target-index"])
+def test_retrieve_refusals(extra, message, run):
+    assert_one_line_error(run_cli("retrieve", "--library", run, *[e.format(run=run) for e in extra]), message)

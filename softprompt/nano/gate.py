@@ -52,7 +52,7 @@ def probe_config(args: argparse.Namespace, name: str, work: Path) -> TrainConfig
     return TrainConfig(model=name, task="sst2", output_dir=str(work / name), n_prompts=args.prompts,
                        prompt_length=0 if args.deep_prefix else args.prompt_length, deep_prefix=args.deep_prefix,
                        prefix_length=args.prompt_length, init="class-label", steps=args.steps, batch_size=args.batch_size,
-                       lr=args.lr, eval_every=max(1, args.steps // 4), checkpoint_every=args.steps, seed=args.seed,
+                       lr=args.lr, prefix_lr=args.lr, eval_every=max(1, args.steps // 4), checkpoint_every=args.steps, seed=args.seed,
                        max_source_length=64, max_target_length=8)
 
 
@@ -84,7 +84,8 @@ def run_gate(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
     settings = {name: getattr(args, name) for name in ("prompts", "prompt_length", "deep_prefix", "steps", "batch_size",
                                                          "train_size", "val_size", "dev_size", "seed")}
     resolved = probe_config(args, "t5-nano", Path("."))
-    settings.update(optimizer=resolved.optimizer, lr=resolved.lr)
+    optimizer, lr = resolved.recipes()["prefixes" if args.deep_prefix else "prompts"]
+    settings.update(optimizer=optimizer, lr=lr)
     report: dict[str, Any] = {"model": args.model, "pretrain_step": state.get("step"), "settings": settings, "swap": {}, "sst2": {}}
     for label, model in (("t5-nano", frozen), ("random twin", twin)):
         report["swap"][label] = swap_check(model, corpus, cfg, args.swap_batches)

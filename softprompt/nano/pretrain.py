@@ -1,4 +1,5 @@
-"""Pre-train t5-nano: T5 span corruption, then a short LM-adaptation (prefix LM) phase.
+"""Pre-train t5-nano: T5 span corruption, then a short LM-adaptation (prefix LM) phase, optionally
+mixed with supervised text-to-text tasks (``softprompt.nano.mixture``).
 
 ``python -m softprompt.nano.pretrain --corpus DIR --out DIR --minutes M`` trains a T5 v1.1-style
 model (gated-GELU, no dropout, tied embeddings, the T5 vocabulary) on a corpus built by
@@ -9,12 +10,22 @@ uninterrupted one would be. ``OUT/model`` is rewritten every ``--checkpoint-minu
 Hugging Face T5 directory (config, safetensors weights, tokenizer) plus ``optimizer.safetensors``
 and ``state.json``; ``OUT/log.jsonl`` holds the loss curves, with validation losses and the
 encoder-swap gap (loss with other examples' encoder inputs minus matched loss).
+
+Objectives per step: a share ``--mixture-share`` of the steps (drawn from (seed, step)) are batches
+of the supervised mixture; the others are span corruption before the LM-adaptation phase (the last
+``--lm-fraction`` of the steps; before it, a share ``--lm-share`` of them are prefix LM too) and
+prefix LM inside it. ``--init-from DIR`` starts from a trained model's weights (e.g. the shipped
+t5-nano) instead of a random initialisation, with a fresh optimiser and schedule.
+
+    python -m softprompt.nano.pretrain --corpus /work/nano-corpus --out /work/nano-v2 --init-from softprompt/assets/t5-nano \
+        --steps 1500 --lr 5e-3 --warmup 100 --lm-fraction 0 --lm-share 0.5 --mixture-share 0.5
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import shutil
@@ -32,6 +43,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 from softprompt.atomic import atomic_write_text
 from softprompt.models import load_tokenizer
 from softprompt.nano.corpus import TokenCorpus, window_starts
+from softprompt.nano.mixture import Mixture, fetch_mixture
 
 SENTINEL_0 = 32099  # <extra_id_0>; <extra_id_k> is SENTINEL_0 - k in the T5 vocabulary
 EOS, PAD = 1, 0
@@ -53,6 +65,8 @@ class PretrainConfig:
     mean_span: float = 3.0
     lm_fraction: float = 0.2  # last share of the steps: prefix-LM instead of span corruption
     lm_target_length: int = 32
+    lm_share: float = 0.0  # before the LM phase: share of the non-mixture steps that are prefix LM
+    mixture_share: float = 0.0  # share of all steps that are supervised-mixture batches
     lr: float = 2e-2
     final_lr: float = 1e-5
     warmup: int = 200
@@ -147,6 +161,26 @@ def make_batch(tokens: np.ndarray, starts: np.ndarray, cfg: PretrainConfig, obje
             "labels": torch.from_numpy(np.stack([target for _, target in pairs]))}
 
 
+def mixture_batch(mixture: Mixture, tokenizer, cfg: PretrainConfig, rng: np.random.Generator, split: str = "train") -> dict[str, torch.Tensor]:
+    """A batch of supervised (instruction + text -> label word) examples, inputs cut to ``input_length``."""
+    sources, targets = zip(*mixture.examples(cfg.batch_size, rng, split))
+    inputs = tokenizer(list(sources), max_length=cfg.input_length, truncation=True, padding="max_length", return_tensors="pt")
+    labels = tokenizer(list(targets), padding="longest", return_tensors="pt")
+    return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],
+            "labels": labels["input_ids"].masked_fill(labels["attention_mask"] == 0, -100)}  # (B, S) -100 = padding
+
+
+def step_objective(cfg: PretrainConfig, step: int, total: int) -> str:
+    """``"span"``, ``"lm"`` or ``"mixture"``: the objective of training step ``step``, from (seed, step)."""
+    lm_phase = step >= lm_start_step(cfg, total)
+    if not (cfg.mixture_share or cfg.lm_share):
+        return "lm" if lm_phase else "span"
+    draw = np.random.default_rng([cfg.seed, step, 1]).random(2)
+    if draw[0] < cfg.mixture_share:
+        return "mixture"
+    return "lm" if lm_phase or draw[1] < cfg.lm_share else "span"
+
+
 def window_length(cfg: PretrainConfig, objective: str) -> int:
     """Raw corpus tokens one example of ``objective`` reads."""
     if objective == "span":
@@ -154,13 +188,18 @@ def window_length(cfg: PretrainConfig, objective: str) -> int:
     return cfg.input_length - 1 + cfg.lm_target_length
 
 
-def training_batch(corpus: TokenCorpus, cfg: PretrainConfig, step: int, total: int) -> tuple[str, dict[str, torch.Tensor]]:
-    """The objective and batch of training step ``step`` (0-based), a function of (seed, step)."""
-    lm_start = lm_start_step(cfg, total)
-    objective, index = ("span", step) if step < lm_start else ("lm", step - lm_start)
+def training_batch(corpus: TokenCorpus, cfg: PretrainConfig, step: int, total: int,
+                   mixture: tuple[Mixture, Any] | None = None) -> tuple[str, dict[str, torch.Tensor]]:
+    """The objective and batch of training step ``step`` (0-based), a function of (seed, step);
+    ``mixture`` is (the mixture, a tokenizer), needed when ``cfg.mixture_share`` > 0."""
+    objective, rng = step_objective(cfg, step, total), np.random.default_rng([cfg.seed, step])
+    if objective == "mixture":
+        return objective, mixture_batch(*mixture, cfg, rng)
+    plain = not (cfg.mixture_share or cfg.lm_share)  # the original schedule: each phase reads its windows in order
+    index = step - lm_start_step(cfg, total) if plain and objective == "lm" else step
     tokens = corpus.splits["train"]
     starts = window_starts(len(tokens), window_length(cfg, objective), cfg.batch_size, index, cfg.seed)
-    return objective, make_batch(tokens, starts, cfg, objective, np.random.default_rng([cfg.seed, step]))
+    return objective, make_batch(tokens, starts, cfg, objective, rng)
 
 
 def lm_start_step(cfg: PretrainConfig, total: int) -> int:
@@ -277,23 +316,46 @@ def restore_optimizer(optimizer: RMSScaledAdamW, model: T5ForConditionalGenerati
     optimizer.steps_taken = steps
 
 
+def initial_model(cfg: PretrainConfig, init_from: str | Path | None) -> tuple[T5ForConditionalGeneration, PretrainConfig, dict[str, Any] | None]:
+    """(model, cfg, provenance) of a fresh run: random weights, or ``init_from``'s weights in float32 with
+    ``cfg``'s architecture fields taken from that model; provenance names the source and its weights' SHA-256."""
+    torch.manual_seed(cfg.seed)
+    if init_from is None:
+        return T5ForConditionalGeneration(cfg.t5_config()), cfg, None
+    model = T5ForConditionalGeneration.from_pretrained(init_from, dtype=torch.float32)
+    c = model.config
+    cfg = dataclasses.replace(cfg, d_model=c.d_model, d_ff=c.d_ff, d_kv=c.d_kv, num_heads=c.num_heads, num_layers=c.num_layers)
+    weights = Path(init_from) / "model.safetensors"
+    return model, cfg, {"path": str(Path(init_from).resolve()), "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+
+
 def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minutes: float | None = None, device: str = "cpu",
-             log_every: int = 10, eval_every: int = 250, eval_batches: int = 4, checkpoint_minutes: float = 5.0) -> dict[str, Any]:
+             log_every: int = 10, eval_every: int = 250, eval_batches: int = 4, checkpoint_minutes: float = 5.0,
+             init_from: str | Path | None = None) -> dict[str, Any]:
     """Train (or resume, if ``out`` holds a checkpoint) until the schedule ends or ``minutes`` pass;
-    returns the final state. On resume the stored configuration wins over ``cfg``."""
+    returns the final state. On resume the stored configuration wins over ``cfg`` (and ``init_from``)."""
     out, started, torch_device = Path(out), time.monotonic(), torch.device(device)
     out.mkdir(parents=True, exist_ok=True)
     corpus, loaded = TokenCorpus(corpus_dir), load_checkpoint(out)
     if loaded is None:
         if cfg.steps is None and (minutes is None or cfg.warmup < CALIBRATION_STEPS):
             raise SystemExit(f"give --steps, or --minutes with --warmup >= {CALIBRATION_STEPS} to size the schedule")
-        torch.manual_seed(cfg.seed)
-        model, tensors, state = T5ForConditionalGeneration(cfg.t5_config()), {}, {
+        model, cfg, origin = initial_model(cfg, init_from)
+        tensors, state = {}, {
             "step": 0, "total_steps": cfg.steps, "config": dataclasses.asdict(cfg), "corpus": str(Path(corpus_dir).resolve()),
             "corpus_manifest_sha256": corpus.manifest_sha256, "input_tokens": 0, "target_tokens": 0, "train_seconds": 0.0}
+        if origin is not None:
+            state["init_from"] = origin
     else:
         model, tensors, state = loaded
         cfg = PretrainConfig(**state["config"])
+    mixture = None
+    if cfg.mixture_share:
+        mixture = (fetch_mixture(), load_tokenizer())
+        trained_on = {row["source"]: row.get("rows_sha256") for row in state.get("mixture", [])}
+        if any(digest not in (None, mixture[0].digests.get(name)) for name, digest in trained_on.items()):
+            raise SystemExit(f"the cached mixture rows differ from those {out} was trained on; restore them to resume")
+        state["mixture"] = mixture[0].table()
     model.to(torch_device).train()
     params, optimizer = list(model.parameters()), RMSScaledAdamW(model.parameters(), lr=cfg.lr)
     restore_optimizer(optimizer, model, tensors, state.pop("optimizer_steps", 0))
@@ -301,12 +363,15 @@ def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minut
     lines = log_path.read_text().splitlines() if log_path.is_file() else []
     atomic_write_text(log_path, "".join(line + "\n" for line in lines if json.loads(line)["step"] <= state["step"]))
     validation = {objective: validation_batches(corpus, cfg, objective, eval_batches) for objective in ("span", "lm")}
+    if mixture is not None:  # fixed validation examples of the mixture's own validation split
+        rng = np.random.default_rng([cfg.seed, 2**31])
+        validation["mixture"] = [mixture_batch(*mixture, cfg, rng, "validation") for _ in range(eval_batches)]
     last_checkpoint, window = time.monotonic(), [0.0, 0.0, 0]  # loss sum, seconds, steps since the last log line
     with open(log_path, "a") as log:
         while state["total_steps"] is None or state["step"] < state["total_steps"]:
             step, tick = state["step"], time.monotonic()
             total = state["total_steps"] or 10**9  # None only while calibrating, inside the warmup
-            objective, batch = training_batch(corpus, cfg, step, total)
+            objective, batch = training_batch(corpus, cfg, step, total, mixture)
             lr = learning_rate(cfg, step, total)
             loss = train_step(model, optimizer, params, {k: v.to(torch_device) for k, v in batch.items()}, lr, cfg)
             seconds = time.monotonic() - tick
@@ -366,6 +431,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16", help="bf16 autocast or plain float32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest on a shared 2-core machine)")
+    parser.add_argument("--init-from", help="start from this model directory's weights (e.g. softprompt/assets/t5-nano); "
+                                            "architecture flags are then taken from it")
     for flag, default in (("--log-every", 10), ("--eval-every", 250), ("--eval-batches", 4), ("--checkpoint-minutes", 5.0)):
         parser.add_argument(flag, type=type(default), default=default)
     for field in dataclasses.fields(PretrainConfig):
@@ -379,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.minutes is None and args.steps is None and not (Path(args.out) / "model").is_dir():
         parser.error("give --minutes or --steps")
     state = pretrain(args.corpus, args.out, cfg, args.minutes, args.device, args.log_every, args.eval_every,
-                     args.eval_batches, args.checkpoint_minutes)
+                     args.eval_batches, args.checkpoint_minutes, args.init_from)
     print(f"stopped at step {state['step']} of {state['total_steps']}; model: {Path(args.out) / 'model'}")
 
 

@@ -19,6 +19,8 @@ from softprompt.config import TrainConfig
 from softprompt.data import load_examples
 from softprompt.errors import SoftpromptError
 from softprompt.models import FrozenT5, random_t5
+from softprompt.prompted import PromptedT5
+from softprompt.prompts import PromptBank
 from softprompt.store import META, read_meta
 from softprompt.tasks import Example, Task
 from softprompt.train import train
@@ -43,6 +45,18 @@ def probe_splits(task: Task, train_file: str | Path, dev_file: str | Path, train
 def majority_predictions(train_examples: list[Example], dev: list[Example]) -> np.ndarray:
     """The training set's most frequent label, predicted for every dev example: (M,)."""
     return np.full(len(dev), int(np.bincount([e.label for e in train_examples]).argmax()))
+
+
+def zero_shot_scores(frozen: FrozenT5, dev: list[Example], max_source_length: int) -> np.ndarray:
+    """Log-likelihood of every dev example's choices with no prompt at all: (M, K). With inputs worded as
+    in pre-training (e.g. the mixture's ``review sentiment: {sentence}``), it asks whether the backbone
+    itself has the skill, before any prompt is trained.
+
+    >>> zero_shot_scores(load_frozen_t5("t5-nano"), dev, 64).shape  # doctest: +SKIP
+    (872, 2)
+    """
+    empty = PromptedT5(frozen, PromptBank(1, 0, frozen.config.d_model))
+    return score_choices(empty, dev, [0], max_source_length).log_likelihood[0]
 
 
 def tune_and_score(frozen: FrozenT5, cfg: TrainConfig, task: Task, splits: tuple[list[Example], ...], reuse: bool = False) -> np.ndarray:

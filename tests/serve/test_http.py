@@ -5,9 +5,11 @@ correctly after each; the API key; Prometheus metrics."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import random
 import re
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -170,12 +172,29 @@ def test_bad_classify_requests_get_one_line_errors(server, reference, body, stat
     ("/v1/generate", {"task": "e2e_nlg", "texts": ["x"], "max_new_tokens": 0}, None, 422, "max_new_tokens: Input should be greater than or equal to 1"),
     ("/v1/generate", {"task": "e2e_nlg", "texts": ["x"], "num_beams": 99}, None, 422, "num_beams 99 is over the server's limit of 8 (--max-beams)"),
     ("/v1/generate", {"task": "sst2", "texts": ["x"]}, None, 422, "send it to /v1/classify"),
-    ("/v1/classify", None, b"x" * 3_000_000, 413, "the limit is"),
     ("/v1/nothing", {}, None, 404, "no route POST /v1/nothing; endpoints:"),
 ])
 def test_malformed_and_oversized_requests(server, reference, path, body, raw, status, message):
     got, answer = server.request("POST", path, body, raw=raw)
     assert got == status and message in answer["error"], answer
+    _answers_still_right(server, reference)
+
+
+def test_an_oversized_body_is_refused_from_its_length_alone(server, reference):
+    """The 413 comes from the Content-Length header, before any of the body is read: the client sends
+    the header only (a client still sending a large body may see the connection close under it)."""
+    connection = http.client.HTTPConnection(urllib.parse.urlsplit(server.url).netloc, timeout=60)
+    try:
+        connection.putrequest("POST", "/v1/classify")
+        for name, value in (("Content-Type", "application/json"), ("Content-Length", "3000000"),
+                            ("Authorization", f"Bearer {server.key}")):
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 413 and "request body of 3000000 bytes; the limit is" in answer["error"], answer
     _answers_still_right(server, reference)
 
 

@@ -3,16 +3,18 @@
 import pytest
 
 from softprompt.config import TrainConfig
+from softprompt.errors import SoftpromptError
 
 
-@pytest.mark.parametrize("deep_prefix, prompt_length, optimizer, lr", [
-    (False, 20, "adafactor", 0.3),  # input prompts: Lester et al.
-    (True, 0, "adamw", 3e-4),  # deep prefixes: Li & Liang's optimiser (Adafactor 0.3 wrecks the prefix MLP)
-    (True, 20, "adamw", 3e-4),  # both together: one optimiser, the prefixes' one
+@pytest.mark.parametrize("deep_prefix, prompt_length, bank, recipe", [
+    (False, 20, "prompts", ("adafactor", 0.3)),  # input prompts: Lester et al.
+    (True, 0, "prefixes", ("adamw", 3e-4)),  # deep prefixes: Li & Liang's optimiser (Adafactor 0.3 wrecks the prefix MLP)
+    (True, 20, "prompts", ("adafactor", 0.3)),  # both together: each bank keeps its own recipe
+    (True, 20, "prefixes", ("adamw", 3e-4)),
 ])
-def test_default_optimizer_and_lr_follow_what_is_trained(deep_prefix, prompt_length, optimizer, lr):
+def test_default_optimizer_and_lr_follow_what_is_trained(deep_prefix, prompt_length, bank, recipe):
     cfg = TrainConfig(deep_prefix=deep_prefix, prompt_length=prompt_length)
-    assert (cfg.optimizer, cfg.lr) == (optimizer, lr)
+    assert cfg.recipes()[bank] == recipe
 
 
 def test_explicit_optimizer_and_lr_win():
@@ -29,3 +31,31 @@ def test_differences_ignore_prefix_settings_unless_prefixes_are_trained():
     with_prefixes = TrainConfig(deep_prefix=True, prefix_length=10).to_dict()
     assert TrainConfig(deep_prefix=True, prefix_length=20).differences(with_prefixes) == ["prefix_length"]
     assert "deep_prefix" in TrainConfig(prefix_length=20).differences(with_prefixes)
+
+
+def test_each_bank_recipe_can_be_overridden_alone():
+    cfg = TrainConfig(deep_prefix=True, prompt_length=20, prefix_optimizer="adafactor")
+    assert cfg.recipes() == {"prompts": ("adafactor", 0.3), "prefixes": ("adafactor", 0.3)}
+    cfg = TrainConfig(deep_prefix=True, prompt_length=20, optimizer="adamw", prefix_lr=1e-2)
+    assert cfg.recipes() == {"prompts": ("adamw", 1e-3), "prefixes": ("adamw", 1e-2)}
+    with pytest.raises(SoftpromptError, match="unknown --prefix-optimizer 'sgd'"):
+        TrainConfig(deep_prefix=True, prefix_optimizer="sgd")
+    with pytest.raises(SoftpromptError, match="--prefix-lr must be > 0"):
+        TrainConfig(deep_prefix=True, prefix_lr=0.0)
+
+
+def test_differences_count_each_recipe_only_when_its_bank_is_trained():
+    both = TrainConfig(deep_prefix=True, prompt_length=20).to_dict()
+    assert TrainConfig(deep_prefix=True, prompt_length=20, prefix_lr=1e-3).differences(both) == ["prefix_lr"]
+    assert TrainConfig(deep_prefix=True, prompt_length=20, lr=0.1).differences(both) == ["lr"]
+    prefixes_only = TrainConfig(deep_prefix=True, prompt_length=0).to_dict()
+    assert TrainConfig(deep_prefix=True, prompt_length=0, optimizer="adamw", lr=0.1).differences(prefixes_only) == []
+    assert TrainConfig(prompt_length=20, prefix_lr=0.5).differences(TrainConfig(prompt_length=20).to_dict()) == []
+
+
+def test_differences_read_a_run_from_before_per_bank_recipes_as_one_recipe_for_every_bank():
+    legacy = {k: v for k, v in TrainConfig(deep_prefix=True, prompt_length=0).to_dict().items() if not k.startswith("prefix_")}
+    legacy |= {"optimizer": "adamw", "lr": 3e-4, "prefix_length": 10, "prefix_sites": ["encoder", "decoder", "cross"], "prefix_init": "random"}
+    assert TrainConfig(deep_prefix=True, prompt_length=0).differences(legacy) == []  # its prefixes trained with AdamW 3e-4
+    both = legacy | {"prompt_length": 20}  # old joint runs stepped the prompts with the prefixes' AdamW too
+    assert TrainConfig(deep_prefix=True, prompt_length=20).differences(both) == ["lr", "optimizer"]

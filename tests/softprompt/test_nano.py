@@ -18,7 +18,7 @@ from softprompt.nano.pretrain import (
     SENTINEL_0, PretrainConfig, RMSScaledAdamW, learning_rate, prefix_lm_split, pretrain, random_spans_noise_mask,
     span_corrupt, span_lengths, training_batch,
 )
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
 TINY = dict(d_model=16, d_ff=32, d_kv=8, num_heads=2, num_layers=1, input_length=24, batch_size=4,
             lm_target_length=8, warmup=2, lm_fraction=0.34, steps=3, bf16=False)
@@ -165,7 +165,6 @@ def test_pretrain_writes_loadable_model_and_resumes_exactly(tiny_corpus, tmp_pat
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "glue" / "sst2" / "dev.tsv").is_file(), reason="needs ../shared/data/glue/sst2")
 def test_gate_reports_and_fails_an_untrained_model(tiny_corpus, tmp_path, capsys):
     pretrain(tiny_corpus, tmp_path / "run", PretrainConfig(**TINY))
     report_file = tmp_path / "gate.json"
@@ -215,7 +214,6 @@ def test_swap_check_alone_is_never_a_gate_pass(tiny_corpus, tmp_path, capsys):
     assert "not a gate pass" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "glue" / "sst2" / "dev.tsv").is_file(), reason="needs ../shared/data/glue/sst2")
 def test_probe_reuses_only_a_finished_run_with_the_same_settings(tmp_path):
     from dataclasses import replace
 
@@ -224,7 +222,7 @@ def test_probe_reuses_only_a_finished_run_with_the_same_settings(tmp_path):
     from softprompt.nano.probe import probe_splits, tune_and_score
     from softprompt.tasks import get_task
 
-    task, sst2 = get_task("sst2"), SHARED_DATA / "glue" / "sst2"
+    task, sst2 = get_task("sst2"), TEST_DATA / "glue" / "sst2"
     splits = probe_splits(task, sst2 / "train.tsv", sst2 / "dev.tsv", 8, 4, 6, seed=0)
     cfg = TrainConfig(model="tiny", task="sst2", output_dir=str(tmp_path / "run"), n_prompts=2, prompt_length=2, steps=2,
                       batch_size=2, eval_every=2, checkpoint_every=2, max_source_length=16, max_target_length=4)
@@ -237,3 +235,98 @@ def test_probe_reuses_only_a_finished_run_with_the_same_settings(tmp_path):
     assert meta.stat().st_mtime_ns == written and np.array_equal(first, again)
     with pytest.raises(SoftpromptError, match="other settings \\(lr\\)"):
         tune_and_score(frozen, replace(cfg, lr=0.1), task, splits, reuse=True)
+
+
+# ----------------------------------------------------------------------------- supervised mixture (v2)
+
+from softprompt.nano import mixture as nano_mixture  # noqa: E402
+from softprompt.nano.pretrain import step_objective  # noqa: E402
+
+
+def _mixture_rows(n: int = 60) -> dict[str, list[tuple[str, int]]]:
+    """A few in-memory rows per source: skewed labels (90 % class 0), distinct texts."""
+    return {s.name: [(f"{s.name} text number {i} " + "word " * (i % 50), 0 if i % 10 else 1) for i in range(n)]
+            for s in nano_mixture.SOURCES}
+
+
+def test_mixture_examples_use_label_words_varied_instructions_and_balanced_classes():
+    mix = nano_mixture.Mixture(_mixture_rows())
+    examples = mix.examples(600, np.random.default_rng(0))
+    by_source = {s.name: s for s in nano_mixture.SOURCES}
+    wordings, labels = set(), []
+    for source_text, target in examples:
+        name = next(n for n in by_source if f"{n} text number" in source_text)
+        source = by_source[name]
+        assert target in source.label_words[:2]  # rows only carry classes 0 and 1
+        matches = [i for i, t in enumerate(source.instructions)
+                   if source_text.startswith(t.split("{text}")[0]) and source_text.endswith(t.split("{text}")[1])]
+        wordings.update((name, i) for i in matches[-1:])  # the most specific wording ("sentiment: " is a suffix of another)
+        labels.append(source.label_words.index(target))
+        assert len(source_text.split()) <= nano_mixture.MAX_WORDS + 12  # the text is cut, the instruction kept
+    assert len(wordings) == sum(len(s.instructions) for s in nano_mixture.SOURCES)  # every wording is used
+    assert 0.4 < np.mean(labels) < 0.6  # classes drawn uniformly although the rows are 90 % class 0
+    assert examples == mix.examples(600, np.random.default_rng(0))  # a function of the generator alone
+    assert nano_mixture.format_example(by_source["review-sentiment"], "Lovely dress", 1, 0) == ("review sentiment: Lovely dress", "positive")
+    validation = [t for by_class in mix.splits["validation"] for texts in by_class for t in texts]
+    assert validation and all(nano_mixture.is_validation(t) for t in validation)
+    train = {t for by_class in mix.splits["train"] for texts in by_class for t in texts}
+    assert not train & set(validation)
+
+
+def test_mixture_readers_parse_each_wheel_format():
+    tweets = b'sentiment,confidence,text\r\nnegative,0.7,I hate \xd1 rain\r\npositive,0.9,"Great, day"\r\nodd,1,skip me\r\n'
+    assert nano_mixture._read_tweets(tweets) == [("I hate rain", 0), ("Great, day", 2)]
+    sarcasm = b'{"input": [{"role": "system", "content": "x"}, {"role": "user", "content": "man wins  war"}], "ideal": "1"}\r\n'
+    assert nano_mixture._read_sarcasm(sarcasm) == [("man wins war", 1)]
+    reuters = b"Category\tText\nd\tstring\nclass\t\n\nearn\tprofit up\nship\tport strike\nfoo\tdropped\n"
+    assert nano_mixture._read_reuters(reuters) == [("profit up", 0), ("port strike", 6)]
+    assert all(not any(bad in s.name for bad in ("sst", "rotten", "boolq", "rte", "cb")) for s in nano_mixture.SOURCES)
+    assert {s.family for s in nano_mixture.SOURCES}.isdisjoint({"natural language inference", "question answering"})
+
+
+def _cached_mixture(root: Path) -> Path:
+    """Write every source's rows where ``fetch_mixture`` looks, so no wheel is downloaded."""
+    for name, rows in _mixture_rows().items():
+        path = root / "mixture" / f"{name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def test_fetch_mixture_reads_the_cache_and_refuses_unknown_sources(tmp_path):
+    mix = nano_mixture.fetch_mixture(["headline-sarcasm"], directory=_cached_mixture(tmp_path))
+    assert [s.name for s in mix.sources] == ["headline-sarcasm"]
+    assert mix.table()[0]["wheel"] == "evals==3.0.1.post1" and "CC BY 4.0" in mix.table()[0]["licence"]
+    with pytest.raises(SoftpromptError, match="unknown mixture source"):
+        nano_mixture.fetch_mixture(["sst2"], directory=tmp_path)
+
+
+def test_objective_shares_follow_the_config():
+    cfg = PretrainConfig(**(TINY | {"lm_fraction": 0.0, "lm_share": 0.5, "mixture_share": 0.5}))
+    drawn = [step_objective(cfg, step, 4000) for step in range(4000)]
+    shares = {o: drawn.count(o) / len(drawn) for o in ("mixture", "lm", "span")}
+    assert abs(shares["mixture"] - 0.5) < 0.03 and abs(shares["lm"] - 0.25) < 0.03 and abs(shares["span"] - 0.25) < 0.03
+    plain = PretrainConfig(**(TINY | {"lm_fraction": 0.25}))  # no shares: the original phases, span then LM
+    assert [step_objective(plain, s, 8) for s in range(8)] == ["span"] * 6 + ["lm"] * 2
+
+
+def test_pretrain_with_mixture_from_a_model_resumes_exactly(tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("SOFTPROMPT_CACHE", str(_cached_mixture(tmp_path / "cache")))
+    pretrain(tiny_corpus, tmp_path / "base", PretrainConfig(**TINY))
+    base = tmp_path / "base" / "model"
+    cfg = PretrainConfig(**(TINY | {"lm_fraction": 0.0, "lm_share": 0.5, "mixture_share": 0.5, "steps": 4, "d_model": 8}))
+    full = pretrain(tiny_corpus, tmp_path / "full", cfg, log_every=1, eval_every=4, eval_batches=1, init_from=base)
+    assert full["config"]["d_model"] == 16  # the architecture comes from the starting model
+    assert full["init_from"]["weights_sha256"] and {r["source"] for r in full["mixture"]} == {s.name for s in nano_mixture.SOURCES}
+    assert math.isfinite(full["eval"]["mixture"]["loss"])
+    phases = [json.loads(line).get("phase") for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert "mixture" in phases
+    assert pretrain(tiny_corpus, tmp_path / "part", cfg, minutes=1e-9, init_from=base)["step"] == 1
+    pretrain(tiny_corpus, tmp_path / "part", cfg, log_every=1, eval_every=4, eval_batches=1)  # resumed: no init_from needed
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        a, b = load_file(tmp_path / "full" / "model" / name), load_file(tmp_path / "part" / "model" / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    tweets = tmp_path / "cache" / "mixture" / "tweet-sentiment.jsonl"
+    tweets.write_text(tweets.read_text().replace("number 1 ", "number one "))
+    with pytest.raises(SystemExit, match="cached mixture rows differ"):
+        pretrain(tiny_corpus, tmp_path / "full", cfg)

@@ -206,7 +206,7 @@ def test_prefix_tuning_trains_on_sst2_and_leaves_the_model_untouched(tmp_path):
     before_weights = {name: p.detach().clone() for name, p in frozen.model.state_dict().items()}
     cfg = TrainConfig(
         model="random-t5", task="sst2", output_dir=str(tmp_path), n_prompts=2, prompt_length=0, deep_prefix=True,
-        prefix_length=4, reparam_dim=16, reparam_hidden=32, steps=10, batch_size=8, optimizer="adamw", lr=3e-2,
+        prefix_length=4, reparam_dim=16, reparam_hidden=32, steps=10, batch_size=8, prefix_optimizer="adamw", prefix_lr=3e-2,
         eval_every=10, checkpoint_every=10, max_source_length=64, max_target_length=8,
     )
     initial = build_prompted(frozen, cfg, task.label_words)  # the same deterministic init train() starts from

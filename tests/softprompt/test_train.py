@@ -5,7 +5,10 @@ prompts, frozen base, artefacts that reproduce), not quality.
 """
 
 
+import json
+
 import pytest
+import safetensors.torch
 import torch
 
 from ensembles.pool import load_pool
@@ -15,10 +18,10 @@ from softprompt.errors import SoftpromptError
 from softprompt.models import random_t5
 from softprompt.store import read_meta
 from softprompt.tasks import get_task
-from softprompt.train import batch_indices, train, validate
-from tests.conftest import SHARED_DATA
+from softprompt.train import batch_indices, build_prompted, train, validate
+from tests.conftest import TEST_DATA
 
-RTE = SHARED_DATA / "superglue" / "rte"
+RTE = TEST_DATA / "superglue" / "rte"
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +96,33 @@ def test_resume_refuses_changed_settings(tmp_path, rte):
     train(_config(tmp_path, "run", steps=3), random_t5(), task, train_examples, val_examples, progress=False)
     with pytest.raises(SoftpromptError, match="prompt_length"):
         train(_config(tmp_path, "run", steps=6, prompt_length=5), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+
+
+def _checkpoint_banks(run_dir):
+    state = json.loads((run_dir / "checkpoint" / "state.json").read_text())
+    tensors = safetensors.torch.load_file(run_dir / "checkpoint" / state["tensors_file"])
+    return {k: v for k, v in tensors.items() if not k.startswith("best.")}  # current banks and optimiser state
+
+
+def test_prompts_and_prefixes_keep_their_own_recipes_and_resume_bit_identically(tmp_path, rte):
+    task, train_examples, val_examples = rte
+    both = dict(deep_prefix=True, prefix_length=2, reparam_dim=8, reparam_hidden=8, log_every=1, lr=None, steps=6)
+    full_cfg = _config(tmp_path, "full", **both)
+    assert full_cfg.recipes() == {"prompts": ("adafactor", 0.3), "prefixes": ("adamw", 3e-4)}
+    train(full_cfg, random_t5(), task, train_examples, val_examples, progress=False)
+    history = json.loads((tmp_path / "full" / "history.json").read_text())
+    assert len(history) == 6 and all(entry["lr"] == [0.3, 3e-4] for entry in history)  # one param group per bank
+    start = build_prompted(random_t5(), full_cfg, task.label_words)
+    full = _checkpoint_banks(tmp_path / "full")
+    moved = (full["bank.prompts.weight"] - start.prompts.weight).abs().max()
+    assert moved > 0.05  # Adafactor 0.3 moves the input prompts (AdamW 3e-4 would leave them within 0.006)
+    for name, tensor in start.prefixes.named_parameters():  # AdamW 3e-4: each element moves about lr per step
+        assert 0 < (full[f"bank.prefixes.{name}"] - tensor).abs().max() < 6 * 3 * 3e-4, name
+
+    train(_config(tmp_path, "part", **(both | {"steps": 3})), random_t5(), task, train_examples, val_examples, progress=False)
+    train(_config(tmp_path, "part", **both), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+    resumed = _checkpoint_banks(tmp_path / "part")
+    assert full.keys() == resumed.keys() and any(k.startswith("opt.") for k in full)
+    assert all(torch.equal(full[k], resumed[k]) for k in full), [k for k in full if not torch.equal(full[k], resumed[k])]
+    for name in ("prompts.safetensors", "prefixes.safetensors"):
+        assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "part" / name).read_bytes()
