@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -152,7 +153,7 @@ def plot_history(run_dirs: Sequence[str | Path], out: str | Path, title: str | N
     metrics = sorted({run.metric for run in runs if run.metric})
     axes[1, 0].set_ylabel(f"validation {'/'.join(metrics) or 'metric'} (★ best step)")
     axes[0, 0].legend(loc="best", fontsize=7)
-    fig.suptitle(title or "training curves")
+    fig.suptitle(textwrap.fill(title or "training curves", width=int(11 * fig.get_figwidth())))  # ~11 characters an inch
     fig.tight_layout()
     save_png_and_svg(fig, out, "--out")
     return fig

