@@ -169,7 +169,7 @@ def test_gate_reports_and_fails_an_untrained_model(tiny_corpus, tmp_path, capsys
     pretrain(tiny_corpus, tmp_path / "run", PretrainConfig(**TINY))
     report_file = tmp_path / "gate.json"
     with pytest.raises(SystemExit) as exit_info:
-        gate.main(["--model", str(tmp_path / "run" / "model"), "--steps", "2", "--train-size", "16", "--val-size", "8",
+        gate.main(["--model", str(tmp_path / "run" / "model"), "--data", str(TEST_DATA / "glue" / "sst2"), "--steps", "2", "--train-size", "16", "--val-size", "8",
                    "--dev-size", "16", "--prompts", "2", "--prompt-length", "2", "--swap-batches", "1", "--json", str(report_file)])
     assert exit_info.value.code == 1
     report = json.loads(report_file.read_text())
