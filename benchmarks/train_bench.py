@@ -21,6 +21,17 @@
       median over runs. glibc arenas make this vary by about +-10% run to run;
     * bytes of the activations autograd saves for backward (saved_tensors_hooks; frozen weights
       excluded).
+(d) Length-aware batching (``softprompt train --group-by-length``): train steps (ours, one prompt)
+    over the same ``--epoch-examples`` examples of mixed lengths (long-tailed, 16..256 tokens;
+    default 10 mega-batches of 50 batches), each batch padded to its longest, in the order
+    ``softprompt.batching.BatchOrder`` draws with and without grouping by length: the share of
+    padded input tokens over the whole epoch (counted), and the time of the same ``--epoch-steps``
+    evenly spaced steps of the epoch on both sides, whose ratio estimates the time-per-epoch ratio
+    (the timed steps' padded shares are printed beside the epoch's to show they are typical).
+Utilisation: model FLOPs of a step over its time, as a fraction of the matmul peak measured in the
+same process (``common.matmul_peak``). A step with a frozen model costs about twice its forward:
+backward computes activation gradients only, no weight-gradient GEMMs; reported for (a) ours and
+(b) the joint step.
 Timings are interleaved (see ``benchmarks/common.py``). Ends with one ``RESULT {json}`` line.
 
     python benchmarks/train_bench.py [--batch 32 --length 128 --target-length 4 --prompt-length 20]
@@ -39,6 +50,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -50,15 +62,21 @@ from common import (  # noqa: E402
     TIMING_HEADERS,
     emit_result,
     interleaved,
+    matmul_peak,
     print_table,
     random_ids,
     random_targets,
     ratio,
+    t5_decoder_flops,
+    t5_encoder_flops,
     t5_model,
     timing_row,
+    utilisation,
+    utilisation_line,
 )
 
 from ensembles.batched import prompt_rows  # noqa: E402
+from softprompt.batching import MEGA_BATCHES, BatchOrder  # noqa: E402
 from softprompt.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
 from softprompt.prompted import PromptedT5, per_prompt_loss  # noqa: E402
 from softprompt.prompts import PromptBank  # noqa: E402
@@ -141,6 +159,75 @@ def build_side(side: str, args, frozen=None):
     if side == "ours":
         return OursTrainer(frozen, 1, args.prompt_length, args.seed)
     return PeftTrainer(frozen.model, args.prompt_length)
+
+
+def train_step_flops(config, rows: int, input_length: int, target_length: int) -> float:
+    """Matmul FLOPs of one train step over ``rows`` sequences of ``input_length`` (prompt + input) tokens
+    and ``target_length`` target tokens: twice the forward, as the frozen model's backward computes
+    activation gradients only (no weight-gradient GEMMs)."""
+    return 2 * (t5_encoder_flops(config, rows, input_length) + t5_decoder_flops(config, rows, target_length, input_length))
+
+
+# --- length-aware batching ----------------------------------------------------------------------------
+
+
+def mixed_lengths(generator: torch.Generator, n: int, low: int = 16, high: int = 256) -> list[int]:
+    """``n`` long-tailed input lengths in [low, high]: log-normal with median about 66 tokens, like
+    natural-text inputs (many short, a few long)."""
+    return (torch.randn(n, generator=generator) * 0.6 + 4.2).exp().clamp(low, high).long().tolist()
+
+
+def mixed_examples(generator: torch.Generator, lengths: list[int], target_length: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Random inputs of the given lengths (each ending with EOS) and (n, target_length) targets."""
+    inputs = [random_ids(generator, 1, length)[0] for length in lengths]
+    for ids in inputs:
+        ids[-1] = 1  # EOS, as the tokenizer ends every source
+    return inputs, random_targets(generator, len(lengths), target_length)
+
+
+def padded_batch(inputs: list[torch.Tensor], indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) ids right-padded (0) to the batch's longest input and their mask, as ``encode_texts`` pads."""
+    ids = torch.nn.utils.rnn.pad_sequence([inputs[i] for i in indices], batch_first=True)
+    mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(inputs[i]) for i in indices], batch_first=True)
+    return ids, mask
+
+
+def padded_share(order: BatchOrder, lengths: list[int], steps: Sequence[int]) -> float:
+    """Padded tokens over all input token slots of ``steps``, each batch padded to its longest."""
+    slots = real = 0
+    for step in steps:
+        batch = [lengths[i] for i in order.batch(step)]
+        slots, real = slots + max(batch) * len(batch), real + sum(batch)
+    return 1 - real / slots
+
+
+def length_case(frozen, args) -> dict[str, float]:
+    """(d): print the padded shares and the time of ``--epoch-steps`` evenly spaced steps of an epoch
+    grouped by length and not; returns the RESULT values."""
+    generator = torch.Generator().manual_seed(args.seed)
+    lengths = mixed_lengths(generator, args.epoch_examples)
+    inputs, targets = mixed_examples(generator, lengths, args.target_length)
+    orders = {"grouped": BatchOrder(len(lengths), args.batch, args.seed, lengths), "off": BatchOrder(len(lengths), args.batch, args.seed)}
+    trainers = {side: OursTrainer(frozen, 1, args.prompt_length, args.seed) for side in orders}
+    epoch_steps = len(lengths) // args.batch
+    timed = [int((i + 0.5) * epoch_steps / args.epoch_steps) for i in range(args.epoch_steps)]  # the same steps on both sides
+
+    def run(side: str) -> None:
+        for step in timed:
+            indices = orders[side].batch(step)
+            trainers[side].step(*padded_batch(inputs, indices), targets[indices])
+
+    times = interleaved({side: lambda side=side: run(side) for side in orders}, args.epoch_repeats)
+    share = {side: padded_share(order, lengths, range(epoch_steps)) for side, order in orders.items()}
+    timed_share = {side: padded_share(order, lengths, timed) for side, order in orders.items()}
+    label = f"(d) {args.epoch_steps} of {epoch_steps} steps, grouped by length / not, B={args.batch}"
+    print_table(TIMING_HEADERS, [timing_row(label, times["grouped"], times["off"])],
+                f"length-aware batching: {len(lengths)} examples of 16..256 tokens (median {sorted(lengths)[len(lengths) // 2]}), "
+                f"mega-batches of {MEGA_BATCHES} batches; time of the same evenly spaced steps, which estimates the epoch's ratio")
+    print(f"padded input tokens per epoch: grouped {100 * share['grouped']:.1f}%, not grouped {100 * share['off']:.1f}% "
+          f"(timed steps: {100 * timed_share['grouped']:.1f}%, {100 * timed_share['off']:.1f}%)")
+    return {"group_by_length_over_off": ratio(times["grouped"], times["off"]),
+            "padded_share_grouped": share["grouped"], "padded_share_off": share["off"]}
 
 
 # --- memory ------------------------------------------------------------------------------------------
@@ -246,6 +333,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per case (default 5; quick 2)")
     parser.add_argument("--big-repeats", type=int, default=None,
                         help="timed rounds for (b) cases above 64 joint rows (default 3; quick 2)")
+    parser.add_argument("--epoch-examples", type=int, default=None,
+                        help="examples of mixed length in (d) (default 10 mega-batches: 500 batches)")
+    parser.add_argument("--epoch-steps", type=int, default=None, help="evenly spaced steps of (d)'s epoch timed per side (default 16; quick 8)")
+    parser.add_argument("--epoch-repeats", type=int, default=None, help="timed rounds in (d) (default 3; quick 2)")
     parser.add_argument("--mem-steps", type=int, default=2, help="steps per memory subprocess")
     parser.add_argument("--mem-runs", type=int, default=None, help="memory subprocesses per side (default 3; quick 1)")
     add_common_args(parser)
@@ -257,6 +348,9 @@ def main() -> None:
     args.repeats = args.repeats or (2 if quick else 5)
     args.big_repeats = args.big_repeats or (2 if quick else 3)
     args.mem_runs = args.mem_runs or (1 if quick else 3)
+    args.epoch_examples = args.epoch_examples or 10 * MEGA_BATCHES * args.batch
+    args.epoch_steps = args.epoch_steps or (8 if quick else 16)
+    args.epoch_repeats = args.epoch_repeats or (2 if quick else 3)
     joint_batches = [int(b) for b in (args.joint_batches or ("2,8" if quick else "8,32")).split(",")]
     if args.mem_child:
         memory_child(args.mem_child, args)
@@ -267,6 +361,7 @@ def main() -> None:
           f"batch {args.batch}, input {args.length}, target {args.target_length}, P={args.prompt_length}")
 
     frozen = t5_model(quick, args.seed)
+    peak_flops = matmul_peak(torch.float32, "cpu")
     peft_base = copy.deepcopy(frozen.model)  # separate instance: PEFT mutates the model it wraps
     same = all(torch.equal(a, b) for a, b in zip(frozen.model.state_dict().values(), peft_base.state_dict().values()))
     if not same:
@@ -283,6 +378,8 @@ def main() -> None:
     times = interleaved({"ours": lambda: ours.step(*data), "peft": lambda: peft.step(*data)}, args.repeats)
     rows = [timing_row(f"(a) train step, B={args.batch}", times["ours"], times["peft"], 1.0)]
     step_over_peft = ratio(times["ours"], times["peft"])
+    input_length = args.prompt_length + args.length
+    used = {f"step_B{args.batch}": (train_step_flops(frozen.config, args.batch, input_length, args.target_length), min(times["ours"]))}
 
     # (b) N prompts jointly vs N separate one-prompt runs
     joint = OursTrainer(frozen, args.n_prompts, args.prompt_length, args.seed)
@@ -301,8 +398,13 @@ def main() -> None:
         rows.append(timing_row(f"(b) {args.n_prompts} joint / {args.n_prompts} separate, B={batch}",
                                times["joint"], times["separate"], target))
         joint_ratios[batch] = ratio(times["joint"], times["separate"])
+        joint_flops = train_step_flops(frozen.config, args.n_prompts * batch, input_length, args.target_length)
+        used[f"joint{args.n_prompts}_B{batch}"] = (joint_flops, min(times["joint"]))
     print_table(TIMING_HEADERS, rows,
                 "time (baseline: (a) PEFT step; (b) separate runs)")
+    print()
+    for name, (flops, seconds) in used.items():
+        print(utilisation_line(name, flops, seconds, peak_flops))
 
     # (c) memory
     runs = {"ours": [], "peft": []}
@@ -338,6 +440,7 @@ def main() -> None:
         f"memory, batch {args.batch} (RSS runs ours {spread['ours']} MiB, PEFT {spread['peft']} MiB; "
         f"baseline RSS {runs['ours'][0]['base_rss_kib'] / 1024:.0f} MiB)",
     )
+    length_values = length_case(frozen, args)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     emit_result({
         "step_over_peft": step_over_peft,
@@ -345,6 +448,8 @@ def main() -> None:
         "peak_mem_over_peft": peak_mem_over_peft,
         "peak_rss_over_peft": rss_over_peft,
         "saved_activations_over_peft": saved["ours"] / saved["peft"],
+        **length_values,
+        **{f"utilisation_{name}": utilisation(flops, seconds, peak_flops) for name, (flops, seconds) in used.items()},
     })
 
 

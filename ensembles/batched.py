@@ -1,9 +1,18 @@
 """N prompts × B examples in one pass: the batched runner behind ensembles and validation.
 
-Each micro-batch of B examples is repeated once per prompt (prompt-major rows: prompt ids
-``[0]*B + [1]*B + ...``), so one forward pass serves all N prompts, as in Lester et al. §6.
-On CPU a very large batch falls out of cache and gets slower per row, so the number of rows in
-one pass is capped (``max_rows``); the default comes from ``benchmarks/ensemble_bench.py``.
+A pass holds a chunk of examples repeated once per prompt of a prompt group (prompt-major rows:
+prompt ids ``[0]*b + [1]*b + ...``), so one forward pass serves several prompts, as in Lester et
+al. §6. Passes are planned from the work (``plan_passes``):
+
+* **length-aware**: examples are sorted by token length, longest first, so that a pass pads
+  little (and an out-of-memory error shows on the first pass); results return in the original
+  order;
+* **token budget**: a pass holds at most ``max_tokens`` tokens, counted as rows × padded encoder
+  length (input prompt included) × the copies each row makes downstream (K candidates when
+  scoring, beams when generating), so peak memory stays flat as inputs grow;
+* **examples first, then prompts**: a chunk takes as many examples as fit; only when they leave
+  room do prompts share the pass. When the examples alone fill a pass, the passes are exactly the
+  per-prompt loop over one tokenisation, so batching never costs more than that loop.
 """
 
 from __future__ import annotations
@@ -14,26 +23,53 @@ from typing import Iterator, Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-MAX_ROWS = 128  # rows (prompts × examples) per pass: fastest of 16-256 for generation, within 1 % for scoring (benchmarks/ensemble_bench.py)
+# rows × padded length × copies per pass. 32k keeps a CPU pass in cache-friendly sizes (the sweep in
+# benchmarks/ensemble_bench.py is flat above ~8k) and t5-xl's per-pass K/V copies near 6 GB on a GPU.
+TOKEN_BUDGET = 32_768
 
 
 @dataclass
 class Batch:
-    """One pass: B examples repeated for N prompts (R = N·B rows, prompt-major)."""
+    """One pass: b examples repeated for n prompts (R = n·b rows, prompt-major)."""
 
-    example_index: torch.Tensor  # (B,) positions in the evaluated list
-    prompt_index: torch.Tensor  # (N,) positions in the prompt list
+    example_index: torch.Tensor  # (b,) positions in the evaluated list
+    prompt_index: torch.Tensor  # (n,) positions in the prompt list
     input_ids: torch.Tensor  # (R, T)
     attention_mask: torch.Tensor  # (R, T)
     prompt_ids: torch.Tensor  # (R,) bank rows
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """Which examples and which prompts (positions) one pass holds."""
+
+    examples: tuple[int, ...]
+    prompts: tuple[int, ...]
 
 
 def encode_texts(
     tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, device: str | torch.device = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokenise with EOS, pad to the longest, truncate to ``max_length``: (B, T) ids and mask."""
-    encoded = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return encoded.input_ids.to(device), encoded.attention_mask.to(device)
+    return pad_ids(tokenizer, tokenize(tokenizer, texts, max_length), device)
+
+
+def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids of every text (with EOS, truncated to ``max_length``), unpadded."""
+    return tokenizer(list(texts), truncation=True, max_length=max_length).input_ids
+
+
+def pad_ids(
+    tokenizer: PreTrainedTokenizerBase, ids: Sequence[Sequence[int]], device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token id lists to the longest: (B, T) ids and mask."""
+    longest = max(len(row) for row in ids)
+    input_ids = torch.full((len(ids), longest), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), longest), dtype=torch.long)
+    for row, tokens in enumerate(ids):
+        input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, : len(tokens)] = 1
+    return input_ids.to(device), mask.to(device)
 
 
 def repeat_for_prompts(tensor: torch.Tensor, n_prompts: int) -> torch.Tensor:
@@ -46,31 +82,66 @@ def prompt_rows(bank_ids: Sequence[int], batch: int, device: str | torch.device 
     return torch.tensor(list(bank_ids), device=device).repeat_interleave(batch)
 
 
-def iter_batches(
-    tokenizer: PreTrainedTokenizerBase,
-    sources: Sequence[str],
-    bank_ids: Sequence[int],
-    max_length: int,
-    max_rows: int = MAX_ROWS,
-    device: str | torch.device = "cpu",
-) -> Iterator[Batch]:
-    """Micro-batches covering every (prompt, example) pair, at most ``max_rows`` rows each.
+def plan_passes(lengths: Sequence[int], n_prompts: int, max_tokens: int = TOKEN_BUDGET, copies: int = 1) -> list[PassPlan]:
+    """Passes covering every (prompt, example) pair within ``max_tokens``.
 
-    When all N prompts fit, a pass holds ``max_rows // N`` examples for all prompts; when N alone
-    exceeds ``max_rows``, prompts are split into groups and each example batch is run per group.
+    ``lengths`` are the examples' encoder lengths (input prompt included), ``copies`` what each
+    row costs on top (candidates or beams). Examples go longest first; a chunk takes examples while
+    ``count × longest × copies`` fits, then as many prompts as the chunk leaves room for (at least
+    one example and one prompt per pass, whatever the budget).
+
+    >>> [(p.examples, p.prompts) for p in plan_passes([5, 30, 10], n_prompts=2, max_tokens=60)]
+    [((1, 2), (0,)), ((1, 2), (1,)), ((0,), (0, 1))]
     """
-    n = len(bank_ids)
-    prompts_per_pass = min(n, max_rows)
-    examples_per_pass = max(1, max_rows // prompts_per_pass)
-    for start in range(0, len(sources), examples_per_pass):
-        chunk = list(range(start, min(start + examples_per_pass, len(sources))))
-        input_ids, mask = encode_texts(tokenizer, [sources[i] for i in chunk], max_length, device)
-        for group in range(0, n, prompts_per_pass):
-            ids = list(bank_ids[group : group + prompts_per_pass])
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])  # stable: ties keep their order
+    plans: list[PassPlan] = []
+    start = 0
+    while start < len(order):
+        longest = max(1, lengths[order[start]]) * copies
+        count = max(1, min(len(order) - start, max_tokens // longest))
+        chunk = tuple(order[start : start + count])
+        per_pass = max(1, min(n_prompts, max_tokens // (count * longest)))
+        for group in range(0, n_prompts, per_pass):
+            plans.append(PassPlan(chunk, tuple(range(group, min(group + per_pass, n_prompts)))))
+        start += count
+    return plans
+
+
+class Passes:
+    """The passes of ``plan_passes`` as tensors, in plan order; each example is tokenised once and
+    padded per chunk. ``len()`` is the number of passes (progress bars)."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        sources: Sequence[str],
+        bank_ids: Sequence[int],
+        max_length: int,
+        max_tokens: int = TOKEN_BUDGET,
+        device: str | torch.device = "cpu",
+        prompt_length: int = 0,
+        copies: int = 1,
+    ) -> None:
+        self.tokenizer, self.bank_ids, self.device = tokenizer, list(bank_ids), device
+        self.ids = tokenize(tokenizer, sources, max_length)
+        self.plans = plan_passes([len(row) + prompt_length for row in self.ids], len(self.bank_ids), max_tokens, copies)
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    def __iter__(self) -> Iterator[Batch]:
+        chunk, input_ids, mask = None, None, None
+        for plan in self.plans:
+            if plan.examples != chunk:  # a chunk's prompt groups follow each other: pad it once
+                chunk = plan.examples
+                input_ids, mask = pad_ids(self.tokenizer, [self.ids[i] for i in chunk], self.device)  # (b, T)
+            group = [self.bank_ids[p] for p in plan.prompts]
             yield Batch(
                 example_index=torch.tensor(chunk),
-                prompt_index=torch.arange(group, group + len(ids)),
-                input_ids=repeat_for_prompts(input_ids, len(ids)),
-                attention_mask=repeat_for_prompts(mask, len(ids)),
-                prompt_ids=prompt_rows(ids, len(chunk), device),
+                prompt_index=torch.tensor(plan.prompts),
+                input_ids=repeat_for_prompts(input_ids, len(group)),  # (n·b, T)
+                attention_mask=repeat_for_prompts(mask, len(group)),
+                prompt_ids=prompt_rows(group, len(chunk), self.device),  # (n·b,)
             )

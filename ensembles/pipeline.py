@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ensembles.batched import MAX_ROWS
+from ensembles.batched import TOKEN_BUDGET
 from ensembles.evaluate import (
     evaluate_classification,
     evaluate_generation,
@@ -62,7 +62,7 @@ def run_ensemble_eval(
     transfer: bool = False,
     length_normalise: bool = False,
     max_length: int = 512,
-    max_rows: int = MAX_ROWS,
+    max_tokens: int = TOKEN_BUDGET,
     decoding: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
     progress: bool = False,
@@ -72,14 +72,16 @@ def run_ensemble_eval(
     if not examples:
         raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
     parse_rules(rules, task.kind)  # an unknown vote rule fails before any scoring
+    if max_tokens < 1:
+        raise SoftpromptError(f"--max-tokens must be a positive integer, got {max_tokens}")
     examples, notes = transfer_examples(pool, task, examples, transfer)
     ids = list(range(len(pool.names)))
     if task.kind == "generation":
-        gens = generate_texts(pool.model, examples, ids, max_length, max_rows, progress, **(decoding or {}))
+        gens = generate_texts(pool.model, examples, ids, max_length, max_tokens, progress, **(decoding or {}))
         refs = [list(e.references) or [e.target] for e in examples]
         core = evaluate_generation(refs, gens.texts, gens.scores, pool.names, rules, task.metric)
     else:
-        scores = score_choices(pool.model, examples, ids, max_length, max_rows, progress)
+        scores = score_choices(pool.model, examples, ids, max_length, max_tokens, progress)
         log_probs = scores.normalised() if length_normalise else scores.log_likelihood
         gold = np.array([e.label for e in examples])
         core = evaluate_classification(gold, log_probs, pool.names, rules, log_probs.shape[-1], task.metric)

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from ensembles.batched import MAX_ROWS, iter_batches, repeat_for_prompts
+from ensembles.batched import TOKEN_BUDGET, Passes, repeat_for_prompts
 from softprompt import distributed
 from softprompt.prompted import PromptedT5
 from softprompt.tasks import Example
@@ -62,19 +62,25 @@ def score_choices(
     examples: Sequence[Example],
     bank_ids: Sequence[int],
     max_length: int = 512,
-    max_rows: int = MAX_ROWS,
+    max_tokens: int = TOKEN_BUDGET,
     progress: bool = False,
 ) -> ChoiceScores:
-    """Rank-classification scores of every prompt in ``bank_ids`` on ``examples`` (under a
-    data-parallel launcher each process scores its shard and the results are gathered)."""
+    """Rank-classification scores of every prompt in ``bank_ids`` on ``examples``, in length-aware
+    passes of at most ``max_tokens`` (rows × padded length × candidates; ``ensembles.batched``).
+    Under a data-parallel launcher each process scores its shard and the results are gathered.
+
+    >>> scores = score_choices(prompted, examples, bank_ids=[0, 1, 2])  # doctest: +SKIP
+    >>> scores.log_likelihood.shape  # (N prompts, M examples, K candidates)  # doctest: +SKIP
+    (3, 100, 2)
+    """
     device = model.model.get_input_embeddings().weight.device
     total, k = len(examples), max(len(e.choices) for e in examples)
     examples = distributed.shard(examples)
     choice_ids, choice_mask = encode_choices(model.tokenizer, [e.choices for e in examples], k)
     n, m = len(bank_ids), len(examples)
     scores = np.full((n, m, k), -np.inf)
-    batches = iter_batches(model.tokenizer, [e.source for e in examples], bank_ids, max_length, max_rows, device)
-    for batch in tqdm(batches, desc="scoring", disable=not progress, total=_n_passes(m, n, max_rows)):
+    passes = Passes(model.tokenizer, [e.source for e in examples], bank_ids, max_length, max_tokens, device, model.prompt_length, k)
+    for batch in tqdm(passes, desc="scoring", disable=not progress):
         ids = repeat_for_prompts(choice_ids[batch.example_index], len(batch.prompt_index)).to(device)
         mask = repeat_for_prompts(choice_mask[batch.example_index], len(batch.prompt_index)).to(device)
         rows = score_rows(model, batch.input_ids, batch.attention_mask, batch.prompt_ids, ids, mask)
@@ -90,20 +96,22 @@ def generate_texts(
     examples: Sequence[Example],
     bank_ids: Sequence[int],
     max_length: int = 512,
-    max_rows: int = MAX_ROWS,
+    max_tokens: int = TOKEN_BUDGET,
     progress: bool = False,
     **decoding,
 ) -> Generations:
-    """Generate for every (prompt, example) pair; ``decoding`` goes to ``generate()``
-    (``max_new_tokens``, ``num_beams``, ``no_repeat_ngram_size``, ...); sharded like ``score_choices``."""
+    """Generate for every (prompt, example) pair in length-aware passes of at most ``max_tokens``
+    (rows × padded length × beams); ``decoding`` goes to ``generate()`` (``max_new_tokens``,
+    ``num_beams``, ``no_repeat_ngram_size``, ...); sharded like ``score_choices``."""
     device = model.model.get_input_embeddings().weight.device
     total = len(examples)
     examples = distributed.shard(examples)
     n, m = len(bank_ids), len(examples)
     texts = [[""] * m for _ in range(n)]
     scores = np.zeros((n, m))
-    batches = iter_batches(model.tokenizer, [e.source for e in examples], bank_ids, max_length, max_rows, device)
-    for batch in tqdm(batches, desc="generating", disable=not progress, total=_n_passes(m, n, max_rows)):
+    beams = decoding.get("num_beams") or 1
+    passes = Passes(model.tokenizer, [e.source for e in examples], bank_ids, max_length, max_tokens, device, model.prompt_length, beams)
+    for batch in tqdm(passes, desc="generating", disable=not progress):
         decoded, row_scores = generate_rows(model, batch.input_ids, batch.attention_mask, batch.prompt_ids, **decoding)
         b = len(batch.example_index)
         for row, text in enumerate(decoded):
@@ -153,7 +161,3 @@ def _length_normalised(model: PromptedT5, out) -> torch.Tensor:
     valid = (generated != model.tokenizer.pad_token_id) & torch.isfinite(transition)
     return (transition.masked_fill(~valid, 0).sum(dim=1)) / valid.sum(dim=1).clamp(min=1)
 
-
-def _n_passes(m: int, n: int, max_rows: int) -> int:
-    per_pass = max(1, max_rows // min(n, max_rows))
-    return -(-m // per_pass) * -(-n // min(n, max_rows))

@@ -191,6 +191,9 @@ VOTE_RULES: dict[str, dict[str, Callable]] = {
 }
 
 
+DEFAULT_RULES: dict[str, str] = {"classification": "majority,confidence", "generation": "majority,mbr"}
+
+
 def parse_rules(spec: str | Sequence[str], kind: str) -> list[str]:
     """Validate rule names ("majority,confidence" or a list) for a task kind; returns them de-duplicated, in order."""
     if kind not in VOTE_RULES:

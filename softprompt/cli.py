@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from ensembles.batched import MAX_ROWS
+from ensembles.batched import TOKEN_BUDGET
 from softprompt.allocator import keep_freed_memory
 from softprompt.cli_options import (
     MODEL_HELP,
@@ -20,8 +20,10 @@ from softprompt.cli_options import (
     resolve_init,
     resolve_task,
     task_options,
+    vote_rules,
 )
 from softprompt.errors import SoftpromptError
+from softprompt.serve.config import MAX_ROWS
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="softprompt")
@@ -50,6 +52,7 @@ def cli() -> None:
 @click.option("--keep-reparam", is_flag=True, help="also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes")
 @click.option("--steps", default=30000, show_default=True, help="training steps")
 @click.option("--batch-size", default=32, show_default=True, help="examples per step (each repeated once per prompt)")
+@click.option("--group-by-length", is_flag=True, help="draw each batch from examples of similar input length, so batches pad less (faster on inputs of mixed length): shuffle, cut into mega-batches of 50 batches, sort each by token length, longest batch first; the same order per --seed, also on --resume")
 @click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="input prompts' optimizer [default: adafactor (Lester et al.)]")
 @click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
 @click.option("--prefix-optimizer", type=click.Choice(["adafactor", "adamw"]), help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]")
@@ -152,13 +155,14 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--split", default="validation", show_default=True, help="split to evaluate")
 @click.option("--data-file", type=click.Path(), help="local file for the split; default: the task's hub dataset")
 @click.option("--limit", type=int, help="evaluate on at most this many examples")
-@click.option("--vote", default="majority,confidence", show_default=True, help="classification: majority,confidence,logprob_sum; generation: majority,mbr,best_score")
+@click.option("--vote", help="comma-separated rules; classification: majority, confidence, logprob_sum [default: majority,confidence]; generation: majority, mbr, best_score [default: majority,mbr]")
 @click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
 @click.option("--transfer", is_flag=True, help="evaluate prompts trained on another task (domain transfer, e.g. QQP→MRPC): their label words score this task's classes by index")
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
 @click.option("--output", default="results/eval.json", show_default=True, type=click.Path(), help="report JSON (CSV and predictions JSONL beside it)")
 @click.option("--max-length", default=512, show_default=True, help="longest input in tokens")
-@click.option("--max-rows", default=MAX_ROWS, show_default=True, help="rows (prompts × examples) per forward pass")
+@click.option("--max-tokens", default=TOKEN_BUDGET, show_default=True,
+              help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and fill a pass before prompts share it")
 @decoding_options
 @click.option("--device", default="auto", show_default=True)
 @click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs")
@@ -179,8 +183,8 @@ def ensemble_eval(**kw) -> None:
     frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
     pool = load_pool(kw["run_dirs"], frozen)
     core = run_ensemble_eval(
-        pool, task, examples, kw["split"], kw["vote"].split(","), kw["transfer"], kw["length_normalise"],
-        kw["max_length"], kw["max_rows"], decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+        pool, task, examples, kw["split"], vote_rules(kw["vote"], task), kw["transfer"], kw["length_normalise"],
+        kw["max_length"], kw["max_tokens"], decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
         {"runs": list(kw["run_dirs"])}, progress=not kw["quiet"],
     )
     if not distributed.is_main():
@@ -297,7 +301,7 @@ def retrieve(target, library, top, metric, bank, fmt) -> None:
 @click.option("--eval-every", default=1000, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--max-source-length", default=256, show_default=True)
-@click.option("--vote", default="majority,confidence", show_default=True, help="ensemble rules")
+@click.option("--vote", help="ensemble rules, as for ensemble-eval [default: classification majority,confidence; generation majority,mbr]")
 @decoding_options
 @click.option("--out-dir", default="sweeps/run", show_default=True, type=click.Path(), help="results/ and runs/ go here")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
@@ -328,7 +332,7 @@ def sweep(**kw) -> None:
         TrainConfig(**(base.to_dict() | {"prompt_length": cell.prompt_length, "init": cell.init,
                                           "train_size": cell.train_size, "prompt_seeds": None}))
     results = run_sweep(cells, base, task, Path(kw["out_dir"]), kw["train_file"], kw["validation_file"],
-                        kw["vote"].split(","), click.echo, progress=not kw["quiet"])
+                        vote_rules(kw["vote"], task), click.echo, progress=not kw["quiet"])
     click.echo(f"{len(results)} result files in {Path(kw['out_dir']) / 'results'}")
 
 
@@ -384,7 +388,9 @@ def demo(output_dir, steps, train_size, eval_size, n_prompts) -> None:
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind; other than localhost, also pass --api-key-env")
 @click.option("--port", default=8000, show_default=True, help="TCP port (0 = any free port, printed on start)")
-@click.option("--max-rows", default=MAX_ROWS, show_default=True, help="rows (inputs × prompts) per forward pass")
+@click.option("--max-rows", default=MAX_ROWS, show_default=True, help="rows (inputs × prompts) taken from the queue for one pass")
+@click.option("--max-tokens", default=TOKEN_BUDGET, show_default=True,
+              help="tokens per model call: the rows taken are sorted by length and split so that rows × padded length × candidates (or beams) stays within it")
 @click.option("--max-wait-ms", default=10.0, show_default=True, help="longest a request waits for others to share its pass")
 @click.option("--no-batching", is_flag=True, help="run every request in its own pass (for comparison)")
 @click.option("--api-key-env", help="name of an environment variable holding the key clients send as 'Authorization: Bearer <key>'")
@@ -410,7 +416,7 @@ def serve(**kw) -> None:
     limits = Limits(kw["max_inputs"], kw["max_input_chars"], kw["max_new_tokens"], kw["max_beams"])
     run_server(ServeConfig(
         prompts=tuple(kw["run_dirs"]), model=kw["model"], host=kw["host"], port=kw["port"], max_rows=kw["max_rows"],
-        max_wait_ms=kw["max_wait_ms"], batching=not kw["no_batching"], api_key_env=kw["api_key_env"],
+        max_tokens=kw["max_tokens"], max_wait_ms=kw["max_wait_ms"], batching=not kw["no_batching"], api_key_env=kw["api_key_env"],
         max_length=kw["max_length"], limits=limits, device=kw["device"], dtype=kw["dtype"], device_map=kw["device_map"],
     ), lambda line: click.echo(line, err=line.startswith("warning")))
 

@@ -59,6 +59,13 @@ def resolve_init(init: str, task) -> str:
     return "class-label" if task.kind == "classification" else "sampled-vocab"
 
 
+def vote_rules(vote: str | None, task) -> list[str]:
+    """``--vote`` as a list of rules; unset: the task kind's default (``ensembles.voting.DEFAULT_RULES``)."""
+    from ensembles.voting import DEFAULT_RULES
+
+    return (vote or DEFAULT_RULES[task.kind]).split(",")
+
+
 def decoding_kwargs(max_new_tokens: int, num_beams: int, no_repeat_ngram_size: int) -> dict:
     """The decoding options as ``generate()`` keyword arguments."""
     return {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}

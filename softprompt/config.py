@@ -44,6 +44,7 @@ class TrainConfig:
     keep_reparam: bool = False
     steps: int = 30000
     batch_size: int = 32
+    group_by_length: bool = False  # batches of similar input length from shuffled mega-batches (softprompt.batching)
     optimizer: str | None = None  # input prompts' optimizer: adafactor
     lr: float | None = None  # input prompts' lr: DEFAULT_LR
     prefix_optimizer: str | None = None  # deep prefixes' optimizer: adamw
@@ -111,6 +112,8 @@ class TrainConfig:
                 raise SoftpromptError(f'--prefix-init must be random or text:"...", got {self.prefix_init!r}')
             if self.reparam_dim < 0 or self.reparam_hidden < 1:
                 raise SoftpromptError("--reparam-dim must be >= 0 (0: no MLP) and --reparam-hidden >= 1")
+        if not isinstance(self.group_by_length, bool):
+            raise SoftpromptError(f"--group-by-length is a flag: true or false, got {self.group_by_length!r}")
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "max_source_length", "max_target_length"):
             _positive("--" + name.replace("_", "-"), getattr(self, name))
         for flag, name, lr in (("", self.optimizer, self.lr), ("prefix-", self.prefix_optimizer, self.prefix_lr)):
@@ -142,7 +145,8 @@ class TrainConfig:
         this config, except ``ignore`` and ``LOGGING_ONLY``; prefix-only settings count only when either run
         trains prefixes, the input prompts' optimizer and lr only when either trains input prompts,
         --library and --probe-steps only when either run used --init-from auto."""
-        stored = {"init_from": [], **stored}  # runs written before prompt transfer existed started from no run
+        # runs written before prompt transfer started from no run; before --group-by-length, drew plain shuffled batches
+        stored = {"init_from": [], "group_by_length": False, **stored}
         if "prefix_optimizer" not in stored:  # runs written before per-bank optimisers used one recipe for every bank
             stored = {"prefix_optimizer": stored.get("optimizer"), "prefix_lr": stored.get("lr"), **stored}
         skip = set(ignore) | set(LOGGING_ONLY) | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))

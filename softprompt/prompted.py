@@ -58,6 +58,11 @@ class PromptedT5(nn.Module):
     def n_prompts(self) -> int:
         return (self.prompts or self.prefixes).n_prompts
 
+    @property
+    def prompt_length(self) -> int:
+        """Input-prompt vectors in front of every row's input (0 without a prompt bank)."""
+        return 0 if self.prompts is None else self.prompts.weight.shape[1]
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The banks' parameters (the base model is frozen)."""
         return [p for bank in (self.prompts, self.prefixes) if bank is not None for p in bank.parameters()]

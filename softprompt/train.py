@@ -24,6 +24,7 @@ from ensembles.metrics import classification_metrics, generation_metrics
 from ensembles.scoring import generate_texts, score_choices
 from softprompt.atomic import atomic_write_text
 from softprompt import distributed
+from softprompt.batching import BatchOrder, source_lengths
 from softprompt.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from softprompt.config import TrainConfig
 from softprompt.errors import SoftpromptError
@@ -95,20 +96,6 @@ def prepare_output_dir(path: str | Path, resume: bool, overwrite: bool) -> None:
         raise SoftpromptError(f"cannot write to --output-dir {path} ({error.strerror}); choose a writable directory") from None
 
 
-def batch_indices(n_examples: int, batch_size: int, step: int, seed: int) -> list[int]:
-    """Example indices of training step ``step``: epoch-wise permutations from ``seed``, so the data
-    order depends only on (seed, step) and resuming reproduces it exactly."""
-    out = []
-    position = step * batch_size
-    while len(out) < batch_size:
-        epoch, offset = divmod(position, n_examples)
-        order = torch.randperm(n_examples, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
-        take = min(batch_size - len(out), n_examples - offset)
-        out.extend(order[offset : offset + take].tolist())
-        position += take
-    return out
-
-
 def validate(prompted: PromptedT5, task: Task, examples: Sequence[Example], cfg: TrainConfig) -> list[float]:
     """Each prompt's validation score on the task's official metric."""
     ids = list(range(prompted.n_prompts))
@@ -178,9 +165,11 @@ def train(
     device = frozen.model.get_input_embeddings().weight.device
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="training", disable=not (progress and distributed.is_main()), dynamic_ncols=True)
     stopped_early = False
+    lengths = source_lengths(prompted.tokenizer, train_examples, cfg.max_source_length) if cfg.group_by_length else None
+    order = BatchOrder(len(train_examples), cfg.batch_size, cfg.seed, lengths)
     while state["step"] < cfg.steps:
         step = state["step"]
-        batch = [train_examples[i] for i in batch_indices(len(train_examples), cfg.batch_size, step, cfg.seed)]
+        batch = [train_examples[i] for i in order.batch(step)]
         losses = _backward(prompted, distributed.shard(batch), cfg, device)  # (N,) global per-prompt losses
         if not torch.isfinite(losses).all():
             bad = [i for i, value in enumerate(losses.tolist()) if not math.isfinite(value)]
@@ -276,11 +265,19 @@ def _checkpoint_step(output_dir: str) -> int | str:
     return json.loads(path.read_text())["step"] if path.is_file() else "none"
 
 
+def _data_sources(cfg: TrainConfig, task: Task) -> dict[str, Any]:
+    """Where each split came from: the local file, or the hub dataset with its config and revision."""
+    hub = {"dataset": task.hub.dataset, "config": task.hub.config, "revision": task.hub.revision or "main"} if task.hub else None
+    return {split: {"file": path} if path else {"hub": hub}
+            for split, path in (("train", cfg.train_file), ("validation", cfg.validation_file))}
+
+
 def _run_meta(cfg: TrainConfig, frozen: FrozenT5, task: Task, state: dict[str, Any], trainable: int) -> dict[str, Any]:
     return {
         "model": {"name": cfg.model, **model_fingerprint(frozen.config), "parameters": frozen.parameter_count()},
         "trainable_parameters": trainable,
         "task": {"name": task.name, "kind": task.kind, "label_words": list(task.label_words), "metric": task.metric},
+        "data": _data_sources(cfg, task),
         "n_prompts": cfg.n_prompts,
         "seeds": list(cfg.prompt_seeds),
         "prompts": {"length": cfg.prompt_length, "init": cfg.init} if cfg.prompt_length else None,

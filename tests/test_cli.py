@@ -41,12 +41,28 @@ def test_train_writes_artefacts(run_dir):
     assert {"softprompt", "torch", "transformers"} <= set(meta["library"])
 
 
+def test_train_group_by_length_is_off_by_default_and_stored_when_passed(run_dir, tmp_path, tiny_model_dir):
+    assert read_meta(run_dir)["train_args"]["group_by_length"] is False
+    _invoke("train", "--model", tiny_model_dir, *DATA, *SMALL, "--group-by-length", "--output-dir", tmp_path / "grouped")
+    assert read_meta(tmp_path / "grouped")["train_args"]["group_by_length"] is True
+
+
 def test_ensemble_eval_prints_table_and_writes_files(run_dir, tmp_path):
     out = tmp_path / "eval.json"
     result = _invoke("ensemble-eval", "--prompts", run_dir, "--task", "rte", "--data-file", RTE / "val.jsonl",
                      "--limit", 10, "--output", out, "--quiet")
     assert "mean ± std" in result.output and "ensemble: majority" in result.output
     assert out.is_file() and out.with_suffix(".csv").is_file() and out.with_suffix(".predictions.jsonl").is_file()
+
+
+def test_ensemble_eval_default_votes_follow_the_task_kind(tmp_path, tiny_model_dir):
+    """No --vote: classification gets majority,confidence; generation majority,mbr (confidence is not a generation rule)."""
+    e2e = TEST_DATA / "e2e"
+    _invoke("train", "--model", tiny_model_dir, "--task", "e2e_nlg", "--train-file", e2e / "devset.csv",
+            "--validation-file", e2e / "testset_w_refs.csv", *SMALL, "--max-new-tokens", "4", "--output-dir", tmp_path / "e2e")
+    result = _invoke("ensemble-eval", "--prompts", tmp_path / "e2e", "--task", "e2e_nlg", "--data-file", e2e / "testset_w_refs.csv",
+                     "--limit", 3, "--max-new-tokens", "4", "--output", tmp_path / "eval.json", "--quiet")
+    assert "ensemble: majority" in result.output and "ensemble: mbr" in result.output
 
 
 def test_neighbors_table_json_and_plot(run_dir, tmp_path):

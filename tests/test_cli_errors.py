@@ -495,6 +495,12 @@ def test_eval_prompts_from_another_model(key, run, t5_d48, tmp_path_factory, dat
     assert not (tmp_path / "eval.json").exists()
 
 
+def test_eval_bad_token_budget(run, data, tmp_path):
+    result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--max-tokens", "0"))
+    assert_one_line_error(result, "--max-tokens must be a positive integer, got 0")
+    assert not (tmp_path / "eval.json").exists()
+
+
 def test_eval_prompts_from_another_task(run, data, tmp_path):
     result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--task", "boolq", "--data-file", data["boolq_val"]))
     assert_one_line_error(result, "prompts were trained on 'rte', not 'boolq'", "pass --transfer")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ensembles.batched import MAX_ROWS
+from ensembles.batched import TOKEN_BUDGET
 from softprompt.errors import SoftpromptError
+
+MAX_ROWS = 128  # rows taken from the queue for one pass
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     max_rows: int = MAX_ROWS
+    max_tokens: int = TOKEN_BUDGET
     max_wait_ms: float = 10.0
     batching: bool = True
     api_key_env: str | None = None
@@ -50,8 +53,9 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not self.prompts:
             raise SoftpromptError("no prompt runs given; pass --prompts RUN_DIR (repeatable)")
-        if self.max_rows < 1:
-            raise SoftpromptError(f"--max-rows must be a positive integer, got {self.max_rows}")
+        for name in ("max_rows", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise SoftpromptError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
             raise SoftpromptError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")
         if not 0 <= self.port <= 65535:

@@ -49,7 +49,8 @@ def build_engine(config: ServeConfig) -> Engine:
     metas = read_pool_metas(config.prompts, mixed_tasks=True)  # a mismatched run fails before the model loads
     frozen = load_frozen_t5(config.model or metas[0]["model"]["name"], config.dtype, config.device, device_map=config.device_map)
     catalog = Catalog.load(config.prompts, frozen)
-    worker = BatchingWorker(catalog.pool.model, config.max_rows, config.max_wait_ms, config.batching, config.max_length)
+    worker = BatchingWorker(catalog.pool.model, config.max_rows, config.max_wait_ms, config.batching, config.max_length,
+                            max_tokens=config.max_tokens)
     return Engine(catalog, config.limits, worker)
 
 

@@ -6,7 +6,9 @@ lanes never share a pass), waits at most ``max_wait_ms`` after that request arri
 of the lane, then runs one pass over up to ``max_rows`` rows taken in arrival order, with a
 prompt id per row, whatever prompts and tasks they belong to (for scoring, rows whose candidate
 sets differ in shape run as separate model calls of the pass: padding a 2-class row to another
-task's 3 candidates or longer label words costs more on CPU than the call). A request larger than
+task's 3 candidates or longer label words costs more on CPU than the call; rows are sorted by
+length, longest first, and split so that a call holds at most ``max_tokens`` tokens, counted as in
+``ensembles.batched``). A request larger than
 ``max_rows`` spans several passes; its future resolves when all its rows are answered, with the
 answers in its own row order. With ``batching=False`` every pass holds one request's rows only.
 """
@@ -18,14 +20,15 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterator, Protocol, Sequence
 
 import numpy as np
 import torch
 
-from ensembles.batched import MAX_ROWS, encode_texts
+from ensembles.batched import TOKEN_BUDGET, pad_ids, plan_passes, tokenize
 from ensembles.scoring import encode_choices, generate_rows, score_rows
 from softprompt.prompted import PromptedT5
+from softprompt.serve.config import MAX_ROWS
 
 SCORE = ("score",)
 SHAPE_CACHE = 10_000  # candidate sets whose token shape is remembered (label words; COPA rows bring their own)
@@ -82,9 +85,11 @@ class BatchingWorker:
         batching: bool = True,
         max_length: int = 512,
         observer: PassObserver | None = None,
+        max_tokens: int = TOKEN_BUDGET,
     ) -> None:
         self.model = model
         self.max_rows = max_rows
+        self.max_tokens = max_tokens
         self.max_wait = max_wait_ms / 1000
         self.batching = batching
         self.max_length = max_length
@@ -209,16 +214,17 @@ class BatchingWorker:
     @torch.no_grad()
     def _answer(self, lane: tuple, rows: list[Row]) -> list[Any]:
         """One pass over ``rows`` (mixed prompts and tasks): per-row answers."""
-        device = self.model.model.get_input_embeddings().weight.device
         if lane == SCORE:
-            return self._score(rows, device)
+            return self._score(rows)
         _, max_new_tokens, num_beams = lane
-        input_ids, mask = encode_texts(self.model.tokenizer, [r.source for r in rows], self.max_length, device)  # (R, T)
-        prompt_ids = torch.tensor([r.bank_id for r in rows], device=device)  # (R,)
-        texts, scores = generate_rows(self.model, input_ids, mask, prompt_ids, max_new_tokens=max_new_tokens, num_beams=num_beams)
-        return [(text, float(score)) for text, score in zip(texts, np.asarray(scores))]
+        answers: list[Any] = [None] * len(rows)
+        for members, input_ids, mask, prompt_ids in self._calls(rows, range(len(rows)), num_beams):
+            texts, scores = generate_rows(self.model, input_ids, mask, prompt_ids, max_new_tokens=max_new_tokens, num_beams=num_beams)
+            for j, text, score in zip(members, texts, np.asarray(scores)):
+                answers[j] = (text, float(score))
+        return answers
 
-    def _score(self, rows: list[Row], device: torch.device) -> list[np.ndarray]:
+    def _score(self, rows: list[Row]) -> list[np.ndarray]:
         """Score the pass's rows, one model call per candidate shape (count, longest in tokens): rows
         of any prompts and tasks whose candidates have the same shape share a call, and no row is
         padded to another task's candidate count or label length (on CPU that padding costs more
@@ -227,15 +233,26 @@ class BatchingWorker:
         for j, row in enumerate(rows):
             groups.setdefault(self._shape(row.choices), []).append(j)
         answers: list[np.ndarray] = [np.empty(0)] * len(rows)
-        for (k, _), members in groups.items():
-            part = [rows[j] for j in members]
-            input_ids, mask = encode_texts(self.model.tokenizer, [r.source for r in part], self.max_length, device)  # (R, T)
-            prompt_ids = torch.tensor([r.bank_id for r in part], device=device)  # (R,)
-            choice_ids, choice_mask = encode_choices(self.model.tokenizer, [r.choices for r in part], k)  # (R, K, S)
-            table = score_rows(self.model, input_ids, mask, prompt_ids, choice_ids.to(device), choice_mask.to(device))  # (R, K)
-            for j, scores in zip(members, table):
-                answers[j] = scores
+        for (k, _), group in groups.items():
+            for members, input_ids, mask, prompt_ids in self._calls(rows, group, k):
+                choice_ids, choice_mask = encode_choices(self.model.tokenizer, [rows[j].choices for j in members], k)  # (R, K, S)
+                device = input_ids.device
+                table = score_rows(self.model, input_ids, mask, prompt_ids, choice_ids.to(device), choice_mask.to(device))  # (R, K)
+                for j, scores in zip(members, table):
+                    answers[j] = scores
         return answers
+
+    def _calls(self, rows: list[Row], members: Sequence[int], copies: int) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Model calls over ``rows[members]``: sorted by length, longest first, split so that rows ×
+        padded length × ``copies`` stays within ``max_tokens``; yields (row positions, (R, T) ids,
+        mask, (R,) prompt ids)."""
+        device = self.model.model.get_input_embeddings().weight.device
+        ids = tokenize(self.model.tokenizer, [rows[j].source for j in members], self.max_length)
+        lengths = [len(tokens) + self.model.prompt_length for tokens in ids]
+        for plan in plan_passes(lengths, 1, self.max_tokens, copies):
+            part = [members[i] for i in plan.examples]
+            input_ids, mask = pad_ids(self.model.tokenizer, [ids[i] for i in plan.examples], device)
+            yield part, input_ids, mask, torch.tensor([rows[j].bank_id for j in part], device=device)
 
     def _shape(self, choices: tuple[str, ...]) -> tuple[int, int]:
         """(number of candidates, longest candidate in tokens with EOS), cached per candidate set."""

@@ -4,11 +4,13 @@ Models are tiny random T5s built in-process (``random_t5``), with a deep prefix 
 per-row prefix routing is covered by the same checks.
 """
 
+import random
+
 import numpy as np
 import pytest
 import torch
 
-from ensembles.batched import iter_batches
+from ensembles.batched import Passes, plan_passes
 from ensembles.scoring import encode_choices, generate_texts, score_choices
 from softprompt.models import random_t5
 from softprompt.prefixes import PrefixBank, PrefixShape
@@ -39,12 +41,12 @@ def _examples(m=7, per_example_choices=False):
     return out
 
 
-@pytest.mark.parametrize("max_rows", [1, 4, 64])
-def test_batched_scores_equal_one_prompt_at_a_time(model, max_rows):
+@pytest.mark.parametrize("max_tokens", [1, 100, 10_000])  # one row per pass, a few, everything in one
+def test_batched_scores_equal_one_prompt_at_a_time(model, max_tokens):
     examples = _examples()
-    batched = score_choices(model, examples, list(range(N)), max_rows=max_rows).log_likelihood
+    batched = score_choices(model, examples, list(range(N)), max_tokens=max_tokens).log_likelihood
     for n in range(N):
-        alone = score_choices(model, examples, [n], max_rows=1).log_likelihood[0]
+        alone = score_choices(model, examples, [n], max_tokens=1).log_likelihood[0]
         np.testing.assert_allclose(batched[n], alone, atol=1e-5)
 
 
@@ -73,7 +75,7 @@ def test_batched_generation_equals_per_prompt_generation(model):
     decoding = dict(max_new_tokens=6, min_new_tokens=6)
     batched = generate_texts(model, examples, list(range(N)), **decoding)
     for n in range(N):
-        alone = generate_texts(model, examples, [n], max_rows=1, **decoding)
+        alone = generate_texts(model, examples, [n], max_tokens=1, **decoding)
         assert batched.texts[n] == alone.texts[0]
         np.testing.assert_allclose(batched.scores[n], alone.scores[0], atol=1e-5)
     assert len({t for texts in batched.texts for t in texts}) > 1
@@ -85,16 +87,50 @@ def test_beam_search_runs_per_row(model):
     assert np.isfinite(out.scores).all()
 
 
-def test_iter_batches_cover_every_pair_once(model):
+def test_passes_cover_every_pair_once_within_the_token_budget(model):
     sources = [e.source for e in _examples(9)]
     seen = []
-    for batch in iter_batches(model.tokenizer, sources, [3, 1, 0], max_length=32, max_rows=4):
-        assert batch.input_ids.shape[0] <= 4
+    for batch in Passes(model.tokenizer, sources, [3, 1, 0], max_length=32, max_tokens=60, prompt_length=3, copies=2):
+        assert batch.input_ids.shape[0] * (batch.input_ids.shape[1] + 3) * 2 <= 60 or len(batch.prompt_index) * len(batch.example_index) == 1
+        assert batch.attention_mask.sum(dim=1).max() == batch.input_ids.shape[1]  # padded to the pass's longest, no further
         rows = batch.prompt_ids.view(len(batch.prompt_index), -1)
         for p, bank_id in zip(batch.prompt_index.tolist(), rows[:, 0].tolist()):
             assert bank_id == [3, 1, 0][p]
             seen += [(p, e) for e in batch.example_index.tolist()]
     assert sorted(seen) == [(p, e) for p in range(3) for e in range(9)]
+
+
+def test_examples_fill_a_pass_before_prompts_share_it():
+    """With many examples, the passes are the per-prompt loop (one prompt each); with few, the
+    prompts fill the pass."""
+    many = plan_passes([10] * 100, n_prompts=5, max_tokens=1000)
+    assert all(len(p.prompts) == 1 and len(p.examples) == 100 for p in many) and len(many) == 5
+    few = plan_passes([10] * 8, n_prompts=5, max_tokens=1000)
+    assert len(few) == 1 and few[0].prompts == tuple(range(5)) and len(few[0].examples) == 8
+    split = plan_passes([10] * 30, n_prompts=5, max_tokens=1000)  # 30 examples leave room for 3 prompts
+    assert [p.prompts for p in split] == [(0, 1, 2), (3, 4)]
+
+
+def test_plans_sort_by_length_and_respect_the_budget():
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 300) for _ in range(200)]
+    plans = plan_passes(lengths, n_prompts=3, max_tokens=2000, copies=2)
+    pairs = sorted((p, e) for plan in plans for p in plan.prompts for e in plan.examples)
+    assert pairs == [(p, e) for p in range(3) for e in range(200)]
+    for plan in plans:
+        assert len(plan.examples) * len(plan.prompts) * max(lengths[e] for e in plan.examples) * 2 <= 2000
+    firsts = [lengths[plan.examples[0]] for plan in plans]
+    assert firsts == sorted(firsts, reverse=True)  # longest first
+    padded = sum(len(p.examples) * len(p.prompts) * max(lengths[e] for e in p.examples) for p in plans)
+    in_file_order = sum(3 * 6 * max(lengths[i : i + 6]) for i in range(0, 200, 6))  # a loop of 6-example batches
+    assert padded < 0.75 * in_file_order and padded >= 3 * sum(lengths)
+
+
+def test_an_example_longer_than_the_budget_still_gets_a_pass():
+    plans = plan_passes([50, 3], n_prompts=2, max_tokens=10)
+    assert [(p.examples, p.prompts) for p in plans] == [((0,), (0,)), ((0,), (1,)), ((1,), (0, 1))]
+    with pytest.raises(ValueError, match="max_tokens must be positive"):
+        plan_passes([3], 1, max_tokens=0)
 
 
 def test_encode_choices_masks_missing_candidates(model):

@@ -75,6 +75,18 @@ def test_a_request_larger_than_max_rows_spans_passes(catalog, reference):
     check_classification(answer, reference.classify("sst2", SST2[:3], ["sst2_a#0", "sst2_a#1", "sst2_a#2"]), "majority")
 
 
+def test_a_pass_split_by_the_token_budget_gives_the_same_answers(catalog, reference):
+    """max_tokens=1: every row of the pass becomes its own model call (sorted by length), answers unchanged."""
+    engine, passes = engine_with(catalog, max_rows=128, max_wait_ms=0, max_tokens=1)
+    pending = [engine.classify(ClassifyRequest(task="cb", vote="confidence", inputs=unlabeled(CB[:2]))),
+               engine.generate(GenerateRequest(task="e2e_nlg", vote="best_score", inputs=unlabeled(E2E), max_new_tokens=5))]
+    with engine.worker:
+        answers = [p.result(timeout=60) for p in pending]
+    assert passes.seen == [("score", 6), ("generate", 6)]
+    check_classification(answers[0], reference.classify("cb", CB[:2], ["cb#0", "cb#1", "cb#2"]), "confidence")
+    check_generation(answers[1], *reference.generate("e2e_nlg", E2E, ["e2e#0", "e2e#1", "e2e#2"], max_new_tokens=5), "best_score")
+
+
 def test_without_batching_every_request_gets_its_own_pass(catalog, reference):
     engine, passes = engine_with(catalog, batching=False)
     pending = [engine.classify(ClassifyRequest(prompt=f"cb#{p}", inputs=unlabeled(CB[:2]))) for p in range(3)]

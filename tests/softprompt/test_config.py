@@ -59,3 +59,13 @@ def test_differences_read_a_run_from_before_per_bank_recipes_as_one_recipe_for_e
     assert TrainConfig(deep_prefix=True, prompt_length=0).differences(legacy) == []  # its prefixes trained with AdamW 3e-4
     both = legacy | {"prompt_length": 20}  # old joint runs stepped the prompts with the prefixes' AdamW too
     assert TrainConfig(deep_prefix=True, prompt_length=20).differences(both) == ["lr", "optimizer"]
+
+
+def test_group_by_length_is_off_by_default_and_must_match_on_resume():
+    assert TrainConfig().group_by_length is False
+    assert TrainConfig(group_by_length=True).differences(TrainConfig().to_dict()) == ["group_by_length"]
+    legacy = {k: v for k, v in TrainConfig().to_dict().items() if k != "group_by_length"}
+    assert TrainConfig().differences(legacy) == []  # runs written before the option drew plain shuffled batches
+    assert TrainConfig(group_by_length=True).differences(legacy) == ["group_by_length"]
+    with pytest.raises(SoftpromptError, match="--group-by-length is a flag"):
+        TrainConfig(group_by_length="yes")

@@ -11,6 +11,7 @@ back from ``softprompt.tasks``.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,7 +373,8 @@ def test_train_reads_the_hub_at_the_given_revision(webnlg_hub_run):
     out, calls = webnlg_hub_run
     assert [call["split"] for call in calls] == ["train", "validation"]
     assert all(_decided(c) == {**HUB["webnlg"].call, "revision": "pinned"} for c in calls)
-    assert (out / "softprompt.json").is_file()
+    hub = {"dataset": "GEM/web_nlg", "config": None, "revision": "pinned"}
+    assert json.loads((out / "softprompt.json").read_text())["data"] == {"train": {"hub": hub}, "validation": {"hub": hub}}
 
 
 def test_ensemble_eval_reads_the_hub_at_the_given_revision(webnlg_hub_run, hub, tmp_path):

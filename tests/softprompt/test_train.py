@@ -18,7 +18,7 @@ from softprompt.errors import SoftpromptError
 from softprompt.models import random_t5
 from softprompt.store import read_meta
 from softprompt.tasks import get_task
-from softprompt.train import batch_indices, build_prompted, train, validate
+from softprompt.train import build_prompted, train, validate
 from tests.conftest import TEST_DATA
 
 RTE = TEST_DATA / "superglue" / "rte"
@@ -83,12 +83,21 @@ def test_resume_continues_to_the_same_prompts(tmp_path, rte):
     assert torch.equal(full, resumed)
 
 
-def test_batch_order_depends_only_on_seed_and_step():
-    steps = [batch_indices(10, 4, step, seed=7) for step in range(5)]  # 20 draws = 2 epochs of 10
-    assert steps == [batch_indices(10, 4, step, seed=7) for step in range(5)]
-    first_epoch = steps[0] + steps[1] + steps[2][:2]
-    assert sorted(first_epoch) == list(range(10))  # each epoch is a permutation
-    assert batch_indices(10, 4, 0, 7) != batch_indices(10, 4, 0, 8)
+def test_group_by_length_changes_the_order_and_resumes_to_the_same_prompts(tmp_path, rte):
+    task, train_examples, val_examples = rte
+    grouped = dict(group_by_length=True, batch_size=7, steps=8, checkpoint_every=4, eval_every=4)  # step 6 spans epochs 0 and 1
+    full_cfg = _config(tmp_path, "full", **grouped)
+    train(full_cfg, random_t5(), task, train_examples, val_examples, progress=False)
+    assert read_meta(full_cfg.output_dir)["train_args"]["group_by_length"] is True
+    train(_config(tmp_path, "part", **(grouped | {"steps": 4})), random_t5(), task, train_examples, val_examples, progress=False)
+    train(_config(tmp_path, "part", **grouped), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+    train(_config(tmp_path, "plain", **(grouped | {"group_by_length": False})), random_t5(), task, train_examples, val_examples, progress=False)
+    full, resumed, plain = (_checkpoint_banks(tmp_path / name)["bank.prompts.weight"] for name in ("full", "part", "plain"))
+    assert torch.equal(full, resumed)
+    assert not torch.allclose(full, plain)  # grouping drew other batches
+    with pytest.raises(SoftpromptError, match="group_by_length"):  # the data order must not change on resume
+        train(_config(tmp_path, "part", **(grouped | {"steps": 10, "group_by_length": False})), random_t5(), task,
+              train_examples, val_examples, resume=True, progress=False)
 
 
 def test_resume_refuses_changed_settings(tmp_path, rte):
