@@ -1,14 +1,16 @@
-"""Benchmark: batched N-prompt rank-classification scoring vs one prompt per pass; encoder reuse across K choices; max_rows.
+"""Benchmark: batched N-prompt rank-classification scoring vs one prompt per pass; encoder reuse across K choices; max_tokens.
 
 (1) Batched: ``ensembles.scoring.score_choices`` scores all N prompts in passes of at most
-    ``max_rows`` rows (``iter_batches``: prompt-major rows, N·b rows per pass). Sequential: the same
-    B examples, tokenised once, then one ``PromptedT5.score`` pass of B rows per prompt. Both score
-    K label choices per example (encoder once per row, decoder per choice) and must agree.
+    ``max_tokens`` tokens (rows × padded length × choices; examples sorted by length, a pass filled
+    with examples first, then prompts). Sequential: the same B examples, tokenised once, then one
+    ``PromptedT5.score`` pass of B rows per prompt. Both score K label choices per example (encoder
+    once per row, decoder per choice) and must agree. The batched side's utilisation (model FLOP/s
+    over the matmul peak measured in this process, same device and dtype) is printed per B.
 (2) K-choice scoring with encoder reuse (``PromptedT5.score``: encoder once, decoder over B·K rows)
     vs K separate full forward calls (encoder each time), on the same rows; scores must agree.
-(3) ``max_rows`` sweep of the batched scoring path at the larger batch sizes, and of batched greedy
-    generation (``generate_texts``, which shares the ``MAX_ROWS`` default), to pick ``MAX_ROWS`` in
-    ``ensembles/batched.py``.
+(3) ``max_tokens`` sweep of the batched scoring path at the larger batch sizes, and of batched
+    greedy generation (``generate_texts``, which shares the default), to pick the device's default
+    in ``TOKEN_BUDGETS`` (``ensembles/batched.py``).
 
 Synthetic data: sources are random token ids in [3, 32000) decoded to text (longer than the input
 length, so every source tokenises to exactly ``--length`` tokens after truncation); label words
@@ -17,6 +19,7 @@ are random two-token strings. Timings are interleaved (see ``benchmarks/common.p
 
     python benchmarks/ensemble_bench.py [--n 5 --prompt-length 20 --length 64 --batches 1,8,32,128]
     python benchmarks/ensemble_bench.py --quick
+    python benchmarks/ensemble_bench.py --device cuda --dtype bfloat16 --shape base
 """
 
 from __future__ import annotations
@@ -32,7 +35,16 @@ import torch  # noqa: E402
 
 from common import (  # noqa: E402
     add_common_args,
+    add_model_args,
     setup,
+    DTYPES,
+    matmul_peak,
+    model_for,
+    scoring_flops,
+    shape_name,
+    t5_generate_flops,
+    utilisation,
+    utilisation_line,
     TIMING_HEADERS,
     emit_result,
     fmt_s,
@@ -41,7 +53,6 @@ from common import (  # noqa: E402
     random_ids,
     random_targets,
     ratio,
-    t5_model,
     timing_row,
 )
 
@@ -67,17 +78,18 @@ def label_words(tokenizer, generator: torch.Generator, k: int) -> tuple[str, ...
 
 def sequential_scores(prompted: PromptedT5, examples, n: int, length: int) -> torch.Tensor:
     """One prompt per pass over the same B examples: (N, B, K)."""
-    input_ids, mask = encode_texts(prompted.tokenizer, [e.source for e in examples], length)
-    choice_ids, choice_mask = encode_choices(prompted.tokenizer, [e.choices for e in examples])
+    device = prompted.model.get_input_embeddings().weight.device
+    input_ids, mask = encode_texts(prompted.tokenizer, [e.source for e in examples], length, device)
+    choice_ids, choice_mask = (t.to(device) for t in encode_choices(prompted.tokenizer, [e.choices for e in examples]))
     out = []
     for prompt in range(n):
-        prompt_ids = torch.full((len(examples),), prompt, dtype=torch.long)
+        prompt_ids = torch.full((len(examples),), prompt, dtype=torch.long, device=device)
         out.append(prompted.score(input_ids, mask, prompt_ids, choice_ids, choice_mask))
-    return torch.stack(out)
+    return torch.stack(out).float().cpu()
 
 
-def batched_scores(prompted: PromptedT5, examples, n: int, length: int, max_rows: int):
-    return score_choices(prompted, examples, list(range(n)), length, max_rows).log_likelihood
+def batched_scores(prompted: PromptedT5, examples, n: int, length: int, max_tokens: int):
+    return score_choices(prompted, examples, list(range(n)), max_length=length, max_tokens=max_tokens).log_likelihood
 
 
 @torch.no_grad()
@@ -96,25 +108,31 @@ def main() -> None:
     parser.add_argument("--prompt-length", type=int, default=20, help="soft prompt length P")
     parser.add_argument("--length", type=int, default=None, help="input tokens (default 64; quick 32)")
     parser.add_argument("--batches", default=None, help="examples per call B (default 1,8,32,128; quick 1,4,16)")
-    parser.add_argument("--max-rows", type=int, default=None, help=f"rows per pass (default MAX_ROWS={batched_module.MAX_ROWS})")
-    parser.add_argument("--sweep", default=None, help="max_rows values to sweep (default 16,32,64,128,256; quick 8,16,32)")
+    parser.add_argument("--max-tokens", type=int, default=None,
+                        help="tokens per pass (default: the device's, ensembles.batched.token_budget)")
+    parser.add_argument("--sweep", default=None,
+                        help="max_tokens values to sweep (default 2048,4096,8192,16384,32768,65536; quick 512,1024,4096; none: skip)")
     parser.add_argument("--sweep-batches", default=None, help="B for the sweep (default 32,128; quick 16; none: skip)")
     parser.add_argument("--generate-sweep", default=None,
-                        help="B,new_tokens for a generate_texts max_rows sweep (default 16,16; quick 4,4; none: skip)")
+                        help="B,new_tokens for a generate_texts max_tokens sweep (default 16,16; quick 4,4; none: skip)")
     parser.add_argument("--choice-rows", type=int, default=None, help="rows for the K-choice comparison (default 40; quick 8)")
     parser.add_argument("--ks", default="2,3", help="choice counts K for (2) (none: skip)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 15 at B=1 down to 3 at B=128)")
     add_common_args(parser)
+    add_model_args(parser)
     args = parser.parse_args()
     quick = args.quick
     length = args.length or (32 if quick else 64)
     batches = _ints(args.batches or ("1,4,16" if quick else "1,8,32,128"))
-    sweep = _ints(args.sweep or ("8,16,32" if quick else "16,32,64,128,256"))
+    sweep = _ints(args.sweep or ("512,1024,4096" if quick else "2048,4096,8192,16384,32768,65536"))
     sweep_batches = _ints(args.sweep_batches or ("16" if quick else "32,128"))
     generate_sweep = _ints(args.generate_sweep or ("4,4" if quick else "16,16"))
     choice_rows = args.choice_rows or (8 if quick else 40)
-    max_rows = args.max_rows or batched_module.MAX_ROWS
+    max_tokens = args.max_tokens or batched_module.token_budget(args.device)
     env = setup(args)
+    device = torch.device(args.device)
+    half = args.dtype != "float32"
+    atol, rtol = (0.25, 0.02) if half else (1e-3, 1e-4)  # bf16: different row groupings round differently
 
     def repeats_for(rows: int) -> int:
         if args.repeats:
@@ -122,10 +140,13 @@ def main() -> None:
         return 2 if quick else (15 if rows <= 5 else 7 if rows <= 40 else 5 if rows <= 160 else 3)
 
     started = time.perf_counter()
-    print(f"{env}; model {'tiny' if quick else 't5-small shape'}; "
-          f"N={args.n}, P={args.prompt_length}, input {length}, max_rows {max_rows}")
-    frozen = t5_model(quick, args.seed)
-    bank = PromptBank(args.n, args.prompt_length, frozen.config.d_model)
+    print(f"{env}; model {shape_name(args)} shape on {device}; "
+          f"N={args.n}, P={args.prompt_length}, input {length}, max_tokens {max_tokens}")
+    peak = matmul_peak(DTYPES[args.dtype], device)
+    print(f"matmul peak ({args.dtype}, {device}): {peak / 1e9:.1f} GFLOP/s")
+    frozen = model_for(args)
+    config = frozen.config
+    bank = PromptBank(args.n, args.prompt_length, config.d_model)
     with torch.no_grad():
         bank.weight.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(args.seed))
     prompted = PromptedT5(frozen, bank)
@@ -133,40 +154,48 @@ def main() -> None:
     words = label_words(frozen.tokenizer, generator, 2)
     examples = make_examples(frozen.tokenizer, generator, max(batches + sweep_batches + generate_sweep[:1] + [1]), length, words)
     assert encode_texts(frozen.tokenizer, [e.source for e in examples], length)[0].shape[1] == length
+    target_length = encode_choices(frozen.tokenizer, [words])[0].shape[-1]
 
     # (1) batched vs sequential
     results: dict[str, float] = {}
-    rows = []
+    rows, use_rows = [], []
+    targets = {1: 0.45, 8: 0.85, 32: 0.95, 128: 1.0}
     for batch in batches:
         subset = examples[:batch]
-        got = torch.from_numpy(batched_scores(prompted, subset, args.n, length, max_rows)).float()
+        got = torch.from_numpy(batched_scores(prompted, subset, args.n, length, max_tokens)).float()
         want = sequential_scores(prompted, subset, args.n, length)
-        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(got, want, atol=atol, rtol=rtol)
         times = interleaved(
             {
-                "batched": lambda s=subset: batched_scores(prompted, s, args.n, length, max_rows),
+                "batched": lambda s=subset: batched_scores(prompted, s, args.n, length, max_tokens),
                 "sequential": lambda s=subset: sequential_scores(prompted, s, args.n, length),
             },
             repeats_for(args.n * batch),
         )
-        target = 0.45 if batch == 1 else 0.95
+        target = targets.get(batch, 0.95 if batch > 1 else 0.45)
         rows.append(timing_row(f"B={batch} ({args.n * batch} rows)", times["batched"], times["sequential"], target))
         results[f"batched_over_sequential_B{batch}"] = ratio(times["batched"], times["sequential"])
+        flops = scoring_flops(config, args.n * batch, args.prompt_length + length, len(words), target_length)
+        results[f"utilisation_batched_B{batch}"] = utilisation(flops, min(times["batched"]), peak)
+        use_rows.append(utilisation_line(f"batched scoring B={batch}", flops, min(times["batched"]), peak))
     if rows:
-        print_table(TIMING_HEADERS, rows, f"(1) rank classification, K=2: batched N={args.n} (max_rows {max_rows}) / "
+        print_table(TIMING_HEADERS, rows, f"(1) rank classification, K=2: batched N={args.n} (max_tokens {max_tokens}) / "
                                       f"one prompt per pass (baseline)")
+        print("\n".join(use_rows))
 
     # (2) encoder reuse across K choices vs K full passes
     rows = []
     input_ids = random_ids(generator, choice_rows, length)
     input_ids[:, -1] = 1
+    input_ids = input_ids.to(device)
     mask = torch.ones_like(input_ids)
-    prompt_ids = prompt_rows(range(args.n), -(-choice_rows // args.n))[:choice_rows]
+    prompt_ids = prompt_rows(range(args.n), -(-choice_rows // args.n))[:choice_rows].to(device)
     for k in _ints(args.ks):
-        choice_ids = random_targets(generator, choice_rows * k, 3).view(choice_rows, k, 3)
+        choice_ids = random_targets(generator, choice_rows * k, 3).view(choice_rows, k, 3).to(device)
         choice_mask = torch.ones_like(choice_ids)
         got = prompted.score(input_ids, mask, prompt_ids, choice_ids, choice_mask)
-        torch.testing.assert_close(got, full_pass_scores(prompted, input_ids, mask, prompt_ids, choice_ids), atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(got.float(), full_pass_scores(prompted, input_ids, mask, prompt_ids, choice_ids).float(),
+                                   atol=atol, rtol=rtol)
         times = interleaved(
             {
                 "reuse": lambda c=choice_ids, m=choice_mask: prompted.score(input_ids, mask, prompt_ids, c, m),
@@ -179,38 +208,46 @@ def main() -> None:
     if rows:
         print_table(TIMING_HEADERS, rows, "(2) K choices: PromptedT5.score (encoder once) / K full forward calls (baseline)")
 
-    # (3) max_rows sweep
-    best_rows = {}
+    # (3) max_tokens sweep
+    best_tokens = {}
     for batch in sweep_batches if sweep else []:
         subset = examples[:batch]
         fns = {value: (lambda s=subset, v=value: batched_scores(prompted, s, args.n, length, v)) for value in sweep}
         times = interleaved(fns, repeats_for(args.n * batch))
-        fastest = min(min(t) for t in times.values())
-        reference = min(times[max_rows]) if max_rows in times else fastest
-        table = [[value, -(-batch // max(1, value // args.n)), args.n * max(1, value // args.n), fmt_s(min(t)),
-                  f"{min(t) / reference:.3f}", "*" if min(t) == fastest else ""] for value, t in times.items()]
-        print_table(["max_rows", "passes", "rows/pass", "time (min)", f"vs {max_rows if max_rows in times else 'best'}", "best"], table,
-                    f"(3) max_rows sweep, batched scoring of B={batch} x N={args.n}")
-        best_rows[batch] = min(times, key=lambda v: min(times[v]))
+        flops = scoring_flops(config, args.n * batch, args.prompt_length + length, len(words), target_length)
+        print_sweep(times, max_tokens, flops, peak, f"(3) max_tokens sweep, batched scoring of B={batch} x N={args.n}")
+        best_tokens[batch] = min(times, key=lambda v: min(times[v]))
+        results[f"utilisation_sweep_best_B{batch}"] = utilisation(flops, min(times[best_tokens[batch]]), peak)
     best_generate = None
     if generate_sweep and sweep:
         batch, new_tokens = generate_sweep
         subset = examples[:batch]
         decoding = dict(min_new_tokens=new_tokens, max_new_tokens=new_tokens, num_beams=1)
-        fns = {value: (lambda s=subset, v=value: generate_texts(prompted, s, list(range(args.n)), length, v, **decoding))
+        fns = {value: (lambda s=subset, v=value: generate_texts(prompted, s, list(range(args.n)), max_length=length,
+                                                                 max_tokens=v, **decoding))
                for value in sweep}
         times = interleaved(fns, repeats_for(args.n * batch))
-        fastest = min(min(t) for t in times.values())
-        reference = min(times[max_rows]) if max_rows in times else fastest
-        table = [[value, -(-batch // max(1, value // args.n)), args.n * max(1, value // args.n), fmt_s(min(t)),
-                  f"{min(t) / reference:.3f}", "*" if min(t) == fastest else ""] for value, t in times.items()]
-        print_table(["max_rows", "passes", "rows/pass", "time (min)", f"vs {max_rows if max_rows in times else 'best'}", "best"],
-                    table, f"(3) max_rows sweep, greedy generate_texts of B={batch} x N={args.n}, {new_tokens} new tokens")
+        flops = t5_generate_flops(config, args.n * batch, args.prompt_length + length, new_tokens)
+        print_sweep(times, max_tokens, flops, peak,
+                    f"(3) max_tokens sweep, greedy generate_texts of B={batch} x N={args.n}, {new_tokens} new tokens")
         best_generate = min(times, key=lambda v: min(times[v]))
-    print(f"\nbest max_rows by batch: {best_rows}, generation {best_generate}; MAX_ROWS in ensembles/batched.py is {batched_module.MAX_ROWS}")
+        results["utilisation_generate_best"] = utilisation(flops, min(times[best_generate]), peak)
+    print(f"\nbest max_tokens by batch: {best_tokens}, generation {best_generate}; "
+          f"the default for {args.device} in ensembles/batched.py is {batched_module.token_budget(args.device)}")
     print(f"total {time.perf_counter() - started:.0f} s")
-    emit_result({**results, **{f"best_max_rows_B{b}": v for b, v in best_rows.items()},
-                 **({"best_max_rows_generate": best_generate} if best_generate else {}), "max_rows": max_rows})
+    emit_result({**results, **{f"best_max_tokens_B{b}": v for b, v in best_tokens.items()},
+                 **({"best_max_tokens_generate": best_generate} if best_generate else {}), "max_tokens": max_tokens,
+                 "matmul_peak_gflops": peak / 1e9, "device": str(device), "dtype": args.dtype, "shape": shape_name(args)})
+
+
+def print_sweep(times: dict[int, list[float]], reference_value: int, flops: float, peak: float, title: str) -> None:
+    """The sweep table: time per max_tokens value, relative to the default, and utilisation."""
+    fastest = min(min(t) for t in times.values())
+    reference = min(times[reference_value]) if reference_value in times else fastest
+    table = [[value, fmt_s(min(t)), f"{min(t) / reference:.3f}", f"{100 * utilisation(flops, min(t), peak):.1f}%",
+              "*" if min(t) == fastest else ""] for value, t in times.items()]
+    print_table(["max_tokens", "time (min)", f"vs {reference_value if reference_value in times else 'best'}",
+                 "utilisation", "best"], table, title)
 
 
 def _ints(text: str) -> list[int]:

@@ -5,10 +5,13 @@ decoder) on the same B examples with greedy decoding and exactly ``--new-tokens`
 (``min_new_tokens = max_new_tokens``), so both produce the same number of decoder steps. Batched:
 one call over N·B rows, prompt-major per-row prompt ids; sequential: one call of B rows per
 prompt. The token agreement between the two is printed. Timings are interleaved (see
-``benchmarks/common.py``). Ends with one ``RESULT {json}`` line.
+``benchmarks/common.py``). The utilisation of each side (model FLOPs of cached greedy decoding,
+``common.t5_generate_flops``, over its time and the matmul peak measured in this process on the
+same device and dtype) is printed. Ends with one ``RESULT {json}`` line.
 
     python benchmarks/generate_bench.py [--n 5 --batch 8 --length 64 --new-tokens 32]
     python benchmarks/generate_bench.py --quick
+    python benchmarks/generate_bench.py --device cuda --dtype bfloat16 --shape large --batch 64
 """
 
 from __future__ import annotations
@@ -24,14 +27,21 @@ import torch  # noqa: E402
 
 from common import (  # noqa: E402
     add_common_args,
+    add_model_args,
     setup,
+    DTYPES,
+    matmul_peak,
+    model_for,
+    shape_name,
+    t5_generate_flops,
+    utilisation,
+    utilisation_line,
     TIMING_HEADERS,
     emit_result,
     interleaved,
     print_table,
     random_ids,
     ratio,
-    t5_model,
     timing_row,
 )
 
@@ -49,16 +59,20 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=None, help="generated tokens, exactly (default 32; quick 8)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7; quick 2)")
     add_common_args(parser)
+    add_model_args(parser)
     args = parser.parse_args()
     quick = args.quick
     batch, length = args.batch or (4 if quick else 8), args.length or (16 if quick else 64)
     new_tokens, repeats = args.new_tokens or (8 if quick else 32), args.repeats or (2 if quick else 7)
     env = setup(args)
     started = time.perf_counter()
-    print(f"{env}; model {'tiny' if quick else 't5-small shape'}; "
+    device = torch.device(args.device)
+    print(f"{env}; model {shape_name(args)} shape on {device}; "
           f"N={args.n}, B={batch}, input {length}, P={args.prompt_length}, {new_tokens} new tokens, greedy")
+    peak = matmul_peak(DTYPES[args.dtype], device)
+    print(f"matmul peak ({args.dtype}, {device}): {peak / 1e9:.1f} GFLOP/s")
 
-    frozen = t5_model(quick, args.seed)
+    frozen = model_for(args)
     bank = PromptBank(args.n, args.prompt_length, frozen.config.d_model)
     with torch.no_grad():
         bank.weight.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(args.seed))
@@ -66,16 +80,17 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     input_ids = random_ids(generator, batch, length)
     input_ids[:, -1] = 1
+    input_ids = input_ids.to(device)
     mask = torch.ones_like(input_ids)
     decoding = dict(do_sample=False, num_beams=1, min_new_tokens=new_tokens, max_new_tokens=new_tokens)
     all_ids, all_mask = repeat_for_prompts(input_ids, args.n), repeat_for_prompts(mask, args.n)
-    all_prompts = prompt_rows(range(args.n), batch)
+    all_prompts = prompt_rows(range(args.n), batch, device)
 
     def batched():
         return prompted.generate(all_ids, all_mask, all_prompts, **decoding)
 
     def sequential():
-        return [prompted.generate(input_ids, mask, torch.full((batch,), p, dtype=torch.long), **decoding) for p in range(args.n)]
+        return [prompted.generate(input_ids, mask, torch.full((batch,), p, dtype=torch.long, device=device), **decoding) for p in range(args.n)]
 
     one, many = batched(), torch.cat(sequential())
     assert one.shape == many.shape == (args.n * batch, new_tokens + 1), (one.shape, many.shape)
@@ -86,9 +101,15 @@ def main() -> None:
     rows = [timing_row(f"N={args.n}, B={batch}: 1 call of {args.n * batch} rows / {args.n} calls of {batch}",
                        times["batched"], times["sequential"], 0.8)]
     print_table(TIMING_HEADERS, rows, "greedy generation, batched (ours) / sequential (baseline)")
+    flops = t5_generate_flops(frozen.config, args.n * batch, args.prompt_length + length, new_tokens)
+    for side in ("batched", "sequential"):
+        print(utilisation_line(side, flops, min(times[side]), peak))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     emit_result({"batched_over_sequential_generate": ratio(times["batched"], times["sequential"]),
-                 "token_agreement": agreement})
+                 "token_agreement": agreement,
+                 "utilisation_batched_generate": utilisation(flops, min(times["batched"]), peak),
+                 "utilisation_sequential_generate": utilisation(flops, min(times["sequential"]), peak),
+                 "matmul_peak_gflops": peak / 1e9, "device": str(device), "dtype": args.dtype, "shape": shape_name(args)})
 
 
 if __name__ == "__main__":

@@ -12,10 +12,16 @@ frozen weights, with gradients flowing to what would be trained:
 * prefix-reparam (information only): the reparameterised bank (MLP k=512 -> 512 -> prefixes).
 
 Loss: ``per_prompt_loss(...).sum()`` for the PromptedT5 sides, the model's own loss for raw.
-Timings are interleaved (see ``benchmarks/common.py``). Ends with one ``RESULT {json}`` line.
+Timings are interleaved (see ``benchmarks/common.py``). Utilisation of each side: model FLOPs of
+its forward (``common.t5_encoder_flops`` / ``t5_decoder_flops``; the prefix side's Pp extra keys
+at every attention site added) times 2 for the backward (the frozen weights get no gradient, so the
+backward is one input-gradient matmul per forward matmul; the attention products' second operand
+gradient is not counted), over its time and the matmul peak measured in this process on the same
+device and dtype. Ends with one ``RESULT {json}`` line.
 
     python benchmarks/prefix_bench.py [--batch 32 --length 128 --prefix-length 10]
     python benchmarks/prefix_bench.py --quick
+    python benchmarks/prefix_bench.py --device cuda --dtype bfloat16 --shape base
 """
 
 from __future__ import annotations
@@ -32,7 +38,16 @@ import torch  # noqa: E402
 
 from common import (  # noqa: E402
     add_common_args,
+    add_model_args,
     setup,
+    DTYPES,
+    matmul_peak,
+    model_for,
+    shape_name,
+    t5_decoder_flops,
+    t5_encoder_flops,
+    utilisation,
+    utilisation_line,
     TIMING_HEADERS,
     emit_result,
     interleaved,
@@ -40,7 +55,6 @@ from common import (  # noqa: E402
     random_ids,
     random_targets,
     ratio,
-    t5_model,
     timing_row,
 )
 
@@ -50,7 +64,7 @@ from softprompt.prompts import PromptBank  # noqa: E402
 
 
 def prompted_step(prompted: PromptedT5, input_ids, mask, labels) -> None:
-    prompt_ids = torch.zeros(input_ids.shape[0], dtype=torch.long)
+    prompt_ids = torch.zeros(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
     logits = prompted(input_ids, mask, prompt_ids, labels=labels).logits
     per_prompt_loss(logits, labels, prompt_ids, prompted.n_prompts).sum().backward()
     for param in prompted.trainable_parameters():
@@ -62,6 +76,18 @@ def raw_step(model, input_ids, mask, labels) -> None:
     model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss.backward()
 
 
+def train_step_flops(config, rows: int, length: int, target_length: int, prompt_length: int = 0,
+                     prefix_length: int = 0) -> float:
+    """Model FLOPs of one forward+backward (2 × forward, see the module docstring): ``prompt_length``
+    tokens in front of the input, ``prefix_length`` extra keys at every attention site."""
+    encoder_length = prompt_length + length
+    forward = t5_encoder_flops(config, rows, encoder_length) + t5_decoder_flops(config, rows, target_length, encoder_length)
+    inner = config.num_heads * config.d_kv
+    sites = config.num_layers * encoder_length + config.num_decoder_layers * 2 * target_length  # queries per row reading prefixes
+    forward += 2 * 2 * rows * sites * prefix_length * inner  # scores and weighted values over the Pp prefix keys
+    return 2 * forward
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=None, help="rows (default 32; quick 8)")
@@ -71,16 +97,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 11; quick 2)")
     parser.add_argument("--no-reparam", action="store_true", help="skip the information-only reparameterised side")
     add_common_args(parser)
+    add_model_args(parser)
     args = parser.parse_args()
     quick = args.quick
     batch, length = args.batch or (8 if quick else 32), args.length or (32 if quick else 128)
     repeats = args.repeats or (2 if quick else 11)
     env = setup(args)
     started = time.perf_counter()
-    print(f"{env}; model {'tiny' if quick else 't5-small shape'}; "
+    device = torch.device(args.device)
+    print(f"{env}; model {shape_name(args)} shape on {device}; "
           f"batch {batch}, input {length}, target {args.target_length}, Pp={args.prefix_length}")
+    peak = matmul_peak(DTYPES[args.dtype], device)
+    print(f"matmul peak ({args.dtype}, {device}): {peak / 1e9:.1f} GFLOP/s")
 
-    frozen = t5_model(quick, args.seed)
+    frozen = model_for(args)
     raw = copy.deepcopy(frozen.model)  # before PromptedT5 reroutes attention: plain sdpa, no softprompt code
     config, pp = frozen.config, args.prefix_length
     prefixes = PrefixBank(1, PrefixShape.for_config(config, pp))
@@ -104,16 +134,19 @@ def main() -> None:
     generator = torch.Generator().manual_seed(args.seed)
     input_ids = random_ids(generator, batch, length)
     input_ids[:, -1] = 1
-    data = (input_ids, torch.ones_like(input_ids), random_targets(generator, batch, args.target_length))
+    input_ids = input_ids.to(device)
+    data = (input_ids, torch.ones_like(input_ids), random_targets(generator, batch, args.target_length).to(device))
 
     # sanity: the prefix and the input prompt each change the loss
     with torch.no_grad():
-        zeros = torch.zeros(batch, dtype=torch.long)
-        loss_prefix = prefix(*data[:2], zeros, labels=data[2]).loss.item()
-        loss_plain = plain(*data[:2], zeros, labels=data[2]).loss.item()
-        loss_raw = raw(input_ids=data[0], attention_mask=data[1], labels=data[2], use_cache=False).loss.item()
+        zeros = torch.zeros(batch, dtype=torch.long, device=device)
+        out_prefix = prefix(*data[:2], zeros, labels=data[2])
+        out_plain = plain(*data[:2], zeros, labels=data[2])
+        out_raw = raw(input_ids=data[0], attention_mask=data[1], labels=data[2], use_cache=False)
+    loss_prefix, loss_plain, loss_raw = (out.loss.item() for out in (out_prefix, out_plain, out_raw))
     print(f"check: loss prefix {loss_prefix:.5f}, plain (input prompt) {loss_plain:.5f}, raw {loss_raw:.5f}")
-    if loss_prefix == loss_raw or loss_plain == loss_raw:
+    # logits, not the loss: a bf16 loss is too coarse to tell the sides apart
+    if torch.equal(out_prefix.logits, out_raw.logits) or torch.equal(out_plain.logits, out_raw.logits):
         raise SystemExit("a prompted side computed the raw model's loss: its prefix or prompt was not applied")
 
     times = interleaved(sides, repeats)
@@ -125,6 +158,13 @@ def main() -> None:
     if "prefix-reparam" in times:
         rows.append(timing_row("prefix-reparam / plain", times["prefix-reparam"], times["plain"]))
     print_table(TIMING_HEADERS, rows, f"forward+backward, batch {batch}, input {length}, Pp={pp} (all sites)")
+    flops = {
+        "prefix": train_step_flops(config, batch, length, args.target_length, prefix_length=pp),
+        "plain": train_step_flops(config, batch, length, args.target_length, prompt_length=pp),
+        "raw": train_step_flops(config, batch, length, args.target_length),
+    }
+    for side, count in flops.items():
+        print(utilisation_line(side, count, min(times[side]), peak))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     result = {
         "prefix_over_plain": ratio(times["prefix"], times["plain"]),
@@ -133,6 +173,9 @@ def main() -> None:
     }
     if "prefix-reparam" in times:
         result["reparam_over_plain"] = ratio(times["prefix-reparam"], times["plain"])
+    for side, count in flops.items():
+        result[f"utilisation_{side}"] = utilisation(count, min(times[side]), peak)
+    result.update(matmul_peak_gflops=peak / 1e9, device=str(device), dtype=args.dtype, shape=shape_name(args))
     emit_result(result)
 
 

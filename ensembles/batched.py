@@ -23,9 +23,11 @@ from typing import Iterator, Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
-# rows × padded length × copies per pass. 32k keeps a CPU pass in cache-friendly sizes (the sweep in
-# benchmarks/ensemble_bench.py is flat above ~8k) and t5-xl's per-pass K/V copies near 6 GB on a GPU.
-TOKEN_BUDGET = 32_768
+# Default rows × padded length × copies per pass, by device type. CPU: as fast as any larger budget
+# in benchmarks/ensemble_bench.py's sweep, with peak memory near the one-prompt loop's
+# (benchmarks/realdata_bench.py). CUDA (unmeasured): keeps t5-xl's per-pass cross-attention K/V
+# copies near 13 GB in bf16; raise it on large GPUs, lower it on small ones.
+TOKEN_BUDGETS = {"cpu": 8_192, "cuda": 65_536}
 
 
 @dataclass
@@ -82,7 +84,12 @@ def prompt_rows(bank_ids: Sequence[int], batch: int, device: str | torch.device 
     return torch.tensor(list(bank_ids), device=device).repeat_interleave(batch)
 
 
-def plan_passes(lengths: Sequence[int], n_prompts: int, max_tokens: int = TOKEN_BUDGET, copies: int = 1) -> list[PassPlan]:
+def token_budget(device: str | torch.device) -> int:
+    """The default tokens per pass on ``device`` (``TOKEN_BUDGETS``; other device types get the CPU's)."""
+    return TOKEN_BUDGETS.get(torch.device(device).type, TOKEN_BUDGETS["cpu"])
+
+
+def plan_passes(lengths: Sequence[int], n_prompts: int, max_tokens: int, copies: int = 1) -> list[PassPlan]:
     """Passes covering every (prompt, example) pair within ``max_tokens``.
 
     ``lengths`` are the examples' encoder lengths (input prompt included), ``copies`` what each
@@ -111,7 +118,8 @@ def plan_passes(lengths: Sequence[int], n_prompts: int, max_tokens: int = TOKEN_
 
 class Passes:
     """The passes of ``plan_passes`` as tensors, in plan order; each example is tokenised once and
-    padded per chunk. ``len()`` is the number of passes (progress bars)."""
+    padded per chunk. ``len()`` is the number of passes (progress bars); ``max_tokens`` defaults to
+    ``token_budget(device)``."""
 
     def __init__(
         self,
@@ -119,14 +127,15 @@ class Passes:
         sources: Sequence[str],
         bank_ids: Sequence[int],
         max_length: int,
-        max_tokens: int = TOKEN_BUDGET,
+        max_tokens: int | None = None,
         device: str | torch.device = "cpu",
         prompt_length: int = 0,
         copies: int = 1,
     ) -> None:
         self.tokenizer, self.bank_ids, self.device = tokenizer, list(bank_ids), device
         self.ids = tokenize(tokenizer, sources, max_length)
-        self.plans = plan_passes([len(row) + prompt_length for row in self.ids], len(self.bank_ids), max_tokens, copies)
+        lengths = [len(row) + prompt_length for row in self.ids]
+        self.plans = plan_passes(lengths, len(self.bank_ids), max_tokens or token_budget(device), copies)
 
     def __len__(self) -> int:
         return len(self.plans)

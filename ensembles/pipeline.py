@@ -8,7 +8,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ensembles.batched import TOKEN_BUDGET
 from ensembles.evaluate import (
     evaluate_classification,
     evaluate_generation,
@@ -62,7 +61,7 @@ def run_ensemble_eval(
     transfer: bool = False,
     length_normalise: bool = False,
     max_length: int = 512,
-    max_tokens: int = TOKEN_BUDGET,
+    max_tokens: int | None = None,
     decoding: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
     progress: bool = False,
@@ -72,7 +71,7 @@ def run_ensemble_eval(
     if not examples:
         raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
     parse_rules(rules, task.kind)  # an unknown vote rule fails before any scoring
-    if max_tokens < 1:
+    if max_tokens is not None and max_tokens < 1:
         raise SoftpromptError(f"--max-tokens must be a positive integer, got {max_tokens}")
     examples, notes = transfer_examples(pool, task, examples, transfer)
     ids = list(range(len(pool.names)))

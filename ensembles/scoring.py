@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from ensembles.batched import TOKEN_BUDGET, Passes, repeat_for_prompts
+from ensembles.batched import Passes, repeat_for_prompts
 from softprompt import distributed
 from softprompt.prompted import PromptedT5
 from softprompt.tasks import Example
@@ -62,11 +62,12 @@ def score_choices(
     examples: Sequence[Example],
     bank_ids: Sequence[int],
     max_length: int = 512,
-    max_tokens: int = TOKEN_BUDGET,
+    max_tokens: int | None = None,
     progress: bool = False,
 ) -> ChoiceScores:
     """Rank-classification scores of every prompt in ``bank_ids`` on ``examples``, in length-aware
-    passes of at most ``max_tokens`` (rows × padded length × candidates; ``ensembles.batched``).
+    passes of at most ``max_tokens`` (rows × padded length × candidates; default
+    ``ensembles.batched.token_budget`` of the model's device).
     Under a data-parallel launcher each process scores its shard and the results are gathered.
 
     >>> scores = score_choices(prompted, examples, bank_ids=[0, 1, 2])  # doctest: +SKIP
@@ -96,7 +97,7 @@ def generate_texts(
     examples: Sequence[Example],
     bank_ids: Sequence[int],
     max_length: int = 512,
-    max_tokens: int = TOKEN_BUDGET,
+    max_tokens: int | None = None,
     progress: bool = False,
     **decoding,
 ) -> Generations:

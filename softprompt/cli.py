@@ -10,7 +10,6 @@ from pathlib import Path
 
 import click
 
-from ensembles.batched import TOKEN_BUDGET
 from softprompt.allocator import keep_freed_memory
 from softprompt.cli_options import (
     MODEL_HELP,
@@ -161,8 +160,8 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
 @click.option("--output", default="results/eval.json", show_default=True, type=click.Path(), help="report JSON (CSV and predictions JSONL beside it)")
 @click.option("--max-length", default=512, show_default=True, help="longest input in tokens")
-@click.option("--max-tokens", default=TOKEN_BUDGET, show_default=True,
-              help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and fill a pass before prompts share it")
+@click.option("--max-tokens", type=int,
+              help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and fill a pass before prompts share it [default: 8192 on CPU, 65536 on CUDA]")
 @decoding_options
 @click.option("--device", default="auto", show_default=True)
 @click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs")
@@ -389,8 +388,8 @@ def demo(output_dir, steps, train_size, eval_size, n_prompts) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="address to bind; other than localhost, also pass --api-key-env")
 @click.option("--port", default=8000, show_default=True, help="TCP port (0 = any free port, printed on start)")
 @click.option("--max-rows", default=MAX_ROWS, show_default=True, help="rows (inputs × prompts) taken from the queue for one pass")
-@click.option("--max-tokens", default=TOKEN_BUDGET, show_default=True,
-              help="tokens per model call: the rows taken are sorted by length and split so that rows × padded length × candidates (or beams) stays within it")
+@click.option("--max-tokens", type=int,
+              help="tokens per model call: the rows taken are sorted by length and split so that rows × padded length × candidates (or beams) stays within it [default: 8192 on CPU, 65536 on CUDA]")
 @click.option("--max-wait-ms", default=10.0, show_default=True, help="longest a request waits for others to share its pass")
 @click.option("--no-batching", is_flag=True, help="run every request in its own pass (for comparison)")
 @click.option("--api-key-env", help="name of an environment variable holding the key clients send as 'Authorization: Bearer <key>'")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from ensembles.batched import TOKEN_BUDGET
 from softprompt.errors import SoftpromptError
 
 MAX_ROWS = 128  # rows taken from the queue for one pass
@@ -40,7 +39,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     max_rows: int = MAX_ROWS
-    max_tokens: int = TOKEN_BUDGET
+    max_tokens: int | None = None  # default: ensembles.batched.token_budget of the model's device
     max_wait_ms: float = 10.0
     batching: bool = True
     api_key_env: str | None = None
@@ -54,7 +53,7 @@ class ServeConfig:
         if not self.prompts:
             raise SoftpromptError("no prompt runs given; pass --prompts RUN_DIR (repeatable)")
         for name in ("max_rows", "max_tokens"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise SoftpromptError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
         if self.max_wait_ms < 0:
             raise SoftpromptError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")

@@ -25,7 +25,7 @@ from typing import Any, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 
-from ensembles.batched import TOKEN_BUDGET, pad_ids, plan_passes, tokenize
+from ensembles.batched import pad_ids, plan_passes, token_budget, tokenize
 from ensembles.scoring import encode_choices, generate_rows, score_rows
 from softprompt.prompted import PromptedT5
 from softprompt.serve.config import MAX_ROWS
@@ -85,11 +85,11 @@ class BatchingWorker:
         batching: bool = True,
         max_length: int = 512,
         observer: PassObserver | None = None,
-        max_tokens: int = TOKEN_BUDGET,
+        max_tokens: int | None = None,
     ) -> None:
         self.model = model
         self.max_rows = max_rows
-        self.max_tokens = max_tokens
+        self.max_tokens = max_tokens or token_budget(model.model.get_input_embeddings().weight.device)
         self.max_wait = max_wait_ms / 1000
         self.batching = batching
         self.max_length = max_length

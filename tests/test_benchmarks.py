@@ -1,0 +1,55 @@
+"""The benchmark runner ``benchmarks/gpu.sh`` as a CPU smoke run: every benchmark must finish and
+write its RESULT line as parseable JSON (about 2 minutes on 2 cores; no timing is checked)."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+# result file -> keys its RESULT must hold
+EXPECTED = {
+    "ensemble_tiny_bf16": ["batched_over_sequential_B1", "choices_over_full_K2", "utilisation_batched_B1", "max_tokens"],
+    "generate_tiny_bf16": ["batched_over_sequential_generate", "token_agreement", "utilisation_batched_generate"],
+    "prefix_tiny_bf16": ["prefix_over_plain", "utilisation_prefix", "utilisation_raw"],
+}
+REALDATA = {
+    "realdata_tiny_bf16": ["boolq_ours_over_loop", "multirc_ours_over_loop", "xsum_generate_ours_over_loop",
+                           "boolq_agreement", "utilisation_boolq_ours", "utilisation_xsum_generate_ours"],
+    "realdata_tiny_fp32": ["boolq_ours_over_loop", "boolq_agreement", "boolq_mem_over_loop"],
+}
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or not sys.platform.startswith("linux"), reason="needs bash on Linux")
+def test_gpu_script_cpu_quick_writes_every_result(tmp_path):
+    out = tmp_path / "results"
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--device", "cpu", "--quick", "--out", str(out),
+         "--python", sys.executable, "--data", str(DATA)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert done.returncode == 0, f"gpu.sh failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert (out / "env.txt").read_text().startswith("date: ")
+    expected = dict(EXPECTED)
+    if (DATA / "superglue" / "boolq" / "val.jsonl").is_file():
+        expected.update(REALDATA)
+    else:
+        assert "realdata_bench skipped" in (out / "summary.txt").read_text()
+    for name, keys in expected.items():
+        path = out / f"{name}.json"
+        assert path.is_file(), f"{name}: no RESULT file; summary:\n{(out / 'summary.txt').read_text()}"
+        result = json.loads(path.read_text())
+        assert isinstance(result, dict)
+        missing = [key for key in keys if key not in result]
+        assert not missing, f"{name}: RESULT lacks {missing}"
+    train = sorted(out.glob("train_*.json"))
+    assert train, "train_bench wrote no RESULT file"
+    json.loads(train[0].read_text())
+    # every RESULT file written parses (including any added later)
+    for path in out.glob("*.json"):
+        json.loads(path.read_text())
