@@ -16,6 +16,7 @@ same process on the same device and dtype.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import statistics
@@ -215,6 +216,19 @@ def synchronize(device: str | torch.device) -> None:
     """Wait for queued kernels (CUDA); a no-op on CPU."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+
+def cuda_peak_bytes(fn: Callable[[], object], device: str | torch.device = "cuda") -> int:
+    """Peak CUDA bytes allocated on ``device`` during ``fn()`` over those allocated before it
+    (``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``), in process."""
+    gc.collect()
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - base
 
 
 def t5_encoder_flops(config, rows: int, length: int) -> float:

@@ -80,9 +80,6 @@ run() {
   fi
 }
 
-# does SCRIPT accept --device (train_bench.py may not)?
-has_device_option() { (cd "$root" && "$python" "benchmarks/$1" --help 2>/dev/null | grep -q -- '--device'); }
-
 have_data=0
 [ -f "$data/superglue/boolq/val.jsonl" ] && have_data=1
 [ $have_data = 1 ] || echo "note: no benchmark data at $data: realdata_bench skipped" | tee -a "$out/summary.txt"
@@ -93,11 +90,7 @@ if [ $quick = 1 ]; then
   run ensemble_tiny_bf16 ensemble_bench.py "${q[@]}" --dtype bfloat16
   run generate_tiny_bf16 generate_bench.py "${q[@]}" --dtype bfloat16
   run prefix_tiny_bf16 prefix_bench.py "${q[@]}" --dtype bfloat16 --no-reparam
-  if has_device_option train_bench.py; then
-    run train_tiny_bf16 train_bench.py "${q[@]}" --dtype bfloat16
-  else
-    run train_tiny_cpu_fp32 train_bench.py --quick
-  fi
+  run train_tiny_bf16 train_bench.py "${q[@]}" --dtype bfloat16
   if [ $have_data = 1 ]; then
     # memory subprocesses (each a fresh interpreter) only for one task, to keep the smoke run short
     run realdata_tiny_bf16 realdata_bench.py "${q[@]}" --dtype bfloat16 --data "$data" \
@@ -115,9 +108,7 @@ else
     run "generate_${shape}_bf16" generate_bench.py "${m[@]}" --dtype bfloat16 --repeats 3
     run "generate_${shape}_bf16_B64" generate_bench.py "${m[@]}" --dtype bfloat16 --repeats 3 --batch 64
     run "prefix_${shape}_bf16" prefix_bench.py "${m[@]}" --dtype bfloat16 --repeats 5
-    if has_device_option train_bench.py; then
-      run "train_${shape}_bf16" train_bench.py "${m[@]}" --dtype bfloat16 --repeats 3 --mem-runs 1
-    fi
+    run "train_${shape}_bf16" train_bench.py "${m[@]}" --dtype bfloat16 --repeats 3 --mem-runs 1
     if [ $have_data = 1 ]; then
       # t5-large: one timed round (after the checking run) keeps the whole script within 8 minutes
       run "realdata_${shape}_bf16" realdata_bench.py "${m[@]}" --dtype bfloat16 --data "$data" \
@@ -128,10 +119,6 @@ else
   if [ $have_data = 1 ]; then
     run realdata_base_fp32 realdata_bench.py --device "$device" --shape base --dtype float32 --data "$data" --repeats 1 \
       --mem-runs 0 --boolq-examples 300 --multirc-examples 200 --xsum-examples 50
-  fi
-  if ! has_device_option train_bench.py; then  # no --device yet: its CPU smoke run, so the set stays complete
-    echo "note: train_bench.py has no --device option; running its CPU --quick smoke run instead" | tee -a "$out/summary.txt"
-    run train_tiny_cpu_fp32 train_bench.py --quick
   fi
   [ $serve = 1 ] && run serve_cpu serve_bench.py --requests 400
 fi

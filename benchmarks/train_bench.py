@@ -8,34 +8,42 @@
     Adafactor(lr=0.3, scale_parameter=False, relative_step=False, warmup_init=False), loss.backward(),
     clip_grad_norm_(1.0), step, zero_grad). Same data; PEFT wraps a deep copy of our frozen model
     (identical weights, checked), both in eval mode (dropout off), and the PEFT prompt starts
-    from ours, so the two losses must agree (checked).
+    from ours, so the two losses must agree (checked: fp32 to 1e-4 relative; bf16 atol 0.05,
+    rtol 0.02, as the two sides round differently).
 (b) N prompts trained jointly (one step over N·B rows) vs N separate runs (N steps of B rows, each
     its own one-prompt bank and optimizer), at per-prompt batch sizes ``--joint-batches``.
-(c) Peak memory of one step, ours vs PEFT, three ways:
+(c) Peak memory of one step, ours vs PEFT, three ways on the CPU (two on CUDA):
     * the key: peak of live tensor bytes during one (warm) step, over the bytes live at its start,
       from the torch profiler's memory timeline (every CPU-allocator allocation and free; exact and
-      deterministic, unlike RSS);
-    * resident-set growth: each side in ``--mem-runs`` fresh subprocesses (alternating), Linux
-      VmHWM after ``--mem-steps`` steps minus VmRSS once the model, optimizer and data exist (VmHWM
-      reset through /proc/self/clear_refs; ru_maxrss growth would hide under the model-init peak);
-      median over runs. glibc arenas make this vary by about +-10% run to run;
+      deterministic, unlike RSS); on CUDA, in process, ``torch.cuda.max_memory_allocated`` over the
+      bytes allocated before the step (``common.cuda_peak_bytes``), under the same key;
+    * not on CUDA: resident-set growth: each side in ``--mem-runs`` fresh subprocesses
+      (alternating), Linux VmHWM after ``--mem-steps`` steps minus VmRSS once the model, optimizer
+      and data exist (VmHWM reset through /proc/self/clear_refs; ru_maxrss growth would hide under
+      the model-init peak); median over runs. glibc arenas make this vary by about +-10% run to run;
     * bytes of the activations autograd saves for backward (saved_tensors_hooks; frozen weights
       excluded).
 (d) Length-aware batching (``softprompt train --group-by-length``): train steps (ours, one prompt)
     over the same ``--epoch-examples`` examples of mixed lengths (long-tailed, 16..256 tokens;
     default 10 mega-batches of 50 batches), each batch padded to its longest, in the order
-    ``softprompt.batching.BatchOrder`` draws with and without grouping by length: the share of
+    ``softprompt.batching.BatchOrder`` draws with and without grouping by length (each batch
+    padded on the CPU and moved to the device within its step, as training does): the share of
     padded input tokens over the whole epoch (counted), and the time of the same ``--epoch-steps``
     evenly spaced steps of the epoch on both sides, whose ratio estimates the time-per-epoch ratio
     (the timed steps' padded shares are printed beside the epoch's to show they are typical).
+Model: a random T5 (``common.model_for``) of t5-small shape, fp32 on the CPU, by default;
+``--shape tiny|small|base|large``, ``--device`` and ``--dtype`` (``common.add_model_args``) choose
+another; the data goes to that device, and PEFT wraps a deep copy there in the same dtype.
 Utilisation: model FLOPs of a step over its time, as a fraction of the matmul peak measured in the
-same process (``common.matmul_peak``). A step with a frozen model costs about twice its forward:
-backward computes activation gradients only, no weight-gradient GEMMs; reported for (a) ours and
-(b) the joint step.
-Timings are interleaved (see ``benchmarks/common.py``). Ends with one ``RESULT {json}`` line.
+same process on the same device and dtype (``common.matmul_peak``). A step with a frozen model
+costs about twice its forward: backward computes activation gradients only, no weight-gradient
+GEMMs; reported for (a) ours and (b) the joint step.
+Timings are interleaved (see ``benchmarks/common.py``). Ends with one ``RESULT {json}`` line (with
+``device``, ``dtype``, ``shape`` and ``matmul_peak_gflops``; ``peak_rss_over_peft`` not on CUDA).
 
     python benchmarks/train_bench.py [--batch 32 --length 128 --target-length 4 --prompt-length 20]
     python benchmarks/train_bench.py --quick
+    python benchmarks/train_bench.py --device cuda --dtype bfloat16 --shape base
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -58,18 +66,22 @@ import torch  # noqa: E402
 
 from common import (  # noqa: E402
     add_common_args,
+    add_model_args,
     setup,
+    DTYPES,
     TIMING_HEADERS,
+    cuda_peak_bytes,
     emit_result,
     interleaved,
     matmul_peak,
+    model_for,
     print_table,
     random_ids,
     random_targets,
     ratio,
+    shape_name,
     t5_decoder_flops,
     t5_encoder_flops,
-    t5_model,
     timing_row,
     utilisation,
     utilisation_line,
@@ -111,7 +123,7 @@ class OursTrainer:
         return losses
 
     def loss(self, input_ids, mask, labels) -> torch.Tensor:
-        rows = prompt_rows(range(self.n), input_ids.shape[0])
+        rows = prompt_rows(range(self.n), input_ids.shape[0], input_ids.device)
         with torch.no_grad():
             logits = self.prompted(input_ids, mask, rows, labels=labels).logits
             return per_prompt_loss(logits, labels, rows, self.n)
@@ -147,15 +159,20 @@ class PeftTrainer:
             return self.model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
 
 
-def make_data(seed: int, batch: int, length: int, target_length: int):
+def make_data(seed: int, batch: int, length: int, target_length: int,
+              device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random (batch, length) input ids ending with EOS, their mask and (batch, target_length)
+    targets, on ``device`` (drawn on the CPU: the same data on every device)."""
     generator = torch.Generator().manual_seed(seed)
     input_ids = random_ids(generator, batch, length)
     input_ids[:, -1] = 1  # EOS, as the tokenizer ends every source
-    return input_ids, torch.ones_like(input_ids), random_targets(generator, batch, target_length)
+    targets = random_targets(generator, batch, target_length)
+    input_ids = input_ids.to(device)
+    return input_ids, torch.ones_like(input_ids), targets.to(device)
 
 
 def build_side(side: str, args, frozen=None):
-    frozen = frozen if frozen is not None else t5_model(args.quick, args.seed)
+    frozen = frozen if frozen is not None else model_for(args)
     if side == "ours":
         return OursTrainer(frozen, 1, args.prompt_length, args.seed)
     return PeftTrainer(frozen.model, args.prompt_length)
@@ -203,7 +220,8 @@ def padded_share(order: BatchOrder, lengths: list[int], steps: Sequence[int]) ->
 
 def length_case(frozen, args) -> dict[str, float]:
     """(d): print the padded shares and the time of ``--epoch-steps`` evenly spaced steps of an epoch
-    grouped by length and not; returns the RESULT values."""
+    grouped by length and not (each batch padded on the CPU, then moved to ``--device`` within the
+    step, as training does); returns the RESULT values."""
     generator = torch.Generator().manual_seed(args.seed)
     lengths = mixed_lengths(generator, args.epoch_examples)
     inputs, targets = mixed_examples(generator, lengths, args.target_length)
@@ -215,7 +233,8 @@ def length_case(frozen, args) -> dict[str, float]:
     def run(side: str) -> None:
         for step in timed:
             indices = orders[side].batch(step)
-            trainers[side].step(*padded_batch(inputs, indices), targets[indices])
+            batch = (*padded_batch(inputs, indices), targets[indices])
+            trainers[side].step(*(tensor.to(args.device) for tensor in batch))
 
     times = interleaved({side: lambda side=side: run(side) for side in orders}, args.epoch_repeats)
     share = {side: padded_share(order, lengths, range(epoch_steps)) for side, order in orders.items()}
@@ -244,7 +263,7 @@ def memory_child(side: str, args) -> None:
     """In a fresh process: resident-set growth of ``--mem-steps`` train steps of one side."""
     setup(args)
     trainer = build_side(side, args)
-    data = make_data(args.seed, args.batch, args.length, args.target_length)
+    data = make_data(args.seed, args.batch, args.length, args.target_length, args.device)
     gc.collect()
     base_rss = _status_kib("VmRSS")
     base_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -268,7 +287,10 @@ def memory_child(side: str, args) -> None:
 def run_memory_child(side: str, args) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--mem-child", side, "--batch", str(args.batch),
                "--length", str(args.length), "--target-length", str(args.target_length),
-               "--prompt-length", str(args.prompt_length), "--seed", str(args.seed), "--mem-steps", str(args.mem_steps)]
+               "--prompt-length", str(args.prompt_length), "--seed", str(args.seed), "--mem-steps", str(args.mem_steps),
+               "--device", args.device, "--dtype", args.dtype]
+    if args.shape is not None:
+        command += ["--shape", args.shape]
     if args.quick:
         command.append("--quick")
     if args.threads is not None:
@@ -283,6 +305,15 @@ def run_memory_child(side: str, args) -> dict:
     growth = result["peak_growth_kib"] if result["peak_growth_kib"] is not None else result["maxrss_growth_kib"]
     result["growth_mib"] = growth / 1024
     return result
+
+
+def rss_runs(args) -> dict[str, list[dict]]:
+    """``--mem-runs`` memory subprocesses per side, the sides alternating first."""
+    runs: dict[str, list[dict]] = {"ours": [], "peft": []}
+    for index in range(args.mem_runs):
+        for side in ("ours", "peft") if index % 2 == 0 else ("peft", "ours"):
+            runs[side].append(run_memory_child(side, args))
+    return runs
 
 
 def saved_activation_bytes(forward_backward, frozen_tensors) -> int:
@@ -319,6 +350,51 @@ def tensor_peak_bytes(step) -> int:
     return peak
 
 
+def step_peak_bytes(step: Callable[[], object], device: torch.device) -> int:
+    """Peak growth of tensor bytes during ``step()``: the profiler's timeline on the CPU, CUDA's
+    ``max_memory_allocated`` on CUDA."""
+    return cuda_peak_bytes(step, device) if device.type == "cuda" else tensor_peak_bytes(step)
+
+
+def memory_case(ours: OursTrainer, peft: PeftTrainer, frozen_models: Sequence[torch.nn.Module],
+                data: tuple[torch.Tensor, ...], args) -> dict[str, float]:
+    """(c): print the memory table of one step, ours vs PEFT; returns the RESULT values. The key
+    (``peak_mem_over_peft``) and saved activations on every device; RSS growth in subprocesses
+    (``peak_rss_over_peft``) not on CUDA."""
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    runs = None if cuda else rss_runs(args)
+    peak = {"ours": step_peak_bytes(lambda: ours.step(*data), device), "peft": step_peak_bytes(lambda: peft.step(*data), device)}
+    frozen_tensors = [tensor for model in frozen_models for tensor in (*model.parameters(), *model.buffers())]
+    saved = {
+        "ours": saved_activation_bytes(lambda: joint_backward(ours.prompted, *data), frozen_tensors),
+        "peft": saved_activation_bytes(
+            lambda: peft.model(input_ids=data[0], attention_mask=data[1], labels=data[2]).loss.backward(), frozen_tensors),
+    }
+    ours.optimizer.zero_grad(set_to_none=True)
+    peft.optimizer.zero_grad(set_to_none=True)
+    mib = 2**20
+    values = {"peak_mem_over_peft": peak["ours"] / peak["peft"]}
+    key = "peak allocated, MiB (CUDA max_memory_allocated; the key)" if cuda else "peak live tensors, MiB (profiler; the key)"
+    rows = [[key, f"{peak['ours'] / mib:.1f}", f"{peak['peft'] / mib:.1f}", f"{values['peak_mem_over_peft']:.3f}",
+             "<= 1.00", "yes" if values["peak_mem_over_peft"] <= 1.0 else "NO"]]
+    title = f"memory, batch {args.batch}"
+    if runs is not None:
+        rss = {side: statistics.median(r["growth_mib"] for r in results) for side, results in runs.items()}
+        values["peak_rss_over_peft"] = rss["ours"] / rss["peft"]
+        method = "VmHWM - VmRSS" if all(r["hwm_reset"] for results in runs.values() for r in results) else "ru_maxrss growth"
+        rows.append([f"peak RSS growth, MiB ({method}), median of {args.mem_runs}", f"{rss['ours']:.0f}", f"{rss['peft']:.0f}",
+                     f"{values['peak_rss_over_peft']:.3f}", "", ""])
+        spread = {side: "/".join(f"{r['growth_mib']:.0f}" for r in results) for side, results in runs.items()}
+        title += (f" (RSS runs ours {spread['ours']} MiB, PEFT {spread['peft']} MiB; "
+                  f"baseline RSS {runs['ours'][0]['base_rss_kib'] / 1024:.0f} MiB)")
+    values["saved_activations_over_peft"] = saved["ours"] / saved["peft"]
+    rows.append(["saved activations, MiB (autograd hooks)", f"{saved['ours'] / mib:.1f}", f"{saved['peft'] / mib:.1f}",
+                 f"{values['saved_activations_over_peft']:.3f}", "", ""])
+    print_table(["memory (one step)", "ours", "PEFT", "ratio", "target", "met"], rows, title)
+    return values
+
+
 # --- main --------------------------------------------------------------------------------------------
 
 
@@ -338,8 +414,10 @@ def main() -> None:
     parser.add_argument("--epoch-steps", type=int, default=None, help="evenly spaced steps of (d)'s epoch timed per side (default 16; quick 8)")
     parser.add_argument("--epoch-repeats", type=int, default=None, help="timed rounds in (d) (default 3; quick 2)")
     parser.add_argument("--mem-steps", type=int, default=2, help="steps per memory subprocess")
-    parser.add_argument("--mem-runs", type=int, default=None, help="memory subprocesses per side (default 3; quick 1)")
+    parser.add_argument("--mem-runs", type=int, default=None,
+                        help="memory subprocesses per side, not on CUDA (default 3; quick 1)")
     add_common_args(parser)
+    add_model_args(parser)
     parser.add_argument("--mem-child", choices=("ours", "peft"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     quick = args.quick
@@ -356,22 +434,24 @@ def main() -> None:
         memory_child(args.mem_child, args)
         return
     env = setup(args)
+    device = torch.device(args.device)
     started = time.perf_counter()
-    print(f"{env}; model {'tiny' if quick else 't5-small shape'}; "
+    print(f"{env}; model {shape_name(args)} shape on {device}; "
           f"batch {args.batch}, input {args.length}, target {args.target_length}, P={args.prompt_length}")
 
-    frozen = t5_model(quick, args.seed)
-    peak_flops = matmul_peak(torch.float32, "cpu")
+    frozen = model_for(args)
+    peak_flops = matmul_peak(DTYPES[args.dtype], device)
     peft_base = copy.deepcopy(frozen.model)  # separate instance: PEFT mutates the model it wraps
     same = all(torch.equal(a, b) for a, b in zip(frozen.model.state_dict().values(), peft_base.state_dict().values()))
     if not same:
         raise SystemExit("the PEFT copy's weights differ from ours")
     ours = OursTrainer(frozen, 1, args.prompt_length, args.seed)
     peft = PeftTrainer(peft_base, args.prompt_length, init=ours.prompted.prompts.weight[0].detach())
-    data = make_data(args.seed, args.batch, args.length, args.target_length)
+    data = make_data(args.seed, args.batch, args.length, args.target_length, device)
     loss_ours, loss_peft = ours.loss(*data).item(), peft.loss(*data).item()
     print(f"check: identical weights; initial loss ours {loss_ours:.6f}, PEFT {loss_peft:.6f}")
-    if abs(loss_ours - loss_peft) > 1e-4 * max(1.0, abs(loss_peft)):
+    atol, rtol = (0.05, 0.02) if args.dtype != "float32" else (1e-4, 1e-4)  # bf16: the two sides round differently
+    if abs(loss_ours - loss_peft) > max(atol, rtol * abs(loss_peft)):
         raise SystemExit("ours and PEFT compute different losses on the same prompt and data")
 
     # (a) one step, one prompt
@@ -386,7 +466,7 @@ def main() -> None:
     separate = [OursTrainer(frozen, 1, args.prompt_length, args.seed + 1 + i) for i in range(args.n_prompts)]
     joint_ratios = {}
     for batch in joint_batches:
-        bdata = make_data(args.seed + batch, batch, args.length, args.target_length)
+        bdata = make_data(args.seed + batch, batch, args.length, args.target_length, device)
         repeats = args.repeats if batch * args.n_prompts <= 64 else args.big_repeats
 
         def run_separate(bdata=bdata):
@@ -407,49 +487,16 @@ def main() -> None:
         print(utilisation_line(name, flops, seconds, peak_flops))
 
     # (c) memory
-    runs = {"ours": [], "peft": []}
-    for index in range(args.mem_runs):
-        for side in ("ours", "peft") if index % 2 == 0 else ("peft", "ours"):
-            runs[side].append(run_memory_child(side, args))
-    rss = {side: statistics.median(r["growth_mib"] for r in results) for side, results in runs.items()}
-    hwm_reset = all(r["hwm_reset"] for results in runs.values() for r in results)
-    peak = {"ours": tensor_peak_bytes(lambda: ours.step(*data)), "peft": tensor_peak_bytes(lambda: peft.step(*data))}
-    frozen_tensors = [*frozen.model.parameters(), *frozen.model.buffers(), *peft_base.parameters(), *peft_base.buffers()]
-    saved = {
-        "ours": saved_activation_bytes(lambda: joint_backward(ours.prompted, *data), frozen_tensors),
-        "peft": saved_activation_bytes(
-            lambda: peft.model(input_ids=data[0], attention_mask=data[1], labels=data[2]).loss.backward(), frozen_tensors),
-    }
-    ours.optimizer.zero_grad(set_to_none=True)
-    peft.optimizer.zero_grad(set_to_none=True)
-    peak_mem_over_peft = peak["ours"] / peak["peft"]
-    rss_over_peft = rss["ours"] / rss["peft"]
-    method = "VmHWM - VmRSS" if hwm_reset else "ru_maxrss growth"
-    mib = 2**20
-    spread = {side: "/".join(f"{r['growth_mib']:.0f}" for r in results) for side, results in runs.items()}
-    print_table(
-        ["memory (one step)", "ours", "PEFT", "ratio", "target", "met"],
-        [
-            ["peak live tensors, MiB (profiler; the key)", f"{peak['ours'] / mib:.1f}", f"{peak['peft'] / mib:.1f}",
-             f"{peak_mem_over_peft:.3f}", "<= 1.00", "yes" if peak_mem_over_peft <= 1.0 else "NO"],
-            [f"peak RSS growth, MiB ({method}), median of {args.mem_runs}", f"{rss['ours']:.0f}", f"{rss['peft']:.0f}",
-             f"{rss_over_peft:.3f}", "", ""],
-            ["saved activations, MiB (autograd hooks)", f"{saved['ours'] / mib:.1f}", f"{saved['peft'] / mib:.1f}",
-             f"{saved['ours'] / saved['peft']:.3f}", "", ""],
-        ],
-        f"memory, batch {args.batch} (RSS runs ours {spread['ours']} MiB, PEFT {spread['peft']} MiB; "
-        f"baseline RSS {runs['ours'][0]['base_rss_kib'] / 1024:.0f} MiB)",
-    )
+    memory_values = memory_case(ours, peft, [frozen.model, peft_base], data, args)
     length_values = length_case(frozen, args)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     emit_result({
         "step_over_peft": step_over_peft,
         **{f"joint{args.n_prompts}_over_separate{args.n_prompts}_B{b}": r for b, r in joint_ratios.items()},
-        "peak_mem_over_peft": peak_mem_over_peft,
-        "peak_rss_over_peft": rss_over_peft,
-        "saved_activations_over_peft": saved["ours"] / saved["peft"],
+        **memory_values,
         **length_values,
         **{f"utilisation_{name}": utilisation(flops, seconds, peak_flops) for name, (flops, seconds) in used.items()},
+        "matmul_peak_gflops": peak_flops / 1e9, "device": str(device), "dtype": args.dtype, "shape": shape_name(args),
     })
 
 

@@ -1,5 +1,6 @@
 """The benchmark runner ``benchmarks/gpu.sh`` as a CPU smoke run: every benchmark must finish and
-write its RESULT line as parseable JSON (about 2 minutes on 2 cores; no timing is checked)."""
+write its RESULT line as parseable JSON (about 2 minutes on 2 cores; no timing is checked). The
+real-data benchmark reads the small fixtures in ``tests/data`` (same layout as ``../shared/data``)."""
 
 import json
 import shutil
@@ -9,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 
 # result file -> keys its RESULT must hold
 EXPECTED = {
@@ -30,17 +32,12 @@ def test_gpu_script_cpu_quick_writes_every_result(tmp_path):
     out = tmp_path / "results"
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--device", "cpu", "--quick", "--out", str(out),
-         "--python", sys.executable, "--data", str(DATA)],
+         "--python", sys.executable, "--data", str(TEST_DATA)],
         capture_output=True, text=True, timeout=900, check=False,
     )
     assert done.returncode == 0, f"gpu.sh failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert (out / "env.txt").read_text().startswith("date: ")
-    expected = dict(EXPECTED)
-    if (DATA / "superglue" / "boolq" / "val.jsonl").is_file():
-        expected.update(REALDATA)
-    else:
-        assert "realdata_bench skipped" in (out / "summary.txt").read_text()
-    for name, keys in expected.items():
+    for name, keys in {**EXPECTED, **REALDATA}.items():
         path = out / f"{name}.json"
         assert path.is_file(), f"{name}: no RESULT file; summary:\n{(out / 'summary.txt').read_text()}"
         result = json.loads(path.read_text())
