@@ -64,14 +64,9 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_lengt
 def pad_ids(
     tokenizer: PreTrainedTokenizerBase, ids: Sequence[Sequence[int]], device: str | torch.device = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad token id lists to the longest: (B, T) ids and mask."""
-    longest = max(len(row) for row in ids)
-    input_ids = torch.full((len(ids), longest), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), longest), dtype=torch.long)
-    for row, tokens in enumerate(ids):
-        input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-        mask[row, : len(tokens)] = 1
-    return input_ids.to(device), mask.to(device)
+    """Pad token id lists to the longest (the tokenizer's padding side): (B, T) ids and mask."""
+    padded = tokenizer.pad({"input_ids": list(ids)}, padding=True, return_tensors="pt")
+    return padded.input_ids.to(device), padded.attention_mask.to(device)
 
 
 def repeat_for_prompts(tensor: torch.Tensor, n_prompts: int) -> torch.Tensor:
