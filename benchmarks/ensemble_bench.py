@@ -1,8 +1,8 @@
 """Benchmark: batched N-prompt rank-classification scoring vs one prompt per pass; encoder reuse across K choices; max_tokens.
 
 (1) Batched: ``ensembles.scoring.score_choices`` scores all N prompts in passes of at most
-    ``max_tokens`` tokens (rows × padded length × choices; examples sorted by length, a pass filled
-    with examples first, then prompts). Sequential: the same B examples, tokenised once, then one
+    ``max_tokens`` tokens (rows × padded length × choices; examples sorted by length, every prompt
+    in a pass over as many examples as fit). Sequential: the same B examples, tokenised once, then one
     ``PromptedT5.score`` pass of B rows per prompt. Both score K label choices per example (encoder
     once per row, decoder per choice) and must agree. The batched side's utilisation (model FLOP/s
     over the matmul peak measured in this process, same device and dtype) is printed per B.

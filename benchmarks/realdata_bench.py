@@ -29,7 +29,9 @@ agreement is reported (``*_agreement``), not asserted; the fp32 run is the exact
 Reports wall-time ratios ours/loop (targets: BoolQ <= 0.35, MultiRC <= 0.5, XSum <= 0.5), peak
 memory ratios ours/loop (<= 1.5) and our path's utilisation: model FLOPs of the useful work
 (unpadded tokens, prompt included; ``common.scoring_flops`` / ``t5_generate_flops``) per second
-over the matmul peak measured in this process on the same device and dtype.
+over the matmul peak measured in this process on the same device and dtype. Also the encoder tokens
+(rows × padded length) of both sides and of the unpadded work (``*_padded_tokens_ours_over_loop``,
+``*_useful_tokens_over_loop``): the second is a floor for any layout's share of the loop's arithmetic.
 
 Peak memory: on CPU each side runs once per task in a fresh subprocess (``--mem-runs``; ``--mem-jobs``
 of them at a time, after the timings), VmHWM after the work minus VmRSS once model and data are
@@ -84,7 +86,7 @@ from common import (  # noqa: E402
     utilisation_line,
 )
 
-from ensembles.batched import token_budget  # noqa: E402
+from ensembles.batched import plan_passes, token_budget  # noqa: E402
 from ensembles.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
 from softprompt.data import load_examples  # noqa: E402
 from softprompt.models import load_frozen_t5  # noqa: E402
@@ -226,19 +228,35 @@ def check_data(data: str) -> None:
 # --- FLOPs --------------------------------------------------------------------------------------------
 
 
+def input_lengths(frozen, examples, args) -> list[int]:
+    """Each example's encoder tokens as both sides feed them: truncated input plus the prompt."""
+    return [args.prompt_length + len(ids) for ids in frozen.tokenizer([e.source for e in examples], truncation=True,
+                                                                      max_length=args.max_length).input_ids]
+
+
 def useful_flops(frozen, task, examples, args) -> float:
     """Model FLOPs of the work itself: every (prompt, example) row at its own length (prompt
     included, no padding); candidates padded to their longest, as ``encode_choices`` does."""
-    lengths = [len(ids) for ids in frozen.tokenizer([e.source for e in examples], truncation=True,
-                                                   max_length=args.max_length).input_ids]
-    config = frozen.config
+    lengths, config = input_lengths(frozen, examples, args), frozen.config
     if task.kind == "generation":
-        per_example = sum(t5_generate_flops(config, 1, args.prompt_length + n, args.new_tokens) for n in lengths)
+        per_example = sum(t5_generate_flops(config, 1, n, args.new_tokens) for n in lengths)
     else:
         choice_ids, _ = encode_choices(frozen.tokenizer, [e.choices for e in examples])
         k, target_length = choice_ids.shape[1:]
-        per_example = sum(scoring_flops(config, 1, args.prompt_length + n, k, target_length) for n in lengths)
+        per_example = sum(scoring_flops(config, 1, n, k, target_length) for n in lengths)
     return args.n * per_example
+
+
+def encoder_tokens(frozen, task, examples, args) -> dict[str, int]:
+    """Encoder tokens (rows × padded length) of each side, and of the work itself without padding.
+    ``useful / loop`` bounds any layout: no pass can compute fewer tokens than the useful ones."""
+    lengths = input_lengths(frozen, examples, args)
+    copies = 1 if task.kind == "generation" else encode_choices(frozen.tokenizer, [e.choices for e in examples])[0].shape[1]
+    plans = plan_passes(lengths, args.n, args.max_tokens, copies)
+    batches = [lengths[i : i + args.loop_batch] for i in range(0, len(lengths), args.loop_batch)]
+    return {"useful": args.n * sum(lengths),
+            "ours": sum(len(p.examples) * len(p.prompts) * max(lengths[e] for e in p.examples) for p in plans),
+            "loop": args.n * sum(len(b) * max(b) for b in batches)}
 
 
 # --- memory -------------------------------------------------------------------------------------------
@@ -425,6 +443,11 @@ def main() -> None:
         results[f"utilisation_{key}_loop"] = utilisation(flops, min(times["loop"]), peak)
         use_lines += [utilisation_line(f"{name} ours", flops, min(times["ours"]), peak),
                       utilisation_line(f"{name} PEFT loop", flops, min(times["loop"]), peak)]
+        tokens = encoder_tokens(frozen, task, examples, args)
+        results[f"{key}_padded_tokens_ours_over_loop"] = tokens["ours"] / tokens["loop"]
+        results[f"{key}_useful_tokens_over_loop"] = tokens["useful"] / tokens["loop"]
+        use_lines.append(f"encoder tokens {name}: ours {tokens['ours']:,} ({tokens['ours'] / tokens['loop']:.3f} of the loop's "
+                         f"{tokens['loop']:,}); without any padding {tokens['useful']:,} ({tokens['useful'] / tokens['loop']:.3f})")
 
         if device.type == "cuda" and mem_runs > 0:
             mem = {"ours": cuda_memory_mib(lambda: run_side(ours, task, examples)),

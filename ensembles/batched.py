@@ -10,9 +10,11 @@ al. §6. Passes are planned from the work (``plan_passes``):
 * **token budget**: a pass holds at most ``max_tokens`` tokens, counted as rows × padded encoder
   length (input prompt included) × the copies each row makes downstream (K candidates when
   scoring, beams when generating), so peak memory stays flat as inputs grow;
-* **examples first, then prompts**: a chunk takes as many examples as fit; only when they leave
-  room do prompts share the pass. When the examples alone fill a pass, the passes are exactly the
-  per-prompt loop over one tokenisation, so batching never costs more than that loop.
+* **every prompt in a pass**: a chunk takes as many examples as fit with all N prompts, so a chunk
+  spans few neighbouring lengths and pads less than any layout with more examples per pass (the
+  per-prompt loop over the same sorted examples pads each of its wider chunks to their longest).
+  At uniform lengths its passes have the loop's shapes (rows × length), so batching never costs
+  more than that loop; only an example too long for N copies splits the prompts into groups.
 """
 
 from __future__ import annotations
@@ -89,11 +91,12 @@ def plan_passes(lengths: Sequence[int], n_prompts: int, max_tokens: int, copies:
 
     ``lengths`` are the examples' encoder lengths (input prompt included), ``copies`` what each
     row costs on top (candidates or beams). Examples go longest first; a chunk takes examples while
-    ``count × longest × copies`` fits, then as many prompts as the chunk leaves room for (at least
-    one example and one prompt per pass, whatever the budget).
+    ``count × n_prompts × longest × copies`` fits, and its passes take as many prompts as fit (all of
+    them unless one example is too long for that; at least one example and one prompt per pass,
+    whatever the budget).
 
     >>> [(p.examples, p.prompts) for p in plan_passes([5, 30, 10], n_prompts=2, max_tokens=60)]
-    [((1, 2), (0,)), ((1, 2), (1,)), ((0,), (0, 1))]
+    [((1,), (0, 1)), ((2, 0), (0, 1))]
     """
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be positive, got {max_tokens}")
@@ -102,7 +105,7 @@ def plan_passes(lengths: Sequence[int], n_prompts: int, max_tokens: int, copies:
     start = 0
     while start < len(order):
         longest = max(1, lengths[order[start]]) * copies
-        count = max(1, min(len(order) - start, max_tokens // longest))
+        count = max(1, min(len(order) - start, max_tokens // (longest * n_prompts)))
         chunk = tuple(order[start : start + count])
         per_pass = max(1, min(n_prompts, max_tokens // (count * longest)))
         for group in range(0, n_prompts, per_pass):

@@ -161,7 +161,7 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--output", default="results/eval.json", show_default=True, type=click.Path(), help="report JSON (CSV and predictions JSONL beside it)")
 @click.option("--max-length", default=512, show_default=True, help="longest input in tokens")
 @click.option("--max-tokens", type=int,
-              help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and fill a pass before prompts share it [default: 8192 on CPU, 65536 on CUDA]")
+              help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and a pass holds every prompt over as many as fit [default: 8192 on CPU, 65536 on CUDA]")
 @decoding_options
 @click.option("--device", default="auto", show_default=True)
 @click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs")

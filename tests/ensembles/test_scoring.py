@@ -100,14 +100,15 @@ def test_passes_cover_every_pair_once_within_the_token_budget(model):
     assert sorted(seen) == [(p, e) for p in range(3) for e in range(9)]
 
 
-def test_examples_fill_a_pass_before_prompts_share_it():
-    """With many examples, the passes are the per-prompt loop (one prompt each); with few, the
-    prompts fill the pass."""
+def test_every_prompt_shares_a_pass_and_long_examples_split_the_prompts():
+    """Passes hold all N prompts over a chunk of examples; at uniform lengths they have the shapes of
+    the per-prompt loop's passes (here 100 rows of 10 tokens); an example too long for N copies
+    splits the prompts into groups that fit."""
     many = plan_passes([10] * 100, n_prompts=5, max_tokens=1000)
-    assert all(len(p.prompts) == 1 and len(p.examples) == 100 for p in many) and len(many) == 5
+    assert all(p.prompts == tuple(range(5)) and len(p.examples) == 20 for p in many) and len(many) == 5
     few = plan_passes([10] * 8, n_prompts=5, max_tokens=1000)
     assert len(few) == 1 and few[0].prompts == tuple(range(5)) and len(few[0].examples) == 8
-    split = plan_passes([10] * 30, n_prompts=5, max_tokens=1000)  # 30 examples leave room for 3 prompts
+    split = plan_passes([300], n_prompts=5, max_tokens=1000)  # one example leaves room for 3 prompts
     assert [p.prompts for p in split] == [(0, 1, 2), (3, 4)]
 
 
@@ -124,6 +125,7 @@ def test_plans_sort_by_length_and_respect_the_budget():
     padded = sum(len(p.examples) * len(p.prompts) * max(lengths[e] for e in p.examples) for p in plans)
     in_file_order = sum(3 * 6 * max(lengths[i : i + 6]) for i in range(0, 200, 6))  # a loop of 6-example batches
     assert padded < 0.75 * in_file_order and padded >= 3 * sum(lengths)
+    assert padded < 1.02 * 3 * sum(lengths)  # narrow chunks of neighbouring lengths: little padding
 
 
 def test_an_example_longer_than_the_budget_still_gets_a_pass():
