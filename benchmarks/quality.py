@@ -1,7 +1,8 @@
 """Quality on real data: prompts and deep prefixes on t5-nano vs its random twin and the majority class.
 
-For each task (SST-2 from ``../shared/data/glue/sst2``; ``reviews``, the demo's Rotten Tomatoes reviews
-fetched from PyPI, scored as SST-2; BoolQ and RTE from ``../shared/data/superglue``) and each method (input prompts; deep prefixes), N prompts are trained jointly with softprompt's own
+For each task (SST-2 from ``../shared/data/glue/sst2``; ``reviews``, the demo's Rotten Tomatoes
+reviews fetched from PyPI, scored as SST-2; BoolQ and RTE from ``../shared/data/superglue``) and
+each method (input prompts; deep prefixes), N prompts are trained jointly with softprompt's own
 loop on the frozen backbone and on its randomly initialised twin (same architecture, seed 0), then
 scored on a dev subset by rank classification. The table shows, per cell, the mean balanced
 accuracy over prompts with its spread (std, min, max), the ensembles (majority and confidence

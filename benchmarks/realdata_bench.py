@@ -71,6 +71,7 @@ from common import (  # noqa: E402
     TIMING_HEADERS,
     add_common_args,
     add_model_args,
+    cuda_peak_bytes,
     emit_result,
     interleaved,
     matmul_peak,
@@ -296,18 +297,6 @@ def child_memory_mib(task_name: str, side: str, argv: list[str]) -> float:
     return json.loads(lines[-1][4:])["growth_kib"] / 1024
 
 
-def cuda_memory_mib(fn) -> float:
-    """Peak CUDA bytes allocated during ``fn()`` over those allocated before it, MiB."""
-    gc.collect()
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
 def child_argv(args) -> list[str]:
     """The options a memory subprocess needs to rebuild the same model, prompts and data."""
     argv = ["--data", args.data, "--n", str(args.n), "--prompt-length", str(args.prompt_length),
@@ -450,8 +439,8 @@ def main() -> None:
                          f"{tokens['loop']:,}); without any padding {tokens['useful']:,} ({tokens['useful'] / tokens['loop']:.3f})")
 
         if device.type == "cuda" and mem_runs > 0:
-            mem = {"ours": cuda_memory_mib(lambda: run_side(ours, task, examples)),
-                   "loop": cuda_memory_mib(lambda: run_side(loop, task, examples))}
+            mem = {side: cuda_peak_bytes(lambda runner=runner: run_side(runner, task, examples), device) / 2**20
+                   for side, runner in (("ours", ours), ("loop", loop))}
             memory[name] = (mem, "CUDA max_memory_allocated growth")
 
     if device.type != "cuda" and mem_runs > 0:  # fresh subprocesses, after the timings (--mem-jobs at a time)

@@ -44,9 +44,8 @@ from softprompt.atomic import atomic_write_text
 from softprompt.models import load_tokenizer
 from softprompt.nano.corpus import TokenCorpus, window_starts
 from softprompt.nano.mixture import Mixture, fetch_mixture
+from softprompt.nano.objectives import EOS, PAD, prefix_lm_split, random_spans_noise_mask, span_corrupt, span_lengths
 
-SENTINEL_0 = 32099  # <extra_id_0>; <extra_id_k> is SENTINEL_0 - k in the T5 vocabulary
-EOS, PAD = 1, 0
 CALIBRATION_STEPS = 20  # with no --steps, the schedule's length is set from these steps' speed
 
 
@@ -80,62 +79,6 @@ class PretrainConfig:
         return T5Config(vocab_size=32128, d_model=self.d_model, d_ff=self.d_ff, d_kv=self.d_kv, num_heads=self.num_heads,
                         num_layers=self.num_layers, num_decoder_layers=self.num_layers, feed_forward_proj="gated-gelu",
                         dropout_rate=0.0, decoder_start_token_id=PAD, pad_token_id=PAD, eos_token_id=EOS)
-
-
-# ----------------------------------------------------------------------------- objectives
-
-
-def random_spans_noise_mask(length: int, noise_density: float, mean_span: float, rng: np.random.Generator) -> np.ndarray:
-    """T5's ``random_spans_noise_mask``: a boolean mask with round(length * density) noise tokens in
-    round(noise / mean_span) spans, alternating with non-noise spans and starting with non-noise."""
-    n_noise = min(max(int(round(length * noise_density)), 1), length - 1)
-    n_spans = max(int(round(n_noise / mean_span)), 1)
-
-    def segment(n_items: int) -> np.ndarray:  # random split of n_items into n_spans non-empty parts
-        starts = np.arange(n_items - 1) < n_spans - 1
-        rng.shuffle(starts)
-        return np.bincount(np.cumsum(np.concatenate([[0], starts])), minlength=n_spans)
-
-    lengths = np.stack([segment(length - n_noise), segment(n_noise)], axis=1).reshape(-1)
-    span_index = np.repeat(np.arange(2 * n_spans), lengths)
-    return span_index % 2 == 1
-
-
-def span_lengths(input_length: int, noise_density: float, mean_span: float) -> tuple[int, int]:
-    """T5's ``compute_input_and_target_lengths``: (raw tokens per example, target length) so that
-    the corrupted input, sentinels and EOS included, is exactly ``input_length`` tokens."""
-
-    def lengths(raw: int) -> tuple[int, int]:
-        noise = int(round(raw * noise_density))
-        spans = int(round(noise / mean_span))
-        return raw - noise + spans + 1, noise + spans + 1
-
-    raw = input_length
-    while lengths(raw + 1)[0] <= input_length:
-        raw += 1
-    return raw, lengths(raw)[1]
-
-
-def span_corrupt(tokens: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, targets) as in T5: in the inputs each noise span becomes the next sentinel; the
-    targets are each sentinel followed by the span it replaced. Both end with EOS. ``mask`` must
-    start with non-noise (as ``random_spans_noise_mask``'s masks do)."""
-    return _squeeze(tokens, mask), _squeeze(tokens, ~mask)
-
-
-def _squeeze(tokens: np.ndarray, dropped: np.ndarray) -> np.ndarray:
-    """Replace every run of ``dropped`` tokens by one sentinel (numbered from <extra_id_0>), add EOS."""
-    starts = dropped & ~np.concatenate([[False], dropped[:-1]])
-    sentinels = SENTINEL_0 + 1 - np.cumsum(starts)
-    kept = np.where(starts, sentinels, tokens.astype(np.int64))[~dropped | starts]
-    return np.concatenate([kept, [EOS]])
-
-
-def prefix_lm_split(tokens: np.ndarray, split: int, target_length: int) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, targets) of the prefix-LM objective: the first ``split`` tokens, then the next
-    ``target_length - 1`` tokens to continue them; both end with EOS."""
-    tokens = tokens.astype(np.int64)
-    return np.append(tokens[:split], EOS), np.append(tokens[split : split + target_length - 1], EOS)
 
 
 # ----------------------------------------------------------------------------- data

@@ -14,10 +14,8 @@ from softprompt.nano import corpus as nano_corpus
 from softprompt.errors import SoftpromptError
 from softprompt.nano import gate
 from softprompt.nano.export import export
-from softprompt.nano.pretrain import (
-    SENTINEL_0, PretrainConfig, RMSScaledAdamW, learning_rate, prefix_lm_split, pretrain, random_spans_noise_mask,
-    span_corrupt, span_lengths, training_batch,
-)
+from softprompt.nano.objectives import SENTINEL_0, prefix_lm_split, random_spans_noise_mask, span_corrupt, span_lengths
+from softprompt.nano.pretrain import PretrainConfig, RMSScaledAdamW, learning_rate, pretrain, training_batch
 from tests.conftest import TEST_DATA
 
 TINY = dict(d_model=16, d_ff=32, d_kv=8, num_heads=2, num_layers=1, input_length=24, batch_size=4,

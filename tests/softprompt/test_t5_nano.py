@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from softprompt.models import NANO_DIR, load_frozen_t5
-from softprompt.nano.pretrain import random_spans_noise_mask, span_corrupt
+from softprompt.nano.objectives import random_spans_noise_mask, span_corrupt
 from softprompt.nano.probe import twin_of
 from tests.conftest import TEST_DATA
 
