@@ -59,7 +59,8 @@ from common import (  # noqa: E402
 from ensembles import batched as batched_module  # noqa: E402
 from ensembles.batched import encode_texts, prompt_rows  # noqa: E402
 from ensembles.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
-from softprompt.prompted import PromptedT5, sequence_log_probs  # noqa: E402
+from softprompt.losses import sequence_log_probs  # noqa: E402
+from softprompt.prompted import PromptedT5  # noqa: E402
 from softprompt.prompts import PromptBank  # noqa: E402
 from softprompt.tasks import Example  # noqa: E402
 

@@ -58,8 +58,9 @@ from common import (  # noqa: E402
     timing_row,
 )
 
+from softprompt.losses import per_prompt_loss  # noqa: E402
 from softprompt.prefixes import PrefixBank, PrefixShape  # noqa: E402
-from softprompt.prompted import PromptedT5, per_prompt_loss  # noqa: E402
+from softprompt.prompted import PromptedT5  # noqa: E402
 from softprompt.prompts import PromptBank  # noqa: E402
 
 

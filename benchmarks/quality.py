@@ -10,7 +10,7 @@ vote), and plain accuracy; the majority class (most frequent training label) is 
 accuracy is the mean per-class recall: a constant predictor scores 0.5 on it however skewed the
 labels are. Runs are spread over ``--workers`` processes of one thread each.
 
-    python benchmarks/quality.py --model t5-nano            # the default: 1.5-2 h on 2 cores (BoolQ dominates)
+    python benchmarks/quality.py --model t5-nano            # the default (SST-2, reviews, RTE): about 1 h on 2 cores
     python benchmarks/quality.py --model DIR --quick        # a smoke run (minutes)
     python benchmarks/quality.py --model DIR --tasks sst2 --methods prompt --zero-shot "sst2=review sentiment: {sentence}"
 
@@ -141,7 +141,7 @@ def zero_shot_row(task_name: str, template: str, backbone: str, args: argparse.N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="t5-nano", help="the pre-trained backbone (name or directory)")
-    parser.add_argument("--tasks", default="sst2,boolq", help=f"comma-separated, from {', '.join(TASKS)}")
+    parser.add_argument("--tasks", default="sst2,reviews,rte", help=f"comma-separated, from {', '.join(TASKS)}")
     parser.add_argument("--methods", default="prompt,prefix")
     parser.add_argument("--prompts", type=int, default=5, help="prompts trained jointly per run (the ensemble size)")
     parser.add_argument("--prompt-length", type=int, default=20)

