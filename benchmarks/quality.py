@@ -46,8 +46,9 @@ from ensembles.evaluate import evaluate_classification  # noqa: E402
 from ensembles.metrics import classification_metrics  # noqa: E402
 from softprompt.config import TrainConfig  # noqa: E402
 from softprompt.demo import fetch_reviews  # noqa: E402
+from softprompt.errors import SoftpromptError  # noqa: E402
 from softprompt.models import load_frozen_t5  # noqa: E402
-from softprompt.nano.probe import majority_predictions, probe_splits, tune_and_score, twin_of, zero_shot_scores  # noqa: E402
+from softprompt.nano.probe import finished_run, majority_predictions, probe_splits, tune_and_score, twin_of, zero_shot_scores  # noqa: E402
 from softprompt.tasks import get_task  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
@@ -86,6 +87,17 @@ class Cell:
     backbone: str
 
 
+def cell_config(cell: Cell, args: argparse.Namespace, work: str) -> TrainConfig:
+    """The training run of ``cell``, kept in ``work``."""
+    deep = cell.method == "prefix"
+    steps = args.prefix_steps if deep else args.steps
+    return TrainConfig(model=args.model, task=TASKS[cell.task].task, output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
+                       n_prompts=args.prompts, prompt_length=0 if deep else args.prompt_length, deep_prefix=deep,
+                       prefix_length=args.prefix_length, init="class-label", steps=steps, batch_size=args.batch_size,
+                       lr=args.lr, prefix_lr=args.lr, eval_every=max(1, steps // 4), checkpoint_every=steps, seed=args.seed,
+                       max_source_length=TASKS[cell.task].max_source, max_target_length=4)
+
+
 def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
     """Train ``args.prompts`` prompts for ``cell`` (unless ``work`` already holds that finished run:
     ``--work`` makes the benchmark resumable) and evaluate them and their ensembles on the dev subset."""
@@ -97,14 +109,7 @@ def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
     frozen = load_frozen_t5(args.model)
     if cell.backbone == "random twin":
         frozen = twin_of(frozen, args.seed)
-    deep = cell.method == "prefix"
-    steps = args.prefix_steps if deep else args.steps
-    cfg = TrainConfig(model=args.model, task=bench.task, output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
-                      n_prompts=args.prompts, prompt_length=0 if deep else args.prompt_length, deep_prefix=deep,
-                      prefix_length=args.prefix_length, init="class-label", steps=steps, batch_size=args.batch_size,
-                      lr=args.lr, prefix_lr=args.lr, eval_every=max(1, steps // 4), checkpoint_every=steps, seed=args.seed,
-                      max_source_length=bench.max_source, max_target_length=4)
-    log_probs = tune_and_score(frozen, cfg, task, splits, reuse=True)  # (N, M, K)
+    log_probs = tune_and_score(frozen, cell_config(cell, args, work), task, splits, reuse=True)  # (N, M, K)
     gold = np.array([e.label for e in splits[2]])
     core = evaluate_classification(gold, log_probs, [f"p{i}" for i in range(args.prompts)], RULES, 2, "balanced_accuracy")
     balanced = [row["balanced_accuracy"] for row in core["per_prompt"]]
@@ -175,6 +180,12 @@ def main() -> None:
         if spec.partition("=")[0] not in tasks or "{" not in spec:
             parser.error(f"--zero-shot {spec!r}: write TASK=TEMPLATE with TASK one of --tasks and {{column}} fields in TEMPLATE")
     cells = [Cell(t, m, b) for t in tasks for m in methods for b in BACKBONES]
+    if args.work:  # before hours of training, not after: a work directory holding other runs is an error
+        try:
+            reused = sum(finished_run(cell_config(cell, args, args.work)) for cell in cells)
+        except SoftpromptError as error:
+            sys.exit(f"error: {error}")
+        print(f"{reused} of {len(cells)} runs already finished in {args.work}: scored, not retrained")
     print(f"backbone {args.model}; {args.prompts} prompts per run, {args.steps} (prompts) / {args.prefix_steps} (prefixes) steps x {args.batch_size}, "
           f"train {args.train_size}, dev {args.dev_size}; {len(cells)} runs on {args.workers} workers", flush=True)
     started = time.perf_counter()

@@ -148,7 +148,7 @@ def lineage_section(stages: list[dict[str, Any]]) -> list[str]:
              "fresh optimiser and schedule (RMS-scaled AdamW, linear warmup, cosine decay). Every step draws one "
              "objective: the supervised mixture, prefix LM or span corruption, with the shares below.", "",
              "| stage | steps | objectives: mixture / prefix LM / span | peak lr, warmup | seed | mixture tasks | hours | "
-             "final validation loss: span / prefix LM / mixture |", "|---|---|---|---|---|---|---|---|"]
+             "final validation loss: span / prefix LM / mixture (the stage's own fixed batches) |", "|---|---|---|---|---|---|---|---|"]
     for number, stage in enumerate(stages, 1):
         cfg, ev = stage["config"], stage["eval"]
         losses = " / ".join(f"{ev[k]['loss']:.3f}" if k in ev else "–" for k in ("span", "lm", "mixture"))

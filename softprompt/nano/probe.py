@@ -66,13 +66,13 @@ def tune_and_score(frozen: FrozenT5, cfg: TrainConfig, task: Task, splits: tuple
     With ``reuse``, a finished run already in ``cfg.output_dir`` with the same training arguments is
     scored instead of retrained (the caller keeps the data splits the same)."""
     train_examples, val_examples, dev = splits
-    if not (reuse and _finished_run(cfg)):
+    if not (reuse and finished_run(cfg)):
         train(cfg, frozen, task, train_examples, val_examples, progress=False)
     pool = load_pool([cfg.output_dir], frozen)
     return score_choices(pool.model, dev, list(range(cfg.n_prompts)), cfg.max_source_length).log_likelihood
 
 
-def _finished_run(cfg: TrainConfig) -> bool:
+def finished_run(cfg: TrainConfig) -> bool:
     """Whether ``cfg.output_dir`` holds a finished run of ``cfg``; an error if it holds another run."""
     if not (Path(cfg.output_dir) / META).is_file():
         return False
