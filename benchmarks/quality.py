@@ -10,7 +10,7 @@ vote), and plain accuracy; the majority class (most frequent training label) is 
 accuracy is the mean per-class recall: a constant predictor scores 0.5 on it however skewed the
 labels are. Runs are spread over ``--workers`` processes of one thread each.
 
-    python benchmarks/quality.py --model t5-nano            # the default (SST-2, reviews, RTE): about 1 h on 2 cores
+    python benchmarks/quality.py --model t5-nano            # the default (SST-2, reviews, RTE): about 1.2 h on 2 cores
     python benchmarks/quality.py --model DIR --quick        # a smoke run (minutes)
     python benchmarks/quality.py --model DIR --tasks sst2 --methods prompt --zero-shot "sst2=review sentiment: {sentence}"
 
