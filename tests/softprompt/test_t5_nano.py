@@ -48,4 +48,4 @@ def test_t5_nano_fills_held_out_spans_far_better_than_its_random_twin(nano):
     words = labels < 32000  # not sentinels, EOS counts as a word here
     assert len(set(predicted[words].tolist())) >= 20  # not one token everywhere: non-degenerate predictions
     exact, twin_exact = ((p.argmax(-1)[words] == labels[words]).float().mean().item() for p in (out.logits, twin.logits))
-    assert exact > 0.05 and exact > twin_exact + 0.05, (exact, twin_exact)  # measured: 0.09 vs 0.00
+    assert exact > 0.05 and exact > twin_exact + 0.05, (exact, twin_exact)  # measured: 0.11 vs 0.00 (v2; v1 0.09)
