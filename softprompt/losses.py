@@ -55,7 +55,7 @@ def _row_blocks(logits: torch.Tensor) -> list[slice]:
     """Slices of rows of ``logits`` (N, V): at most ``BLOCK_ELEMENTS`` elements and a ``BLOCKS``-th of the rows each."""
     n_rows, vocabulary = logits.shape
     step = max(1, min(BLOCK_ELEMENTS // vocabulary, -(-n_rows // BLOCKS)))
-    return [slice(start, start + step) for start in range(0, logits.shape[0], step)]
+    return [slice(start, start + step) for start in range(0, n_rows, step)]
 
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

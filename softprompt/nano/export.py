@@ -17,7 +17,6 @@ already holds its own lineage, so a lineage may pass through a shipped model.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -29,6 +28,7 @@ from transformers import T5ForConditionalGeneration
 
 from softprompt.errors import SoftpromptError
 from softprompt.models import NANO_DIR, load_tokenizer
+from softprompt.nano.pretrain import weights_sha256
 
 TOKENIZER_NOTE = ("The tokenizer is the original T5 SentencePiece vocabulary (32,100 pieces + 28 unused embedding rows; "
                   "Apache-2.0, Google), as vendored in `softprompt/assets/t5-tokenizer`.")
@@ -46,18 +46,12 @@ def checked_reports(model_dir: Path, gate_path: Path) -> tuple[dict[str, Any], d
     return state, gate
 
 
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def lineage(state: dict[str, Any]) -> list[dict[str, Any]]:
     """The pre-training states of the stages before ``state``, oldest first (see the module docstring)."""
     stages: list[dict[str, Any]] = []
     while origin := state.get("init_from"):
         parent = Path(origin["path"])
-        weights = parent / "model.safetensors"
-        if not weights.is_file() or sha256_of(weights) != origin["weights_sha256"]:
+        if not (parent / "model.safetensors").is_file() or weights_sha256(parent) != origin["weights_sha256"]:
             raise SoftpromptError(f"a pre-training stage started from {parent}, whose weights are now missing or changed "
                                   f"(SHA-256 {origin['weights_sha256'][:16]}… expected); restore them: the model card lists every stage")
         if (parent / "provenance.json").is_file():  # an exported model: its record ends the walk
@@ -199,7 +193,7 @@ def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | Non
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     load_tokenizer(str(model_dir)).save_pretrained(staging)
-    provenance["weights_sha256"] = sha256_of(staging / "model.safetensors")
+    provenance["weights_sha256"] = weights_sha256(staging)
     (staging / "provenance.json").write_text(json.dumps(provenance, indent=1))
     params = sum(p.numel() for p in model.parameters())
     (staging / "README.md").write_text(model_card(model.config.to_dict(), params, provenance))

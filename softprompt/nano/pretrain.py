@@ -259,6 +259,11 @@ def restore_optimizer(optimizer: RMSScaledAdamW, model: T5ForConditionalGenerati
     optimizer.steps_taken = steps
 
 
+def weights_sha256(model_dir: str | Path) -> str:
+    """SHA-256 of ``model_dir``'s ``model.safetensors``: how a stage names the weights it started from."""
+    return hashlib.sha256((Path(model_dir) / "model.safetensors").read_bytes()).hexdigest()
+
+
 def initial_model(cfg: PretrainConfig, init_from: str | Path | None) -> tuple[T5ForConditionalGeneration, PretrainConfig, dict[str, Any] | None]:
     """(model, cfg, provenance) of a fresh run: random weights, or ``init_from``'s weights in float32 with
     ``cfg``'s architecture fields taken from that model; provenance names the source and its weights' SHA-256."""
@@ -268,8 +273,7 @@ def initial_model(cfg: PretrainConfig, init_from: str | Path | None) -> tuple[T5
     model = T5ForConditionalGeneration.from_pretrained(init_from, dtype=torch.float32)
     c = model.config
     cfg = dataclasses.replace(cfg, d_model=c.d_model, d_ff=c.d_ff, d_kv=c.d_kv, num_heads=c.num_heads, num_layers=c.num_layers)
-    weights = Path(init_from) / "model.safetensors"
-    return model, cfg, {"path": str(Path(init_from).resolve()), "weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    return model, cfg, {"path": str(Path(init_from).resolve()), "weights_sha256": weights_sha256(init_from)}
 
 
 def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minutes: float | None = None, device: str = "cpu",
