@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ import transformers
 from transformers import T5Config, T5ForConditionalGeneration
 
 from softprompt.atomic import atomic_write_text
+from softprompt.errors import SoftpromptError
 from softprompt.models import load_tokenizer
 from softprompt.nano.corpus import TokenCorpus, window_starts
 from softprompt.nano.mixture import Mixture, fetch_mixture
@@ -66,6 +68,7 @@ class PretrainConfig:
     lm_target_length: int = 32
     lm_share: float = 0.0  # before the LM phase: share of the non-mixture steps that are prefix LM
     mixture_share: float = 0.0  # share of all steps that are supervised-mixture batches
+    mixture_tasks: str = ""  # comma-separated mixture sources (softprompt.nano.mixture.SOURCES); "" = every source
     lr: float = 2e-2
     final_lr: float = 1e-5
     warmup: int = 200
@@ -298,7 +301,7 @@ def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minut
         cfg = PretrainConfig(**state["config"])
     mixture = None
     if cfg.mixture_share:
-        mixture = (fetch_mixture(), load_tokenizer())
+        mixture = (fetch_mixture(cfg.mixture_tasks.split(",") if cfg.mixture_tasks else None), load_tokenizer())
         trained_on = {row["source"]: row.get("rows_sha256") for row in state.get("mixture", [])}
         if any(digest not in (None, mixture[0].digests.get(name)) for name, digest in trained_on.items()):
             raise SystemExit(f"the cached mixture rows differ from those {out} was trained on; restore them to resume")
@@ -392,8 +395,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = PretrainConfig(**{k: v for k, v in vars(args).items() if k in names}, bf16=args.dtype == "bf16")
     if args.minutes is None and args.steps is None and not (Path(args.out) / "model").is_dir():
         parser.error("give --minutes or --steps")
-    state = pretrain(args.corpus, args.out, cfg, args.minutes, args.device, args.log_every, args.eval_every,
-                     args.eval_batches, args.checkpoint_minutes, args.init_from)
+    try:
+        state = pretrain(args.corpus, args.out, cfg, args.minutes, args.device, args.log_every, args.eval_every,
+                         args.eval_batches, args.checkpoint_minutes, args.init_from)
+    except SoftpromptError as error:  # e.g. an unknown --mixture-tasks name
+        sys.exit(f"error: {error}")
     print(f"stopped at step {state['step']} of {state['total_steps']}; model: {Path(args.out) / 'model'}")
 
 

@@ -370,3 +370,57 @@ def test_pretrain_with_mixture_from_a_model_resumes_exactly(tiny_corpus, tmp_pat
     tweets.write_text(tweets.read_text().replace("number 1 ", "number one "))
     with pytest.raises(SystemExit, match="cached mixture rows differ"):
         pretrain(tiny_corpus, tmp_path / "full", cfg)
+
+
+# ----------------------------------------------------------------------------- the lineage recipe (three sizes)
+
+from softprompt.nano import lineage as nano_lineage  # noqa: E402
+from softprompt.nano.export import lineage  # noqa: E402
+
+
+def test_lineage_recipe_is_the_one_the_shipped_t5_nano_was_trained_with():
+    """STAGES + SIZES["t5-nano"] reproduce every recorded stage config of the shipped checkpoint, and the mixture sources."""
+    from softprompt.models import NANO_DIR
+
+    provenance = json.loads((NANO_DIR / "provenance.json").read_text())
+    recorded = provenance["lineage"] + [provenance["pretraining"]]
+    configs = nano_lineage.stage_configs(nano_lineage.SIZES["t5-nano"])
+    assert len(recorded) == len(configs) == 5
+    for number, (stage, cfg) in enumerate(zip(recorded, configs), 1):
+        ours = dataclasses.asdict(cfg)
+        assert {k: ours[k] for k in stage["config"]} == stage["config"], number
+        assert stage["total_steps"] == cfg.steps
+        sources = [row["source"] for row in stage.get("mixture") or []]
+        expected = cfg.mixture_tasks.split(",") if cfg.mixture_tasks else [s.name for s in nano_mixture.SOURCES]
+        assert sources == (expected if cfg.mixture_share else []), number
+    assert [set(shape) for shape in nano_lineage.SIZES.values()] == [{"d_model", "d_ff", "d_kv", "num_heads", "num_layers"}] * 3
+    widths = [shape["d_model"] * shape["num_layers"] for shape in nano_lineage.SIZES.values()]
+    assert widths == sorted(widths) and len(set(widths)) == 3  # s < default < m
+
+
+def test_run_lineage_chains_stages_skips_finished_ones_and_resumes(tiny_corpus, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SOFTPROMPT_CACHE", str(_cached_mixture(tmp_path / "cache")))
+    shape = {k: TINY[k] for k in ("d_model", "d_ff", "d_kv", "num_heads", "num_layers")}
+    stages = ({"steps": 2}, {"steps": 2, "seed": 1, "mixture_tasks": "headline-sarcasm,news-topic", "lm_fraction": 0.0,
+                             "lm_share": 0.5, "mixture_share": 0.5})
+    common = {k: v for k, v in TINY.items() if k not in shape and k != "steps"}
+    configs = nano_lineage.stage_configs(shape, stages, **common)
+    out = tmp_path / "lineage"
+    assert nano_lineage.run_lineage(tiny_corpus, out, configs, minutes=1e-9) is None and not out.exists()  # no time left
+    assert pretrain(tiny_corpus, out / "stage1", configs[0], minutes=1e-9)["step"] == 1  # an interrupted stage 1
+    final = nano_lineage.run_lineage(tiny_corpus, out, configs, eval_batches=1)
+    assert final == out / "stage2" / "model"
+    state = json.loads((final / "state.json").read_text())
+    assert [row["source"] for row in state["mixture"]] == ["headline-sarcasm", "news-topic"]
+    assert [s["config"]["seed"] for s in lineage(state)] == [0]  # export's walk finds stage 1, weights checked
+    weights = (final / "model.safetensors").read_bytes()
+    assert nano_lineage.run_lineage(tiny_corpus, out, configs) == final and (final / "model.safetensors").read_bytes() == weights
+    assert "stage 2 of 2" in capsys.readouterr().out
+
+
+def test_pretrain_cli_rejects_an_unknown_mixture_task_in_one_line(tiny_corpus, tmp_path):
+    from softprompt.nano.pretrain import main
+
+    with pytest.raises(SystemExit, match="^error: unknown mixture source.*sst2"):
+        main(["--corpus", str(tiny_corpus), "--out", str(tmp_path / "run"), "--steps", "1", "--mixture-share", "0.5",
+              "--mixture-tasks", "sst2", "--d-model", "16", "--d-ff", "32", "--d-kv", "8", "--num-heads", "2", "--num-layers", "1"])
