@@ -16,6 +16,9 @@ from softprompt.errors import SoftpromptError
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOKENIZER_DIR = ASSETS / "t5-tokenizer"
 NANO_DIR = ASSETS / "t5-nano"  # the embedded pre-trained default (docs/t5-nano.md)
+# Pre-trained T5s shipped inside the package, by name: the default and, once trained, the other sizes
+# of its recipe (softprompt.nano.lineage.SIZES) for offline model-scale curves.
+EMBEDDED: dict[str, Path] = {"t5-nano": NANO_DIR}
 
 # Short names. T5 v1.1 checkpoints only saw span corruption, so the bare size names that have no
 # original-T5 checkpoint (xl, xxl) resolve to the LM-adapted v1.1 checkpoints that Lester et al.
@@ -53,11 +56,12 @@ def resolve_model_name(name: str) -> str:
     """Map a short alias (``t5-xl``) to its hub id; local directories and other names pass through."""
     if os.path.isdir(name):
         return name
-    if name == "t5-nano":
-        if not (NANO_DIR / "config.json").is_file():
-            raise SoftpromptError(f"t5-nano's files are missing from this installation ({NANO_DIR}); reinstall softprompt "
+    if name in EMBEDDED:
+        directory = EMBEDDED[name]
+        if not (directory / "config.json").is_file():
+            raise SoftpromptError(f"{name}'s files are missing from this installation ({directory}); reinstall softprompt "
                                   "or pass --model with a hub name (e.g. t5-small) or a local T5 directory")
-        return str(NANO_DIR)
+        return str(directory)
     return ALIASES.get(name, name)
 
 

@@ -1,8 +1,9 @@
-"""Package a pre-trained t5-nano checkpoint as softprompt's embedded default, with its model card.
+"""Package a pre-trained t5-nano checkpoint as one of softprompt's embedded models, with its model card.
 
-``python -m softprompt.nano.export --model RUN/model --gate GATE.json [--quality QUALITY.json]``
+``python -m softprompt.nano.export --model RUN/model --gate GATE.json [--quality QUALITY.json] [--name t5-nano-s]``
 refuses a checkpoint whose gate report (``python -m softprompt.nano.gate --json``) did not pass or
-was measured on another checkpoint, then writes ``softprompt/assets/t5-nano/``: bf16 weights,
+was measured on another checkpoint, then writes ``softprompt/assets/NAME/`` (default: t5-nano, the
+default backbone; t5-nano-s and t5-nano-m are the other sizes of its recipe): bf16 weights,
 config, the T5 tokenizer, ``provenance.json`` (pre-training state, the states of the earlier stages
 it continued from, gate report, corpus manifest, quality results) and ``README.md``, the model card,
 whose every number is read from those files. The directory is written beside the target and renamed
@@ -27,7 +28,8 @@ import torch
 from transformers import T5ForConditionalGeneration
 
 from softprompt.errors import SoftpromptError
-from softprompt.models import NANO_DIR, load_tokenizer
+from softprompt.models import ASSETS, load_tokenizer
+from softprompt.nano.lineage import SIZES
 from softprompt.nano.pretrain import weights_sha256
 
 TOKENIZER_NOTE = ("The tokenizer is the original T5 SentencePiece vocabulary (32,100 pieces + 28 unused embedding rows; "
@@ -62,16 +64,19 @@ def lineage(state: dict[str, Any]) -> list[dict[str, Any]]:
     return stages[::-1]
 
 
-def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any]) -> str:
-    """The model card (Markdown), every figure taken from ``provenance``."""
+def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any], name: str = "t5-nano") -> str:
+    """The model card (Markdown) of embedded model ``name``, every figure taken from ``provenance``."""
     stages = provenance.get("lineage", []) + [provenance["pretraining"]]
     first, gate, manifest = stages[0], provenance["gate"], provenance["corpus"]
     cfg, ev = first["config"], first["eval"]
     lm_steps = round(cfg["lm_fraction"] * first["total_steps"])
     supervised = any(stage.get("mixture") for stage in stages)
     lines = [
-        "# t5-nano", "",
-        "softprompt's embedded default backbone: a small T5 v1.1-style encoder-decoder pre-trained by "
+        f"# {name}", "",
+        ("softprompt's embedded default backbone" if name == "t5-nano" else
+         f"One of softprompt's embedded backbones of one recipe ({', '.join(SIZES)}; `softprompt.nano.lineage`), "
+         "for offline model-scale curves: the default t5-nano's stages and data, another width and depth")
+        + ": a small T5 v1.1-style encoder-decoder pre-trained by "
         "`python -m softprompt.nano.pretrain` on English prose from Debian documentation and dictionary "
         "packages (`python -m softprompt.nano.corpus`)"
         + (", then on that prose mixed with supervised text-to-text tasks (below)" if supervised else "") + ". "
@@ -178,8 +183,8 @@ def mixture_section(stages: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | None = None) -> Path:
-    """Write the shippable directory ``out`` (see the module docstring); returns it."""
+def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | None = None, name: str = "t5-nano") -> Path:
+    """Write the shippable directory ``out`` of embedded model ``name`` (see the module docstring); returns it."""
     state, gate = checked_reports(model_dir, gate_path)
     manifest = json.loads((Path(state["corpus"]) / "manifest.json").read_text())
     model = T5ForConditionalGeneration.from_pretrained(model_dir).to(torch.bfloat16)
@@ -196,7 +201,7 @@ def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | Non
     provenance["weights_sha256"] = weights_sha256(staging)
     (staging / "provenance.json").write_text(json.dumps(provenance, indent=1))
     params = sum(p.numel() for p in model.parameters())
-    (staging / "README.md").write_text(model_card(model.config.to_dict(), params, provenance))
+    (staging / "README.md").write_text(model_card(model.config.to_dict(), params, provenance, name))
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
@@ -208,10 +213,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="RUN/model written by softprompt.nano.pretrain")
     parser.add_argument("--gate", required=True, help="the gate's --json report for this checkpoint")
     parser.add_argument("--quality", help="benchmarks/quality.py --json results, kept in provenance.json")
-    parser.add_argument("--out", default=str(NANO_DIR))
+    parser.add_argument("--name", choices=list(SIZES), default="t5-nano", help="which embedded model this is")
+    parser.add_argument("--out", help="default: softprompt/assets/NAME")
     args = parser.parse_args(argv)
     try:
-        out = export(Path(args.model), Path(args.gate), Path(args.out), Path(args.quality) if args.quality else None)
+        out = export(Path(args.model), Path(args.gate), Path(args.out or ASSETS / args.name),
+                     Path(args.quality) if args.quality else None, args.name)
     except SoftpromptError as error:
         sys.exit(f"error: {error}")
     total = sum(f.stat().st_size for f in out.iterdir())

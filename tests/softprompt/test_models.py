@@ -36,7 +36,7 @@ def test_t5_nano_resolves_to_the_shipped_directory_and_says_when_it_is_missing(t
     import softprompt.models as models
 
     assert resolve_model_name("t5-nano") == str(models.NANO_DIR)
-    monkeypatch.setattr(models, "NANO_DIR", tmp_path / "t5-nano")
+    monkeypatch.setitem(models.EMBEDDED, "t5-nano", tmp_path / "t5-nano")
     with pytest.raises(SoftpromptError, match="t5-nano's files are missing from this installation"):
         resolve_model_name("t5-nano")
 

@@ -416,6 +416,9 @@ def test_run_lineage_chains_stages_skips_finished_ones_and_resumes(tiny_corpus, 
     weights = (final / "model.safetensors").read_bytes()
     assert nano_lineage.run_lineage(tiny_corpus, out, configs) == final and (final / "model.safetensors").read_bytes() == weights
     assert "stage 2 of 2" in capsys.readouterr().out
+    card = (export(final, hand_made_gate(final, tmp_path / "gate.json"), tmp_path / "t5-nano-s", name="t5-nano-s") / "README.md").read_text()
+    assert card.startswith("# t5-nano-s\n\nOne of softprompt's embedded backbones of one recipe (t5-nano-s, t5-nano, t5-nano-m;")
+    assert "| 2 | 2 | 50% / 25% / 25% |" in card and "| headline-sarcasm |" in card and "| tweet-sentiment |" not in card
 
 
 def test_pretrain_cli_rejects_an_unknown_mixture_task_in_one_line(tiny_corpus, tmp_path):
