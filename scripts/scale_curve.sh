@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Rebuilds docs/scale_t5nano_sst2.png (+ .svg): input
+# prompts on the three embedded sizes of one pre-training recipe (t5-nano-s, t5-nano, t5-nano-m;
+# softprompt.nano.lineage), real SST-2 from ../shared/data. 5 prompts of 20 tokens per size,
+# class-label init, Adafactor 0.3, 500 steps x 32, scored once at the end on all 872 dev examples
+# (no checkpoint selection on dev). Resumable: a rerun skips finished cells.
+#   bash scripts/scale_curve.sh [WORK]        MODELS=t5-nano bash scripts/scale_curve.sh  (a subset)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${1:-runs/scale-sst2}
+models=${MODELS:-t5-nano-s,t5-nano,t5-nano-m}
+data=../shared/data/glue/sst2
+softprompt sweep --models "$models" --task sst2 --train-file $data/train.tsv --validation-file $data/dev.tsv \
+    --prompt-lengths 20 --inits class-label --n-prompts 5 --steps 500 --batch-size 32 --eval-every 500 \
+    --max-source-length 64 --out-dir "$work" --quiet
+softprompt plot-scale "$work"/results/*.json --metric accuracy --out docs/scale_t5nano_sst2.png \
+    --title "SST-2 dev, 5 input prompts (P=20) on t5-nano-s / t5-nano / t5-nano-m (one recipe)"
