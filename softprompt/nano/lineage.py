@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, help="wall-clock budget of this invocation; default: until the lineage ends")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest on a shared 2-core machine)")
-    parser.add_argument("--checkpoint-minutes", type=float, default=10.0)
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="a killed run loses at most this much")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     transformers.utils.logging.disable_progress_bar()
