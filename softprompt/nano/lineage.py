@@ -9,8 +9,8 @@ the default's recipe and data and only the width and depth change: the premise o
 
 ``run_lineage`` runs the stages in ``OUT/stage1`` ... ``OUT/stage5``; finished stages are skipped
 and an interrupted one resumes (``softprompt.nano.pretrain`` is bit-exact on resume), so the same
-command continues a lineage across sessions. Long: about 3 h (t5-nano-s), 4.3 h (t5-nano) and
-6.5 h (t5-nano-m) of one quiet CPU thread.
+command continues a lineage across sessions. Long: about 2.9 h (t5-nano-s), 4.3 h (t5-nano) and
+6.4 h (t5-nano-m) of one quiet CPU thread.
 
     nice -n 19 python -m softprompt.nano.lineage --size t5-nano-s --corpus /work/nano-corpus --out /work/nano-sizes/s
     python -m softprompt.nano.gate --model /work/nano-sizes/s/stage5/model --json gate.json
