@@ -30,7 +30,7 @@ from transformers import T5ForConditionalGeneration
 from softprompt.errors import SoftpromptError
 from softprompt.models import ASSETS, load_tokenizer
 from softprompt.nano.lineage import SIZES
-from softprompt.nano.pretrain import weights_sha256
+from softprompt.nano.checkpoints import weights_sha256
 
 TOKENIZER_NOTE = ("The tokenizer is the original T5 SentencePiece vocabulary (32,100 pieces + 28 unused embedding rows; "
                   "Apache-2.0, Google), as vendored in `softprompt/assets/t5-tokenizer`.")
