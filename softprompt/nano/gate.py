@@ -11,6 +11,9 @@
    on the SST-2 dev set. The gate needs the model's mean *balanced* accuracy over prompts to beat
    both the twin's and the majority class's (0.5) by ``--margin`` (0.05; the dev set's standard
    error is about 0.017).
+
+The default t5-nano ships only after passing both; the other sizes of its recipe are scale points,
+which ``softprompt.nano.export`` ships after the first check, recording the second's outcome.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from ensembles.metrics import classification_metrics
 from softprompt.config import TrainConfig
 from softprompt.models import FrozenT5, load_frozen_t5
 from softprompt.nano.corpus import TokenCorpus
+from softprompt.nano.lineage import size_name
 from softprompt.nano.pretrain import PretrainConfig, encoder_swap_losses, validation_batches
 from softprompt.nano.probe import majority_predictions, probe_splits, tune_and_score, twin_of
 from softprompt.tasks import Example, get_task
 
+SWAP_CHECK = "encoder swap gap >= %.2f"
 SST2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue" / "sst2"
 
 
@@ -83,24 +88,25 @@ def run_gate(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
     corpus = TokenCorpus(corpus_dir)
     settings = {name: getattr(args, name) for name in ("prompts", "prompt_length", "deep_prefix", "steps", "batch_size",
                                                          "train_size", "val_size", "dev_size", "seed")}
-    resolved = probe_config(args, "t5-nano", Path("."))
+    label = size_name(frozen.model.config) or "pre-trained"  # how the report names the backbone
+    resolved = probe_config(args, label, Path("."))
     optimizer, lr = resolved.recipes()["prefixes" if args.deep_prefix else "prompts"]
     settings.update(optimizer=optimizer, lr=lr)
     report: dict[str, Any] = {"model": args.model, "pretrain_step": state.get("step"), "settings": settings, "swap": {}, "sst2": {}}
-    for label, model in (("t5-nano", frozen), ("random twin", twin)):
-        report["swap"][label] = swap_check(model, corpus, cfg, args.swap_batches)
+    for name, model in ((label, frozen), ("random twin", twin)):
+        report["swap"][name] = swap_check(model, corpus, cfg, args.swap_batches)
     if not args.skip_prompt_tuning:
         data = probe_splits(get_task("sst2"), Path(args.data) / "train.tsv", Path(args.data) / "dev.tsv",
                             args.train_size, args.val_size, args.dev_size, args.seed)
         with tempfile.TemporaryDirectory(prefix="nano-gate-") as tmp:
             work = Path(args.work or tmp)
-            for label, model in (("t5-nano", frozen), ("random twin", twin)):
-                report["sst2"][label] = summarise(prompt_tuning_scores(model, label.replace(" ", "-"), work, data, args))
+            for name, model in ((label, frozen), ("random twin", twin)):
+                report["sst2"][name] = summarise(prompt_tuning_scores(model, name.replace(" ", "-"), work, data, args))
         report["sst2"]["majority class"] = summarise([classification_metrics(
             np.array([e.label for e in data[2]]), majority_predictions(data[0], data[2]), 2)])
-    checks = {"encoder swap gap >= %.2f" % args.min_swap_gap: report["swap"]["t5-nano"]["swap_gap"] >= args.min_swap_gap}
+    checks = {SWAP_CHECK % args.min_swap_gap: report["swap"][label]["swap_gap"] >= args.min_swap_gap}
     if report["sst2"]:
-        nano = report["sst2"]["t5-nano"]["balanced_accuracy"]
+        nano = report["sst2"][label]["balanced_accuracy"]
         for other in ("random twin", "majority class"):
             checks[f"balanced accuracy >= {other} + {args.margin:.2f}"] = nano >= report["sst2"][other]["balanced_accuracy"] + args.margin
     report["checks"] = checks
@@ -149,10 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     passed, report = run_gate(args)
     print_report(report)
+    swap_ok = report["checks"][SWAP_CHECK % args.min_swap_gap]
     if args.json:
-        Path(args.json).write_text(json.dumps({**report, "passed": passed}, indent=1))
+        Path(args.json).write_text(json.dumps({**report, "passed": passed, "swap_passed": swap_ok}, indent=1))
     if args.skip_prompt_tuning:
-        swap_ok = all(report["checks"].values())
         print(f"\nencoder-swap check {'PASSED' if swap_ok else 'FAILED'}; prompt tuning skipped, so this is not a gate pass")
         sys.exit(0 if swap_ok else 1)
     print(f"\ngate {'PASSED' if passed else 'FAILED'}")

@@ -31,6 +31,7 @@ import transformers
 from softprompt.errors import SoftpromptError
 from softprompt.nano.pretrain import PretrainConfig, pretrain
 
+DEFAULT = "t5-nano"  # softprompt's default backbone; the other sizes are scale points
 SIZES: dict[str, dict[str, int]] = {  # T5 v1.1-style shapes; the vocabulary (32,128 rows) is shared
     "t5-nano-s": dict(d_model=128, d_ff=384, d_kv=32, num_heads=4, num_layers=2),  # 5.1 M parameters, 1.0 M outside the embedding
     "t5-nano": dict(d_model=192, d_ff=512, d_kv=48, num_heads=4, num_layers=3),  # 9.3 M, 3.1 M
@@ -46,6 +47,11 @@ STAGES: tuple[dict[str, Any], ...] = (
     dict(steps=1500, lr=3e-3, seed=3, **_MIXED),  # every source: word-polarity joins
     dict(steps=1500, lr=3e-3, seed=4, **_MIXED),
 )
+
+
+def size_name(config: Any) -> str | None:
+    """The name in ``SIZES`` whose shape a T5 config has (None for any other shape)."""
+    return next((name for name, shape in SIZES.items() if all(getattr(config, k) == v for k, v in shape.items())), None)
 
 
 def stage_configs(shape: dict[str, int], stages: tuple[dict[str, Any], ...] = STAGES, **common: Any) -> list[PretrainConfig]:

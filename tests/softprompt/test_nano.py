@@ -172,7 +172,7 @@ def test_gate_reports_and_fails_an_untrained_model(tiny_corpus, tmp_path, capsys
                    "--dev-size", "16", "--prompts", "2", "--prompt-length", "2", "--swap-batches", "1", "--json", str(report_file)])
     assert exit_info.value.code == 1
     report = json.loads(report_file.read_text())
-    assert not report["passed"] and set(report["sst2"]) == {"t5-nano", "random twin", "majority class"}
+    assert not report["passed"] and not report["swap_passed"] and set(report["sst2"]) == {"pre-trained", "random twin", "majority class"}
     assert report["sst2"]["majority class"]["balanced_accuracy"] == 0.5
     assert "FAIL  encoder swap gap >= 0.50" in capsys.readouterr().out
 
@@ -182,7 +182,8 @@ def hand_made_gate(model_dir: Path, gate_file: Path, **changes) -> Path:
     step = json.loads((model_dir / "state.json").read_text())["step"]
     swap = {"loss": 3.0, "swap_loss": 4.0, "swap_gap": 1.0}
     sst2 = {"balanced_accuracy": 0.7, "min": 0.65, "max": 0.75, "accuracy": 0.7}
-    report = {"passed": True, "pretrain_step": step, "swap": {"t5-nano": swap}, "sst2": {"t5-nano": sst2}, "checks": {"a check": True}}
+    report = {"passed": True, "swap_passed": True, "pretrain_step": step, "swap": {"t5-nano": swap}, "sst2": {"t5-nano": sst2},
+              "checks": {"a check": True}}
     gate_file.write_text(json.dumps(report | changes))
     return gate_file
 
@@ -206,6 +207,21 @@ def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_co
     original, shipped = load_frozen_t5(str(model_dir)), load_frozen_t5(str(out))
     for (name, a), (_, b) in zip(original.model.named_parameters(), shipped.model.named_parameters()):
         torch.testing.assert_close(b, a.to(torch.bfloat16).float(), rtol=0, atol=0, msg=name)
+
+
+def test_a_scale_point_ships_with_a_failed_prompt_check_recorded_but_never_without_the_swap_check(tiny_corpus, tmp_path):
+    pretrain(tiny_corpus, tmp_path / "run", PretrainConfig(**TINY))
+    model_dir, gate_file, out = tmp_path / "run" / "model", tmp_path / "gate.json", tmp_path / "t5-nano-s"
+    weak = {"passed": False, "checks": {"encoder swap gap >= 0.50": True, "balanced accuracy >= random twin + 0.05": False}}
+    with pytest.raises(SoftpromptError, match="FAILED gate"):
+        export(model_dir, hand_made_gate(model_dir, gate_file, **weak), out, name="t5-nano")  # never the default
+    for bad in ({"swap_passed": False}, {"sst2": {}}):
+        with pytest.raises(SoftpromptError, match="scale point"):
+            export(model_dir, hand_made_gate(model_dir, gate_file, **weak, **bad), out, name="t5-nano-s")
+        assert not out.exists()
+    export(model_dir, hand_made_gate(model_dir, gate_file, **weak), out, name="t5-nano-s")
+    card = (out / "README.md").read_text()
+    assert "| balanced accuracy >= random twin + 0.05 | FAIL |" in card and "t5-nano-s ships as a scale point" in card
 
 
 def test_export_card_lists_every_stage_of_a_lineage_through_a_shipped_model(tiny_corpus, tmp_path, monkeypatch):
@@ -239,7 +255,8 @@ def test_swap_check_alone_is_never_a_gate_pass(tiny_corpus, tmp_path, capsys):
         gate.main(["--model", str(tmp_path / "run" / "model"), "--skip-prompt-tuning", "--swap-batches", "1",
                    "--min-swap-gap", "-100", "--json", str(report_file)])
     assert exit_info.value.code == 0
-    assert json.loads(report_file.read_text())["passed"] is False  # so export refuses it
+    report = json.loads(report_file.read_text())
+    assert report["passed"] is False and report["swap_passed"] is True and not report["sst2"]  # so export refuses it, even as a scale point
     assert "not a gate pass" in capsys.readouterr().out
 
 

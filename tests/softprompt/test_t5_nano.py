@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from softprompt.models import EMBEDDED, load_frozen_t5
-from softprompt.nano.lineage import SIZES
+from softprompt.nano.lineage import SIZES, size_name
 from softprompt.nano.objectives import random_spans_noise_mask, span_corrupt
 from softprompt.nano.probe import twin_of
 from tests.conftest import TEST_DATA
@@ -24,6 +24,7 @@ def test_embedded_models_ship_small_with_the_documented_config_and_card(shipped)
     c, shape = shipped.config, SIZES[shipped.name]
     assert (c.d_model, c.d_ff, c.d_kv, c.num_heads, c.num_layers, c.num_decoder_layers, c.vocab_size) == (
         shape["d_model"], shape["d_ff"], shape["d_kv"], shape["num_heads"], shape["num_layers"], shape["num_layers"], 32128)
+    assert size_name(c) == shipped.name  # how the gate's report names it
     assert c.feed_forward_proj == "gated-gelu" and c.tie_word_embeddings
     assert next(shipped.model.parameters()).dtype == torch.float32  # stored in bf16, loaded in float32
     assert sum(f.stat().st_size for f in EMBEDDED[shipped.name].iterdir()) <= 40 * 2**20
