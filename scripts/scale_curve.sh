@@ -14,4 +14,4 @@ softprompt sweep --models "$models" --task sst2 --train-file $data/train.tsv --v
     --prompt-lengths 20 --inits class-label --n-prompts 5 --steps 500 --batch-size 32 --eval-every 500 \
     --max-source-length 64 --out-dir "$work" --quiet
 softprompt plot-scale "$work"/results/*.json --metric accuracy --out docs/scale_t5nano_sst2.png \
-    --title "SST-2 dev, 5 input prompts (P=20) on t5-nano-s / t5-nano / t5-nano-m (one recipe)"
+    --title "SST-2 dev, 5 input prompts (P=20) on ${models//,/ / } (one recipe)"

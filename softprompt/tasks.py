@@ -3,7 +3,8 @@
 Every task turns stored rows into ``Example``s in three steps:
 
 1. ``expand`` reshapes one stored row into flat rows (MultiRC paragraphs -> one row per answer,
-   E2E meaning representations -> linearised text, ...); most tasks keep the row as it is.
+   E2E meaning representations -> linearised text, ...; ``softprompt.task_rows``); most tasks keep
+   the row as it is.
 2. ``template`` (``str.format`` over column names) builds the model input.
 3. ``target_column`` gives the label (classification, choice) or the reference text (generation).
 
@@ -18,16 +19,25 @@ arguments ``datasets.load_dataset`` needs with datasets >= 4, which no longer ru
 from __future__ import annotations
 
 import difflib
-import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from softprompt.errors import SoftpromptError
+from softprompt.task_rows import (
+    BadRow,
+    Row,
+    expand_e2e,
+    expand_webnlg,
+    flatten_multirc,
+    keep_row,
+    lift_wsc_target,
+    row_text,
+    row_value,
+)
 
-Row = Mapping[str, Any]
 CLASSIFICATION_METRICS = ("accuracy", "f1", "macro_f1", "mcc")
 GENERATION_METRICS = ("bleu", "rougeL")
 HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
@@ -70,15 +80,6 @@ class Example:
     references: tuple[str, ...] = ()
 
 
-class _BadRow(SoftpromptError):
-    """A problem with one row; ``Task.to_examples`` adds where it happened."""
-
-
-def _keep(row: Row) -> list[Row]:
-    """The default ``expand``: a stored row is already flat."""
-    return [row]
-
-
 @dataclass(frozen=True)
 class Task:
     """A text-to-text task: input template, targets, official metric and where its data lives."""
@@ -93,7 +94,7 @@ class Task:
     target_column: str  # label (classification, choice) or reference text (generation)
     class_names: tuple[str, ...] = ()  # label values as stored in data; default: label_words
     choice_columns: tuple[str, ...] = ()  # "choice" kind: columns holding the candidates
-    expand: Callable[[Row], list[Row]] = _keep  # stored row -> flat rows
+    expand: Callable[[Row], list[Row]] = keep_row  # stored row -> flat rows
     labels_as_text: bool = False  # custom tasks: match str(label) against class_names
     column_hint: str = ""  # how to fix a missing column, for error messages
 
@@ -111,7 +112,7 @@ class Task:
         for number, row in enumerate(rows, start=1):
             try:
                 examples += [self._example(flat) for flat in self.expand(row)]
-            except _BadRow as error:
+            except BadRow as error:
                 raise SoftpromptError(f"{origin} row {number}: {error}") from None
         if grouped and self.kind == "generation":
             return _group_references(examples)
@@ -121,10 +122,10 @@ class Task:
         """Build the Example for one flat row."""
         source = _render(self.template, row, self.column_hint)
         if self.kind == "generation":
-            target = _text(row, self.target_column, self.column_hint)
+            target = row_text(row, self.target_column, self.column_hint)
             return Example(source, target, references=(target,))
         if self.kind == "choice":
-            choices = tuple(_text(row, c, self.column_hint) for c in self.choice_columns)
+            choices = tuple(row_text(row, c, self.column_hint) for c in self.choice_columns)
             label = self._label(row, len(choices), ())
             return Example(source, choices[label], choices=choices, label=label)
         label = self._label(row, len(self.label_words), self.class_names or self.label_words)
@@ -132,7 +133,7 @@ class Task:
 
     def _label(self, row: Row, count: int, names: tuple[str, ...]) -> int:
         """Normalise a raw label (int index, bool, or class name) to an index below ``count``."""
-        raw = _value(row, self.target_column, self.column_hint)
+        raw = row_value(row, self.target_column, self.column_hint)
         if self.labels_as_text:
             raw = str(raw)
         elif isinstance(raw, bool):
@@ -142,7 +143,7 @@ class Task:
         if isinstance(raw, int) and 0 <= raw < count:
             return raw
         allowed = names if self.labels_as_text else (*map(str, range(count)), *names)
-        raise _BadRow(
+        raise BadRow(
             f"label {raw!r} in column {self.target_column!r} is not a {self.name} label; "
             f"allowed: {', '.join(allowed)} — unlabeled rows (e.g. a GLUE test split) "
             "cannot be used, pass a labeled split or file"
@@ -160,22 +161,7 @@ def _group_references(examples: list[Example]) -> list[Example]:
 # ----------------------------------------------------------------------------- row helpers
 
 
-def _value(row: Row, column: str, hint: str) -> Any:
-    """The value of ``column``; a missing column or an empty (None) cell is an error."""
-    if column not in row:
-        available = ", ".join(map(str, row)) or "none"
-        raise _BadRow(f"column {column!r} not found; available columns: {available} — {hint}")
-    if row[column] is None:
-        raise _BadRow(f"column {column!r} is empty — fill it in or drop the row")
-    return row[column]
-
-
-def _text(row: Row, column: str, hint: str) -> str:
-    """The value of ``column`` as text."""
-    return str(_value(row, column, hint))
-
-
-@lru_cache(maxsize=None)
+@cache
 def template_fields(template: str) -> tuple[str, ...]:
     """The column names a ``str.format`` template refers to, e.g. ``("sentence",)``."""
     try:
@@ -194,84 +180,7 @@ def template_fields(template: str) -> tuple[str, ...]:
 
 def _render(template: str, row: Row, hint: str) -> str:
     """Fill the template with the row's columns."""
-    return template.format_map({name: _text(row, name, hint) for name in template_fields(template)})
-
-
-# ----------------------------------------------------------------------------- expanders
-
-
-def _flatten_multirc(row: Row) -> list[Row]:
-    """A paragraph-level SuperGLUE MultiRC row -> one hub-style row per answer option."""
-    passage = row.get("passage")
-    if not isinstance(passage, Mapping):
-        return [row]  # already flat (hub schema: paragraph, question, answer, label)
-    hint = "expected SuperGLUE MultiRC jsonl"
-    return [
-        {"paragraph": _text(passage, "text", hint), "question": _text(question, "question", hint),
-         "answer": _text(answer, "text", hint), "label": _value(answer, "label", hint)}
-        for question in _value(passage, "questions", hint)
-        for answer in _value(question, "answers", hint)
-    ]
-
-
-def _lift_wsc_target(row: Row) -> list[Row]:
-    """SuperGLUE WSC jsonl nests the spans under ``target``; the hub keeps them top level."""
-    target = row.get("target")
-    return [{**row, **target}] if isinstance(target, Mapping) else [row]
-
-
-_MR_SLOT = re.compile(r"\s*([^\[\],]+?)\s*\[([^\]]*)\]\s*(?:,|$)")
-
-
-def linearize_mr(mr: str) -> str:
-    """Linearise an E2E MR as Li & Liang (2021) do.
-
-    ``name[Alimentum], area[city centre]`` -> ``name : Alimentum | area : city centre``.
-    """
-    slots = _MR_SLOT.findall(mr)
-    if not slots or _MR_SLOT.sub("", mr).strip():
-        raise _BadRow(f"malformed E2E meaning representation {mr!r}; expected 'name[value], ...'")
-    return " | ".join(f"{key} : {value}" for key, value in slots)
-
-
-def _expand_e2e(row: Row) -> list[Row]:
-    """Linearise the MR; accepts the official csv (mr, ref) and hub columns."""
-    hub = "meaning_representation" in row
-    names = ("meaning_representation", "human_reference") if hub else ("mr", "ref")
-    hint = "the e2e_nlg task needs columns mr, ref"
-    return [{"mr": linearize_mr(_text(row, names[0], hint)), "ref": _value(row, names[1], hint)}]
-
-
-def linearize_triples(triples: Sequence[Sequence[str] | str]) -> str:
-    """WebNLG triples -> ``subject : property : object | ...`` (underscores become spaces).
-
-    A triple is ``[subject, property, object]`` or, as GEM stores it, ``"subject | property |
-    object"``.
-    """
-    parts = [t.split(" | ") if isinstance(t, str) else t for t in triples or ()]
-    if not parts or any(len(triple) != 3 for triple in parts):
-        raise _BadRow(f"malformed triples {triples!r}; expected [[subject, property, object], ...] "
-                      "or ['subject | property | object', ...]")
-    return " | ".join(" : ".join(str(part).replace("_", " ").strip() for part in t) for t in parts)
-
-
-def _expand_webnlg(row: Row) -> list[Row]:
-    """One row per reference text; accepts our jsonl (triples, text) and GEM/hub rows.
-
-    ``text`` may be a string or a list of strings. GEM rows (``input``, ``target``, ``references``)
-    keep every reference of an input in ``references`` (validation, test) or one ``target`` per row
-    with empty ``references`` (train).
-    """
-    hint = ('the webnlg task needs jsonl rows {"triples": [[s, p, o], ...], "text": ...} '
-            'or GEM rows {"input": ["s | p | o", ...], "target": ..., "references": [...]}')
-    if "input" in row and "triples" not in row:  # GEM/web_nlg, as on the hub
-        triples = linearize_triples(_value(row, "input", hint))
-        texts = row.get("references") or [_value(row, "target", hint)]
-    else:
-        triples = linearize_triples(_value(row, "triples", hint))
-        texts = _value(row, "text", hint)
-    texts = [texts] if isinstance(texts, str) else texts
-    return [{"triples": triples, "text": text} for text in texts]
+    return template.format_map({name: row_text(row, name, hint) for name in template_fields(template)})
 
 
 # ----------------------------------------------------------------------------- registry
@@ -314,18 +223,18 @@ TASKS: dict[str, Task] = {task.name: task for task in [
     _classify("wic", "wic sentence1: {sentence1} sentence2: {sentence2} word: {word}", BOOL,
               HubSource(SUPERGLUE, "wic")),
     _classify("wsc", "wsc text: {text} pronoun: {span2_text} candidate: {span1_text}", BOOL,
-              HubSource(SUPERGLUE, "wsc.fixed"), expand=_lift_wsc_target),
+              HubSource(SUPERGLUE, "wsc.fixed"), expand=lift_wsc_target),
     _classify("multirc", "multirc question: {question} answer: {answer} paragraph: {paragraph}",
-              BOOL, HubSource(SUPERGLUE, "multirc"), "f1", expand=_flatten_multirc),
+              BOOL, HubSource(SUPERGLUE, "multirc"), "f1", expand=flatten_multirc),
     _classify("sst2", "sst2 sentence: {sentence}", ("negative", "positive"),
               HubSource(GLUE, "sst2")),
     _classify("mrpc", "mrpc sentence1: {sentence1} sentence2: {sentence2}",
               ("not_equivalent", "equivalent"), HubSource(GLUE, "mrpc"), "f1"),
     _classify("qqp", "qqp question1: {question1} question2: {question2}",
               ("not_duplicate", "duplicate"), HubSource(GLUE, "qqp"), "f1"),
-    _builtin("e2e_nlg", "generation", "{mr}", "ref", E2E_HUB, "bleu", expand=_expand_e2e),
+    _builtin("e2e_nlg", "generation", "{mr}", "ref", E2E_HUB, "bleu", expand=expand_e2e),
     _builtin("webnlg", "generation", "{triples}", "text", WEBNLG_HUB, "bleu",
-             expand=_expand_webnlg),
+             expand=expand_webnlg),
     _builtin("xsum", "generation", "summarize: {document}", "summary", XSUM_HUB, "rougeL"),
 ]}
 

@@ -14,8 +14,6 @@ from softprompt.tasks import (
     Example,
     custom_task,
     get_task,
-    linearize_mr,
-    linearize_triples,
     parse_label_words,
     task_names,
 )
@@ -203,13 +201,6 @@ def test_mrpc_and_qqp_formats():
 # ----------------------------------------------------------------------------- generation
 
 
-def test_linearize_mr_follows_li_and_liang():
-    mr = "name[The Eagle], customer rating[5 out of 5], priceRange[£20-25]"
-    assert linearize_mr(mr) == "name : The Eagle | customer rating : 5 out of 5 | priceRange : £20-25"
-    with pytest.raises(SoftpromptError, match="malformed E2E meaning representation"):
-        linearize_mr("name: The Eagle")
-
-
 def test_e2e_real_rows_group_references_by_mr():
     rows = csv_rows("e2e/testset_w_refs.csv")
     task = get_task("e2e_nlg")
@@ -247,8 +238,8 @@ def test_webnlg_triples_and_multiple_texts():
     )
     assert grouped[0].references == tuple(rows[0]["text"])
     assert grouped[1].references == ("Aarhus is led by Jacob.",)
-    with pytest.raises(SoftpromptError, match="malformed triples"):
-        linearize_triples([["only", "two"]])
+    with pytest.raises(SoftpromptError, match="data row 2: malformed triples"):
+        task.to_examples([rows[1], {"triples": [["only", "two"]], "text": "x"}])
 
 
 def test_xsum_real_rows():
