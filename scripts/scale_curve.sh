@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Rebuilds docs/scale_t5nano_sst2.png (+ .svg): input
+# Rebuilds docs/scale_t5nano_sst2.png (+ .svg) and docs/neighbors_t5nano_sst2.png (+ .txt): input
 # prompts on the three embedded sizes of one pre-training recipe (t5-nano-s, t5-nano, t5-nano-m;
 # softprompt.nano.lineage), real SST-2 from ../shared/data. 5 prompts of 20 tokens per size,
 # class-label init, Adafactor 0.3, 500 steps x 32, scored once at the end on all 872 dev examples
-# (no checkpoint selection on dev). Resumable: a rerun skips finished cells.
+# (no checkpoint selection on dev); then the nearest tokens of the default t5-nano's five trained
+# prompts. Resumable: a rerun skips finished cells.
 #   bash scripts/scale_curve.sh [WORK]        MODELS=t5-nano bash scripts/scale_curve.sh  (a subset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +16,7 @@ softprompt sweep --models "$models" --task sst2 --train-file $data/train.tsv --v
     --max-source-length 64 --out-dir "$work" --quiet
 softprompt plot-scale "$work"/results/*.json --metric accuracy --out docs/scale_t5nano_sst2.png \
     --title "SST-2 dev, 5 input prompts (P=20) on ${models//,/ / } (one recipe)"
+if [[ ",$models," == *,t5-nano,* ]]; then
+    softprompt neighbors "$work"/runs/t5-nano__P20__*/ --prompt all --top-k 5 --plot docs/neighbors_t5nano_sst2.png \
+        > docs/neighbors_t5nano_sst2.txt
+fi

