@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from softprompt.cli_options import MODEL_HELP
 from softprompt.models import EMBEDDED, load_frozen_t5
 from softprompt.nano.lineage import SIZES, size_name
 from softprompt.nano.objectives import random_spans_noise_mask, span_corrupt
@@ -28,6 +29,7 @@ def test_embedded_models_ship_small_with_the_documented_config_and_card(shipped)
     assert c.feed_forward_proj == "gated-gelu" and c.tie_word_embeddings
     assert next(shipped.model.parameters()).dtype == torch.float32  # stored in bf16, loaded in float32
     assert sum(f.stat().st_size for f in EMBEDDED[shipped.name].iterdir()) <= 40 * 2**20
+    assert f"{shipped.name}:" in MODEL_HELP or f"{shipped.name}," in MODEL_HELP  # --help names every embedded model
     card = (EMBEDDED[shipped.name] / "README.md").read_text()
     assert card.startswith(f"# {shipped.name}\n") and "## Quality gate" in card and "## Supervised mixture" in card
     all_weights = sum((d / "model.safetensors").stat().st_size for d in EMBEDDED.values())
