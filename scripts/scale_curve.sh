@@ -14,7 +14,15 @@ data=../shared/data/glue/sst2
 softprompt sweep --models "$models" --task sst2 --train-file $data/train.tsv --validation-file $data/dev.tsv \
     --prompt-lengths 20 --inits class-label --n-prompts 5 --steps 500 --batch-size 32 --eval-every 500 \
     --max-source-length 64 --out-dir "$work" --quiet
-softprompt plot-scale "$work"/results/*.json --metric accuracy --out docs/scale_t5nano_sst2.png \
+python - "$work" $data/dev.tsv > "$work/majority.csv" <<'PY'  # the floor: always answering dev's most frequent label
+import collections, csv, glob, json, sys
+labels = [row["label"] for row in csv.DictReader(open(sys.argv[2], encoding="utf-8"), delimiter="\t")]
+floor = collections.Counter(labels).most_common(1)[0][1] / len(labels)
+print("label,x,y")
+for path in sorted(glob.glob(f"{sys.argv[1]}/results/*.json")):
+    print(f"majority class,{json.load(open(path))['settings']['model_params']},{floor}")
+PY
+softprompt plot-scale "$work"/results/*.json --metric accuracy --reference "$work/majority.csv" --out docs/scale_t5nano_sst2.png \
     --title "SST-2 dev, 5 input prompts (P=20) on ${models//,/ / } (one recipe)"
 if [[ ",$models," == *,t5-nano,* ]]; then
     softprompt neighbors "$work"/runs/t5-nano__P20__*/ --prompt all --top-k 5 --plot docs/neighbors_t5nano_sst2.png \
