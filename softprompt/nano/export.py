@@ -6,7 +6,8 @@ another checkpoint or did not pass (the default t5-nano must pass the whole gate
 scale points, for which a weak prompt score is a result, so they need only the encoder-swap check and
 their card records the prompt check's outcome), then writes ``softprompt/assets/NAME/`` (default: t5-nano, the
 default backbone; t5-nano-s and t5-nano-m are the other sizes of its recipe): bf16 weights,
-config, the T5 tokenizer, ``provenance.json`` (pre-training state, the states of the earlier stages
+config (no tokenizer: ``load_tokenizer`` gives a directory without one the vendored T5 vocabulary, which
+export checks the checkpoint was trained with), ``provenance.json`` (pre-training state, the states of the earlier stages
 it continued from, gate report, corpus manifest, quality results) and ``README.md``, the model card,
 whose every number is read from those files. The directory is written beside the target and renamed
 into place.
@@ -195,6 +196,9 @@ def mixture_section(stages: list[dict[str, Any]]) -> list[str]:
 def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | None = None, name: str = DEFAULT) -> Path:
     """Write the shippable directory ``out`` of embedded model ``name`` (see the module docstring); returns it."""
     state, gate = checked_reports(model_dir, gate_path, name)
+    if load_tokenizer(str(model_dir)).get_vocab() != load_tokenizer().get_vocab():
+        raise SoftpromptError(f"{model_dir} has another tokenizer than the vendored T5 vocabulary (softprompt/assets/t5-tokenizer), "
+                              "which every embedded model shares; pre-train with softprompt.nano.pretrain's tokenizer")
     manifest = json.loads((Path(state["corpus"]) / "manifest.json").read_text())
     model = T5ForConditionalGeneration.from_pretrained(model_dir).to(torch.bfloat16)
     stages = lineage(state)
@@ -206,7 +210,6 @@ def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | Non
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
-    load_tokenizer(str(model_dir)).save_pretrained(staging)
     provenance["weights_sha256"] = weights_sha256(staging)
     (staging / "provenance.json").write_text(json.dumps(provenance, indent=1))
     params = sum(p.numel() for p in model.parameters())
