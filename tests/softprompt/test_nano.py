@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,13 @@ def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_co
         with pytest.raises(SoftpromptError, match=message):
             export(model_dir, hand_made_gate(model_dir, gate_file, **bad), out)
         assert not out.exists()
+    other = tmp_path / "other-tokenizer"
+    shutil.copytree(model_dir, other)
+    tokenizer = load_tokenizer(str(other))
+    tokenizer.add_tokens(["<not-in-t5>"])
+    tokenizer.save_pretrained(other)
+    with pytest.raises(SoftpromptError, match="another tokenizer than the vendored T5 vocabulary"):
+        export(other, hand_made_gate(other, gate_file), out)
     export(model_dir, hand_made_gate(model_dir, gate_file), out)
     assert {f.name for f in out.iterdir()} == {"config.json", "generation_config.json", "model.safetensors", "provenance.json", "README.md"}
     assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
