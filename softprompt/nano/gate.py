@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,12 @@ def probe_config(args: argparse.Namespace, name: str, work: Path) -> TrainConfig
                        max_source_length=64, max_target_length=8)
 
 
-def prompt_tuning_scores(frozen: FrozenT5, name: str, work: Path, splits: tuple[list[Example], ...], args: argparse.Namespace) -> list[dict[str, float]]:
-    """Train ``args.prompts`` prompts on ``frozen`` and return each one's SST-2 dev metrics."""
+def prompt_tuning_scores(twin: bool, name: str, work: Path, splits: tuple[list[Example], ...], args: argparse.Namespace) -> list[dict[str, float]]:
+    """Train ``args.prompts`` prompts on ``args.model`` (or its random twin) and return each one's SST-2
+    dev metrics; runs in a worker process of ``args.threads`` threads."""
+    torch.set_num_threads(args.threads)
+    frozen = load_frozen_t5(args.model)
+    frozen = twin_of(frozen, args.seed) if twin else frozen
     scores = tune_and_score(frozen, probe_config(args, name, work), get_task("sst2"), splits, reuse=bool(args.work))  # (N, M, K)
     gold = np.array([e.label for e in splits[2]])
     return [classification_metrics(gold, s.argmax(-1), 2) for s in scores]
@@ -98,10 +103,12 @@ def run_gate(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
     if not args.skip_prompt_tuning:
         data = probe_splits(get_task("sst2"), Path(args.data) / "train.tsv", Path(args.data) / "dev.tsv",
                             args.train_size, args.val_size, args.dev_size, args.seed)
-        with tempfile.TemporaryDirectory(prefix="nano-gate-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="nano-gate-") as tmp, ProcessPoolExecutor(args.workers) as pool:
             work = Path(args.work or tmp)
-            for name, model in ((label, frozen), ("random twin", twin)):
-                report["sst2"][name] = summarise(prompt_tuning_scores(model, name.replace(" ", "-"), work, data, args))
+            runs = {name: pool.submit(prompt_tuning_scores, twin, name.replace(" ", "-"), work, data, args)
+                    for name, twin in ((label, False), ("random twin", True))}
+            for name, run in runs.items():
+                report["sst2"][name] = summarise(run.result())
         report["sst2"]["majority class"] = summarise([classification_metrics(
             np.array([e.label for e in data[2]]), majority_predictions(data[0], data[2]), 2)])
     checks = {SWAP_CHECK % args.min_swap_gap: report["swap"][label]["swap_gap"] >= args.min_swap_gap}
@@ -147,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-size", type=int, default=200)
     parser.add_argument("--dev-size", type=int, help="default: the whole dev set (872)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of each process")
+    parser.add_argument("--workers", type=int, default=1, help="processes: 2 tunes the model and its twin side by side")
     parser.add_argument("--work", help="keep the prompt runs here; a rerun scores finished runs instead of retraining them "
                                             "(default: a temporary directory)")
     parser.add_argument("--skip-prompt-tuning", action="store_true", help="only the encoder-swap check")
