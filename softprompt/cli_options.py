@@ -6,7 +6,7 @@ import click
 
 from softprompt.errors import SoftpromptError
 
-MODEL_HELP = ("embedded model (t5-nano, or its smaller sibling t5-nano-s: pre-trained here, shipped inside the package; "
+MODEL_HELP = ("embedded model (t5-nano, or its siblings t5-nano-s, t5-nano-m: pre-trained here, shipped inside the package; "
               "runs offline), T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory")
 TASK_HELP = "built-in task (boolq, cb, copa, rte, wic, wsc, multirc, sst2, mrpc, qqp, e2e_nlg, webnlg, xsum) or 'custom'"
 

@@ -18,7 +18,7 @@ TOKENIZER_DIR = ASSETS / "t5-tokenizer"
 NANO_DIR = ASSETS / "t5-nano"  # the embedded pre-trained default (docs/t5-nano.md)
 # Pre-trained T5s shipped inside the package, by name: the default and, once trained, the other sizes
 # of its recipe (softprompt.nano.lineage.SIZES) for offline model-scale curves.
-EMBEDDED: dict[str, Path] = {"t5-nano": NANO_DIR, "t5-nano-s": ASSETS / "t5-nano-s"}
+EMBEDDED: dict[str, Path] = {"t5-nano": NANO_DIR, "t5-nano-s": ASSETS / "t5-nano-s", "t5-nano-m": ASSETS / "t5-nano-m"}
 
 # Short names. T5 v1.1 checkpoints only saw span corruption, so the bare size names that have no
 # original-T5 checkpoint (xl, xxl) resolve to the LM-adapted v1.1 checkpoints that Lester et al.
