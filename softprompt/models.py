@@ -16,7 +16,7 @@ from softprompt.errors import SoftpromptError
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOKENIZER_DIR = ASSETS / "t5-tokenizer"
 NANO_DIR = ASSETS / "t5-nano"  # the embedded pre-trained default (docs/t5-nano.md)
-# Pre-trained T5s shipped inside the package, by name: the default and, once trained, the other sizes
+# Pre-trained T5s shipped inside the package, by name: the default and the other sizes
 # of its recipe (softprompt.nano.lineage.SIZES) for offline model-scale curves.
 EMBEDDED: dict[str, Path] = {"t5-nano": NANO_DIR, "t5-nano-s": ASSETS / "t5-nano-s", "t5-nano-m": ASSETS / "t5-nano-m"}
 
