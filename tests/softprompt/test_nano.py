@@ -167,16 +167,18 @@ def test_pretrain_writes_loadable_model_and_resumes_exactly(tiny_corpus, tmp_pat
 
 def test_gate_reports_and_fails_an_untrained_model(tiny_corpus, tmp_path, capsys):
     pretrain(tiny_corpus, tmp_path / "run", PretrainConfig(**TINY))
-    report_file, work = tmp_path / "gate.json", tmp_path / "runs"
+    report_file = tmp_path / "gate.json"
     argv = ["--model", str(tmp_path / "run" / "model"), "--data", str(TEST_DATA / "glue" / "sst2"), "--steps", "2", "--train-size", "16", "--val-size", "8",
-            "--dev-size", "16", "--prompts", "2", "--prompt-length", "2", "--swap-batches", "1", "--json", str(report_file), "--work", str(work)]
+            "--dev-size", "16", "--prompts", "2", "--prompt-length", "2", "--swap-batches", "1", "--json", str(report_file)]
     reports = []
-    for workers in ("2", "1"):  # the model and its twin tuned side by side; then in one process, scoring the kept runs
+    # model and twin tuned side by side; tuned one after the other; then the first runs kept and scored, not retrained
+    for workers, work in (("2", "side"), ("1", "serial"), ("1", "side")):
         with pytest.raises(SystemExit) as exit_info:
-            gate.main(argv + ["--workers", workers])
+            gate.main(argv + ["--workers", workers, "--work", str(tmp_path / work)])
         assert exit_info.value.code == 1
+        assert sorted(p.name for p in (tmp_path / work).iterdir()) == ["pre-trained", "random-twin"]
         reports.append(json.loads(report_file.read_text()))
-    assert sorted(p.name for p in work.iterdir()) == ["pre-trained", "random-twin"] and reports[0] == reports[1]
+    assert reports[0] == reports[1] == reports[2]
     report = reports[0]
     assert not report["passed"] and not report["swap_passed"] and set(report["sst2"]) == {"pre-trained", "random twin", "majority class"}
     assert report["sst2"]["majority class"]["balanced_accuracy"] == 0.5
