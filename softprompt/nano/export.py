@@ -1,6 +1,6 @@
 """Package a pre-trained t5-nano checkpoint as one of softprompt's embedded models, with its model card.
 
-``python -m softprompt.nano.export --model RUN/model --gate GATE.json [--quality QUALITY.json] [--name t5-nano-s]``
+``python -m softprompt.nano.export --model RUN/model --gate GATE.json [--quality QUALITY.json ...] [--name t5-nano-s]``
 refuses a checkpoint whose gate report (``python -m softprompt.nano.gate --json``) was measured on
 another checkpoint or did not pass (the default t5-nano must pass the whole gate; the other sizes are
 scale points, for which a weak prompt score is a result, so they need only the encoder-swap check and
@@ -8,7 +8,8 @@ their card records the prompt check's outcome), then writes ``softprompt/assets/
 default backbone; t5-nano-s and t5-nano-m are the other sizes of its recipe): bf16 weights,
 config (no tokenizer: ``load_tokenizer`` gives a directory without one the vendored T5 vocabulary, which
 export checks the checkpoint was trained with), ``provenance.json`` (pre-training state, the states of the earlier stages
-it continued from, gate report, corpus manifest, quality results) and ``README.md``, the model card,
+it continued from, gate report, corpus manifest, quality results: ``--quality`` may be given once per
+``benchmarks/quality.py --json`` report of the same settings, e.g. tasks run apart) and ``README.md``, the model card,
 whose every number is read from those files. The directory is written beside the target and renamed
 into place.
 
@@ -193,7 +194,30 @@ def mixture_section(stages: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | None = None, name: str = DEFAULT) -> Path:
+def merged_quality(reports: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One quality record from ``benchmarks/quality.py --json`` reports measured with the same settings on
+    different tasks (their ``tasks`` and ``model`` may differ; ``models`` keeps each report's); None for none."""
+    if not reports:
+        return None
+
+    def protocol(report: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in report["settings"].items() if k not in ("model", "tasks", "zero_shot")}
+
+    merged: dict[str, Any] = {"settings": {**reports[0]["settings"], "tasks": ",".join(r["settings"]["tasks"] for r in reports)},
+                              "models": [r["model"] for r in reports], "majority_class": {}, "zero_shot": {}, "runs": {}}
+    for report in reports:
+        if protocol(report) != protocol(reports[0]):
+            differ = sorted(k for k in protocol(report) if protocol(report)[k] != protocol(reports[0]).get(k))
+            raise SoftpromptError(f"the --quality reports were measured with different settings ({', '.join(differ)}); "
+                                  "give reports of one protocol")
+        for key in ("majority_class", "zero_shot", "runs"):
+            if set(report[key]) & set(merged[key]):
+                raise SoftpromptError(f"two --quality reports both hold {sorted(set(report[key]) & set(merged[key]))[0]}; give each task once")
+            merged[key].update(report[key])
+    return merged
+
+
+def export(model_dir: Path, gate_path: Path, out: Path, quality_paths: tuple[Path, ...] = (), name: str = DEFAULT) -> Path:
     """Write the shippable directory ``out`` of embedded model ``name`` (see the module docstring); returns it."""
     state, gate = checked_reports(model_dir, gate_path, name)
     if load_tokenizer(str(model_dir)).get_vocab() != load_tokenizer().get_vocab():
@@ -206,7 +230,7 @@ def export(model_dir: Path, gate_path: Path, out: Path, quality_path: Path | Non
         raise SoftpromptError(f"the stages of {model_dir}'s lineage were pre-trained on different corpora; "
                               "the model card describes one corpus")
     provenance = {"pretraining": state, "lineage": stages, "gate": gate, "corpus": manifest,
-                  "quality": json.loads(quality_path.read_text()) if quality_path else None}
+                  "quality": merged_quality([json.loads(path.read_text()) for path in quality_paths])}
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
@@ -224,13 +248,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="RUN/model written by softprompt.nano.pretrain")
     parser.add_argument("--gate", required=True, help="the gate's --json report for this checkpoint")
-    parser.add_argument("--quality", help="benchmarks/quality.py --json results, kept in provenance.json")
+    parser.add_argument("--quality", action="append", default=[],
+                        help="benchmarks/quality.py --json results, kept in provenance.json (repeat for reports of other tasks)")
     parser.add_argument("--name", choices=list(SIZES), default=DEFAULT, help="which embedded model this is")
     parser.add_argument("--out", help="default: softprompt/assets/NAME")
     args = parser.parse_args(argv)
     try:
         out = export(Path(args.model), Path(args.gate), Path(args.out or ASSETS / args.name),
-                     Path(args.quality) if args.quality else None, args.name)
+                     tuple(map(Path, args.quality)), args.name)
     except SoftpromptError as error:
         sys.exit(f"error: {error}")
     total = sum(f.stat().st_size for f in out.iterdir())

@@ -15,7 +15,7 @@ from softprompt.models import load_frozen_t5, load_tokenizer
 from softprompt.nano import corpus as nano_corpus
 from softprompt.errors import SoftpromptError
 from softprompt.nano import gate
-from softprompt.nano.export import export
+from softprompt.nano.export import export, merged_quality
 from softprompt.nano.objectives import SENTINEL_0, prefix_lm_split, random_spans_noise_mask, span_corrupt, span_lengths
 from softprompt.nano.pretrain import PretrainConfig, RMSScaledAdamW, learning_rate, pretrain, training_batch
 from tests.conftest import TEST_DATA
@@ -213,15 +213,40 @@ def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_co
     tokenizer.save_pretrained(other)
     with pytest.raises(SoftpromptError, match="another tokenizer than the vendored T5 vocabulary"):
         export(other, hand_made_gate(other, gate_file), out)
-    export(model_dir, hand_made_gate(model_dir, gate_file), out)
+    export(model_dir, hand_made_gate(model_dir, gate_file), out, quality_paths=quality_reports(tmp_path, "sst2", "tweet-author"))
     assert {f.name for f in out.iterdir()} == {"config.json", "generation_config.json", "model.safetensors", "provenance.json", "README.md"}
     assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
     card = (out / "README.md").read_text()
     assert f"Steps {step:,} of 3" in card and "synthetic-words" in card and "| a check | pass |" in card
     assert "## Pre-training stages" not in card and json.loads((out / "provenance.json").read_text())["lineage"] == []
+    assert "| sst2/prompt/t5-nano | 0.600 ± 0.010 | 0.610 / 0.620 |" in card and "| tweet-author/prompt/t5-nano |" in card
     original, shipped = load_frozen_t5(str(model_dir)), load_frozen_t5(str(out))
     for (name, a), (_, b) in zip(original.model.named_parameters(), shipped.model.named_parameters()):
         torch.testing.assert_close(b, a.to(torch.bfloat16).float(), rtol=0, atol=0, msg=name)
+
+
+def quality_reports(directory: Path, *tasks: str, **settings) -> tuple[Path, ...]:
+    """One hand-made ``benchmarks/quality.py --json`` report per task (the benchmark itself runs in test_benchmarks)."""
+    paths = []
+    for task in tasks:
+        run = {"balanced_accuracy": {"mean": 0.6, "std": 0.01, "min": 0.59, "max": 0.61}, "ensembles": {"majority": 0.61, "confidence": 0.62}}
+        report = {"model": f"/runs/{task}", "settings": {"tasks": task, "prompts": 5, "dev_size": 500, "steps": 300, "zero_shot": []} | settings,
+                  "majority_class": {task: {"balanced_accuracy": 0.5}}, "zero_shot": {}, "runs": {f"{task}/prompt/t5-nano": run}}
+        paths.append(directory / f"quality-{task}.json")
+        paths[-1].write_text(json.dumps(report))
+    return tuple(paths)
+
+
+def test_merged_quality_joins_reports_of_one_protocol_and_refuses_others(tmp_path):
+    merged = merged_quality([json.loads(p.read_text()) for p in quality_reports(tmp_path, "sst2", "rte")])
+    assert merged["settings"]["tasks"] == "sst2,rte" and merged["models"] == ["/runs/sst2", "/runs/rte"]
+    assert list(merged["runs"]) == ["sst2/prompt/t5-nano", "rte/prompt/t5-nano"] and set(merged["majority_class"]) == {"sst2", "rte"}
+    assert merged_quality([]) is None
+    (first,), (other,) = quality_reports(tmp_path, "sst2"), quality_reports(tmp_path, "rte", steps=1000, dev_size=100)
+    with pytest.raises(SoftpromptError, match=r"different settings \(dev_size, steps\)"):
+        merged_quality([json.loads(first.read_text()), json.loads(other.read_text())])
+    with pytest.raises(SoftpromptError, match="both hold sst2; give each task once"):
+        merged_quality([json.loads(first.read_text())] * 2)
 
 
 def test_a_scale_point_ships_with_a_failed_prompt_check_recorded_but_never_without_the_swap_check(tiny_corpus, tmp_path):
