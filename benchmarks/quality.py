@@ -16,6 +16,7 @@ labels are. Runs are spread over ``--workers`` processes of one thread each.
     python benchmarks/quality.py --model t5-nano            # the default (SST-2, reviews, RTE, tweet-author): about 1.4 h on 2 cores
     python benchmarks/quality.py --model DIR --quick        # a smoke run (minutes)
     python benchmarks/quality.py --model DIR --tasks sst2 --methods prompt --zero-shot "sst2=review sentiment: {sentence}"
+    python benchmarks/quality.py --model t5-nano-m --tasks sst2 --methods none --dev-size 872 --zero-shot "sst2=review sentiment: {sentence}"
 
 ``--zero-shot TASK=TEMPLATE`` adds a row scoring the backbone (and its twin) with no prompt, inputs
 worded by TEMPLATE: with a pre-training instruction, it tells whether the backbone has the skill at all.
@@ -230,7 +231,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="t5-nano", help="the pre-trained backbone (name or directory)")
     parser.add_argument("--tasks", default="sst2,reviews,rte,tweet-author", help=f"comma-separated, from {', '.join(TASKS)}")
-    parser.add_argument("--methods", default="prompt,prefix")
+    parser.add_argument("--methods", default="prompt,prefix", help="some of prompt,prefix; none: only the majority class and --zero-shot rows")
     parser.add_argument("--prompts", type=int, default=5, help="prompts trained jointly per run (the ensemble size)")
     parser.add_argument("--prompt-length", type=int, default=20)
     parser.add_argument("--prefix-length", type=int, default=20)
@@ -256,7 +257,7 @@ def main() -> None:
     args.train_size = args.train_size or (64 if args.quick else 2000)
     args.val_size = args.val_size or (32 if args.quick else 200)
     args.dev_size = args.dev_size or (64 if args.quick else 500)
-    tasks, methods = args.tasks.split(","), args.methods.split(",")
+    tasks, methods = args.tasks.split(","), [] if args.methods == "none" else args.methods.split(",")
     if set(tasks) - set(TASKS) or set(methods) - set(METHODS):
         parser.error(f"--tasks takes some of {','.join(TASKS)} and --methods some of {','.join(METHODS)}")
     for spec in args.zero_shot:
@@ -276,14 +277,14 @@ def main() -> None:
         futures = {cell: pool.submit(run_cell, cell, args, args.work or tmp) for cell in cells}
         results = {cell: future.result() for cell, future in futures.items()}
     majority = {t: majority_row(t, args) for t in tasks}
-    zero_shot = {(t, b): zero_shot_row(t, template, b, args) for t, _, template in (z.partition("=") for z in args.zero_shot)
-                 for b in BACKBONES}
+    zero_shot = {(t, template, b): zero_shot_row(t, template, b, args) for t, _, template in (z.partition("=") for z in args.zero_shot)
+                 for b in BACKBONES}  # one row per task, wording and backbone
     rows = []
     for t in tasks:
         rows.append([t, "-", "majority class", f"{majority[t]['balanced_accuracy']:.3f}", "", "", "", "", f"{majority[t]['accuracy']:.3f}"])
-        for (zt, backbone), z in zero_shot.items():
+        for (zt, _, backbone), z in zero_shot.items():
             if zt == t:
-                rows.append([t, "zero-shot", backbone, f"{z['balanced_accuracy']:.3f}", "", "", "", "", f"{z['accuracy']:.3f}"])
+                rows.append([t, f"zero-shot ({z['template']})", backbone, f"{z['balanced_accuracy']:.3f}", "", "", "", "", f"{z['accuracy']:.3f}"])
         for cell in (c for c in cells if c.task == t):
             r = results[cell]
             b = r["balanced_accuracy"]
@@ -293,7 +294,7 @@ def main() -> None:
                 rows, f"balanced accuracy on the dev subset ({time.perf_counter() - started:.0f} s)")
     result = {"model": args.model, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "quick", "workers", "work")},
               "majority_class": majority,
-              "zero_shot": {f"{t}/{b}": z for (t, b), z in zero_shot.items()},
+              "zero_shot": {f"{t}/{b}/{template}": z for (t, template, b), z in zero_shot.items()},
               "runs": {f"{c.task}/{c.method}/{c.backbone}": results[c] for c in cells}}
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

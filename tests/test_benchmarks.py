@@ -83,3 +83,27 @@ def test_privacy_qa_split_keeps_every_clause_on_one_side():
     assert "is my location tracked\tWe may share your data with partner 0.\t0" in splits["train"] + splits["dev"]
     train_clauses, dev_clauses = ({row.split("\t")[1] for row in rows} for rows in splits.values())
     assert not train_clauses & dev_clauses
+
+
+def test_quality_without_methods_scores_every_zero_shot_wording(monkeypatch, tmp_path):
+    """quality.py --methods none on the test fixtures: the majority class and one zero-shot row per wording and
+    backbone (two wordings of one task once overwrote each other). Runs the shipped t5-nano; no training."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import quality
+    import torch
+
+    monkeypatch.setattr(quality, "DATA", TEST_DATA)
+    wordings = ("review sentiment: {sentence}", "Is this review positive or negative? {sentence}")
+    out = tmp_path / "quality.json"
+    argv = ["quality.py", "--tasks", "sst2", "--methods", "none", "--train-size", "8", "--val-size", "4", "--dev-size", "16",
+            "--workers", "1", "--json", str(out), *(arg for w in wordings for arg in ("--zero-shot", f"sst2={w}"))]
+    monkeypatch.setattr(sys, "argv", argv)
+    threads = torch.get_num_threads()
+    try:
+        quality.main()
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())
+    assert result["runs"] == {} and result["majority_class"]["sst2"]["n_dev"] == 16
+    assert sorted((z["template"], key.split("/")[1]) for key, z in result["zero_shot"].items()) == sorted(
+        (w, b) for w in wordings for b in ("t5-nano", "random twin"))
