@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -18,6 +19,11 @@ def check_plot_path(path: str | Path) -> Path:
     if out.suffix.lower() not in FORMATS:
         raise SoftpromptError(f"plot path must end with .png or .svg, got {str(path)!r}")
     return out
+
+
+def fitted_title(fig: Figure, title: str) -> str:
+    """``title`` wrapped onto lines that fit ``fig``'s width at matplotlib's default title size (~11 characters an inch)."""
+    return textwrap.fill(title, width=int(11 * fig.get_figwidth()))
 
 
 def save_png_and_svg(fig: Figure, path: str | Path, flag: str) -> None:

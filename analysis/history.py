@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -19,7 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.figures import check_plot_path, save_png_and_svg
+from analysis.figures import check_plot_path, fitted_title, save_png_and_svg
 from softprompt.errors import SoftpromptError
 
 HISTORY = "history.json"
@@ -153,7 +152,7 @@ def plot_history(run_dirs: Sequence[str | Path], out: str | Path, title: str | N
     metrics = sorted({run.metric for run in runs if run.metric})
     axes[1, 0].set_ylabel(f"validation {'/'.join(metrics) or 'metric'} (★ best step)")
     axes[0, 0].legend(loc="best", fontsize=7)
-    fig.suptitle(textwrap.fill(title or "training curves", width=int(11 * fig.get_figwidth())))  # ~11 characters an inch
+    fig.suptitle(fitted_title(fig, title or "training curves"))
     fig.tight_layout()
     save_png_and_svg(fig, out, "--out")
     return fig

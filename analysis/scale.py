@@ -16,7 +16,7 @@ from typing import Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.figures import check_plot_path, save_png_and_svg
+from analysis.figures import check_plot_path, fitted_title, save_png_and_svg
 from softprompt.errors import SoftpromptError
 
 FORMAT = "softprompt.eval/1"
@@ -236,7 +236,7 @@ def plot_scale(
         ax.set_xlim(*((xs[0] / 3, xs[0] * 3) if log_x else (xs[0] - half, xs[0] + half)))
     unit = "%" if percent else "0–100"
     ax.set_ylabel(f"{metric} ({unit})")
-    ax.set_title(title or f"{points['task']} ({points['split']}): {metric} vs. {'model scale' if log_x else x}")
+    ax.set_title(fitted_title(fig, title or f"{points['task']} ({points['split']}): {metric} vs. {'model scale' if log_x else x}"))
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
     fig.tight_layout()

@@ -115,6 +115,16 @@ def test_single_result_svg_out(paths, tmp_path):
     assert len(ax.collections) == 1  # the single point's ± std bar
 
 
+def test_a_long_title_is_wrapped_inside_the_figure(paths, tmp_path):
+    title = "SST-2 dev, 5 input prompts (P=20, 1000 steps) on t5-nano-s / t5-nano / t5-nano-m (one recipe)"
+    fig = plot_scale(load_results(paths), "accuracy", str(tmp_path / "long.png"), title=title)
+    ax = fig.axes[0]
+    assert ax.get_title().replace("\n", " ") == title and "\n" in ax.get_title()
+    fig.canvas.draw()
+    box = ax.title.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.x1  # once clipped at both sides
+
+
 def test_other_x_and_generation(tmp_path):
     reports = [
         _report("t5-base", 250_000_000, [40.0, 50.0], 55.0, kind="generation", names=("bleu", "chrf"))
