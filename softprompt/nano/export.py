@@ -203,16 +203,17 @@ def merged_quality(reports: list[dict[str, Any]]) -> dict[str, Any] | None:
     def protocol(report: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in report["settings"].items() if k not in ("model", "tasks", "zero_shot")}
 
+    first = protocol(reports[0])
     merged: dict[str, Any] = {"settings": {**reports[0]["settings"], "tasks": ",".join(r["settings"]["tasks"] for r in reports)},
                               "models": [r["model"] for r in reports], "majority_class": {}, "zero_shot": {}, "runs": {}}
     for report in reports:
-        if protocol(report) != protocol(reports[0]):
-            differ = sorted(k for k in protocol(report) if protocol(report)[k] != protocol(reports[0]).get(k))
+        own = protocol(report)
+        if differ := sorted(k for k in first.keys() | own.keys() if first.get(k) != own.get(k)):
             raise SoftpromptError(f"the --quality reports were measured with different settings ({', '.join(differ)}); "
                                   "give reports of one protocol")
         for key in ("majority_class", "zero_shot", "runs"):
-            if set(report[key]) & set(merged[key]):
-                raise SoftpromptError(f"two --quality reports both hold {sorted(set(report[key]) & set(merged[key]))[0]}; give each task once")
+            if clash := sorted(set(report[key]) & set(merged[key])):
+                raise SoftpromptError(f"two --quality reports both hold {clash[0]}; give each task once")
             merged[key].update(report[key])
     return merged
 

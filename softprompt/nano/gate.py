@@ -105,8 +105,8 @@ def run_gate(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
                             args.train_size, args.val_size, args.dev_size, args.seed)
         with tempfile.TemporaryDirectory(prefix="nano-gate-") as tmp, ProcessPoolExecutor(args.workers) as pool:
             work = Path(args.work or tmp)
-            runs = {name: pool.submit(prompt_tuning_scores, twin, name.replace(" ", "-"), work, data, args)
-                    for name, twin in ((label, False), ("random twin", True))}
+            runs = {name: pool.submit(prompt_tuning_scores, is_twin, name.replace(" ", "-"), work, data, args)
+                    for name, is_twin in ((label, False), ("random twin", True))}
             for name, run in runs.items():
                 report["sst2"][name] = summarise(run.result())
         report["sst2"]["majority class"] = summarise([classification_metrics(
