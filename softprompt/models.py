@@ -140,7 +140,12 @@ def enable_gradient_checkpointing(model: T5ForConditionalGeneration) -> None:
             module.p = 0.0
         if hasattr(module, "dropout") and isinstance(module.dropout, float):  # T5Attention's attention dropout
             module.dropout = 0.0
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # transformers 5.24 renamed gradient_checkpointing_enable (the old name warns, and goes in v6)
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
 
 

@@ -28,7 +28,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from softprompt.attention import PREFIXED, PrefixContext, attention_sites, install_prefix_attention
 from softprompt.models import random_t5
 from softprompt.prefixes import PrefixBank, PrefixShape
-from softprompt.prompted import PromptedT5
+from softprompt.prompted import CACHE_ARGUMENT, PromptedT5
 
 ATOL = 1e-5
 VOCAB = 256  # token-id-only tests: a small vocabulary keeps the models tiny
@@ -172,7 +172,7 @@ def test_decoder_prefix_equals_real_decoder_tokens(attn, shape):
         past, steps = None, []
         for i in range(p, dec.shape[1]):
             out = model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec[:, i : i + 1],
-                        past_key_values=past, use_cache=True)
+                        use_cache=True, **{CACHE_ARGUMENT: past})
             past = out.past_key_values
             steps.append(out.logits)
         assert past.self_attention_cache.get_seq_length(0) == dec.shape[1] - p  # real tokens only

@@ -43,7 +43,8 @@ def test_t5_nano_resolves_to_the_shipped_directory_and_says_when_it_is_missing(t
 
 @pytest.mark.parametrize("with_prefix", [False, True])
 def test_gradient_checkpointing_gives_the_same_gradients(with_prefix):
-    """Checkpointing recomputes activations in backward: gradients must not change (prompts and prefixes)."""
+    """Checkpointing recomputes activations in backward (an encoder block's self-attention runs twice):
+    gradients must not change (prompts and prefixes)."""
     grads = []
     for checkpointing in (False, True):
         frozen = random_t5(seed=4)
@@ -56,9 +57,12 @@ def test_gradient_checkpointing_gives_the_same_gradients(with_prefix):
         model = PromptedT5(frozen, prompts, prefixes)
         if checkpointing:
             enable_gradient_checkpointing(frozen.model)
+        calls = []
+        frozen.model.encoder.block[0].layer[0].register_forward_hook(lambda *_: calls.append(1))
         ids = torch.randint(3, 32000, (4, 6), generator=torch.Generator().manual_seed(1))
         labels = torch.randint(3, 32000, (4, 3), generator=torch.Generator().manual_seed(2))
         model(ids, torch.ones_like(ids), torch.tensor([0, 1, 1, 0]), labels=labels).loss.backward()
+        assert len(calls) == (2 if checkpointing else 1)
         grads.append([p.grad.clone() for p in model.trainable_parameters()])
     for plain, checkpointed in zip(*grads):
         assert torch.allclose(plain, checkpointed, atol=1e-6)
