@@ -17,12 +17,13 @@ from softprompt.cli_options import (
     decoding_kwargs,
     decoding_options,
     resolve_init,
-    resolve_task,
     task_options,
     vote_rules,
 )
 from softprompt.errors import SoftpromptError
 from softprompt.serve.config import MAX_ROWS
+from softprompt.tasks import at_revision, recorded_task, task_from_options
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="softprompt")
@@ -32,7 +33,7 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--model", default="t5-nano", show_default=True, help=MODEL_HELP)
-@task_options
+@task_options()
 @click.option("--train-file", type=click.Path(), help="local training data (.jsonl/.json/.csv/.tsv); default: the task's hub dataset")
 @click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
 @click.option("--train-size", type=int, help="subsample the training set to this many examples (low-data runs)")
@@ -92,7 +93,7 @@ def train(**kw) -> None:
     from softprompt.train import train as run_training
 
     _check_recipes(kw["prompt_length"], kw["deep_prefix"], kw)
-    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
+    task = task_from_options(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
     kw["init"] = resolve_init(kw["init"], task)
     cfg = TrainConfig(
         **{k: kw[k] for k in TrainConfig.__dataclass_fields__ if k in kw and k not in ("prefix_sites", "decoding")},
@@ -150,7 +151,7 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 
 @cli.command("ensemble-eval")
 @click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable: runs are pooled)")
-@task_options
+@task_options(default=None)
 @click.option("--split", default="validation", show_default=True, help="split to evaluate")
 @click.option("--data-file", type=click.Path(), help="local file for the split; default: the task's hub dataset")
 @click.option("--limit", type=int, help="evaluate on at most this many examples")
@@ -177,7 +178,7 @@ def ensemble_eval(**kw) -> None:
     from softprompt.models import load_frozen_t5
 
     metas = read_pool_metas(kw["run_dirs"])
-    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
+    task = eval_task(kw, metas[0], kw["run_dirs"][0])
     examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True)
     frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
     pool = load_pool(kw["run_dirs"], frozen)
@@ -193,9 +194,25 @@ def ensemble_eval(**kw) -> None:
         click.echo(f"wrote {path}")
 
 
+def eval_task(kw: dict, meta: dict, run_dir: str):
+    """ensemble-eval's task: the one ``--task`` (and its template options) names, else the one the runs were
+    trained on (``meta``: the first run's softprompt.json; pooled runs share their task)."""
+    if kw["task"] is not None:
+        return task_from_options(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
+    if kw["transfer"]:
+        raise SoftpromptError("--transfer evaluates prompts on another task than their own: name it with --task")
+    if kw["input_template"] or kw["label_column"] or kw["label_words"] or kw["target_column"]:
+        raise SoftpromptError("--input-template/--label-column/--label-words/--target-column need --task custom")
+    task = recorded_task(meta)
+    if task is None:
+        raise SoftpromptError(f"{run_dir} does not record how task {meta['task']['name']!r} formats its inputs; name the task "
+                              "with --task (for a custom task also --input-template and its label or target options)")
+    return task if kw["dataset_revision"] is None else at_revision(task, kw["dataset_revision"])
+
+
 @cli.command()
 @click.option("--models", default="t5-small", show_default=True, help="comma-separated models (names, aliases or directories)")
-@task_options
+@task_options()
 @click.option("--train-file", type=click.Path(), help="local training data; default: the task's hub dataset")
 @click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
 @click.option("--eval-size", type=int, help="validate on at most this many examples")
@@ -226,7 +243,7 @@ def sweep(**kw) -> None:
     from analysis.sweep import grid, run_sweep
     from softprompt.config import TrainConfig
 
-    task = resolve_task(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
+    task = task_from_options(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
     models = [m.strip() for m in kw["models"].split(",") if m.strip()]
     inits = [resolve_init(i.strip(), task) for i in kw["inits"].split(",") if i.strip()]
     sizes = csv_ints(kw["train_sizes"]) or [None]

@@ -21,35 +21,26 @@ def csv_ints(value: str | None) -> list[int] | None:
         raise SoftpromptError(f"expected comma-separated integers, got {value!r}") from None
 
 
-def task_options(command):
-    """Options that choose a task and its data (shared by train, ensemble-eval and sweep)."""
-    options = [
-        click.option("--task", default="boolq", show_default=True, help=TASK_HELP),
+def task_options(default: str | None = "boolq"):
+    """Options that choose a task and its data (shared by train, ensemble-eval and sweep); ``default``
+    None: the task the command's runs were trained on."""
+    task = (click.option("--task", default=default, show_default=True, help=TASK_HELP) if default else
+            click.option("--task", help=f"{TASK_HELP} [default: the task the runs were trained on]"))
+    return lambda command: _with_options(command, [
+        task,
         click.option("--input-template", help="custom task: model input, e.g. 'review: {sentence}'"),
         click.option("--label-column", help="custom classification task: column holding the label"),
         click.option("--label-words", help="custom classification task: raw label -> word, e.g. 0=negative,1=positive"),
         click.option("--target-column", help="custom generation task: column holding the target text"),
         click.option("--dataset-revision", help="built-in task: hub branch, tag or commit of its dataset, read when no local file is given [default: the task's own, see the README's task table]"),
-    ]
+    ])
+
+
+def _with_options(command, options: list):
+    """``command`` with ``options`` added, listed in the given order in ``--help``."""
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def resolve_task(task: str, input_template=None, label_column=None, label_words=None, target_column=None, dataset_revision=None):
-    """A built-in task by name (its hub dataset at ``dataset_revision`` when given), or a custom task from the template options."""
-    from softprompt.tasks import at_revision, custom_task, get_task, parse_label_words
-
-    if task != "custom":
-        if input_template or label_column or label_words or target_column:
-            raise SoftpromptError(f"--input-template/--label-column/--label-words/--target-column apply to --task custom, not {task!r}")
-        chosen = get_task(task)
-    elif not input_template:
-        raise SoftpromptError("--task custom needs --input-template, e.g. --input-template 'review: {sentence}'")
-    else:
-        words = parse_label_words(label_words) if label_words else None
-        chosen = custom_task(input_template, label_column, words, target_column)
-    return chosen if dataset_revision is None else at_revision(chosen, dataset_revision)
 
 
 def resolve_init(init: str, task) -> str:
@@ -74,12 +65,8 @@ def decoding_kwargs(max_new_tokens: int, num_beams: int, no_repeat_ngram_size: i
 
 def decoding_options(command):
     """Decoding options for generation tasks."""
-    for option in reversed(
-        [
-            click.option("--max-new-tokens", default=64, show_default=True, help="generation: longest output"),
-            click.option("--num-beams", default=1, show_default=True, help="generation: 1 = greedy, >1 = beam search"),
-            click.option("--no-repeat-ngram-size", default=0, show_default=True, help="generation: forbid repeated n-grams (0 = off)"),
-        ]
-    ):
-        command = option(command)
-    return command
+    return _with_options(command, [
+        click.option("--max-new-tokens", default=64, show_default=True, help="generation: longest output"),
+        click.option("--num-beams", default=1, show_default=True, help="generation: 1 = greedy, >1 = beam search"),
+        click.option("--no-repeat-ngram-size", default=0, show_default=True, help="generation: forbid repeated n-grams (0 = off)"),
+    ])

@@ -294,6 +294,43 @@ def parse_label_words(spec: str) -> dict[str, str]:
     return words
 
 
+def task_from_options(task: str, input_template: str | None = None, label_column: str | None = None,
+                      label_words: str | None = None, target_column: str | None = None,
+                      dataset_revision: str | None = None) -> Task:
+    """A built-in task by name (its hub dataset at ``dataset_revision`` when given), or a custom task
+    from the command line's template options (``label_words`` as ``"0=negative,1=positive"``).
+
+    >>> task_from_options("custom", "review: {sentence}", "label", "0=negative,1=positive").label_words
+    ('negative', 'positive')
+    """
+    if task != "custom":
+        if input_template or label_column or label_words or target_column:
+            raise SoftpromptError(f"--input-template/--label-column/--label-words/--target-column apply to --task custom, not {task!r}")
+        chosen = get_task(task)
+    elif not input_template:
+        raise SoftpromptError("--task custom needs --input-template, e.g. --input-template 'review: {sentence}'")
+    else:
+        words = parse_label_words(label_words) if label_words else None
+        chosen = custom_task(input_template, label_column, words, target_column)
+    return chosen if dataset_revision is None else at_revision(chosen, dataset_revision)
+
+
+def recorded_task(meta: Mapping[str, Any]) -> Task | None:
+    """The task a run was trained on, rebuilt from its ``softprompt.json`` (``meta``): from the task
+    options it recorded (a custom task's template, label column and words), else a built-in task of
+    that name with the same kind and label words; None when neither applies (e.g. a custom task
+    imported from PEFT, which records no template)."""
+    info, args = meta["task"], meta.get("train_args") or {}
+    if args.get("task") == info["name"]:
+        task = task_from_options(info["name"], args.get("input_template"), args.get("label_column"),
+                                 args.get("label_words"), args.get("target_column"))
+    else:
+        task = TASKS.get(info["name"])
+    if task is None or task.kind != info["kind"] or list(task.label_words) != list(info.get("label_words") or []):
+        return None
+    return task
+
+
 def custom_task(input_template: str, label_column: str | None = None,
                 label_words: Mapping[str, str] | None = None, target_column: str | None = None,
                 metric: str | None = None, name: str = "custom") -> Task:

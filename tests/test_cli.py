@@ -56,6 +56,31 @@ def test_ensemble_eval_prints_table_and_writes_files(run_dir, tmp_path):
     assert out.is_file() and out.with_suffix(".csv").is_file() and out.with_suffix(".predictions.jsonl").is_file()
 
 
+SST2 = TEST_DATA / "glue" / "sst2"
+CUSTOM = ["--task", "custom", "--input-template", "review: {sentence}", "--label-column", "label",
+          "--label-words", "0=negative,1=positive"]
+
+
+@pytest.mark.parametrize("kind", ["built-in", "custom"])
+def test_ensemble_eval_without_task_evaluates_the_runs_own(kind, run_dir, tmp_path, tiny_model_dir):
+    """No --task: the task the runs were trained on (a custom one rebuilt from the template options the run
+    recorded) gives the same report as naming it."""
+    if kind == "built-in":
+        runs, task, data = run_dir, ["--task", "rte"], RTE / "val.jsonl"
+    else:
+        runs, task, data = tmp_path / "custom", CUSTOM, SST2 / "dev.tsv"
+        _invoke("train", "--model", tiny_model_dir, *CUSTOM, "--train-file", SST2 / "train.tsv",
+                "--validation-file", data, *SMALL, "--output-dir", runs)
+    reports = []
+    for name, options in (("named", task), ("default", [])):
+        out = tmp_path / f"{name}.json"
+        _invoke("ensemble-eval", "--prompts", runs, *options, "--data-file", data, "--limit", 8, "--output", out, "--quiet")
+        report = json.loads(out.read_text())
+        reports.append((report["task"], report["per_prompt"], report["ensembles"], report["n_examples"]))
+    assert reports[0] == reports[1]
+    assert reports[0][0] == ("rte" if kind == "built-in" else "custom")
+
+
 def test_ensemble_eval_default_votes_follow_the_task_kind(tmp_path, tiny_model_dir):
     """No --vote: classification gets majority,confidence; generation majority,mbr (confidence is not a generation rule)."""
     e2e = TEST_DATA / "e2e"

@@ -514,6 +514,31 @@ def test_eval_transfer_to_task_with_other_classes(run, data, tmp_path):
     assert not (tmp_path / "eval.json").exists()
 
 
+def test_eval_transfer_without_a_task(run, data, tmp_path):
+    result = run_cli("ensemble-eval", "--prompts", run, "--data-file", data["val"], "--output", tmp_path / "eval.json",
+                     "--quiet", "--transfer")
+    assert_one_line_error(result, "--transfer evaluates prompts on another task", "name it with --task")
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_eval_template_options_without_a_task(run, data, tmp_path):
+    result = run_cli("ensemble-eval", "--prompts", run, "--data-file", data["val"], "--output", tmp_path / "eval.json",
+                     "--quiet", "--input-template", "{premise}")
+    assert_one_line_error(result, "--input-template/--label-column/--label-words/--target-column need --task custom")
+
+
+def test_eval_run_that_does_not_record_its_custom_task(run_copy, data, tmp_path):
+    """A run whose task is no built-in one and whose softprompt.json lacks the training options (as a PEFT
+    import's): ensemble-eval cannot format inputs for it without --task."""
+    def as_custom(meta):
+        meta["task"]["name"] = "my-task"
+        meta.pop("train_args")
+    _edit_meta(run_copy, as_custom)
+    result = run_cli("ensemble-eval", "--prompts", run_copy, "--data-file", data["val"], "--output", tmp_path / "eval.json", "--quiet")
+    assert_one_line_error(result, "does not record how task 'my-task' formats its inputs", "name the task with --task")
+    assert not (tmp_path / "eval.json").exists()
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "truncated-no-digest"])
 def test_eval_corrupted_safetensors(damage, run_copy, data, tmp_path):
     """Caught by the SHA-256 that softprompt.json records, or (metadata without digests) by the parser."""

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 from ensembles.pool import Pool, load_pool
 from softprompt.errors import SoftpromptError
 from softprompt.models import FrozenT5
-from softprompt.tasks import TASKS, Task, template_fields
+from softprompt.tasks import Task, recorded_task, template_fields
 
 
 class ServeError(SoftpromptError):
@@ -35,7 +35,7 @@ class TaskInfo:
     label_words: tuple[str, ...]
     prompts: tuple[str, ...]  # prompt names, in bank order
     bank_ids: tuple[int, ...]
-    template: Task | None  # the built-in task that formats input rows; None: only texts are accepted
+    template: Task | None  # the task that formats input rows (built-in, or custom as its runs recorded it); None: only texts
 
     @property
     def generates(self) -> bool:
@@ -78,12 +78,17 @@ class Catalog:
         tasks: dict[str, dict[str, Any]] = {}
         bank_id = 0
         for run_dir, meta in zip(run_dirs, pool.metas):
-            task = meta["task"]
-            entry = tasks.setdefault(task["name"], {"meta": task, "run": run_dir, "prompts": [], "ids": []})
+            task, template = meta["task"], recorded_task(meta)
+            entry = tasks.setdefault(task["name"], {"meta": task, "template": template, "run": run_dir, "prompts": [], "ids": []})
             if (task["kind"], task.get("label_words")) != (entry["meta"]["kind"], entry["meta"].get("label_words")):
                 raise SoftpromptError(
                     f"{run_dir} and {entry['run']} both say task {task['name']!r} but with different kinds or label "
                     f"words ({task.get('label_words')} vs {entry['meta'].get('label_words')}); serve them from separate servers"
+                )
+            if template != entry["template"]:
+                raise SoftpromptError(
+                    f"{run_dir} and {entry['run']} both say task {task['name']!r} but format its inputs differently "
+                    f"({_describe(template)} vs {_describe(entry['template'])}); serve them from separate servers"
                 )
             for _ in range(meta["n_prompts"]):
                 name = pool.names[bank_id]
@@ -93,7 +98,7 @@ class Catalog:
                 self.prompt_run[name] = str(run_dir)
                 bank_id += 1
         self.tasks = {name: TaskInfo(name, e["meta"]["kind"], tuple(e["meta"].get("label_words") or ()),
-                                     tuple(e["prompts"]), tuple(e["ids"]), _builtin(e["meta"]))
+                                     tuple(e["prompts"]), tuple(e["ids"]), e["template"])
                       for name, e in tasks.items()}
         self.bank_id = {name: i for i, name in enumerate(pool.names)}
 
@@ -138,7 +143,7 @@ class Catalog:
             raise ServeError(422, 'send exactly one of "inputs" (rows with the task\'s columns) or "texts" (formatted inputs)')
         if rows is not None:
             if task.template is None:
-                raise ServeError(422, f"task {task.name!r} is a custom task whose input template is not stored in its runs; send \"texts\" (formatted inputs)")
+                raise ServeError(422, f"task {task.name!r} is a custom task whose runs do not record its input template (e.g. imported from PEFT); send \"texts\" (formatted inputs)")
             sources = [_format_row(task, row, index) for index, row in enumerate(rows)]
         else:
             if task.kind == "choice":
@@ -151,12 +156,11 @@ class Catalog:
         return sources
 
 
-def _builtin(meta: Mapping[str, Any]) -> Task | None:
-    """The built-in task whose template formats rows for runs trained on ``meta``'s task, if any."""
-    task = TASKS.get(meta["name"])
-    if task is None or task.kind != meta["kind"] or list(task.label_words) != list(meta.get("label_words") or []):
-        return None
-    return task
+def _describe(template: Task | None) -> str:
+    """How a task formats inputs, for an error message."""
+    if template is None:
+        return "no recorded template"
+    return f"template {template.template!r}, column {template.target_column!r}"
 
 
 def _columns(task: Task) -> list[str]:
@@ -167,7 +171,7 @@ def _columns(task: Task) -> list[str]:
 def _format_row(task: TaskInfo, row: Mapping[str, Any], index: int) -> Input:
     """One row through the task's own conversion (``Task.to_examples``, as for data files); the
     label column is not needed at inference, so a placeholder fills it."""
-    placeholder = "" if task.generates else 0
+    placeholder = "" if task.generates else task.template.class_names[0] if task.template.labels_as_text else 0
     try:
         examples = task.template.to_examples([{**row, task.template.target_column: placeholder}], origin="input")
     except SoftpromptError as error:

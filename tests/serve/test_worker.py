@@ -10,7 +10,8 @@ import time
 import pytest
 
 from softprompt.models import load_frozen_t5
-from softprompt.serve.catalog import Catalog, ServeError
+from softprompt.errors import SoftpromptError
+from softprompt.serve.catalog import Catalog, Input, ServeError
 from softprompt.serve.config import Limits
 from softprompt.serve.engine import Engine
 from softprompt.serve.schema import ClassifyRequest, GenerateRequest
@@ -132,15 +133,41 @@ def test_a_failed_pass_fails_its_requests_and_the_worker_goes_on(catalog, refere
     check_classification(answer, reference.classify("cb", CB[:2], ["cb#1"]), None)
 
 
-def test_a_custom_task_takes_texts_but_not_rows(tmp_path, tiny_model_dir):
-    run = write_run(tmp_path / "spam", str(tiny_model_dir), "sst2", 2, seed=3)
-    meta_path = tmp_path / "spam" / "softprompt.json"
+def _as_custom_run(directory, model, template: str | None, seed: int = 3) -> str:
+    """A run of a custom spam task (label values no/yes → words ham/spam); ``template`` None: its
+    softprompt.json records no training options, as a run imported from PEFT."""
+    run = write_run(directory, model, "sst2", 2, seed=seed)
+    meta_path = directory / "softprompt.json"
     meta = json.loads(meta_path.read_text())
     meta["task"] = {"name": "custom", "kind": "classification", "label_words": ["ham", "spam"], "metric": "accuracy"}
+    if template is not None:
+        meta["train_args"] = {"task": "custom", "input_template": template, "label_column": "label",
+                              "label_words": "no=ham,yes=spam", "target_column": None}
     meta_path.write_text(json.dumps(meta))
+    return run
+
+
+def test_a_custom_task_without_a_recorded_template_takes_texts_but_not_rows(tmp_path, tiny_model_dir):
+    run = _as_custom_run(tmp_path / "spam", str(tiny_model_dir), None)
     catalog = Catalog.load([run], load_frozen_t5(str(tiny_model_dir)))
     task = catalog.resolve(None, "custom").task
     assert [i.choices for i in catalog.inputs(task, None, ["win money now"], 100)] == [("ham", "spam")]
-    with pytest.raises(ServeError, match="custom task whose input template is not stored") as refused:
+    with pytest.raises(ServeError, match="custom task whose runs do not record its input template") as refused:
         catalog.inputs(task, [{"text": "win money now"}], None, 100)
     assert refused.value.status == 422
+
+
+def test_a_custom_task_formats_rows_with_the_template_its_runs_recorded(tmp_path, tiny_model_dir):
+    run = _as_custom_run(tmp_path / "spam", str(tiny_model_dir), "message: {text}")
+    catalog = Catalog.load([run], load_frozen_t5(str(tiny_model_dir)))
+    task = catalog.resolve(None, "custom").task
+    assert catalog.describe()["tasks"][0]["columns"] == ["text"]
+    rows = catalog.inputs(task, [{"text": "win money now"}], None, 100)
+    assert rows == catalog.inputs(task, None, ["message: win money now"], 100) == [Input("message: win money now", ("ham", "spam"))]
+
+
+def test_runs_of_one_custom_task_with_different_templates_are_refused(tmp_path, tiny_model_dir):
+    runs = [_as_custom_run(tmp_path / "a", str(tiny_model_dir), "message: {text}"),
+            _as_custom_run(tmp_path / "b", str(tiny_model_dir), "sms: {text}", seed=5)]
+    with pytest.raises(SoftpromptError, match="both say task 'custom' but format its inputs differently"):
+        Catalog.load(runs, load_frozen_t5(str(tiny_model_dir)))

@@ -20,7 +20,8 @@ import datasets
 import pytest
 
 from softprompt import data
-from softprompt.cli_options import TASK_HELP, resolve_task
+from softprompt.cli_options import TASK_HELP
+from softprompt.tasks import task_from_options
 from softprompt.data import load_examples
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import Example, get_task, task_names, template_fields
@@ -321,7 +322,7 @@ def test_webnlg_local_jsonl_and_hub_rows_agree(monkeypatch, tmp_path):
 
 def test_dataset_revision_override_replaces_the_task_revision(hub):
     for name, revision in [("xsum", "v1.0"), ("rte", "0123abcd"), ("webnlg", "main")]:
-        load_examples(resolve_task(name, dataset_revision=revision), "train")
+        load_examples(task_from_options(name, dataset_revision=revision), "train")
         assert hub.calls[-1]["revision"] == revision
         assert _decided(hub.calls[-1]) == {**HUB[name].call, "revision": revision}
     assert get_task("xsum").hub.revision == PARQUET  # the registry is untouched
@@ -330,10 +331,10 @@ def test_dataset_revision_override_replaces_the_task_revision(hub):
 def test_dataset_revision_needs_a_hub_task():
     with pytest.raises(SoftpromptError, match="--dataset-revision applies to tasks read from the "
                                               "Hugging Face hub; custom tasks read local files"):
-        resolve_task("custom", "review: {sentence}", target_column="summary",
+        task_from_options("custom", "review: {sentence}", target_column="summary",
                      dataset_revision="main")
     with pytest.raises(SoftpromptError, match="must name a branch, tag or commit"):
-        resolve_task("rte", dataset_revision=" ")
+        task_from_options("rte", dataset_revision=" ")
 
 
 def test_hub_failure_is_one_line_naming_the_source(monkeypatch):
