@@ -239,11 +239,6 @@ TASKS: dict[str, Task] = {task.name: task for task in [
 ]}
 
 
-def task_names() -> list[str]:
-    """Names of the built-in tasks."""
-    return list(TASKS)
-
-
 def get_task(name: str) -> Task:
     """The built-in task called ``name`` (any case); an unknown name suggests the closest one."""
     task = TASKS.get(name.lower())

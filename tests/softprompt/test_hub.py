@@ -21,10 +21,9 @@ import pytest
 
 from softprompt import data
 from softprompt.cli_options import TASK_HELP
-from softprompt.tasks import task_from_options
 from softprompt.data import load_examples
 from softprompt.errors import SoftpromptError
-from softprompt.tasks import Example, get_task, task_names, template_fields
+from softprompt.tasks import TASKS, Example, get_task, task_from_options, template_fields
 from tests.test_cli_errors import assert_one_line_error, run_cli
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -280,10 +279,10 @@ def _decided(call: dict) -> dict:
 
 
 def test_every_builtin_task_has_a_hub_case():
-    assert set(HUB) == set(task_names())
+    assert set(HUB) == set(list(TASKS))
 
 
-@pytest.mark.parametrize("name", task_names())
+@pytest.mark.parametrize("name", list(TASKS))
 def test_hub_call_and_column_mapping(name, hub):
     expected = HUB[name]  # a new built-in task fails here until it gets a case
     task = get_task(name)
@@ -437,10 +436,10 @@ def test_parquet_export_layouts_load_with_these_arguments(tmp_path):
 
 def _readme_rows() -> dict[str, str]:
     rows = re.findall(r"^\| `([a-z0-9_]+)` \| (.+)$", README.read_text(), flags=re.MULTILINE)
-    return {name: rest for name, rest in rows if name in task_names()}
+    return {name: rest for name, rest in rows if name in list(TASKS)}
 
 
-@pytest.mark.parametrize("name", task_names())
+@pytest.mark.parametrize("name", list(TASKS))
 def test_readme_task_table_matches_the_registry(name):
     task, row = get_task(name), _readme_rows().get(name)
     assert row is not None, f"README's task table has no row for {name}"
@@ -461,4 +460,4 @@ def test_readme_task_table_matches_the_registry(name):
 
 def test_task_help_lists_every_builtin_task():
     listed = re.search(r"\(([^)]*)\)", TASK_HELP).group(1)
-    assert [n.strip() for n in listed.split(",")] == task_names()
+    assert [n.strip() for n in listed.split(",")] == list(TASKS)
