@@ -314,13 +314,12 @@ def recorded_task(meta: Mapping[str, Any]) -> Task | None:
     """The task a run was trained on, rebuilt from its ``softprompt.json`` (``meta``): from the task
     options it recorded (a custom task's template, label column and words), else a built-in task of
     that name with the same kind and label words; None when neither applies (e.g. a custom task
-    imported from PEFT, which records no template)."""
+    imported from PEFT, or trained by a sweep before 2026-11-30: neither records a template)."""
     info, args = meta["task"], meta.get("train_args") or {}
-    if args.get("task") == info["name"]:
-        task = task_from_options(info["name"], args.get("input_template"), args.get("label_column"),
+    task = TASKS.get(info["name"])
+    if info["name"] == "custom" and args.get("task") == "custom" and args.get("input_template"):
+        task = task_from_options("custom", args["input_template"], args.get("label_column"),
                                  args.get("label_words"), args.get("target_column"))
-    else:
-        task = TASKS.get(info["name"])
     if task is None or task.kind != info["kind"] or list(task.label_words) != list(info.get("label_words") or []):
         return None
     return task
