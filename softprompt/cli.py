@@ -16,13 +16,14 @@ from softprompt.cli_options import (
     csv_ints,
     decoding_kwargs,
     decoding_options,
+    eval_task,
+    options_task,
     resolve_init,
     task_options,
     vote_rules,
 )
 from softprompt.errors import SoftpromptError
 from softprompt.serve.config import MAX_ROWS
-from softprompt.tasks import at_revision, recorded_task, task_from_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -93,7 +94,7 @@ def train(**kw) -> None:
     from softprompt.train import train as run_training
 
     _check_recipes(kw["prompt_length"], kw["deep_prefix"], kw)
-    task = task_from_options(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
+    task = options_task(kw)
     kw["init"] = resolve_init(kw["init"], task)
     cfg = TrainConfig(
         **{k: kw[k] for k in TrainConfig.__dataclass_fields__ if k in kw and k not in ("prefix_sites", "decoding")},
@@ -194,22 +195,6 @@ def ensemble_eval(**kw) -> None:
         click.echo(f"wrote {path}")
 
 
-def eval_task(kw: dict, meta: dict, run_dir: str):
-    """ensemble-eval's task: the one ``--task`` (and its template options) names, else the one the runs were
-    trained on (``meta``: the first run's softprompt.json; pooled runs share their task)."""
-    if kw["task"] is not None:
-        return task_from_options(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
-    if kw["transfer"]:
-        raise SoftpromptError("--transfer evaluates prompts on another task than their own: name it with --task")
-    if kw["input_template"] or kw["label_column"] or kw["label_words"] or kw["target_column"]:
-        raise SoftpromptError("--input-template/--label-column/--label-words/--target-column need --task custom")
-    task = recorded_task(meta)
-    if task is None:
-        raise SoftpromptError(f"{run_dir} does not record how task {meta['task']['name']!r} formats its inputs; name the task "
-                              "with --task (for a custom task also --input-template and its label or target options)")
-    return task if kw["dataset_revision"] is None else at_revision(task, kw["dataset_revision"])
-
-
 @cli.command()
 @click.option("--models", default="t5-small", show_default=True, help="comma-separated models (names, aliases or directories)")
 @task_options()
@@ -243,7 +228,7 @@ def sweep(**kw) -> None:
     from analysis.sweep import grid, run_sweep
     from softprompt.config import TrainConfig
 
-    task = task_from_options(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"], kw["dataset_revision"])
+    task = options_task(kw)
     models = [m.strip() for m in kw["models"].split(",") if m.strip()]
     inits = [resolve_init(i.strip(), task) for i in kw["inits"].split(",") if i.strip()]
     sizes = csv_ints(kw["train_sizes"]) or [None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from softprompt.errors import SoftpromptError
+from softprompt.tasks import at_revision, recorded_task, task_from_options
 
 MODEL_HELP = ("embedded model (t5-nano, or its siblings t5-nano-s, t5-nano-m: pre-trained here, shipped inside the package; "
               "runs offline), T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory")
@@ -41,6 +42,28 @@ def _with_options(command, options: list):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def options_task(kw: dict):
+    """The task that a command's ``task_options`` name."""
+    return task_from_options(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"],
+                             kw["dataset_revision"])
+
+
+def eval_task(kw: dict, meta: dict, run_dir: str):
+    """ensemble-eval's task: the one ``--task`` (and its template options) names, else the one the runs were
+    trained on (``meta``: the first run's softprompt.json; pooled runs share their task)."""
+    if kw["task"] is not None:
+        return options_task(kw)
+    if kw["transfer"]:
+        raise SoftpromptError("--transfer evaluates prompts on another task than their own: name it with --task")
+    if kw["input_template"] or kw["label_column"] or kw["label_words"] or kw["target_column"]:
+        raise SoftpromptError("--input-template/--label-column/--label-words/--target-column need --task custom")
+    task = recorded_task(meta)
+    if task is None:
+        raise SoftpromptError(f"{run_dir} does not record how task {meta['task']['name']!r} formats its inputs; name the task "
+                              "with --task (for a custom task also --input-template and its label or target options)")
+    return task if kw["dataset_revision"] is None else at_revision(task, kw["dataset_revision"])
 
 
 def resolve_init(init: str, task) -> str:
