@@ -237,12 +237,12 @@ def sweep(**kw) -> None:
     cells = grid(models, csv_ints(kw["prompt_lengths"]), inits, sizes, range(kw["subsample_seeds"]))
     _check_recipes(max(c.prompt_length for c in cells), kw["deep_prefix"], kw)
     base = TrainConfig(
-        task=task.name, n_prompts=kw["n_prompts"], prompt_length=cells[0].prompt_length, init=cells[0].init,
+        task=kw["task"], n_prompts=kw["n_prompts"], prompt_length=cells[0].prompt_length, init=cells[0].init,
         deep_prefix=kw["deep_prefix"], prefix_length=kw["prefix_length"], steps=kw["steps"], batch_size=kw["batch_size"],
         optimizer=kw["optimizer"], lr=kw["lr"], prefix_optimizer=kw["prefix_optimizer"], prefix_lr=kw["prefix_lr"],
         eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"], input_template=kw["input_template"],
         label_column=kw["label_column"], label_words=kw["label_words"], target_column=kw["target_column"],
-        eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],
+        task_name=kw["task_name"], eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],
         device=kw["device"], decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
     )
     for cell in cells:  # validate the whole grid before the first cell trains

@@ -33,6 +33,8 @@ def task_options(default: str | None = "boolq"):
         click.option("--label-column", help="custom classification task: column holding the label"),
         click.option("--label-words", help="custom classification task: raw label -> word, e.g. 0=negative,1=positive"),
         click.option("--target-column", help="custom generation task: column holding the target text"),
+        click.option("--task-name", help="custom task: its name in reports, run metadata and `softprompt serve`, e.g. spam "
+                                         "(letters, digits, _.-) [default: custom]"),
         click.option("--dataset-revision", help="built-in task: hub branch, tag or commit of its dataset, read when no local file is given [default: the task's own, see the README's task table]"),
     ])
 
@@ -47,7 +49,7 @@ def _with_options(command, options: list):
 def options_task(kw: dict):
     """The task that a command's ``task_options`` name."""
     return task_from_options(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"],
-                             kw["dataset_revision"])
+                             kw["dataset_revision"], kw["task_name"])
 
 
 def eval_task(kw: dict, meta: dict, run_dir: str):
@@ -57,8 +59,8 @@ def eval_task(kw: dict, meta: dict, run_dir: str):
         return options_task(kw)
     if kw["transfer"]:
         raise SoftpromptError("--transfer evaluates prompts on another task than their own: name it with --task")
-    if kw["input_template"] or kw["label_column"] or kw["label_words"] or kw["target_column"]:
-        raise SoftpromptError("--input-template/--label-column/--label-words/--target-column need --task custom")
+    if kw["input_template"] or kw["label_column"] or kw["label_words"] or kw["target_column"] or kw["task_name"]:
+        raise SoftpromptError("--input-template/--label-column/--label-words/--target-column/--task-name need --task custom")
     task = recorded_task(meta)
     if task is None:
         raise SoftpromptError(f"{run_dir} does not record how task {meta['task']['name']!r} formats its inputs; name the task "

@@ -77,6 +77,7 @@ class TrainConfig:
     label_column: str | None = None
     label_words: str | None = None
     target_column: str | None = None
+    task_name: str | None = None  # None: "custom"
     # generation-task validation decoding
     decoding: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 64, "num_beams": 1})
 

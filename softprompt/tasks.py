@@ -19,6 +19,7 @@ arguments ``datasets.load_dataset`` needs with datasets >= 4, which no longer ru
 from __future__ import annotations
 
 import difflib
+import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -291,36 +292,39 @@ def parse_label_words(spec: str) -> dict[str, str]:
 
 def task_from_options(task: str, input_template: str | None = None, label_column: str | None = None,
                       label_words: str | None = None, target_column: str | None = None,
-                      dataset_revision: str | None = None) -> Task:
+                      dataset_revision: str | None = None, task_name: str | None = None) -> Task:
     """A built-in task by name (its hub dataset at ``dataset_revision`` when given), or a custom task
-    from the command line's template options (``label_words`` as ``"0=negative,1=positive"``).
+    from the command line's template options (``label_words`` as ``"0=negative,1=positive"``), called
+    ``task_name`` (default ``custom``).
 
     >>> task_from_options("custom", "review: {sentence}", "label", "0=negative,1=positive").label_words
     ('negative', 'positive')
     """
     if task != "custom":
-        if input_template or label_column or label_words or target_column:
-            raise SoftpromptError(f"--input-template/--label-column/--label-words/--target-column apply to --task custom, not {task!r}")
+        if input_template or label_column or label_words or target_column or task_name:
+            raise SoftpromptError("--input-template/--label-column/--label-words/--target-column/--task-name apply to "
+                                  f"--task custom, not {task!r}")
         chosen = get_task(task)
     elif not input_template:
         raise SoftpromptError("--task custom needs --input-template, e.g. --input-template 'review: {sentence}'")
     else:
         words = parse_label_words(label_words) if label_words else None
-        chosen = custom_task(input_template, label_column, words, target_column)
+        chosen = custom_task(input_template, label_column, words, target_column, name=task_name or "custom")
     return chosen if dataset_revision is None else at_revision(chosen, dataset_revision)
 
 
 def recorded_task(meta: Mapping[str, Any]) -> Task | None:
     """The task a run was trained on, rebuilt from its ``softprompt.json`` (``meta``): from the task
-    options it recorded (a custom task's template, label column and words), else a built-in task of
-    that name with the same kind and label words; None when neither applies (e.g. a custom task
-    imported from PEFT, or trained by a sweep before 2026-11-30: neither records a template)."""
+    options it recorded (a custom task's template, label column, words and name), else a built-in
+    task of that name with the same kind and label words; None when neither applies (e.g. a custom
+    task imported from PEFT, or trained by a sweep before 2026-11-30: neither records a template)."""
     info, args = meta["task"], meta.get("train_args") or {}
     task = TASKS.get(info["name"])
-    if info["name"] == "custom" and args.get("task") == "custom" and args.get("input_template"):
+    if args.get("task") == "custom" and args.get("input_template"):
         task = task_from_options("custom", args["input_template"], args.get("label_column"),
-                                 args.get("label_words"), args.get("target_column"))
-    if task is None or task.kind != info["kind"] or list(task.label_words) != list(info.get("label_words") or []):
+                                 args.get("label_words"), args.get("target_column"), task_name=args.get("task_name"))
+    if (task is None or task.name != info["name"] or task.kind != info["kind"]
+            or list(task.label_words) != list(info.get("label_words") or [])):
         return None
     return task
 
@@ -332,8 +336,15 @@ def custom_task(input_template: str, label_column: str | None = None,
 
     ``label_words`` maps the raw label value, as text (``"0"``, ``"True"``, ``"spam"``), to the
     word the model emits. ``metric`` defaults to accuracy (classification) or BLEU (generation).
-    Custom tasks have no hub dataset: their rows always come from local files.
+    ``name`` labels the task in reports, run metadata and the server: letters, digits, ``_.-``,
+    and not a built-in task's name. Custom tasks have no hub dataset: their rows always come from
+    local files.
     """
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name) or name in TASKS:
+        raise SoftpromptError(
+            f"--task-name {name!r} is not usable: start with a letter, then letters, digits, '_', '.' or '-' "
+            f"(at most 64), and do not reuse a built-in task's name ({', '.join(TASKS)})"
+        )
     template_fields(input_template)
     hint = "check --input-template, --label-column and --target-column"
     if (label_column is None) == (target_column is None):

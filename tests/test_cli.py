@@ -62,15 +62,15 @@ CUSTOM = ["--task", "custom", "--input-template", "review: {sentence}", "--label
           "--label-words", "0=negative,1=positive"]
 
 
-@pytest.mark.parametrize("kind", ["built-in", "custom"])
+@pytest.mark.parametrize("kind", ["built-in", "custom", "named custom"])
 def test_ensemble_eval_without_task_evaluates_the_runs_own(kind, run_dir, tmp_path, tiny_model_dir):
-    """No --task: the task the runs were trained on (a custom one rebuilt from the template options the run
-    recorded) gives the same report as naming it."""
+    """No --task: the task the runs were trained on (a custom one rebuilt from the template options and
+    --task-name the run recorded) gives the same report as naming it."""
     if kind == "built-in":
         runs, task, data = run_dir, ["--task", "rte"], RTE / "val.jsonl"
     else:
-        runs, task, data = tmp_path / "custom", CUSTOM, SST2 / "dev.tsv"
-        _invoke("train", "--model", tiny_model_dir, *CUSTOM, "--train-file", SST2 / "train.tsv",
+        runs, task, data = tmp_path / "custom", CUSTOM + (["--task-name", "review"] if kind == "named custom" else []), SST2 / "dev.tsv"
+        _invoke("train", "--model", tiny_model_dir, *task, "--train-file", SST2 / "train.tsv",
                 "--validation-file", data, *SMALL, "--output-dir", runs)
     reports = []
     for name, options in (("named", task), ("default", [])):
@@ -79,7 +79,7 @@ def test_ensemble_eval_without_task_evaluates_the_runs_own(kind, run_dir, tmp_pa
         report = json.loads(out.read_text())
         reports.append((report["task"], report["per_prompt"], report["ensembles"], report["n_examples"]))
     assert reports[0] == reports[1]
-    assert reports[0][0] == ("rte" if kind == "built-in" else "custom")
+    assert reports[0][0] == {"built-in": "rte", "custom": "custom", "named custom": "review"}[kind]
 
 
 def test_ensemble_eval_default_votes_follow_the_task_kind(tmp_path, tiny_model_dir):

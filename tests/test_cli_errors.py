@@ -239,6 +239,17 @@ def test_train_custom_options_on_builtin_task(tiny_model_dir, data, tmp_path):
     assert_one_line_error(result, "apply to --task custom, not 'rte'")
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--task", "custom", "--input-template", "{premise}", "--label-column", "label", "--label-words",
+      "entailment=yes,not_entailment=no", "--task-name", "rte"], "--task-name 'rte' is not usable"),
+    (["--task-name", "nli"], "apply to --task custom, not 'rte'"),
+], ids=["built-in-name", "name-without-custom"])
+def test_train_bad_task_name(extra, message, tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, *extra))
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_custom_task_without_template(tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--task", "custom"))
     assert_one_line_error(result, "--task custom needs --input-template", "--input-template 'review: {sentence}'")
@@ -524,7 +535,7 @@ def test_eval_transfer_without_a_task(run, data, tmp_path):
 def test_eval_template_options_without_a_task(run, data, tmp_path):
     result = run_cli("ensemble-eval", "--prompts", run, "--data-file", data["val"], "--output", tmp_path / "eval.json",
                      "--quiet", "--input-template", "{premise}")
-    assert_one_line_error(result, "--input-template/--label-column/--label-words/--target-column need --task custom")
+    assert_one_line_error(result, "--input-template/--label-column/--label-words/--target-column/--task-name need --task custom")
 
 
 def test_eval_run_that_does_not_record_its_custom_task(run_copy, data, tmp_path):

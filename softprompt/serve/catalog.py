@@ -18,6 +18,9 @@ from softprompt.models import FrozenT5
 from softprompt.tasks import Task, recorded_task, template_fields
 
 
+_SEPARATE = "serve them from separate servers, or (custom tasks) train them under different --task-name values"
+
+
 class ServeError(SoftpromptError):
     """A request the server refuses: ``status`` is the HTTP status, the message one line."""
 
@@ -83,12 +86,12 @@ class Catalog:
             if (task["kind"], task.get("label_words")) != (entry["meta"]["kind"], entry["meta"].get("label_words")):
                 raise SoftpromptError(
                     f"{run_dir} and {entry['run']} both say task {task['name']!r} but with different kinds or label "
-                    f"words ({task.get('label_words')} vs {entry['meta'].get('label_words')}); serve them from separate servers"
+                    f"words ({task.get('label_words')} vs {entry['meta'].get('label_words')}); {_SEPARATE}"
                 )
             if template != entry["template"]:
                 raise SoftpromptError(
                     f"{run_dir} and {entry['run']} both say task {task['name']!r} but format its inputs differently "
-                    f"({_describe(template)} vs {_describe(entry['template'])}); serve them from separate servers"
+                    f"({_describe(template)} vs {_describe(entry['template'])}); {_SEPARATE}"
                 )
             for _ in range(meta["n_prompts"]):
                 name = pool.names[bank_id]

@@ -133,16 +133,18 @@ def test_a_failed_pass_fails_its_requests_and_the_worker_goes_on(catalog, refere
     check_classification(answer, reference.classify("cb", CB[:2], ["cb#1"]), None)
 
 
-def _as_custom_run(directory, model, template: str | None, seed: int = 3) -> str:
-    """A run of a custom spam task (label values no/yes → words ham/spam); ``template`` None: its
-    softprompt.json records no training options, as a run imported from PEFT."""
+def _as_custom_run(directory, model, template: str | None, seed: int = 3, name: str | None = None,
+                   words: str = "no=ham,yes=spam") -> str:
+    """A run of a custom task, by default spam (label values no/yes → words ham/spam) called ``custom``;
+    ``template`` None: its softprompt.json records no training options, as a run imported from PEFT."""
     run = write_run(directory, model, "sst2", 2, seed=seed)
     meta_path = directory / "softprompt.json"
     meta = json.loads(meta_path.read_text())
-    meta["task"] = {"name": "custom", "kind": "classification", "label_words": ["ham", "spam"], "metric": "accuracy"}
+    meta["task"] = {"name": name or "custom", "kind": "classification",
+                    "label_words": [pair.split("=")[1] for pair in words.split(",")], "metric": "accuracy"}
     if template is not None:
         meta["train_args"] = {"task": "custom", "input_template": template, "label_column": "label",
-                              "label_words": "no=ham,yes=spam", "target_column": None}
+                              "label_words": words, "target_column": None, "task_name": name}
     meta_path.write_text(json.dumps(meta))
     return run
 
@@ -169,5 +171,15 @@ def test_a_custom_task_formats_rows_with_the_template_its_runs_recorded(tmp_path
 def test_runs_of_one_custom_task_with_different_templates_are_refused(tmp_path, tiny_model_dir):
     runs = [_as_custom_run(tmp_path / "a", str(tiny_model_dir), "message: {text}"),
             _as_custom_run(tmp_path / "b", str(tiny_model_dir), "sms: {text}", seed=5)]
-    with pytest.raises(SoftpromptError, match="both say task 'custom' but format its inputs differently"):
+    with pytest.raises(SoftpromptError, match="both say task 'custom' but format its inputs differently.*different --task-name"):
         Catalog.load(runs, load_frozen_t5(str(tiny_model_dir)))
+
+
+def test_custom_tasks_with_their_own_names_are_served_side_by_side(tmp_path, tiny_model_dir):
+    """Two custom tasks, named with --task-name, each format rows with their own template and label words."""
+    runs = [_as_custom_run(tmp_path / "a", str(tiny_model_dir), "message: {text}", name="spam"),
+            _as_custom_run(tmp_path / "b", str(tiny_model_dir), "ticket: {text}", seed=5, name="urgency", words="0=routine,1=urgent")]
+    catalog = Catalog.load(runs, load_frozen_t5(str(tiny_model_dir)))
+    assert [t["name"] for t in catalog.describe()["tasks"]] == ["spam", "urgency"]
+    for task, expected in (("spam", Input("message: hi", ("ham", "spam"))), ("urgency", Input("ticket: hi", ("routine", "urgent")))):
+        assert catalog.inputs(catalog.resolve(None, task).task, [{"text": "hi"}], None, 100) == [expected]

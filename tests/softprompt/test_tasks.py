@@ -15,6 +15,8 @@ from softprompt.tasks import (
     custom_task,
     get_task,
     parse_label_words,
+    recorded_task,
+    task_from_options,
 )
 from tests.conftest import TEST_DATA
 
@@ -338,10 +340,26 @@ def test_custom_task_missing_template_column_points_at_flags():
     ({"input_template": "review: {x", "target_column": "y"}, "malformed input template"),
     ({"input_template": "review: {}", "target_column": "y"}, "must name columns"),
     ({"input_template": "no fields", "target_column": "y"}, "must name columns"),
+    ({"input_template": "{x}", "target_column": "y", "name": "sst2"}, "--task-name 'sst2' is not usable.*built-in"),
+    ({"input_template": "{x}", "target_column": "y", "name": "spam#2"}, "--task-name 'spam#2' is not usable: start with a letter"),
+    ({"input_template": "{x}", "target_column": "y", "name": ""}, "--task-name '' is not usable"),
 ])
 def test_custom_task_errors(kwargs, message):
     with pytest.raises(SoftpromptError, match=message):
         custom_task(**kwargs)
+
+
+def test_custom_task_name_is_recorded_and_rebuilt():
+    """--task-name names a custom task; a run's softprompt.json records it and the task is rebuilt under that name."""
+    task = task_from_options("custom", "sms: {text}", "label", "no=ham,yes=spam", task_name="spam-filter")
+    assert (task.name, task.label_words) == ("spam-filter", ("ham", "spam"))
+    meta = {"task": {"name": "spam-filter", "kind": "classification", "label_words": ["ham", "spam"]},
+            "train_args": {"task": "custom", "input_template": "sms: {text}", "label_column": "label",
+                           "label_words": "no=ham,yes=spam", "task_name": "spam-filter"}}
+    assert recorded_task(meta) == task
+    assert recorded_task(meta | {"task": meta["task"] | {"name": "custom"}}) is None  # name and options disagree
+    with pytest.raises(SoftpromptError, match="apply to --task custom, not 'rte'"):
+        task_from_options("rte", task_name="spam-filter")
 
 
 def test_parse_label_words():
