@@ -153,7 +153,7 @@ TASKS = {
         (("input_template", "question: {question} clause: {clause}"), ("label_column", "label"), ("label_words", "0=no,1=yes"))),
 }
 METHODS = ("prompt", "prefix")
-BACKBONES = ("t5-nano", "random twin")
+BACKBONES = ("t5-nano", "random twin")  # "t5-nano": the --model backbone (the name keys --work folders and JSON results)
 RULES = ("majority", "confidence")
 
 
@@ -274,16 +274,17 @@ def main() -> None:
     majority = {t: majority_row(t, args) for t in tasks}
     zero_shot = {(t, template, b): zero_shot_row(t, template, b, args) for t, _, template in (z.partition("=") for z in args.zero_shot)
                  for b in BACKBONES}  # one row per task, wording and backbone
+    shown = {"t5-nano": args.model, "random twin": "random twin"}  # the table names the real backbone
     rows = []
     for t in tasks:
         rows.append([t, "-", "majority class", f"{majority[t]['balanced_accuracy']:.3f}", "", "", "", "", f"{majority[t]['accuracy']:.3f}"])
         for (zt, _, backbone), z in zero_shot.items():
             if zt == t:
-                rows.append([t, f"zero-shot ({z['template']})", backbone, f"{z['balanced_accuracy']:.3f}", "", "", "", "", f"{z['accuracy']:.3f}"])
+                rows.append([t, f"zero-shot ({z['template']})", shown[backbone], f"{z['balanced_accuracy']:.3f}", "", "", "", "", f"{z['accuracy']:.3f}"])
         for cell in (c for c in cells if c.task == t):
             r = results[cell]
             b = r["balanced_accuracy"]
-            rows.append([t, cell.method, cell.backbone, f"{b['mean']:.3f} ± {b['std']:.3f}", f"{b['min']:.3f}", f"{b['max']:.3f}",
+            rows.append([t, cell.method, shown[cell.backbone], f"{b['mean']:.3f} ± {b['std']:.3f}", f"{b['min']:.3f}", f"{b['max']:.3f}",
                          f"{r['ensembles']['majority']:.3f}", f"{r['ensembles']['confidence']:.3f}", f"{r['accuracy']:.3f}"])
     print_table(["task", "method", "backbone", "bal. acc (mean ± std)", "min", "max", "ens. majority", "ens. confidence", "accuracy"],
                 rows, f"balanced accuracy on the dev subset ({time.perf_counter() - started:.0f} s)")

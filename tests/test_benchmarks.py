@@ -86,9 +86,10 @@ def test_privacy_qa_split_keeps_every_clause_on_one_side():
     assert not train_clauses & dev_clauses
 
 
-def test_quality_without_methods_scores_every_zero_shot_wording(monkeypatch, tmp_path):
+def test_quality_without_methods_scores_every_zero_shot_wording(monkeypatch, tmp_path, capsys):
     """quality.py --methods none on the test fixtures: the majority class and one zero-shot row per wording and
-    backbone (two wordings of one task once overwrote each other). Runs the shipped t5-nano; no training."""
+    backbone (two wordings of one task once overwrote each other); the table names the backbone given.
+    Runs the shipped t5-nano-s; no training."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import quality
     import torch
@@ -96,7 +97,7 @@ def test_quality_without_methods_scores_every_zero_shot_wording(monkeypatch, tmp
     monkeypatch.setattr(quality, "DATA", TEST_DATA)
     wordings = ("review sentiment: {sentence}", "Is this review positive or negative? {sentence}")
     out = tmp_path / "quality.json"
-    argv = ["quality.py", "--tasks", "sst2", "--methods", "none", "--train-size", "8", "--val-size", "4", "--dev-size", "16",
+    argv = ["quality.py", "--model", "t5-nano-s", "--tasks", "sst2", "--methods", "none", "--train-size", "8", "--val-size", "4", "--dev-size", "16",
             "--workers", "1", "--json", str(out), *(arg for w in wordings for arg in ("--zero-shot", f"sst2={w}"))]
     monkeypatch.setattr(sys, "argv", argv)
     threads = torch.get_num_threads()
@@ -108,3 +109,5 @@ def test_quality_without_methods_scores_every_zero_shot_wording(monkeypatch, tmp
     assert result["runs"] == {} and result["majority_class"]["sst2"]["n_dev"] == 16
     assert sorted((z["template"], key.split("/")[1]) for key, z in result["zero_shot"].items()) == sorted(
         (w, b) for w in wordings for b in ("t5-nano", "random twin"))
+    table = [line for line in capsys.readouterr().out.splitlines() if "zero-shot" in line]
+    assert len(table) == 4 and sum(" t5-nano-s " in line for line in table) == 2
