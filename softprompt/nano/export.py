@@ -1,6 +1,7 @@
 """Package a pre-trained t5-nano checkpoint as one of softprompt's embedded models, with its model card.
 
 ``python -m softprompt.nano.export --model RUN/model --gate GATE.json [--quality QUALITY.json ...] [--name t5-nano-s]``
+(``--add-quality --quality QUALITY.json [--name ...]``: add reports to an exported model's card, weights untouched)
 refuses a checkpoint whose gate report (``python -m softprompt.nano.gate --json``) was measured on
 another checkpoint or did not pass (the default t5-nano must pass the whole gate; the other sizes are
 scale points, for which a weak prompt score is a result, so they need only the encoder-swap check and
@@ -201,11 +202,14 @@ def merged_quality(reports: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
 
     def protocol(report: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in report["settings"].items() if k not in ("model", "tasks", "zero_shot")}
+        return {k: v for k, v in report["settings"].items() if k not in ("model", "tasks", "methods", "zero_shot")}
 
     first = protocol(reports[0])
-    merged: dict[str, Any] = {"settings": {**reports[0]["settings"], "tasks": ",".join(r["settings"]["tasks"] for r in reports)},
-                              "models": [r["model"] for r in reports], "majority_class": {}, "zero_shot": {}, "runs": {}}
+    methods = dict.fromkeys(m for r in reports for m in r["settings"].get("methods", "").split(",") if m)
+    merged: dict[str, Any] = {"settings": {**reports[0]["settings"], "tasks": ",".join(r["settings"]["tasks"] for r in reports),
+                                           "methods": ",".join(methods)},
+                              "models": [m for r in reports for m in r.get("models", [r.get("model")])],
+                              "majority_class": {}, "zero_shot": {}, "runs": {}}
     for report in reports:
         own = protocol(report)
         if differ := sorted(k for k in first.keys() | own.keys() if first.get(k) != own.get(k)):
@@ -244,19 +248,46 @@ def export(model_dir: Path, gate_path: Path, out: Path, quality_paths: tuple[Pat
     return out
 
 
+def add_quality(shipped: Path, quality_paths: tuple[Path, ...], name: str = DEFAULT) -> Path:
+    """Add ``benchmarks/quality.py --json`` reports (same protocol, other tasks or methods) to the quality
+    record of the exported model in ``shipped`` and rewrite its model card; the weights are not touched,
+    so no pre-training run is needed. Returns ``shipped``."""
+    provenance = json.loads((shipped / "provenance.json").read_text())
+    if weights_sha256(shipped) != provenance["weights_sha256"]:
+        raise SoftpromptError(f"{shipped}/model.safetensors is not the checkpoint its provenance.json describes; re-export it")
+    reports = ([provenance["quality"]] if provenance.get("quality") else []) + [json.loads(p.read_text()) for p in quality_paths]
+    provenance["quality"] = merged_quality(reports)
+    model = T5ForConditionalGeneration.from_pretrained(shipped)
+    card = model_card(model.config.to_dict(), sum(p.numel() for p in model.parameters()), provenance, name)
+    for filename, text in (("provenance.json", json.dumps(provenance, indent=1)), ("README.md", card)):
+        staging = shipped / (filename + ".tmp")
+        staging.write_text(text)
+        staging.replace(shipped / filename)
+    return shipped
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="RUN/model written by softprompt.nano.pretrain")
-    parser.add_argument("--gate", required=True, help="the gate's --json report for this checkpoint")
+    parser.add_argument("--model", help="RUN/model written by softprompt.nano.pretrain")
+    parser.add_argument("--gate", help="the gate's --json report for this checkpoint")
     parser.add_argument("--quality", action="append", default=[],
                         help="benchmarks/quality.py --json results, kept in provenance.json (repeat for reports of other tasks)")
+    parser.add_argument("--add-quality", action="store_true",
+                        help="instead of exporting a checkpoint: add the --quality reports to the exported model in --out "
+                             "and rewrite its card (no --model or --gate; weights untouched)")
     parser.add_argument("--name", choices=list(SIZES), default=DEFAULT, help="which embedded model this is")
     parser.add_argument("--out", help="default: softprompt/assets/NAME")
     args = parser.parse_args(argv)
+    given = (args.model is not None, args.gate is not None)
+    if given != ((False, False) if args.add_quality else (True, True)) or (args.add_quality and not args.quality):
+        parser.error("give --model and --gate to export a checkpoint, or --add-quality with --quality reports")
+    out = Path(args.out or ASSETS / args.name)
     try:
-        out = export(Path(args.model), Path(args.gate), Path(args.out or ASSETS / args.name),
-                     tuple(map(Path, args.quality)), args.name)
+        if args.add_quality:
+            add_quality(out, tuple(map(Path, args.quality)), args.name)
+        else:
+            export(Path(args.model), Path(args.gate), out, tuple(map(Path, args.quality)), args.name)
     except SoftpromptError as error:
         sys.exit(f"error: {error}")
     total = sum(f.stat().st_size for f in out.iterdir())

@@ -15,7 +15,7 @@ from softprompt.models import load_frozen_t5, load_tokenizer
 from softprompt.nano import corpus as nano_corpus
 from softprompt.errors import SoftpromptError
 from softprompt.nano import gate
-from softprompt.nano.export import export, merged_quality
+from softprompt.nano.export import add_quality, export, merged_quality
 from softprompt.nano.objectives import SENTINEL_0, prefix_lm_split, random_spans_noise_mask, span_corrupt, span_lengths
 from softprompt.nano.pretrain import PretrainConfig, RMSScaledAdamW, learning_rate, pretrain, training_batch
 from tests.conftest import TEST_DATA
@@ -223,6 +223,19 @@ def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_co
     original, shipped = load_frozen_t5(str(model_dir)), load_frozen_t5(str(out))
     for (name, a), (_, b) in zip(original.model.named_parameters(), shipped.model.named_parameters()):
         torch.testing.assert_close(b, a.to(torch.bfloat16).float(), rtol=0, atol=0, msg=name)
+    # later reports (another task; a subset of methods) join the card without the pre-training run
+    weights = (out / "model.safetensors").read_bytes()
+    (late,) = quality_reports(tmp_path, "boolq", methods="prefix")
+    add_quality(out, (late,))
+    card = (out / "README.md").read_text()
+    assert "| sst2/prompt/t5-nano | 0.600 ± 0.010 |" in card and "| boolq/prompt/t5-nano | 0.600 ± 0.010 |" in card
+    assert json.loads((out / "provenance.json").read_text())["quality"]["settings"]["tasks"] == "sst2,tweet-author,boolq"
+    assert (out / "model.safetensors").read_bytes() == weights
+    with pytest.raises(SoftpromptError, match="both hold boolq"):
+        add_quality(out, (late,))
+    (out / "model.safetensors").write_bytes(weights[:-8] + bytes(8))
+    with pytest.raises(SoftpromptError, match="not the checkpoint its provenance.json describes"):
+        add_quality(out, quality_reports(tmp_path, "rte"))
 
 
 def quality_reports(directory: Path, *tasks: str, **settings) -> tuple[Path, ...]:
