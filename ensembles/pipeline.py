@@ -37,6 +37,7 @@ def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], trans
         raise SoftpromptError(
             f"prompts were trained on {trained['name']!r}, not {task.name!r}; pass --transfer to evaluate "
             "them across tasks (domain transfer), or pick prompts trained on this task"
+            + (f" (a custom task named with --task-name: add --task-name {trained['name']})" if task.name == "custom" else "")
         )
     note = f"domain transfer: prompts trained on {trained['name']!r}, evaluated on {task.name!r}"
     words = list(trained.get("label_words") or [])

@@ -550,6 +550,16 @@ def test_eval_run_that_does_not_record_its_custom_task(run_copy, data, tmp_path)
     assert not (tmp_path / "eval.json").exists()
 
 
+def test_eval_named_custom_task_without_its_name(run_copy, data, tmp_path):
+    """Runs of a custom task trained with --task-name, evaluated with --task custom but no --task-name."""
+    _edit_meta(run_copy, lambda meta: meta["task"].update(name="nli"))
+    result = run_cli("ensemble-eval", "--prompts", run_copy, "--data-file", data["val"], "--output", tmp_path / "eval.json", "--quiet",
+                     "--task", "custom", "--input-template", "{premise} {hypothesis}", "--label-column", "label",
+                     "--label-words", "entailment=entailment,not_entailment=not_entailment")
+    assert_one_line_error(result, "prompts were trained on 'nli', not 'custom'", "add --task-name nli")
+    assert not (tmp_path / "eval.json").exists()
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "truncated-no-digest"])
 def test_eval_corrupted_safetensors(damage, run_copy, data, tmp_path):
     """Caught by the SHA-256 that softprompt.json records, or (metadata without digests) by the parser."""
