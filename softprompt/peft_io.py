@@ -332,7 +332,7 @@ def _parameter_count(config) -> int:
 
 
 def _task_meta(task_name: str, label_words: Sequence[str] | None) -> dict[str, Any]:
-    from softprompt.tasks import TASKS
+    from softprompt.tasks import TASKS, check_custom_name
 
     if not task_name or not isinstance(task_name, str):
         raise SoftpromptError("--task needs a task name (a built-in task such as boolq, or the name of your custom task)")
@@ -345,6 +345,7 @@ def _task_meta(task_name: str, label_words: Sequence[str] | None) -> dict[str, A
                 "for a built-in task or name a custom task"
             )
         return {"name": builtin.name, "kind": builtin.kind, "label_words": list(builtin.label_words), "metric": builtin.metric}
+    check_custom_name(task_name, "--task")
     if words:
         if len(words) < 2 or len(set(words)) < len(words):
             raise SoftpromptError(f"label words {words} must be at least two distinct words, e.g. negative,positive")

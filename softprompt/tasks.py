@@ -329,6 +329,15 @@ def recorded_task(meta: Mapping[str, Any]) -> Task | None:
     return task
 
 
+def check_custom_name(name: str, flag: str = "--task-name") -> None:
+    """Refuse a custom task name that is a built-in task's or holds other than letters, digits, ``_.-``."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name) or name in TASKS:
+        raise SoftpromptError(
+            f"{flag} {name!r} is not usable: start with a letter, then letters, digits, '_', '.' or '-' "
+            f"(at most 64), and do not reuse a built-in task's name ({', '.join(TASKS)})"
+        )
+
+
 def custom_task(input_template: str, label_column: str | None = None,
                 label_words: Mapping[str, str] | None = None, target_column: str | None = None,
                 metric: str | None = None, name: str = "custom") -> Task:
@@ -340,11 +349,7 @@ def custom_task(input_template: str, label_column: str | None = None,
     and not a built-in task's name. Custom tasks have no hub dataset: their rows always come from
     local files.
     """
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name) or name in TASKS:
-        raise SoftpromptError(
-            f"--task-name {name!r} is not usable: start with a letter, then letters, digits, '_', '.' or '-' "
-            f"(at most 64), and do not reuse a built-in task's name ({', '.join(TASKS)})"
-        )
+    check_custom_name(name)
     template_fields(input_template)
     hint = "check --input-template, --label-column and --target-column"
     if (label_column is None) == (target_column is None):

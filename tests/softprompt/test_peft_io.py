@@ -168,6 +168,8 @@ def test_custom_task_metadata(peft_adapter, tmp_path):
     assert read_meta(tmp_path / "gen")["task"]["kind"] == "generation"
     with pytest.raises(SoftpromptError, match="label words"):
         import_peft(peft_adapter, tmp_path / "bad", "rte", ["yes", "no"])
+    with pytest.raises(SoftpromptError, match="--task 'my reviews' is not usable"):  # the rule of train's --task-name
+        import_peft(peft_adapter, tmp_path / "bad", "my reviews", ["negative", "positive"])
 
 
 def test_prompt_plus_prefix_run_exports_its_prompt_with_a_note(tiny_model_dir, config, tmp_path):
