@@ -13,6 +13,9 @@
 # ./gpu-results), --data DIR (realdata_bench's data, default ../shared/data; skipped when absent),
 # --serve (also serve_bench.py, whose servers run on the CPU), --python PY (default python).
 # Exit status: 0 when every benchmark wrote its RESULT, 1 otherwise (see OUT_DIR/summary.txt).
+# On the GPU machine, where nothing can be fetched: build .gpu-bundle/ here first (bash
+# scripts/gpu_bundle.sh) and carry it; on CUDA, gpu.sh then installs its wheels (softprompt's
+# transformers, datasets, peft) into a temporary folder, and reads its data when ../shared/data is absent.
 set -uo pipefail
 
 # every command lives in functions, so bash has parsed the whole file before it runs any of it
@@ -25,8 +28,9 @@ quick=0
 shapes=base,large
 out="${OUT:-./gpu-results}"
 data="$root/../shared/data"
+[ -d "$data" ] || data="$root/.gpu-bundle/data"
 serve=0
-python="${PYTHON:-python}"
+python="${PYTHON:-$(command -v python || command -v python3)}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device="$2"; shift 2 ;;
@@ -36,10 +40,16 @@ while [ $# -gt 0 ]; do
     --data) data="$2"; shift 2 ;;
     --serve) serve=1; shift ;;
     --python) python="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+if [[ "$device" == cuda* ]] && compgen -G "$root/.gpu-bundle/wheels/*.whl" > /dev/null; then
+  site="${TMPDIR:-/tmp}/softprompt-site"
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
+    "$root"/.gpu-bundle/wheels/*.whl || { echo "gpu.sh: cannot install .gpu-bundle/wheels" >&2; exit 2; }
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 mkdir -p "$out" || exit 2
 out="$(cd "$out" && pwd)"
 : > "$out/summary.txt"

@@ -54,10 +54,14 @@ def size_name(config: Any) -> str | None:
     return next((name for name, shape in SIZES.items() if all(getattr(config, k) == v for k, v in shape.items())), None)
 
 
-def stage_configs(shape: dict[str, int], stages: tuple[dict[str, Any], ...] = STAGES, **common: Any) -> list[PretrainConfig]:
+def stage_configs(shape: dict[str, int], stages: tuple[dict[str, Any], ...] = STAGES, steps_scale: int = 1,
+                  **common: Any) -> list[PretrainConfig]:
     """One ``PretrainConfig`` per stage: ``shape`` (used by the first stage; later ones inherit the
-    architecture from their starting weights), the stage's settings, and ``common`` (e.g. ``bf16=False``)."""
-    return [PretrainConfig(**{**shape, **common, **stage}) for stage in stages]
+    architecture from their starting weights), the stage's settings with ``steps_scale`` times its steps
+    (more pre-training, e.g. on a GPU), and ``common`` (e.g. ``bf16=False``)."""
+    if steps_scale < 1:
+        raise SoftpromptError(f"--steps-scale must be a positive integer, got {steps_scale}")
+    return [PretrainConfig(**{**shape, **common, **stage, "steps": stage["steps"] * steps_scale}) for stage in stages]
 
 
 def finished(run_dir: Path) -> bool:
@@ -103,12 +107,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest on a shared 2-core machine)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="a killed run loses at most this much")
+    parser.add_argument("--steps-scale", type=int, default=1, help="run every stage for this many times its steps "
+                                                                    "(1: the shipped sizes' recipe)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     transformers.utils.logging.disable_progress_bar()
     try:
-        final = run_lineage(args.corpus, args.out, stage_configs(SIZES[args.size]), args.minutes, device=args.device,
-                            checkpoint_minutes=args.checkpoint_minutes)
+        final = run_lineage(args.corpus, args.out, stage_configs(SIZES[args.size], steps_scale=args.steps_scale), args.minutes,
+                            device=args.device, checkpoint_minutes=args.checkpoint_minutes)
     except SoftpromptError as error:
         sys.exit(f"error: {error}")
     if final is None:

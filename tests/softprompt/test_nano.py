@@ -497,3 +497,31 @@ def test_pretrain_cli_rejects_an_unknown_mixture_task_in_one_line(tiny_corpus, t
     with pytest.raises(SystemExit, match="^error: unknown mixture source.*sst2"):
         main(["--corpus", str(tiny_corpus), "--out", str(tmp_path / "run"), "--steps", "1", "--mixture-share", "0.5",
               "--mixture-tasks", "sst2", "--d-model", "16", "--d-ff", "32", "--d-kv", "8", "--num-heads", "2", "--num-layers", "1"])
+
+
+def test_stage_steps_scale():
+    shape = nano_lineage.SIZES["t5-nano-s"]
+    assert [c.steps for c in nano_lineage.stage_configs(shape, steps_scale=3)] == [3 * s["steps"] for s in nano_lineage.STAGES]
+    with pytest.raises(SoftpromptError, match="--steps-scale must be a positive integer"):
+        nano_lineage.stage_configs(shape, steps_scale=0)
+
+
+def test_gpu_pretrain_script_returns_the_reached_stage_in_parts_the_device_tool_brings_back(tiny_corpus, tmp_path):
+    """scripts/gpu_pretrain.sh on the CPU (its smoke run): a few seconds of t5-nano-s's lineage, packed into at
+    most 8 files of at most 16 MiB, and joined back into a run folder with the very weights the lineage wrote."""
+    import subprocess
+    import sys
+
+    script, out, work = Path(__file__).resolve().parents[2] / "scripts" / "gpu_pretrain.sh", tmp_path / "out", tmp_path / "work"
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHON": sys.executable, "HOME": str(tmp_path)}
+    packed = subprocess.run(["bash", script, "--size", "t5-nano-s", "--minutes", "0.05", "--device", "cpu",
+                             "--corpus", tiny_corpus, "--out", out, "--work", work], capture_output=True, text=True, env=env)
+    assert packed.returncode == 0, packed.stdout[-2000:] + packed.stderr[-2000:]
+    files = list(out.iterdir())
+    assert len(files) <= 8 and all(f.stat().st_size <= 16 * 2**20 for f in files)
+    assert "latest stage: stage1" in (out / "summary.txt").read_text()
+    joined = subprocess.run(["bash", script, "--join", out, tmp_path / "joined"], capture_output=True, text=True, env=env)
+    assert joined.returncode == 0, joined.stderr
+    model = tmp_path / "joined" / "stage1" / "model"
+    assert (model / "model.safetensors").read_bytes() == (work / "stage1" / "model" / "model.safetensors").read_bytes()
+    assert load_frozen_t5(str(model)).name and json.loads((model / "state.json").read_text())["step"] >= 1

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Pre-train one t5-nano size on the GPU machine within a time budget (softprompt.nano.lineage: the
+# shipped sizes' five-stage recipe, or --steps-scale K times each stage's steps), and bring back the
+# stage it reached through $OUT, which returns at most 8 files of at most 16 MiB: the latest stage's
+# float32 weights in (at most 5) 15 MiB parts and their SHA-256, every stage's state, config and log
+# in lineage.tar.gz, summary.txt.
+#
+#   here, once:  python -m softprompt.nano.corpus --out /work/nano-corpus
+#                bash scripts/gpu_bundle.sh --corpus /work/nano-corpus
+#   device run:  bash scripts/gpu_pretrain.sh --size t5-nano-m --minutes 8      (carry .gpu-bundle)
+#   here, after: bash scripts/gpu_pretrain.sh --join FILES_AT /work/gpu-lineage
+#                python -m softprompt.nano.gate --model /work/gpu-lineage/stageN/model --json gate.json
+#
+# Options: --size NAME (t5-nano), --minutes M (8: the lineage's budget; packing takes seconds more),
+# --steps-scale K (1), --device DEV (cuda), --corpus DIR (default .gpu-bundle/corpus, its train.bin
+# unpacked from train.bin.xz), --work DIR (default a temporary folder), --out DIR (default $OUT).
+# The bundle's mixture cache is used as SOFTPROMPT_CACHE when present. No optimiser state comes back:
+# a stage the budget cut short cannot be resumed here, only gated, tuned and compared.
+set -euo pipefail
+
+main() {
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bundle="$root/.gpu-bundle"
+size=t5-nano minutes=8 scale=1 device=cuda corpus="" work="" out="${OUT:-}" join=""
+python="${PYTHON:-$(command -v python || command -v python3)}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size) size="$2"; shift 2 ;;
+    --minutes) minutes="$2"; shift 2 ;;
+    --steps-scale) scale="$2"; shift 2 ;;
+    --device) device="$2"; shift 2 ;;
+    --corpus) corpus="$2"; shift 2 ;;
+    --work) work="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --join) join="$2"; out="$3"; shift 3 ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "gpu_pretrain.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ -n "$out" ] || { echo "gpu_pretrain.sh: no output folder: set \$OUT or pass --out DIR" >&2; exit 2; }
+if [ -n "$join" ]; then
+  unpack "$join" "$out"
+else
+  pack_run "$root" "$bundle" "$size" "$minutes" "$scale" "$device" "$corpus" "$work" "$out" "$python"
+fi
+}
+
+# pack_run ...: unpack the bundle, run the lineage, write the latest stage to $out
+pack_run() {
+local root="$1" bundle="$2" size="$3" minutes="$4" scale="$5" device="$6" corpus="$7" work="$8" out="$9" python="${10}"
+if [[ "$device" == cuda* ]] && compgen -G "$bundle/wheels/*.whl" > /dev/null; then
+  local site="${TMPDIR:-/tmp}/softprompt-site"
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$bundle"/wheels/*.whl
+  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+[ -d "$bundle/cache" ] && export SOFTPROMPT_CACHE="$bundle/cache"
+if [ -z "$corpus" ]; then
+  corpus="$bundle/corpus"
+  [ -f "$corpus/train.bin" ] || xz -d -k -T0 "$corpus/train.bin.xz"
+fi
+[ -n "$work" ] || work="$(mktemp -d "${TMPDIR:-/tmp}/gpu-lineage.XXXXXX")"
+mkdir -p "$work"
+mkdir -p "$out"
+local started=$SECONDS rc
+set +e  # a failed lineage still returns what it wrote (its log is in lineage.tar.gz), then the exit status says so
+"$python" -m softprompt.nano.lineage --size "$size" --corpus "$corpus" --out "$work" --minutes "$minutes" \
+  --device "$device" --steps-scale "$scale" --checkpoint-minutes 1000 2>&1 | tee "$work/lineage.log" | grep -v '"phase"'
+rc=${PIPESTATUS[0]}
+set -e
+local stage
+stage="$(cd "$work" && ls -d stage*/model 2>/dev/null | sort -V | tail -1)"
+if [ -z "$stage" ]; then
+  { echo "gpu_pretrain.sh: the lineage wrote no checkpoint; the end of its log:"; tail -20 "$work/lineage.log"; } | tee "$out/summary.txt" >&2
+  exit 1
+fi
+stage="${stage%/model}"
+(cd "$work" && sha256sum "$stage/model/model.safetensors") > "$out/model.sha256"
+split -b 15M -d -a 1 "$work/$stage/model/model.safetensors" "$out/model.safetensors.part"
+[ "$(ls "$out"/model.safetensors.part* | wc -l)" -le 5 ] || { echo "gpu_pretrain.sh: the weights need more than 5 parts of 15 MiB" >&2; exit 1; }
+tar czf "$out/lineage.tar.gz" -C "$work" --exclude model.safetensors --exclude optimizer.safetensors .
+{
+  echo "size: $size, steps scale: $scale, device: $device ($("$python" -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'))"
+  echo "budget: $minutes min; ran $((SECONDS - started)) s, exit status $rc; latest stage: $stage"
+  "$python" -c 'import json, sys
+for line in open(sys.argv[1]).read().splitlines()[-1:]:
+    print("last log record:", line)
+print("state:", json.dumps({k: v for k, v in json.load(open(sys.argv[2])).items() if k in ("step", "total_steps", "tokens_seen", "eval")}))' \
+    "$work/$stage/log.jsonl" "$work/$stage/model/state.json"
+} > "$out/summary.txt"
+cat "$out/summary.txt"
+return "$rc"
+}
+
+# unpack SRC DEST: rebuild the run folders from the files a device call brought back
+unpack() {
+local src="$1" dest="$2" stage
+stage="$(awk '{print $2}' "$src/model.sha256")"
+stage="${stage%%/*}"
+mkdir -p "$dest"
+tar xzf "$src/lineage.tar.gz" -C "$dest"
+cat "$src"/model.safetensors.part* > "$dest/$stage/model/model.safetensors"
+(cd "$dest" && sha256sum -c --quiet "$src/model.sha256") || { echo "gpu_pretrain.sh: the joined weights do not match model.sha256" >&2; exit 1; }
+echo "joined: $dest/$stage/model"
+}
+
+main "$@"
