@@ -30,7 +30,7 @@ out="${OUT:-./gpu-results}"
 data="$root/../shared/data"
 [ -d "$data" ] || data="$root/.gpu-bundle/data"
 serve=0
-python="${PYTHON:-$(command -v python || command -v python3)}"
+python="${PYTHON:-$(command -v python3 || command -v python)}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device="$2"; shift 2 ;;

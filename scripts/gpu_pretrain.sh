@@ -14,7 +14,7 @@
 # Options: --size NAME (t5-nano), --minutes M (8: the lineage's budget; packing takes seconds more),
 # --steps-scale K (1), --device DEV (cuda), --corpus DIR (default .gpu-bundle/corpus, its train.bin
 # unpacked from train.bin.xz), --work DIR (default a temporary folder), --out DIR (default $OUT).
-# The bundle's mixture cache is used as SOFTPROMPT_CACHE when present. No optimiser state comes back:
+# The bundle's mixture rows are unpacked into a temporary SOFTPROMPT_CACHE when present. No optimiser state comes back:
 # a stage the budget cut short cannot be resumed here, only gated, tuned and compared.
 set -euo pipefail
 
@@ -22,7 +22,7 @@ main() {
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bundle="$root/.gpu-bundle"
 size=t5-nano minutes=8 scale=1 device=cuda corpus="" work="" out="${OUT:-}" join=""
-python="${PYTHON:-$(command -v python || command -v python3)}"
+python="${PYTHON:-$(command -v python3 || command -v python)}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size="$2"; shift 2 ;;
@@ -54,10 +54,14 @@ if [[ "$device" == cuda* ]] && compgen -G "$bundle/wheels/*.whl" > /dev/null; th
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-[ -d "$bundle/cache" ] && export SOFTPROMPT_CACHE="$bundle/cache"
-if [ -z "$corpus" ]; then
-  corpus="$bundle/corpus"
-  [ -f "$corpus/train.bin" ] || xz -d -k -T0 "$corpus/train.bin.xz"
+if [ -f "$bundle/mixture.tar.xz" ]; then
+  export SOFTPROMPT_CACHE="${TMPDIR:-/tmp}/softprompt-cache"
+  mkdir -p "$SOFTPROMPT_CACHE" && tar xJf "$bundle/mixture.tar.xz" -C "$SOFTPROMPT_CACHE"
+fi
+if [ -z "$corpus" ]; then  # the bundle's, unpacked outside it (the bundle stays as it travels)
+  corpus="${TMPDIR:-/tmp}/softprompt-corpus"
+  mkdir -p "$corpus" && cp "$bundle/corpus/validation.bin" "$bundle/corpus/manifest.json" "$corpus/"
+  xz -d -T0 -c "$bundle/corpus/train.bin.xz" > "$corpus/train.bin"
 fi
 [ -n "$work" ] || work="$(mktemp -d "${TMPDIR:-/tmp}/gpu-lineage.XXXXXX")"
 mkdir -p "$work"
