@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from transformers import T5ForConditionalGeneration
 
+from softprompt.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
 from softprompt.models import ASSETS, load_tokenizer
 from softprompt.nano.lineage import DEFAULT, SIZES
@@ -259,10 +260,8 @@ def add_quality(shipped: Path, quality_paths: tuple[Path, ...], name: str = DEFA
     provenance["quality"] = merged_quality(reports)
     model = T5ForConditionalGeneration.from_pretrained(shipped)
     card = model_card(model.config.to_dict(), sum(p.numel() for p in model.parameters()), provenance, name)
-    for filename, text in (("provenance.json", json.dumps(provenance, indent=1)), ("README.md", card)):
-        staging = shipped / (filename + ".tmp")
-        staging.write_text(text)
-        staging.replace(shipped / filename)
+    atomic_write_text(shipped / "provenance.json", json.dumps(provenance, indent=1))
+    atomic_write_text(shipped / "README.md", card)
     return shipped
 
 
