@@ -1,7 +1,7 @@
-"""The documentation's command lines stay true: every ``softprompt`` command in a fenced shell block
+"""The documentation stays true. Every ``softprompt`` command in a fenced shell block
 of README.md and docs/*.md, and in the scripts that regenerate the README's figures (scripts/*.sh),
 names a real command, and every option it passes is one that command accepts (a renamed or removed
-option fails here, not in a user's terminal)."""
+option fails here, not in a user's terminal); and every test that docs/errors.md names exists."""
 
 import re
 import shlex
@@ -54,3 +54,10 @@ def test_documented_command_and_options_exist(document, command, options):
     accepted = {opt for param in cli.commands[command].params if isinstance(param, click.Option)
                 for opt in param.opts + param.secondary_opts} | {"--help"}
     assert not set(options) - accepted, f"{document}: `softprompt {command}` has no option(s) {sorted(set(options) - accepted)}"
+
+
+def test_every_test_the_error_catalogue_names_exists():
+    """docs/errors.md names, per bad input, the test that checks its message: each one must exist."""
+    defined = {name for path in (ROOT / "tests").rglob("*.py") for name in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    named = set(re.findall(r"`(test_\w+)", (ROOT / "docs" / "errors.md").read_text()))
+    assert len(named) >= 90 and not named - defined, sorted(named - defined)
