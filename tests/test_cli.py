@@ -118,12 +118,14 @@ def test_sweep_then_plot_scale(tmp_path, tiny_model_dir):
 def test_sweep_runs_record_their_custom_task(tmp_path, tiny_model_dir):
     """A sweep's runs record a custom task's template options, so ensemble-eval and serve can rebuild it."""
     out = tmp_path / "sweep"
-    _invoke("sweep", "--models", tiny_model_dir, *CUSTOM, "--train-file", SST2 / "train.tsv", "--validation-file",
-            SST2 / "dev.tsv", "--eval-size", "6", "--prompt-lengths", "2", "--n-prompts", "2", "--steps", "1",
+    _invoke("sweep", "--models", tiny_model_dir, *CUSTOM, "--task-name", "review", "--train-file", SST2 / "train.tsv",
+            "--validation-file", SST2 / "dev.tsv", "--eval-size", "6", "--prompt-lengths", "2", "--n-prompts", "2", "--steps", "1",
             "--batch-size", "4", "--eval-every", "1", "--max-source-length", "48", "--out-dir", out, "--quiet")
     (run,) = [path.parent for path in (out / "runs").rglob("softprompt.json")]
-    expected = task_from_options(*CUSTOM[1::2])
-    assert recorded_task(read_meta(run)) == expected and expected.template == "review: {sentence}"
+    expected = task_from_options(*CUSTOM[1::2], task_name="review")
+    assert recorded_task(read_meta(run)) == expected and (expected.name, expected.template) == ("review", "review: {sentence}")
+    (result,) = (out / "results").glob("*.json")
+    assert json.loads(result.read_text())["task"] == "review"
 
 
 def test_demo_runs_end_to_end_on_t5_nano(tmp_path, monkeypatch):
