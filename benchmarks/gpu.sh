@@ -11,7 +11,7 @@
 # Options: --device DEV (cuda), --quick (tiny model and sizes: the benchmarks' --quick),
 # --shapes LIST (base,large; ignored with --quick), --out DIR (default $OUT when set, else
 # ./gpu-results), --data DIR (realdata_bench's data, default ../shared/data; skipped when absent),
-# --serve (also serve_bench.py, whose servers run on the CPU), --python PY (default python).
+# --serve (also serve_bench.py, whose servers run on the CPU), --python PY (default python3, else python).
 # Exit status: 0 when every benchmark wrote its RESULT, 1 otherwise (see OUT_DIR/summary.txt).
 # On the GPU machine, where nothing can be fetched: build .gpu-bundle/ here first (bash
 # scripts/gpu_bundle.sh) and carry it; on CUDA, gpu.sh then installs its wheels (softprompt's

@@ -20,7 +20,7 @@ from ensembles.pool import Pool
 from ensembles.scoring import generate_texts, score_choices
 from ensembles.voting import parse_rules
 from softprompt.errors import SoftpromptError
-from softprompt.tasks import Example, Task
+from softprompt.tasks import TASKS, Example, Task
 
 
 def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], transfer: bool) -> tuple[list[Example], list[str]]:
@@ -37,7 +37,8 @@ def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], trans
         raise SoftpromptError(
             f"prompts were trained on {trained['name']!r}, not {task.name!r}; pass --transfer to evaluate "
             "them across tasks (domain transfer), or pick prompts trained on this task"
-            + (f" (a custom task named with --task-name: add --task-name {trained['name']})" if task.name == "custom" else "")
+            + (f" (a custom task named with --task-name: add --task-name {trained['name']})"
+               if task.name == "custom" and trained["name"] not in TASKS else "")
         )
     note = f"domain transfer: prompts trained on {trained['name']!r}, evaluated on {task.name!r}"
     words = list(trained.get("label_words") or [])
