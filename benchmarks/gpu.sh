@@ -44,12 +44,8 @@ while [ $# -gt 0 ]; do
     *) echo "gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-if [[ "$device" == cuda* ]] && compgen -G "$root/.gpu-bundle/wheels/*.whl" > /dev/null; then
-  site="${TMPDIR:-/tmp}/softprompt-site"
-  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
-    "$root"/.gpu-bundle/wheels/*.whl || { echo "gpu.sh: cannot install .gpu-bundle/wheels" >&2; exit 2; }
-  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-fi
+source "$root/scripts/gpu_site.sh"
+use_bundle_wheels "$python" "$root/.gpu-bundle" "$device"
 mkdir -p "$out" || exit 2
 out="$(cd "$out" && pwd)"
 : > "$out/summary.txt"

@@ -48,11 +48,8 @@ fi
 # pack_run ...: unpack the bundle, run the lineage, write the latest stage to $out
 pack_run() {
 local root="$1" bundle="$2" size="$3" minutes="$4" scale="$5" device="$6" corpus="$7" work="$8" out="$9" python="${10}"
-if [[ "$device" == cuda* ]] && compgen -G "$bundle/wheels/*.whl" > /dev/null; then
-  local site="${TMPDIR:-/tmp}/softprompt-site"
-  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" "$bundle"/wheels/*.whl
-  export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-fi
+source "$root/scripts/gpu_site.sh"
+use_bundle_wheels "$python" "$bundle" "$device"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -f "$bundle/mixture.tar.xz" ]; then
   export SOFTPROMPT_CACHE="${TMPDIR:-/tmp}/softprompt-cache"

@@ -24,6 +24,7 @@ from softprompt.cli_options import (
 )
 from softprompt.errors import SoftpromptError
 from softprompt.serve.config import MAX_ROWS
+from softprompt.tasks import CUSTOM_OPTIONS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -240,9 +241,8 @@ def sweep(**kw) -> None:
         task=kw["task"], n_prompts=kw["n_prompts"], prompt_length=cells[0].prompt_length, init=cells[0].init,
         deep_prefix=kw["deep_prefix"], prefix_length=kw["prefix_length"], steps=kw["steps"], batch_size=kw["batch_size"],
         optimizer=kw["optimizer"], lr=kw["lr"], prefix_optimizer=kw["prefix_optimizer"], prefix_lr=kw["prefix_lr"],
-        eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"], input_template=kw["input_template"],
-        label_column=kw["label_column"], label_words=kw["label_words"], target_column=kw["target_column"],
-        task_name=kw["task_name"], eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],
+        eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"], **{option: kw[option] for option in CUSTOM_OPTIONS},
+        eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],
         device=kw["device"], decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
     )
     for cell in cells:  # validate the whole grid before the first cell trains

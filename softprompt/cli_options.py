@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from softprompt.errors import SoftpromptError
-from softprompt.tasks import at_revision, recorded_task, task_from_options
+from softprompt.tasks import CUSTOM_FLAGS, CUSTOM_OPTIONS, at_revision, recorded_task, task_from_options
 
 MODEL_HELP = ("embedded model (t5-nano, or its siblings t5-nano-s, t5-nano-m: pre-trained here, shipped inside the package; "
               "runs offline), T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory")
@@ -48,8 +48,7 @@ def _with_options(command, options: list):
 
 def options_task(kw: dict):
     """The task that a command's ``task_options`` name."""
-    return task_from_options(kw["task"], kw["input_template"], kw["label_column"], kw["label_words"], kw["target_column"],
-                             kw["dataset_revision"], kw["task_name"])
+    return task_from_options(kw["task"], dataset_revision=kw["dataset_revision"], **{option: kw[option] for option in CUSTOM_OPTIONS})
 
 
 def eval_task(kw: dict, meta: dict, run_dir: str):
@@ -59,8 +58,8 @@ def eval_task(kw: dict, meta: dict, run_dir: str):
         return options_task(kw)
     if kw["transfer"]:
         raise SoftpromptError("--transfer evaluates prompts on another task than their own: name it with --task")
-    if kw["input_template"] or kw["label_column"] or kw["label_words"] or kw["target_column"] or kw["task_name"]:
-        raise SoftpromptError("--input-template/--label-column/--label-words/--target-column/--task-name need --task custom")
+    if any(kw[option] for option in CUSTOM_OPTIONS):
+        raise SoftpromptError(f"{CUSTOM_FLAGS} need --task custom")
     task = recorded_task(meta)
     if task is None:
         raise SoftpromptError(f"{run_dir} does not record how task {meta['task']['name']!r} formats its inputs; name the task "

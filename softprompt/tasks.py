@@ -290,6 +290,11 @@ def parse_label_words(spec: str) -> dict[str, str]:
     return words
 
 
+# the command-line options (TrainConfig fields) that define a custom task, and their flags
+CUSTOM_OPTIONS = ("input_template", "label_column", "label_words", "target_column", "task_name")
+CUSTOM_FLAGS = "/".join("--" + option.replace("_", "-") for option in CUSTOM_OPTIONS)
+
+
 def task_from_options(task: str, input_template: str | None = None, label_column: str | None = None,
                       label_words: str | None = None, target_column: str | None = None,
                       dataset_revision: str | None = None, task_name: str | None = None) -> Task:
@@ -301,9 +306,8 @@ def task_from_options(task: str, input_template: str | None = None, label_column
     ('negative', 'positive')
     """
     if task != "custom":
-        if input_template or label_column or label_words or target_column or task_name:
-            raise SoftpromptError("--input-template/--label-column/--label-words/--target-column/--task-name apply to "
-                                  f"--task custom, not {task!r}")
+        if any((input_template, label_column, label_words, target_column, task_name)):
+            raise SoftpromptError(f"{CUSTOM_FLAGS} apply to --task custom, not {task!r}")
         chosen = get_task(task)
     elif not input_template:
         raise SoftpromptError("--task custom needs --input-template, e.g. --input-template 'review: {sentence}'")
@@ -321,8 +325,7 @@ def recorded_task(meta: Mapping[str, Any]) -> Task | None:
     info, args = meta["task"], meta.get("train_args") or {}
     task = TASKS.get(info["name"])
     if args.get("task") == "custom" and args.get("input_template"):
-        task = task_from_options("custom", args["input_template"], args.get("label_column"),
-                                 args.get("label_words"), args.get("target_column"), task_name=args.get("task_name"))
+        task = task_from_options("custom", **{option: args.get(option) for option in CUSTOM_OPTIONS})
     if (task is None or task.name != info["name"] or task.kind != info["kind"]
             or list(task.label_words) != list(info.get("label_words") or [])):
         return None
