@@ -172,7 +172,7 @@ def cell_config(cell: Cell, args: argparse.Namespace, work: str) -> TrainConfig:
     steps = args.prefix_steps if deep else args.steps
     return TrainConfig(model=args.model, task=TASKS[cell.task].task, **dict(TASKS[cell.task].custom), output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
                        n_prompts=args.prompts, prompt_length=0 if deep else args.prompt_length, deep_prefix=deep,
-                       prefix_length=args.prefix_length, init="class-label", steps=steps, batch_size=args.batch_size,
+                       prefix_length=args.prefix_length, prefix_init=args.prefix_init, init="class-label", steps=steps, batch_size=args.batch_size,
                        lr=args.lr, prefix_lr=args.lr, eval_every=max(1, steps // 4), checkpoint_every=steps, seed=args.seed,
                        max_source_length=TASKS[cell.task].max_source, max_target_length=4)
 
@@ -231,6 +231,7 @@ def main() -> None:
     parser.add_argument("--prompt-length", type=int, default=20)
     parser.add_argument("--prefix-length", type=int, default=20)
     parser.add_argument("--steps", type=int, default=None, help="input-prompt training steps (default 300; quick 20)")
+    parser.add_argument("--prefix-init", default="random", help='deep prefixes\' init: random, class-label (the label words\' real-word activations) or text:"..."')
     parser.add_argument("--prefix-steps", type=int, default=None,
                         help="deep-prefix training steps (default 1000; quick 20): AdamW at 3e-4 needs more than Adafactor at 0.3")
     parser.add_argument("--batch-size", type=int, default=16)

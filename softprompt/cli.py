@@ -48,7 +48,7 @@ def cli() -> None:
 @click.option("--deep-prefix", is_flag=True, help="also train key/value prefixes at every attention layer (Li & Liang)")
 @click.option("--prefix-length", default=10, show_default=True, help="deep prefix length Pp")
 @click.option("--prefix-sites", default="encoder,decoder,cross", show_default=True, help="attention sites that get prefixes")
-@click.option("--prefix-init", default="random", show_default=True, help='random | text:"..." (real-word activations)')
+@click.option("--prefix-init", default="random", show_default=True, help='random | class-label | text:"..." (class-label and text: the real-word activations of the label words or the text, Li & Liang)')
 @click.option("--reparam-dim", default=512, show_default=True, help="prefix MLP input size k (0 = train prefixes directly)")
 @click.option("--reparam-hidden", default=512, show_default=True, help="prefix MLP hidden size")
 @click.option("--keep-reparam", is_flag=True, help="also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes")

@@ -21,6 +21,7 @@ PREFIX_ONLY = ("prefix_length", "prefix_sites", "prefix_init", "reparam_dim", "r
                "prefix_optimizer", "prefix_lr")
 PROMPT_ONLY = ("optimizer", "lr")  # the input prompts' recipe: counts only when either run trains input prompts
 LOGGING_ONLY = ("log_every", "report_to")  # change what a run records, never what it trains
+PREFIX_INITS = ("random", "class-label", 'text:"..."')  # class-label: the label words' real-word activations
 AUTO_ONLY = ("library", "probe_steps")  # used only by --init-from auto
 DEFAULT_LR = {("adafactor", False): 0.3, ("adafactor", True): 0.3, ("adamw", False): 1e-3, ("adamw", True): 3e-4}
 
@@ -109,8 +110,8 @@ class TrainConfig:
             _positive("--prefix-length", self.prefix_length)
             if not self.prefix_sites or any(site not in SITES for site in self.prefix_sites):
                 raise SoftpromptError(f"--prefix-sites must be a non-empty subset of {','.join(SITES)}, got {','.join(self.prefix_sites)}")
-            if self.prefix_init != "random" and not self.prefix_init.startswith("text:"):
-                raise SoftpromptError(f'--prefix-init must be random or text:"...", got {self.prefix_init!r}')
+            if self.prefix_init not in PREFIX_INITS[:2] and not self.prefix_init.startswith("text:"):
+                raise SoftpromptError(f"--prefix-init must be one of {', '.join(PREFIX_INITS)}, got {self.prefix_init!r}")
             if self.reparam_dim < 0 or self.reparam_hidden < 1:
                 raise SoftpromptError("--reparam-dim must be >= 0 (0: no MLP) and --reparam-hidden >= 1")
         if not isinstance(self.group_by_length, bool):

@@ -64,13 +64,21 @@ def build_prompted(frozen: FrozenT5, cfg: TrainConfig, label_words: Sequence[str
         prefixes = PrefixBank(cfg.n_prompts, shape, cfg.reparam_dim, cfg.reparam_hidden)
     prompted = PromptedT5(frozen, prompts, prefixes)
     if prefixes is not None:
-        if cfg.prefix_init.startswith("text:"):
-            text = cfg.prefix_init[len("text:") :].strip().strip('"')
-            values = prompted.real_word_prefix(text, cfg.prefix_length)
+        if cfg.prefix_init != "random":
+            values = prompted.real_word_prefix(prefix_init_text(cfg.prefix_init, label_words), cfg.prefix_length)
             prefixes.init_values({s: values[s] for s in shape.sites}, cfg.prompt_seeds)
         else:
             prefixes.init_random(cfg.prompt_seeds)
     return prompted
+
+
+def prefix_init_text(spec: str, label_words: Sequence[str]) -> str:
+    """The words whose activations start a deep prefix: ``text:"..."``'s text, or the task's label words."""
+    if spec == "class-label":
+        if not label_words:
+            raise SoftpromptError('--prefix-init class-label needs a task with label words; use --prefix-init random or text:"..."')
+        return " ".join(label_words)
+    return spec[len("text:") :].strip().strip('"')
 
 
 def prepare_output_dir(path: str | Path, resume: bool, overwrite: bool) -> None:

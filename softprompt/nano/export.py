@@ -203,7 +203,8 @@ def merged_quality(reports: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
 
     def protocol(report: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in report["settings"].items() if k not in ("model", "tasks", "methods", "zero_shot")}
+        settings = {"prefix_init": "random", **report["settings"]}  # reports from before --prefix-init had random prefixes
+        return {k: v for k, v in settings.items() if k not in ("model", "tasks", "methods", "zero_shot")}
 
     first = protocol(reports[0])
     methods = dict.fromkeys(m for r in reports for m in r["settings"].get("methods", "").split(",") if m)

@@ -20,6 +20,7 @@ from ensembles.batched import encode_texts
 from softprompt.attention import SITES
 from softprompt.config import TrainConfig
 from softprompt.data import load_examples
+from softprompt.errors import SoftpromptError
 from softprompt.losses import sequence_log_probs
 from softprompt.models import random_t5
 from softprompt.prefixes import PrefixBank, PrefixShape
@@ -182,6 +183,26 @@ def test_real_word_prefix_shapes_and_values():
     torch.testing.assert_close(long["encoder"][0, 0, :, :n_tokens], expected, atol=ATOL, rtol=0)
     bank.init_values(short, seeds=[0])
     assert torch.equal(bank.kv["cross"][0], short["cross"])
+
+
+@pytest.mark.parametrize("reparam_dim", [0, 8])
+def test_build_prompted_class_label_prefix_init_is_the_label_words_activations(tmp_path, reparam_dim):
+    """``--prefix-init class-label`` starts every prefix at the real-word K/V of the task's label
+    words joined by spaces (the same as ``text:"negative positive"`` for SST-2), with or without
+    the MLP; a task without label words is a one-line error naming the other inits."""
+    frozen = random_t5(d_model=32, d_kv=16, num_heads=4)
+    task = get_task("sst2")
+    cfg = TrainConfig(model="random-t5", task="sst2", output_dir=str(tmp_path), n_prompts=2, prompt_length=0, deep_prefix=True,
+                      prefix_length=5, prefix_init="class-label", reparam_dim=reparam_dim, reparam_hidden=16)
+    full = build_prompted(frozen, cfg, task.label_words).prefixes.full()
+    expected = PromptedT5(frozen, prefixes=PrefixBank(1, PrefixShape.for_config(frozen.config, 5))).real_word_prefix("negative positive", 5)
+    for site in SITES:
+        for n in range(2):
+            torch.testing.assert_close(full[site][n], expected[site], atol=ATOL, rtol=0)
+    with pytest.raises(SoftpromptError, match="class-label needs a task with label words"):
+        build_prompted(frozen, cfg, ())
+    with pytest.raises(SoftpromptError, match="--prefix-init must be one of random, class-label"):
+        TrainConfig(model="random-t5", task="sst2", output_dir=str(tmp_path), prompt_length=0, deep_prefix=True, prefix_init="labels")
 
 
 # ----------------------------------------------------------------------------- training
