@@ -7,7 +7,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from softprompt.atomic import atomic_write
+from softprompt.atomic import atomic_write, ensure_parent
 from softprompt.errors import SoftpromptError
 
 FORMATS = (".png", ".svg")
@@ -31,11 +31,6 @@ def save_png_and_svg(fig: Figure, path: str | Path, flag: str) -> None:
     option that chose the path, for error messages."""
     out = check_plot_path(path)
     for target in (out, out.with_suffix(".svg" if out.suffix.lower() == ".png" else ".png")):
-        if target.parent.exists() and not target.parent.is_dir():
-            raise SoftpromptError(f"cannot write the plot to {target}: {target.parent} is a file, not a folder; choose another {flag} path")
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise SoftpromptError(f"cannot write the plot to {target} ({error.strerror or error}); choose a writable {flag} path") from None
+        ensure_parent(target, "the plot", flag)
         fmt = target.suffix.lower().lstrip(".")
         atomic_write(target, lambda tmp: fig.savefig(tmp, format=fmt, dpi=150))

@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 
 from analysis.figures import check_plot_path, save_png_and_svg
 from softprompt import distributed
-from softprompt.atomic import atomic_write_text
+from softprompt.atomic import atomic_write_text, ensure_parent
 from softprompt.config import TrainConfig
 from softprompt.errors import SoftpromptError
 from softprompt.models import FrozenT5
@@ -191,18 +191,13 @@ def write_similarity(report: dict[str, Any], path: str | Path) -> list[Path]:
     out = Path(path)
     if out.suffix.lower() != ".json":
         raise SoftpromptError(f"--output must end with .json (a .csv is written beside it), got {str(path)!r}")
-    if out.parent.exists() and not out.parent.is_dir():
-        raise SoftpromptError(f"cannot write the report to {out}: {out.parent} is a file, not a folder; choose another --output path")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["level", "row", "column", "similarity"])
     labels = [r["label"] for r in report["runs"]]
     for level, names, matrix in (("task", labels, report["tasks"]), ("prompt", report["prompt_names"], report["prompts"])):
         writer.writerows([level, a, b, f"{v:.6f}"] for a, row in zip(names, matrix) for b, v in zip(names, row))
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SoftpromptError(f"cannot write the report to {out} ({error.strerror or error}); choose a writable --output path") from None
+    ensure_parent(out, "the report", "--output")
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
     atomic_write_text(out.with_suffix(".csv"), buffer.getvalue())
     return [out, out.with_suffix(".csv")]

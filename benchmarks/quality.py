@@ -57,7 +57,8 @@ from softprompt.models import load_frozen_t5  # noqa: E402
 from softprompt.nano.probe import finished_run, majority_predictions, probe_splits, tune_and_score, twin_of, zero_shot_scores  # noqa: E402
 from softprompt.atomic import atomic_write_text  # noqa: E402
 from softprompt.nano.mixture import WHEELS  # noqa: E402
-from softprompt.tasks import Task, custom_task, get_task, parse_label_words  # noqa: E402
+from softprompt.custom_tasks import custom_task, parse_label_words  # noqa: E402
+from softprompt.tasks import Task, get_task  # noqa: E402
 from softprompt.wheels import Wheel, cache_dir, wheel_members  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ensembles.answers import classification_answers, generation_answers
 from ensembles.evaluate import (
     evaluate_classification,
     evaluate_generation,
@@ -19,6 +20,7 @@ from ensembles.evaluate import (
 from ensembles.pool import Pool
 from ensembles.scoring import generate_texts, score_choices
 from ensembles.voting import parse_rules
+from softprompt.atomic import ensure_parent
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import TASKS, Example, Task
 
@@ -54,6 +56,13 @@ def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], trans
     return relabelled, [f"{note}; classes scored with the prompts' label words ({mapping})"]
 
 
+def _check_settings(rules: Sequence[str], kind: str, max_tokens: int | None) -> None:
+    """An unknown vote rule or a bad token budget fails before any scoring."""
+    parse_rules(rules, kind)
+    if max_tokens is not None and max_tokens < 1:
+        raise SoftpromptError(f"--max-tokens must be a positive integer, got {max_tokens}")
+
+
 def run_ensemble_eval(
     pool: Pool,
     task: Task,
@@ -72,9 +81,7 @@ def run_ensemble_eval(
     with the full report under ``"report"``."""
     if not examples:
         raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
-    parse_rules(rules, task.kind)  # an unknown vote rule fails before any scoring
-    if max_tokens is not None and max_tokens < 1:
-        raise SoftpromptError(f"--max-tokens must be a positive integer, got {max_tokens}")
+    _check_settings(rules, task.kind, max_tokens)
     examples, notes = transfer_examples(pool, task, examples, transfer)
     ids = list(range(len(pool.names)))
     if task.kind == "generation":
@@ -103,14 +110,45 @@ def run_ensemble_eval(
     return core
 
 
+def predict(
+    pool: Pool,
+    task: Task,
+    examples: Sequence[Example],
+    vote: str,
+    length_normalise: bool = False,
+    max_length: int = 512,
+    max_tokens: int | None = None,
+    decoding: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Every pooled prompt's answer on unlabelled ``examples`` (``Task.to_inputs``) and their ``vote``,
+    one row per example in the given order, as ``softprompt serve`` answers a task ensemble.
+
+    >>> rows = predict(load_pool(["runs/sst2"], frozen), task, task.to_inputs([{"sentence": "a gem"}]), "majority")  # doctest: +SKIP
+    >>> rows[0]["label"], len(rows[0]["votes"])  # doctest: +SKIP
+    ('positive', 5)
+    """
+    if not examples:
+        raise SoftpromptError("no inputs to predict; pass a file with at least one row")
+    _check_settings([vote], task.kind, max_tokens)
+    transfer_examples(pool, task, examples, transfer=False)  # the runs must have been trained on this task
+    ids = list(range(len(pool.names)))
+    if task.kind == "generation":
+        gens = generate_texts(pool.model, examples, ids, max_length, max_tokens, progress, **(decoding or {}))
+        answers = generation_answers(pool.names, gens.texts, gens.scores, vote)
+    else:
+        scores = score_choices(pool.model, examples, ids, max_length, max_tokens, progress)
+        log_probs = scores.normalised() if length_normalise else scores.log_likelihood  # (N, M, K)
+        answers = classification_answers(pool.names, [e.choices for e in examples], log_probs, vote)
+    return [{"index": m, "input": example.source, **answer} for m, (example, answer) in enumerate(zip(examples, answers))]
+
+
 def write_outputs(core: dict, output: str | Path) -> list[Path]:
     """Report JSON + CSV at ``output`` and predictions JSONL beside it; returns the paths."""
     output = Path(output)
     predictions = output.with_suffix(".predictions.jsonl")
-    if output.parent.exists() and not output.parent.is_dir():
-        raise SoftpromptError(f"cannot write the report to {output}: {output.parent} is a file, not a folder; choose another --output path")
+    ensure_parent(output, "the report", "--output")
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
         write_report(core["report"], output)
         write_predictions(predictions, prediction_rows(core))
     except OSError as error:  # a path under a file, read-only or full disk: each file is written atomically

@@ -36,6 +36,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     _fsync_dir(path.parent)
 
 
+def ensure_parent(path: Path, what: str, flag: str) -> None:
+    """Create ``path``'s folder for ``what`` (e.g. "the report"); a file in the way or an unwritable
+    location is a one-line error that names ``flag``, the option that chose the path."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise SoftpromptError(f"cannot write {what} to {path}: {path.parent} is a file, not a folder; choose another {flag} path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SoftpromptError(f"cannot write {what} to {path} ({error.strerror or error}); choose a writable {flag} path") from None
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
 

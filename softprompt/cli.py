@@ -1,4 +1,4 @@
-"""The ``softprompt`` command line: train, ensemble-eval, neighbors, similarity, retrieve, sweep, plot-scale, plot-history, demo, serve, PEFT."""
+"""The ``softprompt`` command line: train, ensemble-eval, neighbors, similarity, retrieve, sweep, plot-scale, plot-history, demo, predict, serve, PEFT."""
 
 from __future__ import annotations
 
@@ -11,20 +11,21 @@ import click
 
 from softprompt.allocator import keep_freed_memory
 from softprompt.cli_analysis import ANALYSIS_COMMANDS
+from softprompt.cli_predict import PREDICT_COMMANDS
 from softprompt.cli_options import (
     MODEL_HELP,
     csv_ints,
     decoding_kwargs,
     decoding_options,
     eval_task,
+    model_device_options,
     options_task,
     resolve_init,
     task_options,
     vote_rules,
 )
 from softprompt.errors import SoftpromptError
-from softprompt.serve.config import MAX_ROWS
-from softprompt.tasks import CUSTOM_OPTIONS
+from softprompt.custom_tasks import CUSTOM_OPTIONS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -166,9 +167,7 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--max-tokens", type=int,
               help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and a pass holds every prompt over as many as fit [default: 8192 on CPU, 65536 on CUDA]")
 @decoding_options
-@click.option("--device", default="auto", show_default=True)
-@click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+@model_device_options
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def ensemble_eval(**kw) -> None:
     """Evaluate N prompts in one batched pass per batch, and their ensembles (majority/confidence)."""
@@ -268,44 +267,6 @@ def demo(output_dir, steps, train_size, eval_size, n_prompts) -> None:
     run_demo(Path(output_dir), steps, train_size, eval_size, n_prompts, click.echo)
 
 
-@cli.command()
-@click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable; any tasks, one model)")
-@click.option("--model", help="override the model recorded in the runs (same architecture)")
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind; other than localhost, also pass --api-key-env")
-@click.option("--port", default=8000, show_default=True, help="TCP port (0 = any free port, printed on start)")
-@click.option("--max-rows", default=MAX_ROWS, show_default=True, help="rows (inputs × prompts) taken from the queue for one pass")
-@click.option("--max-tokens", type=int,
-              help="tokens per model call: the rows taken are sorted by length and split so that rows × padded length × candidates (or beams) stays within it [default: 8192 on CPU, 65536 on CUDA]")
-@click.option("--max-wait-ms", default=10.0, show_default=True, help="longest a request waits for others to share its pass")
-@click.option("--no-batching", is_flag=True, help="run every request in its own pass (for comparison)")
-@click.option("--api-key-env", help="name of an environment variable holding the key clients send as 'Authorization: Bearer <key>'")
-@click.option("--max-inputs", default=64, show_default=True, help="inputs per request (413 above)")
-@click.option("--max-input-chars", default=4000, show_default=True, help="characters per formatted input (422 above)")
-@click.option("--max-new-tokens", default=256, show_default=True, help="largest max_new_tokens a generate request may ask for")
-@click.option("--max-beams", default=8, show_default=True, help="largest num_beams a generate request may ask for")
-@click.option("--max-length", default=512, show_default=True, help="longest input in tokens (longer ones are truncated)")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
-def serve(**kw) -> None:
-    """Serve the runs' prompts and task ensembles over HTTP (JSON), batching requests of any
-    prompts and tasks into shared passes of one frozen T5.
-
-    Example: softprompt serve --prompts runs/boolq --prompts runs/sst2 --port 8000
-    (then: curl -H 'Content-Type: application/json' -d '{"task": "sst2", "texts": ["sst2 sentence: a gem"]}'
-    localhost:8000/v1/classify)
-    """
-    from softprompt.serve.config import Limits, ServeConfig
-    from softprompt.serve.server import serve as run_server
-
-    limits = Limits(kw["max_inputs"], kw["max_input_chars"], kw["max_new_tokens"], kw["max_beams"])
-    run_server(ServeConfig(
-        prompts=tuple(kw["run_dirs"]), model=kw["model"], host=kw["host"], port=kw["port"], max_rows=kw["max_rows"],
-        max_tokens=kw["max_tokens"], max_wait_ms=kw["max_wait_ms"], batching=not kw["no_batching"], api_key_env=kw["api_key_env"],
-        max_length=kw["max_length"], limits=limits, device=kw["device"], dtype=kw["dtype"], device_map=kw["device_map"],
-    ), lambda line: click.echo(line, err=line.startswith("warning")))
-
-
 @cli.command("export-peft")
 @click.argument("run_dir", type=click.Path())
 @click.option("--prompt", "prompt_index", default=0, show_default=True, help="which prompt of the run (0..N-1)")
@@ -341,7 +302,7 @@ def import_peft(adapter_dir, out, task_name, label_words, model, overwrite) -> N
     click.echo(f"wrote softprompt run to {out}")
 
 
-for command in ANALYSIS_COMMANDS:  # neighbors, similarity, retrieve, plot-scale, plot-history
+for command in (*ANALYSIS_COMMANDS, *PREDICT_COMMANDS):  # neighbors, similarity, retrieve, plot-scale, plot-history; predict, serve
     cli.add_command(command)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from softprompt.errors import SoftpromptError
-from softprompt.tasks import CUSTOM_FLAGS, CUSTOM_OPTIONS, at_revision, recorded_task, task_from_options
+from softprompt.custom_tasks import CUSTOM_FLAGS, CUSTOM_OPTIONS, recorded_task, task_from_options
+from softprompt.tasks import at_revision
 
 MODEL_HELP = ("embedded model (t5-nano, or its siblings t5-nano-s, t5-nano-m: pre-trained here, shipped inside the package; "
               "runs offline), T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory")
@@ -22,9 +23,10 @@ def csv_ints(value: str | None) -> list[int] | None:
         raise SoftpromptError(f"expected comma-separated integers, got {value!r}") from None
 
 
-def task_options(default: str | None = "boolq"):
-    """Options that choose a task and its data (shared by train, ensemble-eval and sweep); ``default``
-    None: the task the command's runs were trained on."""
+def task_options(default: str | None = "boolq", hub: bool = True):
+    """Options that choose a task and its data (shared by train, ensemble-eval, sweep and predict);
+    ``default`` None: the task the command's runs were trained on; ``hub`` False: no --dataset-revision
+    (commands that read local files only)."""
     task = (click.option("--task", default=default, show_default=True, help=TASK_HELP) if default else
             click.option("--task", help=f"{TASK_HELP} [default: the task the runs were trained on]"))
     return lambda command: _with_options(command, [
@@ -36,7 +38,7 @@ def task_options(default: str | None = "boolq"):
         click.option("--task-name", help="custom task: its name in reports, run metadata and `softprompt serve`, e.g. spam "
                                          "(letters, digits, _.-) [default: custom]"),
         click.option("--dataset-revision", help="built-in task: hub branch, tag or commit of its dataset, read when no local file is given [default: the task's own, see the README's task table]"),
-    ])
+    ][: None if hub else -1])
 
 
 def _with_options(command, options: list):
@@ -48,15 +50,15 @@ def _with_options(command, options: list):
 
 def options_task(kw: dict):
     """The task that a command's ``task_options`` name."""
-    return task_from_options(kw["task"], dataset_revision=kw["dataset_revision"], **{option: kw[option] for option in CUSTOM_OPTIONS})
+    return task_from_options(kw["task"], dataset_revision=kw.get("dataset_revision"), **{option: kw[option] for option in CUSTOM_OPTIONS})
 
 
 def eval_task(kw: dict, meta: dict, run_dir: str):
-    """ensemble-eval's task: the one ``--task`` (and its template options) names, else the one the runs were
+    """ensemble-eval's and predict's task: the one ``--task`` (and its template options) names, else the one the runs were
     trained on (``meta``: the first run's softprompt.json; pooled runs share their task)."""
     if kw["task"] is not None:
         return options_task(kw)
-    if kw["transfer"]:
+    if kw.get("transfer"):
         raise SoftpromptError("--transfer evaluates prompts on another task than their own: name it with --task")
     if any(kw[option] for option in CUSTOM_OPTIONS):
         raise SoftpromptError(f"{CUSTOM_FLAGS} need --task custom")
@@ -64,7 +66,7 @@ def eval_task(kw: dict, meta: dict, run_dir: str):
     if task is None:
         raise SoftpromptError(f"{run_dir} does not record how task {meta['task']['name']!r} formats its inputs; name the task "
                               "with --task (for a custom task also --input-template and its label or target options)")
-    return task if kw["dataset_revision"] is None else at_revision(task, kw["dataset_revision"])
+    return task if kw.get("dataset_revision") is None else at_revision(task, kw["dataset_revision"])
 
 
 def resolve_init(init: str, task) -> str:
@@ -93,4 +95,13 @@ def decoding_options(command):
         click.option("--max-new-tokens", default=64, show_default=True, help="generation: longest output"),
         click.option("--num-beams", default=1, show_default=True, help="generation: 1 = greedy, >1 = beam search"),
         click.option("--no-repeat-ngram-size", default=0, show_default=True, help="generation: forbid repeated n-grams (0 = off)"),
+    ])
+
+
+def model_device_options(command):
+    """Where and how the frozen model runs (ensemble-eval, predict, serve)."""
+    return _with_options(command, [
+        click.option("--device", default="auto", show_default=True, help="auto (a GPU if there is one, this process's under accelerate launch; else the CPU), cpu, cuda, cuda:1, ..."),
+        click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs"),
+        click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True),
     ])

@@ -71,12 +71,12 @@ def subsample(items: list[T], limit: int | None, seed: int = 0) -> list[T]:
     return [items[i] for i in sorted(order[:limit])]
 
 
-def read_file(data_file: str) -> list[dict]:
-    """All rows of a local .jsonl/.json/.csv/.tsv file, as dicts."""
+def read_file(data_file: str, flag: str = FILE_FLAGS) -> list[dict]:
+    """All rows of a local .jsonl/.json/.csv/.tsv file, as dicts; ``flag`` names the option that gave it."""
     path = Path(data_file)
     if not path.is_file():
         raise SoftpromptError(
-            f"data file {data_file} not found; check the path given to {FILE_FLAGS}"
+            f"data file {data_file} not found; check the path given to {flag}"
         )
     if path.suffix.lower() not in FORMATS:
         raise SoftpromptError(

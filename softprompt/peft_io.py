@@ -332,7 +332,8 @@ def _parameter_count(config) -> int:
 
 
 def _task_meta(task_name: str, label_words: Sequence[str] | None) -> dict[str, Any]:
-    from softprompt.tasks import TASKS, check_custom_name
+    from softprompt.custom_tasks import check_custom_name
+    from softprompt.tasks import TASKS
 
     if not task_name or not isinstance(task_name, str):
         raise SoftpromptError("--task needs a task name (a built-in task such as boolq, or the name of your custom task)")

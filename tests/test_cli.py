@@ -4,6 +4,7 @@ Runs on the RTE and SST-2 fixtures in tests/data with a tiny random T5 saved to 
 (built in-process), exactly as a user would call the commands.
 """
 
+import csv
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from click.testing import CliRunner
 
 from softprompt.cli import cli
 from softprompt.store import read_meta
-from softprompt.tasks import recorded_task, task_from_options
+from softprompt.custom_tasks import recorded_task, task_from_options
 from tests.conftest import TEST_DATA
 
 RTE = TEST_DATA / "superglue" / "rte"
@@ -90,6 +91,31 @@ def test_ensemble_eval_default_votes_follow_the_task_kind(tmp_path, tiny_model_d
     result = _invoke("ensemble-eval", "--prompts", tmp_path / "e2e", "--task", "e2e_nlg", "--data-file", e2e / "testset_w_refs.csv",
                      "--limit", 3, "--max-new-tokens", "4", "--output", tmp_path / "eval.json", "--quiet")
     assert "ensemble: majority" in result.output and "ensemble: mbr" in result.output
+
+
+def test_predict_generation_gives_the_texts_ensemble_eval_votes_for(tmp_path, tiny_model_dir):
+    """`predict` for a generation run: a file of meaning representations only (no reference column) gives,
+    per input, the text that `ensemble-eval`'s mbr vote picks and every prompt's own text."""
+    e2e = TEST_DATA / "e2e"
+    _invoke("train", "--model", tiny_model_dir, "--task", "e2e_nlg", "--train-file", e2e / "devset.csv",
+            "--validation-file", e2e / "testset_w_refs.csv", *SMALL, "--max-new-tokens", "4", "--output-dir", tmp_path / "e2e")
+    decoding = ["--max-new-tokens", "4", "--vote", "mbr", "--quiet"]
+    _invoke("ensemble-eval", "--prompts", tmp_path / "e2e", "--data-file", e2e / "testset_w_refs.csv", "--limit", 3,
+            "--output", tmp_path / "eval.json", *decoding)
+    expected = [json.loads(line) for line in (tmp_path / "eval.predictions.jsonl").read_text().splitlines()]
+    with open(e2e / "testset_w_refs.csv", newline="", encoding="utf-8") as handle:
+        references = {}
+        for row in csv.DictReader(handle):
+            references.setdefault(row["mr"], []).append(row["ref"])
+    mrs = [next(mr for mr, refs in references.items() if refs == e["references"]) for e in expected]  # the evaluated inputs
+    with open(tmp_path / "new.csv", "w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([["mr"], *([mr] for mr in mrs)])
+    result = _invoke("predict", "--prompts", tmp_path / "e2e", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.jsonl", *decoding)
+    got = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert "3 inputs, 3 prompts of e2e_nlg, vote mbr" in result.output
+    for g, e in zip(got, expected, strict=True):
+        assert g["text"] == e["ensembles"]["mbr"]
+        assert [(v["prompt"], v["text"]) for v in g["votes"]] == list(e["prompts"].items())
 
 
 def test_neighbors_table_json_and_plot(run_dir, tmp_path):
@@ -168,3 +194,30 @@ def test_cli_keeps_third_party_warnings_off_stderr_unless_asked(run_dir, tmp_pat
     assert ("FutureWarning: old argument is deprecated" in result.stderr) == show
     if not show:
         assert result.stderr == ""
+
+
+def test_predict_agrees_with_ensemble_eval_and_needs_no_labels(run_dir, tmp_path):
+    """`predict` on an unlabelled copy of RTE validation rows in reversed order: one line per input in input
+    order, the same candidate log-likelihoods per prompt as on the labelled rows in file order (labels play no
+    part), and every prompt's and the majority vote's label that `ensemble-eval` gives."""
+    rows = [json.loads(line) for line in (RTE / "val.jsonl").read_text().splitlines()][:10]
+    labelled, unlabelled = tmp_path / "labelled.jsonl", tmp_path / "new.jsonl"
+    labelled.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    unlabelled.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "label"}) + "\n" for r in reversed(rows)))
+    _invoke("ensemble-eval", "--prompts", run_dir, "--data-file", labelled, "--vote", "majority", "--output", tmp_path / "eval.json", "--quiet")
+    expected = [json.loads(line) for line in (tmp_path / "eval.predictions.jsonl").read_text().splitlines()]
+    outputs = {}
+    for name, data in (("forward", labelled), ("reversed", unlabelled)):
+        result = _invoke("predict", "--prompts", run_dir, "--input", data, "--output", tmp_path / "out" / f"{name}.jsonl", "--quiet")
+        assert "10 inputs, 3 prompts of rte, vote majority: " in result.output
+        outputs[name] = [json.loads(line) for line in (tmp_path / "out" / f"{name}.jsonl").read_text().splitlines()]
+    got = outputs["reversed"]
+    assert [g["index"] for g in got] == list(range(10))
+    assert [g["input"].split(" sentence2:")[0] for g in got] == [f"rte sentence1: {r['premise']}" for r in reversed(rows)]
+    words = ["entailment", "not_entailment"]
+    for g, forward, e in zip(got, reversed(outputs["forward"]), reversed(expected)):
+        assert sum((v["scores"] for v in g["votes"]), []) == pytest.approx(sum((v["scores"] for v in forward["votes"]), []), abs=1e-4)
+        assert g["label"] == words[e["ensembles"]["majority"]]
+        assert [(v["prompt"], v["label"]) for v in g["votes"]] == [(name, words[index]) for name, index in e["prompts"].items()]
+        assert abs(sum(g["probs"]) - 1) < 1e-6 and g["candidates"] == words
+    assert len({round(g["votes"][0]["scores"][0], 3) for g in got}) == 10  # the scores tell the inputs apart

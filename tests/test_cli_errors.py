@@ -632,6 +632,38 @@ def test_eval_output_under_a_file(run, data, tmp_path):
     assert blocker.read_text() == "x"
 
 
+# ============================================================================= predict
+
+
+@pytest.mark.parametrize("case", ["missing-input", "missing-column", "paragraph-row", "output-folder", "output-under-a-file", "vote"])
+def test_predict_refusals(case, run, data, tmp_path):
+    """Bad inputs to `predict`: one line, exit 2, and no predictions file."""
+    rows = [json.loads(line) for line in data["val"].read_text().splitlines()][:3]
+    inputs = tmp_path / "new.jsonl"
+    inputs.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "label"}) + "\n" for r in rows))
+    out = tmp_path / "p.jsonl"
+    args, expected = [], ()
+    if case == "missing-input":
+        inputs, expected = tmp_path / "nope.csv", ("data file", "nope.csv not found; check the path given to --input")
+    elif case == "missing-column":
+        inputs.write_text(json.dumps({"premise": "p", "hyp": "h"}) + "\n")
+        expected = ("new.jsonl row 1: column 'hypothesis' not found; available columns: premise, hyp",)
+    elif case == "paragraph-row":
+        shutil.copy(MULTIRC / "val.jsonl", inputs)
+        args, expected = ["--task", "multirc"], ("new.jsonl row 1 expands to", "model inputs; give one flat row per input")
+    elif case == "output-folder":
+        out.mkdir()
+        expected = ("--output", "p.jsonl is a folder; give a file path, e.g.", "p.jsonl/predictions.jsonl")
+    elif case == "output-under-a-file":
+        (tmp_path / "file").write_text("x")
+        out, expected = tmp_path / "file" / "p.jsonl", ("cannot write the predictions to", "file is a file, not a folder", "--output")
+    else:
+        args, expected = ["--vote", "mbr"], ("unknown classification vote rule(s): mbr", "valid rules are: majority, confidence, logprob_sum")
+    result = run_cli("predict", "--prompts", run, "--input", inputs, "--output", out, "--quiet", *args)
+    assert_one_line_error(result, *expected)
+    assert result.exit_code == 2 and not out.is_file()
+
+
 # ============================================================================= neighbors
 
 

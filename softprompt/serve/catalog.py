@@ -15,7 +15,8 @@ from typing import Any, Mapping, Sequence
 from ensembles.pool import Pool, load_pool
 from softprompt.errors import SoftpromptError
 from softprompt.models import FrozenT5
-from softprompt.tasks import Task, recorded_task, template_fields
+from softprompt.custom_tasks import recorded_task
+from softprompt.tasks import Task, template_fields
 
 
 _SEPARATE = "serve them from separate servers, or (custom tasks) train them under different --task-name values"
@@ -172,14 +173,9 @@ def _columns(task: Task) -> list[str]:
 
 
 def _format_row(task: TaskInfo, row: Mapping[str, Any], index: int) -> Input:
-    """One row through the task's own conversion (``Task.to_examples``, as for data files); the
-    label column is not needed at inference, so a placeholder fills it."""
-    placeholder = "" if task.generates else task.template.class_names[0] if task.template.labels_as_text else 0
+    """One row through the task's own conversion for unlabelled inputs (``Task.to_inputs``)."""
     try:
-        examples = task.template.to_examples([{**row, task.template.target_column: placeholder}], origin="input")
+        example = task.template.to_inputs([row], origin="input")[0]
     except SoftpromptError as error:
-        raise ServeError(422, str(error).replace("input row 1:", f"input {index}:", 1)) from None
-    if len(examples) != 1:
-        raise ServeError(422, f"input {index} expands to {len(examples)} model inputs; send one flat row per input")
-    example = examples[0]
+        raise ServeError(422, str(error).replace("input row 1", f"input {index}", 1)) from None
     return Input(example.source, example.choices)

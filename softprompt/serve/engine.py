@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ensembles.voting import CLASSIFICATION_RULES, GENERATION_RULES, candidate_probs
+from ensembles.answers import classification_answers, generation_answers
+from ensembles.voting import CLASSIFICATION_RULES, GENERATION_RULES
 from softprompt.serve.catalog import Catalog, Input, ServeError, Target
 from softprompt.serve.config import Limits
 from softprompt.serve.schema import ClassifyRequest, GenerateRequest
@@ -115,38 +116,14 @@ def _classification_answer(target: Target, inputs: list[Input], vote: str | None
     log_probs = np.full((n, m, k), -np.inf)  # (N, M, K), -inf pads for inputs with fewer candidates
     for row, scores in enumerate(results):  # prompt-major rows
         log_probs[row // m, row % m, : len(scores)] = scores
-    probs = candidate_probs(log_probs)  # (N, M, K)
-    winners = CLASSIFICATION_RULES[vote](log_probs) if vote else log_probs[0].argmax(axis=1)  # (M,)
-    answers = []
-    for j, item in enumerate(inputs):
-        size = len(item.choices)
-        answer = {"label": item.choices[int(winners[j])], "label_index": int(winners[j]), "candidates": list(item.choices)}
-        if vote:
-            answer["probs"] = probs[:, j, :size].mean(axis=0).tolist()
-            answer["votes"] = [{"prompt": name, **_prompt_answer(item, log_probs[p, j, :size], probs[p, j, :size])}
-                               for p, name in enumerate(target.prompts)]
-        else:
-            answer |= {"scores": log_probs[0, j, :size].tolist(), "probs": probs[0, j, :size].tolist()}
-        answers.append(answer)
-    return _envelope(target, vote, answers)
-
-
-def _prompt_answer(item: Input, scores: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """One prompt's vote on one input: its argmax candidate, log-likelihoods and probabilities (K,)."""
-    best = int(scores.argmax())
-    return {"label": item.choices[best], "label_index": best, "scores": scores.tolist(), "probs": probs.tolist()}
+    return _envelope(target, vote, classification_answers(target.prompts, [item.choices for item in inputs], log_probs, vote))
 
 
 def _generation_answer(target: Target, m: int, vote: str | None, results: list[Any]) -> dict[str, Any]:
     n = len(target.prompts)
     outputs = [[results[p * m + j][0] for j in range(m)] for p in range(n)]  # N × M
     scores = np.array([[results[p * m + j][1] for j in range(m)] for p in range(n)])  # (N, M)
-    if not vote:
-        return _envelope(target, None, [{"text": outputs[0][j], "score": float(scores[0, j])} for j in range(m)])
-    winners = GENERATION_RULES[vote](outputs, scores)
-    answers = [{"text": winners[j], "votes": [{"prompt": name, "text": outputs[p][j], "score": float(scores[p, j])}
-                                             for p, name in enumerate(target.prompts)]} for j in range(m)]
-    return _envelope(target, vote, answers)
+    return _envelope(target, vote, generation_answers(target.prompts, outputs, scores, vote))
 
 
 def _envelope(target: Target, vote: str | None, answers: list[dict[str, Any]]) -> dict[str, Any]:

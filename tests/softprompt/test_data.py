@@ -10,7 +10,8 @@ import pytest
 from softprompt import data
 from softprompt.data import load_examples, load_rows, read_file, subsample
 from softprompt.errors import SoftpromptError
-from softprompt.tasks import custom_task, get_task
+from softprompt.custom_tasks import custom_task
+from softprompt.tasks import get_task
 from tests.conftest import TEST_DATA
 
 SENTIMENT = custom_task("review: {text}", label_column="label",

@@ -23,7 +23,8 @@ from softprompt import data
 from softprompt.cli_options import TASK_HELP
 from softprompt.data import load_examples
 from softprompt.errors import SoftpromptError
-from softprompt.tasks import TASKS, Example, get_task, task_from_options, template_fields
+from softprompt.custom_tasks import task_from_options
+from softprompt.tasks import TASKS, Example, get_task, template_fields
 from tests.test_cli_errors import assert_one_line_error, run_cli
 
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -9,15 +9,7 @@ import json
 import pytest
 
 from softprompt.errors import SoftpromptError
-from softprompt.tasks import (
-    TASKS,
-    Example,
-    custom_task,
-    get_task,
-    parse_label_words,
-    recorded_task,
-    task_from_options,
-)
+from softprompt.tasks import TASKS, Example, get_task
 from tests.conftest import TEST_DATA
 
 
@@ -297,85 +289,17 @@ def test_examples_are_immutable():
         example.source = "changed"  # type: ignore[misc]
 
 
-# ----------------------------------------------------------------------------- custom tasks
-
-
-def test_custom_classification_matches_labels_as_text():
-    task = custom_task("review: {sentence}", label_column="stars",
-                       label_words={"1": "bad", "2": "good"})
-    rows = [{"sentence": "meh", "stars": 1}, {"sentence": "wow", "stars": "2"}]
-    examples = task.to_examples(rows)
-    assert (task.kind, task.metric, task.hub) == ("classification", "accuracy", None)
-    assert [e.source for e in examples] == ["review: meh", "review: wow"]
-    assert [(e.label, e.target) for e in examples] == [(0, "bad"), (1, "good")]
-    assert examples[0].choices == ("bad", "good")
-    with pytest.raises(SoftpromptError, match="label '3' .* allowed: 1, 2 —"):
-        task.to_examples([{"sentence": "x", "stars": 3}])
-
-
-def test_custom_generation_task():
-    task = custom_task("question: {q} context: {c}", target_column="a", metric="rougeL")
-    example = task.to_examples([{"q": "who?", "c": "me.", "a": "me"}])[0]
-    assert (task.kind, task.metric) == ("generation", "rougeL")
-    assert example == Example("question: who? context: me.", "me", references=("me",))
-
-
-def test_custom_task_missing_template_column_points_at_flags():
-    task = custom_task("review: {text}", label_column="label", label_words={"0": "no", "1": "yes"})
-    with pytest.raises(SoftpromptError, match="column 'text' not found; available columns: "
-                                              "sentence, label — check --input-template"):
-        task.to_examples([{"sentence": "s", "label": 0}], origin="train.csv")
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    ({"input_template": "{x}"}, "exactly one of --label-column"),
-    ({"input_template": "{x}", "label_column": "y", "target_column": "z"}, "exactly one of"),
-    ({"input_template": "{x}", "label_column": "y"}, "at least two label words"),
-    ({"input_template": "{x}", "label_column": "y", "label_words": {"0": "a", "1": "a"}},
-     "repeat a word"),
-    ({"input_template": "{x}", "target_column": "y", "label_words": {"0": "a", "1": "b"}},
-     "--label-words only applies to classification"),
-    ({"input_template": "{x}", "target_column": "y", "metric": "accuracy"},
-     "metric 'accuracy' does not fit"),
-    ({"input_template": "review: {x", "target_column": "y"}, "malformed input template"),
-    ({"input_template": "review: {}", "target_column": "y"}, "must name columns"),
-    ({"input_template": "no fields", "target_column": "y"}, "must name columns"),
-    ({"input_template": "{x}", "target_column": "y", "name": "sst2"}, "--task-name 'sst2' is not usable.*built-in"),
-    ({"input_template": "{x}", "target_column": "y", "name": "spam#2"}, "--task-name 'spam#2' is not usable: start with a letter"),
-    ({"input_template": "{x}", "target_column": "y", "name": ""}, "--task-name '' is not usable"),
-])
-def test_custom_task_errors(kwargs, message):
-    with pytest.raises(SoftpromptError, match=message):
-        custom_task(**kwargs)
-
-
-def test_custom_task_name_is_recorded_and_rebuilt():
-    """--task-name names a custom task; a run's softprompt.json records it and the task is rebuilt under that name."""
-    task = task_from_options("custom", "sms: {text}", "label", "no=ham,yes=spam", task_name="spam-filter")
-    assert (task.name, task.label_words) == ("spam-filter", ("ham", "spam"))
-    meta = {"task": {"name": "spam-filter", "kind": "classification", "label_words": ["ham", "spam"]},
-            "train_args": {"task": "custom", "input_template": "sms: {text}", "label_column": "label",
-                           "label_words": "no=ham,yes=spam", "task_name": "spam-filter"}}
-    assert recorded_task(meta) == task
-    assert recorded_task(meta | {"task": meta["task"] | {"name": "custom"}}) is None  # name and options disagree
-    with pytest.raises(SoftpromptError, match="apply to --task custom, not 'rte'"):
-        task_from_options("rte", task_name="spam-filter")
-
-
-def test_parse_label_words():
-    assert parse_label_words("0=negative, 1 = positive") == {"0": "negative", "1": "positive"}
-    assert parse_label_words("spam=junk,ham=fine") == {"spam": "junk", "ham": "fine"}
-
-
-@pytest.mark.parametrize("spec, message", [
-    ("0:negative,1:positive", r"bad item '0:negative'"),
-    ("0=negative,", r"bad item ''"),
-    ("=negative,1=positive", r"bad item '=negative'"),
-    ("0=,1=positive", r"bad item '0='"),
-    ("", r"bad item ''"),
-    ("0=a,0=b", r"label '0' appears twice"),
-])
-def test_parse_label_words_errors(spec, message):
-    with pytest.raises(SoftpromptError, match=message) as err:
-        parse_label_words(spec)
-    assert "\n" not in str(err.value)
+def test_to_inputs_needs_no_label_and_one_model_input_per_row():
+    """Inference rows (``predict``, ``serve``): no label column needed, a label present is ignored,
+    generation gets an empty target; a row that expands to several inputs or lacks a template
+    column is a one-line error naming its origin and 1-based row."""
+    sst2, xsum, multirc = get_task("sst2"), get_task("xsum"), get_task("multirc")
+    inputs = sst2.to_inputs([{"sentence": "a gem"}, {"sentence": "dull", "label": "not a label"}])
+    assert [(e.source, e.choices) for e in inputs] == [("sst2 sentence: a gem", ("negative", "positive")),
+                                                       ("sst2 sentence: dull", ("negative", "positive"))]
+    assert xsum.to_inputs([{"document": "The news."}]) == [Example("summarize: The news.", "", references=("",))]
+    paragraph = jsonl("superglue/multirc/val.jsonl", 1)
+    with pytest.raises(SoftpromptError, match=r"^new.jsonl row 1 expands to \d+ model inputs; give one flat row per input$"):
+        multirc.to_inputs(paragraph, origin="new.jsonl")
+    with pytest.raises(SoftpromptError, match=r"^new.csv row 2: column 'sentence' not found"):
+        sst2.to_inputs([{"sentence": "ok"}, {"text": "no"}], origin="new.csv")

@@ -1,0 +1,103 @@
+"""Commands that answer new inputs with trained prompts: ``predict`` (a file, offline) and ``serve``
+(HTTP); ``softprompt.cli`` registers them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from softprompt.atomic import ensure_parent
+from softprompt.cli_options import decoding_kwargs, decoding_options, eval_task, model_device_options, task_options
+from softprompt.errors import SoftpromptError
+from softprompt.serve.config import MAX_ROWS
+
+MAX_TOKENS_HELP = ("tokens per model call: inputs are sorted by length and a pass holds rows × padded length × candidates (or beams) "
+                   "within it [default: 8192 on CPU, 65536 on CUDA]")
+
+
+@click.command()
+@click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable: runs of one task are pooled)")
+@click.option("--input", "input_file", required=True, type=click.Path(),
+              help="the inputs: a .jsonl/.json/.csv/.tsv file, one row per input with the task's input columns (no label column needed)")
+@task_options(default=None, hub=False)
+@click.option("--vote", default="majority", show_default=True,
+              help="how the prompts' answers combine; classification: majority, confidence, logprob_sum; generation: majority, mbr, best_score")
+@click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
+@click.option("--model", help="override the model recorded in the runs (same architecture)")
+@click.option("--output", default="results/predictions.jsonl", show_default=True, type=click.Path(),
+              help="one JSON line per input, in input order: the vote's label (or text), the mean probabilities and every prompt's vote")
+@click.option("--max-length", default=512, show_default=True, help="longest input in tokens (longer ones are truncated)")
+@click.option("--max-tokens", type=int, help=MAX_TOKENS_HELP)
+@decoding_options
+@model_device_options
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def predict(**kw) -> None:
+    """Answer unlabelled inputs from a file with trained prompts and their vote, offline: the batched,
+    length-sorted passes of ensemble-eval, the answers of `softprompt serve`.
+
+    Example: softprompt predict --prompts runs/sst2 --input reviews.csv --output results/reviews.jsonl
+    """
+    from ensembles.evaluate import write_predictions
+    from ensembles.pipeline import predict as predict_rows
+    from ensembles.pool import load_pool, read_pool_metas
+    from softprompt import distributed
+    from softprompt.data import read_file
+    from softprompt.models import load_frozen_t5
+
+    output = Path(kw["output"])
+    if output.is_dir():
+        raise SoftpromptError(f"--output {output} is a folder; give a file path, e.g. {output / 'predictions.jsonl'}")
+    ensure_parent(output, "the predictions", "--output")  # before any scoring, not after
+    metas = read_pool_metas(kw["run_dirs"])
+    task = eval_task(kw, metas[0], kw["run_dirs"][0])
+    examples = task.to_inputs(read_file(kw["input_file"], "--input"), origin=kw["input_file"])
+    frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
+    pool = load_pool(kw["run_dirs"], frozen)
+    rows = predict_rows(pool, task, examples, kw["vote"], kw["length_normalise"], kw["max_length"], kw["max_tokens"],
+                        decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]), progress=not kw["quiet"])
+    if not distributed.is_main():
+        return
+    write_predictions(output, rows)
+    counts = "" if task.kind == "generation" else ": " + ", ".join(f"{label} {n}" for label, n in Counter(r["label"] for r in rows).most_common())
+    click.echo(f"{len(rows)} inputs, {len(pool.names)} prompts of {task.name}, vote {kw['vote']}{counts}")
+    click.echo(f"wrote {output}")
+
+
+@click.command()
+@click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable; any tasks, one model)")
+@click.option("--model", help="override the model recorded in the runs (same architecture)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind; other than localhost, also pass --api-key-env")
+@click.option("--port", default=8000, show_default=True, help="TCP port (0 = any free port, printed on start)")
+@click.option("--max-rows", default=MAX_ROWS, show_default=True, help="rows (inputs × prompts) taken from the queue for one pass")
+@click.option("--max-tokens", type=int, help=MAX_TOKENS_HELP)
+@click.option("--max-wait-ms", default=10.0, show_default=True, help="longest a request waits for others to share its pass")
+@click.option("--no-batching", is_flag=True, help="run every request in its own pass (for comparison)")
+@click.option("--api-key-env", help="name of an environment variable holding the key clients send as 'Authorization: Bearer <key>'")
+@click.option("--max-inputs", default=64, show_default=True, help="inputs per request (413 above)")
+@click.option("--max-input-chars", default=4000, show_default=True, help="characters per formatted input (422 above)")
+@click.option("--max-new-tokens", default=256, show_default=True, help="largest max_new_tokens a generate request may ask for")
+@click.option("--max-beams", default=8, show_default=True, help="largest num_beams a generate request may ask for")
+@click.option("--max-length", default=512, show_default=True, help="longest input in tokens (longer ones are truncated)")
+@model_device_options
+def serve(**kw) -> None:
+    """Serve the runs' prompts and task ensembles over HTTP (JSON), batching requests of any
+    prompts and tasks into shared passes of one frozen T5.
+
+    Example: softprompt serve --prompts runs/boolq --prompts runs/sst2 --port 8000
+    (then: curl -H 'Content-Type: application/json' -d '{"task": "sst2", "texts": ["sst2 sentence: a gem"]}'
+    localhost:8000/v1/classify)
+    """
+    from softprompt.serve.config import Limits, ServeConfig
+    from softprompt.serve.server import serve as run_server
+
+    limits = Limits(kw["max_inputs"], kw["max_input_chars"], kw["max_new_tokens"], kw["max_beams"])
+    run_server(ServeConfig(
+        prompts=tuple(kw["run_dirs"]), model=kw["model"], host=kw["host"], port=kw["port"], max_rows=kw["max_rows"],
+        max_tokens=kw["max_tokens"], max_wait_ms=kw["max_wait_ms"], batching=not kw["no_batching"], api_key_env=kw["api_key_env"],
+        max_length=kw["max_length"], limits=limits, device=kw["device"], dtype=kw["dtype"], device_map=kw["device_map"],
+    ), lambda line: click.echo(line, err=line.startswith("warning")))
+
+
+PREDICT_COMMANDS = (predict, serve)

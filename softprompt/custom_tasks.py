@@ -1,0 +1,141 @@
+"""Custom tasks: a user's own template, label column and label words (or target column), as the
+command line's ``--task custom`` options define them, and rebuilding the task a run recorded."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from softprompt.errors import SoftpromptError
+from softprompt.tasks import (
+    CLASSIFICATION_METRICS,
+    GENERATION_METRICS,
+    HUB_SPLITS,
+    TASKS,
+    Task,
+    at_revision,
+    get_task,
+    template_fields,
+)
+
+
+def parse_label_words(spec: str) -> dict[str, str]:
+    """Parse ``"0=negative,1=positive"`` into ``{"0": "negative", "1": "positive"}``."""
+    words: dict[str, str] = {}
+    for item in spec.split(","):
+        label, sep, word = (part.strip() for part in item.partition("="))
+        if not sep or not label or not word:
+            raise SoftpromptError(
+                f"malformed label words {spec!r} (bad item {item.strip()!r}); write LABEL=WORD "
+                "pairs separated by commas, e.g. --label-words 0=negative,1=positive"
+            )
+        if label in words:
+            raise SoftpromptError(
+                f"label {label!r} appears twice in label words {spec!r}; give each label once"
+            )
+        words[label] = word
+    return words
+
+
+# the command-line options (TrainConfig fields) that define a custom task, and their flags
+CUSTOM_OPTIONS = ("input_template", "label_column", "label_words", "target_column", "task_name")
+CUSTOM_FLAGS = "/".join("--" + option.replace("_", "-") for option in CUSTOM_OPTIONS)
+
+
+def task_from_options(task: str, input_template: str | None = None, label_column: str | None = None,
+                      label_words: str | None = None, target_column: str | None = None,
+                      dataset_revision: str | None = None, task_name: str | None = None) -> Task:
+    """A built-in task by name (its hub dataset at ``dataset_revision`` when given), or a custom task
+    from the command line's template options (``label_words`` as ``"0=negative,1=positive"``), called
+    ``task_name`` (default ``custom``).
+
+    >>> task_from_options("custom", "review: {sentence}", "label", "0=negative,1=positive").label_words
+    ('negative', 'positive')
+    """
+    if task != "custom":
+        if any((input_template, label_column, label_words, target_column, task_name)):
+            raise SoftpromptError(f"{CUSTOM_FLAGS} apply to --task custom, not {task!r}")
+        chosen = get_task(task)
+    elif not input_template:
+        raise SoftpromptError("--task custom needs --input-template, e.g. --input-template 'review: {sentence}'")
+    else:
+        words = parse_label_words(label_words) if label_words else None
+        chosen = custom_task(input_template, label_column, words, target_column, name=task_name or "custom")
+    return chosen if dataset_revision is None else at_revision(chosen, dataset_revision)
+
+
+def recorded_task(meta: Mapping[str, Any]) -> Task | None:
+    """The task a run was trained on, rebuilt from its ``softprompt.json`` (``meta``): from the task
+    options it recorded (a custom task's template, label column, words and name), else a built-in
+    task of that name with the same kind and label words; None when neither applies (e.g. a custom
+    task imported from PEFT, or trained by a sweep before 2026-11-30: neither records a template)."""
+    info, args = meta["task"], meta.get("train_args") or {}
+    task = TASKS.get(info["name"])
+    if args.get("task") == "custom" and args.get("input_template"):
+        task = task_from_options("custom", **{option: args.get(option) for option in CUSTOM_OPTIONS})
+    if (task is None or task.name != info["name"] or task.kind != info["kind"]
+            or list(task.label_words) != list(info.get("label_words") or [])):
+        return None
+    return task
+
+
+def check_custom_name(name: str, flag: str = "--task-name") -> None:
+    """Refuse a custom task name that is a built-in task's or holds other than letters, digits, ``_.-``."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name) or name in TASKS:
+        raise SoftpromptError(
+            f"{flag} {name!r} is not usable: start with a letter, then letters, digits, '_', '.' or '-' "
+            f"(at most 64), and do not reuse a built-in task's name ({', '.join(TASKS)})"
+        )
+
+
+def custom_task(input_template: str, label_column: str | None = None,
+                label_words: Mapping[str, str] | None = None, target_column: str | None = None,
+                metric: str | None = None, name: str = "custom") -> Task:
+    """A user task: classification (label column + label words) or generation (target column).
+
+    ``label_words`` maps the raw label value, as text (``"0"``, ``"True"``, ``"spam"``), to the
+    word the model emits. ``metric`` defaults to accuracy (classification) or BLEU (generation).
+    ``name`` labels the task in reports, run metadata and the server: letters, digits, ``_.-``,
+    and not a built-in task's name. Custom tasks have no hub dataset: their rows always come from
+    local files.
+    """
+    check_custom_name(name)
+    template_fields(input_template)
+    hint = "check --input-template, --label-column and --target-column"
+    if (label_column is None) == (target_column is None):
+        raise SoftpromptError(
+            "a custom task needs exactly one of --label-column (classification, with "
+            "--label-words) or --target-column (generation)"
+        )
+    if target_column is not None:
+        if label_words:
+            raise SoftpromptError(
+                "--label-words only applies to classification; drop it or use --label-column"
+            )
+        metric = _check_metric(metric or "bleu", GENERATION_METRICS)
+        return Task(name, "generation", (), metric, None, dict(HUB_SPLITS), input_template,
+                    target_column, column_hint=hint)
+    if not label_words or len(label_words) < 2:
+        raise SoftpromptError(
+            "a classification task needs at least two label words, "
+            "e.g. --label-words 0=negative,1=positive"
+        )
+    words = tuple(label_words.values())
+    if len(set(words)) < len(words):
+        raise SoftpromptError(
+            f"label words {', '.join(words)} repeat a word; rank classification needs distinct ones"
+        )
+    metric = _check_metric(metric or "accuracy", CLASSIFICATION_METRICS)
+    return Task(name, "classification", words, metric, None, dict(HUB_SPLITS), input_template,
+                label_column, class_names=tuple(map(str, label_words)), labels_as_text=True,
+                column_hint=hint)
+
+
+def _check_metric(metric: str, allowed: tuple[str, ...]) -> str:
+    """Return ``metric`` if it suits the task kind."""
+    if metric not in allowed:
+        raise SoftpromptError(
+            f"metric {metric!r} does not fit this task; choose one of {', '.join(allowed)}"
+        )
+    return metric

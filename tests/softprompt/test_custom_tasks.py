@@ -1,0 +1,91 @@
+"""Custom tasks (``softprompt.custom_tasks``): templates, labels as text, names, the options'
+errors, and rebuilding a run's recorded task."""
+
+from __future__ import annotations
+
+import pytest
+
+from softprompt.custom_tasks import custom_task, parse_label_words, recorded_task, task_from_options
+from softprompt.errors import SoftpromptError
+from softprompt.tasks import Example
+
+
+def test_custom_classification_matches_labels_as_text():
+    task = custom_task("review: {sentence}", label_column="stars",
+                       label_words={"1": "bad", "2": "good"})
+    rows = [{"sentence": "meh", "stars": 1}, {"sentence": "wow", "stars": "2"}]
+    examples = task.to_examples(rows)
+    assert (task.kind, task.metric, task.hub) == ("classification", "accuracy", None)
+    assert [e.source for e in examples] == ["review: meh", "review: wow"]
+    assert [(e.label, e.target) for e in examples] == [(0, "bad"), (1, "good")]
+    assert examples[0].choices == ("bad", "good")
+    with pytest.raises(SoftpromptError, match="label '3' .* allowed: 1, 2 —"):
+        task.to_examples([{"sentence": "x", "stars": 3}])
+
+
+def test_custom_generation_task():
+    task = custom_task("question: {q} context: {c}", target_column="a", metric="rougeL")
+    example = task.to_examples([{"q": "who?", "c": "me.", "a": "me"}])[0]
+    assert (task.kind, task.metric) == ("generation", "rougeL")
+    assert example == Example("question: who? context: me.", "me", references=("me",))
+
+
+def test_custom_task_missing_template_column_points_at_flags():
+    task = custom_task("review: {text}", label_column="label", label_words={"0": "no", "1": "yes"})
+    with pytest.raises(SoftpromptError, match="column 'text' not found; available columns: "
+                                              "sentence, label — check --input-template"):
+        task.to_examples([{"sentence": "s", "label": 0}], origin="train.csv")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"input_template": "{x}"}, "exactly one of --label-column"),
+    ({"input_template": "{x}", "label_column": "y", "target_column": "z"}, "exactly one of"),
+    ({"input_template": "{x}", "label_column": "y"}, "at least two label words"),
+    ({"input_template": "{x}", "label_column": "y", "label_words": {"0": "a", "1": "a"}},
+     "repeat a word"),
+    ({"input_template": "{x}", "target_column": "y", "label_words": {"0": "a", "1": "b"}},
+     "--label-words only applies to classification"),
+    ({"input_template": "{x}", "target_column": "y", "metric": "accuracy"},
+     "metric 'accuracy' does not fit"),
+    ({"input_template": "review: {x", "target_column": "y"}, "malformed input template"),
+    ({"input_template": "review: {}", "target_column": "y"}, "must name columns"),
+    ({"input_template": "no fields", "target_column": "y"}, "must name columns"),
+    ({"input_template": "{x}", "target_column": "y", "name": "sst2"}, "--task-name 'sst2' is not usable.*built-in"),
+    ({"input_template": "{x}", "target_column": "y", "name": "spam#2"}, "--task-name 'spam#2' is not usable: start with a letter"),
+    ({"input_template": "{x}", "target_column": "y", "name": ""}, "--task-name '' is not usable"),
+])
+def test_custom_task_errors(kwargs, message):
+    with pytest.raises(SoftpromptError, match=message):
+        custom_task(**kwargs)
+
+
+def test_custom_task_name_is_recorded_and_rebuilt():
+    """--task-name names a custom task; a run's softprompt.json records it and the task is rebuilt under that name."""
+    task = task_from_options("custom", "sms: {text}", "label", "no=ham,yes=spam", task_name="spam-filter")
+    assert (task.name, task.label_words) == ("spam-filter", ("ham", "spam"))
+    meta = {"task": {"name": "spam-filter", "kind": "classification", "label_words": ["ham", "spam"]},
+            "train_args": {"task": "custom", "input_template": "sms: {text}", "label_column": "label",
+                           "label_words": "no=ham,yes=spam", "task_name": "spam-filter"}}
+    assert recorded_task(meta) == task
+    assert recorded_task(meta | {"task": meta["task"] | {"name": "custom"}}) is None  # name and options disagree
+    with pytest.raises(SoftpromptError, match="apply to --task custom, not 'rte'"):
+        task_from_options("rte", task_name="spam-filter")
+
+
+def test_parse_label_words():
+    assert parse_label_words("0=negative, 1 = positive") == {"0": "negative", "1": "positive"}
+    assert parse_label_words("spam=junk,ham=fine") == {"spam": "junk", "ham": "fine"}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("0:negative,1:positive", r"bad item '0:negative'"),
+    ("0=negative,", r"bad item ''"),
+    ("=negative,1=positive", r"bad item '=negative'"),
+    ("0=,1=positive", r"bad item '0='"),
+    ("", r"bad item ''"),
+    ("0=a,0=b", r"label '0' appears twice"),
+])
+def test_parse_label_words_errors(spec, message):
+    with pytest.raises(SoftpromptError, match=message) as err:
+        parse_label_words(spec)
+    assert "\n" not in str(err.value)
