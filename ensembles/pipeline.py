@@ -56,7 +56,7 @@ def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], trans
     return relabelled, [f"{note}; classes scored with the prompts' label words ({mapping})"]
 
 
-def _check_settings(rules: Sequence[str], kind: str, max_tokens: int | None) -> None:
+def check_settings(rules: Sequence[str], kind: str, max_tokens: int | None) -> None:
     """An unknown vote rule or a bad token budget fails before any scoring."""
     parse_rules(rules, kind)
     if max_tokens is not None and max_tokens < 1:
@@ -81,7 +81,7 @@ def run_ensemble_eval(
     with the full report under ``"report"``."""
     if not examples:
         raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
-    _check_settings(rules, task.kind, max_tokens)
+    check_settings(rules, task.kind, max_tokens)
     examples, notes = transfer_examples(pool, task, examples, transfer)
     ids = list(range(len(pool.names)))
     if task.kind == "generation":
@@ -130,7 +130,7 @@ def predict(
     """
     if not examples:
         raise SoftpromptError("no inputs to predict; pass a file with at least one row")
-    _check_settings([vote], task.kind, max_tokens)
+    check_settings([vote], task.kind, max_tokens)
     transfer_examples(pool, task, examples, transfer=False)  # the runs must have been trained on this task
     ids = list(range(len(pool.names)))
     if task.kind == "generation":

@@ -40,6 +40,7 @@ def predict(**kw) -> None:
     Example: softprompt predict --prompts runs/sst2 --input reviews.csv --output results/reviews.jsonl
     """
     from ensembles.evaluate import write_predictions
+    from ensembles.pipeline import check_settings
     from ensembles.pipeline import predict as predict_rows
     from ensembles.pool import load_pool, read_pool_metas
     from softprompt import distributed
@@ -52,6 +53,7 @@ def predict(**kw) -> None:
     ensure_parent(output, "the predictions", "--output")  # before any scoring, not after
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0])
+    check_settings([kw["vote"]], task.kind, kw["max_tokens"])  # before the model loads
     examples = task.to_inputs(read_file(kw["input_file"], "--input"), origin=kw["input_file"])
     frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
     pool = load_pool(kw["run_dirs"], frozen)
