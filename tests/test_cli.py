@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from softprompt.cli import cli
-from softprompt.store import read_meta
 from softprompt.custom_tasks import recorded_task, task_from_options
+from softprompt.store import read_meta
 from tests.conftest import TEST_DATA
 
 RTE = TEST_DATA / "superglue" / "rte"

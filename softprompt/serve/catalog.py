@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ensembles.pool import Pool, load_pool
+from softprompt.custom_tasks import recorded_task
 from softprompt.errors import SoftpromptError
 from softprompt.models import FrozenT5
-from softprompt.custom_tasks import recorded_task
 from softprompt.tasks import Task, template_fields
 
 
