@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,14 +22,14 @@ MAX_TOKENS_HELP = ("tokens per model call: inputs are sorted by length and a pas
 @click.command()
 @click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable: runs of one task are pooled)")
 @click.option("--input", "input_file", required=True, type=click.Path(),
-              help="the inputs: a .jsonl/.json/.csv/.tsv file, one row per input with the task's input columns (no label column needed)")
+              help="the inputs: a .jsonl/.json/.csv/.tsv file, one row per input with the task's input columns (no label column needed); - reads JSON Lines from standard input")
 @task_options(default=None, hub=False)
 @click.option("--vote", default="majority", show_default=True,
               help="how the prompts' answers combine; classification: majority, confidence, logprob_sum; generation: majority, mbr, best_score")
 @click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
 @click.option("--output", default="results/predictions.jsonl", show_default=True, type=click.Path(),
-              help="one JSON line per input, in input order: the vote's label (or text), the mean probabilities and every prompt's vote")
+              help="one JSON line per input, in input order: the vote's label (or text), the mean probabilities and every prompt's vote; - writes them to standard output")
 @click.option("--max-length", default=512, show_default=True, help="longest input in tokens (longer ones are truncated)")
 @click.option("--max-tokens", type=int, help=MAX_TOKENS_HELP)
 @decoding_options
@@ -44,27 +46,37 @@ def predict(**kw) -> None:
     from ensembles.pipeline import predict as predict_rows
     from ensembles.pool import load_pool, read_pool_metas
     from softprompt import distributed
-    from softprompt.data import read_file
+    from softprompt.data import read_file, read_json_lines
     from softprompt.models import load_frozen_t5
 
+    to_stdout = kw["output"] == "-"
     output = Path(kw["output"])
-    if output.is_dir():
+    if not to_stdout and output.is_dir():
         raise SoftpromptError(f"--output {output} is a folder; give a file path, e.g. {output / 'predictions.jsonl'}")
-    ensure_parent(output, "the predictions", "--output")  # before any scoring, not after
+    if not to_stdout:
+        ensure_parent(output, "the predictions", "--output")  # before any scoring, not after
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0])
     check_settings([kw["vote"]], task.kind, kw["max_tokens"])  # before the model loads
-    examples = task.to_inputs(read_file(kw["input_file"], "--input"), origin=kw["input_file"])
+    if kw["input_file"] == "-":
+        examples = task.to_inputs(read_json_lines(sys.stdin), origin="stdin")
+    else:
+        examples = task.to_inputs(read_file(kw["input_file"], "--input"), origin=kw["input_file"])
     frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
     pool = load_pool(kw["run_dirs"], frozen)
     rows = predict_rows(pool, task, examples, kw["vote"], kw["length_normalise"], kw["max_length"], kw["max_tokens"],
                         decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]), progress=not kw["quiet"])
     if not distributed.is_main():
         return
-    write_predictions(output, rows)
+    if to_stdout:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+    else:
+        write_predictions(output, rows)
     counts = "" if task.kind == "generation" else ": " + ", ".join(f"{label} {n}" for label, n in Counter(r["label"] for r in rows).most_common())
-    click.echo(f"{len(rows)} inputs, {len(pool.names)} prompts of {task.name}, vote {kw['vote']}{counts}")
-    click.echo(f"wrote {output}")
+    click.echo(f"{len(rows)} inputs, {len(pool.names)} prompts of {task.name}, vote {kw['vote']}{counts}", err=to_stdout)
+    if not to_stdout:
+        click.echo(f"wrote {output}")
 
 
 @click.command()

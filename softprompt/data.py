@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
 
 import datasets
 
@@ -99,6 +100,24 @@ def read_file(data_file: str, flag: str = FILE_FLAGS) -> list[dict]:
         raise SoftpromptError(
             f"could not read {data_file} ({reason}); check that it is valid {path.suffix[1:]}"
         ) from None
+    return rows
+
+
+def read_json_lines(lines: Iterable[str], origin: str = "stdin") -> list[dict]:
+    """Rows from JSON Lines text (e.g. standard input): one JSON object per non-blank line."""
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise SoftpromptError(f"{origin} line {number} is not valid JSON ({error.msg}); send one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise SoftpromptError(f"{origin} line {number} is a JSON {type(row).__name__}, not an object; send one object per line, e.g. {{\"sentence\": \"...\"}}")
+        rows.append(row)
+    if not rows:
+        raise SoftpromptError(f"{origin} has no rows; send one JSON object per line")
     return rows
 
 

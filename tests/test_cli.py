@@ -221,3 +221,7 @@ def test_predict_agrees_with_ensemble_eval_and_needs_no_labels(run_dir, tmp_path
         assert [(v["prompt"], v["label"]) for v in g["votes"]] == [(name, words[index]) for name, index in e["prompts"].items()]
         assert abs(sum(g["probs"]) - 1) < 1e-6 and g["candidates"] == words
     assert len({round(g["votes"][0]["scores"][0], 3) for g in got}) == 10  # the scores tell the inputs apart
+    piped = CliRunner().invoke(cli, ["predict", "--prompts", str(run_dir), "--input", "-", "--output", "-", "--quiet"],
+                               input=unlabelled.read_text(), catch_exceptions=False)
+    assert piped.exit_code == 0 and [json.loads(line) for line in piped.stdout.splitlines()] == got  # JSON Lines in, out
+    assert "10 inputs, 3 prompts of rte" in piped.stderr

@@ -635,8 +635,9 @@ def test_eval_output_under_a_file(run, data, tmp_path):
 # ============================================================================= predict
 
 
-@pytest.mark.parametrize("case", ["missing-input", "missing-column", "paragraph-row", "output-folder", "output-under-a-file", "vote"])
-def test_predict_refusals(case, run, data, tmp_path):
+@pytest.mark.parametrize("case", ["missing-input", "missing-column", "paragraph-row", "output-folder", "output-under-a-file", "vote",
+                                  "stdin-not-json", "stdin-not-objects"])
+def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
     """Bad inputs to `predict`: one line, exit 2, and no predictions file."""
     rows = [json.loads(line) for line in data["val"].read_text().splitlines()][:3]
     inputs = tmp_path / "new.jsonl"
@@ -657,8 +658,12 @@ def test_predict_refusals(case, run, data, tmp_path):
     elif case == "output-under-a-file":
         (tmp_path / "file").write_text("x")
         out, expected = tmp_path / "file" / "p.jsonl", ("cannot write the predictions to", "file is a file, not a folder", "--output")
-    else:
+    elif case == "vote":
         args, expected = ["--vote", "mbr"], ("unknown classification vote rule(s): mbr", "valid rules are: majority, confidence, logprob_sum")
+    else:
+        monkeypatch.setattr(sys, "stdin", io.StringIO('{"premise": "p", "hypothesis": "h"}\n' + ('{"premise": "p"' if case == "stdin-not-json" else "[1, 2]")))
+        inputs, expected = "-", (("stdin line 2 is not valid JSON", "send one JSON object per line") if case == "stdin-not-json" else
+                                 ("stdin line 2 is a JSON list, not an object; send one object per line",))
     result = run_cli("predict", "--prompts", run, "--input", inputs, "--output", out, "--quiet", *args)
     assert_one_line_error(result, *expected)
     assert result.exit_code == 2 and not out.is_file()
