@@ -171,7 +171,7 @@ def test_demo_runs_end_to_end_on_t5_nano(tmp_path, monkeypatch):
 
 def test_console_script_help_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "softprompt.cli", "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("train", "ensemble-eval", "neighbors", "sweep", "plot-scale", "plot-history", "demo", "export-peft", "import-peft"):
+    for command in ("train", "ensemble-eval", "predict", "serve", "neighbors", "sweep", "plot-scale", "plot-history", "demo", "export-peft", "import-peft"):
         assert command in out
 
 
