@@ -11,7 +11,6 @@ import click
 
 from softprompt.allocator import keep_freed_memory
 from softprompt.cli_analysis import ANALYSIS_COMMANDS
-from softprompt.cli_predict import PREDICT_COMMANDS
 from softprompt.cli_options import (
     MODEL_HELP,
     csv_ints,
@@ -24,8 +23,9 @@ from softprompt.cli_options import (
     task_options,
     vote_rules,
 )
-from softprompt.errors import SoftpromptError
+from softprompt.cli_predict import PREDICT_COMMANDS
 from softprompt.custom_tasks import CUSTOM_OPTIONS
+from softprompt.errors import SoftpromptError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from softprompt.errors import SoftpromptError
 from softprompt.custom_tasks import CUSTOM_FLAGS, CUSTOM_OPTIONS, recorded_task, task_from_options
+from softprompt.errors import SoftpromptError
 from softprompt.tasks import at_revision
 
 MODEL_HELP = ("embedded model (t5-nano, or its siblings t5-nano-s, t5-nano-m: pre-trained here, shipped inside the package; "

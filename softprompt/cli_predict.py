@@ -51,10 +51,10 @@ def predict(**kw) -> None:
 
     to_stdout = kw["output"] == "-"
     output = Path(kw["output"])
-    if not to_stdout and output.is_dir():
-        raise SoftpromptError(f"--output {output} is a folder; give a file path, e.g. {output / 'predictions.jsonl'}")
-    if not to_stdout:
-        ensure_parent(output, "the predictions", "--output")  # before any scoring, not after
+    if not to_stdout:  # a bad path fails before any scoring, not after
+        if output.is_dir():
+            raise SoftpromptError(f"--output {output} is a folder; give a file path, e.g. {output / 'predictions.jsonl'}")
+        ensure_parent(output, "the predictions", "--output")
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0])
     check_settings([kw["vote"]], task.kind, kw["max_tokens"])  # before the model loads

@@ -110,7 +110,9 @@ class TrainConfig:
             _positive("--prefix-length", self.prefix_length)
             if not self.prefix_sites or any(site not in SITES for site in self.prefix_sites):
                 raise SoftpromptError(f"--prefix-sites must be a non-empty subset of {','.join(SITES)}, got {','.join(self.prefix_sites)}")
-            if self.prefix_init not in PREFIX_INITS[:2] and not self.prefix_init.startswith("text:"):
+            if self.prefix_init.startswith("text:"):
+                parse_init(self.prefix_init)  # an empty text is an error
+            elif self.prefix_init not in PREFIX_INITS:
                 raise SoftpromptError(f"--prefix-init must be one of {', '.join(PREFIX_INITS)}, got {self.prefix_init!r}")
             if self.reparam_dim < 0 or self.reparam_hidden < 1:
                 raise SoftpromptError("--reparam-dim must be >= 0 (0: no MLP) and --reparam-hidden >= 1")

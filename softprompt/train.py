@@ -33,7 +33,7 @@ from softprompt.models import FrozenT5, enable_gradient_checkpointing
 from softprompt.optim import clip_grad_norm_per_prompt, make_bank_optimizer
 from softprompt.prefixes import PrefixBank, PrefixShape
 from softprompt.prompted import PromptedT5
-from softprompt.prompts import PromptBank, init_bank
+from softprompt.prompts import PromptBank, init_bank, parse_init
 from softprompt.store import META, model_fingerprint, save_run
 from softprompt.tasks import Example, Task
 from softprompt.tracking import TrainingLog
@@ -74,11 +74,12 @@ def build_prompted(frozen: FrozenT5, cfg: TrainConfig, label_words: Sequence[str
 
 def prefix_init_text(spec: str, label_words: Sequence[str]) -> str:
     """The words whose activations start a deep prefix: ``text:"..."``'s text, or the task's label words."""
-    if spec == "class-label":
-        if not label_words:
-            raise SoftpromptError('--prefix-init class-label needs a task with label words; use --prefix-init random or text:"..."')
-        return " ".join(label_words)
-    return spec[len("text:") :].strip().strip('"')
+    method, text = parse_init(spec)
+    if method != "class-label":
+        return text
+    if not label_words:
+        raise SoftpromptError('--prefix-init class-label needs a task with label words; use --prefix-init random or text:"..."')
+    return " ".join(label_words)
 
 
 def prepare_output_dir(path: str | Path, resume: bool, overwrite: bool) -> None:

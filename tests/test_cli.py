@@ -108,14 +108,21 @@ def test_predict_generation_gives_the_texts_ensemble_eval_votes_for(tmp_path, ti
         for row in csv.DictReader(handle):
             references.setdefault(row["mr"], []).append(row["ref"])
     mrs = [next(mr for mr, refs in references.items() if refs == e["references"]) for e in expected]  # the evaluated inputs
-    with open(tmp_path / "new.csv", "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([["mr"], *([mr] for mr in mrs)])
-    result = _invoke("predict", "--prompts", tmp_path / "e2e", "--input", tmp_path / "new.csv", "--output", tmp_path / "p.jsonl", *decoding)
-    got = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
-    assert "3 inputs, 3 prompts of e2e_nlg, vote mbr" in result.output
+    outputs = {}
+    for name, order in (("forward", mrs), ("reversed", mrs[::-1])):
+        with open(tmp_path / f"{name}.csv", "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle).writerows([["mr"], *([mr] for mr in order)])
+        result = _invoke("predict", "--prompts", tmp_path / "e2e", "--input", tmp_path / f"{name}.csv", "--output", tmp_path / f"{name}.jsonl", *decoding)
+        assert "3 inputs, 3 prompts of e2e_nlg, vote mbr" in result.output
+        outputs[name] = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    got = outputs["forward"]
     for g, e in zip(got, expected, strict=True):
         assert g["text"] == e["ensembles"]["mbr"]
         assert [(v["prompt"], v["text"]) for v in g["votes"]] == list(e["prompts"].items())
+    # the tiny random model writes one text for every input, so the scores check the order: they differ per input
+    scores = [[v["score"] for v in g["votes"]] for g in got]
+    assert len({round(row[0], 4) for row in scores}) == 3
+    assert sum(([v["score"] for v in g["votes"]] for g in outputs["reversed"]), []) == pytest.approx(sum(scores[::-1], []), abs=1e-4)
 
 
 def test_neighbors_table_json_and_plot(run_dir, tmp_path):
