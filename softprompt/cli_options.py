@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from softprompt.custom_tasks import CUSTOM_FLAGS, CUSTOM_OPTIONS, recorded_task, task_from_options
+from softprompt.custom_tasks import CUSTOM_FLAGS, CUSTOM_OPTIONS, recorded_task, task_from_options, template_task
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import at_revision
 
@@ -53,19 +53,23 @@ def options_task(kw: dict):
     return task_from_options(kw["task"], dataset_revision=kw.get("dataset_revision"), **{option: kw[option] for option in CUSTOM_OPTIONS})
 
 
-def eval_task(kw: dict, meta: dict, run_dir: str):
+def eval_task(kw: dict, meta: dict, run_dir: str, labelled: bool = True):
     """ensemble-eval's and predict's task: the one ``--task`` (and its template options) names, else the one the runs were
-    trained on (``meta``: the first run's softprompt.json; pooled runs share their task)."""
+    trained on (``meta``: the first run's softprompt.json; pooled runs share their task). Unlabelled inputs (predict,
+    ``labelled=False``) may give ``--input-template`` alone: the runs' task in that format."""
     if kw["task"] is not None:
         return options_task(kw)
     if kw.get("transfer"):
         raise SoftpromptError("--transfer evaluates prompts on another task than their own: name it with --task")
+    if not labelled and kw["input_template"] and not any(kw[option] for option in ("label_column", "label_words", "target_column")):
+        return template_task(kw["input_template"], meta["task"], kw["task_name"])
     if any(kw[option] for option in CUSTOM_OPTIONS):
-        raise SoftpromptError(f"{CUSTOM_FLAGS} need --task custom")
+        raise SoftpromptError(f"{CUSTOM_FLAGS} need --task custom" + ("" if labelled else "; or give --input-template alone"))
     task = recorded_task(meta)
     if task is None:
-        raise SoftpromptError(f"{run_dir} does not record how task {meta['task']['name']!r} formats its inputs; name the task "
-                              "with --task (for a custom task also --input-template and its label or target options)")
+        fix = ("name the task with --task (for a custom task also --input-template and its label or target options)" if labelled
+               else "give its input format with --input-template, e.g. --input-template 'review: {sentence}'")
+        raise SoftpromptError(f"{run_dir} does not record how task {meta['task']['name']!r} formats its inputs; {fix}")
     return task if kw.get("dataset_revision") is None else at_revision(task, kw["dataset_revision"])
 
 

@@ -37,7 +37,8 @@ MAX_TOKENS_HELP = ("tokens per model call: inputs are sorted by length and a pas
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def predict(**kw) -> None:
     """Answer unlabelled inputs from a file with trained prompts and their vote, offline: the batched,
-    length-sorted passes of ensemble-eval, the answers of `softprompt serve`.
+    length-sorted passes of ensemble-eval, the answers of `softprompt serve`. Runs that record no
+    input format (imported from PEFT) take --input-template alone.
 
     Example: softprompt predict --prompts runs/sst2 --input reviews.csv --output results/reviews.jsonl
     """
@@ -56,7 +57,7 @@ def predict(**kw) -> None:
             raise SoftpromptError(f"--output {output} is a folder; give a file path, e.g. {output / 'predictions.jsonl'}")
         ensure_parent(output, "the predictions", "--output")
     metas = read_pool_metas(kw["run_dirs"])
-    task = eval_task(kw, metas[0], kw["run_dirs"][0])
+    task = eval_task(kw, metas[0], kw["run_dirs"][0], labelled=False)
     check_settings([kw["vote"]], task.kind, kw["max_tokens"])  # before the model loads
     if kw["input_file"] == "-":
         examples = task.to_inputs(read_json_lines(sys.stdin), origin="stdin")

@@ -80,6 +80,24 @@ def recorded_task(meta: Mapping[str, Any]) -> Task | None:
     return task
 
 
+def template_task(input_template: str, task_meta: Mapping[str, Any], name: str | None = None) -> Task:
+    """The task a run records (``task_meta``: its kind and label words), formatted by ``input_template``:
+    ``softprompt predict --input-template`` for runs that record no template (e.g. imported from
+    PEFT). Its rows need no label or target column; it is called ``name``, else the run's task name
+    where that is not a built-in task's, else ``custom``.
+
+    >>> template_task("review: {text}", {"name": "reviews", "kind": "classification", "label_words": ["bad", "good"]}).label_words
+    ('bad', 'good')
+    """
+    name = name or (task_meta["name"] if task_meta["name"] not in TASKS else "custom")
+    if task_meta["kind"] == "generation":
+        return custom_task(input_template, target_column="target", name=name)
+    if task_meta["kind"] != "classification":
+        raise SoftpromptError(f"--input-template cannot rebuild a {task_meta['kind']} task; name the task with --task")
+    words = task_meta.get("label_words") or []
+    return custom_task(input_template, label_column="label", label_words={word: word for word in words}, name=name)
+
+
 def check_custom_name(name: str, flag: str = "--task-name") -> None:
     """Refuse a custom task name that is a built-in task's or holds other than letters, digits, ``_.-``."""
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,63}", name) or name in TASKS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from softprompt.custom_tasks import custom_task, parse_label_words, recorded_task, task_from_options
+from softprompt.custom_tasks import custom_task, parse_label_words, recorded_task, task_from_options, template_task
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import Example
 
@@ -70,6 +70,17 @@ def test_custom_task_name_is_recorded_and_rebuilt():
     assert recorded_task(meta | {"task": meta["task"] | {"name": "custom"}}) is None  # name and options disagree
     with pytest.raises(SoftpromptError, match="apply to --task custom, not 'rte'"):
         task_from_options("rte", task_name="spam-filter")
+
+
+def test_template_task_rebuilds_a_recorded_task_in_a_given_format():
+    """predict's --input-template alone: the run's kind and label words, its name unless a built-in one, rows without labels."""
+    task = template_task("sms: {text}", {"name": "spam-filter", "kind": "classification", "label_words": ["ham", "spam"]})
+    assert (task.name, task.kind, task.label_words) == ("spam-filter", "classification", ("ham", "spam"))
+    assert [e.source for e in task.to_inputs([{"text": "win now"}])] == ["sms: win now"]
+    generation = template_task("{document}", {"name": "rte", "kind": "generation", "label_words": []})
+    assert (generation.name, generation.kind) == ("custom", "generation")  # a built-in name is not reused
+    with pytest.raises(SoftpromptError, match="--input-template cannot rebuild a choice task; name the task with --task"):
+        template_task("{premise}", {"name": "copa", "kind": "choice", "label_words": []})
 
 
 def test_parse_label_words():

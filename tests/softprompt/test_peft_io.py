@@ -161,6 +161,33 @@ def test_imported_run_is_accepted_by_ensemble_eval(tiny_model_dir, peft_adapter,
     assert report.is_file()
 
 
+@pytest.mark.parametrize("kind", ["classification", "generation"])
+def test_imported_custom_run_predicts_with_its_input_template_alone(tiny_model_dir, peft_adapter, tmp_path, kind):
+    """A PEFT import records its task's kind and label words but not how inputs look: `predict` takes
+    --input-template alone and answers as the full custom-task options would; without it, one line."""
+    from softprompt.cli import cli
+
+    words = ["entailment", "not_entailment"] if kind == "classification" else None
+    out = tmp_path / "imported"
+    import_peft(peft_adapter, out, "entail", words)
+    inputs = TEST_DATA / "superglue" / "rte" / "val.jsonl"
+    template = ["--input-template", "{premise} question: {hypothesis}"]
+    full = (["--label-column", "label", "--label-words", "entailment=entailment,not_entailment=not_entailment"] if words
+            else ["--target-column", "idx"])
+    decoding = [] if words else ["--max-new-tokens", "3"]
+    answers = []
+    for options in (template + decoding, ["--task", "custom", "--task-name", "entail", *template, *full, *decoding]):
+        output = tmp_path / f"{len(answers)}.jsonl"
+        result = CliRunner().invoke(cli, ["predict", "--prompts", str(out), "--input", str(inputs), "--output", str(output), "--quiet", *options])
+        assert result.exit_code == 0, result.output
+        assert "prompts of entail" in result.output
+        answers.append([json.loads(line) for line in output.read_text().splitlines()])
+    assert len(answers[0]) == 24 and answers[0] == answers[1]
+    refused = CliRunner().invoke(cli, ["predict", "--prompts", str(out), "--input", str(inputs), "--output", str(tmp_path / "x.jsonl")])
+    assert isinstance(refused.exception, SoftpromptError)
+    assert "does not record how task 'entail' formats its inputs; give its input format with --input-template" in str(refused.exception)
+
+
 def test_custom_task_metadata(peft_adapter, tmp_path):
     import_peft(peft_adapter, tmp_path / "cls", "reviews", ["negative", "positive"])
     assert read_meta(tmp_path / "cls")["task"] == {"name": "reviews", "kind": "classification", "label_words": ["negative", "positive"], "metric": "accuracy"}
