@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -169,6 +170,11 @@ def train(
             )
         _load_bank_state(banks, bank_tensors)
         state = saved
+    elif n > 1 and _same_start(banks) and distributed.is_main():
+        tqdm.write(
+            f"note: all {n} prompts start at the same values and see the same batches, so they will train into {n} copies; "
+            "for an ensemble give each its own start (--init class-label or sampled-vocab; deep prefixes: --reparam-dim > 0; "
+            "--init-from: one source per prompt)", file=sys.stderr)
     state["config"] = cfg.to_dict()
     log = TrainingLog(state, cfg.log_every, task.metric, cfg.report_to, cfg.output_dir, state["config"])  # trackers: main process only (accelerate)
 
@@ -263,6 +269,11 @@ def _banks(prompted: PromptedT5) -> dict[str, torch.nn.Module]:
 def _bank_state(banks: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
     """Every bank tensor (parameters and buffers, all with the prompt index first), by name."""
     return {f"{name}.{key}": value for name, bank in banks.items() for key, value in bank.state_dict().items()}
+
+
+def _same_start(banks: dict[str, torch.nn.Module]) -> bool:
+    """Whether every prompt starts at the first prompt's values in every bank (then, on one data order, they stay equal)."""
+    return all(torch.equal(tensor[1:], tensor[:1].expand_as(tensor[1:])) for tensor in _bank_state(banks).values())
 
 
 def _load_bank_state(banks: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor]) -> None:

@@ -71,6 +71,19 @@ def test_joint_training_equals_training_each_prompt_alone(tmp_path, rte):
     assert not torch.allclose(joint[0], joint[1])  # different seeds, different prompts
 
 
+@pytest.mark.parametrize("init", ['text:"yes no maybe"', "sampled-vocab"])
+def test_prompts_that_start_equal_end_equal_and_the_run_says_so(tmp_path, rte, capsys, init):
+    """One data order for all prompts: a start shared by every prompt (a text init) trains N copies, and
+    training notes it on stderr; per-prompt starts (sampled tokens) give N different prompts and no note."""
+    task, train_examples, val_examples = rte
+    cfg = _config(tmp_path, "run", init=init, steps=3, eval_every=3)
+    train(cfg, random_t5(), task, train_examples, val_examples, progress=False)
+    weight = load_pool([cfg.output_dir], random_t5()).model.prompts.weight
+    shared = init.startswith("text:")
+    assert torch.allclose(weight[0], weight[1], atol=1e-6) == torch.allclose(weight[0], weight[2], atol=1e-6) == shared
+    assert ("note: all 3 prompts start at the same values" in capsys.readouterr().err) == shared
+
+
 def test_resume_continues_to_the_same_prompts(tmp_path, rte):
     task, train_examples, val_examples = rte
     full_cfg = _config(tmp_path, "full", steps=6)
