@@ -8,7 +8,6 @@ prompt, and each ensemble rule, plus optional reference points from a CSV.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections import defaultdict
 from typing import Sequence
@@ -17,9 +16,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.figures import check_plot_path, fitted_title, save_png_and_svg
+from ensembles.evaluate import read_report
 from softprompt.errors import SoftpromptError
 
-FORMAT = "softprompt.eval/1"
 _REQUIRED = {
     "task": str, "split": str, "kind": str, "settings": dict, "metrics": list, "primary": str,
     "per_prompt": list, "mean": dict, "std": dict, "best": dict, "ensembles": dict, "n_examples": int,
@@ -28,30 +27,17 @@ _REQUIRED = {
 
 def load_results(paths: Sequence[str]) -> list[dict]:
     """Read and validate evaluation reports; any problem raises SoftpromptError naming the file."""
-    results = []
-    for path in paths:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                result = json.load(handle)
-        except FileNotFoundError:
-            raise SoftpromptError(f"{path}: no such evaluation report; check the path") from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise SoftpromptError(f"{path}: cannot read the evaluation report ({err})") from None
-        except json.JSONDecodeError as err:
-            raise SoftpromptError(f"{path}: not valid JSON ({err}); re-run the evaluation to rewrite it") from None
+    results = [read_report(path, required=tuple(_REQUIRED)) for path in paths]
+    for path, result in zip(paths, results):
         _validate(path, result)
-        results.append(result)
     return results
 
 
-def _validate(path: str, result: object) -> None:
-    """Check the parts of a softprompt.eval/1 report that the curves use."""
-    if not isinstance(result, dict) or result.get("format") != FORMAT:
-        found = result.get("format") if isinstance(result, dict) else type(result).__name__
-        raise SoftpromptError(f"{path}: format is {found!r}, expected {FORMAT!r}; pass an evaluation report")
+def _validate(path: str, result: dict) -> None:
+    """Check the types of the parts of a report that the curves use."""
     for key, kind in _REQUIRED.items():
         if not isinstance(result.get(key), kind):
-            raise SoftpromptError(f"{path}: key {key!r} is missing or not a {kind.__name__}; the report is incomplete")
+            raise SoftpromptError(f"{path}: key {key!r} is not a {kind.__name__}; the report is incomplete")
     if result["kind"] not in ("classification", "generation"):
         raise SoftpromptError(f"{path}: kind is {result['kind']!r}, expected 'classification' or 'generation'")
     if not result["per_prompt"] or not all(isinstance(v, dict) for v in result["ensembles"].values()):

@@ -254,20 +254,21 @@ def write_predictions(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(lines))
 
 
-def read_report(path: str | os.PathLike) -> dict:
-    """Load a report written by ``write_report``; raises SoftpromptError naming the file and the problem."""
+def read_report(path: str | os.PathLike, required: Sequence[str] = REPORT_KEYS) -> dict:
+    """Load a report written by ``write_report`` that holds the ``required`` keys; raises SoftpromptError
+    naming the file and the problem."""
     try:
         report = json.loads(Path(path).read_bytes())
     except FileNotFoundError:
-        raise SoftpromptError(f"{path}: report file not found; check the path or run the evaluation first") from None
+        raise SoftpromptError(f"{path}: no such evaluation report; check the path") from None
     except OSError as error:
-        raise SoftpromptError(f"{path}: cannot read the report ({error.strerror})") from None
+        raise SoftpromptError(f"{path}: cannot read the evaluation report ({error.strerror})") from None
     except ValueError as error:
         raise SoftpromptError(f"{path}: not valid JSON ({error}); re-run the evaluation to rewrite it") from None
     found = report.get("format") if isinstance(report, dict) else type(report).__name__
     if found != FORMAT:
-        raise SoftpromptError(f"{path}: format is {found!r}, expected {FORMAT!r}; not a softprompt evaluation report")
-    missing = [key for key in REPORT_KEYS if key not in report]
+        raise SoftpromptError(f"{path}: format is {found!r}, expected {FORMAT!r}; pass an evaluation report")
+    missing = [key for key in required if key not in report]
     if missing:
         raise SoftpromptError(f"{path}: report is missing keys {', '.join(missing)}; re-run the evaluation")
     return report

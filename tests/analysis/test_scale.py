@@ -145,7 +145,8 @@ def test_other_x_and_generation(tmp_path):
         (None, "no such evaluation report"),
         ("{not json", "not valid JSON"),
         ({"format": "softprompt.eval/0"}, "expected 'softprompt.eval/1'"),
-        ({"format": "softprompt.eval/1", "task": "boolq"}, "key 'split'"),
+        ({"format": "softprompt.eval/1", "task": "boolq"}, "report is missing keys split, kind"),
+        ({**_report("t5-base", 250_000_000, [0.6, 0.7], 0.7), "n_examples": "500"}, "key 'n_examples' is not a int"),
     ],
 )
 def test_bad_reports(tmp_path, content, match):

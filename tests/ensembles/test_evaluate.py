@@ -160,7 +160,7 @@ def test_write_predictions_jsonl(tmp_path):
 
 
 def test_read_report_errors(tmp_path):
-    with pytest.raises(SoftpromptError, match="missing.json: report file not found"):
+    with pytest.raises(SoftpromptError, match="missing.json: no such evaluation report"):
         read_report(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
