@@ -10,7 +10,8 @@ import pytest
 
 # Small fixtures in the layout of the public releases (tests/data/README.md: sources and licences).
 # Full benchmark data lives beside the repository (../shared/data) and is read only by benchmarks.
-TEST_DATA = Path(__file__).resolve().parent / "data"
+ROOT = Path(__file__).resolve().parent.parent  # the repository
+TEST_DATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="session")

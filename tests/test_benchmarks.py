@@ -6,13 +6,11 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_DATA
+from tests.conftest import ROOT, TEST_DATA
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # result file -> keys its RESULT must hold
 EXPECTED = {

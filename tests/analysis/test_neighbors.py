@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,13 +17,14 @@ from analysis.neighbors import (
     special_token_ids,
 )
 from softprompt.errors import SoftpromptError
+from tests.conftest import ROOT
 
 V, D = 200, 16
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return AutoTokenizer.from_pretrained(str(Path(__file__).resolve().parents[2] / "softprompt" / "assets" / "t5-tokenizer"))
+    return AutoTokenizer.from_pretrained(str(ROOT / "softprompt" / "assets" / "t5-tokenizer"))
 
 
 @pytest.fixture

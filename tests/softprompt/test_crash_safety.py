@@ -35,10 +35,9 @@ import pytest
 import safetensors.torch
 import torch
 
-from tests.conftest import TEST_DATA
+from tests.conftest import ROOT, TEST_DATA
 
 RTE = TEST_DATA / "superglue" / "rte"
-REPO = Path(__file__).resolve().parents[2]
 STEPS = 12
 
 # Checkpoints at 3, 6, 9, 12 and validations at 4, 8, 12: a kill between two checkpoints also throws
@@ -144,7 +143,7 @@ for line in sys.stdin:
 
 def _env() -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(REPO))
+                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(ROOT))
 
 
 def _train_args(model_dir: Path, out: Path, resume: bool = False) -> list[str]:
@@ -470,18 +469,18 @@ UNPICKLING = re.compile(
 
 
 def test_package_sources_never_unpickle():
-    sources = [p for package in ("softprompt", "ensembles", "analysis") for p in (REPO / package).rglob("*.py")]
+    sources = [p for package in ("softprompt", "ensembles", "analysis") for p in (ROOT / package).rglob("*.py")]
     assert len(sources) > 20
     offences = []
     for path in sources:
         text = path.read_text()
         for match in UNPICKLING.finditer(text):
-            offences.append(f"{path.relative_to(REPO)}: {match.group(0)}")
+            offences.append(f"{path.relative_to(ROOT)}: {match.group(0)}")
         for match in re.finditer(r"(?<![\w.])torch\s*\.\s*load\s*\(", text):  # only torch.load(..., weights_only=True)
             depth, end = 1, match.end()
             while depth and end < len(text):
                 depth += {"(": 1, ")": -1}.get(text[end], 0)
                 end += 1
             if not re.search(r"\bweights_only\s*=\s*True\b", text[match.end() : end]):
-                offences.append(f"{path.relative_to(REPO)}: {text[match.start() : end]}")
+                offences.append(f"{path.relative_to(ROOT)}: {text[match.start() : end]}")
     assert not offences, "unpickling calls in package sources:\n" + "\n".join(offences)

@@ -26,8 +26,9 @@ from softprompt.errors import SoftpromptError
 from softprompt.custom_tasks import task_from_options
 from softprompt.tasks import TASKS, Example, get_task, template_fields
 from tests.test_cli_errors import assert_one_line_error, run_cli
+from tests.conftest import ROOT
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = ROOT / "README.md"
 PARQUET = "refs/convert/parquet"
 BOOL = ("False", "True")
 ARGUMENTS = ("path", "name", "revision", "data_files")  # what a task's hub source decides

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.serve.harness import running_server, stop, write_run
-from tests.serve.reference import Reference, check_classification, check_generation
-from tests.serve.rows import E2E, SST2, unlabeled
+from tests.softprompt.serve.harness import running_server, stop, write_run
+from tests.softprompt.serve.reference import Reference, check_classification, check_generation
+from tests.softprompt.serve.rows import E2E, SST2, unlabeled
 
 PROMPTS = ["sst2#0", "sst2#1", "sst2#2"]
 

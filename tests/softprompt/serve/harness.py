@@ -1,5 +1,5 @@
 """Helpers to write prompt runs with random banks and to drive a real ``softprompt serve``
-subprocess over HTTP with the standard library (used by tests/serve and benchmarks/serve_bench.py)."""
+subprocess over HTTP with the standard library (used by tests/softprompt/serve and benchmarks/serve_bench.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from softprompt.prompts import PromptBank
 from softprompt.store import model_fingerprint, save_run
 from softprompt.tasks import get_task
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository (benchmarks/serve_bench.py imports this file outside pytest)
 PREFIX_LENGTH = 2
 
 

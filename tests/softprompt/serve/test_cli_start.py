@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from softprompt.models import random_t5, save_model_dir
-from tests.serve.harness import write_run
+from tests.softprompt.serve.harness import write_run
 from tests.test_cli_errors import assert_one_line_error, run_cli
 
 

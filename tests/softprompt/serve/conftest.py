@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.serve.harness import write_run
+from tests.softprompt.serve.harness import write_run
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from softprompt.cli import cli
-from tests.serve.harness import running_server
-from tests.serve.reference import Reference, check_classification, check_generation
-from tests.serve.rows import CB, COPA, E2E, SST2, unlabeled
+from tests.softprompt.serve.harness import running_server
+from tests.softprompt.serve.reference import Reference, check_classification, check_generation
+from tests.softprompt.serve.rows import CB, COPA, E2E, SST2, unlabeled
 
 KEY = "s3cret-key"
 TASK_ROWS = {"sst2": SST2, "cb": CB, "copa": COPA}

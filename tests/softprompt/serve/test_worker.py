@@ -16,9 +16,9 @@ from softprompt.serve.config import Limits
 from softprompt.serve.engine import Engine
 from softprompt.serve.schema import ClassifyRequest, GenerateRequest
 from softprompt.serve.worker import BatchingWorker
-from tests.serve.harness import write_run
-from tests.serve.reference import Reference, check_classification, check_generation
-from tests.serve.rows import CB, COPA, E2E, SST2, unlabeled
+from tests.softprompt.serve.harness import write_run
+from tests.softprompt.serve.reference import Reference, check_classification, check_generation
+from tests.softprompt.serve.rows import CB, COPA, E2E, SST2, unlabeled
 
 
 class Passes:
