@@ -5,7 +5,6 @@ from pathlib import Path
 
 from softprompt.nano import mixture as nano_mixture
 
-
 TINY = dict(d_model=16, d_ff=32, d_kv=8, num_heads=2, num_layers=1, input_length=24, batch_size=4,
             lm_target_length=8, warmup=2, lm_fraction=0.34, steps=3, bf16=False)
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from softprompt.models import load_frozen_t5, load_tokenizer
 from softprompt.errors import SoftpromptError
+from softprompt.models import load_frozen_t5, load_tokenizer
 from softprompt.nano.export import add_quality, export, merged_quality
 from softprompt.nano.pretrain import PretrainConfig, pretrain
 from tests.softprompt.nano.helpers import TINY, cached_mixture, hand_made_gate

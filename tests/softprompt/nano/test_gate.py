@@ -7,7 +7,6 @@ import pytest
 from softprompt.nano import gate
 from softprompt.nano.pretrain import PretrainConfig, pretrain
 from tests.conftest import TEST_DATA
-
 from tests.softprompt.nano.helpers import TINY
 
 

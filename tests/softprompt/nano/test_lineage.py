@@ -6,17 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from softprompt.models import load_frozen_t5
 from softprompt.errors import SoftpromptError
-from softprompt.nano.export import export
+from softprompt.models import load_frozen_t5
+from softprompt.nano import lineage as nano_lineage, mixture as nano_mixture
+from softprompt.nano.export import export, lineage
 from softprompt.nano.pretrain import pretrain
-
-from softprompt.nano import mixture as nano_mixture
-
-from softprompt.nano import lineage as nano_lineage
-from softprompt.nano.export import lineage
-from tests.softprompt.nano.helpers import TINY, cached_mixture, hand_made_gate
 from tests.conftest import ROOT
+from tests.softprompt.nano.helpers import TINY, cached_mixture, hand_made_gate
 
 
 def test_lineage_recipe_is_the_one_the_shipped_t5_nano_was_trained_with():

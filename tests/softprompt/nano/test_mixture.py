@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from softprompt.errors import SoftpromptError
-
 from softprompt.nano import mixture as nano_mixture
 from tests.softprompt.nano.helpers import cached_mixture, mixture_rows
 
