@@ -27,14 +27,11 @@ _REQUIRED = {
 
 def load_results(paths: Sequence[str]) -> list[dict]:
     """Read and validate evaluation reports; any problem raises SoftpromptError naming the file."""
-    results = [read_report(path, required=tuple(_REQUIRED)) for path in paths]
-    for path, result in zip(paths, results):
-        _validate(path, result)
-    return results
+    return [_validated(path, read_report(path, required=tuple(_REQUIRED))) for path in paths]
 
 
-def _validate(path: str, result: dict) -> None:
-    """Check the types of the parts of a report that the curves use."""
+def _validated(path: str, result: dict) -> dict:
+    """``result``, once the types of the parts of it that the curves use are checked."""
     for key, kind in _REQUIRED.items():
         if not isinstance(result.get(key), kind):
             raise SoftpromptError(f"{path}: key {key!r} is not a {kind.__name__}; the report is incomplete")
@@ -49,6 +46,7 @@ def _validate(path: str, result: dict) -> None:
                 f"{path}: metric {metric!r} lacks a number in 'mean', 'std' or a 'per_prompt' entry; "
                 "the report is incomplete"
             )
+    return result
 
 
 def _number(value: object) -> bool:
