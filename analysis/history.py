@@ -52,7 +52,9 @@ class RunCurves:
 def load_curves(run_dir: str | Path) -> RunCurves:
     """A run directory's curves from its ``history.json``; any problem is a one-line SoftpromptError.
 
-    Example: ``load_curves("runs/boolq").best()`` -> [(step, metric) per prompt].
+    >>> best = load_curves("runs/sst2").best()  # a trained run
+    >>> len(best), best[0][0]  # (step, metric) per prompt: this run validated once, at step 2
+    (3, 2)
     """
     run = Path(run_dir)
     path = run / HISTORY
@@ -118,7 +120,9 @@ def plot_history(run_dirs: Sequence[str | Path], out: str | Path, title: str | N
     """Training loss (top) and validation metric (bottom) against step, one column per run, one line
     per prompt (the same colour in every panel), each prompt's best step starred; writes PNG and SVG.
 
-    Example: ``plot_history(["runs/class-label", "runs/random"], "curves.png")`` writes curves.png and curves.svg.
+    >>> figure = plot_history(["runs/sst2"], "curves.png")  # one column per run: e.g. ["runs/class-label", "runs/random"]
+    >>> sorted(str(p) for p in Path().glob("curves.*"))
+    ['curves.png', 'curves.svg']
     """
     check_plot_path(out)
     if not run_dirs:

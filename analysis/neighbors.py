@@ -38,6 +38,14 @@ def nearest_neighbors(
     One (N*P, d) @ (d, V) product in float32, then topk. Ids in ``exclude_ids`` are never
     returned; ids >= V are ignored, so a list made for a larger vocabulary still applies.
     Returns (similarities (N, P, k), token_ids (N, P, k)).
+
+    >>> from softprompt.models import load_frozen_t5
+    >>> frozen = load_frozen_t5("t5-nano")
+    >>> embeddings = frozen.model.get_input_embeddings().weight  # (V, d)
+    >>> prompt = embeddings[frozen.tokenizer("great film", add_special_tokens=False).input_ids][None]  # (1, 2, d): real tokens
+    >>> similarities, token_ids = nearest_neighbors(prompt, embeddings, top_k=3)
+    >>> frozen.tokenizer.convert_ids_to_tokens(token_ids[0, :, 0]), similarities[0, :, 0].round(decimals=3).tolist()
+    (['▁great', '▁film'], [1.0, 1.0])
     """
     if vectors.dim() != 3:
         raise SoftpromptError(
@@ -105,6 +113,16 @@ def neighbor_report(
     and prompts keep their original index as name. Summary: positions with a label token in
     their top-k, distinct tokens and the 10 most repeated ones, mean top-1 similarity and,
     for several prompts, the Jaccard overlap of their sets of top-k token ids.
+
+    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.store import load_banks
+    >>> frozen = load_frozen_t5("t5-nano")
+    >>> _, prompts, _ = load_banks("runs/sst2", frozen.config)  # a trained run: 3 prompts of 8 vectors
+    >>> report = neighbor_report(*nearest_neighbors(prompts.weight, frozen.model.get_input_embeddings().weight), frozen.tokenizer)
+    >>> len(report["prompts"]), len(report["prompts"][0]["positions"]), len(report["prompts"][0]["positions"][0]["neighbors"])
+    (3, 8, 5)
+    >>> print(format_neighbor_table(report))  # doctest: +ELLIPSIS
+    p0 pos 0 | ...
     """
     if token_ids.dim() != 3 or similarities.shape != token_ids.shape:
         raise SoftpromptError(

@@ -163,6 +163,11 @@ def plot_scale(
     ``out`` ends with .png or .svg; the other format is written beside it. Classification
     fractions are drawn as percentages; reference CSV y values are in the reports' units.
     With x == "model_params" the x axis is logarithmic and ticks show the model names.
+
+    >>> from pathlib import Path
+    >>> figure = plot_scale(load_results(["results/sst2.json"]), "accuracy", "scale.png")  # one report per model size
+    >>> sorted(str(p) for p in Path().glob("scale.*"))
+    ['scale.png', 'scale.svg']
     """
     check_plot_path(out)
     points = scale_points(results, metric, x)

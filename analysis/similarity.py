@@ -57,6 +57,10 @@ def prompt_similarity(a: torch.Tensor, b: torch.Tensor, metric: str = "cosine-me
 
     ``cosine-mean``: cosine of the two prompts' average token vectors; ``cosine-max``: the largest
     cosine over all (token of a, token of b) pairs. Prompt lengths may differ.
+
+    >>> a, b = torch.randn(2, 20, 192), torch.randn(3, 5, 192)
+    >>> prompt_similarity(a, b).shape, prompt_similarity(a, a).diagonal().round(decimals=6).tolist()  # (Na, Nb); each prompt to itself: 1
+    (torch.Size([2, 3]), [1.0, 1.0])
     """
     if metric not in METRICS:
         raise SoftpromptError(f"unknown similarity metric {metric!r}; use one of: {', '.join(METRICS)}")
@@ -300,10 +304,9 @@ def pick_source(
 def retrieve(target: str, library: Sequence[str], metric: str = "cosine-mean", bank: str = "prompts") -> list[dict[str, Any]]:
     """``rank_library`` for a target spec (``RUN#i`` or ``RUN``) and library run directories.
 
-    Example::
-
-        ranking = retrieve("runs/sst2-probe#0", ["runs/boolq", "runs/rte"])
-        ranking[0]["name"], ranking[0]["score"]  # the closest library prompt
+    >>> ranking = retrieve("runs/sst2#0", ["runs/sst2"])  # library: any runs on the same model
+    >>> [(r["name"], round(r["score"], 3)) for r in ranking][:1]  # the closest library prompt: itself
+    [('sst2#0', 1.0)]
     """
     run, index = parse_spec(target, "--target")
     return rank_library(load_run_vectors([run], bank)[0], index, load_run_vectors(library, bank), metric)

@@ -78,7 +78,18 @@ def run_ensemble_eval(
     progress: bool = False,
 ) -> dict:
     """Evaluate every pooled prompt and each vote rule on ``examples``; returns the report core
-    with the full report under ``"report"``."""
+    with the full report under ``"report"``.
+
+    >>> from ensembles.pool import load_pool
+    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.tasks import get_task
+    >>> task = get_task("sst2")
+    >>> examples = task.to_examples([{"sentence": "a gem", "label": 1}, {"sentence": "a mess", "label": 0}])
+    >>> core = run_ensemble_eval(load_pool(["runs/sst2"], load_frozen_t5("t5-nano")), task, examples, "validation", ["majority", "confidence"])
+    >>> len(core["per_prompt"]), sorted(core["ensembles"]), sorted(core["mean"])
+    (3, ['confidence', 'majority'], ['accuracy', 'balanced_accuracy', 'f1', 'macro_f1', 'mcc'])
+    >>> paths = write_outputs(core, "results/example.json")  # report JSON + CSV, predictions JSONL
+    """
     if not examples:
         raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
     check_settings(rules, task.kind, max_tokens)
@@ -124,9 +135,13 @@ def predict(
     """Every pooled prompt's answer on unlabelled ``examples`` (``Task.to_inputs``) and their ``vote``,
     one row per example in the given order, as ``softprompt serve`` answers a task ensemble.
 
-    >>> rows = predict(load_pool(["runs/sst2"], frozen), task, task.to_inputs([{"sentence": "a gem"}]), "majority")  # doctest: +SKIP
-    >>> rows[0]["label"], len(rows[0]["votes"])  # doctest: +SKIP
-    ('positive', 5)
+    >>> from ensembles.pool import load_pool
+    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.tasks import get_task
+    >>> task = get_task("sst2")
+    >>> rows = predict(load_pool(["runs/sst2"], load_frozen_t5("t5-nano")), task, task.to_inputs([{"sentence": "a gem"}]), "majority")
+    >>> rows[0]["input"], rows[0]["label"] in task.label_words, len(rows[0]["votes"])  # one vote per prompt
+    ('sst2 sentence: a gem', True, 3)
     """
     if not examples:
         raise SoftpromptError("no inputs to predict; pass a file with at least one row")

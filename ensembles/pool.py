@@ -56,7 +56,13 @@ def read_pool_metas(run_dirs: Sequence[str], mixed_tasks: bool = False) -> list[
 
 def load_pool(run_dirs: Sequence[str], frozen: FrozenT5, mixed_tasks: bool = False) -> Pool:
     """Load and concatenate the banks of ``run_dirs`` (same model and layout; same task unless
-    ``mixed_tasks``) on ``frozen``; bank row i is ``names[i]``."""
+    ``mixed_tasks``) on ``frozen``; bank row i is ``names[i]``.
+
+    >>> from softprompt.models import load_frozen_t5
+    >>> pool = load_pool(["runs/sst2"], load_frozen_t5("t5-nano"))  # runs written by softprompt train
+    >>> pool.names, pool.model.n_prompts
+    (['sst2#0', 'sst2#1', 'sst2#2'], 3)
+    """
     metas = read_pool_metas(run_dirs, mixed_tasks)
     loaded = [load_banks(d, frozen.config) for d in run_dirs]
     names = [f"{Path(d).name}#{k}" for d, meta in zip(run_dirs, metas) for k in range(meta["n_prompts"])]

@@ -70,9 +70,14 @@ def score_choices(
     ``ensembles.batched.token_budget`` of the model's device).
     Under a data-parallel launcher each process scores its shard and the results are gathered.
 
-    >>> scores = score_choices(prompted, examples, bank_ids=[0, 1, 2])  # doctest: +SKIP
-    >>> scores.log_likelihood.shape  # (N prompts, M examples, K candidates)  # doctest: +SKIP
-    (3, 100, 2)
+    >>> from ensembles.pool import load_pool
+    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.tasks import get_task
+    >>> pool = load_pool(["runs/sst2"], load_frozen_t5("t5-nano"))
+    >>> examples = get_task("sst2").to_examples([{"sentence": "a gem", "label": 1}, {"sentence": "a mess", "label": 0}])
+    >>> scores = score_choices(pool.model, examples, bank_ids=[0, 1, 2])
+    >>> scores.log_likelihood.shape  # (N prompts, M examples, K candidates: negative, positive)
+    (3, 2, 2)
     """
     device = model.model.get_input_embeddings().weight.device
     total, k = len(examples), max(len(e.choices) for e in examples)
@@ -103,7 +108,16 @@ def generate_texts(
 ) -> Generations:
     """Generate for every (prompt, example) pair in length-aware passes of at most ``max_tokens``
     (rows × padded length × beams); ``decoding`` goes to ``generate()`` (``max_new_tokens``,
-    ``num_beams``, ``no_repeat_ngram_size``, ...); sharded like ``score_choices``."""
+    ``num_beams``, ``no_repeat_ngram_size``, ...); sharded like ``score_choices``.
+
+    >>> from ensembles.pool import load_pool
+    >>> from softprompt.models import load_frozen_t5
+    >>> pool = load_pool(["runs/sst2"], load_frozen_t5("t5-nano"))
+    >>> examples = [Example("sst2 sentence: a gem", ""), Example("sst2 sentence: a mess", "")]
+    >>> generations = generate_texts(pool.model, examples, bank_ids=[0, 2], max_new_tokens=4)
+    >>> len(generations.texts), len(generations.texts[0]), generations.scores.shape  # N prompts × M examples
+    (2, 2, (2, 2))
+    """
     device = model.model.get_input_embeddings().weight.device
     total = len(examples)
     examples = distributed.shard(examples)

@@ -59,6 +59,10 @@ def majority_vote(log_probs: np.ndarray) -> np.ndarray:
     across prompts (softmax over each prompt's candidate set, see ``candidate_probs``); if still
     tied (mean probabilities within ``TIE_TOLERANCE``, i.e. equal up to float rounding), the
     lowest index.
+
+    >>> log_probs = np.log([[[0.9, 0.1]], [[0.4, 0.6]], [[0.45, 0.55]]])  # (N=3 prompts, M=1 example, K=2)
+    >>> majority_vote(log_probs)  # two of three prompts pick candidate 1
+    array([1])
     """
     log_probs = check_log_probs(log_probs)
     n_candidates = log_probs.shape[2]
@@ -71,7 +75,12 @@ def majority_vote(log_probs: np.ndarray) -> np.ndarray:
 
 
 def confidence_vote(log_probs: np.ndarray) -> np.ndarray:
-    """Argmax of the mean over prompts of the candidate probabilities: (N, M, K) -> (M,)."""
+    """Argmax of the mean over prompts of the candidate probabilities: (N, M, K) -> (M,).
+
+    >>> log_probs = np.log([[[0.9, 0.1]], [[0.4, 0.6]], [[0.45, 0.55]]])  # (N=3 prompts, M=1 example, K=2)
+    >>> confidence_vote(log_probs)  # mean probabilities 0.58 / 0.42: the one confident prompt wins
+    array([0])
+    """
     return candidate_probs(log_probs).mean(axis=0).argmax(axis=1)
 
 

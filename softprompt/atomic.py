@@ -1,9 +1,11 @@
-"""Crash-safe file writes: temp file in the same directory, fsync, then rename."""
+"""Crash-safe writes: a file or a whole directory is built beside its target, then renamed into place."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -60,6 +62,49 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_out_dir(out: Path, overwrite: bool, is_ours: Callable[[Path], bool], what: str, option: str) -> bool:
+    """Whether ``out`` holds ``what`` to be replaced; errors when it may not be written."""
+    if out.exists() and not out.is_dir():
+        raise SoftpromptError(f"{option} {out} is a file; choose a directory path")
+    if not (out.is_dir() and any(out.iterdir())):
+        return False
+    if not is_ours(out):
+        raise SoftpromptError(f"{option} {out} holds files that are not {what}; refusing to touch them, choose another directory")
+    if not overwrite:
+        raise SoftpromptError(f"{option} {out} already holds {what}; pass --overwrite to replace it or choose another directory")
+    return True
+
+
+def write_fresh_dir(out_dir: str | os.PathLike, write: Callable[[Path], None], overwrite: bool,
+                    is_ours: Callable[[Path], bool], what: str, option: str) -> None:
+    """Build the directory in a temporary sibling and rename it into place, so ``out_dir`` is
+    either absent/unchanged or complete. An existing directory must be empty, or hold ``what``
+    and ``overwrite`` be set; anything else is never deleted."""
+    out = Path(out_dir)
+    replace = check_out_dir(out, overwrite, is_ours, what, option)
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()  # default permissions (umask), unlike tempfile.mkdtemp's 0700
+    except OSError as error:
+        raise SoftpromptError(f"cannot write to {option} {out} ({error.strerror}); choose a writable directory") from None
+    old = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.old"
+    try:
+        write(tmp)
+        if replace:
+            os.replace(out, old)
+        elif out.is_dir():
+            out.rmdir()  # empty: make room for the rename
+        os.replace(tmp, out)
+    except BaseException:
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -28,7 +28,19 @@ DEFAULT_LR = {("adafactor", False): 0.3, ("adafactor", True): 0.3, ("adamw", Fal
 
 @dataclass
 class TrainConfig:
-    """Everything ``softprompt train`` needs; defaults follow Lester et al. 2021 where they apply."""
+    """Everything ``softprompt train`` needs; defaults follow Lester et al. 2021 where they apply.
+
+    Every setting is checked once, here (``validate``), with the CLI flag's name in the message.
+
+    >>> cfg = TrainConfig(task="sst2", n_prompts=5, prompt_length=20, deep_prefix=True)
+    >>> cfg.recipes()  # each bank its own optimiser: Lester et al.'s for input prompts, Li & Liang's for prefixes
+    {'prompts': ('adafactor', 0.3), 'prefixes': ('adamw', 0.0003)}
+    >>> cfg.prompt_seeds  # prompt i starts from seed + i
+    (0, 1, 2, 3, 4)
+    >>> TrainConfig(n_prompts=0)
+    Traceback (most recent call last):
+    softprompt.errors.SoftpromptError: --n-prompts must be a positive integer, got 0
+    """
 
     model: str = "t5-nano"
     task: str = "boolq"

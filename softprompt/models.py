@@ -83,6 +83,10 @@ def load_frozen_t5(
 
     ``device="auto"``: this process's GPU under ``accelerate launch`` / the only GPU, else the CPU.
     ``device_map="auto"``: spread a model too large for one device over all of them (accelerate).
+
+    >>> frozen = load_frozen_t5("t5-nano")  # the embedded default; or a hub name ("t5-xl") or a local directory
+    >>> frozen.config.d_model, any(p.requires_grad for p in frozen.model.parameters())
+    (192, False)
     """
     if dtype not in DTYPES:
         raise SoftpromptError(f"unknown --dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
@@ -179,7 +183,11 @@ def random_t5(
     attn_implementation: str = "sdpa",
     **extra: object,
 ) -> FrozenT5:
-    """A frozen, randomly initialised T5 with the real T5 vocabulary (tests, benchmarks, demos)."""
+    """A frozen, randomly initialised T5 with the real T5 vocabulary (tests, benchmarks, demos).
+
+    >>> tiny = random_t5(d_model=32, num_layers=2)
+    >>> tiny.config.num_decoder_layers, tiny.tokenizer.convert_ids_to_tokens(tiny.tokenizer("positive").input_ids)
+    (2, ['▁positive', '</s>'])"""
     config = T5Config(
         vocab_size=vocab_size,
         d_model=d_model,

@@ -29,8 +29,6 @@ from __future__ import annotations
 import json
 import os
 import operator
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -38,7 +36,7 @@ import safetensors
 import safetensors.torch
 import torch
 
-from softprompt.atomic import atomic_write, atomic_write_text
+from softprompt.atomic import atomic_write, atomic_write_text, check_out_dir, write_fresh_dir
 from softprompt.errors import SoftpromptError
 from softprompt.prompts import PromptBank
 from softprompt.store import META, PROMPTS, load_tensors, model_fingerprint, read_meta, save_run
@@ -66,9 +64,14 @@ def export_peft(
     ``t5-xl`` are written as their hub ids, existing local directories as absolute paths).
     ``out_dir`` must be absent or empty; an existing PEFT adapter there is replaced only with
     ``overwrite``, any other content never.
+
+    >>> export_peft("runs/sst2", 0, "adapters/sst2-0")  # prompt 0 of a run; no notes: it has no deep prefixes
+    []
+    >>> sorted(os.listdir("adapters/sst2-0"))  # what peft.PeftModel.from_pretrained reads
+    ['adapter_config.json', 'adapter_model.safetensors']
     """
     meta = read_meta(run_dir)
-    _check_out_dir(Path(out_dir), overwrite, _is_adapter, "a PEFT adapter", "--out")
+    check_out_dir(Path(out_dir), overwrite, _is_adapter, "a PEFT adapter", "--out")
     notes: list[str] = []
     prompts_spec, prefixes_spec = meta.get("prompts"), meta.get("prefixes")
     if not prompts_spec:
@@ -134,7 +137,7 @@ def export_peft(
         atomic_write(directory / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file({EMBEDDING_KEY: embeddings}, tmp, metadata=provenance))
         atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True))
 
-    _write_fresh_dir(out_dir, write, overwrite, _is_adapter, "a PEFT adapter", "--out")
+    write_fresh_dir(out_dir, write, overwrite, _is_adapter, "a PEFT adapter", "--out")
     return notes
 
 
@@ -195,10 +198,18 @@ def import_peft(
     d_model) and the task: a built-in task by name, otherwise a custom task that is classification
     with ``label_words`` or generation without. ``out_dir`` must be absent or empty; an existing
     softprompt run there is replaced only with ``overwrite``.
+
+    >>> export_peft("runs/sst2", 1, "adapters/sst2-1")  # any PEFT prompt-tuning adapter of a T5
+    []
+    >>> import_peft("adapters/sst2-1", "runs/from-peft", task_name="sst2")
+    >>> from ensembles.pool import load_pool
+    >>> from softprompt.models import load_frozen_t5
+    >>> load_pool(["runs/from-peft"], load_frozen_t5("t5-nano")).names  # a one-prompt run, ready for ensemble-eval
+    ['from-peft#0']
     """
     adapter = Path(adapter_dir)
     config = _read_adapter_config(adapter)
-    _check_out_dir(Path(out_dir), overwrite, _is_run, "a softprompt run", "--out")
+    check_out_dir(Path(out_dir), overwrite, _is_run, "a softprompt run", "--out")
     length = config["num_virtual_tokens"]
     embeddings = _read_adapter_weights(adapter)
     submodules = config.get("num_transformer_submodules") or (SEQ2SEQ_SUBMODULES if config.get("task_type") == "SEQ_2_SEQ_LM" else 1)
@@ -250,7 +261,7 @@ def import_peft(
             "base_model_name_or_path": config.get("base_model_name_or_path"),
         },
     }
-    _write_fresh_dir(out_dir, lambda directory: save_run(directory, meta, bank, None), overwrite, _is_run, "a softprompt run", "--out")
+    write_fresh_dir(out_dir, lambda directory: save_run(directory, meta, bank, None), overwrite, _is_run, "a softprompt run", "--out")
 
 
 def _read_adapter_config(adapter: Path) -> dict[str, Any]:
@@ -352,46 +363,3 @@ def _task_meta(task_name: str, label_words: Sequence[str] | None) -> dict[str, A
             raise SoftpromptError(f"label words {words} must be at least two distinct words, e.g. negative,positive")
         return {"name": task_name, "kind": "classification", "label_words": words, "metric": "accuracy"}
     return {"name": task_name, "kind": "generation", "label_words": [], "metric": "bleu"}
-
-
-
-def _check_out_dir(out: Path, overwrite: bool, is_ours, what: str, option: str) -> bool:
-    """Whether ``out`` holds ``what`` to be replaced; errors when it may not be written."""
-    if out.exists() and not out.is_dir():
-        raise SoftpromptError(f"{option} {out} is a file; choose a directory path")
-    if not (out.is_dir() and any(out.iterdir())):
-        return False
-    if not is_ours(out):
-        raise SoftpromptError(f"{option} {out} holds files that are not {what}; refusing to touch them, choose another directory")
-    if not overwrite:
-        raise SoftpromptError(f"{option} {out} already holds {what}; pass --overwrite to replace it or choose another directory")
-    return True
-
-
-def _write_fresh_dir(out_dir, write, overwrite: bool, is_ours, what: str, option: str) -> None:
-    """Build the directory in a temporary sibling and rename it into place, so ``out_dir`` is
-    either absent/unchanged or complete. An existing directory must be empty, or hold ``what``
-    and ``overwrite`` be set; anything else is never deleted."""
-    out = Path(out_dir)
-    replace = _check_out_dir(out, overwrite, is_ours, what, option)
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()  # default permissions (umask), unlike tempfile.mkdtemp's 0700
-    except OSError as error:
-        raise SoftpromptError(f"cannot write to {option} {out} ({error.strerror}); choose a writable directory") from None
-    old = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.old"
-    try:
-        write(tmp)
-        if replace:
-            os.replace(out, old)
-        elif out.is_dir():
-            out.rmdir()  # empty: make room for the rename
-        os.replace(tmp, out)
-    except BaseException:
-        if old.exists() and not out.exists():
-            os.replace(old, out)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)

@@ -50,7 +50,17 @@ class PrefixShape:
 
 
 class PrefixBank(nn.Module):
-    """N deep prefixes, direct or reparameterised; ``forward(prompt_ids)`` gives per-row prefixes."""
+    """N deep prefixes, direct or reparameterised; ``forward(prompt_ids)`` gives per-row prefixes.
+
+    >>> from softprompt.models import random_t5
+    >>> shape = PrefixShape.for_config(random_t5(num_layers=2).config, length=10)  # every site, 10 positions
+    >>> bank = PrefixBank(3, shape, reparam_dim=16)  # reparameterised by a per-prompt MLP while training
+    >>> bank.init_random(seeds=[0, 1, 2])
+    >>> bank(torch.tensor([2]))["encoder"].shape  # (B, L, 2, H, Pp, d_kv)
+    torch.Size([1, 2, 2, 4, 10, 8])
+    >>> bank.fold().reparameterised  # after training: the prefixes themselves, the MLP dropped
+    False
+    """
 
     def __init__(self, n_prompts: int, shape: PrefixShape, reparam_dim: int = 0, reparam_hidden: int = 512) -> None:
         super().__init__()

@@ -28,7 +28,18 @@ CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(T5ForConditionalGenerat
 
 
 class PromptedT5(nn.Module):
-    """A frozen T5 plus trainable banks; every call takes per-row ``prompt_ids`` of shape (B,)."""
+    """A frozen T5 plus trainable banks; every call takes per-row ``prompt_ids`` of shape (B,).
+
+    >>> from softprompt.models import load_frozen_t5
+    >>> frozen = load_frozen_t5("t5-nano")
+    >>> prompted = PromptedT5(frozen, PromptBank(n_prompts=3, length=20, d_model=frozen.config.d_model))
+    >>> batch = frozen.tokenizer(["sst2 sentence: a gem", "sst2 sentence: a mess"], return_tensors="pt", padding=True)
+    >>> labels = frozen.tokenizer(["positive", "negative"], return_tensors="pt").input_ids
+    >>> out = prompted(batch.input_ids, batch.attention_mask, prompt_ids=torch.tensor([0, 2]), labels=labels)
+    >>> out.loss.backward()  # row 0 reads prompt 0, row 1 prompt 2: only they get a gradient
+    >>> prompted.prompts.weight.grad.abs().sum(dim=(1, 2)).ne(0).tolist()
+    [True, False, True]
+    """
 
     def __init__(self, frozen: FrozenT5, prompts: PromptBank | None = None, prefixes: PrefixBank | None = None):
         super().__init__()

@@ -17,7 +17,12 @@ N_FREQUENT = 5000
 
 
 class PromptBank(nn.Module):
-    """N soft prompts of P vectors each, one fp32 parameter ``weight`` of shape (N, P, d_model)."""
+    """N soft prompts of P vectors each, one fp32 parameter ``weight`` of shape (N, P, d_model).
+
+    >>> bank = PromptBank(n_prompts=5, length=20, d_model=192)
+    >>> bank(torch.tensor([0, 3, 3])).shape  # one prompt per row: (B, P, d)
+    torch.Size([3, 20, 192])
+    """
 
     def __init__(self, n_prompts: int, length: int, d_model: int) -> None:
         super().__init__()

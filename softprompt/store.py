@@ -123,7 +123,13 @@ def check_model(meta: dict[str, Any], config, where: str) -> None:
 
 
 def load_banks(directory: str | os.PathLike, config) -> tuple[dict[str, Any], PromptBank | None, PrefixBank | None]:
-    """Metadata and banks of a run, checked against the model ``config``."""
+    """Metadata and banks of a run, checked against the model ``config``.
+
+    >>> from softprompt.models import load_frozen_t5
+    >>> meta, prompts, prefixes = load_banks("runs/sst2", load_frozen_t5("t5-nano").config)  # a finished run
+    >>> meta["task"]["name"], prompts.weight.shape, prefixes
+    ('sst2', torch.Size([3, 8, 192]), None)
+    """
     directory = Path(directory)
     meta = read_meta(directory)
     check_model(meta, config, str(directory))

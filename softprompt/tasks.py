@@ -252,7 +252,14 @@ TASKS: dict[str, Task] = {task.name: task for task in [
 
 
 def get_task(name: str) -> Task:
-    """The built-in task called ``name`` (any case); an unknown name suggests the closest one."""
+    """The built-in task called ``name`` (any case); an unknown name suggests the closest one.
+
+    >>> task = get_task("boolq")
+    >>> task.label_words, task.metric  # T5's own verbalizers
+    (('False', 'True'), 'accuracy')
+    >>> task.to_examples([{"question": "is it raining", "passage": "It rains.", "label": True}])[0]
+    Example(source='boolq question: is it raining passage: It rains.', target='True', choices=('False', 'True'), label=1, references=())
+    """
     task = TASKS.get(name.lower())
     if task is not None:
         return task

@@ -133,7 +133,17 @@ def train(
     """Train ``cfg.n_prompts`` prompts jointly; write checkpoints and the final artefacts.
 
     ``cfg.init_from`` starts the banks from other runs' prompts (``softprompt.transfer``);
-    ``init_choice`` holds the sources picked for ``--init-from auto``."""
+    ``init_choice`` holds the sources picked for ``--init-from auto``.
+
+    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.tasks import get_task
+    >>> task = get_task("sst2")
+    >>> examples = task.to_examples([{"sentence": "a gem of a film", "label": 1}, {"sentence": "a dull mess", "label": 0}])
+    >>> cfg = TrainConfig(task="sst2", output_dir="runs/example", n_prompts=2, prompt_length=8, steps=2, batch_size=2, eval_every=2)
+    >>> result = train(cfg, load_frozen_t5("t5-nano"), task, examples, examples, progress=False)
+    >>> len(result.best_metric), Path("runs/example/softprompt.json").is_file()  # a run that load_pool and the CLI read
+    (2, True)
+    """
     if not train_examples:
         raise SoftpromptError("the training split is empty; check --train-file or the task's data")
     if not val_examples:

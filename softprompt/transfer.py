@@ -68,10 +68,13 @@ def apply_init_from(
     ``prompted`` (model ``config``; ``seeds``: the run's prompt seeds, which draw a prefix MLP's weights);
     returns the record stored as ``init_from`` in softprompt.json.
 
-    Example::
-
-        record = apply_init_from(prompted, frozen.config, ["runs/boolq#0"], seeds=[0])
-        record["sources"][0]  # {'prompt': 0, 'run': 'runs/boolq', 'source_prompt': 0, 'task': 'boolq', 'banks': ['prompts']}
+    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.prompts import PromptBank
+    >>> frozen = load_frozen_t5("t5-nano")
+    >>> prompted = PromptedT5(frozen, PromptBank(1, 8, frozen.config.d_model))
+    >>> record = apply_init_from(prompted, frozen.config, ["runs/sst2#2"], seeds=[0])  # start from prompt 2 of a run
+    >>> record["sources"][0]
+    {'prompt': 0, 'run': 'runs/sst2', 'source_prompt': 2, 'task': 'sst2', 'banks': ['prompts']}
     """
     note = None
     if tuple(specs) == (AUTO,):

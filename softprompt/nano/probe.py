@@ -52,8 +52,11 @@ def zero_shot_scores(frozen: FrozenT5, dev: list[Example], max_source_length: in
     in pre-training (e.g. the mixture's ``review sentiment: {sentence}``), it asks whether the backbone
     itself has the skill, before any prompt is trained.
 
-    >>> zero_shot_scores(load_frozen_t5("t5-nano"), dev, 64).shape  # doctest: +SKIP
-    (872, 2)
+    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.tasks import get_task
+    >>> dev = get_task("sst2").to_examples([{"sentence": "a gem", "label": 1}])
+    >>> zero_shot_scores(load_frozen_t5("t5-nano"), dev, 64).shape  # (M examples, K candidates)
+    (1, 2)
     """
     empty = PromptedT5(frozen, PromptBank(1, 0, frozen.config.d_model))
     return score_choices(empty, dev, [0], max_source_length).log_likelihood[0]

@@ -67,11 +67,13 @@ class Input:
 class Catalog:
     """The pooled prompts of several runs (any tasks, one model) and their tasks.
 
-    Example::
-
-        catalog = Catalog.load(["runs/boolq", "runs/sst2"], load_frozen_t5("t5-nano"))
-        target = catalog.resolve(prompt=None, task="sst2")  # the sst2 prompts as an ensemble
-        inputs = catalog.inputs(target.task, rows=[{"sentence": "a fine film"}], texts=None, max_chars=4000)
+    >>> from softprompt.models import load_frozen_t5
+    >>> catalog = Catalog.load(["runs/sst2"], load_frozen_t5("t5-nano"))  # runs of one task or several
+    >>> target = catalog.resolve(prompt=None, task="sst2")  # the sst2 prompts as an ensemble
+    >>> target.prompts, target.ensemble
+    (('sst2#0', 'sst2#1', 'sst2#2'), True)
+    >>> catalog.inputs(target.task, rows=[{"sentence": "a fine film"}], texts=None, max_chars=4000)
+    [Input(source='sst2 sentence: a fine film', choices=('negative', 'positive'))]
     """
 
     def __init__(self, pool: Pool, run_dirs: Sequence[str]) -> None:

@@ -40,12 +40,13 @@ class Pending:
 class Engine:
     """Classification and generation requests against a catalog, batched by one worker.
 
-    Example::
-
-        catalog = Catalog.load(["runs/boolq", "runs/sst2"], frozen)
-        with BatchingWorker(catalog.pool.model, max_rows=128, max_wait_ms=10) as worker:
-            engine = Engine(catalog, Limits(), worker)
-            answer = engine.classify(ClassifyRequest(task="boolq", texts=["boolq question: ..."])).result()
+    >>> from softprompt.models import load_frozen_t5
+    >>> catalog = Catalog.load(["runs/sst2"], load_frozen_t5("t5-nano"))
+    >>> with BatchingWorker(catalog.pool.model, max_rows=128, max_wait_ms=10) as worker:
+    ...     engine = Engine(catalog, Limits(), worker)
+    ...     answer = engine.classify(ClassifyRequest(task="sst2", texts=["sst2 sentence: a fine film"])).result()
+    >>> answer["vote"], len(answer["answers"][0]["votes"])  # what POST /v1/classify returns
+    ('majority', 3)
     """
 
     def __init__(self, catalog: Catalog, limits: Limits, worker: BatchingWorker) -> None:

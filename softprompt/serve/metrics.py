@@ -13,11 +13,12 @@ TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 class ServeMetrics:
     """Requests by endpoint and status, request latency, rows per pass, queue time and pass time.
 
-    Example::
-
-        metrics = ServeMetrics()
-        metrics.on_pass("score", rows=96, queue_seconds=[0.004, 0.002], seconds=0.05)
-        text = metrics.render()  # Prometheus text format
+    >>> metrics = ServeMetrics()
+    >>> metrics.on_pass("score", rows=96, queue_seconds=[0.004, 0.002], seconds=0.05)
+    >>> print(metrics.render().decode())  # Prometheus text format, as GET /metrics serves it  # doctest: +ELLIPSIS
+    # HELP ...
+    softprompt_pass_rows_count{kind="score"} 1.0
+    ...
     """
 
     content_type = CONTENT_TYPE_LATEST

@@ -70,11 +70,14 @@ class WorkerStopped(RuntimeError):
 class BatchingWorker:
     """Dynamic batching across requests on one ``PromptedT5`` (pooled banks of many tasks).
 
-    Example::
-
-        with BatchingWorker(pool.model, max_rows=128, max_wait_ms=10) as worker:
-            scores = worker.score([Row("sst2 sentence: great", ("negative", "positive"), 0)]).result()
-            texts = worker.generate([Row("name : Aromi", (), 3)], max_new_tokens=16).result()
+    >>> from ensembles.pool import load_pool
+    >>> from softprompt.models import load_frozen_t5
+    >>> pool = load_pool(["runs/sst2"], load_frozen_t5("t5-nano"))
+    >>> with BatchingWorker(pool.model, max_rows=128, max_wait_ms=10) as worker:  # Row(input, candidates, bank row)
+    ...     scores = worker.score([Row("sst2 sentence: great", ("negative", "positive"), 0)]).result()
+    ...     texts = worker.generate([Row("sst2 sentence: great", (), 2)], max_new_tokens=4).result()
+    >>> scores[0].shape, len(texts)  # log-likelihood of each candidate; (text, score) per row
+    ((2,), 1)
     """
 
     def __init__(

@@ -1,7 +1,5 @@
 """Token cross-entropies: per-prompt means, and float32 accuracy for low-precision logits without a float32 copy of them."""
 
-import doctest
-
 import pytest
 import torch
 from torch.nn import functional as F
@@ -46,7 +44,3 @@ def test_low_precision_cross_entropy_saves_only_its_low_precision_input():
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         LowPrecisionCrossEntropy.apply(logits, torch.randint(0, 1000, (16,)))
     assert saved and all(t.dtype != torch.float32 or t.numel() < logits.numel() for t in saved)
-
-
-def test_docstring_example_runs():
-    assert doctest.testmod(losses, raise_on_error=True).attempted >= 1
