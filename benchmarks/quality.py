@@ -175,7 +175,7 @@ def cell_config(cell: Cell, args: argparse.Namespace, work: str) -> TrainConfig:
                        n_prompts=args.prompts, prompt_length=0 if deep else args.prompt_length, deep_prefix=deep,
                        prefix_length=args.prefix_length, prefix_init=args.prefix_init, init="class-label", steps=steps, batch_size=args.batch_size,
                        lr=args.lr, prefix_lr=args.lr, eval_every=max(1, steps // 4), checkpoint_every=steps, seed=args.seed,
-                       max_source_length=TASKS[cell.task].max_source, max_target_length=4)
+                       data_order=args.data_order, max_source_length=TASKS[cell.task].max_source, max_target_length=4)
 
 
 def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
@@ -236,6 +236,8 @@ def main() -> None:
     parser.add_argument("--prefix-steps", type=int, default=None,
                         help="deep-prefix training steps (default 1000; quick 20): AdamW at 3e-4 needs more than Adafactor at 0.3")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--data-order", choices=("shared", "per-prompt"), default="shared",
+                        help="shared: the prompts of a run read the same batches (softprompt train's default); per-prompt: each its own")
     parser.add_argument("--lr", type=float, help="learning rate (default: softprompt train's; Adafactor 0.3 for prompts, AdamW 3e-4 for prefixes)")
     parser.add_argument("--train-size", type=int, default=None, help="default 2000; quick 64")
     parser.add_argument("--val-size", type=int, default=None, help="model-selection examples (default 200; quick 32)")

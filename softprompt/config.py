@@ -23,6 +23,9 @@ PROMPT_ONLY = ("optimizer", "lr")  # the input prompts' recipe: counts only when
 LOGGING_ONLY = ("log_every", "report_to")  # change what a run records, never what it trains
 PREFIX_INITS = ("random", "class-label", 'text:"..."')  # class-label: the label words' real-word activations
 AUTO_ONLY = ("library", "probe_steps")  # used only by --init-from auto
+# shared: every prompt reads the step's one batch (drawn from --seed); per-prompt: prompt i reads its own batches,
+# drawn from its prompt seed, so a joint run equals N separate one-prompt runs (softprompt.train.joint_backward)
+DATA_ORDERS = ("shared", "per-prompt")
 DEFAULT_LR = {("adafactor", False): 0.3, ("adafactor", True): 0.3, ("adamw", False): 1e-3, ("adamw", True): 3e-4}
 
 
@@ -58,6 +61,7 @@ class TrainConfig:
     steps: int = 30000
     batch_size: int = 32
     group_by_length: bool = False  # batches of similar input length from shuffled mega-batches (softprompt.batching)
+    data_order: str = "shared"  # DATA_ORDERS
     optimizer: str | None = None  # input prompts' optimizer: adafactor
     lr: float | None = None  # input prompts' lr: DEFAULT_LR
     prefix_optimizer: str | None = None  # deep prefixes' optimizer: adamw
@@ -128,6 +132,8 @@ class TrainConfig:
                 raise SoftpromptError(f"--prefix-init must be one of {', '.join(PREFIX_INITS)}, got {self.prefix_init!r}")
             if self.reparam_dim < 0 or self.reparam_hidden < 1:
                 raise SoftpromptError("--reparam-dim must be >= 0 (0: no MLP) and --reparam-hidden >= 1")
+        if self.data_order not in DATA_ORDERS:
+            raise SoftpromptError(f"--data-order must be one of {', '.join(DATA_ORDERS)}, got {self.data_order!r}")
         if not isinstance(self.group_by_length, bool):
             raise SoftpromptError(f"--group-by-length is a flag: true or false, got {self.group_by_length!r}")
         for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "max_source_length", "max_target_length"):
@@ -152,6 +158,10 @@ class TrainConfig:
         """JSON-ready form (stored in artefacts and checkpoints)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    def order_seeds(self) -> tuple[int, ...]:
+        """The seeds of the run's data orders: one (``seed``) shared by all prompts, or one per prompt."""
+        return self.prompt_seeds if self.data_order == "per-prompt" else (self.seed,)
+
     def recipes(self) -> dict[str, tuple[str, float]]:
         """Each bank's (optimizer, lr): ``prompts`` (input prompts) and ``prefixes`` (deep prefixes)."""
         return {"prompts": (self.optimizer, self.lr), "prefixes": (self.prefix_optimizer, self.prefix_lr)}
@@ -161,8 +171,9 @@ class TrainConfig:
         this config, except ``ignore`` and ``LOGGING_ONLY``; prefix-only settings count only when either run
         trains prefixes, the input prompts' optimizer and lr only when either trains input prompts,
         --library and --probe-steps only when either run used --init-from auto."""
-        # runs written before prompt transfer started from no run; before --group-by-length, drew plain shuffled batches
-        stored = {"init_from": [], "group_by_length": False, **stored}
+        # runs written before prompt transfer started from no run; before --group-by-length, drew plain shuffled batches;
+        # before --data-order, one order for every prompt
+        stored = {"init_from": [], "group_by_length": False, "data_order": "shared", **stored}
         if "prefix_optimizer" not in stored:  # runs written before per-bank optimisers used one recipe for every bank
             stored = {"prefix_optimizer": stored.get("optimizer"), "prefix_lr": stored.get("lr"), **stored}
         skip = set(ignore) | set(LOGGING_ONLY) | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))

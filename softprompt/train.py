@@ -1,7 +1,8 @@
 """Joint training of N prompts (and/or deep prefixes) on one frozen T5.
 
 Every batch of B examples is repeated once per prompt (prompt-major rows), so one forward and
-backward pass trains all N prompts. The loss is the sum over prompts of each prompt's own mean
+backward pass trains all N prompts; with ``data_order="per-prompt"`` each prompt reads its own B
+examples instead (the same N·B rows). The loss is the sum over prompts of each prompt's own mean
 loss, and Adafactor's statistics and the gradient clip are per prompt, so prompt n ends up exactly
 where training it alone with the same seed and data order would put it.
 """
@@ -180,11 +181,11 @@ def train(
             )
         _load_bank_state(banks, bank_tensors)
         state = saved
-    elif n > 1 and _same_start(banks) and distributed.is_main():
+    elif n > 1 and cfg.data_order == "shared" and _same_start(banks) and distributed.is_main():
         tqdm.write(
             f"note: all {n} prompts start at the same values and see the same batches, so they will train into {n} copies; "
             "for an ensemble give each its own start (--init class-label or sampled-vocab; deep prefixes: --reparam-dim > 0; "
-            "--init-from: one source per prompt)", file=sys.stderr)
+            "--init-from: one source per prompt) or its own batches (--data-order per-prompt)", file=sys.stderr)
     state["config"] = cfg.to_dict()
     log = TrainingLog(state, cfg.log_every, task.metric, cfg.report_to, cfg.output_dir, state["config"])  # trackers: main process only (accelerate)
 
@@ -192,11 +193,11 @@ def train(
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="training", disable=not (progress and distributed.is_main()), dynamic_ncols=True)
     stopped_early = False
     lengths = source_lengths(prompted.tokenizer, train_examples, cfg.max_source_length) if cfg.group_by_length else None
-    order = BatchOrder(len(train_examples), cfg.batch_size, cfg.seed, lengths)
+    orders = [BatchOrder(len(train_examples), cfg.batch_size, seed, lengths) for seed in cfg.order_seeds()]
     while state["step"] < cfg.steps:
         step = state["step"]
-        batch = [train_examples[i] for i in order.batch(step)]
-        losses = _backward(prompted, distributed.shard(batch), cfg, device)  # (N,) global per-prompt losses
+        batches = [distributed.shard([train_examples[i] for i in order.batch(step)]) for order in orders]
+        losses = _backward(prompted, batches, cfg, device)  # (N,) global per-prompt losses
         if not torch.isfinite(losses).all():
             bad = [i for i, value in enumerate(losses.tolist()) if not math.isfinite(value)]
             raise SoftpromptError(
@@ -230,25 +231,29 @@ def train(
     return TrainResult(state["best_metric"], state["best_step"], stopped_early)
 
 
-def _backward(prompted: PromptedT5, batch: Sequence[Example], cfg: TrainConfig, device: torch.device) -> torch.Tensor:
-    """Tokenise this process's examples and run ``joint_backward`` on them; returns the (N,) losses."""
-    input_ids, mask = encode_texts(prompted.tokenizer, [e.source for e in batch], cfg.max_source_length, device)
-    labels, label_mask = encode_texts(prompted.tokenizer, [e.target for e in batch], cfg.max_target_length, device)
-    return joint_backward(prompted, input_ids, mask, labels.masked_fill(label_mask == 0, -100))
+def _backward(prompted: PromptedT5, batches: Sequence[Sequence[Example]], cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+    """Tokenise this process's batch (one shared by all prompts, or one per prompt) and run
+    ``joint_backward`` on it; returns the (N,) losses."""
+    examples = [e for batch in batches for e in batch]  # per-prompt batches: prompt-major
+    input_ids, mask = encode_texts(prompted.tokenizer, [e.source for e in examples], cfg.max_source_length, device)
+    labels, label_mask = encode_texts(prompted.tokenizer, [e.target for e in examples], cfg.max_target_length, device)
+    return joint_backward(prompted, input_ids, mask, labels.masked_fill(label_mask == 0, -100), shared=len(batches) == 1)
 
 
-def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, shared: bool = True) -> torch.Tensor:
     """Forward and backward of a batch (b, T) with targets (b, S) (-100 = padding), every example
-    repeated for the N prompts; returns the (N,) per-prompt losses.
+    repeated for the N prompts; with ``shared=False`` the rows are already (N·b, ·), prompt-major,
+    each prompt's own examples. Returns the (N,) per-prompt losses.
 
     Each prompt's loss is its summed token loss divided by its token count over the GLOBAL batch, so
     gradients summed across processes equal the single-process gradient.
     """
     n = prompted.n_prompts
-    labels = repeat_for_prompts(labels, n)  # (N·b, S)
-    rows = prompt_rows(range(n), len(input_ids), input_ids.device)  # (N·b,)
+    if shared:
+        input_ids, mask, labels = (repeat_for_prompts(t, n) for t in (input_ids, mask, labels))  # (N·b, ·)
+    rows = prompt_rows(range(n), len(input_ids) // n, input_ids.device)  # (N·b,)
     decoder_input_ids = prompted.model.prepare_decoder_input_ids_from_labels(labels)  # labels not passed: no second loss
-    logits = prompted(repeat_for_prompts(input_ids, n), repeat_for_prompts(mask, n), rows, decoder_input_ids=decoder_input_ids).logits
+    logits = prompted(input_ids, mask, rows, decoder_input_ids=decoder_input_ids).logits
     loss_sum, token_count = per_prompt_token_stats(logits, labels, rows, n)
     del logits  # not needed by backward: keeps one logits-sized tensor off the peak
     token_count = distributed.all_reduce_sum(token_count).clamp(min=1)

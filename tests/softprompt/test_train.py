@@ -71,17 +71,43 @@ def test_joint_training_equals_training_each_prompt_alone(tmp_path, rte):
     assert not torch.allclose(joint[0], joint[1])  # different seeds, different prompts
 
 
-@pytest.mark.parametrize("init", ['text:"yes no maybe"', "sampled-vocab"])
-def test_prompts_that_start_equal_end_equal_and_the_run_says_so(tmp_path, rte, capsys, init):
-    """One data order for all prompts: a start shared by every prompt (a text init) trains N copies, and
-    training notes it on stderr; per-prompt starts (sampled tokens) give N different prompts and no note."""
+def test_per_prompt_data_order_equals_separate_one_prompt_runs_with_their_seeds(tmp_path, rte):
     task, train_examples, val_examples = rte
-    cfg = _config(tmp_path, "run", init=init, steps=3, eval_every=3)
+    joint_cfg = _config(tmp_path, "joint", eval_every=100, steps=5, data_order="per-prompt")
+    train(joint_cfg, random_t5(), task, train_examples, val_examples, progress=False)
+    joint = load_pool([joint_cfg.output_dir], random_t5()).model.prompts.weight
+    for i, seed in enumerate(joint_cfg.prompt_seeds):
+        alone_cfg = _config(tmp_path, f"alone{i}", eval_every=100, steps=5, n_prompts=1, seed=seed)  # its own data order
+        train(alone_cfg, random_t5(), task, train_examples, val_examples, progress=False)
+        alone = load_pool([alone_cfg.output_dir], random_t5()).model.prompts.weight
+        assert torch.allclose(joint[i], alone[0], atol=1e-5), f"prompt {i} did not train as a separate run with seed {seed}"
+
+
+def test_per_prompt_data_order_resumes_to_the_same_prompts_and_cannot_change_on_resume(tmp_path, rte):
+    task, train_examples, val_examples = rte
+    full_cfg, part_cfg = (_config(tmp_path, name, steps=6, data_order="per-prompt") for name in ("full", "part"))
+    train(full_cfg, random_t5(), task, train_examples, val_examples, progress=False)
+    train(_config(tmp_path, "part", steps=3, data_order="per-prompt"), random_t5(), task, train_examples, val_examples, progress=False)
+    train(part_cfg, random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+    full, resumed = (load_pool([cfg.output_dir], random_t5()).model.prompts.weight for cfg in (full_cfg, part_cfg))
+    assert torch.equal(full, resumed)
+    with pytest.raises(SoftpromptError, match="data_order"):  # the data order must not change on resume
+        train(_config(tmp_path, "part", steps=9), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("init,data_order", [('text:"yes no maybe"', "shared"), ('text:"yes no maybe"', "per-prompt"),
+                                             ("sampled-vocab", "shared")])
+def test_prompts_that_start_equal_end_equal_and_the_run_says_so(tmp_path, rte, capsys, init, data_order):
+    """One data order for all prompts: a start shared by every prompt (a text init) trains N copies, and
+    training notes it on stderr; per-prompt starts (sampled tokens) or per-prompt batches give N different
+    prompts and no note."""
+    task, train_examples, val_examples = rte
+    cfg = _config(tmp_path, "run", init=init, steps=3, eval_every=3, data_order=data_order)
     train(cfg, random_t5(), task, train_examples, val_examples, progress=False)
     weight = load_pool([cfg.output_dir], random_t5()).model.prompts.weight
-    shared = init.startswith("text:")
-    assert torch.allclose(weight[0], weight[1], atol=1e-6) == torch.allclose(weight[0], weight[2], atol=1e-6) == shared
-    assert ("note: all 3 prompts start at the same values" in capsys.readouterr().err) == shared
+    copies = init.startswith("text:") and data_order == "shared"
+    assert torch.allclose(weight[0], weight[1], atol=1e-6) == torch.allclose(weight[0], weight[2], atol=1e-6) == copies
+    assert ("note: all 3 prompts start at the same values" in capsys.readouterr().err) == copies
 
 
 def test_resume_continues_to_the_same_prompts(tmp_path, rte):
