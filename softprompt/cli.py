@@ -56,7 +56,7 @@ def cli() -> None:
 @click.option("--steps", default=30000, show_default=True, help="training steps")
 @click.option("--batch-size", default=32, show_default=True, help="examples per step (each repeated once per prompt)")
 @click.option("--group-by-length", is_flag=True, help="draw each batch from examples of similar input length, so batches pad less (faster on inputs of mixed length): shuffle, cut into mega-batches of 50 batches, sort each by token length, longest batch first; the same order per --seed, also on --resume")
-@click.option("--data-order", type=click.Choice(["shared", "per-prompt"]), default="shared", show_default=True, help="shared: every prompt sees the same batch each step; per-prompt: prompt i draws its own batches from --seed + i, so the run equals N separate one-prompt runs with seeds --seed .. --seed+N-1 (independent ensemble members, as Lester et al.'s), at the same cost per step")
+@click.option("--data-order", type=click.Choice(["shared", "per-prompt"]), default="shared", show_default=True, help="shared: every prompt sees the same batch each step; per-prompt: prompt i draws its own batches from --seed + i, so the run equals N separate one-prompt runs with seeds --seed .. --seed+N-1 (independent ensemble members, as Lester et al.'s); a step is still one pass of N·B rows, padded to the longest of its N·B examples")
 @click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="input prompts' optimizer [default: adafactor (Lester et al.)]")
 @click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
 @click.option("--prefix-optimizer", type=click.Choice(["adafactor", "adamw"]), help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]")
