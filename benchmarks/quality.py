@@ -50,7 +50,7 @@ import torch  # noqa: E402
 
 from ensembles.evaluate import evaluate_classification  # noqa: E402
 from ensembles.metrics import classification_metrics  # noqa: E402
-from softprompt.config import TrainConfig  # noqa: E402
+from softprompt.config import DATA_ORDERS, TrainConfig  # noqa: E402
 from softprompt.demo import fetch_reviews  # noqa: E402
 from softprompt.errors import SoftpromptError  # noqa: E402
 from softprompt.models import load_frozen_t5  # noqa: E402
@@ -236,7 +236,7 @@ def main() -> None:
     parser.add_argument("--prefix-steps", type=int, default=None,
                         help="deep-prefix training steps (default 1000; quick 20): AdamW at 3e-4 needs more than Adafactor at 0.3")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--data-order", choices=("shared", "per-prompt"), default="shared",
+    parser.add_argument("--data-order", choices=DATA_ORDERS, default="shared",
                         help="shared: the prompts of a run read the same batches (softprompt train's default); per-prompt: each its own")
     parser.add_argument("--lr", type=float, help="learning rate (default: softprompt train's; Adafactor 0.3 for prompts, AdamW 3e-4 for prefixes)")
     parser.add_argument("--train-size", type=int, default=None, help="default 2000; quick 64")

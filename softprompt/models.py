@@ -187,7 +187,8 @@ def random_t5(
 
     >>> tiny = random_t5(d_model=32, num_layers=2)
     >>> tiny.config.num_decoder_layers, tiny.tokenizer.convert_ids_to_tokens(tiny.tokenizer("positive").input_ids)
-    (2, ['▁positive', '</s>'])"""
+    (2, ['▁positive', '</s>'])
+    """
     config = T5Config(
         vocab_size=vocab_size,
         d_model=d_model,
