@@ -85,7 +85,7 @@ def run_sweep(
         train(cfg, frozen, task, train_examples, val_examples, resume=resume, progress=progress)
         core = run_ensemble_eval(
             load_pool([str(run_dir)], frozen), task, val_examples, "validation", rules,
-            max_length=cfg.max_source_length, decoding=cfg.decoding,
+            max_length=cfg.max_source_length, max_tokens=cfg.max_tokens, decoding=cfg.decoding,
             settings={"train_size": cell.train_size, "subsample_seed": cell.subsample_seed, "cell": cell.name},
         )
         write_outputs(core, result)

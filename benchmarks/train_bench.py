@@ -31,6 +31,15 @@
     padded input tokens over the whole epoch (counted), and the time of the same ``--epoch-steps``
     evenly spaced steps of the epoch on both sides, whose ratio estimates the time-per-epoch ratio
     (the timed steps' padded shares are printed beside the epoch's to show they are typical).
+(e) Data orders and micro-passes (``softprompt train --data-order``, ``--max-tokens``): on (d)'s
+    examples, ``--n-prompts`` prompts at (b)'s first per-prompt batch size B, five ways over the same
+    ``--order-steps`` evenly spaced steps: a joint step on one shared batch (``shared``, the
+    default: B examples repeated N times) and on N per-prompt batches (``per-prompt``: N·B distinct
+    examples), each as one pass padded to its longest and in micro-passes of at most
+    ``--order-max-tokens`` tokens (rows sorted by length, each pass padded to its own longest, one
+    accumulated gradient), and N separate one-prompt steps on the per-prompt batches (each padded
+    to its own longest). Prompt i's batches are ``BatchOrder(seed + i)``'s, as training draws
+    them; no grouping by length.
 Model: a random T5 (``common.model_for``) of t5-small shape, fp32 on the CPU, by default;
 ``--shape tiny|small|base|large``, ``--device`` and ``--dtype`` (``common.add_model_args``) choose
 another; the data goes to that device, and PEFT wraps a deep copy there in the same dtype.
@@ -58,7 +67,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -87,8 +96,9 @@ from common import (  # noqa: E402
     utilisation_line,
 )
 
-from ensembles.batched import prompt_rows  # noqa: E402
+from ensembles.batched import plan_passes, prompt_rows  # noqa: E402
 from softprompt.batching import MEGA_BATCHES, BatchOrder  # noqa: E402
+from softprompt.config import DATA_ORDERS  # noqa: E402
 from softprompt.losses import per_prompt_loss  # noqa: E402
 from softprompt.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
 from softprompt.prompted import PromptedT5  # noqa: E402
@@ -114,8 +124,10 @@ class OursTrainer:
         self.optimizer = PerPromptAdafactor(self.params, lr=LR, weight_decay=1e-5)
         self.n = n_prompts
 
-    def step(self, input_ids, mask, labels) -> torch.Tensor:
-        losses = joint_backward(self.prompted, input_ids, mask, labels)  # train.py's own forward/backward
+    def step(self, input_ids, mask, labels, shared: bool = True, max_tokens: int | None = None) -> torch.Tensor:
+        """One step; ``shared=False``: the rows are already (N·b, ·), each prompt's own examples;
+        ``max_tokens``: micro-passes as ``softprompt train --max-tokens``."""
+        losses = joint_backward(self.prompted, input_ids, mask, labels, shared, max_tokens)  # train.py's own forward/backward
         if not torch.isfinite(losses).all():  # train.py checks this every step too
             raise RuntimeError("non-finite loss")
         clip_grad_norm_per_prompt(self.params, MAX_GRAD_NORM)
@@ -210,26 +222,36 @@ def padded_batch(inputs: list[torch.Tensor], indices: list[int]) -> tuple[torch.
     return ids, mask
 
 
-def padded_share(order: BatchOrder, lengths: list[int], steps: Sequence[int]) -> float:
-    """Padded tokens over all input token slots of ``steps``, each batch padded to its longest."""
+def padded_share(batches: Iterable[list[int]], lengths: list[int]) -> float:
+    """Padded tokens over all input token slots of ``batches`` (example indices), each padded to its longest."""
     slots = real = 0
-    for step in steps:
-        batch = [lengths[i] for i in order.batch(step)]
-        slots, real = slots + max(batch) * len(batch), real + sum(batch)
+    for batch in batches:
+        batch_lengths = [lengths[i] for i in batch]
+        slots, real = slots + max(batch_lengths) * len(batch_lengths), real + sum(batch_lengths)
     return 1 - real / slots
+
+
+def mixed_data(args) -> tuple[list[int], list[torch.Tensor], torch.Tensor]:
+    """(d) and (e)'s ``--epoch-examples`` examples: their lengths, inputs and targets."""
+    generator = torch.Generator().manual_seed(args.seed)
+    lengths = mixed_lengths(generator, args.epoch_examples)
+    return (lengths, *mixed_examples(generator, lengths, args.target_length))
+
+
+def evenly_spaced(count: int, total: int) -> list[int]:
+    """``count`` step indices spread evenly over ``total`` steps (the same steps on every side)."""
+    return [int((i + 0.5) * total / count) for i in range(count)]
 
 
 def length_case(frozen, args) -> dict[str, float]:
     """(d): print the padded shares and the time of ``--epoch-steps`` evenly spaced steps of an epoch
     grouped by length and not (each batch padded on the CPU, then moved to ``--device`` within the
     step, as training does); returns the RESULT values."""
-    generator = torch.Generator().manual_seed(args.seed)
-    lengths = mixed_lengths(generator, args.epoch_examples)
-    inputs, targets = mixed_examples(generator, lengths, args.target_length)
+    lengths, inputs, targets = mixed_data(args)
     orders = {"grouped": BatchOrder(len(lengths), args.batch, args.seed, lengths), "off": BatchOrder(len(lengths), args.batch, args.seed)}
     trainers = {side: OursTrainer(frozen, 1, args.prompt_length, args.seed) for side in orders}
     epoch_steps = len(lengths) // args.batch
-    timed = [int((i + 0.5) * epoch_steps / args.epoch_steps) for i in range(args.epoch_steps)]  # the same steps on both sides
+    timed = evenly_spaced(args.epoch_steps, epoch_steps)
 
     def run(side: str) -> None:
         for step in timed:
@@ -238,8 +260,8 @@ def length_case(frozen, args) -> dict[str, float]:
             trainers[side].step(*(tensor.to(args.device) for tensor in batch))
 
     times = interleaved({side: lambda side=side: run(side) for side in orders}, args.epoch_repeats)
-    share = {side: padded_share(order, lengths, range(epoch_steps)) for side, order in orders.items()}
-    timed_share = {side: padded_share(order, lengths, timed) for side, order in orders.items()}
+    share = {side: padded_share(map(order.batch, range(epoch_steps)), lengths) for side, order in orders.items()}
+    timed_share = {side: padded_share(map(order.batch, timed), lengths) for side, order in orders.items()}
     label = f"(d) {args.epoch_steps} of {epoch_steps} steps, grouped by length / not, B={args.batch}"
     print_table(TIMING_HEADERS, [timing_row(label, times["grouped"], times["off"])],
                 f"length-aware batching: {len(lengths)} examples of 16..256 tokens (median {sorted(lengths)[len(lengths) // 2]}), "
@@ -248,6 +270,58 @@ def length_case(frozen, args) -> dict[str, float]:
           f"(timed steps: {100 * timed_share['grouped']:.1f}%, {100 * timed_share['off']:.1f}%)")
     return {"group_by_length_over_off": ratio(times["grouped"], times["off"]),
             "padded_share_grouped": share["grouped"], "padded_share_off": share["off"]}
+
+
+def data_order_case(frozen, batch: int, args) -> dict[str, float]:
+    """(e): time the same evenly spaced steps on shared and on per-prompt batches, each as one pass
+    and in micro-passes, and as N separate one-prompt steps on the per-prompt batches; print the
+    padded shares; returns the RESULT values."""
+    lengths, inputs, targets = mixed_data(args)
+    n, budget = args.n_prompts, args.order_max_tokens
+    orders = [BatchOrder(len(lengths), batch, args.seed + i) for i in range(n)]
+    joint = {(order, max_tokens): OursTrainer(frozen, n, args.prompt_length, args.seed)
+             for order in DATA_ORDERS for max_tokens in (None, budget)}
+    separate = [OursTrainer(frozen, 1, args.prompt_length, args.seed + i) for i in range(n)]
+    steps = evenly_spaced(args.order_steps, len(lengths) // batch)
+
+    def step_data(indices: list[int]) -> tuple[torch.Tensor, ...]:
+        return tuple(tensor.to(args.device) for tensor in (*padded_batch(inputs, indices), targets[indices]))
+
+    def examples(order: str, step: int) -> list[int]:  # the B shared examples, or the (N·B,) per-prompt ones, prompt-major
+        return orders[0].batch(step) if order == "shared" else [index for o in orders for index in o.batch(step)]
+
+    def run_joint(order: str, max_tokens: int | None) -> None:
+        for step in steps:
+            joint[order, max_tokens].step(*step_data(examples(order, step)), shared=order == "shared", max_tokens=max_tokens)
+
+    def run_separate() -> None:
+        for step in steps:
+            for order, trainer in zip(orders, separate):
+                trainer.step(*step_data(order.batch(step)))
+
+    def passes(order: str, max_tokens: int | None, step: int) -> list[list[int]]:  # each pass's examples, as joint_backward runs them
+        rows = examples(order, step) * (n if order == "shared" else 1)  # (N·B,)
+        if max_tokens is None:
+            return [rows]
+        plans = plan_passes([args.prompt_length + lengths[i] + args.target_length for i in rows], 1, max_tokens)
+        return [[rows[row] for row in plan.examples] for plan in plans]
+
+    names = {(order, max_tokens): order if max_tokens is None else f"{order} --max-tokens {max_tokens}" for order, max_tokens in joint}
+    sides = {names[key]: lambda key=key: run_joint(*key) for key in joint} | {"separate": run_separate}
+    times = interleaved(sides, args.epoch_repeats)
+    share = {names[key]: padded_share((rows for step in steps for rows in passes(*key, step)), lengths) for key in joint}
+    share["separate"] = padded_share((order.batch(step) for step in steps for order in orders), lengths)
+    label = f"(e) {len(steps)} steps, {n} prompts, B={batch}"
+    print_table(TIMING_HEADERS, [timing_row(f"{label}: {name} / {n} separate", times[name], times["separate"]) for name in names.values()]
+                + [timing_row(f"{label}: {names['per-prompt', key]} / shared", times[names["per-prompt", key]], times["shared"])
+                   for key in (None, budget)],
+                "data orders on (d)'s mixed-length examples (--data-order shared | per-prompt, one pass or --max-tokens, and separate runs)")
+    print("padded input tokens of the timed steps: " + ", ".join(f"{side} {100 * value:.1f}%" for side, value in share.items()))
+    keys = {(order, max_tokens): order.replace("-", "_") + ("" if max_tokens is None else "_micro") for order, max_tokens in joint}
+    return {**{f"{keys[key]}_over_separate_mixed": ratio(times[name], times["separate"]) for key, name in names.items()},
+            **{f"{keys['per-prompt', key]}_over_shared": ratio(times[names["per-prompt", key]], times["shared"]) for key in (None, budget)},
+            **{f"padded_share_{keys[key]}": share[name] for key, name in names.items()},
+            "padded_share_separate": share["separate"], "order_max_tokens": budget}
 
 
 # --- memory ------------------------------------------------------------------------------------------
@@ -413,7 +487,10 @@ def main() -> None:
     parser.add_argument("--epoch-examples", type=int, default=None,
                         help="examples of mixed length in (d) (default 10 mega-batches: 500 batches)")
     parser.add_argument("--epoch-steps", type=int, default=None, help="evenly spaced steps of (d)'s epoch timed per side (default 16; quick 8)")
-    parser.add_argument("--epoch-repeats", type=int, default=None, help="timed rounds in (d) (default 3; quick 2)")
+    parser.add_argument("--epoch-repeats", type=int, default=None, help="timed rounds in (d) and (e) (default 3; quick 2)")
+    parser.add_argument("--order-steps", type=int, default=None, help="evenly spaced steps timed per side in (e) (default 6; quick 4)")
+    parser.add_argument("--order-max-tokens", type=int, default=None,
+                        help="tokens per micro-pass in (e), as softprompt train --max-tokens (default 2048; quick 512)")
     parser.add_argument("--mem-steps", type=int, default=2, help="steps per memory subprocess")
     parser.add_argument("--mem-runs", type=int, default=None,
                         help="memory subprocesses per side, not on CUDA (default 3; quick 1)")
@@ -430,6 +507,8 @@ def main() -> None:
     args.epoch_examples = args.epoch_examples or 10 * MEGA_BATCHES * args.batch
     args.epoch_steps = args.epoch_steps or (8 if quick else 16)
     args.epoch_repeats = args.epoch_repeats or (2 if quick else 3)
+    args.order_steps = args.order_steps or (4 if quick else 6)
+    args.order_max_tokens = args.order_max_tokens or (512 if quick else 2048)
     joint_batches = [int(b) for b in (args.joint_batches or ("2,8" if quick else "8,32")).split(",")]
     if args.mem_child:
         memory_child(args.mem_child, args)
@@ -490,12 +569,14 @@ def main() -> None:
     # (c) memory
     memory_values = memory_case(ours, peft, [frozen.model, peft_base], data, args)
     length_values = length_case(frozen, args)
+    order_values = data_order_case(frozen, joint_batches[0], args)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     emit_result({
         "step_over_peft": step_over_peft,
         **{f"joint{args.n_prompts}_over_separate{args.n_prompts}_B{b}": r for b, r in joint_ratios.items()},
         **memory_values,
         **length_values,
+        **order_values,
         **{f"utilisation_{name}": utilisation(flops, seconds, peak_flops) for name, (flops, seconds) in used.items()},
         "matmul_peak_gflops": peak_flops / 1e9, "device": str(device), "dtype": args.dtype, "shape": shape_name(args),
     })

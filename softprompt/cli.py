@@ -20,6 +20,7 @@ from softprompt.cli_options import (
     model_device_options,
     options_task,
     resolve_init,
+    step_options,
     task_options,
     vote_rules,
 )
@@ -55,8 +56,7 @@ def cli() -> None:
 @click.option("--keep-reparam", is_flag=True, help="also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes")
 @click.option("--steps", default=30000, show_default=True, help="training steps")
 @click.option("--batch-size", default=32, show_default=True, help="examples per step (each repeated once per prompt)")
-@click.option("--group-by-length", is_flag=True, help="draw each batch from examples of similar input length, so batches pad less (faster on inputs of mixed length): shuffle, cut into mega-batches of 50 batches, sort each by token length, longest batch first; the same order per --seed, also on --resume")
-@click.option("--data-order", type=click.Choice(["shared", "per-prompt"]), default="shared", show_default=True, help="shared: every prompt sees the same batch each step; per-prompt: prompt i draws its own batches from --seed + i, so the run equals N separate one-prompt runs with seeds --seed .. --seed+N-1 (independent ensemble members, as Lester et al.'s); a step is still one pass of N·B rows, padded to the longest of its N·B examples")
+@step_options()
 @click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="input prompts' optimizer [default: adafactor (Lester et al.)]")
 @click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
 @click.option("--prefix-optimizer", type=click.Choice(["adafactor", "adamw"]), help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]")
@@ -211,6 +211,7 @@ def ensemble_eval(**kw) -> None:
 @click.option("--prefix-length", default=10, show_default=True)
 @click.option("--steps", default=30000, show_default=True)
 @click.option("--batch-size", default=32, show_default=True)
+@step_options()
 @click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="input prompts' optimizer [default: adafactor (Lester et al.)]")
 @click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
 @click.option("--prefix-optimizer", type=click.Choice(["adafactor", "adamw"]), help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]")
@@ -240,6 +241,7 @@ def sweep(**kw) -> None:
     base = TrainConfig(
         task=kw["task"], n_prompts=kw["n_prompts"], prompt_length=cells[0].prompt_length, init=cells[0].init,
         deep_prefix=kw["deep_prefix"], prefix_length=kw["prefix_length"], steps=kw["steps"], batch_size=kw["batch_size"],
+        group_by_length=kw["group_by_length"], data_order=kw["data_order"], max_tokens=kw["max_tokens"],
         optimizer=kw["optimizer"], lr=kw["lr"], prefix_optimizer=kw["prefix_optimizer"], prefix_lr=kw["prefix_lr"],
         eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"], **{option: kw[option] for option in CUSTOM_OPTIONS},
         eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],

@@ -62,6 +62,7 @@ class TrainConfig:
     batch_size: int = 32
     group_by_length: bool = False  # batches of similar input length from shuffled mega-batches (softprompt.batching)
     data_order: str = "shared"  # DATA_ORDERS
+    max_tokens: int | None = None  # tokens per pass (softprompt.train.joint_backward); None: a step is one pass
     optimizer: str | None = None  # input prompts' optimizer: adafactor
     lr: float | None = None  # input prompts' lr: DEFAULT_LR
     prefix_optimizer: str | None = None  # deep prefixes' optimizer: adamw
@@ -149,7 +150,7 @@ class TrainConfig:
             raise SoftpromptError(f"{len(self.prompt_seeds)} prompt seeds given for {self.n_prompts} prompts; give one per prompt")
         check_init_from(self.init_from, self.library)
         _positive("--probe-steps", self.probe_steps)
-        for name in ("eval_size", "patience", "train_size"):
+        for name in ("eval_size", "patience", "train_size", "max_tokens"):
             value = getattr(self, name)
             if value is not None:
                 _positive("--" + name.replace("_", "-"), value)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ensembles.batched import encode_texts, prompt_rows, repeat_for_prompts
+from ensembles.batched import encode_texts, plan_passes, prompt_rows, repeat_for_prompts
 from ensembles.metrics import classification_metrics, generation_metrics
 from ensembles.scoring import generate_texts, score_choices
 from softprompt.atomic import atomic_write_text
@@ -42,7 +42,7 @@ from softprompt.tracking import TrainingLog
 from softprompt.transfer import InitChoice, apply_init_from
 
 
-RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing", "output_dir"}  # settings a resumed run may change (e.g. train longer)
+RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing", "max_tokens", "output_dir"}  # settings a resumed run may change (e.g. train longer)
 
 
 @dataclass
@@ -112,10 +112,10 @@ def validate(prompted: PromptedT5, task: Task, examples: Sequence[Example], cfg:
     """Each prompt's validation score on the task's official metric."""
     ids = list(range(prompted.n_prompts))
     if task.kind == "generation":
-        generations = generate_texts(prompted, examples, ids, cfg.max_source_length, **cfg.decoding)
+        generations = generate_texts(prompted, examples, ids, cfg.max_source_length, cfg.max_tokens, **cfg.decoding)
         refs = [list(e.references) or [e.target] for e in examples]
         return [generation_metrics(texts, refs)[task.metric] for texts in generations.texts]
-    scores = score_choices(prompted, examples, ids, cfg.max_source_length).log_likelihood
+    scores = score_choices(prompted, examples, ids, cfg.max_source_length, cfg.max_tokens).log_likelihood
     gold = np.array([e.label for e in examples])
     n_classes = scores.shape[-1]
     return [classification_metrics(gold, s.argmax(-1), n_classes)[task.metric] for s in scores]
@@ -237,28 +237,57 @@ def _backward(prompted: PromptedT5, batches: Sequence[Sequence[Example]], cfg: T
     examples = [e for batch in batches for e in batch]  # per-prompt batches: prompt-major
     input_ids, mask = encode_texts(prompted.tokenizer, [e.source for e in examples], cfg.max_source_length, device)
     labels, label_mask = encode_texts(prompted.tokenizer, [e.target for e in examples], cfg.max_target_length, device)
-    return joint_backward(prompted, input_ids, mask, labels.masked_fill(label_mask == 0, -100), shared=len(batches) == 1)
+    labels = labels.masked_fill(label_mask == 0, -100)
+    return joint_backward(prompted, input_ids, mask, labels, shared=len(batches) == 1, max_tokens=cfg.max_tokens)
 
 
-def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, shared: bool = True) -> torch.Tensor:
-    """Forward and backward of a batch (b, T) with targets (b, S) (-100 = padding), every example
-    repeated for the N prompts; with ``shared=False`` the rows are already (N·b, ·), prompt-major,
-    each prompt's own examples. Returns the (N,) per-prompt losses.
+def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                   shared: bool = True, max_tokens: int | None = None) -> torch.Tensor:
+    """Forward and backward of a batch (b, T) with targets (b, S) (-100 = padding, both padded on
+    the right), every example repeated for the N prompts; with ``shared=False`` the rows are
+    already (N·b, ·), prompt-major, each prompt's own examples. Returns the (N,) per-prompt losses.
 
     Each prompt's loss is its summed token loss divided by its token count over the GLOBAL batch, so
-    gradients summed across processes equal the single-process gradient.
+    gradients summed across processes equal the single-process gradient. With ``max_tokens`` the
+    rows run as micro-passes of at most that many tokens (rows × padded prompt + source + target
+    length; rows sorted by length, as ``ensembles.batched.plan_passes`` chunks them, each pass padded
+    to its own longest), accumulating the same gradient (up to rounding) with less padding and a
+    bounded peak memory; None: one pass.
     """
     n = prompted.n_prompts
-    if shared:
+    if shared and n > 1:  # one prompt: the rows as they are (no copy)
         input_ids, mask, labels = (repeat_for_prompts(t, n) for t in (input_ids, mask, labels))  # (N·b, ·)
     rows = prompt_rows(range(n), len(input_ids) // n, input_ids.device)  # (N·b,)
-    decoder_input_ids = prompted.model.prepare_decoder_input_ids_from_labels(labels)  # labels not passed: no second loss
-    logits = prompted(input_ids, mask, rows, decoder_input_ids=decoder_input_ids).logits
-    loss_sum, token_count = per_prompt_token_stats(logits, labels, rows, n)
-    del logits  # not needed by backward: keeps one logits-sized tensor off the peak
+    targets = labels != -100  # (N·b, S)
+    token_count = torch.zeros(n, device=labels.device).index_add(0, rows, targets.sum(dim=1).float())
     token_count = distributed.all_reduce_sum(token_count).clamp(min=1)
-    (loss_sum / token_count).sum().backward()
-    return distributed.all_reduce_sum(loss_sum.detach()) / token_count
+    loss_sum = torch.zeros(n, device=labels.device)
+    for chunk in _micro_passes(mask, targets, prompted.prompt_length, max_tokens):
+        if chunk is None:  # one pass over every row, as padded
+            ids, chunk_mask, chunk_labels, chunk_rows = input_ids, mask, labels, rows
+        else:  # (r,) rows, trimmed to their longest source and target
+            source, target = int(mask[chunk].sum(dim=1).max()), max(1, int(targets[chunk].sum(dim=1).max()))
+            ids, chunk_mask, chunk_labels = input_ids[chunk, :source], mask[chunk, :source], labels[chunk, :target]
+            chunk_rows = rows[chunk]
+        decoder_input_ids = prompted.model.prepare_decoder_input_ids_from_labels(chunk_labels)  # labels not passed: no second loss
+        logits = prompted(ids, chunk_mask, chunk_rows, decoder_input_ids=decoder_input_ids).logits
+        chunk_sum = per_prompt_token_stats(logits, chunk_labels, chunk_rows, n)[0]
+        del logits  # not needed by backward: keeps one logits-sized tensor off the peak
+        (chunk_sum / token_count).sum().backward()
+        loss_sum += chunk_sum.detach()
+    return distributed.all_reduce_sum(loss_sum) / token_count
+
+
+def _micro_passes(mask: torch.Tensor, targets: torch.Tensor, prompt_length: int, max_tokens: int | None) -> list[torch.Tensor | None]:
+    """The row indices of each micro-pass of ``joint_backward`` within ``max_tokens``, longest rows
+    first; ``[None]`` (one pass, untouched) without a budget or when every row fits in one pass."""
+    if max_tokens is None:
+        return [None]
+    lengths = (prompt_length + mask.sum(dim=1) + targets.sum(dim=1)).tolist()  # (R,) tokens per row, unpadded
+    plans = plan_passes(lengths, 1, max_tokens)
+    if len(plans) == 1:
+        return [None]
+    return [torch.tensor(plan.examples, device=mask.device) for plan in plans]
 
 
 def _evaluate(prompted, task, val_examples, cfg, state, banks, best, bar) -> tuple[list[float], bool]:

@@ -148,13 +148,17 @@ def test_sweep_then_plot_scale(tmp_path, tiny_model_dir):
     assert (tmp_path / "scale.png").stat().st_size > 0 and (tmp_path / "scale.svg").stat().st_size > 0
 
 
-def test_sweep_runs_record_their_custom_task(tmp_path, tiny_model_dir):
-    """A sweep's runs record a custom task's template options, so ensemble-eval and serve can rebuild it."""
+def test_sweep_runs_record_their_custom_task_and_step_options(tmp_path, tiny_model_dir):
+    """A sweep's runs record a custom task's template options, so ensemble-eval and serve can rebuild it,
+    and train with the sweep's step options (as softprompt train's)."""
     out = tmp_path / "sweep"
     _invoke("sweep", "--models", tiny_model_dir, *CUSTOM, "--task-name", "review", "--train-file", SST2 / "train.tsv",
             "--validation-file", SST2 / "dev.tsv", "--eval-size", "6", "--prompt-lengths", "2", "--n-prompts", "2", "--steps", "1",
-            "--batch-size", "4", "--eval-every", "1", "--max-source-length", "48", "--out-dir", out, "--quiet")
+            "--batch-size", "4", "--eval-every", "1", "--max-source-length", "48", "--out-dir", out, "--quiet",
+            "--group-by-length", "--data-order", "per-prompt", "--max-tokens", "200")
     (run,) = [path.parent for path in (out / "runs").rglob("softprompt.json")]
+    train_args = read_meta(run)["train_args"]
+    assert (train_args["group_by_length"], train_args["data_order"], train_args["max_tokens"]) == (True, "per-prompt", 200)
     expected = task_from_options(*CUSTOM[1::2], task_name="review")
     assert recorded_task(read_meta(run)) == expected and (expected.name, expected.template) == ("review", "review: {sentence}")
     (result,) = (out / "results").glob("*.json")

@@ -18,7 +18,8 @@ from softprompt.errors import SoftpromptError
 from softprompt.models import random_t5
 from softprompt.store import read_meta
 from softprompt.tasks import get_task
-from softprompt.train import build_prompted, train, validate
+from ensembles.batched import encode_texts
+from softprompt.train import _micro_passes, build_prompted, joint_backward, train, validate
 from tests.conftest import TEST_DATA
 
 RTE = TEST_DATA / "superglue" / "rte"
@@ -93,6 +94,46 @@ def test_per_prompt_data_order_resumes_to_the_same_prompts_and_cannot_change_on_
     assert torch.equal(full, resumed)
     with pytest.raises(SoftpromptError, match="data_order"):  # the data order must not change on resume
         train(_config(tmp_path, "part", steps=9), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_micro_passes_accumulate_the_one_pass_gradient(tmp_path, rte, shared):
+    """--max-tokens: a step's rows (mixed lengths; per-prompt rows when not shared) run as several
+    length-sorted passes, each trimmed to its longest source and target; the losses and the
+    gradients of input prompts and deep prefixes equal one untrimmed pass's."""
+    task, train_examples, _ = rte
+    cfg = _config(tmp_path, "run", deep_prefix=True, prefix_length=2, reparam_dim=8, reparam_hidden=8)
+    prompted = build_prompted(random_t5(), cfg, task.label_words)
+    examples = train_examples[:4] if shared else train_examples[:12]  # per-prompt: (3·4,) rows, prompt-major
+    input_ids, mask = encode_texts(prompted.tokenizer, [e.source for e in examples], 64)
+    labels, label_mask = encode_texts(prompted.tokenizer, [e.target for e in examples], 8)
+    labels = labels.masked_fill(label_mask == 0, -100)
+    rows = 3 * len(examples) if shared else len(examples)
+    budget = 2 * (cfg.prompt_length + 64 + 8)  # about two rows per pass
+    assert len(_micro_passes(mask.repeat(rows // len(examples), 1), labels.repeat(rows // len(examples), 1) != -100,
+                             cfg.prompt_length, budget)) >= rows // 3
+    results = []
+    for max_tokens in (None, budget):
+        losses = joint_backward(prompted, input_ids, mask, labels, shared, max_tokens)
+        results.append((losses, [p.grad.clone() for p in prompted.trainable_parameters()]))
+        prompted.zero_grad(set_to_none=True)
+    (one_loss, one_grads), (micro_loss, micro_grads) = results
+    assert torch.allclose(one_loss, micro_loss, atol=1e-5)
+    for one, micro in zip(one_grads, micro_grads):
+        assert one.abs().max() > 0 and torch.allclose(one, micro, atol=1e-6, rtol=1e-4)
+
+
+def test_max_tokens_trains_like_one_pass_and_may_change_on_resume(tmp_path, rte):
+    task, train_examples, val_examples = rte
+    one, micro = _config(tmp_path, "one", steps=4), _config(tmp_path, "micro", steps=4, max_tokens=150)
+    for cfg in (one, micro):
+        train(cfg, random_t5(), task, train_examples, val_examples, progress=False)
+    weights = [load_pool([cfg.output_dir], random_t5()).model.prompts.weight for cfg in (one, micro)]
+    assert torch.allclose(*weights, atol=1e-5)
+    train(_config(tmp_path, "micro", steps=6, max_tokens=300), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+    assert read_meta(micro.output_dir)["train_args"]["max_tokens"] == 300
+    with pytest.raises(SoftpromptError, match="--max-tokens must be a positive integer"):
+        _config(tmp_path, "bad", max_tokens=0)
 
 
 @pytest.mark.parametrize("init,data_order", [('text:"yes no maybe"', "shared"), ('text:"yes no maybe"', "per-prompt"),
