@@ -46,7 +46,7 @@ def step_options():
     return lambda command: _with_options(command, [
         click.option("--group-by-length", is_flag=True, help="draw each batch from examples of similar input length, so batches pad less (faster on inputs of mixed length): shuffle, cut into mega-batches of 50 batches, sort each by token length, longest batch first; the same order per --seed, also on --resume"),
         click.option("--data-order", type=click.Choice(["shared", "per-prompt"]), default="shared", show_default=True, help="shared: every prompt sees the same batch each step; per-prompt: prompt i draws its own batches from --seed + i, so the run equals N separate one-prompt runs with seeds --seed .. --seed+N-1 (independent ensemble members, as Lester et al.'s); a step then holds N·B distinct examples, which pad to their longest unless --max-tokens splits them"),
-        click.option("--max-tokens", type=int, help="tokens per pass (rows × padded prompt + source + target length): a step's N·B rows run as passes of similar length, accumulating the same gradient, so a step pads less and its peak memory is bounded; validation passes too [default: a step is one pass; validation 8,192 on CPU, 65,536 on CUDA]"),
+        click.option("--max-tokens", type=int, help="tokens per pass (rows × padded prompt + source + target length): a step's N·B rows run as passes of similar length, accumulating the same gradient, so a step pads less and its peak memory is bounded (e.g. 2048 on CPU; on a GPU the largest that fits); validation passes too [default: a step is one pass; validation 8,192 on CPU, 65,536 on CUDA]"),
     ])
 
 

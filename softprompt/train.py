@@ -258,15 +258,14 @@ def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Te
     if shared and n > 1:  # one prompt: the rows as they are (no copy)
         input_ids, mask, labels = (repeat_for_prompts(t, n) for t in (input_ids, mask, labels))  # (N·b, ·)
     rows = prompt_rows(range(n), len(input_ids) // n, input_ids.device)  # (N·b,)
-    targets = labels != -100  # (N·b, S)
-    token_count = torch.zeros(n, device=labels.device).index_add(0, rows, targets.sum(dim=1).float())
+    token_count = torch.zeros(n, device=labels.device).index_add(0, rows, (labels != -100).sum(dim=1).float())
     token_count = distributed.all_reduce_sum(token_count).clamp(min=1)
     loss_sum = torch.zeros(n, device=labels.device)
-    for chunk in _micro_passes(mask, targets, prompted.prompt_length, max_tokens):
+    for chunk in _micro_passes(mask, labels, prompted.prompt_length, max_tokens):
         if chunk is None:  # one pass over every row, as padded
             ids, chunk_mask, chunk_labels, chunk_rows = input_ids, mask, labels, rows
         else:  # (r,) rows, trimmed to their longest source and target
-            source, target = int(mask[chunk].sum(dim=1).max()), max(1, int(targets[chunk].sum(dim=1).max()))
+            source, target = int(mask[chunk].sum(dim=1).max()), max(1, int((labels[chunk] != -100).sum(dim=1).max()))
             ids, chunk_mask, chunk_labels = input_ids[chunk, :source], mask[chunk, :source], labels[chunk, :target]
             chunk_rows = rows[chunk]
         decoder_input_ids = prompted.model.prepare_decoder_input_ids_from_labels(chunk_labels)  # labels not passed: no second loss
@@ -278,12 +277,12 @@ def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Te
     return distributed.all_reduce_sum(loss_sum) / token_count
 
 
-def _micro_passes(mask: torch.Tensor, targets: torch.Tensor, prompt_length: int, max_tokens: int | None) -> list[torch.Tensor | None]:
+def _micro_passes(mask: torch.Tensor, labels: torch.Tensor, prompt_length: int, max_tokens: int | None) -> list[torch.Tensor | None]:
     """The row indices of each micro-pass of ``joint_backward`` within ``max_tokens``, longest rows
     first; ``[None]`` (one pass, untouched) without a budget or when every row fits in one pass."""
     if max_tokens is None:
         return [None]
-    lengths = (prompt_length + mask.sum(dim=1) + targets.sum(dim=1)).tolist()  # (R,) tokens per row, unpadded
+    lengths = (prompt_length + mask.sum(dim=1) + (labels != -100).sum(dim=1)).tolist()  # (R,) tokens per row, unpadded
     plans = plan_passes(lengths, 1, max_tokens)
     if len(plans) == 1:
         return [None]

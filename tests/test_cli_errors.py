@@ -338,7 +338,8 @@ def test_train_prompt_plus_input_exceeds_model_limit(tiny_model_dir, data, tmp_p
     (["--prompt-length", "0"], "--prompt-length 0 leaves nothing to train; use a positive length or --deep-prefix"),
     (["--init", "zeros"], "unknown init 'zeros'; use one of:"),
     (["--steps", "0"], "--steps must be a positive integer, got 0"),
-], ids=["n-prompts-0", "negative-prompt-length", "negative-prefix-length", "nothing-to-train", "unknown-init", "zero-steps"])
+    (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
+], ids=["n-prompts-0", "negative-prompt-length", "negative-prefix-length", "nothing-to-train", "unknown-init", "zero-steps", "zero-max-tokens"])
 def test_train_invalid_settings(args, message, tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, *args))
     assert_one_line_error(result, message)
@@ -713,7 +714,8 @@ def test_neighbors_plot_under_a_file(run, tmp_path):
     (["--prompt-lengths", "3,-1"], "--prompt-length must be >= 0, got -1"),
     (["--subsample-seeds", "0"], "--subsample-seeds must be a positive integer, got 0"),
     (["--train-sizes", "0,8"], "--train-size must be a positive integer, got 0"),
-], ids=["non-integer-lengths", "negative-length", "zero-seeds", "zero-train-size"])
+    (["--max-tokens", "-5"], "--max-tokens must be a positive integer, got -5"),
+], ids=["non-integer-lengths", "negative-length", "zero-seeds", "zero-train-size", "negative-max-tokens"])
 def test_sweep_invalid_grid(args, message, tiny_model_dir, data, tmp_path):
     result = run_cli("sweep", "--models", tiny_model_dir, "--task", "rte", "--train-file", data["train"],
                      "--validation-file", data["val"], "--steps", "1", "--out-dir", tmp_path / "sweep", "--quiet", *args)

@@ -110,8 +110,8 @@ def test_micro_passes_accumulate_the_one_pass_gradient(tmp_path, rte, shared):
     labels = labels.masked_fill(label_mask == 0, -100)
     rows = 3 * len(examples) if shared else len(examples)
     budget = 2 * (cfg.prompt_length + 64 + 8)  # about two rows per pass
-    assert len(_micro_passes(mask.repeat(rows // len(examples), 1), labels.repeat(rows // len(examples), 1) != -100,
-                             cfg.prompt_length, budget)) >= rows // 3
+    copies = rows // len(examples)
+    assert len(_micro_passes(mask.repeat(copies, 1), labels.repeat(copies, 1), cfg.prompt_length, budget)) >= rows // 3
     results = []
     for max_tokens in (None, budget):
         losses = joint_backward(prompted, input_ids, mask, labels, shared, max_tokens)
