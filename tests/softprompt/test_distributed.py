@@ -36,6 +36,7 @@ def runs(tmp_path_factory, tiny_model_dir):
              "--device", "cpu", "--quiet"]
     _run(SINGLE, *train, "--output-dir", tmp / "one")
     _run(LAUNCH, *train, "--output-dir", tmp / "two")
+    _run(LAUNCH, *train, "--max-tokens", 100, "--output-dir", tmp / "two-micro")  # a pass or two per process's 6 rows
     return tmp
 
 
@@ -45,6 +46,13 @@ def test_two_process_training_equals_one_process(runs):
     assert torch.allclose(one, two, atol=1e-5)
     best = [json.loads((runs / name / "softprompt.json").read_text())["best"] for name in ("one", "two")]
     assert best[0] == best[1]  # validation gathered across processes gives the same scores
+
+
+def test_two_process_micro_passes_equal_one_process(runs):
+    """--max-tokens in each process: the token count is summed across processes before the passes."""
+    one = load_file(runs / "one" / "prompts.safetensors")["prompts"]
+    micro = load_file(runs / "two-micro" / "prompts.safetensors")["prompts"]
+    assert torch.allclose(one, micro, atol=1e-5)
 
 
 def test_two_process_ensemble_eval_writes_the_same_table(runs):
