@@ -96,14 +96,14 @@ from common import (  # noqa: E402
     utilisation_line,
 )
 
-from ensembles.batched import plan_passes, prompt_rows  # noqa: E402
+from ensembles.batched import prompt_rows  # noqa: E402
 from softprompt.batching import MEGA_BATCHES, BatchOrder  # noqa: E402
 from softprompt.config import DATA_ORDERS  # noqa: E402
 from softprompt.losses import per_prompt_loss  # noqa: E402
 from softprompt.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
 from softprompt.prompted import PromptedT5  # noqa: E402
 from softprompt.prompts import PromptBank  # noqa: E402
-from softprompt.train import joint_backward  # noqa: E402
+from softprompt.train import joint_backward, micro_passes  # noqa: E402
 
 MAX_GRAD_NORM = 1.0
 LR = 0.3
@@ -299,12 +299,11 @@ def data_order_case(frozen, batch: int, args) -> dict[str, float]:
             for order, trainer in zip(orders, separate):
                 trainer.step(*step_data(order.batch(step)))
 
-    def passes(order: str, max_tokens: int | None, step: int) -> list[list[int]]:  # each pass's examples, as joint_backward runs them
-        rows = examples(order, step) * (n if order == "shared" else 1)  # (N·B,)
-        if max_tokens is None:
-            return [rows]
-        plans = plan_passes([args.prompt_length + lengths[i] + args.target_length for i in rows], 1, max_tokens)
-        return [[rows[row] for row in plan.examples] for plan in plans]
+    def passes(order: str, max_tokens: int | None, step: int) -> list[list[int]]:  # each pass's examples, as joint_backward plans them
+        rows = examples(order, step) * (n if order == "shared" else 1)  # (N·B,) prompt-major
+        mask, labels = padded_batch(inputs, rows)[1], targets[rows]
+        return [[rows[row] for row in torch.arange(len(rows))[chunk].tolist()]
+                for chunk, _, _ in micro_passes(mask, labels, args.prompt_length, max_tokens)]
 
     names = {(order, max_tokens): order if max_tokens is None else f"{order} --max-tokens {max_tokens}" for order, max_tokens in joint}
     sides = {names[key]: lambda key=key: run_joint(*key) for key in joint} | {"separate": run_separate}

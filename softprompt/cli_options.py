@@ -42,7 +42,8 @@ def task_options(default: str | None = "boolq", hub: bool = True):
 
 
 def step_options():
-    """How a training step draws its batches and runs them (shared by train and sweep)."""
+    """How a training step draws its batches and runs them (shared by train and sweep). --data-order's
+    choices are ``softprompt.config.DATA_ORDERS`` (tested), written out: that module imports transformers."""
     return lambda command: _with_options(command, [
         click.option("--group-by-length", is_flag=True, help="draw each batch from examples of similar input length, so batches pad less (faster on inputs of mixed length): shuffle, cut into mega-batches of 50 batches, sort each by token length, longest batch first; the same order per --seed, also on --resume"),
         click.option("--data-order", type=click.Choice(["shared", "per-prompt"]), default="shared", show_default=True, help="shared: every prompt sees the same batch each step; per-prompt: prompt i draws its own batches from --seed + i, so the run equals N separate one-prompt runs with seeds --seed .. --seed+N-1 (independent ensemble members, as Lester et al.'s); a step then holds N·B distinct examples, which pad to their longest unless --max-tokens splits them"),

@@ -261,13 +261,8 @@ def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Te
     token_count = torch.zeros(n, device=labels.device).index_add(0, rows, (labels != -100).sum(dim=1).float())
     token_count = distributed.all_reduce_sum(token_count).clamp(min=1)
     loss_sum = torch.zeros(n, device=labels.device)
-    for chunk in _micro_passes(mask, labels, prompted.prompt_length, max_tokens):
-        if chunk is None:  # one pass over every row, as padded
-            ids, chunk_mask, chunk_labels, chunk_rows = input_ids, mask, labels, rows
-        else:  # (r,) rows, trimmed to their longest source and target
-            source, target = int(mask[chunk].sum(dim=1).max()), max(1, int((labels[chunk] != -100).sum(dim=1).max()))
-            ids, chunk_mask, chunk_labels = input_ids[chunk, :source], mask[chunk, :source], labels[chunk, :target]
-            chunk_rows = rows[chunk]
+    for chunk, source, target in micro_passes(mask, labels, prompted.prompt_length, max_tokens):
+        ids, chunk_mask, chunk_labels, chunk_rows = input_ids[chunk, :source], mask[chunk, :source], labels[chunk, :target], rows[chunk]
         decoder_input_ids = prompted.model.prepare_decoder_input_ids_from_labels(chunk_labels)  # labels not passed: no second loss
         logits = prompted(ids, chunk_mask, chunk_rows, decoder_input_ids=decoder_input_ids).logits
         chunk_sum = per_prompt_token_stats(logits, chunk_labels, chunk_rows, n)[0]
@@ -277,16 +272,23 @@ def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Te
     return distributed.all_reduce_sum(loss_sum) / token_count
 
 
-def _micro_passes(mask: torch.Tensor, labels: torch.Tensor, prompt_length: int, max_tokens: int | None) -> list[torch.Tensor | None]:
-    """The row indices of each micro-pass of ``joint_backward`` within ``max_tokens``, longest rows
-    first; ``[None]`` (one pass, untouched) without a budget or when every row fits in one pass."""
+def micro_passes(mask: torch.Tensor, labels: torch.Tensor, prompt_length: int,
+                 max_tokens: int | None) -> list[tuple[torch.Tensor | slice, int, int]]:
+    """The passes of ``joint_backward`` over rows with source ``mask`` (R, T) and ``labels`` (R, S)
+    (-100 = padding; both padded on the right): (row indices, longest source, longest target) of
+    each, longest rows first, within ``max_tokens`` (rows × padded prompt + source + target length,
+    planned by ``ensembles.batched.plan_passes``). Without a budget, or when every row fits in one
+    pass: one pass over every row as padded (``slice(None)``: views, no copy).
+    """
+    one_pass = [(slice(None), mask.shape[1], labels.shape[1])]
     if max_tokens is None:
-        return [None]
-    lengths = (prompt_length + mask.sum(dim=1) + (labels != -100).sum(dim=1)).tolist()  # (R,) tokens per row, unpadded
-    plans = plan_passes(lengths, 1, max_tokens)
+        return one_pass
+    sources, targets = mask.sum(dim=1).tolist(), (labels != -100).sum(dim=1).tolist()  # (R,) unpadded lengths
+    plans = plan_passes([prompt_length + s + t for s, t in zip(sources, targets)], 1, max_tokens)
     if len(plans) == 1:
-        return [None]
-    return [torch.tensor(plan.examples, device=mask.device) for plan in plans]
+        return one_pass
+    return [(torch.tensor(plan.examples, device=mask.device), max(sources[i] for i in plan.examples),
+             max(1, max(targets[i] for i in plan.examples))) for plan in plans]
 
 
 def _evaluate(prompted, task, val_examples, cfg, state, banks, best, bar) -> tuple[list[float], bool]:

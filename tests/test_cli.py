@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from softprompt.cli import cli
+from softprompt.config import DATA_ORDERS
 from softprompt.custom_tasks import recorded_task, task_from_options
 from softprompt.store import read_meta
 from tests.conftest import TEST_DATA
@@ -146,6 +147,13 @@ def test_sweep_then_plot_scale(tmp_path, tiny_model_dir):
     assert again.output.count("done, skipped") == 2
     _invoke("plot-scale", *results, "--x", "prompt_length", "--out", tmp_path / "scale.png")
     assert (tmp_path / "scale.png").stat().st_size > 0 and (tmp_path / "scale.svg").stat().st_size > 0
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_data_order_choices_are_the_configs(command):
+    """The CLI lists --data-order's choices itself (softprompt.config imports transformers, which the CLI loads lazily)."""
+    (option,) = [param for param in cli.commands[command].params if param.name == "data_order"]
+    assert tuple(option.type.choices) == DATA_ORDERS
 
 
 def test_sweep_runs_record_their_custom_task_and_step_options(tmp_path, tiny_model_dir):
