@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Run every benchmark on one GPU: bf16 on random t5-base- and t5-large-shaped models (no hub
+# Run every benchmark on one GPU: bf16 on random t5-base- (and t5-large-) shaped models (no hub
 # download), fp32 where a comparison needs it (realdata's exact prediction check, t5-base), and
 # write each benchmark's RESULT line, as JSON, to OUT_DIR/<name>.json (its full output beside it
-# in <name>.log). Kept under 8 minutes on one H200 by small repeat counts.
+# in <name>.log). Sized from the first H200 run (2026-11-30, docs/gpu/): the base shape took
+# 31-102 s per benchmark, about 13 s of each starting Python and CUDA; from those times the default
+# (one realdata round) should take about 7.5 min, not yet timed as a whole.
 #
-#   bash benchmarks/gpu.sh                          # CUDA, shapes base and large
+#   bash benchmarks/gpu.sh                          # CUDA, t5-base shape
+#   bash benchmarks/gpu.sh --shapes large           # t5-large shape: a call of its own (not yet run)
 #   bash benchmarks/gpu.sh --device cpu --quick     # smoke run on the CPU, tiny model, ~2 min
-#   bash benchmarks/gpu.sh --shapes base --serve    # one shape; also the (CPU) serving benchmark
 #
 # Options: --device DEV (cuda), --quick (tiny model and sizes: the benchmarks' --quick),
-# --shapes LIST (base,large; ignored with --quick), --out DIR (default $OUT when set, else
+# --shapes LIST (base; or large, or base,large; ignored with --quick), --out DIR (default $OUT when set, else
 # ./gpu-results), --data DIR (realdata_bench's data, default ../shared/data; skipped when absent),
 # --serve (also serve_bench.py, whose servers run on the CPU), --python PY (default python3, else python).
 # Exit status: 0 when every benchmark wrote its RESULT, 1 otherwise (see OUT_DIR/summary.txt).
@@ -25,7 +27,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 device=cuda
 quick=0
-shapes=base,large
+shapes=base
 out="${OUT:-./gpu-results}"
 data="$root/../shared/data"
 [ -d "$data" ] || data="$root/.gpu-bundle/data"
@@ -40,7 +42,7 @@ while [ $# -gt 0 ]; do
     --data) data="$2"; shift 2 ;;
     --serve) serve=1; shift ;;
     --python) python="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -112,13 +114,11 @@ else
     run "ensemble_${shape}_bf16" ensemble_bench.py "${m[@]}" --dtype bfloat16 --repeats 3 \
       --sweep 8192,16384,32768,65536,131072 --sweep-batches 128 --generate-sweep 32,16
     run "generate_${shape}_bf16" generate_bench.py "${m[@]}" --dtype bfloat16 --repeats 3
-    run "generate_${shape}_bf16_B64" generate_bench.py "${m[@]}" --dtype bfloat16 --repeats 3 --batch 64
     run "prefix_${shape}_bf16" prefix_bench.py "${m[@]}" --dtype bfloat16 --repeats 5
     run "train_${shape}_bf16" train_bench.py "${m[@]}" --dtype bfloat16 --repeats 3 --mem-runs 1
     if [ $have_data = 1 ]; then
-      # t5-large: one timed round (after the checking run) keeps the whole script within 8 minutes
-      run "realdata_${shape}_bf16" realdata_bench.py "${m[@]}" --dtype bfloat16 --data "$data" \
-        --repeats "$([ "$shape" = large ] && echo 1 || echo 2)"
+      # one timed round after the checking round (a round of the PEFT loop takes 39 s on t5-base)
+      run "realdata_${shape}_bf16" realdata_bench.py "${m[@]}" --dtype bfloat16 --data "$data" --repeats 1
     fi
   done
   # fp32 where a comparison needs it: realdata's predictions must then match exactly (t5-base shape)

@@ -3,7 +3,7 @@
 # fetched there. Run it here, before the call.
 #
 #   bash scripts/gpu_bundle.sh                                  # for benchmarks/gpu.sh: wheels + benchmark data
-#   bash scripts/gpu_bundle.sh --corpus /work/nano-corpus      # for scripts/gpu_pretrain.sh: wheels + corpus + mixture
+#   bash scripts/gpu_bundle.sh --corpus /work/nano-corpus      # also for scripts/gpu_pretrain.sh: + corpus + mixture
 #
 # wheels/             packages the GPU image lacks or has too old (its transformers is 5.17, softprompt
 #                     needs >= 5.20; it has no datasets): the versions CI tests, for CPython 3.12 on x86-64.
@@ -11,7 +11,8 @@
 #                     validation, XSum test).
 # corpus/             (--corpus) the nano corpus: train.bin.xz (xz-compressed), validation.bin, manifest.json;
 # mixture.tar.xz      and the supervised mixture's rows as softprompt.nano.mixture caches them.
-# Each run replaces the other purpose's files, so that the bundle holds one purpose's (about 20 or 38 MiB).
+# Without --corpus a run removes an earlier run's corpus and mixture: the bundle is about 20 MiB for the
+# benchmarks alone, 44 MiB for both scripts (one call can then run both).
 #
 # A call carries at most 64 MiB: the working tree plus the carried paths. The script prints what
 # would travel and which folders of softprompt/assets the call does not need (set them aside for
@@ -41,15 +42,14 @@ mkdir -p "$bundle/wheels"
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -d "$bundle/wheels" transformers==5.24.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 peft==0.21.2
 
+for file in superglue/boolq/val.jsonl superglue/multirc/val.jsonl xsum/test.jsonl; do
+  [ -f "$data/$file" ] || { echo "gpu_bundle.sh: no $data/$file (pass --data DIR)" >&2; exit 2; }
+  mkdir -p "$bundle/data/$(dirname "$file")"
+  cp "$data/$file" "$bundle/data/$file"
+done
 if [ -z "$corpus" ]; then
   rm -rf "$bundle/corpus" "$bundle/mixture.tar.xz"
-  for file in superglue/boolq/val.jsonl superglue/multirc/val.jsonl xsum/test.jsonl; do
-    [ -f "$data/$file" ] || { echo "gpu_bundle.sh: no $data/$file (pass --data DIR)" >&2; exit 2; }
-    mkdir -p "$bundle/data/$(dirname "$file")"
-    cp "$data/$file" "$bundle/data/$file"
-  done
 else
-  rm -rf "$bundle/data"
   for file in train.bin validation.bin manifest.json; do
     [ -f "$corpus/$file" ] || { echo "gpu_bundle.sh: no $corpus/$file (build it: python -m softprompt.nano.corpus --out DIR)" >&2; exit 2; }
   done
