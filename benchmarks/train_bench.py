@@ -61,6 +61,7 @@ import argparse
 import copy
 import gc
 import json
+import math
 import resource
 import statistics
 import subprocess
@@ -128,11 +129,12 @@ class OursTrainer:
         """One step; ``shared=False``: the rows are already (N·b, ·), each prompt's own examples;
         ``max_tokens``: micro-passes as ``softprompt train --max-tokens``."""
         losses = joint_backward(self.prompted, input_ids, mask, labels, shared, max_tokens)  # train.py's own forward/backward
-        if not torch.isfinite(losses).all():  # train.py checks this every step too
-            raise RuntimeError("non-finite loss")
-        clip_grad_norm_per_prompt(self.params, MAX_GRAD_NORM)
+        grad_norms = clip_grad_norm_per_prompt(self.params, MAX_GRAD_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        step_losses, _ = torch.stack([losses.float(), grad_norms.float()]).tolist()  # train.py's one sync per step
+        if not all(map(math.isfinite, step_losses)):  # train.py checks this every step too
+            raise RuntimeError("non-finite loss")
         return losses
 
     def loss(self, input_ids, mask, labels) -> torch.Tensor:

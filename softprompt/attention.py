@@ -18,6 +18,7 @@ Because it works below ``T5Stack``, it reaches the encoder too (``T5Stack`` drop
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -40,6 +41,20 @@ class PrefixContext:
 
     kv: dict[str, torch.Tensor] = field(default_factory=dict)
     captured: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+    _once: dict[tuple, tuple[object, object]] = field(default_factory=dict, repr=False)
+
+    def once(self, key: tuple, source: object, make: Callable[[object], object]) -> object:
+        """``make(source)``, computed once for as long as the calls pass the same ``source`` object.
+
+        Every layer of a T5 stack passes the same prefix, mask and position bias, so their per-site
+        preparation runs once per forward instead of once per layer: fewer kernels (what bounds
+        a GPU at these sizes), one padded mask and bias saved for the backward instead of L, and
+        the prefix's gradient gathered by one stack instead of L full-size select gradients.
+        """
+        hit = self._once.get(key)
+        if hit is None or hit[0] is not source:
+            hit = self._once[key] = (source, make(source))
+        return hit[1]
 
 
 def attention_sites(model: T5ForConditionalGeneration) -> dict[str, list[nn.Module]]:
@@ -82,20 +97,23 @@ def _with_prefix(kernel):
         prefix = context.kv.get(site)
         if prefix is None or prefix.shape[-2] == 0:  # no prefix / zero-length: the original kernel, bit for bit
             return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
-        prefix = _match_batch(prefix[:, layer], query.shape[0]).to(key.device, key.dtype)  # (B, 2, H, Pp, d_kv)
-        n_prefix = prefix.shape[-2]
+        n_prefix, batch = prefix.shape[-2], query.shape[0]
+        layers = context.once(  # 2L tensors (B, H, Pp, d_kv): layer l's keys at 2l, its values at 2l+1
+            (site, "kv", batch, key.dtype, key.device), prefix,
+            lambda kv: _match_batch(kv, batch).to(key.device, key.dtype).flatten(1, 2).unbind(1),
+        )
         if attention_mask is None and site == "decoder" and query.shape[2] > 1:
-            attention_mask = _causal_mask(query.shape[2], key.shape[2], key.device)
-            if kernel is eager_attention_forward:  # eager adds the mask: it needs 0 / -inf-like, not a bool
-                attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype, device=query.device).masked_fill(
-                    ~attention_mask, torch.finfo(query.dtype).min
-                )
-        key = torch.cat([prefix[:, 0], key], dim=2)  # (B, H, Pp+K, d_kv)
-        value = torch.cat([prefix[:, 1], value], dim=2)
+            attention_mask = context.once(
+                (site, "causal", query.shape[2], key.shape[2], query.dtype, key.device, kernel is eager_attention_forward),
+                None, lambda _: _causal_mask(query.shape[2], key.shape[2], key.device, query.dtype, kernel is eager_attention_forward),
+            )
+        key = torch.cat([layers[2 * layer], key], dim=2)  # (B, H, Pp+K, d_kv)
+        value = torch.cat([layers[2 * layer + 1], value], dim=2)
         if attention_mask is not None:
-            attention_mask = _pad_front(attention_mask, n_prefix, True if attention_mask.dtype == torch.bool else 0.0)
-        if position_bias is not None:
-            position_bias = _pad_front(position_bias, n_prefix, 0.0)  # prefix columns: zero bias
+            attention_mask = context.once((site, "mask", n_prefix), attention_mask, lambda mask: _pad_front(
+                mask, n_prefix, True if mask.dtype == torch.bool else 0.0))
+        if position_bias is not None:  # prefix columns: zero bias
+            position_bias = context.once((site, "bias", n_prefix), position_bias, lambda bias: _pad_front(bias, n_prefix, 0.0))
         return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
 
     return attention
@@ -110,11 +128,15 @@ def _match_batch(prefix: torch.Tensor, batch: int) -> torch.Tensor:
     return prefix.repeat_interleave(batch // prefix.shape[0], dim=0)
 
 
-def _causal_mask(q_length: int, k_length: int, device: torch.device) -> torch.Tensor:
-    """Boolean (1, 1, Q, K) causal mask with the queries aligned to the last Q keys."""
+def _causal_mask(q_length: int, k_length: int, device: torch.device, dtype: torch.dtype, additive: bool) -> torch.Tensor:
+    """(1, 1, Q, K) causal mask with the queries aligned to the last Q keys: boolean, or ``additive``
+    (0 / dtype's min, as the eager kernel adds its mask)."""
     offset = k_length - q_length
     rows = torch.arange(q_length, device=device)[:, None] + offset
-    return (torch.arange(k_length, device=device)[None, :] <= rows)[None, None]
+    allowed = (torch.arange(k_length, device=device)[None, :] <= rows)[None, None]
+    if not additive:
+        return allowed
+    return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 def _pad_front(tensor: torch.Tensor, n: int, value: float | bool) -> torch.Tensor:

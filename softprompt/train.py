@@ -198,23 +198,26 @@ def train(
         step = state["step"]
         batches = [distributed.shard([train_examples[i] for i in order.batch(step)]) for order in orders]
         losses = _backward(prompted, batches, cfg, device)  # (N,) global per-prompt losses
-        if not torch.isfinite(losses).all():
-            bad = [i for i, value in enumerate(losses.tolist()) if not math.isfinite(value)]
-            raise SoftpromptError(
-                f"loss became non-finite at step {step + 1} for prompt(s) {bad}; the last good checkpoint "
-                f"(step {_checkpoint_step(cfg.output_dir)}) is kept — lower --lr or use --dtype float32"
-            )
         distributed.all_reduce_grads(params)
         grad_norms = clip_grad_norm_per_prompt(params, cfg.max_grad_norm)  # (N,) before clipping
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        # the step's one wait for the device, after its last kernel is queued; a non-finite update is
+        # never saved, since nothing is written before this check
+        step_losses, step_norms = torch.stack([losses.float(), grad_norms.float()]).tolist()
+        if not all(map(math.isfinite, step_losses)):
+            bad = [i for i, value in enumerate(step_losses) if not math.isfinite(value)]
+            raise SoftpromptError(
+                f"loss became non-finite at step {step + 1} for prompt(s) {bad}; the last good checkpoint "
+                f"(step {_checkpoint_step(cfg.output_dir)}) is kept — lower --lr or use --dtype float32"
+            )
         state["step"] = step + 1
         bar.update(1)
-        bar.set_postfix(loss=f"{losses.mean().item():.4f}")
+        bar.set_postfix(loss=f"{sum(step_losses) / len(step_losses):.4f}")
         metrics = None
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
             metrics, stopped_early = _evaluate(prompted, task, val_examples, cfg, state, banks, best, bar)
-        log.record(losses.tolist(), grad_norms.tolist(), [group["lr"] for group in optimizer.param_groups], metrics)
+        log.record(step_losses, step_norms, [group["lr"] for group in optimizer.param_groups], metrics)
         if distributed.is_main() and (state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps or stopped_early):
             save_checkpoint(cfg.output_dir, _bank_state(banks), best, optimizer, state)
             atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))  # curves of a live run

@@ -424,6 +424,35 @@ def test_gradients_reach_prefixes_only_and_no_grad_works(reparam_dim):
     torch.testing.assert_close(again.logits, out.logits.detach(), atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_per_site_preparation_runs_once_per_forward_and_follows_new_inputs(attn, monkeypatch):
+    """Every layer of a stack passes the same prefix, mask and position bias, so the padded mask and
+    bias are built once per site and forward (not once per layer); a later call with another mask of
+    the same shape, or another prefix, gets its own (the reuse is keyed on the tensors, not shapes):
+    its logits equal a fresh model's."""
+    from softprompt import attention
+
+    frozen = tiny(attn, num_layers=3)
+    bank = random_bank(frozen, length=2)
+    prompted = PromptedT5(frozen, prefixes=bank)
+    pads = []
+    real_pad = attention._pad_front
+    monkeypatch.setattr(attention, "_pad_front", lambda *args: pads.append(args[0].shape) or real_pad(*args))
+    ids, mask = batch(pad_last=3)
+    labels = dec_ids()[:, 1:].contiguous()
+    with torch.no_grad():
+        prompted(ids, mask, torch.tensor([0, 1]), labels=labels)
+        # a mask and a bias per site (cross attention's bias is T5's zeros): 6, not 6 x 3 layers
+        assert len(pads) == 6
+        other_mask = mask.clone()
+        other_mask[0, -2:] = 0  # same shape, other values
+        got = prompted(ids, other_mask, torch.tensor([1, 0]), labels=labels).logits
+        fresh = PromptedT5(tiny(attn, num_layers=3), prefixes=random_bank(tiny(attn, num_layers=3), length=2))
+        fresh.prefixes.load_state_dict(bank.state_dict())
+        want = fresh(ids, other_mask, torch.tensor([1, 0]), labels=labels).logits
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
 # ----------------------------------------------------------------------------- t5-3b-shaped heads
 
 
