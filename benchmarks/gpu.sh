@@ -13,7 +13,9 @@
 # Options: --device DEV (cuda), --quick (tiny model and sizes: the benchmarks' --quick),
 # --shapes LIST (base; or large, or base,large; ignored with --quick), --out DIR (default $OUT when set, else
 # ./gpu-results), --data DIR (realdata_bench's data, default ../shared/data; skipped when absent),
-# --serve (also serve_bench.py, whose servers run on the CPU), --python PY (default python3, else python).
+# --serve (also serve_bench.py, whose servers run on the CPU), --python PY (default python3, else python),
+# --pack (at the end, move the results into OUT_DIR/gpu-results.tar.gz beside summary.txt: a device call
+# brings back at most 8 files).
 # Exit status: 0 when every benchmark wrote its RESULT, 1 otherwise (see OUT_DIR/summary.txt).
 # On the GPU machine, where nothing can be fetched: build .gpu-bundle/ here first (bash
 # scripts/gpu_bundle.sh) and carry it; on CUDA, gpu.sh then installs its wheels (softprompt's
@@ -32,6 +34,7 @@ out="${OUT:-./gpu-results}"
 data="$root/../shared/data"
 [ -d "$data" ] || data="$root/.gpu-bundle/data"
 serve=0
+pack=0
 python="${PYTHON:-$(command -v python3 || command -v python)}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,8 +44,9 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --data) data="$2"; shift 2 ;;
     --serve) serve=1; shift ;;
+    --pack) pack=1; shift ;;
     --python) python="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -69,16 +73,19 @@ fi
 } | tee "$out/env.txt"
 
 failures=0
+written=(env.txt)  # what --pack moves into the archive
 # run NAME SCRIPT ARGS...: one benchmark; its RESULT JSON to $out/NAME.json, its output to NAME.log
 run() {
   local name="$1" script="$2"; shift 2
   local t0 rc line
   t0=$(date +%s)
+  written+=("$name.log")
   (cd "$root" && "$python" "benchmarks/$script" "$@") > "$out/$name.log" 2>&1
   rc=$?
   line="$(grep '^RESULT ' "$out/$name.log" | tail -1)"
   if [ $rc -eq 0 ] && [ -n "$line" ]; then
     printf '%s\n' "${line#RESULT }" > "$out/$name.json"
+    written+=("$name.json")
     printf '%-28s ok      %4ss  %s\n' "$name" $(( $(date +%s) - t0 )) "$name.json" | tee -a "$out/summary.txt"
   else
     failures=$((failures + 1))
@@ -130,6 +137,10 @@ else
 fi
 
 echo "total $(( $(date +%s) - started )) s; $failures failed; results in $out" | tee -a "$out/summary.txt"
+if [ $pack = 1 ]; then
+  tar czf "$out/gpu-results.tar.gz" -C "$out" "${written[@]}" && (cd "$out" && rm -f "${written[@]}") \
+    && echo "packed into $out/gpu-results.tar.gz" | tee -a "$out/summary.txt"
+fi
 [ $failures -eq 0 ]
 }
 

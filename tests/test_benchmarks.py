@@ -1,11 +1,13 @@
 """The benchmark runner ``benchmarks/gpu.sh`` as a CPU smoke run: every benchmark must finish and
-write its RESULT line as parseable JSON (about 2 minutes on 2 cores; no timing is checked). The
+write its RESULT line as parseable JSON, packed by ``--pack`` into one archive (about 2 minutes on
+2 cores; no timing is checked). The
 real-data benchmark reads the small fixtures in ``tests/data`` (same layout as ``../shared/data``)."""
 
 import json
 import shutil
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
@@ -30,10 +32,14 @@ def test_gpu_script_cpu_quick_writes_every_result(tmp_path):
     out = tmp_path / "results"
     done = subprocess.run(
         ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--device", "cpu", "--quick", "--out", str(out),
-         "--python", sys.executable, "--data", str(TEST_DATA)],
+         "--python", sys.executable, "--data", str(TEST_DATA), "--pack"],
         capture_output=True, text=True, timeout=900, check=False,
     )
     assert done.returncode == 0, f"gpu.sh failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    # --pack: what a device call brings back (at most 8 files) is the summary and one archive
+    assert sorted(path.name for path in out.iterdir()) == ["gpu-results.tar.gz", "summary.txt"]
+    with tarfile.open(out / "gpu-results.tar.gz") as archive:
+        archive.extractall(out, filter="data")
     assert (out / "env.txt").read_text().startswith("date: ")
     for name, keys in {**EXPECTED, **REALDATA}.items():
         path = out / f"{name}.json"
