@@ -41,20 +41,21 @@ class PrefixContext:
 
     kv: dict[str, torch.Tensor] = field(default_factory=dict)
     captured: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] | None = None
-    _once: dict[tuple, tuple[object, object]] = field(default_factory=dict, repr=False)
+    _once: dict[tuple[str, str], tuple[object, tuple, object]] = field(default_factory=dict, repr=False)
 
-    def once(self, key: tuple, source: object, make: Callable[[object], object]) -> object:
-        """``make(source)``, computed once for as long as the calls pass the same ``source`` object.
+    def once(self, key: tuple[str, str], source: object, variant: tuple, make: Callable[[], object]) -> object:
+        """``make()``, computed again only when a call passes another ``source`` object or ``variant``.
 
         Every layer of a T5 stack passes the same prefix, mask and position bias, so their per-site
         preparation runs once per forward instead of once per layer: fewer kernels (what bounds
         a GPU at these sizes), one padded mask and bias saved for the backward instead of L, and
-        the prefix's gradient gathered by one stack instead of L full-size select gradients.
+        the prefix's gradient gathered by one stack instead of L full-size select gradients. One
+        entry per (site, kind): what the last forward prepared, nothing older.
         """
         hit = self._once.get(key)
-        if hit is None or hit[0] is not source:
-            hit = self._once[key] = (source, make(source))
-        return hit[1]
+        if hit is None or hit[0] is not source or hit[1] != variant:
+            hit = self._once[key] = (source, variant, make())
+        return hit[2]
 
 
 def attention_sites(model: T5ForConditionalGeneration) -> dict[str, list[nn.Module]]:
@@ -99,21 +100,19 @@ def _with_prefix(kernel):
             return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
         n_prefix, batch = prefix.shape[-2], query.shape[0]
         layers = context.once(  # 2L tensors (B, H, Pp, d_kv): layer l's keys at 2l, its values at 2l+1
-            (site, "kv", batch, key.dtype, key.device), prefix,
-            lambda kv: _match_batch(kv, batch).to(key.device, key.dtype).flatten(1, 2).unbind(1),
+            (site, "kv"), prefix, (batch, key.dtype, key.device),
+            lambda: _match_batch(prefix, batch).to(key.device, key.dtype).flatten(1, 2).unbind(1),
         )
         if attention_mask is None and site == "decoder" and query.shape[2] > 1:
-            attention_mask = context.once(
-                (site, "causal", query.shape[2], key.shape[2], query.dtype, key.device, kernel is eager_attention_forward),
-                None, lambda _: _causal_mask(query.shape[2], key.shape[2], key.device, query.dtype, kernel is eager_attention_forward),
-            )
+            shape = (query.shape[2], key.shape[2], key.device, query.dtype, kernel is eager_attention_forward)
+            attention_mask = context.once((site, "causal"), None, shape, lambda: _causal_mask(*shape))
         key = torch.cat([layers[2 * layer], key], dim=2)  # (B, H, Pp+K, d_kv)
         value = torch.cat([layers[2 * layer + 1], value], dim=2)
-        if attention_mask is not None:
-            attention_mask = context.once((site, "mask", n_prefix), attention_mask, lambda mask: _pad_front(
-                mask, n_prefix, True if mask.dtype == torch.bool else 0.0))
+        if attention_mask is not None:  # make() runs inside once(), before the name is rebound
+            attention_mask = context.once((site, "mask"), attention_mask, (n_prefix,), lambda: _pad_front(
+                attention_mask, n_prefix, True if attention_mask.dtype == torch.bool else 0.0))
         if position_bias is not None:  # prefix columns: zero bias
-            position_bias = context.once((site, "bias", n_prefix), position_bias, lambda bias: _pad_front(bias, n_prefix, 0.0))
+            position_bias = context.once((site, "bias"), position_bias, (n_prefix,), lambda: _pad_front(position_bias, n_prefix, 0.0))
         return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
 
     return attention

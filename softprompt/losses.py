@@ -76,15 +76,16 @@ def sequence_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return -token_losses(logits, labels).sum(dim=1)
 
 
-def per_prompt_token_stats(
-    logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per prompt: the sum of token cross-entropies over its rows, and its token count, each (N,)."""
+def per_prompt_loss_sums(logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int) -> torch.Tensor:
+    """Per prompt: the sum of token cross-entropies over its rows, (N,)."""
     token = token_losses(logits, labels)  # (R, S)
+    return torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, token.sum(dim=1))
+
+
+def per_prompt_token_counts(labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int) -> torch.Tensor:
+    """Per prompt: the number of target tokens (labels other than -100) over its rows, (N,) float."""
     counts = (labels != -100).sum(dim=1).float()  # (R,)
-    loss_sum = torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, token.sum(dim=1))
-    token_count = torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, counts)
-    return loss_sum, token_count
+    return torch.zeros(n_prompts, device=labels.device).index_add(0, prompt_ids, counts)
 
 
 def per_prompt_loss(logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int) -> torch.Tensor:
@@ -93,5 +94,5 @@ def per_prompt_loss(logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torc
     Summing these gives a joint loss whose gradient for prompt n is exactly the gradient of prompt
     n trained alone on the same examples.
     """
-    loss_sum, token_count = per_prompt_token_stats(logits, labels, prompt_ids, n_prompts)
-    return loss_sum / token_count.clamp(min=1)
+    token_count = per_prompt_token_counts(labels, prompt_ids, n_prompts)
+    return per_prompt_loss_sums(logits, labels, prompt_ids, n_prompts) / token_count.clamp(min=1)

@@ -30,7 +30,7 @@ from softprompt.batching import BatchOrder, source_lengths
 from softprompt.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from softprompt.config import TrainConfig
 from softprompt.errors import SoftpromptError
-from softprompt.losses import per_prompt_token_stats
+from softprompt.losses import per_prompt_loss_sums, per_prompt_token_counts
 from softprompt.models import FrozenT5, enable_gradient_checkpointing
 from softprompt.optim import clip_grad_norm_per_prompt, make_bank_optimizer
 from softprompt.prefixes import PrefixBank, PrefixShape
@@ -261,14 +261,13 @@ def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Te
     if shared and n > 1:  # one prompt: the rows as they are (no copy)
         input_ids, mask, labels = (repeat_for_prompts(t, n) for t in (input_ids, mask, labels))  # (N·b, ·)
     rows = prompt_rows(range(n), len(input_ids) // n, input_ids.device)  # (N·b,)
-    token_count = torch.zeros(n, device=labels.device).index_add(0, rows, (labels != -100).sum(dim=1).float())
-    token_count = distributed.all_reduce_sum(token_count).clamp(min=1)
+    token_count = distributed.all_reduce_sum(per_prompt_token_counts(labels, rows, n)).clamp(min=1)  # (N,) over the global batch
     loss_sum = torch.zeros(n, device=labels.device)
     for chunk, source, target in micro_passes(mask, labels, prompted.prompt_length, max_tokens):
         ids, chunk_mask, chunk_labels, chunk_rows = input_ids[chunk, :source], mask[chunk, :source], labels[chunk, :target], rows[chunk]
         decoder_input_ids = prompted.model.prepare_decoder_input_ids_from_labels(chunk_labels)  # labels not passed: no second loss
         logits = prompted(ids, chunk_mask, chunk_rows, decoder_input_ids=decoder_input_ids).logits
-        chunk_sum = per_prompt_token_stats(logits, chunk_labels, chunk_rows, n)[0]
+        chunk_sum = per_prompt_loss_sums(logits, chunk_labels, chunk_rows, n)
         del logits  # not needed by backward: keeps one logits-sized tensor off the peak
         (chunk_sum / token_count).sum().backward()
         loss_sum += chunk_sum.detach()

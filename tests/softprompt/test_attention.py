@@ -429,7 +429,7 @@ def test_per_site_preparation_runs_once_per_forward_and_follows_new_inputs(attn,
     """Every layer of a stack passes the same prefix, mask and position bias, so the padded mask and
     bias are built once per site and forward (not once per layer); a later call with another mask of
     the same shape, or another prefix, gets its own (the reuse is keyed on the tensors, not shapes):
-    its logits equal a fresh model's."""
+    its logits equal a fresh model's. At most one preparation per (site, kind) is kept."""
     from softprompt import attention
 
     frozen = tiny(attn, num_layers=3)
@@ -447,10 +447,11 @@ def test_per_site_preparation_runs_once_per_forward_and_follows_new_inputs(attn,
         other_mask = mask.clone()
         other_mask[0, -2:] = 0  # same shape, other values
         got = prompted(ids, other_mask, torch.tensor([1, 0]), labels=labels).logits
-        fresh = PromptedT5(tiny(attn, num_layers=3), prefixes=random_bank(tiny(attn, num_layers=3), length=2))
-        fresh.prefixes.load_state_dict(bank.state_dict())
+        twin = tiny(attn, num_layers=3)  # same seed, same weights
+        fresh = PromptedT5(twin, prefixes=random_bank(twin, length=2))  # random_bank's fixed seeds: bank's prefixes
         want = fresh(ids, other_mask, torch.tensor([1, 0]), labels=labels).logits
     torch.testing.assert_close(got, want, atol=0, rtol=0)
+    assert len(prompted.context._once) <= 4 * 3
 
 
 # ----------------------------------------------------------------------------- t5-3b-shaped heads
