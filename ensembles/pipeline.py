@@ -21,6 +21,7 @@ from ensembles.pool import Pool
 from ensembles.scoring import generate_texts, score_choices
 from ensembles.voting import parse_rules
 from softprompt.atomic import ensure_parent
+from softprompt.config import check_decoding
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import TASKS, Example, Task
 
@@ -56,11 +57,14 @@ def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], trans
     return relabelled, [f"{note}; classes scored with the prompts' label words ({mapping})"]
 
 
-def check_settings(rules: Sequence[str], kind: str, max_tokens: int | None) -> None:
-    """An unknown vote rule or a bad token budget fails before any scoring."""
+def check_settings(rules: Sequence[str], kind: str, max_tokens: int | None, max_length: int = 512,
+                   decoding: dict[str, Any] | None = None) -> None:
+    """An unknown vote rule, a bad token budget, input length or decoding setting fails before any scoring."""
     parse_rules(rules, kind)
-    if max_tokens is not None and max_tokens < 1:
-        raise SoftpromptError(f"--max-tokens must be a positive integer, got {max_tokens}")
+    for flag, value in (("--max-tokens", max_tokens), ("--max-length", max_length)):
+        if value is not None and value < 1:
+            raise SoftpromptError(f"{flag} must be a positive integer, got {value}")
+    check_decoding(decoding or {})
 
 
 def run_ensemble_eval(
@@ -92,7 +96,7 @@ def run_ensemble_eval(
     """
     if not examples:
         raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
-    check_settings(rules, task.kind, max_tokens)
+    check_settings(rules, task.kind, max_tokens, max_length, decoding)
     examples, notes = transfer_examples(pool, task, examples, transfer)
     ids = list(range(len(pool.names)))
     if task.kind == "generation":
@@ -145,7 +149,7 @@ def predict(
     """
     if not examples:
         raise SoftpromptError("no inputs to predict; pass a file with at least one row")
-    check_settings([vote], task.kind, max_tokens)
+    check_settings([vote], task.kind, max_tokens, max_length, decoding)
     transfer_examples(pool, task, examples, transfer=False)  # the runs must have been trained on this task
     ids = list(range(len(pool.names)))
     if task.kind == "generation":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,11 +26,19 @@ class Pool:
     metas: list[dict[str, Any]]
 
 
-def read_pool_metas(run_dirs: Sequence[str], mixed_tasks: bool = False) -> list[dict[str, Any]]:
-    """Metadata of every run, checked to share one model, one prompt layout and (unless
-    ``mixed_tasks``, for multi-task serving) one task."""
+def read_pool_metas(run_dirs: Sequence[str | Path] | str | Path, mixed_tasks: bool = False) -> list[dict[str, Any]]:
+    """Metadata of every run (one folder or a list), each given once, checked to share one model, one
+    prompt layout and (unless ``mixed_tasks``, for multi-task serving) one task."""
+    run_dirs = run_list(run_dirs)
     if not run_dirs:
         raise SoftpromptError("no prompt runs given; pass --prompts RUN_DIR (repeatable)")
+    seen: dict[Path, str] = {}
+    for directory in run_dirs:
+        key = Path(directory).resolve()
+        if key in seen:
+            also = "" if seen[key] == directory else f" (also as {seen[key]})"
+            raise SoftpromptError(f"run {directory} is given twice{also}; give each run once")
+        seen[key] = directory
     metas = [read_meta(d) for d in run_dirs]
     first = metas[0]
     for directory, meta in zip(run_dirs[1:], metas[1:]):
@@ -48,26 +57,34 @@ def read_pool_metas(run_dirs: Sequence[str], mixed_tasks: bool = False) -> list[
         for part in ("prompts", "prefixes"):
             if _layout(meta.get(part)) != _layout(first.get(part)):
                 raise SoftpromptError(
-                    f"{directory} and {run_dirs[0]} have different {part} settings ({meta.get(part)} vs "
-                    f"{first.get(part)}); pool runs with the same prompt length and prefix settings"
+                    f"{directory} has {_describe(part, meta.get(part))} but {run_dirs[0]} {_describe(part, first.get(part))}; "
+                    "one pool (and one `softprompt serve`) takes runs of one prompt length and prefix layout: "
+                    "train them alike, or pool them separately"
                 )
     return metas
 
 
-def load_pool(run_dirs: Sequence[str], frozen: FrozenT5, mixed_tasks: bool = False) -> Pool:
+def run_list(run_dirs: Sequence[str | Path] | str | Path) -> list[str]:
+    """``run_dirs`` as a list of folder names; one folder may be given on its own."""
+    return [str(run_dirs)] if isinstance(run_dirs, (str, Path)) else [str(d) for d in run_dirs]
+
+
+def load_pool(run_dirs: Sequence[str | Path] | str | Path, frozen: FrozenT5, mixed_tasks: bool = False) -> Pool:
     """Load and concatenate the banks of ``run_dirs`` (same model and layout; same task unless
-    ``mixed_tasks``) on ``frozen``; bank row i is ``names[i]``.
+    ``mixed_tasks``) on ``frozen``; bank row i is ``names[i]``: ``RUN#k`` by the run's folder name,
+    or by the path as given for runs whose folder names clash.
 
     >>> from softprompt.models import load_frozen_t5
     >>> pool = load_pool(["runs/sst2"], load_frozen_t5("t5-nano"))  # runs written by softprompt train
     >>> pool.names, pool.model.n_prompts
     (['sst2#0', 'sst2#1', 'sst2#2'], 3)
     """
+    run_dirs = run_list(run_dirs)
     metas = read_pool_metas(run_dirs, mixed_tasks)
     loaded = [load_banks(d, frozen.config) for d in run_dirs]
-    names = [f"{Path(d).name}#{k}" for d, meta in zip(run_dirs, metas) for k in range(meta["n_prompts"])]
-    if len(set(names)) < len(names):
-        names = [f"{d}#{k}" for d, meta in zip(run_dirs, metas) for k in range(meta["n_prompts"])]
+    folders = Counter(Path(d).name for d in run_dirs)
+    labels = [Path(d).name if folders[Path(d).name] == 1 else d for d in run_dirs]  # a clash renames only the clashing runs
+    names = [f"{label}#{k}" for label, meta in zip(labels, metas) for k in range(meta["n_prompts"])]
     prompts = _concat_prompts([p for _, p, _ in loaded])
     prefixes = _concat_prefixes([x for _, _, x in loaded])
     model = PromptedT5(frozen, prompts, prefixes)
@@ -78,6 +95,13 @@ def _layout(part: dict | None) -> Any:
     if not part:
         return None
     return {k: part[k] for k in ("length", "sites") if k in part}
+
+
+def _describe(part: str, settings: dict | None) -> str:
+    """A run's prompt or prefix layout in words, e.g. "10-token prompts"."""
+    if part == "prompts":
+        return f"{settings['length']}-token prompts" if settings else "no input prompts"
+    return f"{settings['length']}-position deep prefixes at {','.join(settings.get('sites', []))}" if settings else "no deep prefixes"
 
 
 def _concat_prompts(banks: list[PromptBank | None]) -> PromptBank | None:

@@ -12,30 +12,34 @@
 #                python -m softprompt.nano.gate --model /work/gpu-lineage/stageN/model --json gate.json
 #
 # Options: --size NAME (t5-nano), --minutes M (8: the lineage's budget; packing takes seconds more),
-# --steps-scale K (1), --device DEV (cuda), --corpus DIR (default .gpu-bundle/corpus, its train.bin
+# --steps-scale K (1), --batch-scale K (1: K times the batch in 1/K of the steps, lr x sqrt(K); the
+# GPU's lever, see below), --device DEV (cuda), --corpus DIR (default .gpu-bundle/corpus, its train.bin
 # unpacked from train.bin.xz), --work DIR (default a temporary folder), --out DIR (default $OUT).
 # The bundle's mixture rows are unpacked into a temporary SOFTPROMPT_CACHE when present. No optimiser state comes back:
 # a stage the budget cut short cannot be resumed here, only gated, tuned and compared.
 # Measured on an H200 (2026-11-30): t5-nano runs 17 steps/s at the recipe's batch of 64, so the five
-# stages (13,200 steps) take about 13 minutes, more than one call (docs/t5-nano.md, section 5).
+# stages (13,200 steps) take about 13 minutes, more than one call (docs/t5-nano.md, section 5); at
+# batch 1,024 it ran 6.3 steps/s, so --batch-scale 16 would fit a lineage with --steps-scale 2 (twice
+# the recipe's tokens) into about 4.5 minutes (an estimate from those rates, not yet run).
 set -euo pipefail
 
 main() {
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bundle="$root/.gpu-bundle"
-size=t5-nano minutes=8 scale=1 device=cuda corpus="" work="" out="${OUT:-}" join=""
+size=t5-nano minutes=8 scale=1 batch_scale=1 device=cuda corpus="" work="" out="${OUT:-}" join=""
 python="${PYTHON:-$(command -v python3 || command -v python)}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --size) size="$2"; shift 2 ;;
     --minutes) minutes="$2"; shift 2 ;;
     --steps-scale) scale="$2"; shift 2 ;;
+    --batch-scale) batch_scale="$2"; shift 2 ;;
     --device) device="$2"; shift 2 ;;
     --corpus) corpus="$2"; shift 2 ;;
     --work) work="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --join) join="$2"; out="$3"; shift 3 ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_pretrain.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,13 +47,13 @@ done
 if [ -n "$join" ]; then
   unpack "$join" "$out"
 else
-  pack_run "$root" "$bundle" "$size" "$minutes" "$scale" "$device" "$corpus" "$work" "$out" "$python"
+  pack_run "$root" "$bundle" "$size" "$minutes" "$scale" "$device" "$corpus" "$work" "$out" "$python" "$batch_scale"
 fi
 }
 
 # pack_run ...: unpack the bundle, run the lineage, write the latest stage to $out
 pack_run() {
-local root="$1" bundle="$2" size="$3" minutes="$4" scale="$5" device="$6" corpus="$7" work="$8" out="$9" python="${10}"
+local root="$1" bundle="$2" size="$3" minutes="$4" scale="$5" device="$6" corpus="$7" work="$8" out="$9" python="${10}" batch_scale="${11}"
 source "$root/scripts/gpu_site.sh"
 use_bundle_wheels "$python" "$bundle" "$device"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -68,7 +72,7 @@ mkdir -p "$out"
 local started=$SECONDS rc
 set +e  # a failed lineage still returns what it wrote (its log is in lineage.tar.gz), then the exit status says so
 "$python" -m softprompt.nano.lineage --size "$size" --corpus "$corpus" --out "$work" --minutes "$minutes" \
-  --device "$device" --steps-scale "$scale" --checkpoint-minutes 1000 2>&1 | tee "$work/lineage.log" | grep -v '"phase"'
+  --device "$device" --steps-scale "$scale" --batch-scale "$batch_scale" --checkpoint-minutes 1000 2>&1 | tee "$work/lineage.log" | grep -v '"phase"'
 rc=${PIPESTATUS[0]}
 set -e
 local stage

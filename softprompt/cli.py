@@ -109,11 +109,19 @@ def train(**kw) -> None:
     val_examples = load_examples(task, "validation", kw["validation_file"], kw["eval_size"], 0, grouped=True)
     frozen = load_frozen_t5(cfg.model, cfg.dtype, cfg.device, device_map=cfg.device_map)
     _check_lengths(frozen, cfg.prompt_length, cfg.max_source_length)
+    output_dir = Path(cfg.output_dir)
+    created = not output_dir.exists()
     if distributed.is_main():
-        prepare_output_dir(cfg.output_dir, kw["resume"], kw["overwrite"])
+        prepare_output_dir(output_dir, kw["resume"], kw["overwrite"])
     distributed.barrier()
-    choice = _auto_init(cfg, frozen, task, train_examples, val_examples, kw["resume"], not kw["quiet"])
-    result = run_training(cfg, frozen, task, train_examples, val_examples, resume=kw["resume"], progress=not kw["quiet"], init_choice=choice)
+    try:
+        choice = _auto_init(cfg, frozen, task, train_examples, val_examples, kw["resume"], not kw["quiet"])
+        result = run_training(cfg, frozen, task, train_examples, val_examples, resume=kw["resume"], progress=not kw["quiet"],
+                              init_choice=choice)
+    except BaseException:  # e.g. an --init-from source that does not fit: leave no empty run folder behind
+        if created and distributed.is_main() and output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+        raise
     if not distributed.is_main():
         return
     click.echo(f"best {task.metric} per prompt: " + ", ".join(f"{m:.4f} (step {s})" for m, s in zip(result.best_metric, result.best_step)))
@@ -173,7 +181,7 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 def ensemble_eval(**kw) -> None:
     """Evaluate N prompts in one batched pass per batch, and their ensembles (majority/confidence)."""
     from ensembles.evaluate import format_table
-    from ensembles.pipeline import run_ensemble_eval, write_outputs
+    from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
     from ensembles.pool import load_pool, read_pool_metas
     from softprompt import distributed
     from softprompt.data import load_examples
@@ -181,12 +189,13 @@ def ensemble_eval(**kw) -> None:
 
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0])
+    rules, decoding = vote_rules(kw["vote"], task), decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"])
+    check_settings(rules, task.kind, kw["max_tokens"], kw["max_length"], decoding)  # before the data and the model load
     examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True)
     frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
     pool = load_pool(kw["run_dirs"], frozen)
     core = run_ensemble_eval(
-        pool, task, examples, kw["split"], vote_rules(kw["vote"], task), kw["transfer"], kw["length_normalise"],
-        kw["max_length"], kw["max_tokens"], decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+        pool, task, examples, kw["split"], rules, kw["transfer"], kw["length_normalise"], kw["max_length"], kw["max_tokens"], decoding,
         {"runs": list(kw["run_dirs"])}, progress=not kw["quiet"],
     )
     if not distributed.is_main():
@@ -293,15 +302,26 @@ def export_peft(run_dir, prompt_index, out, base_model, overwrite) -> None:
 @click.argument("adapter_dir", type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="softprompt run directory to write")
 @click.option("--task", "task_name", required=True, help="task the prompt was trained for (built-in name or a custom name)")
-@click.option("--label-words", help="comma-separated label words for a custom classification task, e.g. negative,positive")
+@click.option("--label-words", help="a custom classification task's label words in label order, e.g. negative,positive "
+                                    "(or as train takes them: 0=negative,1=positive); without: a custom generation task")
 @click.option("--model", help="base model name/path (default: the adapter's base_model_name_or_path)")
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --out")
 def import_peft(adapter_dir, out, task_name, label_words, model, overwrite) -> None:
     """Turn an HF PEFT prompt-tuning adapter into a one-prompt softprompt run."""
+    from softprompt.custom_tasks import parse_label_words
     from softprompt.peft_io import import_peft as do_import
+    from softprompt.tasks import TASKS, closest_task
 
-    words = [w.strip() for w in label_words.split(",") if w.strip()] if label_words else None
+    words = None
+    if label_words:
+        words = (list(parse_label_words(label_words).values()) if "=" in label_words
+                 else [w.strip() for w in label_words.split(",") if w.strip()])
     do_import(adapter_dir, out, task_name, words, model, overwrite)
+    close = closest_task(task_name)
+    if task_name.lower() not in TASKS and (close or not words):  # a typo, or a classification prompt imported as generation
+        kind = "classification task" if words else "generation task (give --label-words for a classification prompt)"
+        click.echo(f"note: {task_name!r} is not a built-in task" + (f" (did you mean {close!r}?)" if close else "")
+                   + f"; imported as a custom {kind}", err=True)
     click.echo(f"wrote softprompt run to {out}")
 
 

@@ -99,8 +99,12 @@ def vote_rules(vote: str | None, task) -> list[str]:
 
 
 def decoding_kwargs(max_new_tokens: int, num_beams: int, no_repeat_ngram_size: int) -> dict:
-    """The decoding options as ``generate()`` keyword arguments."""
-    return {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}
+    """The decoding options as ``generate()`` keyword arguments, checked (``softprompt.config.check_decoding``)."""
+    from softprompt.config import check_decoding  # imports transformers: not at the CLI's start-up
+
+    decoding = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}
+    check_decoding(decoding)
+    return decoding
 
 
 def decoding_options(command):

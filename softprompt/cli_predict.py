@@ -58,7 +58,8 @@ def predict(**kw) -> None:
         ensure_parent(output, "the predictions", "--output")
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0], labelled=False)
-    check_settings([kw["vote"]], task.kind, kw["max_tokens"])  # before the model loads
+    decoding = decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"])
+    check_settings([kw["vote"]], task.kind, kw["max_tokens"], kw["max_length"], decoding)  # before the model loads
     if kw["input_file"] == "-":
         examples = task.to_inputs(read_json_lines(sys.stdin), origin="stdin")
     else:
@@ -66,7 +67,7 @@ def predict(**kw) -> None:
     frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
     pool = load_pool(kw["run_dirs"], frozen)
     rows = predict_rows(pool, task, examples, kw["vote"], kw["length_normalise"], kw["max_length"], kw["max_tokens"],
-                        decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]), progress=not kw["quiet"])
+                        decoding, progress=not kw["quiet"])
     if not distributed.is_main():
         return
     if to_stdout:

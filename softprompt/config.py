@@ -148,6 +148,7 @@ class TrainConfig:
             raise SoftpromptError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
         if len(self.prompt_seeds) != self.n_prompts:
             raise SoftpromptError(f"{len(self.prompt_seeds)} prompt seeds given for {self.n_prompts} prompts; give one per prompt")
+        check_decoding(self.decoding)
         check_init_from(self.init_from, self.library)
         _positive("--probe-steps", self.probe_steps)
         for name in ("eval_size", "patience", "train_size", "max_tokens"):
@@ -182,6 +183,16 @@ class TrainConfig:
         skip |= set() if AUTO in self.init_from or AUTO in stored["init_from"] else set(AUTO_ONLY)
         mine = json.loads(json.dumps(self.to_dict()))
         return sorted(k for k in mine.keys() | stored.keys() if k not in skip and stored.get(k) != mine.get(k))
+
+
+def check_decoding(decoding: dict[str, Any]) -> None:
+    """Raise a one-line ``SoftpromptError`` for decoding settings that ``generate()`` cannot run
+    (``--max-new-tokens`` and ``--num-beams`` >= 1, ``--no-repeat-ngram-size`` >= 0)."""
+    for name in ("max_new_tokens", "num_beams"):
+        if name in decoding:
+            _positive("--" + name.replace("_", "-"), decoding[name])
+    if decoding.get("no_repeat_ngram_size", 0) < 0:
+        raise SoftpromptError(f"--no-repeat-ngram-size must be >= 0 (0: off), got {decoding['no_repeat_ngram_size']}")
 
 
 def _positive(flag: str, value: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,14 @@ def resolve_model_name(name: str) -> str:
     return ALIASES.get(name, name)
 
 
+def model_typo_hint(name: str) -> str:
+    """``"did you mean 't5-nano'? "`` when ``name`` is likely a typo of an embedded model or alias, else ""."""
+    if os.sep in name or "/" in name or name in EMBEDDED or name in ALIASES:
+        return ""
+    close = difflib.get_close_matches(name.lower(), [*EMBEDDED, *ALIASES], n=1, cutoff=0.85)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
     """Turn off gradients for every parameter and put the model in eval mode (dropout off)."""
     for parameter in model.parameters():
@@ -96,7 +105,7 @@ def load_frozen_t5(
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError, KeyError) as error:  # missing/invalid config.json, unknown model_type
         raise SoftpromptError(
-            f"cannot load model config for {name!r} ({_first_line(error)}); pass a local directory "
+            f"cannot load model config for {name!r} ({_first_line(error)}); {model_typo_hint(name)}pass a local directory "
             "with config.json and weights, or a hub name while online"
         ) from None
     if config.model_type != "t5" or not getattr(config, "is_encoder_decoder", False):

@@ -61,7 +61,8 @@ def export_peft(
     ``out_dir``; returns notes for the user (e.g. that deep prefixes were left out).
 
     ``base_model_name_or_path`` overrides the model recorded in the run (softprompt aliases such as
-    ``t5-xl`` are written as their hub ids, existing local directories as absolute paths).
+    ``t5-xl`` are written as their hub ids, existing local directories and the embedded t5-nano sizes as
+    absolute paths).
     ``out_dir`` must be absent or empty; an existing PEFT adapter there is replaced only with
     ``overwrite``, any other content never.
 
@@ -161,11 +162,14 @@ def _run_prompt_weight(run_dir: str | os.PathLike, meta: dict[str, Any]) -> torc
 
 
 def _base_model_reference(name: Any) -> tuple[str | None, str | None]:
-    """What PEFT can load the base model from: hub id for a softprompt alias, absolute local path."""
-    from softprompt.models import ALIASES
+    """What PEFT can load the base model from: hub id for a softprompt alias, absolute local path (an
+    embedded model's folder in this installation)."""
+    from softprompt.models import ALIASES, EMBEDDED
 
     if not isinstance(name, str) or not name:
         return None, "the run records no model name, so base_model_name_or_path is empty; pass --base-model to set it"
+    if name in EMBEDDED:  # no hub id exists; as for any local directory, its path
+        return str(EMBEDDED[name].resolve()), None
     if os.path.isdir(name):
         return str(Path(name).resolve()), None
     if name in ALIASES:
@@ -318,7 +322,7 @@ def _read_adapter_weights(adapter: Path) -> torch.Tensor:
 def _load_model_config(name: str):
     from transformers import AutoConfig
 
-    from softprompt.models import resolve_model_name
+    from softprompt.models import model_typo_hint, resolve_model_name
 
     source = resolve_model_name(name)
     try:
@@ -326,7 +330,7 @@ def _load_model_config(name: str):
     except (OSError, ValueError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise SoftpromptError(
-            f"cannot load the config of model {name!r} ({first}); pass --model with a local T5 directory, or a hub name while online"
+            f"cannot load the config of model {name!r} ({first}); {model_typo_hint(name)}pass --model with a local T5 directory, or a hub name while online"
         ) from None
     if config.model_type != "t5" or not getattr(config, "is_encoder_decoder", False):
         raise SoftpromptError(f"model {name!r} is a {config.model_type!r} model, not a T5 encoder-decoder; pass --model with the T5 the adapter was trained on")

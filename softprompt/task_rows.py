@@ -30,7 +30,8 @@ def row_value(row: Row, column: str, hint: str) -> Any:
         available = ", ".join(map(str, row)) or "none"
         raise BadRow(f"column {column!r} not found; available columns: {available} — {hint}")
     if row[column] is None:
-        raise BadRow(f"column {column!r} is empty — fill it in or drop the row")
+        filled = ", ".join(str(name) for name, value in row.items() if value is not None) or "none"
+        raise BadRow(f"column {column!r} is empty (columns with values in this row: {filled}) — fill it in or drop the row")
     return row[column]
 
 

@@ -115,9 +115,11 @@ class Task:
         """One Example per unlabelled row, for inference (``softprompt predict``, ``serve``): the label
         or target column is not needed (a placeholder fills it) and each row must be one model input."""
         placeholder = "" if self.kind == "generation" else self.class_names[0] if self.labels_as_text else 0
+        needed = (*template_fields(self.template), *self.choice_columns)
+        task = replace(self, column_hint=f"inputs to {self.name} need column{'s' * (len(needed) > 1)} {', '.join(needed)}")
         inputs = []
         for number, row in enumerate(rows, start=1):
-            examples = self._row_examples({**row, self.target_column: placeholder}, number, origin)
+            examples = task._row_examples({**row, self.target_column: placeholder}, number, origin)
             if len(examples) != 1:
                 raise SoftpromptError(f"{origin} row {number} expands to {len(examples)} model inputs; give one flat row per input")
             inputs.append(examples[0])
@@ -181,7 +183,7 @@ def template_fields(template: str) -> tuple[str, ...]:
     except ValueError as error:
         raise SoftpromptError(
             f"malformed input template {template!r} ({error}); write columns as {{name}} "
-            "and literal braces as {{{{ }}}}"
+            "and literal braces as {{ }}"
         ) from None
     if not names or any(not name or name.isdigit() for name in names):
         raise SoftpromptError(
@@ -263,12 +265,18 @@ def get_task(name: str) -> Task:
     task = TASKS.get(name.lower())
     if task is not None:
         return task
-    close = difflib.get_close_matches(name.lower(), TASKS, n=1)
-    guess = f"did you mean {close[0]!r}? " if close else ""
+    close = closest_task(name)
+    guess = f"did you mean {close!r}? " if close else ""
     raise SoftpromptError(
         f"unknown task {name!r}; {guess}available tasks: {', '.join(TASKS)} "
         "(or define a custom task with --input-template)"
     )
+
+
+def closest_task(name: str) -> str | None:
+    """The built-in task name closest to ``name`` (a likely typo), or None."""
+    close = difflib.get_close_matches(name.lower(), TASKS, n=1)
+    return close[0] if close else None
 
 
 def at_revision(task: Task, revision: str) -> Task:

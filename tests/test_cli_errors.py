@@ -339,7 +339,10 @@ def test_train_prompt_plus_input_exceeds_model_limit(tiny_model_dir, data, tmp_p
     (["--init", "zeros"], "unknown init 'zeros'; use one of:"),
     (["--steps", "0"], "--steps must be a positive integer, got 0"),
     (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
-], ids=["n-prompts-0", "negative-prompt-length", "negative-prefix-length", "nothing-to-train", "unknown-init", "zero-steps", "zero-max-tokens"])
+    (["--num-beams", "0"], "--num-beams must be a positive integer, got 0"),  # else generate() fails at the first validation
+    (["--max-new-tokens", "0"], "--max-new-tokens must be a positive integer, got 0"),
+], ids=["n-prompts-0", "negative-prompt-length", "negative-prefix-length", "nothing-to-train", "unknown-init", "zero-steps", "zero-max-tokens",
+        "zero-beams", "zero-new-tokens"])
 def test_train_invalid_settings(args, message, tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, *args))
     assert_one_line_error(result, message)
@@ -507,10 +510,19 @@ def test_eval_prompts_from_another_model(key, run, t5_d48, tmp_path_factory, dat
     assert not (tmp_path / "eval.json").exists()
 
 
-def test_eval_bad_token_budget(run, data, tmp_path):
-    result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--max-tokens", "0"))
-    assert_one_line_error(result, "--max-tokens must be a positive integer, got 0")
+@pytest.mark.parametrize("args, message", [
+    (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
+    (["--max-length", "-5"], "--max-length must be a positive integer, got -5"),
+    (["--num-beams", "0"], "--num-beams must be a positive integer, got 0"),
+    (["--no-repeat-ngram-size", "-1"], "--no-repeat-ngram-size must be >= 0 (0: off), got -1"),
+])
+def test_eval_and_predict_bad_pass_or_decoding_settings(args, message, run, data, tmp_path):
+    result = run_cli(*eval_args(run, data, tmp_path / "eval.json", *args))
+    assert_one_line_error(result, message)
     assert not (tmp_path / "eval.json").exists()
+    result = run_cli("predict", "--prompts", run, "--input", data["val"], "--output", tmp_path / "p.jsonl", *args)
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "p.jsonl").exists()
 
 
 def test_eval_prompts_from_another_task(run, data, tmp_path):
@@ -961,14 +973,14 @@ def test_train_init_from_refusals(extra, message, run, tiny_model_dir, data, tmp
     out = tmp_path / "out"
     result = run_cli(*train_args(tiny_model_dir, out, data, *[e.format(run=run) for e in extra]))
     assert_one_line_error(result, message)
-    assert_no_artefacts(out)
+    assert not out.exists()  # not even the empty folder the run had made
 
 
 def test_train_init_from_another_model(run, t5_d48, data, tmp_path):
     out = tmp_path / "out"
     result = run_cli(*train_args(t5_d48, out, data, "--init-from", run))
     assert_one_line_error(result, "was trained on model", "prompts transfer only between runs of the same model")
-    assert_no_artefacts(out)
+    assert not out.exists()
 
 
 def test_similarity_runs_of_different_models(run, t5_d48, data, tmp_path):

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
@@ -27,7 +28,8 @@ from softprompt.serve.metrics import ServeMetrics
 from softprompt.serve.schema import ClassifyRequest, GenerateRequest
 
 ENDPOINTS = ("/health", "/metrics", "/v1/prompts", "/v1/classify", "/v1/generate")
-OPEN = ("/health",)  # answered without the API key (liveness probes)
+OPEN = ("/health", "/docs", "/openapi.json")  # answered without the API key: liveness probes, and the API's description
+# (the browser page at /docs cannot send a header; its "Authorize" button takes the key for the calls it makes)
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -119,8 +121,22 @@ def create_app(engine: Engine, metrics: ServeMetrics | None = None, api_key: str
         """Generation by one prompt, or by a task's prompts with a generation vote."""
         return await _answer(engine.generate(body))
 
+    if api_key is not None:
+        app.openapi = lambda: _with_bearer_key(app)
     engine.worker.observer = metrics
     return app
+
+
+def _with_bearer_key(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, declaring that every endpoint but the open ones takes ``Authorization: Bearer <key>``."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        schema.setdefault("components", {})["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer"}}
+        for path, operations in schema["paths"].items():
+            for operation in operations.values():
+                operation["security"] = [] if path in OPEN else [{"apiKey": []}]
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 async def _answer(pending: Pending) -> Any:

@@ -129,3 +129,17 @@ def test_mixed_task_serving_pool_routes_each_row_to_its_prompt(tmp_path, cb_runs
         alone = pool.model.generate(batch.input_ids[row : row + 1], batch.attention_mask[row : row + 1],
                                     torch.tensor([prompt]), max_new_tokens=4, min_new_tokens=4)
         assert torch.equal(mixed[row], alone[0])
+
+
+def test_pool_takes_each_run_once_names_clashing_runs_by_path_and_says_why_layouts_differ(tmp_path, cb_runs, tiny_model_dir):
+    frozen = load_frozen_t5(str(tiny_model_dir))
+    assert load_pool(cb_runs[0], frozen).names == ["run0#0", "run0#1"]  # one folder on its own, not its characters
+    with pytest.raises(SoftpromptError, match=r"run .*run0/ is given twice \(also as .*run0\); give each run once"):
+        read_pool_metas([cb_runs[0], cb_runs[1], cb_runs[0] + "/"])
+    clash = _train(tmp_path / "other", "run1", tiny_model_dir, "cb", CB / "train.jsonl", CB / "val.jsonl", seed=5)
+    assert load_pool([cb_runs[0], cb_runs[1], clash], frozen).names == [  # only the clashing folder names become paths
+        "run0#0", "run0#1", f"{cb_runs[1]}#0", f"{cb_runs[1]}#1", f"{clash}#0", f"{clash}#1"]
+    longer = _train(tmp_path, "longer", tiny_model_dir, "cb", CB / "train.jsonl", CB / "val.jsonl", prompt_length=4)
+    with pytest.raises(SoftpromptError, match=r"longer has 4-token prompts but .*run0 3-token prompts; one pool \(and one "
+                                              r"`softprompt serve`\) takes runs of one prompt length and prefix layout"):
+        read_pool_metas([cb_runs[0], longer])

@@ -47,7 +47,7 @@ def test_custom_task_missing_template_column_points_at_flags():
      "--label-words only applies to classification"),
     ({"input_template": "{x}", "target_column": "y", "metric": "accuracy"},
      "metric 'accuracy' does not fit"),
-    ({"input_template": "review: {x", "target_column": "y"}, "malformed input template"),
+    ({"input_template": "review: {x", "target_column": "y"}, r"malformed input template .* literal braces as \{\{ \}\}$"),
     ({"input_template": "review: {}", "target_column": "y"}, "must name columns"),
     ({"input_template": "no fields", "target_column": "y"}, "must name columns"),
     ({"input_template": "{x}", "target_column": "y", "name": "sst2"}, "--task-name 'sst2' is not usable.*built-in"),

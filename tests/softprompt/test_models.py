@@ -41,6 +41,17 @@ def test_t5_nano_resolves_to_the_shipped_directory_and_says_when_it_is_missing(t
         resolve_model_name("t5-nano")
 
 
+def test_a_misspelt_model_name_gets_a_suggestion(monkeypatch):
+    """Offline, an unknown name cannot be told from a hub id; a near miss of an embedded model or alias gets a guess."""
+    from softprompt.models import model_typo_hint
+
+    assert [model_typo_hint(n) for n in ("t5-nanoo", "flan-t5-bas", "t5-large", "google/t5-nanoo", "my-t5")] == [
+        "did you mean 't5-nano'? ", "did you mean 'flan-t5-base'? ", "", "", ""]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SoftpromptError, match=r"^cannot load model config for 't5-nanoo' \(.*\); did you mean 't5-nano'\? pass a local"):
+        load_frozen_t5("t5-nanoo")
+
+
 @pytest.mark.parametrize("with_prefix", [False, True])
 def test_gradient_checkpointing_gives_the_same_gradients(with_prefix):
     """Checkpointing recomputes activations in backward (an encoder block's self-attention runs twice):

@@ -199,6 +199,22 @@ def test_custom_task_metadata(peft_adapter, tmp_path):
         import_peft(peft_adapter, tmp_path / "bad", "my reviews", ["negative", "positive"])
 
 
+def test_import_peft_command_reads_label_words_in_either_form_and_names_a_likely_typo(peft_adapter, tmp_path):
+    """`import-peft --label-words` takes train's LABEL=WORD pairs as well as plain words; an unknown task name
+    close to a built-in one, imported as a custom generation task, gets a note."""
+    from softprompt.cli import cli
+
+    runner = CliRunner()
+    for n, words in enumerate(("negative,positive", "0=negative,1=positive")):
+        result = runner.invoke(cli, ["import-peft", str(peft_adapter), "--out", str(tmp_path / f"r{n}"), "--task", "reviews",
+                                     "--label-words", words])
+        assert result.exit_code == 0 and "note:" not in result.output, result.output
+        assert read_meta(tmp_path / f"r{n}")["task"]["label_words"] == ["negative", "positive"]
+    result = runner.invoke(cli, ["import-peft", str(peft_adapter), "--out", str(tmp_path / "typo"), "--task", "sst2x"])
+    assert result.exit_code == 0
+    assert "note: 'sst2x' is not a built-in task (did you mean 'sst2'?); imported as a custom generation task" in result.output
+
+
 def test_prompt_plus_prefix_run_exports_its_prompt_with_a_note(tiny_model_dir, config, tmp_path):
     run = tmp_path / "run"
     prefixes, spec = _prefix_bank(config)
@@ -224,6 +240,19 @@ def test_bad_prompt_index(run_dir, tmp_path, index):
     with pytest.raises(SoftpromptError, match=r"index in 0\.\.2"):
         export_peft(run_dir, index, tmp_path / "adapter")
     assert not (tmp_path / "adapter").exists()
+
+
+def test_export_of_a_run_on_an_embedded_model_names_its_folder_so_that_peft_loads_it_alone(tmp_path):
+    from peft import AutoPeftModelForSeq2SeqLM
+
+    from softprompt.models import NANO_DIR
+
+    frozen = load_frozen_t5("t5-nano")
+    save_run(tmp_path / "run", _meta("t5-nano", frozen.config), _bank(frozen.config.d_model), None)
+    assert export_peft(tmp_path / "run", 1, tmp_path / "adapter") == []
+    peft = AutoPeftModelForSeq2SeqLM.from_pretrained(tmp_path / "adapter")  # no hub: "t5-nano" is no hub id
+    assert peft.peft_config["default"].base_model_name_or_path == str(NANO_DIR.resolve())
+    assert torch.equal(peft.prompt_encoder["default"].embedding.weight[:P], _bank(frozen.config.d_model).weight[1])
 
 
 def test_export_output_directory_rules(run_dir, tmp_path):

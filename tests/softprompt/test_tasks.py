@@ -273,8 +273,8 @@ def test_copa_label_must_index_a_choice():
 
 
 def test_empty_cell_is_rejected():
-    with pytest.raises(SoftpromptError, match="row 1: column 'sentence' is empty"):
-        get_task("sst2").to_examples([{"sentence": None, "label": 0}])
+    with pytest.raises(SoftpromptError, match=r"row 1: column 'sentence' is empty \(columns with values in this row: sentense, label\)"):
+        get_task("sst2").to_examples([{"sentence": None, "sentense": "a misspelt column in a later row", "label": 0}])
 
 
 def test_multirc_paragraph_missing_answers_is_reported():
@@ -301,5 +301,8 @@ def test_to_inputs_needs_no_label_and_one_model_input_per_row():
     paragraph = jsonl("superglue/multirc/val.jsonl", 1)
     with pytest.raises(SoftpromptError, match=r"^new.jsonl row 1 expands to \d+ model inputs; give one flat row per input$"):
         multirc.to_inputs(paragraph, origin="new.jsonl")
-    with pytest.raises(SoftpromptError, match=r"^new.csv row 2: column 'sentence' not found"):
+    with pytest.raises(SoftpromptError, match=r"^new.csv row 2: column 'sentence' not found; .* — inputs to sst2 need column sentence$"):
         sst2.to_inputs([{"sentence": "ok"}, {"text": "no"}], origin="new.csv")
+    with pytest.raises(SoftpromptError, match=r"column 'choice1' not found; .* — inputs to copa need columns premise, question, "
+                                              r"choice1, choice2$"):
+        get_task("copa").to_inputs([{"premise": "p", "question": "cause"}])

@@ -65,6 +65,18 @@ def test_stage_steps_scale():
         nano_lineage.stage_configs(shape, steps_scale=0)
 
 
+def test_stage_batch_scale_keeps_each_stages_tokens_in_fewer_larger_steps():
+    shape = nano_lineage.SIZES["t5-nano"]
+    recipe, scaled = nano_lineage.stage_configs(shape), nano_lineage.stage_configs(shape, steps_scale=2, batch_scale=16)
+    for plain, big in zip(recipe, scaled):
+        assert big.batch_size == 16 * plain.batch_size == 1024
+        assert big.steps * big.batch_size >= 2 * plain.steps * plain.batch_size > (big.steps - 1) * big.batch_size
+        assert big.warmup == -(-plain.warmup // 16) and big.lr == pytest.approx(4 * plain.lr) and big.final_lr == plain.final_lr
+        assert dataclasses.replace(big, batch_size=64, steps=plain.steps, warmup=plain.warmup, lr=plain.lr) == plain  # nothing else
+    with pytest.raises(SoftpromptError, match="--batch-scale must be a positive integer"):
+        nano_lineage.stage_configs(shape, batch_scale=0)
+
+
 def test_gpu_pretrain_script_returns_the_reached_stage_in_parts_the_device_tool_brings_back(tiny_corpus, tmp_path):
     """scripts/gpu_pretrain.sh on the CPU (its smoke run): a few seconds of t5-nano-s's lineage, packed into at
     most 8 files of at most 16 MiB, and joined back into a run folder with the very weights the lineage wrote."""

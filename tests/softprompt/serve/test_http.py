@@ -50,12 +50,17 @@ def test_lists_every_loaded_prompt_with_its_task(server):
     assert doc["model"]["d_model"] == 32 and len(doc["model"]["config_hash"]) == 16
 
 
-def test_openapi_docs(server):
-    status, page = server.get("/docs")
+def test_openapi_docs_open_without_the_key_and_declare_it(server):
+    """A browser cannot send the key to /docs: the page and its document are open, and the document declares the
+    bearer key for every endpoint but /health, so that the page's "Authorize" button sends it."""
+    status, page = server.get("/docs", key=None)
     assert status == 200 and "swagger" in page.lower()
-    status, spec = server.get("/openapi.json")
+    status, spec = server.get("/openapi.json", key=None)
     assert status == 200 and {"/v1/classify", "/v1/generate", "/v1/prompts", "/health", "/metrics"} <= set(spec["paths"])
     assert "ClassifyRequest" in spec["components"]["schemas"]
+    assert spec["components"]["securitySchemes"] == {"apiKey": {"type": "http", "scheme": "bearer"}}
+    assert spec["paths"]["/health"]["get"]["security"] == []
+    assert spec["paths"]["/v1/classify"]["post"]["security"] == spec["paths"]["/metrics"]["get"]["security"] == [{"apiKey": []}]
 
 
 @pytest.mark.parametrize("task", ["sst2", "cb", "copa"])
