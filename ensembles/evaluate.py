@@ -254,6 +254,28 @@ def write_predictions(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(lines))
 
 
+def written_by_softprompt(path: Path) -> bool:
+    """Whether ``path`` is empty, an evaluation report, or predictions JSONL (its first row has an "index"): what a
+    rerun of ``ensemble-eval`` or ``predict`` may replace."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(1 << 20)
+    except (OSError, UnicodeDecodeError):
+        return False
+    if not text.strip():
+        return True
+    try:
+        report = json.loads(text)
+        return isinstance(report, dict) and report.get("format") == FORMAT
+    except ValueError:
+        pass
+    try:
+        first = json.loads(next(line for line in text.splitlines() if line.strip()))
+    except ValueError:
+        return False
+    return isinstance(first, dict) and "index" in first
+
+
 def read_report(path: str | os.PathLike, required: Sequence[str] = REPORT_KEYS) -> dict:
     """Load a report written by ``write_report`` that holds the ``required`` keys; raises SoftpromptError
     naming the file and the problem."""

@@ -64,6 +64,12 @@ def read_pool_metas(run_dirs: Sequence[str | Path] | str | Path, mixed_tasks: bo
     return metas
 
 
+def recorded_max_length(metas: Sequence[dict[str, Any]], default: int = 512) -> int:
+    """The input length at which the runs were validated (their --max-source-length; the longest if they differ,
+    ``default`` for runs that record none, e.g. PEFT imports): what scoring them uses unless told otherwise."""
+    return max((meta.get("train_args") or {}).get("max_source_length") or default for meta in metas)
+
+
 def run_list(run_dirs: Sequence[str | Path] | str | Path) -> list[str]:
     """``run_dirs`` as a list of folder names; one folder may be given on its own."""
     return [str(run_dirs)] if isinstance(run_dirs, (str, Path)) else [str(d) for d in run_dirs]

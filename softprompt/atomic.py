@@ -49,6 +49,17 @@ def ensure_parent(path: Path, what: str, flag: str) -> None:
         raise SoftpromptError(f"cannot write {what} to {path} ({error.strerror or error}); choose a writable {flag} path") from None
 
 
+def check_output_file(path: Path, what: str, flag: str, example: str, ours: Callable[[Path], bool]) -> None:
+    """Before any work, that ``path`` can take ``what`` (e.g. "the report"): a file path (``example``: a name to suggest under a folder),
+    whose folder can be made, and no file there but one that ``ours`` recognises as written by softprompt, so that
+    a rerun replaces its own result but never another file."""
+    if path.is_dir():
+        raise SoftpromptError(f"{flag} {path} is a folder; give a file path, e.g. {path / example}")
+    if path.is_file() and not ours(path):
+        raise SoftpromptError(f"{flag} {path} holds a file that softprompt did not write; choose another path or remove that file")
+    ensure_parent(path, what, flag)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
 

@@ -89,6 +89,7 @@ def train(**kw) -> None:
     --init class-label --steps 30000 --batch-size 32 --output-dir runs/boolq
     """
     from softprompt import distributed
+    from softprompt.checkpoint import has_checkpoint
     from softprompt.config import TrainConfig
     from softprompt.data import load_examples
     from softprompt.models import load_frozen_t5
@@ -96,6 +97,8 @@ def train(**kw) -> None:
     from softprompt.train import prepare_output_dir
     from softprompt.train import train as run_training
 
+    if kw["resume"] and kw["overwrite"]:
+        raise SoftpromptError("--resume continues the run in --output-dir and --overwrite replaces it; pass one of them")
     _check_recipes(kw["prompt_length"], kw["deep_prefix"], kw)
     task = options_task(kw)
     kw["init"] = resolve_init(kw["init"], task)
@@ -113,6 +116,8 @@ def train(**kw) -> None:
     created = not output_dir.exists()
     if distributed.is_main():
         prepare_output_dir(output_dir, kw["resume"], kw["overwrite"])
+        if kw["resume"] and not has_checkpoint(output_dir):  # e.g. a job that always passes --resume
+            click.echo(f"note: no checkpoint in {output_dir} to resume; starting a new run there", err=True)
     distributed.barrier()
     try:
         choice = _auto_init(cfg, frozen, task, train_examples, val_examples, kw["resume"], not kw["quiet"])
@@ -172,7 +177,7 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--transfer", is_flag=True, help="evaluate prompts trained on another task (domain transfer, e.g. QQP→MRPC): their label words score this task's classes by index")
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
 @click.option("--output", default="results/eval.json", show_default=True, type=click.Path(), help="report JSON (CSV and predictions JSONL beside it)")
-@click.option("--max-length", default=512, show_default=True, help="longest input in tokens")
+@click.option("--max-length", type=int, help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]")
 @click.option("--max-tokens", type=int,
               help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and a pass holds every prompt over as many as fit [default: 8192 on CPU, 65536 on CUDA]")
 @decoding_options
@@ -180,9 +185,10 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def ensemble_eval(**kw) -> None:
     """Evaluate N prompts in one batched pass per batch, and their ensembles (majority/confidence)."""
-    from ensembles.evaluate import format_table
+    from ensembles.evaluate import format_table, written_by_softprompt
     from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
-    from ensembles.pool import load_pool, read_pool_metas
+    from softprompt.atomic import check_output_file
+    from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
     from softprompt import distributed
     from softprompt.data import load_examples
     from softprompt.models import load_frozen_t5
@@ -190,12 +196,16 @@ def ensemble_eval(**kw) -> None:
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0])
     rules, decoding = vote_rules(kw["vote"], task), decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"])
-    check_settings(rules, task.kind, kw["max_tokens"], kw["max_length"], decoding)  # before the data and the model load
-    examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True)
+    max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
+    check_settings(rules, task.kind, kw["max_tokens"], max_length, decoding)  # before the data and the model load
+    output = Path(kw["output"])
+    for path, what in ((output, "the report"), (output.with_suffix(".predictions.jsonl"), "the predictions")):
+        check_output_file(path, what, "--output", "eval.json", written_by_softprompt)
+    examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True, flag="--data-file")
     frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
     pool = load_pool(kw["run_dirs"], frozen)
     core = run_ensemble_eval(
-        pool, task, examples, kw["split"], rules, kw["transfer"], kw["length_normalise"], kw["max_length"], kw["max_tokens"], decoding,
+        pool, task, examples, kw["split"], rules, kw["transfer"], kw["length_normalise"], max_length, kw["max_tokens"], decoding,
         {"runs": list(kw["run_dirs"])}, progress=not kw["quiet"],
     )
     if not distributed.is_main():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from softprompt.atomic import ensure_parent
+from softprompt.atomic import check_output_file
 from softprompt.cli_options import decoding_kwargs, decoding_options, eval_task, model_device_options, task_options
 from softprompt.errors import SoftpromptError
 from softprompt.serve.config import MAX_ROWS
@@ -30,7 +30,7 @@ MAX_TOKENS_HELP = ("tokens per model call: inputs are sorted by length and a pas
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
 @click.option("--output", default="results/predictions.jsonl", show_default=True, type=click.Path(),
               help="one JSON line per input, in input order: the vote's label (or text), the mean probabilities and every prompt's vote; - writes them to standard output")
-@click.option("--max-length", default=512, show_default=True, help="longest input in tokens (longer ones are truncated)")
+@click.option("--max-length", type=int, help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]")
 @click.option("--max-tokens", type=int, help=MAX_TOKENS_HELP)
 @decoding_options
 @model_device_options
@@ -42,10 +42,10 @@ def predict(**kw) -> None:
 
     Example: softprompt predict --prompts runs/sst2 --input reviews.csv --output results/reviews.jsonl
     """
-    from ensembles.evaluate import write_predictions
+    from ensembles.evaluate import write_predictions, written_by_softprompt
     from ensembles.pipeline import check_settings
     from ensembles.pipeline import predict as predict_rows
-    from ensembles.pool import load_pool, read_pool_metas
+    from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
     from softprompt import distributed
     from softprompt.data import read_file, read_json_lines
     from softprompt.models import load_frozen_t5
@@ -53,20 +53,19 @@ def predict(**kw) -> None:
     to_stdout = kw["output"] == "-"
     output = Path(kw["output"])
     if not to_stdout:  # a bad path fails before any scoring, not after
-        if output.is_dir():
-            raise SoftpromptError(f"--output {output} is a folder; give a file path, e.g. {output / 'predictions.jsonl'}")
-        ensure_parent(output, "the predictions", "--output")
+        check_output_file(output, "the predictions", "--output", "predictions.jsonl", written_by_softprompt)
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0], labelled=False)
     decoding = decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"])
-    check_settings([kw["vote"]], task.kind, kw["max_tokens"], kw["max_length"], decoding)  # before the model loads
+    max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
+    check_settings([kw["vote"]], task.kind, kw["max_tokens"], max_length, decoding)  # before the model loads
     if kw["input_file"] == "-":
         examples = task.to_inputs(read_json_lines(sys.stdin), origin="stdin")
     else:
         examples = task.to_inputs(read_file(kw["input_file"], "--input"), origin=kw["input_file"])
     frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
     pool = load_pool(kw["run_dirs"], frozen)
-    rows = predict_rows(pool, task, examples, kw["vote"], kw["length_normalise"], kw["max_length"], kw["max_tokens"],
+    rows = predict_rows(pool, task, examples, kw["vote"], kw["length_normalise"], max_length, kw["max_tokens"],
                         decoding, progress=not kw["quiet"])
     if not distributed.is_main():
         return
@@ -95,7 +94,7 @@ def predict(**kw) -> None:
 @click.option("--max-input-chars", default=4000, show_default=True, help="characters per formatted input (422 above)")
 @click.option("--max-new-tokens", default=256, show_default=True, help="largest max_new_tokens a generate request may ask for")
 @click.option("--max-beams", default=8, show_default=True, help="largest num_beams a generate request may ask for")
-@click.option("--max-length", default=512, show_default=True, help="longest input in tokens (longer ones are truncated)")
+@click.option("--max-length", type=int, help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]")
 @model_device_options
 def serve(**kw) -> None:
     """Serve the runs' prompts and task ensembles over HTTP (JSON), batching requests of any

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 from softprompt.attention import SITES
@@ -112,6 +113,7 @@ class TrainConfig:
         self.prompt_seeds = tuple(self.prompt_seeds)
         self.init_from, self.library = tuple(self.init_from), tuple(self.library)
         self.report_to = parse_report_to(self.report_to)
+        self.train_file, self.validation_file = (_absolute(path) for path in (self.train_file, self.validation_file))
         self.validate()
 
     def validate(self) -> None:
@@ -176,6 +178,7 @@ class TrainConfig:
         # runs written before prompt transfer started from no run; before --group-by-length, drew plain shuffled batches;
         # before --data-order, one order for every prompt
         stored = {"init_from": [], "group_by_length": False, "data_order": "shared", **stored}
+        stored |= {key: _absolute(stored.get(key)) for key in ("train_file", "validation_file")}  # earlier runs kept the path as given
         if "prefix_optimizer" not in stored:  # runs written before per-bank optimisers used one recipe for every bank
             stored = {"prefix_optimizer": stored.get("optimizer"), "prefix_lr": stored.get("lr"), **stored}
         skip = set(ignore) | set(LOGGING_ONLY) | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))
@@ -183,6 +186,11 @@ class TrainConfig:
         skip |= set() if AUTO in self.init_from or AUTO in stored["init_from"] else set(AUTO_ONLY)
         mine = json.loads(json.dumps(self.to_dict()))
         return sorted(k for k in mine.keys() | stored.keys() if k not in skip and stored.get(k) != mine.get(k))
+
+
+def _absolute(path: str | None) -> str | None:
+    """A data file's absolute path (resumes compare files, not spellings of their paths)."""
+    return str(Path(path).resolve()) if path else path
 
 
 def check_decoding(decoding: dict[str, Any]) -> None:

@@ -27,23 +27,23 @@ FILE_FLAGS = "--train-file/--validation-file"
 
 
 def load_rows(task: Task, split: str, data_file: str | None = None, limit: int | None = None,
-              seed: int = 0) -> list[dict]:
-    """Rows of ``data_file`` if given, else of the task's hub dataset ``split``.
+              seed: int = 0, flag: str = FILE_FLAGS) -> list[dict]:
+    """Rows of ``data_file`` if given (``flag``: the option that named it), else of the task's hub dataset ``split``.
 
     ``limit`` keeps at most that many rows, chosen by ``subsample(rows, limit, seed)``.
     """
-    rows = read_file(data_file) if data_file else _read_hub(task, split)
+    rows = read_file(data_file, flag) if data_file else _read_hub(task, split)
     return subsample(rows, limit, seed)
 
 
 def load_examples(task: Task, split: str, data_file: str | None = None, limit: int | None = None,
-                  seed: int = 0, grouped: bool = False) -> list[Example]:
+                  seed: int = 0, grouped: bool = False, flag: str = FILE_FLAGS) -> list[Example]:
     """Examples of ``task`` from ``data_file`` or the hub (see ``load_rows``).
 
     ``limit`` counts Examples, not stored rows (a MultiRC paragraph holds many Examples; with
     ``grouped=True`` an E2E input with all its references is one Example).
     """
-    rows = load_rows(task, split, data_file)
+    rows = load_rows(task, split, data_file, flag=flag)
     origin = data_file or f"{task.hub.describe()} {split} split"  # load_rows checked task.hub
     examples = task.to_examples(rows, grouped=grouped, origin=origin)
     if not examples:  # rows that expand to nothing, e.g. MultiRC paragraphs without questions
@@ -88,6 +88,8 @@ def read_file(data_file: str, flag: str = FILE_FLAGS) -> list[dict]:
     if not _has_rows(path):
         raise no_rows
     builder, options = FORMATS[path.suffix.lower()]
+    if builder == "csv":
+        _check_fields(path, options)
     try:
         # a throwaway cache: nothing lands in ~/.cache and a stale cache never hides an edit
         with tempfile.TemporaryDirectory(prefix="softprompt-data-") as cache:
@@ -119,6 +121,20 @@ def read_json_lines(lines: Iterable[str], origin: str = "stdin") -> list[dict]:
     if not rows:
         raise SoftpromptError(f"{origin} has no rows; send one JSON object per line")
     return rows
+
+
+def _check_fields(path: Path, options: dict[str, Any]) -> None:
+    """Every csv/tsv row has the header's number of fields (else pandas, under ``datasets``, would take the extra
+    leading fields of a row as an index and silently drop them)."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.reader(handle, **options)
+        header = next((row for row in reader if row), [])
+        for row in reader:
+            if row and len(row) != len(header):
+                fix = ("quote fields that hold commas, e.g. \"a, b\"" if options.get("delimiter", ",") == ","
+                       else "a tab inside a field splits it; remove it")
+                raise SoftpromptError(f"{path} line {reader.line_num} has {len(row)} fields but the header has {len(header)} "
+                                      f"({', '.join(header)}); {fix}")
 
 
 def _has_rows(path: Path) -> bool:

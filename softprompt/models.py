@@ -99,6 +99,7 @@ def load_frozen_t5(
     """
     if dtype not in DTYPES:
         raise SoftpromptError(f"unknown --dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
+    target = resolve_device(device) if device_map is None else None
     source = resolve_model_name(name)
     _check_local_dir(source)
     try:
@@ -126,9 +127,24 @@ def load_frozen_t5(
     check_vocab(tokenizer, model.config, name)
     if DTYPES[dtype] != torch.float32:
         keep_wo_in_fp32(model)
-    if device_map is None:
-        model = model.to(default_device() if device == "auto" else device)
+    if target is not None:
+        model = model.to(target)
     return FrozenT5(freeze(model), tokenizer, name)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"``: this process's device (``distributed.default_device``); else ``device``, checked to exist here."""
+    if device == "auto":
+        return default_device()
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise SoftpromptError(f"unknown --device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if target.type == "cuda" and (target.index or 0) >= count:
+        found = f"{count} CUDA device(s)" if count else "no CUDA device (or a CPU-only torch)"
+        raise SoftpromptError(f"--device {device}: this machine has {found}; use --device auto or cpu")
+    return target
 
 
 def keep_wo_in_fp32(model: T5ForConditionalGeneration) -> None:

@@ -42,7 +42,7 @@ from softprompt.tracking import TrainingLog
 from softprompt.transfer import InitChoice, apply_init_from
 
 
-RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing", "max_tokens", "output_dir"}  # settings a resumed run may change (e.g. train longer)
+RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing", "max_tokens", "output_dir", "checkpoint_every"}  # settings a resumed run may change (e.g. train longer)
 
 
 @dataclass
@@ -175,10 +175,15 @@ def train(
         bank_tensors, best, saved = loaded
         differing = cfg.differences(saved["config"], ignore=RESUMABLE_CHANGES)
         if differing:
+            given = cfg.to_dict()
+            changes = ", ".join(f"{key}: {_short(saved['config'].get(key))} → {_short(given.get(key))}" for key in differing)
             raise SoftpromptError(
-                f"--resume with settings that differ from the checkpoint in {cfg.output_dir} ({', '.join(differing)}); "
+                f"--resume with settings that differ from the checkpoint in {cfg.output_dir} ({changes}); "
                 "rerun with the original settings"
             )
+        if saved["step"] > cfg.steps:
+            raise SoftpromptError(f"--resume: the checkpoint in {cfg.output_dir} is at step {saved['step']}, past --steps {cfg.steps}; "
+                                  f"give --steps {saved['step']} or more")
         _load_bank_state(banks, bank_tensors)
         state = saved
     elif n > 1 and cfg.data_order == "shared" and _same_start(banks) and distributed.is_main():
@@ -326,6 +331,12 @@ def _same_start(banks: dict[str, torch.nn.Module]) -> bool:
 def _load_bank_state(banks: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor]) -> None:
     for name, bank in banks.items():
         bank.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")})
+
+
+def _short(value: Any) -> str:
+    """A setting's value for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:28] + "…" + text[-28:]
 
 
 def _checkpoint_step(output_dir: str) -> int | str:

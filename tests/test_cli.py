@@ -59,6 +59,24 @@ def test_ensemble_eval_prints_table_and_writes_files(run_dir, tmp_path):
     assert out.is_file() and out.with_suffix(".csv").is_file() and out.with_suffix(".predictions.jsonl").is_file()
 
 
+def test_ensemble_eval_and_predict_score_at_the_length_training_validated_at(tmp_path, tiny_model_dir):
+    """Inputs longer than the run's --max-source-length: without --max-length, predict and ensemble-eval truncate
+    them as training's validation did, so their scores are those of --max-length 12, not of 512."""
+    run = tmp_path / "short"
+    _invoke("train", "--model", tiny_model_dir, *DATA, *SMALL, "--max-source-length", "12", "--output-dir", run)
+
+    def predicted(*options):
+        out = tmp_path / f"p{len(options)}{''.join(map(str, options))}.jsonl"
+        _invoke("predict", "--prompts", run, "--input", RTE / "val.jsonl", "--output", out, "--quiet", *options)
+        return [[vote["scores"] for vote in json.loads(line)["votes"]] for line in out.read_text().splitlines()]
+
+    default = predicted()
+    assert default == predicted("--max-length", 12) and default != predicted("--max-length", 512)
+    _invoke("ensemble-eval", "--prompts", run, "--data-file", RTE / "val.jsonl", "--limit", 8, "--output", tmp_path / "e.json", "--quiet")
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert [row["accuracy"] for row in report["per_prompt"]] == [row["accuracy"] for row in read_meta(run)["best"]]
+
+
 SST2 = TEST_DATA / "glue" / "sst2"
 CUSTOM = ["--task", "custom", "--input-template", "review: {sentence}", "--label-column", "label",
           "--label-words", "0=negative,1=positive"]

@@ -468,9 +468,35 @@ def test_train_non_finite_loss_keeps_last_good_checkpoint(tiny_model_dir, data, 
 def test_train_resume_with_changed_settings(run_copy, tiny_model_dir, data):
     before = snapshot(run_copy)
     result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--prompt-length", "4", "--lr", "0.1"))
-    assert_one_line_error(result, "--resume with settings that differ from the checkpoint", "lr, prompt_length",
+    assert_one_line_error(result, "--resume with settings that differ from the checkpoint in", "(lr: 0.3 → 0.1, prompt_length: 3 → 4)",
                           "rerun with the original settings")
     assert snapshot(run_copy) == before
+
+
+def test_train_resume_takes_the_data_files_under_any_spelling_of_their_paths(run_copy, tiny_model_dir, data, monkeypatch):
+    """Data files are compared as files, not as strings: a relative path from another folder names the same file."""
+    monkeypatch.chdir(data["root"])  # the run was trained with absolute paths
+    result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--steps", "3", "--checkpoint-every", "1",
+                                 train="./" + data["train"].name, val=data["val"].name))
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((run_copy / "checkpoint" / "state.json").read_text())["step"] == 3
+
+
+@pytest.mark.parametrize("case", ["fewer-steps", "with-overwrite"])
+def test_train_resume_that_contradicts_itself(case, run_copy, tiny_model_dir, data):
+    before = snapshot(run_copy)
+    if case == "fewer-steps":  # the checkpoint is at step 2
+        result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--steps", "1", "--checkpoint-every", "1"))
+        assert_one_line_error(result, "is at step 2, past --steps 1; give --steps 2 or more")
+    else:
+        result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--overwrite"))
+        assert_one_line_error(result, "--resume continues the run in --output-dir and --overwrite replaces it; pass one of them")
+    assert snapshot(run_copy) == before
+
+
+def test_train_resume_of_a_new_folder_says_that_it_starts_a_new_run(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "new", data, "--resume"))
+    assert result.exit_code == 0 and f"note: no checkpoint in {tmp_path / 'new'} to resume; starting a new run there" in result.stderr
 
 
 def test_train_resume_without_checkpoint(tiny_model_dir, data, tmp_path):
@@ -645,11 +671,44 @@ def test_eval_output_under_a_file(run, data, tmp_path):
     assert blocker.read_text() == "x"
 
 
+@pytest.mark.parametrize("case", ["folder", "foreign-file", "foreign-predictions-file"])
+def test_eval_output_is_checked_before_scoring_and_never_replaces_another_file(case, run, data, tmp_path, monkeypatch):
+    """A folder, or a file that softprompt did not write (at --output or where its predictions go), is refused
+    before any scoring; the user's file is unchanged. A report of an earlier run is replaced (rerun below)."""
+    import ensembles.pipeline
+
+    monkeypatch.setattr(ensembles.pipeline, "score_choices", lambda *a, **k: pytest.fail("scored before the check"))
+    out = tmp_path / "eval.json"
+    if case == "folder":
+        out.mkdir()
+        expected = ("--output", "eval.json is a folder; give a file path, e.g.", "eval.json/eval.json")
+    else:
+        foreign = out if case == "foreign-file" else out.with_suffix(".predictions.jsonl")
+        foreign.write_text("my notes\n")
+        expected = ("--output", f"{foreign.name} holds a file that softprompt did not write; choose another path or remove that file")
+    assert_one_line_error(run_cli(*eval_args(run, data, out)), *expected)
+    if case != "folder":
+        assert foreign.read_text() == "my notes\n"
+
+
+def test_eval_and_predict_replace_their_own_earlier_output(run, data, tmp_path):
+    out, predictions = tmp_path / "eval.json", tmp_path / "p.jsonl"
+    for _ in range(2):
+        assert run_cli(*eval_args(run, data, out)).exit_code == 0
+        assert run_cli("predict", "--prompts", run, "--input", data["val"], "--output", predictions, "--quiet").exit_code == 0
+    assert json.loads(out.read_text())["format"] == "softprompt.eval/1" and json.loads(predictions.read_text().splitlines()[0])["index"] == 0
+
+
+def test_eval_missing_data_file_names_its_option(run, tmp_path):
+    result = run_cli("ensemble-eval", "--prompts", run, "--data-file", tmp_path / "nope.jsonl", "--output", tmp_path / "e.json")
+    assert_one_line_error(result, "nope.jsonl not found; check the path given to --data-file")
+
+
 # ============================================================================= predict
 
 
 @pytest.mark.parametrize("case", ["missing-input", "missing-column", "paragraph-row", "output-folder", "output-under-a-file", "vote",
-                                  "stdin-not-json", "stdin-not-objects"])
+                                  "stdin-not-json", "stdin-not-objects", "output-foreign-file"])
 def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
     """Bad inputs to `predict`: one line, exit 2, and no predictions file."""
     rows = [json.loads(line) for line in data["val"].read_text().splitlines()][:3]
@@ -671,6 +730,9 @@ def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
     elif case == "output-under-a-file":
         (tmp_path / "file").write_text("x")
         out, expected = tmp_path / "file" / "p.jsonl", ("cannot write the predictions to", "file is a file, not a folder", "--output")
+    elif case == "output-foreign-file":
+        out.write_text("my notes\n")
+        expected = ("--output", "p.jsonl holds a file that softprompt did not write; choose another path or remove that file")
     elif case == "vote":
         args, expected = ["--vote", "mbr"], ("unknown classification vote rule(s): mbr", "valid rules are: majority, confidence, logprob_sum")
     else:
@@ -679,7 +741,7 @@ def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
                                  ("stdin line 2 is a JSON list, not an object; send one object per line",))
     result = run_cli("predict", "--prompts", run, "--input", inputs, "--output", out, "--quiet", *args)
     assert_one_line_error(result, *expected)
-    assert result.exit_code == 2 and not out.is_file()
+    assert result.exit_code == 2 and (out.read_text() == "my notes\n" if case == "output-foreign-file" else not out.is_file())
 
 
 # ============================================================================= neighbors

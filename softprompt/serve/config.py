@@ -43,7 +43,7 @@ class ServeConfig:
     max_wait_ms: float = 10.0
     batching: bool = True
     api_key_env: str | None = None
-    max_length: int = 512
+    max_length: int | None = None  # default: the runs' --max-source-length (ensembles.pool.recorded_max_length)
     limits: Limits = field(default_factory=Limits)
     device: str = "auto"
     dtype: str = "float32"
@@ -59,7 +59,7 @@ class ServeConfig:
             raise SoftpromptError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")
         if not 0 <= self.port <= 65535:
             raise SoftpromptError(f"--port must lie in 0..65535 (0 = any free port), got {self.port}")
-        if self.max_length < 1:
+        if self.max_length is not None and self.max_length < 1:
             raise SoftpromptError(f"--max-length must be a positive integer, got {self.max_length}")
         self.api_key()  # an unset key variable fails before the model loads
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 import uvicorn
 
-from ensembles.pool import read_pool_metas
+from ensembles.pool import read_pool_metas, recorded_max_length
 from softprompt.errors import SoftpromptError
 from softprompt.models import load_frozen_t5
 from softprompt.serve.app import create_app
@@ -49,7 +49,8 @@ def build_engine(config: ServeConfig) -> Engine:
     metas = read_pool_metas(config.prompts, mixed_tasks=True)  # a mismatched run fails before the model loads
     frozen = load_frozen_t5(config.model or metas[0]["model"]["name"], config.dtype, config.device, device_map=config.device_map)
     catalog = Catalog.load(config.prompts, frozen)
-    worker = BatchingWorker(catalog.pool.model, config.max_rows, config.max_wait_ms, config.batching, config.max_length,
+    worker = BatchingWorker(catalog.pool.model, config.max_rows, config.max_wait_ms, config.batching,
+                            config.max_length or recorded_max_length(metas),
                             max_tokens=config.max_tokens)
     return Engine(catalog, config.limits, worker)
 

@@ -143,6 +143,19 @@ def test_unsupported_extension(tmp_path):
         load_rows(SENTIMENT, "train", write(tmp_path / "train.txt", "text,label\na,1\n"))
 
 
+@pytest.mark.parametrize("name, text, message", [
+    ("extra.csv", 'sentence\nfoo, bar\n"baz, qux"\n', r"extra.csv line 2 has 2 fields but the header has 1 \(sentence\); quote fields that hold commas"),
+    ("short.csv", "sentence,label\na fine film,1\n\nno label\n", r"short.csv line 4 has 1 fields but the header has 2 \(sentence, label\)"),
+    ("extra.tsv", "sentence\tlabel\na\tb\t1\n", r"extra.tsv line 2 has 3 fields but the header has 2 .*a tab inside a field splits it"),
+])
+def test_csv_rows_must_have_the_headers_fields(tmp_path, name, text, message):
+    """Without this check, pandas takes the extra leading field of every row as an index and drops it, silently."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SoftpromptError, match=message):
+        read_file(str(path))
+
+
 def test_malformed_json(tmp_path):
     file = write(tmp_path / "bad.jsonl", '{"text": "a", "label": 1}\n{"text": \n')
     with pytest.raises(SoftpromptError, match=r"could not read .*bad.jsonl \(.*\); check that it "

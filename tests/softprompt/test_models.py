@@ -1,5 +1,7 @@
 """Loading frozen T5s, aliases, gradient checkpointing (tiny random T5s built in-process)."""
 
+import re
+
 import pytest
 import torch
 
@@ -39,6 +41,18 @@ def test_t5_nano_resolves_to_the_shipped_directory_and_says_when_it_is_missing(t
     monkeypatch.setitem(models.EMBEDDED, "t5-nano", tmp_path / "t5-nano")
     with pytest.raises(SoftpromptError, match="t5-nano's files are missing from this installation"):
         resolve_model_name("t5-nano")
+
+
+@pytest.mark.parametrize("device, message", [
+    ("foo", "unknown --device 'foo'; use auto, cpu, cuda or cuda:N"),
+    ("cuda:64", "--device cuda:64: this machine has"),
+])
+def test_a_device_that_is_not_here_is_one_line_before_the_model_loads(device, message, monkeypatch):
+    import softprompt.models as models
+
+    monkeypatch.setattr(models.AutoConfig, "from_pretrained", lambda *a, **k: pytest.fail("loaded before the device check"))
+    with pytest.raises(SoftpromptError, match=re.escape(message)):
+        load_frozen_t5("t5-nano", device=device)
 
 
 def test_a_misspelt_model_name_gets_a_suggestion(monkeypatch):
