@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
-from typing import Sequence
+from typing import Any, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -66,6 +66,24 @@ def _method_values(result: dict, metric: str) -> dict[str, float]:
     return values
 
 
+SETUP = ("model", "model_params", "n_prompts", "prompt_length", "init", "deep_prefix", "train_size")  # what a point's prompts were
+
+
+def _check_same_setup(results: Sequence[dict], x: str) -> None:
+    """Reports at one x are averaged only when they differ in nothing but seeds (e.g. subsample seeds)."""
+    seen: dict[Any, dict[str, Any]] = {}
+    for result in results:
+        setup = {key: result["settings"].get(key) for key in SETUP if key != x}
+        first = seen.setdefault(result["settings"][x], setup)
+        differing = [key for key in SETUP if key != x and setup[key] != first[key]]
+        if differing:
+            values = "; ".join(f"{key} {first[key]!r} vs {setup[key]!r}" for key in differing)
+            numeric = [key for key in differing if _number(setup[key]) and key != "model_params"]
+            hint = f", or put it on the x axis (--x {numeric[0]})" if numeric else ""
+            raise SoftpromptError(f"reports at {x} = {result['settings'][x]} differ in more than their seeds ({values}), "
+                                  f"so they cannot be averaged into one point; pass the reports of one setting{hint}")
+
+
 def scale_points(results: Sequence[dict], metric: str, x: str = "model_params") -> dict:
     """Curves of ``metric`` against ``settings[x]``, one per method, x values sorted ascending.
 
@@ -89,6 +107,7 @@ def scale_points(results: Sequence[dict], metric: str, x: str = "model_params") 
     if x not in xs:
         raise SoftpromptError(f"unknown or non-numeric x {x!r}; numeric settings in all reports: {', '.join(xs)}")
 
+    _check_same_setup(results, x)
     grouped: dict[float, list[dict[str, float]]] = defaultdict(list)
     names: dict[float, list[str]] = defaultdict(list)
     for result in results:

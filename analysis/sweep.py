@@ -19,8 +19,10 @@ from ensembles.pool import load_pool
 from softprompt.config import TrainConfig
 from softprompt.data import load_examples
 from softprompt.models import load_frozen_t5
+from softprompt.errors import SoftpromptError
+from softprompt.store import META, read_meta
 from softprompt.tasks import Task
-from softprompt.train import prepare_output_dir, train
+from softprompt.train import RESUMABLE_CHANGES, prepare_output_dir, train
 
 
 @dataclass(frozen=True)
@@ -70,15 +72,16 @@ def run_sweep(
     for index, cell in enumerate(cells, start=1):
         result = out_dir / "results" / f"{cell.name}.json"
         results.append(result)
+        run_dir = out_dir / "runs" / cell.name
+        cfg = replace(base, model=cell.model, prompt_length=cell.prompt_length, init=cell.init,
+                      train_size=cell.train_size, output_dir=str(run_dir), prompt_seeds=None)  # re-validated
         if result.is_file():
+            _check_unchanged(cfg, run_dir, result)
             echo(f"[{index}/{len(cells)}] {cell.name}: done, skipped")
             continue
         echo(f"[{index}/{len(cells)}] {cell.name}")
         if frozen is None or frozen.name != cell.model:
             frozen = load_frozen_t5(cell.model, base.dtype, base.device)
-        run_dir = out_dir / "runs" / cell.name
-        cfg = replace(base, model=cell.model, prompt_length=cell.prompt_length, init=cell.init,
-                      train_size=cell.train_size, output_dir=str(run_dir), prompt_seeds=None)  # re-validated
         resume = (run_dir / "checkpoint" / "state.json").is_file()
         prepare_output_dir(run_dir, resume=resume, overwrite=True)
         train_examples = load_examples(task, "train", train_file, cell.train_size, cell.subsample_seed)
@@ -90,3 +93,15 @@ def run_sweep(
         )
         write_outputs(core, result)
     return results
+
+
+def _check_unchanged(cfg: TrainConfig, run_dir: Path, result: Path) -> None:
+    """A finished cell counts only for the settings it was trained with: a rerun of the sweep with other settings
+    (say --steps) is refused rather than answered with the old results."""
+    if not (run_dir / META).is_file():
+        return
+    differing = cfg.differences(read_meta(run_dir)["train_args"], ignore=RESUMABLE_CHANGES - {"steps"})
+    if differing:
+        raise SoftpromptError(
+            f"{result} was trained with other settings ({', '.join(differing)}); use another --out-dir for the new "
+            f"settings, or delete {result} and {run_dir} to rerun that cell")

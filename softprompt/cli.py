@@ -94,7 +94,7 @@ def train(**kw) -> None:
     from softprompt.data import load_examples
     from softprompt.models import load_frozen_t5
     from softprompt.tracking import installed_trackers
-    from softprompt.train import prepare_output_dir
+    from softprompt.train import checkpoint_step, prepare_output_dir
     from softprompt.train import train as run_training
 
     if kw["resume"] and kw["overwrite"]:
@@ -123,9 +123,12 @@ def train(**kw) -> None:
         choice = _auto_init(cfg, frozen, task, train_examples, val_examples, kw["resume"], not kw["quiet"])
         result = run_training(cfg, frozen, task, train_examples, val_examples, resume=kw["resume"], progress=not kw["quiet"],
                               init_choice=choice)
-    except BaseException:  # e.g. an --init-from source that does not fit: leave no empty run folder behind
+    except BaseException as error:  # e.g. an --init-from source that does not fit: leave no empty run folder behind
         if created and distributed.is_main() and output_dir.is_dir() and not any(output_dir.iterdir()):
             output_dir.rmdir()
+        if isinstance(error, KeyboardInterrupt) and distributed.is_main() and has_checkpoint(output_dir):
+            click.echo(f"interrupted: the checkpoint of step {checkpoint_step(output_dir)} in {output_dir} is kept; run the "
+                       "same command with --resume to continue from it", err=True)
         raise
     if not distributed.is_main():
         return
@@ -216,7 +219,9 @@ def ensemble_eval(**kw) -> None:
 
 
 @cli.command()
-@click.option("--models", default="t5-small", show_default=True, help="comma-separated models (names, aliases or directories)")
+@click.option("--models", default="t5-nano-s,t5-nano,t5-nano-m", show_default=True,
+              help="comma-separated models (names, aliases or directories); the default, the three embedded sizes of one "
+                   "recipe, runs offline")
 @task_options()
 @click.option("--train-file", type=click.Path(), help="local training data; default: the task's hub dataset")
 @click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
@@ -242,7 +247,7 @@ def ensemble_eval(**kw) -> None:
 @decoding_options
 @click.option("--out-dir", default="sweeps/run", show_default=True, type=click.Path(), help="results/ and runs/ go here")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:1, ...")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def sweep(**kw) -> None:
     """Train + ensemble-evaluate a grid of models × prompt lengths × inits × train sizes (resumable)."""
@@ -265,6 +270,7 @@ def sweep(**kw) -> None:
         eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"], **{option: kw[option] for option in CUSTOM_OPTIONS},
         eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],
         device=kw["device"], decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+        train_file=kw["train_file"], validation_file=kw["validation_file"],  # recorded, and compared when a cell is skipped
     )
     for cell in cells:  # validate the whole grid before the first cell trains
         TrainConfig(**(base.to_dict() | {"prompt_length": cell.prompt_length, "init": cell.init,

@@ -146,6 +146,8 @@ class TrainConfig:
                 raise SoftpromptError(f"unknown --{flag}optimizer {name!r}; use one of: {', '.join(OPTIMIZERS)}")
             if not lr > 0:
                 raise SoftpromptError(f"--{flag}lr must be > 0, got {lr}")
+        if self.weight_decay < 0:
+            raise SoftpromptError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         if self.max_grad_norm <= 0:
             raise SoftpromptError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
         if len(self.prompt_seeds) != self.n_prompts:

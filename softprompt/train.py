@@ -187,9 +187,12 @@ def train(
         _load_bank_state(banks, bank_tensors)
         state = saved
     elif n > 1 and cfg.data_order == "shared" and _same_start(banks) and distributed.is_main():
+        start = ("--init class-label fills only the positions after the label words with sampled tokens, so a longer "
+                 "--prompt-length or --init sampled-vocab" if cfg.prompt_length and cfg.init == "class-label"
+                 else "--init class-label or sampled-vocab")
         tqdm.write(
             f"note: all {n} prompts start at the same values and see the same batches, so they will train into {n} copies; "
-            "for an ensemble give each its own start (--init class-label or sampled-vocab; deep prefixes: --reparam-dim > 0; "
+            f"for an ensemble give each its own start ({start}; deep prefixes: --reparam-dim > 0; "
             "--init-from: one source per prompt) or its own batches (--data-order per-prompt)", file=sys.stderr)
     state["config"] = cfg.to_dict()
     log = TrainingLog(state, cfg.log_every, task.metric, cfg.report_to, cfg.output_dir, state["config"])  # trackers: main process only (accelerate)
@@ -214,7 +217,7 @@ def train(
             bad = [i for i, value in enumerate(step_losses) if not math.isfinite(value)]
             raise SoftpromptError(
                 f"loss became non-finite at step {step + 1} for prompt(s) {bad}; the last good checkpoint "
-                f"(step {_checkpoint_step(cfg.output_dir)}) is kept — lower --lr or use --dtype float32"
+                f"(step {checkpoint_step(cfg.output_dir)}) is kept — lower --lr or use --dtype float32"
             )
         state["step"] = step + 1
         bar.update(1)
@@ -230,6 +233,9 @@ def train(
             break
     bar.close()
     log.close()
+    if stopped_early and distributed.is_main():
+        tqdm.write(f"stopped early at step {state['step']} of {cfg.steps}: no prompt improved its {task.metric} in the last "
+                   f"{cfg.patience} validations (--patience {cfg.patience}); each prompt keeps its best step", file=sys.stderr)
     _load_bank_state(banks, best)
     if distributed.is_main():
         meta = _run_meta(cfg, frozen, task, state, trainable)
@@ -339,7 +345,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:28] + "…" + text[-28:]
 
 
-def _checkpoint_step(output_dir: str) -> int | str:
+def checkpoint_step(output_dir: str | Path) -> int | str:
     path = Path(output_dir) / "checkpoint" / "state.json"
     return json.loads(path.read_text())["step"] if path.is_file() else "none"
 

@@ -163,6 +163,8 @@ def test_sweep_then_plot_scale(tmp_path, tiny_model_dir):
     assert len(results) == 2
     again = _invoke(*args)  # resumable: finished cells are skipped
     assert again.output.count("done, skipped") == 2
+    changed = CliRunner().invoke(cli, [str(a) for a in args] + ["--steps", "2"])  # not answered with the 1-step results
+    assert changed.exit_code != 0 and "was trained with other settings (steps); use another --out-dir" in str(changed.exception)
     _invoke("plot-scale", *results, "--x", "prompt_length", "--out", tmp_path / "scale.png")
     assert (tmp_path / "scale.png").stat().st_size > 0 and (tmp_path / "scale.svg").stat().st_size > 0
 

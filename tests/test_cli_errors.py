@@ -339,10 +339,11 @@ def test_train_prompt_plus_input_exceeds_model_limit(tiny_model_dir, data, tmp_p
     (["--init", "zeros"], "unknown init 'zeros'; use one of:"),
     (["--steps", "0"], "--steps must be a positive integer, got 0"),
     (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
+    (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
     (["--num-beams", "0"], "--num-beams must be a positive integer, got 0"),  # else generate() fails at the first validation
     (["--max-new-tokens", "0"], "--max-new-tokens must be a positive integer, got 0"),
 ], ids=["n-prompts-0", "negative-prompt-length", "negative-prefix-length", "nothing-to-train", "unknown-init", "zero-steps", "zero-max-tokens",
-        "zero-beams", "zero-new-tokens"])
+        "negative-weight-decay", "zero-beams", "zero-new-tokens"])
 def test_train_invalid_settings(args, message, tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, *args))
     assert_one_line_error(result, message)
@@ -492,6 +493,29 @@ def test_train_resume_that_contradicts_itself(case, run_copy, tiny_model_dir, da
         result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--overwrite"))
         assert_one_line_error(result, "--resume continues the run in --output-dir and --overwrite replaces it; pass one of them")
     assert snapshot(run_copy) == before
+
+
+def test_train_interrupted_says_which_checkpoint_is_kept_and_how_to_continue(tiny_model_dir, data, tmp_path, monkeypatch):
+    import softprompt.train
+
+    calls = []
+
+    def record(self, *args):  # Ctrl-C during step 2, after step 1's checkpoint
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(softprompt.train.TrainingLog, "record", record)
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--checkpoint-every", "1"))
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    assert f"interrupted: the checkpoint of step 1 in {tmp_path / 'out'} is kept; run the same command with --resume" in result.stderr
+
+
+def test_train_says_when_it_stops_early(tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--steps", "8", "--eval-every", "1", "--patience", "1"))
+    assert result.exit_code == 0, result.stderr
+    stopped = json.loads((tmp_path / "out" / "checkpoint" / "state.json").read_text())["step"]
+    assert stopped < 8 and f"stopped early at step {stopped} of 8: no prompt improved its accuracy in the last 1 validations" in result.stderr
 
 
 def test_train_resume_of_a_new_folder_says_that_it_starts_a_new_run(tiny_model_dir, data, tmp_path):

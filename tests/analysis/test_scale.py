@@ -81,6 +81,16 @@ def test_same_x_is_averaged(paths, tmp_path):
     assert methods["ensemble:vote"]["y"][1] == pytest.approx((0.8 + 0.6) / 2)
 
 
+def test_reports_at_one_x_that_differ_in_more_than_seeds_are_not_averaged(paths, tmp_path):
+    """Averaging a P=20 point with a P=100 one (or another model's) would draw a point no run had."""
+    other = _report("t5-base", 250_000_000, [0.5, 0.6], 0.6, seed=1)
+    other["settings"]["prompt_length"] = 20
+    results = load_results(paths + [_write(tmp_path, "p20.json", other)])
+    with pytest.raises(SoftpromptError, match=r"reports at model_params = 250000000 differ in more than their seeds "
+                                              r"\(prompt_length 100 vs 20\), so .* one setting, or put it on the x axis \(--x prompt_length\)"):
+        scale_points(results, "accuracy")
+
+
 def test_plot(paths, tmp_path):
     refs = tmp_path / "refs.csv"
     refs.write_text(
