@@ -48,10 +48,15 @@ def generation_answers(
     prompts: Sequence[str], outputs: Sequence[Sequence[str]], scores: np.ndarray, vote: str | None
 ) -> list[dict[str, Any]]:
     """One answer per input from N × M generated texts and their (N, M) length-normalised
-    log-probabilities. With a ``vote`` rule: its text and every prompt's; without: the first prompt's."""
+    log-probabilities. With a ``vote`` rule: its text, the mean score of the prompts that generated it,
+    and every prompt's text and score; without: the first prompt's text and score."""
     m = len(outputs[0])
     if not vote:
         return [{"text": outputs[0][j], "score": float(scores[0, j])} for j in range(m)]
     winners = GENERATION_RULES[vote](outputs, scores)
-    return [{"text": winners[j], "votes": [{"prompt": name, "text": outputs[p][j], "score": float(scores[p, j])}
-                                          for p, name in enumerate(prompts)]} for j in range(m)]
+    answers = []
+    for j, winner in enumerate(winners):
+        backers = [float(scores[p, j]) for p in range(len(prompts)) if outputs[p][j] == winner]  # the vote picks one of the texts
+        answers.append({"text": winner, "score": sum(backers) / len(backers),
+                        "votes": [{"prompt": name, "text": outputs[p][j], "score": float(scores[p, j])} for p, name in enumerate(prompts)]})
+    return answers

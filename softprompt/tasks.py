@@ -157,11 +157,13 @@ class Task:
         if isinstance(raw, int) and 0 <= raw < count:
             return raw
         allowed = names if self.labels_as_text else (*map(str, range(count)), *names)
-        raise BadRow(
-            f"label {raw!r} in column {self.target_column!r} is not a {self.name} label; "
-            f"allowed: {', '.join(allowed)} — unlabeled rows (e.g. a GLUE test split) "
-            "cannot be used, pass a labeled split or file"
-        )
+        if raw in (-1, "-1"):  # how GLUE and SuperGLUE mark their unlabeled test rows
+            fix = "unlabeled rows (e.g. a GLUE test split) cannot be used, pass a labeled split or file"
+        elif self.labels_as_text:
+            fix = "add it to --label-words (LABEL=WORD) or drop the row"
+        else:
+            fix = "fix the row or drop it"
+        raise BadRow(f"label {raw!r} in column {self.target_column!r} is not a {self.name} label; allowed: {', '.join(allowed)} — {fix}")
 
 
 def _group_references(examples: list[Example]) -> list[Example]:

@@ -33,5 +33,6 @@ def test_generation_answers_vote_and_single_prompt():
     scores = np.array([[-1.0, -0.5], [-2.0, -0.4], [-0.1, -3.0]])
     voted = generation_answers(["p0", "p1", "p2"], outputs, scores, "majority")
     assert [a["text"] for a in voted] == ["a cat", "blue"]
+    assert [a["score"] for a in voted] == pytest.approx([-1.5, -1.7])  # the mean score of the prompts that generated it
     assert [(v["prompt"], v["text"], v["score"]) for v in voted[1]["votes"]] == [("p0", "red", -0.5), ("p1", "blue", -0.4), ("p2", "blue", -3.0)]
     assert generation_answers(["p0"], outputs[:1], scores[:1], None) == [{"text": "a cat", "score": -1.0}, {"text": "red", "score": -0.5}]

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from softprompt.custom_tasks import custom_task
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import TASKS, Example, get_task
 from tests.conftest import TEST_DATA
@@ -262,8 +263,15 @@ def test_label_outside_classes_is_rejected(label, shown):
         get_task("rte").to_examples([{"premise": "p", "hypothesis": "h", "label": label}])
     message = str(err.value)
     assert message.startswith(f"data row 1: label {shown} in column 'label' is not a rte label")
+    assert message.endswith("pass a labeled split or file" if label == -1 else "— fix the row or drop it")
     assert "allowed: 0, 1, entailment, not_entailment" in message
     assert "\n" not in message
+
+
+def test_a_custom_label_outside_the_label_words_asks_for_them():
+    task = custom_task("review: {text}", "label", {"bad": "negative", "good": "positive"})
+    with pytest.raises(SoftpromptError, match=r"label 'neutral' .* allowed: bad, good — add it to --label-words \(LABEL=WORD\) or drop the row$"):
+        task.to_examples([{"text": "so-so", "label": "neutral"}])
 
 
 def test_copa_label_must_index_a_choice():
