@@ -18,6 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from ensembles.batched import Passes, repeat_for_prompts
 from softprompt import distributed
+from softprompt.errors import SoftpromptError
 from softprompt.prompted import PromptedT5
 from softprompt.tasks import Example
 
@@ -57,6 +58,18 @@ def encode_choices(
 
 
 @torch.no_grad()
+def check_request(model: PromptedT5, examples: Sequence[Example], bank_ids: Sequence[int]) -> None:
+    """Python API misuse that would otherwise fail deep inside a pass (or, for a negative id, silently use another
+    prompt): no examples, no prompts, or a prompt id outside the bank."""
+    if not examples:
+        raise SoftpromptError("no examples given; pass at least one Example")
+    if not len(bank_ids):
+        raise SoftpromptError("no prompts given; pass bank_ids, e.g. list(range(model.n_prompts))")
+    bad = [i for i in bank_ids if not 0 <= int(i) < model.n_prompts]
+    if bad:
+        raise SoftpromptError(f"bank_ids {bad} are outside the bank's prompts 0..{model.n_prompts - 1}")
+
+
 def score_choices(
     model: PromptedT5,
     examples: Sequence[Example],
@@ -79,6 +92,7 @@ def score_choices(
     >>> scores.log_likelihood.shape  # (N prompts, M examples, K candidates: negative, positive)
     (3, 2, 2)
     """
+    check_request(model, examples, bank_ids)
     device = model.model.get_input_embeddings().weight.device
     total, k = len(examples), max(len(e.choices) for e in examples)
     examples = distributed.shard(examples)
@@ -118,6 +132,7 @@ def generate_texts(
     >>> len(generations.texts), len(generations.texts[0]), generations.scores.shape  # N prompts × M examples
     (2, 2, (2, 2))
     """
+    check_request(model, examples, bank_ids)
     device = model.model.get_input_embeddings().weight.device
     total = len(examples)
     examples = distributed.shard(examples)

@@ -138,3 +138,17 @@ def test_an_example_longer_than_the_budget_still_gets_a_pass():
 def test_encode_choices_masks_missing_candidates(model):
     ids, mask = encode_choices(model.tokenizer, [("a",), ("b", "c d")])
     assert ids.shape[:2] == (2, 2) and mask[0, 1].sum() == 0 and mask[1, 1].sum() > 0
+
+
+@pytest.mark.parametrize("examples, bank_ids, message", [
+    ([], [0], "no examples given"),
+    (None, [], "no prompts given"),
+    (None, [0, N], rf"bank_ids \[{N}\] are outside the bank's prompts 0..{N - 1}"),
+    (None, [-1], r"bank_ids \[-1\] are outside"),  # would silently be the last prompt
+])
+def test_misuse_of_the_python_api_is_one_clear_error(model, examples, bank_ids, message):
+    from softprompt.errors import SoftpromptError
+
+    for run in (score_choices, generate_texts):
+        with pytest.raises(SoftpromptError, match=message):
+            run(model, _examples(2) if examples is None else examples, bank_ids)
