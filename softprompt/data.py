@@ -75,6 +75,8 @@ def subsample(items: list[T], limit: int | None, seed: int = 0) -> list[T]:
 def read_file(data_file: str, flag: str = FILE_FLAGS) -> list[dict]:
     """All rows of a local .jsonl/.json/.csv/.tsv file, as dicts; ``flag`` names the option that gave it."""
     path = Path(data_file)
+    if path.is_dir():
+        raise SoftpromptError(f"data file {data_file} is a folder; pass a file (.jsonl, .json, .csv or .tsv) with {flag}")
     if not path.is_file():
         raise SoftpromptError(
             f"data file {data_file} not found; check the path given to {flag}"
@@ -99,10 +101,27 @@ def read_file(data_file: str, flag: str = FILE_FLAGS) -> list[dict]:
         reason = _one_line(error)
         if "corresponds to no data" in reason:  # datasets' words for a file without rows, e.g. []
             raise no_rows from None
+        line = _first_bad_json_line(path) if path.suffix.lower() == ".jsonl" else None
+        where = f"line {line[0]} is not valid JSON ({line[1]})" if line else reason
         raise SoftpromptError(
-            f"could not read {data_file} ({reason}); check that it is valid {path.suffix[1:]}"
+            f"could not read {data_file} ({where}); check that it is valid {path.suffix[1:]}"
         ) from None
     return rows
+
+
+def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
+    """(line number, reason) of the first non-blank line of a JSON Lines file that is not a JSON object."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                return number, error.msg
+            if not isinstance(row, dict):
+                return number, f"a JSON {type(row).__name__}, not an object"
+    return None
 
 
 def read_json_lines(lines: Iterable[str], origin: str = "stdin") -> list[dict]:

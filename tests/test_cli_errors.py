@@ -188,7 +188,7 @@ def test_train_unreadable_data_file(tiny_model_dir, data, tmp_path):
     broken = tmp_path / "broken.jsonl"
     broken.write_bytes(b'{"premise": "a", "hypothesis": \n\xff\xfe not json\n')
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, train=broken))
-    assert_one_line_error(result, "could not read", "broken.jsonl", "valid jsonl")
+    assert_one_line_error(result, "could not read", "broken.jsonl (line 1 is not valid JSON (Expecting value))", "valid jsonl")
     assert not (tmp_path / "out").exists()
 
 

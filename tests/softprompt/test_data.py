@@ -157,11 +157,16 @@ def test_csv_rows_must_have_the_headers_fields(tmp_path, name, text, message):
 
 
 def test_malformed_json(tmp_path):
-    file = write(tmp_path / "bad.jsonl", '{"text": "a", "label": 1}\n{"text": \n')
-    with pytest.raises(SoftpromptError, match=r"could not read .*bad.jsonl \(.*\); check that it "
-                                              r"is valid jsonl") as err:
+    file = write(tmp_path / "bad.jsonl", '{"text": "a", "label": 1}\n\n{"text": \n')
+    with pytest.raises(SoftpromptError, match=r"could not read .*bad.jsonl \(line 3 is not valid JSON \(Expecting value\)\); "
+                                              r"check that it is valid jsonl") as err:
         load_rows(SENTIMENT, "train", file)
     assert "\n" not in str(err.value)
+
+
+def test_a_folder_given_as_data_file(tmp_path):
+    with pytest.raises(SoftpromptError, match=r"data file .* is a folder; pass a file \(.jsonl, .json, .csv or .tsv\) with --data-file"):
+        read_file(str(tmp_path), "--data-file")
 
 
 def test_missing_column_names_the_file(tmp_path):
