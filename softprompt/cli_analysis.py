@@ -19,10 +19,13 @@ from softprompt.errors import SoftpromptError
 @click.option("--model", help="override the model recorded in the run")
 def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
     """Nearest vocabulary tokens (cosine) of every learned prompt vector (Lester et al. §7)."""
+    from analysis.figures import check_plot_path
     from analysis.neighbors import format_neighbor_table, nearest_neighbors, neighbor_report, plot_neighbors, special_token_ids
     from softprompt.models import load_frozen_t5
     from softprompt.store import load_banks, read_meta
 
+    if plot:
+        check_plot_path(plot)  # before any work
     meta = read_meta(run_dir)
     if not meta.get("prompts"):
         raise SoftpromptError(

@@ -793,7 +793,7 @@ def test_neighbors_zero_top_k(run):
 def test_neighbors_plot_format(run, tmp_path):
     result = run_cli("neighbors", run, "--plot", tmp_path / "nn.pdf")
     assert_one_line_error(result, "plot path must end with .png or .svg, got")
-    assert not list(tmp_path.iterdir())
+    assert not list(tmp_path.iterdir()) and result.stdout == ""  # refused before the table is computed
 
 
 def test_neighbors_plot_under_a_file(run, tmp_path):
