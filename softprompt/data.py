@@ -101,27 +101,27 @@ def read_file(data_file: str, flag: str = FILE_FLAGS) -> list[dict]:
         reason = _one_line(error)
         if "corresponds to no data" in reason:  # datasets' words for a file without rows, e.g. []
             raise no_rows from None
-        line = _first_bad_json_line(path) if path.suffix.lower() == ".jsonl" else None
-        where = f"line {line[0]} is not valid JSON ({line[1]})" if line else reason
+        where = (_first_bad_json_line(path) if path.suffix.lower() == ".jsonl" else None) or reason
         raise SoftpromptError(
             f"could not read {data_file} ({where}); check that it is valid {path.suffix[1:]}"
         ) from None
     return rows
 
 
-def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
-    """(line number, reason) of the first non-blank line of a JSON Lines file that is not a JSON object."""
+def _first_bad_json_line(path: Path) -> str | None:
+    """Where and why a JSON Lines file first fails: "line 3 is not valid JSON (...)", or None."""
     with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                return number, error.msg
-            if not isinstance(row, dict):
-                return number, f"a JSON {type(row).__name__}, not an object"
-    return None
+        problems = ((number, _json_object(line)[1]) for number, line in enumerate(handle, start=1) if line.strip())
+        return next((f"line {number} {problem}" for number, problem in problems if problem), None)
+
+
+def _json_object(line: str) -> tuple[dict | None, str | None]:
+    """(the JSON object on ``line``, None), or (None, what is wrong with it)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        return None, f"is not valid JSON ({error.msg})"
+    return (row, None) if isinstance(row, dict) else (None, f"is a JSON {type(row).__name__}, not an object")
 
 
 def read_json_lines(lines: Iterable[str], origin: str = "stdin") -> list[dict]:
@@ -130,12 +130,9 @@ def read_json_lines(lines: Iterable[str], origin: str = "stdin") -> list[dict]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise SoftpromptError(f"{origin} line {number} is not valid JSON ({error.msg}); send one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise SoftpromptError(f"{origin} line {number} is a JSON {type(row).__name__}, not an object; send one object per line, e.g. {{\"sentence\": \"...\"}}")
+        row, problem = _json_object(line)
+        if problem:
+            raise SoftpromptError(f"{origin} line {number} {problem}; send one JSON object per line, e.g. {{\"sentence\": \"...\"}}")
         rows.append(row)
     if not rows:
         raise SoftpromptError(f"{origin} has no rows; send one JSON object per line")

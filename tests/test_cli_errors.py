@@ -762,7 +762,7 @@ def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
     else:
         monkeypatch.setattr(sys, "stdin", io.StringIO('{"premise": "p", "hypothesis": "h"}\n' + ('{"premise": "p"' if case == "stdin-not-json" else "[1, 2]")))
         inputs, expected = "-", (("stdin line 2 is not valid JSON", "send one JSON object per line") if case == "stdin-not-json" else
-                                 ("stdin line 2 is a JSON list, not an object; send one object per line",))
+                                 ("stdin line 2 is a JSON list, not an object; send one JSON object per line",))
     result = run_cli("predict", "--prompts", run, "--input", inputs, "--output", out, "--quiet", *args)
     assert_one_line_error(result, *expected)
     assert result.exit_code == 2 and (out.read_text() == "my notes\n" if case == "output-foreign-file" else not out.is_file())
