@@ -22,7 +22,8 @@ from softprompt.models import load_frozen_t5
 from softprompt.errors import SoftpromptError
 from softprompt.store import META, read_meta
 from softprompt.tasks import Task
-from softprompt.train import RESUMABLE_CHANGES, prepare_output_dir, train
+from softprompt.output_dir import prepare_output_dir
+from softprompt.train import RESUMABLE_CHANGES, train
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,12 @@ def has_checkpoint(run_dir: str | Path) -> bool:
     return (Path(run_dir) / DIRECTORY / STATE).is_file()
 
 
+def checkpoint_step(run_dir: str | Path) -> int | str:
+    """The step of the committed checkpoint in ``run_dir`` ("none" without one), for messages."""
+    path = Path(run_dir) / DIRECTORY / STATE
+    return json.loads(path.read_text())["step"] if path.is_file() else "none"
+
+
 def load_checkpoint(run_dir: str | Path, optimizer: torch.optim.Optimizer) -> tuple[dict, dict, dict[str, Any]] | None:
     """(bank tensors, best tensors, state) of the run's checkpoint, with ``optimizer`` restored;
     None when the run has no checkpoint."""

@@ -89,12 +89,11 @@ def train(**kw) -> None:
     --init class-label --steps 30000 --batch-size 32 --output-dir runs/boolq
     """
     from softprompt import distributed
-    from softprompt.checkpoint import has_checkpoint
     from softprompt.config import TrainConfig
     from softprompt.data import load_examples
     from softprompt.models import load_frozen_t5
     from softprompt.tracking import installed_trackers
-    from softprompt.train import checkpoint_step, prepare_output_dir
+    from softprompt.output_dir import output_dir_for
     from softprompt.train import train as run_training
 
     if kw["resume"] and kw["overwrite"]:
@@ -112,24 +111,11 @@ def train(**kw) -> None:
     val_examples = load_examples(task, "validation", kw["validation_file"], kw["eval_size"], 0, grouped=True)
     frozen = load_frozen_t5(cfg.model, cfg.dtype, cfg.device, device_map=cfg.device_map)
     _check_lengths(frozen, cfg.prompt_length, cfg.max_source_length)
-    output_dir = Path(cfg.output_dir)
-    created = not output_dir.exists()
-    if distributed.is_main():
-        prepare_output_dir(output_dir, kw["resume"], kw["overwrite"])
-        if kw["resume"] and not has_checkpoint(output_dir):  # e.g. a job that always passes --resume
-            click.echo(f"note: no checkpoint in {output_dir} to resume; starting a new run there", err=True)
-    distributed.barrier()
-    try:
+    with output_dir_for(cfg.output_dir, kw["resume"], kw["overwrite"], main=distributed.is_main()):
+        distributed.barrier()
         choice = _auto_init(cfg, frozen, task, train_examples, val_examples, kw["resume"], not kw["quiet"])
         result = run_training(cfg, frozen, task, train_examples, val_examples, resume=kw["resume"], progress=not kw["quiet"],
                               init_choice=choice)
-    except BaseException as error:  # e.g. an --init-from source that does not fit: leave no empty run folder behind
-        if created and distributed.is_main() and output_dir.is_dir() and not any(output_dir.iterdir()):
-            output_dir.rmdir()
-        if isinstance(error, KeyboardInterrupt) and distributed.is_main() and has_checkpoint(output_dir):
-            click.echo(f"interrupted: the checkpoint of step {checkpoint_step(output_dir)} in {output_dir} is kept; run the "
-                       "same command with --resume to continue from it", err=True)
-        raise
     if not distributed.is_main():
         return
     click.echo(f"best {task.metric} per prompt: " + ", ".join(f"{m:.4f} (step {s})" for m, s in zip(result.best_metric, result.best_step)))

@@ -74,7 +74,8 @@ def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_pr
     from softprompt.data import load_examples
     from softprompt.models import load_frozen_t5
     from softprompt.tasks import get_task
-    from softprompt.train import prepare_output_dir, train
+    from softprompt.output_dir import prepare_output_dir
+    from softprompt.train import train
 
     run_dir = output_dir / "prompts"
     cfg = TrainConfig(

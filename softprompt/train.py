@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from ensembles.scoring import generate_texts, score_choices
 from softprompt.atomic import atomic_write_text
 from softprompt import distributed
 from softprompt.batching import BatchOrder, source_lengths
-from softprompt.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from softprompt.checkpoint import checkpoint_step, has_checkpoint, load_checkpoint, save_checkpoint
 from softprompt.config import TrainConfig
 from softprompt.errors import SoftpromptError
 from softprompt.losses import per_prompt_loss_sums, per_prompt_token_counts
@@ -36,7 +35,7 @@ from softprompt.optim import clip_grad_norm_per_prompt, make_bank_optimizer
 from softprompt.prefixes import PrefixBank, PrefixShape
 from softprompt.prompted import PromptedT5
 from softprompt.prompts import PromptBank, init_bank, parse_init
-from softprompt.store import META, model_fingerprint, save_run
+from softprompt.store import model_fingerprint, save_run
 from softprompt.tasks import Example, Task
 from softprompt.tracking import TrainingLog
 from softprompt.transfer import InitChoice, apply_init_from
@@ -82,30 +81,6 @@ def prefix_init_text(spec: str, label_words: Sequence[str]) -> str:
     if not label_words:
         raise SoftpromptError('--prefix-init class-label needs a task with label words; use --prefix-init random or text:"..."')
     return " ".join(label_words)
-
-
-def prepare_output_dir(path: str | Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber a directory that holds something else (or a finished run) unless asked."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise SoftpromptError(f"--output-dir {path} is a file; choose a directory path")
-    if resume and path.is_dir() and any(path.iterdir()) and not (path / "checkpoint" / "state.json").is_file():
-        raise SoftpromptError(f"--output-dir {path} has no checkpoint to resume; drop --resume and choose an empty or new directory")
-    if path.is_dir() and any(path.iterdir()) and not resume:
-        is_run = (path / META).is_file() or (path / "checkpoint").is_dir()
-        if not overwrite:
-            what = "a softprompt run" if is_run else "files that are not a softprompt run"
-            raise SoftpromptError(f"--output-dir {path} already holds {what}; pass --resume to continue it or --overwrite to replace it")
-        if not is_run:
-            raise SoftpromptError(f"--output-dir {path} holds files that are not a softprompt run; refusing to delete them, choose another directory")
-        shutil.rmtree(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as error:
-        raise SoftpromptError(f"cannot write to --output-dir {path} ({error.strerror}); choose a writable directory") from None
 
 
 def validate(prompted: PromptedT5, task: Task, examples: Sequence[Example], cfg: TrainConfig) -> list[float]:
@@ -343,11 +318,6 @@ def _short(value: Any) -> str:
     """A setting's value for a one-line message."""
     text = repr(value)
     return text if len(text) <= 60 else text[:28] + "…" + text[-28:]
-
-
-def checkpoint_step(output_dir: str | Path) -> int | str:
-    path = Path(output_dir) / "checkpoint" / "state.json"
-    return json.loads(path.read_text())["step"] if path.is_file() else "none"
 
 
 def _data_sources(cfg: TrainConfig, task: Task) -> dict[str, Any]:

@@ -1062,6 +1062,16 @@ def test_train_init_from_refusals(extra, message, run, tiny_model_dir, data, tmp
     assert not out.exists()  # not even the empty folder the run had made
 
 
+def test_train_overwrite_that_fails_before_its_first_checkpoint_gives_the_old_run_back(run, run_copy, tiny_model_dir, data):
+    """--overwrite sets the old run aside and deletes it only once the new run has a checkpoint of its own."""
+    before = snapshot(run_copy)
+    result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--overwrite", "--init-from", f"{run}#5"))
+    assert_one_line_error(result, "has 2 prompt(s), indices 0..1")
+    assert snapshot(run_copy) == before and not list(run_copy.parent.glob(".*replaced*"))
+    assert run_cli(*train_args(tiny_model_dir, run_copy, data, "--overwrite", "--seed", "3")).exit_code == 0  # replaced for real
+    assert snapshot(run_copy) != before and not list(run_copy.parent.glob(".*replaced*"))
+
+
 def test_train_init_from_another_model(run, t5_d48, data, tmp_path):
     out = tmp_path / "out"
     result = run_cli(*train_args(t5_d48, out, data, "--init-from", run))
