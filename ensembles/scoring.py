@@ -57,7 +57,6 @@ def encode_choices(
     return encoded.input_ids.view(len(choices), k, -1), mask
 
 
-@torch.no_grad()
 def check_request(model: PromptedT5, examples: Sequence[Example], bank_ids: Sequence[int]) -> None:
     """Python API misuse that would otherwise fail deep inside a pass (or, for a negative id, silently use another
     prompt): no examples, no prompts, or a prompt id outside the bank."""
@@ -70,6 +69,7 @@ def check_request(model: PromptedT5, examples: Sequence[Example], bank_ids: Sequ
         raise SoftpromptError(f"bank_ids {bad} are outside the bank's prompts 0..{model.n_prompts - 1}")
 
 
+@torch.no_grad()
 def score_choices(
     model: PromptedT5,
     examples: Sequence[Example],
