@@ -15,10 +15,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ensembles.answers import classification_answers, generation_answers
+from ensembles.scoring import encode_choices
 from ensembles.voting import CLASSIFICATION_RULES, GENERATION_RULES
 from softprompt.serve.catalog import Catalog, Input, ServeError, Target
 from softprompt.serve.config import Limits
-from softprompt.serve.schema import ClassifyRequest, GenerateRequest
+from softprompt.serve.schema import ClassifyRequest, GenerateRequest, Request
 from softprompt.serve.worker import BatchingWorker, Row, WorkerStopped
 
 DEFAULT_VOTE = "majority"
@@ -59,7 +60,8 @@ class Engine:
         target, inputs = self._prepare(request, generation=False)
         vote = self._vote(request.vote, target, CLASSIFICATION_RULES)
         future = self._submit(lambda: self.worker.score(_rows(target, inputs)))
-        return Pending(future, lambda results: _classification_answer(target, inputs, vote, results))
+        lengths = self._choice_lengths(inputs) if request.length_normalise else None
+        return Pending(future, lambda results: _classification_answer(target, inputs, vote, results, lengths))
 
     def generate(self, request: GenerateRequest) -> Pending:
         """Queue a generation request; ensembles vote with the generation rules."""
@@ -72,7 +74,12 @@ class Engine:
         future = self._submit(lambda: self.worker.generate(_rows(target, inputs), request.max_new_tokens, request.num_beams))
         return Pending(future, lambda results: _generation_answer(target, len(inputs), vote, results))
 
-    def _prepare(self, request: ClassifyRequest, generation: bool) -> tuple[Target, list[Input]]:
+    def _choice_lengths(self, inputs: list[Input]) -> np.ndarray:
+        """(M, K) token counts of every input's candidates, as ``ensemble-eval`` normalises by."""
+        _, mask = encode_choices(self.catalog.pool.model.tokenizer, [item.choices for item in inputs])
+        return mask.sum(dim=-1).numpy()
+
+    def _prepare(self, request: Request, generation: bool) -> tuple[Target, list[Input]]:
         target = self.catalog.resolve(request.prompt, request.task)
         if target.task.generates != generation:
             what = f"prompt {request.prompt!r}" if request.prompt else f"task {request.task!r}"
@@ -111,12 +118,15 @@ def _rows(target: Target, inputs: list[Input]) -> list[Row]:
     return [Row(item.source, item.choices, bank_id) for bank_id in target.bank_ids for item in inputs]
 
 
-def _classification_answer(target: Target, inputs: list[Input], vote: str | None, results: list[Any]) -> dict[str, Any]:
+def _classification_answer(target: Target, inputs: list[Input], vote: str | None, results: list[Any],
+                           lengths: np.ndarray | None = None) -> dict[str, Any]:
     n, m = len(target.prompts), len(inputs)
     k = max(len(item.choices) for item in inputs)
     log_probs = np.full((n, m, k), -np.inf)  # (N, M, K), -inf pads for inputs with fewer candidates
     for row, scores in enumerate(results):  # prompt-major rows
         log_probs[row // m, row % m, : len(scores)] = scores
+    if lengths is not None:  # mean per-token log-likelihoods (ChoiceScores.normalised)
+        log_probs = log_probs / np.maximum(lengths, 1)[None]
     return _envelope(target, vote, classification_answers(target.prompts, [item.choices for item in inputs], log_probs, vote))
 
 

@@ -12,6 +12,7 @@ import re
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -98,6 +99,23 @@ def test_answers_equal_ensemble_eval_predictions(server, serve_runs, tmp_path):
         assert [a["label_index"] for a in answer["answers"]] == [p["ensembles"][vote] for p in predictions]
         for a, p in zip(answer["answers"], predictions):
             assert {v["prompt"]: v["label_index"] for v in a["votes"]} == p["prompts"]
+
+
+def test_length_normalised_answers_equal_predicts(server, serve_runs, tmp_path):
+    """"length_normalise": true ranks by mean token log-likelihood, exactly as `predict --length-normalise`."""
+    data = tmp_path / "sst2.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in unlabeled(SST2)))
+    result = CliRunner().invoke(cli, [
+        "predict", "--prompts", serve_runs["sst2_a"], "--prompts", serve_runs["sst2_b"], "--input", str(data), "--vote", "confidence",
+        "--length-normalise", "--output", str(tmp_path / "p.jsonl"), "--device", "cpu", "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    predicted = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    status, answer = server.post("/v1/classify", {"task": "sst2", "vote": "confidence", "inputs": unlabeled(SST2), "length_normalise": True})
+    assert status == 200 and [a["label"] for a in answer["answers"]] == [p["label"] for p in predicted]
+    for a, p in zip(answer["answers"], predicted):
+        np.testing.assert_allclose([v["scores"] for v in a["votes"]], [v["scores"] for v in p["votes"]], atol=1e-5)
+    _, summed = server.post("/v1/classify", {"task": "sst2", "vote": "confidence", "inputs": unlabeled(SST2)})
+    assert summed["answers"][0]["votes"][0]["scores"] != answer["answers"][0]["votes"][0]["scores"]
 
 
 @pytest.mark.parametrize("vote", [None, "majority", "mbr", "best_score"])
