@@ -36,8 +36,11 @@ def row_value(row: Row, column: str, hint: str) -> Any:
 
 
 def row_text(row: Row, column: str, hint: str) -> str:
-    """The value of ``column`` as text."""
-    return str(row_value(row, column, hint))
+    """The value of ``column`` as text (a number counts; a JSON object or list is refused, not printed as Python)."""
+    value = row_value(row, column, hint)
+    if isinstance(value, (Mapping, list, tuple)):
+        raise BadRow(f"column {column!r} holds a JSON {'object' if isinstance(value, Mapping) else 'list'}, not text; give it as a string")
+    return str(value)
 
 
 def keep_row(row: Row) -> list[Row]:

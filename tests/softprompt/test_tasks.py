@@ -280,6 +280,12 @@ def test_copa_label_must_index_a_choice():
         get_task("copa").to_examples([row])
 
 
+def test_a_json_object_or_list_in_a_text_column_is_refused():
+    for value, kind in (({"a": 1}, "object"), (["a", "b"], "list")):
+        with pytest.raises(SoftpromptError, match=rf"row 1: column 'sentence' holds a JSON {kind}, not text; give it as a string"):
+            get_task("sst2").to_inputs([{"sentence": value}], origin="new.jsonl")
+
+
 def test_empty_cell_is_rejected():
     with pytest.raises(SoftpromptError, match=r"row 1: column 'sentence' is empty \(columns with values in this row: sentense, label\)"):
         get_task("sst2").to_examples([{"sentence": None, "sentense": "a misspelt column in a later row", "label": 0}])
