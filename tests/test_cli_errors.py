@@ -732,7 +732,7 @@ def test_eval_missing_data_file_names_its_option(run, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing-input", "missing-column", "paragraph-row", "output-folder", "output-under-a-file", "vote",
-                                  "stdin-not-json", "stdin-not-objects", "output-foreign-file"])
+                                  "stdin-not-json", "stdin-not-objects", "output-foreign-file", "two-votes"])
 def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
     """Bad inputs to `predict`: one line, exit 2, and no predictions file."""
     rows = [json.loads(line) for line in data["val"].read_text().splitlines()][:3]
@@ -757,6 +757,8 @@ def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
     elif case == "output-foreign-file":
         out.write_text("my notes\n")
         expected = ("--output", "p.jsonl holds a file that softprompt did not write; choose another path or remove that file")
+    elif case == "two-votes":
+        args, expected = ["--vote", "majority,confidence"], ("predict answers by one vote rule, got 'majority,confidence'; pick one, e.g. --vote majority",)
     elif case == "vote":
         args, expected = ["--vote", "mbr"], ("unknown classification vote rule(s): mbr", "valid rules are: majority, confidence, logprob_sum")
     else:
@@ -906,6 +908,16 @@ def test_demo_train_size_leaves_no_selection_reviews(tmp_path, monkeypatch):
     assert_one_line_error(result, "--train-size 100 leaves none of the file's 15 training reviews for checkpoint selection",
                           "lower --train-size")
     assert not (tmp_path / "demo").exists()
+
+
+@pytest.mark.parametrize("size", ["0", "-150"])
+def test_demo_bad_train_size_keeps_an_earlier_demos_prompts(size, run, tmp_path, monkeypatch):
+    _cached_reviews(tmp_path, monkeypatch)
+    shutil.copytree(run, tmp_path / "demo" / "prompts")
+    before = snapshot(tmp_path / "demo")
+    result = run_cli("demo", "--train-size", size, "--output-dir", tmp_path / "demo")
+    assert_one_line_error(result, f"--train-size must be a positive integer, got {size}")
+    assert snapshot(tmp_path / "demo") == before
 
 
 def test_demo_zero_prompts(tmp_path, monkeypatch):

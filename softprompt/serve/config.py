@@ -55,8 +55,8 @@ class ServeConfig:
         for name in ("max_rows", "max_tokens"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise SoftpromptError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
-        if self.max_wait_ms < 0:
-            raise SoftpromptError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms}")
+        if not 0 <= self.max_wait_ms < float("inf"):  # also NaN, which would make the worker wait forever
+            raise SoftpromptError(f"--max-wait-ms must be a finite number of 0 or more, got {self.max_wait_ms}")
         if not 0 <= self.port <= 65535:
             raise SoftpromptError(f"--port must lie in 0..65535 (0 = any free port), got {self.port}")
         if self.max_length is not None and self.max_length < 1:

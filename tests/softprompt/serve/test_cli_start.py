@@ -27,7 +27,8 @@ def test_runs_of_different_models(serve_runs, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--max-rows", "0"], "--max-rows must be a positive integer, got 0"),
     (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
-    (["--max-wait-ms", "-1"], "--max-wait-ms must be 0 or more"),
+    (["--max-wait-ms", "-1"], "--max-wait-ms must be a finite number of 0 or more, got -1"),
+    (["--max-wait-ms", "nan"], "--max-wait-ms must be a finite number of 0 or more, got nan"),  # the worker would wait forever
     (["--port", "70000"], "--port must lie in 0..65535"),
     (["--max-inputs", "0"], "--max-inputs must be a positive integer"),
 ])
