@@ -176,9 +176,9 @@ def ensemble_eval(**kw) -> None:
     """Evaluate N prompts in one batched pass per batch, and their ensembles (majority/confidence)."""
     from ensembles.evaluate import format_table, written_by_softprompt
     from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
-    from softprompt.atomic import check_output_file
     from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
     from softprompt import distributed
+    from softprompt.atomic import check_output_file
     from softprompt.data import load_examples
     from softprompt.models import load_frozen_t5
 
