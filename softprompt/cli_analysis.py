@@ -43,6 +43,9 @@ def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
         raise SoftpromptError(f"--top-k must be a positive integer, got {top_k}")
     embeddings = frozen.model.get_input_embeddings().weight.data
     exclude = special_token_ids(frozen.tokenizer, embeddings.shape[0]) if exclude_special else ()
+    candidates = embeddings.shape[0] - len({int(i) for i in exclude if 0 <= i < embeddings.shape[0]})
+    if top_k > candidates:
+        raise SoftpromptError(f"--top-k {top_k} is more than the {candidates} vocabulary tokens to rank; give at most {candidates}")
     sims, ids = nearest_neighbors(bank.weight.data, embeddings, top_k, exclude)  # (N, P, k)
     label_ids = [i for word in meta["task"].get("label_words", []) for i in frozen.tokenizer(word, add_special_tokens=False).input_ids]
     report = neighbor_report(sims, ids, frozen.tokenizer, label_ids, indices)

@@ -790,6 +790,7 @@ def test_neighbors_deep_prefix_only_run(tiny_model_dir, data, tmp_path):
 
 def test_neighbors_zero_top_k(run):
     assert_one_line_error(run_cli("neighbors", run, "--top-k", "0"), "--top-k must be a positive integer, got 0")
+    assert_one_line_error(run_cli("neighbors", run, "--top-k", "100000"), "--top-k 100000 is more than the", "vocabulary tokens to rank; give at most")
 
 
 def test_neighbors_plot_format(run, tmp_path):

@@ -101,6 +101,13 @@ def test_plot_history_draws_two_columns_for_two_runs(tmp_path):
     assert fig.axes[3].get_lines()[0].get_xdata().tolist() == [10, 20, 30, 40, 50, 60]
 
 
+def test_a_run_given_twice_is_refused(tmp_path):
+    run = _run(tmp_path / "a")
+    with pytest.raises(SoftpromptError, match=r"run .*a/ is given twice; give each run once"):
+        plot_history([run, str(run) + "/"], tmp_path / "c.png")
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_a_run_still_before_its_first_validation_plots_its_loss(tmp_path):
     fig = plot_history([_run(tmp_path / "early", steps=8, eval_every=100)], tmp_path / "c.png")
     assert "no validation yet" in [t.get_text() for t in fig.axes[1].texts]
