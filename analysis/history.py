@@ -19,6 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.figures import check_plot_path, fitted_title, save_png_and_svg
+from ensembles.pool import run_list
 from softprompt.errors import SoftpromptError
 
 HISTORY = "history.json"
@@ -127,10 +128,7 @@ def plot_history(run_dirs: Sequence[str | Path], out: str | Path, title: str | N
     check_plot_path(out)
     if not run_dirs:
         raise SoftpromptError("no runs given; pass at least one run directory")
-    twice = next((run for i, run in enumerate(run_dirs) if Path(run).resolve() in {Path(r).resolve() for r in run_dirs[:i]}), None)
-    if twice is not None:
-        raise SoftpromptError(f"run {twice} is given twice; give each run once")
-    runs = [load_curves(run) for run in run_dirs]
+    runs = [load_curves(run) for run in run_list(run_dirs)]
     columns = len(runs)
     fig = Figure(figsize=(4.8 * columns + 0.6, 7.0))
     FigureCanvasAgg(fig)

@@ -32,13 +32,6 @@ def read_pool_metas(run_dirs: Sequence[str | Path] | str | Path, mixed_tasks: bo
     run_dirs = run_list(run_dirs)
     if not run_dirs:
         raise SoftpromptError("no prompt runs given; pass --prompts RUN_DIR (repeatable)")
-    seen: dict[Path, str] = {}
-    for directory in run_dirs:
-        key = Path(directory).resolve()
-        if key in seen:
-            also = "" if seen[key] == directory else f" (also as {seen[key]})"
-            raise SoftpromptError(f"run {directory} is given twice{also}; give each run once")
-        seen[key] = directory
     metas = [read_meta(d) for d in run_dirs]
     first = metas[0]
     for directory, meta in zip(run_dirs[1:], metas[1:]):
@@ -71,8 +64,16 @@ def recorded_max_length(metas: Sequence[dict[str, Any]], default: int = 512) -> 
 
 
 def run_list(run_dirs: Sequence[str | Path] | str | Path) -> list[str]:
-    """``run_dirs`` as a list of folder names; one folder may be given on its own."""
-    return [str(run_dirs)] if isinstance(run_dirs, (str, Path)) else [str(d) for d in run_dirs]
+    """``run_dirs`` as a list of folder names (one folder may be given on its own), each folder given once."""
+    run_dirs = [str(run_dirs)] if isinstance(run_dirs, (str, Path)) else [str(d) for d in run_dirs]
+    seen: dict[Path, str] = {}
+    for directory in run_dirs:
+        key = Path(directory).resolve()
+        if key in seen:
+            also = "" if seen[key] == directory else f" (also as {seen[key]})"
+            raise SoftpromptError(f"run {directory} is given twice{also}; give each run once")
+        seen[key] = directory
+    return run_dirs
 
 
 def load_pool(run_dirs: Sequence[str | Path] | str | Path, frozen: FrozenT5, mixed_tasks: bool = False) -> Pool:

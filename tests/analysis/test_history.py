@@ -103,7 +103,7 @@ def test_plot_history_draws_two_columns_for_two_runs(tmp_path):
 
 def test_a_run_given_twice_is_refused(tmp_path):
     run = _run(tmp_path / "a")
-    with pytest.raises(SoftpromptError, match=r"run .*a/ is given twice; give each run once"):
+    with pytest.raises(SoftpromptError, match=r"run .*a/ is given twice \(also as .*a\); give each run once"):
         plot_history([run, str(run) + "/"], tmp_path / "c.png")
     assert not (tmp_path / "c.png").exists()
 
