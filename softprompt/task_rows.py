@@ -24,13 +24,23 @@ class BadRow(SoftpromptError):
     """A problem with one row; ``Task.to_examples`` adds where it happened."""
 
 
+class InputRow(dict):
+    """An unlabelled input row whose target column holds a placeholder (``Task.to_inputs``);
+    error messages list only the columns the user gave."""
+
+    def __init__(self, row: Row, target_column: str, placeholder: Any):
+        super().__init__({**row, target_column: placeholder})
+        self.given = tuple(row)
+
+
 def row_value(row: Row, column: str, hint: str) -> Any:
     """The value of ``column``; a missing column or an empty (None) cell is an error."""
+    given = getattr(row, "given", tuple(row))
     if column not in row:
-        available = ", ".join(map(str, row)) or "none"
+        available = ", ".join(map(str, given)) or "none"
         raise BadRow(f"column {column!r} not found; available columns: {available} — {hint}")
     if row[column] is None:
-        filled = ", ".join(str(name) for name, value in row.items() if value is not None) or "none"
+        filled = ", ".join(str(name) for name in given if row[name] is not None) or "none"
         raise BadRow(f"column {column!r} is empty (columns with values in this row: {filled}) — fill it in or drop the row")
     return row[column]
 
@@ -83,11 +93,11 @@ def linearize_mr(mr: str) -> str:
 
 
 def expand_e2e(row: Row) -> list[Row]:
-    """Linearise the MR; accepts the official csv (mr, ref) and hub columns."""
-    hub = "meaning_representation" in row
-    names = ("meaning_representation", "human_reference") if hub else ("mr", "ref")
-    hint = "the e2e_nlg task needs columns mr, ref"
-    return [{"mr": linearize_mr(row_text(row, names[0], hint)), "ref": row_value(row, names[1], hint)}]
+    """Linearise the MR; accepts the official csv (mr, ref) and hub columns (meaning_representation,
+    human_reference). Unlabelled inputs (``Task.to_inputs``) carry a placeholder ``ref``."""
+    hint = "the e2e_nlg task needs columns mr, ref (or the hub's meaning_representation, human_reference)"
+    mr = row_text(row, "meaning_representation" if "meaning_representation" in row else "mr", hint)
+    return [{"mr": linearize_mr(mr), "ref": row_value(row, "human_reference" if "human_reference" in row else "ref", hint)}]
 
 
 def linearize_triples(triples: Sequence[Sequence[str] | str]) -> str:

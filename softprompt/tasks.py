@@ -28,6 +28,7 @@ from typing import Any
 from softprompt.errors import SoftpromptError
 from softprompt.task_rows import (
     BadRow,
+    InputRow,
     Row,
     expand_e2e,
     expand_webnlg,
@@ -119,7 +120,7 @@ class Task:
         task = replace(self, column_hint=f"inputs to {self.name} need column{'s' * (len(needed) > 1)} {', '.join(needed)}")
         inputs = []
         for number, row in enumerate(rows, start=1):
-            examples = task._row_examples({**row, self.target_column: placeholder}, number, origin)
+            examples = task._row_examples(InputRow(row, self.target_column, placeholder), number, origin)
             if len(examples) != 1:
                 raise SoftpromptError(f"{origin} row {number} expands to {len(examples)} model inputs; give one flat row per input")
             inputs.append(examples[0])

@@ -38,7 +38,11 @@ class _Server(uvicorn.Server):
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (0 = any free port); a one-line error when it cannot bind."""
     try:
+        socket.getaddrinfo(host, port)  # a host that does not resolve has its own reason and fix
         return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except socket.gaierror as error:
+        raise SoftpromptError(f"cannot resolve --host {host} ({error.strerror}); give an address of this machine, "
+                              "e.g. 127.0.0.1 or 0.0.0.0") from None
     except (OSError, OverflowError) as error:
         reason = os.strerror(error.errno) if getattr(error, "errno", None) else str(error)
         raise SoftpromptError(f"cannot listen on {host}:{port} ({reason}); pick another --port or --host") from None
@@ -63,8 +67,17 @@ def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> None:
         serve(ServeConfig(prompts=("runs/boolq", "runs/sst2"), port=8000))
     """
     api_key = config.api_key()
-    engine = build_engine(config)
-    sock = listen(config.host, config.port)
+    sock = listen(config.host, config.port)  # a taken port or a bad host fails before the model loads
+    try:
+        engine = build_engine(config)
+        _run(engine, sock, config, api_key, echo)
+    finally:
+        sock.close()
+    echo("softprompt serve: stopped after answering every in-flight request")
+
+
+def _run(engine: Engine, sock: socket.socket, config: ServeConfig, api_key: str | None, echo: Callable[[str], None]) -> None:
+    """Serve ``engine`` on the listening ``sock`` until SIGINT/SIGTERM."""
     host, port = sock.getsockname()[:2]
     app = create_app(engine, ServeMetrics(), api_key)
     tasks = ", ".join(f"{t.name} ({len(t.prompts)})" for t in engine.catalog.tasks.values())
@@ -84,5 +97,3 @@ def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        sock.close()
-    echo("softprompt serve: stopped after answering every in-flight request")

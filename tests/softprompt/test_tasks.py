@@ -305,7 +305,7 @@ def test_examples_are_immutable():
 
 def test_to_inputs_needs_no_label_and_one_model_input_per_row():
     """Inference rows (``predict``, ``serve``): no label column needed, a label present is ignored,
-    generation gets an empty target; a row that expands to several inputs or lacks a template
+    generation gets an empty target (E2E rows in the hub's columns too); a row that expands to several inputs or lacks a template
     column is a one-line error naming its origin and 1-based row."""
     sst2, xsum, multirc = get_task("sst2"), get_task("xsum"), get_task("multirc")
     inputs = sst2.to_inputs([{"sentence": "a gem"}, {"sentence": "dull", "label": "not a label"}])
@@ -315,7 +315,11 @@ def test_to_inputs_needs_no_label_and_one_model_input_per_row():
     paragraph = jsonl("superglue/multirc/val.jsonl", 1)
     with pytest.raises(SoftpromptError, match=r"^new.jsonl row 1 expands to \d+ model inputs; give one flat row per input$"):
         multirc.to_inputs(paragraph, origin="new.jsonl")
-    with pytest.raises(SoftpromptError, match=r"^new.csv row 2: column 'sentence' not found; .* — inputs to sst2 need column sentence$"):
+    e2e = get_task("e2e_nlg")
+    for row in ({"mr": "name[The Eagle]"}, {"meaning_representation": "name[The Eagle]"}):  # official csv and hub columns
+        assert e2e.to_inputs([row]) == [Example("name : The Eagle", "", references=("",))]
+    with pytest.raises(SoftpromptError, match=r"^new.csv row 2: column 'sentence' not found; available columns: text — "
+                                              r"inputs to sst2 need column sentence$"):  # not the label placeholder
         sst2.to_inputs([{"sentence": "ok"}, {"text": "no"}], origin="new.csv")
     with pytest.raises(SoftpromptError, match=r"column 'choice1' not found; .* — inputs to copa need columns premise, question, "
                                               r"choice1, choice2$"):

@@ -45,3 +45,10 @@ def test_port_in_use(serve_runs):
         port = taken.getsockname()[1]
         result = run_cli("serve", "--prompts", serve_runs["cb"], "--port", port, "--device", "cpu")
     assert_one_line_error(result, f"cannot listen on 127.0.0.1:{port} (Address already in use); pick another --port")
+
+
+def test_host_that_does_not_resolve(serve_runs):
+    """A bad --host names the resolver's reason (it used to read "Unknown error -2")."""
+    result = run_cli("serve", "--prompts", serve_runs["cb"], "--host", "999.1.1.1", "--device", "cpu")
+    line = assert_one_line_error(result, "cannot resolve --host 999.1.1.1 (", "); give an address of this machine")
+    assert "Unknown error" not in line
