@@ -92,8 +92,9 @@ class PrefixBank(nn.Module):
         return self._split_sites(flat)
 
     def forward(self, prompt_ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-row prefixes: (B,) ids -> site -> (B, L, 2, H, Pp, d_kv)."""
-        return {site: kv[prompt_ids] for site, kv in self.full().items()}
+        """Per-row prefixes: (B,) ids -> site -> (B, L, 2, H, Pp, d_kv). ``index_select`` keeps the backward
+        deterministic on the CPU (see ``PromptBank.forward``): rows of one prompt add up in a fixed order."""
+        return {site: kv.index_select(0, prompt_ids) for site, kv in self.full().items()}
 
     def fold(self) -> "PrefixBank":
         """A direct bank holding the computed prefixes (the MLP is dropped)."""

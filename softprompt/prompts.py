@@ -37,8 +37,9 @@ class PromptBank(nn.Module):
         return self.weight.shape[1]
 
     def forward(self, prompt_ids: torch.Tensor) -> torch.Tensor:
-        """Gather one prompt per row: (B,) ids -> (B, P, d)."""
-        return self.weight[prompt_ids]
+        """Gather one prompt per row: (B,) ids -> (B, P, d). ``index_select``, not ``weight[ids]``: its backward
+        adds the rows' gradients in a fixed order, where indexing's adds them in parallel in any order on the CPU."""
+        return self.weight.index_select(0, prompt_ids)
 
 
 def frequent_token_ids(tokenizer: PreTrainedTokenizerBase, n: int = N_FREQUENT) -> torch.Tensor:
