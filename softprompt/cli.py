@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -355,10 +356,11 @@ def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     keep_freed_memory()
     quiet_libraries()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as error:  # click's form of Ctrl-C; a run's own message rides on the interrupt
+        click.echo(str(error.__cause__ or "") or "interrupted", err=True)
         sys.exit(130)
     except click.exceptions.NoArgsIsHelpError as error:  # a bare `softprompt`: show the help
         error.show()
@@ -372,9 +374,14 @@ def main() -> None:
     except SoftpromptError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        click.echo("interrupted; rerun with --resume to continue from the last checkpoint", err=True)
-        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame) -> None:
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) stops a command as Ctrl-C does: a run keeps its checkpoint, an
+    interrupted ``--overwrite`` gets the earlier run back, temporary files are removed."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

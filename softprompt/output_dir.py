@@ -4,7 +4,7 @@
 ``--overwrite``). ``output_dir_for`` wraps a whole run: an old run that ``--overwrite`` replaces is set aside
 and deleted only once the new run has finished or written a checkpoint of its own (a run that fails before
 that gets the old one back), a folder the run made is removed again if the run leaves it empty, and an
-interrupted run says which checkpoint it keeps.
+interrupted run (Ctrl-C, or SIGTERM, which the CLI turns into the same) says which checkpoint it keeps.
 """
 
 from __future__ import annotations
@@ -64,16 +64,20 @@ def output_dir_for(path: str | Path, resume: bool, overwrite: bool, main: bool =
     try:
         yield
     except BaseException as error:
+        kept = ""
         if main and not has_checkpoint(path):
             if set_aside is not None:  # the new run has nothing yet: the old one back
                 shutil.rmtree(path, ignore_errors=True)
                 set_aside.rename(path)
-                set_aside = None
+                set_aside, kept = None, f"; the earlier run in {path} is back in place"
             elif created and path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
-        elif main and isinstance(error, KeyboardInterrupt):
-            print(f"interrupted: the checkpoint of step {checkpoint_step(path)} in {path} is kept; run the same command "
-                  "with --resume to continue from it", file=sys.stderr)
+            message = f"interrupted before the first checkpoint{kept}"
+        else:
+            message = (f"interrupted: the checkpoint of step {checkpoint_step(path)} in {path} is kept; run the same command "
+                       "with --resume to continue from it")
+        if main and isinstance(error, KeyboardInterrupt):
+            raise KeyboardInterrupt(message) from error  # the CLI prints it as its one line
         raise
     finally:
         if set_aside is not None and set_aside.exists():

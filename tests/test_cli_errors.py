@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -509,6 +510,29 @@ def test_train_interrupted_says_which_checkpoint_is_kept_and_how_to_continue(tin
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--checkpoint-every", "1"))
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert f"interrupted: the checkpoint of step 1 in {tmp_path / 'out'} is kept; run the same command with --resume" in result.stderr
+
+
+def test_sigterm_during_an_overwrite_before_its_first_checkpoint_puts_the_earlier_run_back(tiny_model_dir, data, tmp_path):
+    """A real process: SIGTERM (a scheduler, ``timeout``) stops ``train --overwrite`` as Ctrl-C does. It used to kill
+    the process at once, leaving the earlier run hidden in .out.replaced, which the next --overwrite deleted."""
+    out = tmp_path / "out"
+    assert run_cli(*train_args(tiny_model_dir, out, data)).exit_code == 0
+    before = snapshot(out)
+    never = ["--steps", "100000", "--eval-every", "100000", "--checkpoint-every", "100000"]
+    process = subprocess.Popen([sys.executable, "-m", "softprompt.cli", *map(str, train_args(tiny_model_dir, out, data, *never,
+                                                                                              "--overwrite"))],
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    set_aside = tmp_path / ".out.replaced"
+    for _ in range(600):  # the old run is set aside before the model loads
+        if set_aside.exists() or process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.terminate()
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert [line for line in stderr.splitlines() if line.strip()] == [
+        f"interrupted before the first checkpoint; the earlier run in {out} is back in place"]
+    assert snapshot(out) == before and not set_aside.exists()
 
 
 def test_train_says_when_it_stops_early(tiny_model_dir, data, tmp_path):
