@@ -2,7 +2,9 @@
 
 Reads ``softprompt.eval/1`` JSON reports and plots a metric against a setting (by default
 the model's parameter count): the mean single prompt with a ± std band, the best single
-prompt, and each ensemble rule, plus optional reference points from a CSV.
+prompt, and each ensemble rule, plus optional reference points from a CSV. Reports at one x
+(e.g. subsample seeds) are averaged; the mean and its ± std band are over all their prompts pooled,
+so the spread between the reports shows in the band.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from matplotlib.figure import Figure
 from analysis.figures import check_plot_path, fitted_title, save_png_and_svg
 from ensembles.evaluate import read_report
 from softprompt.errors import SoftpromptError
+from softprompt.paths import each_once
 
 _REQUIRED = {
     "task": str, "split": str, "kind": str, "settings": dict, "metrics": list, "primary": str,
@@ -26,8 +29,8 @@ _REQUIRED = {
 
 
 def load_results(paths: Sequence[str]) -> list[dict]:
-    """Read and validate evaluation reports; any problem raises SoftpromptError naming the file."""
-    return [_validated(path, read_report(path, required=tuple(_REQUIRED))) for path in paths]
+    """Read and validate evaluation reports, each file once; any problem raises SoftpromptError naming the file."""
+    return [_validated(path, read_report(path, required=tuple(_REQUIRED))) for path in each_once(paths, "report")]
 
 
 def _validated(path: str, result: dict) -> dict:
@@ -55,11 +58,10 @@ def _number(value: object) -> bool:
 
 
 def _method_values(result: dict, metric: str) -> dict[str, float]:
-    """y values of every method in one report: mean, std (of single prompts), best, ensemble:<rule>."""
-    values = {"mean": result["mean"][metric], "std": result["std"][metric]}
+    """y values of the methods of one report that are averaged over reports: best, ensemble:<rule>."""
     # the report's best prompt when it carries this metric, else the top single prompt on it
     best = result["best"].get(metric)
-    values["best"] = best if _number(best) else max(row[metric] for row in result["per_prompt"])
+    values = {"best": best if _number(best) else max(row[metric] for row in result["per_prompt"])}
     for rule, scores in result["ensembles"].items():
         if _number(scores.get(metric)):
             values[f"ensemble:{rule}"] = scores[metric]
@@ -89,10 +91,11 @@ def scale_points(results: Sequence[dict], metric: str, x: str = "model_params") 
 
     Returns {"metric", "x", "kind", "task", "split", "labels": {x value: model name},
     "methods": {"mean": {"x", "y", "std"}, "best": {"x", "y"}, "ensemble:<rule>": {"x", "y"}}}.
-    Several reports at the same x (e.g. subsample seeds) are averaged: each method's y is the
-    mean of their values and the mean curve's std is the mean of their stds. An ensemble rule
-    absent from some reports has points only where it is present. Values stay in the reports'
-    units (fractions for classification).
+    Several reports at the same x (e.g. subsample seeds) are averaged: the mean curve's y and std
+    are the mean and population std (as in the reports) of all their single prompts pooled, so the
+    spread between the reports counts; the best curve's and each rule's y is the mean of the
+    reports' values. An ensemble rule absent from some reports has points only where it is
+    present. Values stay in the reports' units (fractions for classification).
     """
     if not results:
         raise SoftpromptError("no evaluation reports given; pass at least one report file")
@@ -109,30 +112,40 @@ def scale_points(results: Sequence[dict], metric: str, x: str = "model_params") 
 
     _check_same_setup(results, x)
     grouped: dict[float, list[dict[str, float]]] = defaultdict(list)
+    prompts: dict[float, list[float]] = defaultdict(list)
     names: dict[float, list[str]] = defaultdict(list)
     for result in results:
         at = result["settings"][x]
         grouped[at].append(_method_values(result, metric))
+        prompts[at] += [row[metric] for row in result["per_prompt"]]
         model = result["settings"].get("model")
         if isinstance(model, str) and model not in names[at]:
             names[at].append(model)
 
-    methods: dict[str, dict[str, list[float]]] = {}
+    methods: dict[str, dict[str, list[float]]] = {"mean": {"x": [], "y": [], "std": []}}
     for at in sorted(grouped):
+        mean, std = _pooled(prompts[at])
+        methods["mean"]["x"].append(at)
+        methods["mean"]["y"].append(mean)
+        methods["mean"]["std"].append(std)
         runs = grouped[at]
-        for name in sorted({m for values in runs for m in values} - {"std"}):
+        for name in sorted({m for values in runs for m in values}):
             present = [values for values in runs if name in values]
             curve = methods.setdefault(name, {"x": [], "y": []})
             curve["x"].append(at)
             curve["y"].append(sum(v[name] for v in present) / len(present))
-            if name == "mean":
-                curve.setdefault("std", []).append(sum(v["std"] for v in present) / len(present))
     order = ["mean", "best"] + sorted(m for m in methods if m.startswith("ensemble:"))
     return {
         "metric": metric, "x": x, "kind": results[0]["kind"], "task": results[0]["task"], "split": results[0]["split"],
         "labels": {at: "/".join(n.split("/")[-1] for n in names[at]) for at in sorted(names) if names[at]},
         "methods": {name: methods[name] for name in order},
     }
+
+
+def _pooled(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population std (ddof=0, as the reports' std) of ``values``."""
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
 
 
 def read_reference_csv(path: str) -> list[dict]:
@@ -181,7 +194,8 @@ def plot_scale(
 
     ``out`` ends with .png or .svg; the other format is written beside it. Classification
     fractions are drawn as percentages; reference CSV y values are in the reports' units.
-    With x == "model_params" the x axis is logarithmic and ticks show the model names.
+    With x == "model_params" the x axis is logarithmic and ticks show the model names. Reports
+    at one x are averaged; the mean ± std is over all their prompts pooled (``scale_points``).
 
     >>> from pathlib import Path
     >>> figure = plot_scale(load_results(["results/sst2.json"]), "accuracy", "scale.png")  # one report per model size

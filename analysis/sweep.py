@@ -2,8 +2,9 @@
 
 One result file per cell under ``<out>/results/``; a cell whose result exists is skipped, and a
 cell interrupted mid-training resumes from its checkpoint, so re-running the same command
-continues the sweep. The results feed ``softprompt plot-scale`` (model size on x, or any swept
-setting with ``--x``).
+continues the sweep. A finished cell is reused only for the training settings and vote rules it
+was run with: a rerun with others is refused, not answered with the old results. The results
+feed ``softprompt plot-scale`` (model size on x, or any swept setting with ``--x``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ensembles.pipeline import run_ensemble_eval, write_outputs
+from ensembles.evaluate import read_report
+from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
 from ensembles.pool import load_pool
+from ensembles.voting import parse_rules
+from softprompt.checkpoint import has_checkpoint
 from softprompt.config import TrainConfig
 from softprompt.data import load_examples
 from softprompt.models import load_frozen_t5
@@ -67,6 +71,8 @@ def run_sweep(
     progress: bool = True,
 ) -> list[Path]:
     """Run every cell not yet done; returns the result files of all cells."""
+    check_settings(rules, task.kind, base.max_tokens, base.max_source_length, base.decoding)  # before any cell trains
+    rules = parse_rules(rules, task.kind)
     results = []
     val_examples = load_examples(task, "validation", validation_file, base.eval_size, 0, grouped=True)
     frozen = None
@@ -75,22 +81,25 @@ def run_sweep(
         results.append(result)
         run_dir = out_dir / "runs" / cell.name
         cfg = replace(base, model=cell.model, prompt_length=cell.prompt_length, init=cell.init,
-                      train_size=cell.train_size, output_dir=str(run_dir), prompt_seeds=None)  # re-validated
+                      train_size=cell.train_size, subsample_seed=cell.subsample_seed, output_dir=str(run_dir),
+                      prompt_seeds=None)  # re-validated
         if result.is_file():
             _check_unchanged(cfg, run_dir, result)
+            _check_evaluated(rules, run_dir, result)
             echo(f"[{index}/{len(cells)}] {cell.name}: done, skipped")
             continue
         echo(f"[{index}/{len(cells)}] {cell.name}")
         if frozen is None or frozen.name != cell.model:
             frozen = load_frozen_t5(cell.model, base.dtype, base.device)
-        resume = (run_dir / "checkpoint" / "state.json").is_file()
+        resume = has_checkpoint(run_dir)
         prepare_output_dir(run_dir, resume=resume, overwrite=True)
-        train_examples = load_examples(task, "train", train_file, cell.train_size, cell.subsample_seed)
+        train_examples = load_examples(task, "train", train_file, cfg.train_size, cfg.subsample_seed)
         train(cfg, frozen, task, train_examples, val_examples, resume=resume, progress=progress)
         core = run_ensemble_eval(
             load_pool([str(run_dir)], frozen), task, val_examples, "validation", rules,
             max_length=cfg.max_source_length, max_tokens=cfg.max_tokens, decoding=cfg.decoding,
-            settings={"train_size": cell.train_size, "subsample_seed": cell.subsample_seed, "cell": cell.name},
+            settings={"train_size": cell.train_size, "subsample_seed": cell.subsample_seed, "cell": cell.name,
+                      "vote": ",".join(rules)},  # compared when the cell is skipped
         )
         write_outputs(core, result)
     return results
@@ -106,3 +115,18 @@ def _check_unchanged(cfg: TrainConfig, run_dir: Path, result: Path) -> None:
         raise SoftpromptError(
             f"{result} was trained with other settings ({', '.join(differing)}); use another --out-dir for the new "
             f"settings, or delete {result} and {run_dir} to rerun that cell")
+
+
+def _check_evaluated(rules: Sequence[str], run_dir: Path, result: Path) -> None:
+    """A finished cell counts only for the vote rules it was evaluated with: a rerun with other rules (say --vote
+    logprob_sum) is refused rather than skipped without them. The other evaluation settings (--max-source-length,
+    decoding, the validation data) are training settings, compared by ``_check_unchanged``."""
+    report = read_report(result)
+    recorded = report["settings"].get("vote")
+    done = recorded.split(",") if isinstance(recorded, str) else list(report["ensembles"])  # reports before "vote" was recorded
+    if set(done) != set(rules):
+        # with its checkpoint, a cell whose result is deleted resumes at its last step: evaluated again, not retrained
+        again = "re-evaluate that cell's trained prompts" if has_checkpoint(run_dir) else "rerun that cell"
+        raise SoftpromptError(
+            f"{result} was evaluated with other settings (vote: {','.join(done)} → {','.join(rules)}); use another --out-dir "
+            f"for the new settings, or delete {result} to {again}")

@@ -58,9 +58,12 @@ def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], trans
 
 
 def check_settings(rules: Sequence[str], kind: str, max_tokens: int | None, max_length: int = 512,
-                   decoding: dict[str, Any] | None = None) -> None:
-    """An unknown vote rule, a bad token budget, input length or decoding setting fails before any scoring."""
+                   decoding: dict[str, Any] | None = None, length_normalise: bool = False) -> None:
+    """An unknown vote rule, a bad token budget, input length or decoding setting, or length normalisation of
+    generated text, fails before any scoring."""
     parse_rules(rules, kind)
+    if length_normalise and kind == "generation":
+        raise SoftpromptError("--length-normalise applies to rank classification; drop it for a generation task")
     for flag, value in (("--max-tokens", max_tokens), ("--max-length", max_length)):
         if value is not None and value < 1:
             raise SoftpromptError(f"{flag} must be a positive integer, got {value}")
@@ -96,7 +99,7 @@ def run_ensemble_eval(
     """
     if not examples:
         raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
-    check_settings(rules, task.kind, max_tokens, max_length, decoding)
+    check_settings(rules, task.kind, max_tokens, max_length, decoding, length_normalise)
     examples, notes = transfer_examples(pool, task, examples, transfer)
     ids = list(range(len(pool.names)))
     if task.kind == "generation":
@@ -120,6 +123,8 @@ def run_ensemble_eval(
         "deep_prefix": bool(meta.get("prefixes")),
         "train_size": meta.get("train_args", {}).get("train_size"),
         "seed": meta.get("train_args", {}).get("seed"),
+        "max_length": max_length,
+        **({"decoding": dict(decoding or {})} if task.kind == "generation" else {"length_normalise": length_normalise}),
     }
     core["report"] = make_report(core, task.name, split, base_settings | (settings or {}), notes)
     return core
@@ -149,7 +154,7 @@ def predict(
     """
     if not examples:
         raise SoftpromptError("no inputs to predict; pass a file with at least one row")
-    check_settings([vote], task.kind, max_tokens, max_length, decoding)
+    check_settings([vote], task.kind, max_tokens, max_length, decoding, length_normalise)
     transfer_examples(pool, task, examples, transfer=False)  # the runs must have been trained on this task
     ids = list(range(len(pool.names)))
     if task.kind == "generation":

@@ -9,12 +9,15 @@ from typing import Any, Sequence
 
 import torch
 
+from softprompt.custom_tasks import recorded_task
 from softprompt.errors import SoftpromptError
+from softprompt.paths import each_once
 from softprompt.models import FrozenT5
 from softprompt.prefixes import PrefixBank
 from softprompt.prompted import PromptedT5
 from softprompt.prompts import PromptBank
 from softprompt.store import load_banks, read_meta
+from softprompt.tasks import Task
 
 
 @dataclass
@@ -41,12 +44,10 @@ def read_pool_metas(run_dirs: Sequence[str | Path] | str | Path, mixed_tasks: bo
                     f"{directory} was trained on model {meta['model'].get('name')!r}, {run_dirs[0]} on "
                     f"{first['model'].get('name')!r}; pool only runs trained on the same model"
                 )
-        same_task = meta["task"]["name"] == first["task"]["name"] and meta["task"].get("label_words") == first["task"].get("label_words")
-        if not (mixed_tasks or same_task):
-            raise SoftpromptError(
-                f"{directory} was trained on task {meta['task']['name']!r}, {run_dirs[0]} on "
-                f"{first['task']['name']!r}; pool only runs of the same task"
-            )
+        difference = None if mixed_tasks else task_difference(meta, first)
+        if difference:
+            raise SoftpromptError(f"{directory} and {run_dirs[0]} {difference}; pool only runs of one task "
+                                  "(custom tasks: name each with --task-name when training)")
         for part in ("prompts", "prefixes"):
             if _layout(meta.get(part)) != _layout(first.get(part)):
                 raise SoftpromptError(
@@ -57,23 +58,48 @@ def read_pool_metas(run_dirs: Sequence[str | Path] | str | Path, mixed_tasks: bo
     return metas
 
 
+def task_difference(meta: dict[str, Any], other: dict[str, Any]) -> str | None:
+    """How the tasks of two runs (their ``softprompt.json``) differ, in words; None for one task formatted alike.
+    Custom tasks are all named 'custom' unless trained with --task-name: their recorded templates tell them apart."""
+    mine, theirs = meta["task"], other["task"]
+    if mine["name"] != theirs["name"]:
+        return f"were trained on tasks {mine['name']!r} and {theirs['name']!r}"
+    if (mine["kind"], mine.get("label_words")) != (theirs["kind"], theirs.get("label_words")):
+        return (f"both say task {mine['name']!r} but with different kinds or label words "
+                f"({mine.get('label_words')} vs {theirs.get('label_words')})")
+    formats = [_input_format(recorded_task(m)) for m in (meta, other)]
+    if formats[0] != formats[1]:
+        return f"both say task {mine['name']!r} but format its inputs differently ({formats[0]} vs {formats[1]})"
+    return None
+
+
+def _input_format(task: Task | None) -> str:
+    """How a task formats inputs, for comparison and error messages."""
+    return "no recorded template" if task is None else f"template {task.template!r}, column {task.target_column!r}"
+
+
 def recorded_max_length(metas: Sequence[dict[str, Any]], default: int = 512) -> int:
     """The input length at which the runs were validated (their --max-source-length; the longest if they differ,
     ``default`` for runs that record none, e.g. PEFT imports): what scoring them uses unless told otherwise."""
     return max((meta.get("train_args") or {}).get("max_source_length") or default for meta in metas)
 
 
+def recorded_decoding(metas: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The decoding the runs were validated with (their --max-new-tokens, --num-beams, --no-repeat-ngram-size; {} for
+    runs that record none): what generating with them uses unless told otherwise. Runs that differ must be told."""
+    recorded = [(meta.get("train_args") or {}).get("decoding") or {} for meta in metas]
+    for key in sorted({key for decoding in recorded for key in decoding}):
+        values = {decoding.get(key) for decoding in recorded}
+        if len(values) > 1:
+            flag = "--" + key.replace("_", "-")
+            raise SoftpromptError(f"the runs were trained with different {flag} ({', '.join(map(str, sorted(values, key=str)))}); "
+                                  f"give {flag} to generate with one value")
+    return {key: value for decoding in recorded for key, value in decoding.items()}
+
+
 def run_list(run_dirs: Sequence[str | Path] | str | Path) -> list[str]:
     """``run_dirs`` as a list of folder names (one folder may be given on its own), each folder given once."""
-    run_dirs = [str(run_dirs)] if isinstance(run_dirs, (str, Path)) else [str(d) for d in run_dirs]
-    seen: dict[Path, str] = {}
-    for directory in run_dirs:
-        key = Path(directory).resolve()
-        if key in seen:
-            also = "" if seen[key] == directory else f" (also as {seen[key]})"
-            raise SoftpromptError(f"run {directory} is given twice{also}; give each run once")
-        seen[key] = directory
-    return run_dirs
+    return each_once([str(run_dirs)] if isinstance(run_dirs, (str, Path)) else run_dirs, "run")
 
 
 def load_pool(run_dirs: Sequence[str | Path] | str | Path, frozen: FrozenT5, mixed_tasks: bool = False) -> Pool:

@@ -108,7 +108,7 @@ def train(**kw) -> None:
         decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
     )
     installed_trackers(cfg.report_to)  # a missing tracker package fails before anything is loaded or written
-    train_examples = load_examples(task, "train", kw["train_file"], kw["train_size"], kw["subsample_seed"])
+    train_examples = load_examples(task, "train", kw["train_file"], cfg.train_size, cfg.subsample_seed)
     val_examples = load_examples(task, "validation", kw["validation_file"], kw["eval_size"], 0, grouped=True)
     frozen = load_frozen_t5(cfg.model, cfg.dtype, cfg.device, device_map=cfg.device_map)
     _check_lengths(frozen, cfg.prompt_length, cfg.max_source_length)
@@ -170,14 +170,14 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--max-length", type=int, help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]")
 @click.option("--max-tokens", type=int,
               help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and a pass holds every prompt over as many as fit [default: 8192 on CPU, 65536 on CUDA]")
-@decoding_options
+@decoding_options(recorded=True)
 @model_device_options
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def ensemble_eval(**kw) -> None:
     """Evaluate N prompts in one batched pass per batch, and their ensembles (majority/confidence)."""
     from ensembles.evaluate import format_table, written_by_softprompt
     from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
-    from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
+    from ensembles.pool import load_pool, read_pool_metas, recorded_decoding, recorded_max_length
     from softprompt import distributed
     from softprompt.atomic import check_output_file
     from softprompt.data import load_examples
@@ -185,10 +185,15 @@ def ensemble_eval(**kw) -> None:
 
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0])
-    rules, decoding = vote_rules(kw["vote"], task), decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"])
+    rules = vote_rules(kw["vote"], task)
+    decoding = decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"],
+                               recorded_decoding(metas) if task.kind == "generation" else None)
     max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
-    check_settings(rules, task.kind, kw["max_tokens"], max_length, decoding)  # before the data and the model load
+    check_settings(rules, task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"])  # before the data and the model load
     output = Path(kw["output"])
+    if output.suffix.lower() in (".csv", ".jsonl"):  # the CSV and the predictions are written beside the report
+        raise SoftpromptError(f"--output names the report JSON, and its CSV and predictions go beside it; give e.g. "
+                              f"{output.with_suffix('.json')}, not {output}")
     for path, what in ((output, "the report"), (output.with_suffix(".predictions.jsonl"), "the predictions")):
         check_output_file(path, what, "--output", "eval.json", written_by_softprompt)
     examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True, flag="--data-file")

@@ -98,21 +98,33 @@ def vote_rules(vote: str | None, task) -> list[str]:
     return (vote or DEFAULT_RULES[task.kind]).split(",")
 
 
-def decoding_kwargs(max_new_tokens: int, num_beams: int, no_repeat_ngram_size: int) -> dict:
-    """The decoding options as ``generate()`` keyword arguments, checked (``softprompt.config.check_decoding``)."""
+DECODING_DEFAULTS = {"max_new_tokens": 64, "num_beams": 1, "no_repeat_ngram_size": 0}
+
+
+def decoding_kwargs(max_new_tokens: int | None, num_beams: int | None, no_repeat_ngram_size: int | None,
+                    recorded: dict | None = None) -> dict:
+    """The decoding options as ``generate()`` keyword arguments, checked (``softprompt.config.check_decoding``); one
+    not given (None) is the runs' ``recorded`` value, else ``DECODING_DEFAULTS``'."""
     from softprompt.config import check_decoding  # imports transformers: not at the CLI's start-up
 
-    decoding = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}
+    given = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}
+    decoding = {key: value if value is not None else (recorded or {}).get(key, DECODING_DEFAULTS[key])
+                for key, value in given.items()}
     check_decoding(decoding)
     return decoding
 
 
-def decoding_options(command):
-    """Decoding options for generation tasks."""
+def decoding_options(command=None, *, recorded: bool = False):
+    """Decoding options for generation tasks; ``recorded=True`` (ensemble-eval, predict): unset means the runs' own."""
+    if command is None:
+        return lambda c: decoding_options(c, recorded=recorded)
+    runs = "what the runs were trained and validated with; {} for runs that record none"
     return _with_options(command, [
-        click.option("--max-new-tokens", default=64, show_default=True, help="generation: longest output"),
-        click.option("--num-beams", default=1, show_default=True, help="generation: 1 = greedy, >1 = beam search"),
-        click.option("--no-repeat-ngram-size", default=0, show_default=True, help="generation: forbid repeated n-grams (0 = off)"),
+        click.option(f"--{key.replace('_', '-')}", type=int, default=None if recorded else value, show_default=not recorded,
+                     help=help_text + (f" [default: {runs.format(value)}]" if recorded else ""))
+        for (key, value), help_text in zip(DECODING_DEFAULTS.items(), (
+            "generation: longest output", "generation: 1 = greedy, >1 = beam search",
+            "generation: forbid repeated n-grams (0 = off)"))
     ])
 
 

@@ -32,7 +32,7 @@ MAX_TOKENS_HELP = ("tokens per model call: inputs are sorted by length and a pas
               help="one JSON line per input, in input order: the vote's label (or text), the mean probabilities and every prompt's vote; - writes them to standard output")
 @click.option("--max-length", type=int, help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]")
 @click.option("--max-tokens", type=int, help=MAX_TOKENS_HELP)
-@decoding_options
+@decoding_options(recorded=True)
 @model_device_options
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def predict(**kw) -> None:
@@ -45,7 +45,7 @@ def predict(**kw) -> None:
     from ensembles.evaluate import write_predictions, written_by_softprompt
     from ensembles.pipeline import check_settings
     from ensembles.pipeline import predict as predict_rows
-    from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
+    from ensembles.pool import load_pool, read_pool_metas, recorded_decoding, recorded_max_length
     from softprompt import distributed
     from softprompt.data import read_file, read_json_lines
     from softprompt.models import load_frozen_t5
@@ -58,9 +58,10 @@ def predict(**kw) -> None:
     task = eval_task(kw, metas[0], kw["run_dirs"][0], labelled=False)
     if kw["vote"] and "," in kw["vote"]:
         raise SoftpromptError(f"predict answers by one vote rule, got {kw['vote']!r}; pick one, e.g. --vote {kw['vote'].split(',')[0]}")
-    decoding = decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"])
+    decoding = decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"],
+                               recorded_decoding(metas) if task.kind == "generation" else None)
     max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
-    check_settings([kw["vote"]], task.kind, kw["max_tokens"], max_length, decoding)  # before the model loads
+    check_settings([kw["vote"]], task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"])  # before the model loads
     if kw["input_file"] == "-":
         examples = task.to_inputs(read_json_lines(sys.stdin), origin="stdin")
     else:

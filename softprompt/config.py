@@ -87,6 +87,7 @@ class TrainConfig:
     train_file: str | None = None
     validation_file: str | None = None
     train_size: int | None = None
+    subsample_seed: int = 0  # which --train-size examples: recorded, so a resume draws the same subset
     dtype: str = "float32"
     device: str = "auto"
     device_map: str | None = None
@@ -179,7 +180,8 @@ class TrainConfig:
         --library and --probe-steps only when either run used --init-from auto."""
         # runs written before prompt transfer started from no run; before --group-by-length, drew plain shuffled batches;
         # before --data-order, one order for every prompt
-        stored = {"init_from": [], "group_by_length": False, "data_order": "shared", **stored}
+        # before --subsample-seed was recorded, a run's subset was that of seed 0 unless the seed was given (not knowable)
+        stored = {"init_from": [], "group_by_length": False, "data_order": "shared", "subsample_seed": 0, **stored}
         stored |= {key: _absolute(stored.get(key)) for key in ("train_file", "validation_file")}  # earlier runs kept the path as given
         if "prefix_optimizer" not in stored:  # runs written before per-bank optimisers used one recipe for every bank
             stored = {"prefix_optimizer": stored.get("optimizer"), "prefix_lr": stored.get("lr"), **stored}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 import random
 import tempfile
@@ -16,9 +18,11 @@ from softprompt.tasks import Example, Task
 
 T = TypeVar("T")
 
-# file extension -> (datasets builder, builder options); tsv cells are never quoted (GLUE style)
+# file extension -> (reader, csv.reader options); tsv cells are never quoted (GLUE style). csv/tsv cells
+# are read as the exact text in the file (an empty cell is None) and jsonl values keep their JSON types;
+# only .json files go through ``datasets``' json builder (a JSON array of objects, or JSON Lines)
 FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
-    ".jsonl": ("json", {}),
+    ".jsonl": ("jsonl", {}),
     ".json": ("json", {}),
     ".csv": ("csv", {}),
     ".tsv": ("csv", {"delimiter": "\t", "quoting": csv.QUOTE_NONE}),
@@ -89,30 +93,46 @@ def read_file(data_file: str, flag: str = FILE_FLAGS) -> list[dict]:
     no_rows = SoftpromptError(f"data file {data_file} has no rows; pass a file with data")
     if not _has_rows(path):
         raise no_rows
-    builder, options = FORMATS[path.suffix.lower()]
-    if builder == "csv":
-        _check_fields(path, options)
-    try:
-        # a throwaway cache: nothing lands in ~/.cache and a stale cache never hides an edit
-        with tempfile.TemporaryDirectory(prefix="softprompt-data-") as cache:
-            rows = datasets.load_dataset(builder, data_files=str(path), split="train",
-                                         cache_dir=cache, keep_in_memory=True, **options).to_list()
-    except Exception as error:
-        reason = _one_line(error)
-        if "corresponds to no data" in reason:  # datasets' words for a file without rows, e.g. []
-            raise no_rows from None
-        where = (_first_bad_json_line(path) if path.suffix.lower() == ".jsonl" else None) or reason
-        raise SoftpromptError(
-            f"could not read {data_file} ({where}); check that it is valid {path.suffix[1:]}"
-        ) from None
+    reader, options = FORMATS[path.suffix.lower()]
+    if reader == "csv":
+        rows = _read_csv(path, data_file, options)
+    elif reader == "jsonl":
+        rows = _read_jsonl(path, data_file)
+    else:
+        rows = _read_json(path, data_file)
+    if not rows:  # e.g. a csv header followed by lines that are blank to csv but not to _has_rows
+        raise no_rows
     return rows
 
 
-def _first_bad_json_line(path: Path) -> str | None:
-    """Where and why a JSON Lines file first fails: "line 3 is not valid JSON (...)", or None."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        problems = ((number, _json_object(line)[1]) for number, line in enumerate(handle, start=1) if line.strip())
-        return next((f"line {number} {problem}" for number, problem in problems if problem), None)
+def _read_json(path: Path, data_file: str) -> list[dict]:
+    """The rows of a .json file, read by ``datasets``' json builder (a JSON array of objects, or JSON Lines)."""
+    try:
+        # a throwaway cache: nothing lands in ~/.cache and a stale cache never hides an edit
+        with tempfile.TemporaryDirectory(prefix="softprompt-data-") as cache:
+            rows = datasets.load_dataset("json", data_files=str(path), split="train",
+                                         cache_dir=cache, keep_in_memory=True).to_list()
+    except Exception as error:
+        reason = _one_line(error)
+        if "corresponds to no data" in reason:  # datasets' words for a file without rows, e.g. []
+            return []
+        raise SoftpromptError(f"could not read {data_file} ({reason}); check that it is valid json") from None
+    return rows
+
+
+def _read_jsonl(path: Path, data_file: str) -> list[dict]:
+    """The rows of a JSON Lines file, one JSON object per non-blank line, each value keeping its JSON type
+    (``datasets`` would turn a column of ints that also holds a float into floats: 2 -> 2.0)."""
+    rows = []
+    for number, raw in enumerate(path.read_bytes().removeprefix(codecs.BOM_UTF8).split(b"\n"), start=1):
+        line = _utf8(raw, data_file, number)
+        if not line.strip():
+            continue
+        row, problem = _json_object(line)
+        if problem:
+            raise SoftpromptError(f"could not read {data_file} (line {number} {problem}); check that it is valid jsonl")
+        rows.append(row)
+    return rows
 
 
 def _json_object(line: str) -> tuple[dict | None, str | None]:
@@ -139,18 +159,55 @@ def read_json_lines(lines: Iterable[str], origin: str = "stdin") -> list[dict]:
     return rows
 
 
-def _check_fields(path: Path, options: dict[str, Any]) -> None:
-    """Every csv/tsv row has the header's number of fields (else pandas, under ``datasets``, would take the extra
-    leading fields of a row as an index and silently drop them)."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        reader = csv.reader(handle, **options)
+def _read_csv(path: Path, data_file: str, options: dict[str, Any]) -> list[dict]:
+    """The rows of a csv/tsv file (``options``: its ``csv.reader`` dialect) as dicts of the exact text of each cell.
+
+    No cell is guessed at: ``007``, ``3.10`` and ``NA`` stay as written; only an empty cell is None (a missing
+    value). Blank lines are skipped; every other row must have the header's number of fields.
+    """
+    text = _utf8(path.read_bytes().removeprefix(codecs.BOM_UTF8), data_file)
+    reader = csv.reader(io.StringIO(text, newline=""), **options)
+    limit = csv.field_size_limit(2**31 - 1)  # a long document is no error (csv's default stops at 128 KiB)
+    try:
         header = next((row for row in reader if row), [])
-        for row in reader:
-            if row and len(row) != len(header):
-                fix = ("quote fields that hold commas, e.g. \"a, b\"" if options.get("delimiter", ",") == ","
-                       else "a tab inside a field splits it; remove it")
-                raise SoftpromptError(f"{path} line {reader.line_num} has {len(row)} fields but the header has {len(header)} "
-                                      f"({', '.join(header)}); {fix}")
+        _check_header(header, data_file, reader.line_num)
+        rows = [_csv_row(header, row, path, reader.line_num, options) for row in reader if row]
+    except csv.Error as error:
+        raise SoftpromptError(f"could not read {data_file} (line {reader.line_num}: {error}); "
+                              f"check that it is valid {path.suffix[1:]}") from None
+    finally:
+        csv.field_size_limit(limit)
+    return rows
+
+
+def _check_header(header: list[str], data_file: str, line: int) -> None:
+    """Refuse a csv/tsv header with an empty or repeated column name (a row could not tell those columns apart)."""
+    if "" in header:
+        raise SoftpromptError(f"{data_file} line {line}: column {header.index('') + 1} of the header has no name; "
+                              "name every column or drop the unnamed one (pandas writes its index there: save with index=False)")
+    repeated = [name for name in dict.fromkeys(header) if header.count(name) > 1]
+    if repeated:
+        raise SoftpromptError(f"{data_file} line {line}: the header names column{'s' * (len(repeated) > 1)} "
+                              f"{', '.join(map(repr, repeated))} more than once; give each column its own name")
+
+
+def _csv_row(header: list[str], cells: list[str], path: Path, line: int, options: dict[str, Any]) -> dict:
+    """One csv/tsv row as a dict, an empty cell as None; a row without the header's number of fields is refused."""
+    if len(cells) != len(header):
+        fix = ("quote fields that hold commas, e.g. \"a, b\"" if options.get("delimiter", ",") == ","
+               else "a tab inside a field splits it; remove it")
+        raise SoftpromptError(f"{path} line {line} has {len(cells)} fields but the header has {len(header)} "
+                              f"({', '.join(header)}); {fix}")
+    return {name: cell if cell else None for name, cell in zip(header, cells)}
+
+
+def _utf8(data: bytes, data_file: str, first_line: int = 1) -> str:
+    """``data`` (lines of a file from ``first_line`` on) decoded as UTF-8; other bytes are a one-line error."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = first_line + data[:error.start].count(b"\n")
+        raise SoftpromptError(f"could not read {data_file} (line {line} is not UTF-8 text); save it as UTF-8") from None
 
 
 def _has_rows(path: Path) -> bool:

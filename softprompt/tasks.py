@@ -9,7 +9,8 @@ Every task turns stored rows into ``Example``s in three steps:
 3. ``target_column`` gives the label (classification, choice) or the reference text (generation).
 
 Labels are normalised so that local files and the Hugging Face hub agree: an int is the class
-index, a bool is ``int(bool)`` and a string is the class *name* (``"not_entailment"``).
+index, a bool is ``int(bool)`` and a string is the class *name* (``"not_entailment"``) or, written in
+decimal digits as csv/tsv cells hold it, the class index (``"1"``).
 
 Each built-in task names its hub dataset as a ``HubSource`` (id, config, revision, data files): the
 arguments ``datasets.load_dataset`` needs with datasets >= 4, which no longer runs loading scripts
@@ -147,12 +148,14 @@ class Task:
         return Example(source, self.label_words[label], choices=self.label_words, label=label)
 
     def _label(self, row: Row, count: int, names: tuple[str, ...]) -> int:
-        """Normalise a raw label (int index, bool, or class name) to an index below ``count``."""
+        """Normalise a raw label (int index, bool, class name, or an index as text: csv's ``"1"``) to an index below ``count``."""
         raw = row_value(row, self.target_column, self.column_hint)
         if self.labels_as_text:
             raw = str(raw)
         elif isinstance(raw, bool):
             raw = int(raw)
+        elif isinstance(raw, str) and raw not in names and raw.removeprefix("-").isdecimal() and raw == str(int(raw)):
+            raw = int(raw)  # an int as text ("1", "-1"), not "1.0", "01" or " 1"
         if isinstance(raw, str) and raw in names:
             return names.index(raw)
         if isinstance(raw, int) and 0 <= raw < count:
@@ -180,14 +183,26 @@ def _group_references(examples: list[Example]) -> list[Example]:
 
 @cache
 def template_fields(template: str) -> tuple[str, ...]:
-    """The column names a ``str.format`` template refers to, e.g. ``("sentence",)``."""
+    """The column names a ``str.format`` template refers to, e.g. ``("sentence",)``.
+
+    Fields are plain column names: a conversion (``{x!r}``), format spec (``{x:d}``), attribute
+    (``{x.y}``) or index (``{x[0]}``) is refused, as it would crash or silently change the input.
+    """
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        fields = [field[1:] for field in string.Formatter().parse(template) if field[1] is not None]
     except ValueError as error:
         raise SoftpromptError(
             f"malformed input template {template!r} ({error}); write columns as {{name}} "
             "and literal braces as {{ }}"
         ) from None
+    for name, spec, conversion in fields:
+        if spec or conversion or "." in name or "[" in name:
+            field = f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+            raise SoftpromptError(
+                f"input template {template!r} has field {field}; write columns as plain {{name}}, without "
+                "'!conversion', ':format', '.attribute' or '[index]', and literal braces as {{ }}"
+            )
+    names = [name for name, _, _ in fields]
     if not names or any(not name or name.isdigit() for name in names):
         raise SoftpromptError(
             f"input template {template!r} must name columns, e.g. 'review: {{sentence}}'"

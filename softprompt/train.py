@@ -151,7 +151,7 @@ def train(
         differing = cfg.differences(saved["config"], ignore=RESUMABLE_CHANGES)
         if differing:
             given = cfg.to_dict()
-            changes = ", ".join(f"{key}: {_short(saved['config'].get(key))} → {_short(given.get(key))}" for key in differing)
+            changes = ", ".join(_change(key, saved["config"].get(key), given.get(key)) for key in differing)
             raise SoftpromptError(
                 f"--resume with settings that differ from the checkpoint in {cfg.output_dir} ({changes}); "
                 "rerun with the original settings"
@@ -174,10 +174,11 @@ def train(
 
     device = frozen.model.get_input_embeddings().weight.device
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="training", disable=not (progress and distributed.is_main()), dynamic_ncols=True)
-    stopped_early = False
+    # a checkpoint written when patience ran out: the run is over (a resume must not train it further)
+    stopped_early = cfg.patience is not None and state["since_best"] >= cfg.patience and state["step"] > 0
     lengths = source_lengths(prompted.tokenizer, train_examples, cfg.max_source_length) if cfg.group_by_length else None
     orders = [BatchOrder(len(train_examples), cfg.batch_size, seed, lengths) for seed in cfg.order_seeds()]
-    while state["step"] < cfg.steps:
+    while state["step"] < cfg.steps and not stopped_early:
         step = state["step"]
         batches = [distributed.shard([train_examples[i] for i in order.batch(step)]) for order in orders]
         losses = _backward(prompted, batches, cfg, device)  # (N,) global per-prompt losses
@@ -314,10 +315,15 @@ def _load_bank_state(banks: dict[str, torch.nn.Module], tensors: dict[str, torch
         bank.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")})
 
 
-def _short(value: Any) -> str:
-    """A setting's value for a one-line message."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:28] + "…" + text[-28:]
+def _change(key: str, stored: Any, given: Any) -> str:
+    """``key: stored → given`` for a one-line message; a dict setting names its changed entries (decoding.num_beams: 1 → 4),
+    and long values are shortened only where the shortened forms still differ."""
+    if isinstance(stored, dict) and isinstance(given, dict):
+        return ", ".join(_change(f"{key}.{k}", stored.get(k), given.get(k))
+                         for k in dict.fromkeys([*stored, *given]) if stored.get(k) != given.get(k))
+    old, new = repr(stored), repr(given)
+    short = [text if len(text) <= 60 else text[:28] + "…" + text[-28:] for text in (old, new)]
+    return f"{key}: " + " → ".join(short if short[0] != short[1] else (old, new))
 
 
 def _data_sources(cfg: TrainConfig, task: Task) -> dict[str, Any]:

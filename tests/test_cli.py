@@ -102,14 +102,18 @@ def test_ensemble_eval_without_task_evaluates_the_runs_own(kind, run_dir, tmp_pa
     assert reports[0][0] == {"built-in": "rte", "custom": "custom", "named custom": "review"}[kind]
 
 
-def test_ensemble_eval_default_votes_follow_the_task_kind(tmp_path, tiny_model_dir):
-    """No --vote: classification gets majority,confidence; generation majority,mbr (confidence is not a generation rule)."""
+def test_ensemble_eval_default_votes_and_decoding_follow_the_runs(tmp_path, tiny_model_dir):
+    """No --vote: classification gets majority,confidence; generation majority,mbr (confidence is not a generation rule).
+    No decoding options: the runs' own (trained with --max-new-tokens 4, so 4, not 64), recorded in the report."""
     e2e = TEST_DATA / "e2e"
     _invoke("train", "--model", tiny_model_dir, "--task", "e2e_nlg", "--train-file", e2e / "devset.csv",
             "--validation-file", e2e / "testset_w_refs.csv", *SMALL, "--max-new-tokens", "4", "--output-dir", tmp_path / "e2e")
     result = _invoke("ensemble-eval", "--prompts", tmp_path / "e2e", "--task", "e2e_nlg", "--data-file", e2e / "testset_w_refs.csv",
-                     "--limit", 3, "--max-new-tokens", "4", "--output", tmp_path / "eval.json", "--quiet")
+                     "--limit", 3, "--output", tmp_path / "eval.json", "--quiet")
     assert "ensemble: majority" in result.output and "ensemble: mbr" in result.output
+    settings = json.loads((tmp_path / "eval.json").read_text())["settings"]
+    assert settings["decoding"] == {"max_new_tokens": 4, "num_beams": 1, "no_repeat_ngram_size": 0}
+    assert settings["max_length"] == 64  # SMALL's --max-source-length
 
 
 def test_predict_generation_gives_the_texts_ensemble_eval_votes_for(tmp_path, tiny_model_dir):
@@ -118,7 +122,7 @@ def test_predict_generation_gives_the_texts_ensemble_eval_votes_for(tmp_path, ti
     e2e = TEST_DATA / "e2e"
     _invoke("train", "--model", tiny_model_dir, "--task", "e2e_nlg", "--train-file", e2e / "devset.csv",
             "--validation-file", e2e / "testset_w_refs.csv", *SMALL, "--max-new-tokens", "4", "--output-dir", tmp_path / "e2e")
-    decoding = ["--max-new-tokens", "4", "--vote", "mbr", "--quiet"]
+    decoding = ["--vote", "mbr", "--quiet"]  # generating with the run's own --max-new-tokens 4
     _invoke("ensemble-eval", "--prompts", tmp_path / "e2e", "--data-file", e2e / "testset_w_refs.csv", "--limit", 3,
             "--output", tmp_path / "eval.json", *decoding)
     expected = [json.loads(line) for line in (tmp_path / "eval.predictions.jsonl").read_text().splitlines()]

@@ -469,8 +469,10 @@ def test_train_non_finite_loss_keeps_last_good_checkpoint(tiny_model_dir, data, 
 
 def test_train_resume_with_changed_settings(run_copy, tiny_model_dir, data):
     before = snapshot(run_copy)
-    result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--prompt-length", "4", "--lr", "0.1"))
-    assert_one_line_error(result, "--resume with settings that differ from the checkpoint in", "(lr: 0.3 → 0.1, prompt_length: 3 → 4)",
+    result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--prompt-length", "4", "--lr", "0.1", "--num-beams", "2",
+                                 "--subsample-seed", "7"))  # another --train-size subset
+    assert_one_line_error(result, "--resume with settings that differ from the checkpoint in",  # decoding: its changed entry
+                          "(decoding.num_beams: 1 → 2, lr: 0.3 → 0.1, prompt_length: 3 → 4, subsample_seed: 0 → 7)",
                           "rerun with the original settings")
     assert snapshot(run_copy) == before
 
@@ -535,11 +537,15 @@ def test_sigterm_during_an_overwrite_before_its_first_checkpoint_puts_the_earlie
     assert snapshot(out) == before and not set_aside.exists()
 
 
-def test_train_says_when_it_stops_early(tiny_model_dir, data, tmp_path):
-    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--steps", "8", "--eval-every", "1", "--patience", "1"))
+def test_train_says_when_it_stops_early_and_a_resume_does_not_train_on(tiny_model_dir, data, tmp_path):
+    args = train_args(tiny_model_dir, tmp_path / "out", data, "--steps", "8", "--eval-every", "1", "--patience", "1")
+    result = run_cli(*args)
     assert result.exit_code == 0, result.stderr
     stopped = json.loads((tmp_path / "out" / "checkpoint" / "state.json").read_text())["step"]
     assert stopped < 8 and f"stopped early at step {stopped} of 8: no prompt improved its accuracy in the last 1 validations" in result.stderr
+    before = snapshot(tmp_path / "out")
+    assert run_cli(*args, "--resume").exit_code == 0  # the run is over: it used to train on to step 8
+    assert snapshot(tmp_path / "out") == before
 
 
 def test_train_resume_of_a_new_folder_says_that_it_starts_a_new_run(tiny_model_dir, data, tmp_path):
@@ -750,6 +756,14 @@ def test_eval_and_predict_replace_their_own_earlier_output(run, data, tmp_path):
 def test_eval_missing_data_file_names_its_option(run, tmp_path):
     result = run_cli("ensemble-eval", "--prompts", run, "--data-file", tmp_path / "nope.jsonl", "--output", tmp_path / "e.json")
     assert_one_line_error(result, "nope.jsonl not found; check the path given to --data-file")
+
+
+def test_eval_output_must_name_the_report_not_its_csv(run, tmp_path):
+    """The CSV and the predictions go beside the report: --output x.csv used to write the JSON, then the CSV over it."""
+    result = run_cli(*eval_args(run, {"val": tmp_path / "unread.jsonl"}, tmp_path / "x.csv"))
+    assert_one_line_error(result, f"--output names the report JSON, and its CSV and predictions go beside it; give e.g. "
+                                  f"{tmp_path / 'x.json'}, not {tmp_path / 'x.csv'}")
+    assert not any(tmp_path.iterdir())
 
 
 # ============================================================================= predict

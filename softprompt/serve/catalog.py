@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ensembles.pool import Pool, load_pool
+from ensembles.pool import Pool, load_pool, task_difference
 from softprompt.custom_tasks import recorded_task
 from softprompt.errors import SoftpromptError
 from softprompt.models import FrozenT5
@@ -85,17 +85,11 @@ class Catalog:
         bank_id = 0
         for run_dir, meta in zip(run_dirs, pool.metas):
             task, template = meta["task"], recorded_task(meta)
-            entry = tasks.setdefault(task["name"], {"meta": task, "template": template, "run": run_dir, "prompts": [], "ids": []})
-            if (task["kind"], task.get("label_words")) != (entry["meta"]["kind"], entry["meta"].get("label_words")):
-                raise SoftpromptError(
-                    f"{run_dir} and {entry['run']} both say task {task['name']!r} but with different kinds or label "
-                    f"words ({task.get('label_words')} vs {entry['meta'].get('label_words')}); {_SEPARATE}"
-                )
-            if template != entry["template"]:
-                raise SoftpromptError(
-                    f"{run_dir} and {entry['run']} both say task {task['name']!r} but format its inputs differently "
-                    f"({_describe(template)} vs {_describe(entry['template'])}); {_SEPARATE}"
-                )
+            entry = tasks.setdefault(task["name"], {"meta": task, "run_meta": meta, "template": template, "run": run_dir,
+                                                   "prompts": [], "ids": []})
+            difference = task_difference(meta, entry["run_meta"])
+            if difference:
+                raise SoftpromptError(f"{run_dir} and {entry['run']} {difference}; {_SEPARATE}")
             for _ in range(meta["n_prompts"]):
                 name = pool.names[bank_id]
                 entry["prompts"].append(name)
@@ -160,13 +154,6 @@ class Catalog:
                 raise ServeError(422, f"input {index} is {len(item.source)} characters long after formatting; the limit is "
                                       f"{max_chars} (--max-input-chars)")
         return sources
-
-
-def _describe(template: Task | None) -> str:
-    """How a task formats inputs, for an error message."""
-    if template is None:
-        return "no recorded template"
-    return f"template {template.template!r}, column {template.target_column!r}"
 
 
 def _columns(task: Task) -> list[str]:

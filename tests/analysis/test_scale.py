@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -71,14 +72,39 @@ def test_load_and_points(paths):
 
 def test_same_x_is_averaged(paths, tmp_path):
     extra = _report("t5-base", 250_000_000, [0.5, 0.6], 0.6, seed=1)
-    extra["std"]["accuracy"] = 0.15
+    extra["std"]["accuracy"] = 0.15  # the reports' own stds do not enter the band: their prompts do
     results = load_results(paths + [_write(tmp_path, "seed1.json", extra)])
     methods = scale_points(results, "accuracy")["methods"]
     assert methods["mean"]["x"] == [77_000_000, 250_000_000, 800_000_000]
-    assert methods["mean"]["y"][1] == pytest.approx((0.75 + 0.55) / 2)
-    assert methods["mean"]["std"][1] == pytest.approx((0.05 + 0.15) / 2)
+    assert methods["mean"]["y"][1] == pytest.approx((0.7 + 0.8 + 0.5 + 0.6) / 4)
+    assert methods["mean"]["std"][1] == pytest.approx(math.sqrt((0.05**2 + 0.15**2 + 0.15**2 + 0.05**2) / 4))
+    assert methods["mean"]["std"][0] == pytest.approx(0.05)  # one report: its prompts' population std
     assert methods["best"]["y"][1] == pytest.approx((0.8 + 0.6) / 2)
     assert methods["ensemble:vote"]["y"][1] == pytest.approx((0.8 + 0.6) / 2)
+
+
+def test_the_band_at_one_x_shows_the_spread_between_reports(tmp_path):
+    """Two subsamples 0.10 apart, each with two prompts 0.02 apart: the band is the std of the four prompts pooled
+    (0.051), not the reports' own stds (0.01), and the mean is theirs (0.56)."""
+    reports = [_report("t5-base", 250_000_000, acc, 0.6, seed=seed) for seed, acc in enumerate([[0.50, 0.52], [0.60, 0.62]])]
+    for report in reports:
+        report["std"]["accuracy"] = 0.01
+    methods = scale_points(load_results([_write(tmp_path, f"s{i}.json", r) for i, r in enumerate(reports)]), "accuracy")["methods"]
+    assert methods["mean"]["y"] == pytest.approx([0.56])
+    assert methods["mean"]["std"] == pytest.approx([math.sqrt((0.06**2 + 0.04**2 + 0.04**2 + 0.06**2) / 4)])
+    assert methods["mean"]["std"][0] == pytest.approx(0.051, abs=1e-3)
+
+
+def test_a_report_given_twice_is_refused(paths, tmp_path, monkeypatch):
+    """The same file twice (as given, under another spelling of its path, or through a symlink) would count as two seeds."""
+    monkeypatch.chdir(tmp_path)
+    link = tmp_path / "link.json"
+    link.symlink_to(paths[0])
+    for again, also in [(paths[0], ""), ("./r0.json", f" (also as {paths[0]})"), (str(link), f" (also as {paths[0]})")]:
+        with pytest.raises(SoftpromptError) as err:
+            load_results([paths[0], paths[1], again])
+        assert str(err.value) == f"report {again} is given twice{also}; give each report once"
+    assert len(load_results(paths)) == 3
 
 
 def test_reports_at_one_x_that_differ_in_more_than_seeds_are_not_averaged(paths, tmp_path):

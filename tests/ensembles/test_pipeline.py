@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ensembles.evaluate import read_report
-from ensembles.pipeline import run_ensemble_eval, write_outputs
-from ensembles.pool import load_pool, read_pool_metas
+from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
+from ensembles.pool import load_pool, read_pool_metas, recorded_decoding, task_difference
 from softprompt.config import TrainConfig
 from softprompt.data import load_examples
 from softprompt.errors import SoftpromptError
@@ -71,8 +71,8 @@ def test_pooling_refuses_other_models_and_tasks(tmp_path, cb_runs, tiny_model_di
         read_pool_metas([cb_runs[0], wide_run])
     rte = TEST_DATA / "superglue" / "rte"
     rte_run = _train(tmp_path, "rte_run", tiny_model_dir, "rte", rte / "train.jsonl", rte / "val.jsonl")
-    with pytest.raises(SoftpromptError, match="same task"):
-        read_pool_metas([cb_runs[0], rte_run])
+    with pytest.raises(SoftpromptError, match="were trained on tasks 'cb' and 'rte'; pool only runs of one task"):
+        read_pool_metas([rte_run, cb_runs[0]])
     longer = _train(tmp_path, "long", tiny_model_dir, "cb", CB / "train.jsonl", CB / "val.jsonl", prompt_length=5)
     with pytest.raises(SoftpromptError, match="prompt length"):
         read_pool_metas([cb_runs[0], longer])
@@ -143,3 +143,33 @@ def test_pool_takes_each_run_once_names_clashing_runs_by_path_and_says_why_layou
     with pytest.raises(SoftpromptError, match=r"longer has 4-token prompts but .*run0 3-token prompts; one pool \(and one "
                                               r"`softprompt serve`\) takes runs of one prompt length and prefix layout"):
         read_pool_metas([cb_runs[0], longer])
+
+
+def test_generation_uses_the_runs_recorded_decoding_and_refuses_to_guess_between_runs():
+    """ensemble-eval and predict generate as the runs were validated (their --max-new-tokens ...), unless told;
+    runs that disagree must be told which; --length-normalise, a rank-classification option, is refused for generation."""
+    def meta(**decoding):
+        return {"train_args": {"decoding": decoding}}
+
+    assert recorded_decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=4)]) == {
+        "max_new_tokens": 32, "num_beams": 4}
+    assert recorded_decoding([{"train_args": {}}, {}]) == {}  # e.g. PEFT imports: the CLI's defaults apply
+    with pytest.raises(SoftpromptError, match=r"^the runs were trained with different --num-beams \(1, 4\); give --num-beams "
+                                              r"to generate with one value$"):
+        recorded_decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=1)])
+    with pytest.raises(SoftpromptError, match="^--length-normalise applies to rank classification; drop it for a generation task$"):
+        check_settings(["mbr"], "generation", None, 64, {"max_new_tokens": 8}, length_normalise=True)
+
+
+def test_custom_tasks_of_one_name_differ_by_their_recorded_templates():
+    """Every custom task is 'custom' unless trained with --task-name: a summarisation run and a QA run used to pool,
+    all scored with the first run's template."""
+    def custom(template, target):
+        return {"task": {"name": "custom", "kind": "generation", "label_words": []},
+                "train_args": {"task": "custom", "input_template": template, "target_column": target}}
+
+    summaries, answers = custom("summarize: {document}", "summary"), custom("question: {question}", "answer")
+    assert task_difference(summaries, custom("summarize: {document}", "summary")) is None
+    assert task_difference(summaries, answers) == (
+        "both say task 'custom' but format its inputs differently (template 'summarize: {document}', column 'summary' "
+        "vs template 'question: {question}', column 'answer')")

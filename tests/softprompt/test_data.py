@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import datasets
@@ -81,6 +82,85 @@ def test_edited_file_is_reread(tmp_path):
     assert read_file(str(file))[0]["text"] == "new"
 
 
+def test_csv_and_tsv_cells_are_read_as_written(tmp_path):
+    """No type or missing-value guessing (pandas would give 3.1, 7.0, 1234.0, 0.5 and four missing values)."""
+    cells = ["3.10", "007", "01234", "0.50", "NA", "None", "null", "nan", "1e5", "TRUE"]
+    csv_file = write(tmp_path / "cells.csv", "text,label\n" + "".join(f"{cell},{cell}\n" for cell in cells))
+    tsv_file = write(tmp_path / "cells.tsv", "text\tlabel\n" + "".join(f"{cell}\t{cell}\n" for cell in cells))
+    for file in (csv_file, tsv_file):
+        assert read_file(file) == [{"text": cell, "label": cell} for cell in cells]
+
+
+def test_generation_targets_and_predict_inputs_keep_their_text(tmp_path):
+    task = custom_task("version: {version}", target_column="next")
+    file = write(tmp_path / "dev.csv", "version,next\n3.9,3.10\n007,008\n")
+    examples = load_examples(task, "validation", file)
+    assert [(e.source, e.target) for e in examples] == [("version: 3.9", "3.10"), ("version: 007", "008")]
+    assert [e.source for e in task.to_inputs(read_file(file))] == ["version: 3.9", "version: 007"]
+
+
+def test_csv_dialect_bom_crlf_quoted_newlines_and_blank_lines(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes('\ufefftext,label\r\n"two\r\nlines, quoted",1\r\n\r\n"say ""hi""",0\r\n'.encode("utf-8"))
+    assert read_file(str(path)) == [{"text": "two\r\nlines, quoted", "label": "1"}, {"text": 'say "hi"', "label": "0"}]
+
+
+def test_a_csv_field_longer_than_csvs_default_limit_is_read(tmp_path):
+    document = "word " * 40_000  # 200,000 characters; csv.reader refuses fields over 131,072 by default
+    file, limit = write(tmp_path / "long.csv", f'document,summary\n"{document}",short\n'), csv.field_size_limit()
+    assert read_file(file) == [{"document": document, "summary": "short"}]
+    assert csv.field_size_limit() == limit  # the process-wide limit is left as it was
+
+
+def test_an_empty_cell_is_missing_and_blamed_on_its_own_row(tmp_path):
+    """An empty cell is None (a missing value); it no longer turns the other labels into floats."""
+    custom = write(tmp_path / "train.csv", "text,label\ngood,1\nmeh,\nbad,0\n")
+    glue = write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nmeh\t\nbad\t0\n")
+    assert read_file(custom)[1] == {"text": "meh", "label": None}
+    for task, file, column in ((SENTIMENT, custom, "text"), (get_task("sst2"), glue, "sentence")):
+        with pytest.raises(SoftpromptError, match=rf"train.(csv|tsv) row 2: column 'label' is empty \(columns with values "
+                                                  rf"in this row: {column}\) — fill it in or drop the row$"):
+            load_examples(task, "train", file)
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("twice.csv", "question,question,label\na,b,1\n", r"twice.csv line 1: the header names column 'question' more than "
+                                                        r"once; give each column its own name$"),
+    ("twice.tsv", "a\tb\ta\tb\n1\t2\t3\t4\n", r"twice.tsv line 1: the header names columns 'a', 'b' more than once"),
+    ("index.csv", ",text,label\n0,good,1\n", r"index.csv line 1: column 1 of the header has no name; name every column "
+                                               r"or drop the unnamed one \(pandas writes its index there: save with index=False\)$"),
+])
+def test_csv_header_names_each_column_once(tmp_path, name, text, message):
+    with pytest.raises(SoftpromptError, match=message):
+        read_file(write(tmp_path / name, text))
+
+
+def test_a_csv_that_is_not_utf8_names_its_line(tmp_path):
+    csv_file, jsonl_file = tmp_path / "latin1.csv", tmp_path / "latin1.jsonl"
+    csv_file.write_bytes("text,label\nfine,1\ncaf\u00e9,0\n".encode("latin-1"))
+    jsonl_file.write_bytes('{"text": "fine"}\n\n{"text": "caf\u00e9"}\n'.encode("latin-1"))
+    for path in (csv_file, jsonl_file):
+        with pytest.raises(SoftpromptError, match=rf"could not read .*{path.name} \(line 3 is not UTF-8 text\); save it as UTF-8$"):
+            read_file(str(path))
+
+
+def test_jsonl_values_keep_their_json_types(tmp_path):
+    """datasets' json builder would make a column holding 2 and 2.5 all floats (2 -> 2.0)."""
+    rows = [{"text": "a", "label": 1, "score": 2, "note": None}, {"text": "b", "label": 0, "score": 2.5, "extra": "x"}]
+    file = write(tmp_path / "rows.jsonl", "\ufeff" + "\r\n".join(json.dumps(row) for row in rows) + "\r\n")
+    assert read_file(file) == rows
+    assert [e.label for e in load_examples(SENTIMENT, "train", file)] == [1, 0]
+
+
+def test_csv_tsv_and_jsonl_are_read_without_datasets(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("csv, tsv and jsonl files are parsed by softprompt.data itself")
+
+    monkeypatch.setattr(data.datasets, "load_dataset", refuse)
+    for name, text in (("a.csv", "text,label\nx,1\n"), ("a.tsv", "text\tlabel\nx\t1\n"), ("a.jsonl", '{"text": "x", "label": "1"}\n')):
+        assert read_file(write(tmp_path / name, text)) == [{"text": "x", "label": "1"}]
+
+
 # ----------------------------------------------------------------------------- real data
 
 
@@ -92,6 +172,9 @@ def test_sst2_tsv_labels_are_ints():
         "who never quite learned to talk to each other . "
     )
     assert (examples[0].label, examples[0].target) == (1, "positive")
+    rows = read_file(str(TEST_DATA / "glue/sst2/dev.tsv"))
+    assert {row["label"] for row in rows} == {"0", "1"}  # the file's text; the task maps it to class indices
+    assert [e.label for e in examples] == [int(row["label"]) for row in rows]
 
 
 def test_boolq_bool_labels_survive_loading():

@@ -172,6 +172,40 @@ def test_int_and_bool_labels_are_class_indices(name, hub_label, target):
     assert get_task(name).to_examples([row])[0].target == target
 
 
+@pytest.mark.parametrize("name, text_label, target", [
+    ("sst2", "1", "positive"), ("sst2", "0", "negative"), ("rte", "1", "not_entailment"), ("cb", "2", "neutral"),
+    ("boolq", "1", "True"), ("boolq", "False", "False"), ("copa", "1", "b"),
+])
+def test_int_labels_written_as_text_are_class_indices(name, text_label, target):
+    """A csv/tsv cell is text: GLUE's dev.tsv label "1" is class 1, as the int 1 is."""
+    row = {"sentence": "s", "premise": "p", "hypothesis": "h", "question": "cause", "passage": "p",
+           "choice1": "a", "choice2": "b", "label": text_label}
+    assert get_task(name).to_examples([row])[0].target == target
+
+
+@pytest.mark.parametrize("label, shown", [("1.0", "'1.0'"), ("01", "'01'"), (" 1", "' 1'"), ("+1", "'+1'"),
+                                          ("\u0661", "'\u0661'"), ("2", "2")])
+def test_text_labels_that_are_not_class_indices_are_refused(label, shown):
+    """Only an int written as text is an index ("2" is refused as the int 2 is); no float, padding or other digits."""
+    with pytest.raises(SoftpromptError) as err:
+        get_task("sst2").to_examples([{"sentence": "s", "label": label}])
+    assert str(err.value) == (f"data row 1: label {shown} in column 'label' is not a sst2 label; "
+                              "allowed: 0, 1, negative, positive — fix the row or drop it")
+
+
+def test_a_text_minus_one_is_an_unlabeled_glue_row():
+    with pytest.raises(SoftpromptError, match=r"label -1 .* pass a labeled split or file$"):
+        get_task("sst2").to_examples([{"sentence": "s", "label": "-1"}])
+
+
+def test_custom_labels_match_as_text_whether_int_or_text():
+    task = custom_task("review: {text}", "label", {"0": "negative", "1": "positive"})
+    rows = [{"text": "a", "label": "1"}, {"text": "b", "label": 1}, {"text": "c", "label": "0"}]
+    assert [e.label for e in task.to_examples(rows)] == [1, 1, 0]
+    with pytest.raises(SoftpromptError, match=r"label '1.0' .* allowed: 0, 1 — add it to --label-words"):
+        task.to_examples([{"text": "a", "label": 1.0}])
+
+
 # ----------------------------------------------------------------------------- GLUE
 
 
@@ -324,3 +358,30 @@ def test_to_inputs_needs_no_label_and_one_model_input_per_row():
     with pytest.raises(SoftpromptError, match=r"column 'choice1' not found; .* — inputs to copa need columns premise, question, "
                                               r"choice1, choice2$"):
         get_task("copa").to_inputs([{"premise": "p", "question": "cause"}])
+
+
+# ----------------------------------------------------------------------------- templates
+
+
+@pytest.mark.parametrize("template, field", [
+    ("review: {sentence:d}", "{sentence:d}"),  # ValueError: Unknown format code 'd'
+    ("review: {sentence!x}", "{sentence!x}"),  # ValueError: Unknown conversion specifier x
+    ("review: {sentence!r}", "{sentence!r}"),  # would quote the input
+    ("review: {sentence:>40}", "{sentence:>40}"),  # would pad the input
+    ("{sentence!s:{width}}", "{sentence!s:{width}}"),
+    ("{row.text}", "{row.text}"),
+    ("{choices[0]} or {choices[1]}", "{choices[0]}"),
+])
+def test_a_template_field_with_a_conversion_format_or_attribute_is_refused(template, field):
+    with pytest.raises(SoftpromptError) as err:
+        custom_task(template, target_column="y")
+    assert str(err.value) == (
+        f"input template {template!r} has field {field}; write columns as plain {{name}}, without "
+        "'!conversion', ':format', '.attribute' or '[index]', and literal braces as {{ }}"
+    )
+
+
+def test_plain_fields_and_literal_braces_still_render():
+    task = custom_task("{{json}} {sentence:} {label_text}", target_column="y")
+    row = {"sentence": "{x!r}", "label_text": "3.10", "y": "z"}
+    assert task.to_examples([row])[0].source == "{json} {x!r} 3.10"

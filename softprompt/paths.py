@@ -1,0 +1,21 @@
+"""Paths given on the command line: each file or folder at most once, however it is spelled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from softprompt.errors import SoftpromptError
+
+
+def each_once(paths: Sequence[str | Path], what: str) -> list[str]:
+    """``paths`` as strings, refused when one is given twice (also as another spelling of its path, or a link to it):
+    a run would vote twice, a report count as two seeds."""
+    seen: dict[Path, str] = {}
+    for path in map(str, paths):
+        key = Path(path).resolve()
+        if key in seen:
+            also = "" if seen[key] == path else f" (also as {seen[key]})"
+            raise SoftpromptError(f"{what} {path} is given twice{also}; give each {what} once")
+        seen[key] = path
+    return list(seen.values())
