@@ -131,7 +131,7 @@ class TrainConfig:
             if not self.prefix_sites or any(site not in SITES for site in self.prefix_sites):
                 raise SoftpromptError(f"--prefix-sites must be a non-empty subset of {','.join(SITES)}, got {','.join(self.prefix_sites)}")
             if self.prefix_init.startswith("text:"):
-                parse_init(self.prefix_init)  # an empty text is an error
+                parse_init(self.prefix_init, "--prefix-init")  # an empty text is an error
             elif self.prefix_init not in PREFIX_INITS:
                 raise SoftpromptError(f"--prefix-init must be one of {', '.join(PREFIX_INITS)}, got {self.prefix_init!r}")
             if self.reparam_dim < 0 or self.reparam_hidden < 1:

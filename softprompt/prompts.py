@@ -68,12 +68,12 @@ def _frequent_ids(serialized: str, special_ids: tuple[int, ...], n: int) -> list
     return [index for _, index in scored[:n]]
 
 
-def parse_init(spec: str) -> tuple[str, str | None]:
-    """Split an init spec into (method, text): ``text:"summarize"`` -> ("text", "summarize")."""
+def parse_init(spec: str, flag: str = "--init") -> tuple[str, str | None]:
+    """Split an init spec into (method, text): ``text:"summarize"`` -> ("text", "summarize"); ``flag`` names the option."""
     if spec.startswith("text:"):
         text = spec[len("text:") :].strip().strip('"').strip("'")
         if not text:
-            raise SoftpromptError('init text:"..." needs a non-empty string, e.g. --init text:"classify the review"')
+            raise SoftpromptError(f'{flag} text:"..." needs a non-empty string, e.g. {flag} text:"classify the review"')
         return "text", text
     if spec not in INITS:
         raise SoftpromptError(f"unknown init {spec!r}; use one of: {', '.join(INITS)}")

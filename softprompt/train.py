@@ -41,7 +41,8 @@ from softprompt.tracking import TrainingLog
 from softprompt.transfer import InitChoice, apply_init_from
 
 
-RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing", "max_tokens", "output_dir", "checkpoint_every"}  # settings a resumed run may change (e.g. train longer)
+RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing", "max_tokens", "output_dir", "checkpoint_every",
+                     "keep_reparam"}  # settings a resumed run may change (e.g. train longer)
 
 
 @dataclass
@@ -162,13 +163,9 @@ def train(
         _load_bank_state(banks, bank_tensors)
         state = saved
     elif n > 1 and cfg.data_order == "shared" and _same_start(banks) and distributed.is_main():
-        start = ("--init class-label fills only the positions after the label words with sampled tokens, so a longer "
-                 "--prompt-length or --init sampled-vocab" if cfg.prompt_length and cfg.init == "class-label"
-                 else "--init class-label or sampled-vocab")
-        tqdm.write(
-            f"note: all {n} prompts start at the same values and see the same batches, so they will train into {n} copies; "
-            f"for an ensemble give each its own start ({start}; deep prefixes: --reparam-dim > 0; "
-            "--init-from: one source per prompt) or its own batches (--data-order per-prompt)", file=sys.stderr)
+        tqdm.write(f"note: all {n} prompts start at the same values and see the same batches, so they will train into {n} copies; "
+                   f"for an ensemble give each its own start ({_own_starts(cfg, task)}) or its own batches (--data-order per-prompt)",
+                   file=sys.stderr)
     state["config"] = cfg.to_dict()
     log = TrainingLog(state, cfg.log_every, task.metric, cfg.report_to, cfg.output_dir, state["config"])  # trackers: main process only (accelerate)
 
@@ -294,6 +291,22 @@ def _evaluate(prompted, task, val_examples, cfg, state, banks, best, bar) -> tup
     if not bar.disable:  # the main process's bar
         bar.write(f"step {state['step']}: {task.metric} " + " ".join(f"{m:.4f}" for m in metrics))
     return metrics, cfg.patience is not None and state["since_best"] >= cfg.patience
+
+
+def _own_starts(cfg: TrainConfig, task: Task) -> str:
+    """The options that would give each prompt of this run its own start, for the "N copies" note."""
+    if cfg.init_from:
+        return "--init-from: one source per prompt"
+    starts = []
+    if cfg.prompt_length:
+        inits = ("class-label", "sampled-vocab") if task.kind == "classification" else ("sampled-vocab",)
+        if cfg.init == "class-label":  # shared only where its label words leave no room: the rest is sampled per prompt
+            starts.append("a --prompt-length longer than the label words, or --init sampled-vocab")
+        else:
+            starts.append(" or ".join(f"--init {init}" for init in inits))
+    if cfg.deep_prefix:
+        starts.append("deep prefixes: --reparam-dim > 0 or --prefix-init random")
+    return "; ".join(starts)
 
 
 def _banks(prompted: PromptedT5) -> dict[str, torch.nn.Module]:

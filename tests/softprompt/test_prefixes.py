@@ -203,7 +203,7 @@ def test_build_prompted_class_label_prefix_init_is_the_label_words_activations(t
         build_prompted(frozen, cfg, ())
     with pytest.raises(SoftpromptError, match="--prefix-init must be one of random, class-label"):
         TrainConfig(model="random-t5", task="sst2", output_dir=str(tmp_path), prompt_length=0, deep_prefix=True, prefix_init="labels")
-    with pytest.raises(SoftpromptError, match="needs a non-empty string"):
+    with pytest.raises(SoftpromptError, match='^--prefix-init text:"..." needs a non-empty string'):  # the option used, not --init
         TrainConfig(model="random-t5", task="sst2", output_dir=str(tmp_path), prompt_length=0, deep_prefix=True, prefix_init='text:""')
 
 

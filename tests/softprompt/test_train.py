@@ -147,7 +147,20 @@ def test_prompts_that_start_equal_end_equal_and_the_run_says_so(tmp_path, rte, c
     weight = load_pool([cfg.output_dir], random_t5()).model.prompts.weight
     copies = init.startswith("text:") and data_order == "shared"
     assert torch.allclose(weight[0], weight[1], atol=1e-6) == torch.allclose(weight[0], weight[2], atol=1e-6) == copies
-    assert ("note: all 3 prompts start at the same values" in capsys.readouterr().err) == copies
+    err = capsys.readouterr().err
+    assert ("note: all 3 prompts start at the same values" in err) == copies
+    assert ("its own start (--init class-label or --init sampled-vocab) or its own batches" in err) == copies
+
+
+def test_the_copies_note_suggests_only_options_that_apply_to_the_run(tmp_path):
+    """A prefix-only run is not told about --init, a generation task not about class-label, an --init-from run
+    only about its sources."""
+    from softprompt.train import _own_starts
+
+    prefix_only = _config(tmp_path, "p", prompt_length=0, deep_prefix=True, prefix_init="class-label")
+    assert _own_starts(prefix_only, get_task("rte")) == "deep prefixes: --reparam-dim > 0 or --prefix-init random"
+    assert _own_starts(_config(tmp_path, "g", init='text:"x"'), get_task("xsum")) == "--init sampled-vocab"
+    assert _own_starts(_config(tmp_path, "c", init="class-label"), get_task("rte")).startswith("a --prompt-length longer")
 
 
 def test_resume_continues_to_the_same_prompts(tmp_path, rte):
