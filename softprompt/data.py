@@ -9,7 +9,7 @@ import json
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import datasets
 
@@ -123,15 +123,21 @@ def _read_json(path: Path, data_file: str) -> list[dict]:
 def _read_jsonl(path: Path, data_file: str) -> list[dict]:
     """The rows of a JSON Lines file, one JSON object per non-blank line, each value keeping its JSON type
     (``datasets`` would turn a column of ints that also holds a float into floats: 2 -> 2.0)."""
+    raw_lines = path.read_bytes().removeprefix(codecs.BOM_UTF8).split(b"\n")
+    lines = (_utf8(raw, data_file, number) for number, raw in enumerate(raw_lines, start=1))
+    return _json_lines(lines, lambda number, problem: SoftpromptError(
+        f"could not read {data_file} (line {number} {problem}); check that it is valid jsonl"))
+
+
+def _json_lines(lines: Iterable[str], error: Callable[[int, str], SoftpromptError]) -> list[dict]:
+    """The JSON object of every non-blank line; the first bad line raises ``error(its number, the problem)``."""
     rows = []
-    for number, raw in enumerate(path.read_bytes().removeprefix(codecs.BOM_UTF8).split(b"\n"), start=1):
-        line = _utf8(raw, data_file, number)
-        if not line.strip():
-            continue
-        row, problem = _json_object(line)
-        if problem:
-            raise SoftpromptError(f"could not read {data_file} (line {number} {problem}); check that it is valid jsonl")
-        rows.append(row)
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            row, problem = _json_object(line)
+            if problem:
+                raise error(number, problem)
+            rows.append(row)
     return rows
 
 
@@ -146,14 +152,8 @@ def _json_object(line: str) -> tuple[dict | None, str | None]:
 
 def read_json_lines(lines: Iterable[str], origin: str = "stdin") -> list[dict]:
     """Rows from JSON Lines text (e.g. standard input): one JSON object per non-blank line."""
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        row, problem = _json_object(line)
-        if problem:
-            raise SoftpromptError(f"{origin} line {number} {problem}; send one JSON object per line, e.g. {{\"sentence\": \"...\"}}")
-        rows.append(row)
+    rows = _json_lines(lines, lambda number, problem: SoftpromptError(
+        f"{origin} line {number} {problem}; send one JSON object per line, e.g. {{\"sentence\": \"...\"}}"))
     if not rows:
         raise SoftpromptError(f"{origin} has no rows; send one JSON object per line")
     return rows
