@@ -11,8 +11,8 @@ import torch
 
 from softprompt.custom_tasks import recorded_task
 from softprompt.errors import SoftpromptError
-from softprompt.paths import each_once
 from softprompt.models import FrozenT5
+from softprompt.paths import each_once
 from softprompt.prefixes import PrefixBank
 from softprompt.prompted import PromptedT5
 from softprompt.prompts import PromptBank
@@ -84,10 +84,12 @@ def recorded_max_length(metas: Sequence[dict[str, Any]], default: int = 512) -> 
     return max((meta.get("train_args") or {}).get("max_source_length") or default for meta in metas)
 
 
-def recorded_decoding(metas: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def recorded_decoding(metas: Sequence[dict[str, Any]], given: Sequence[str] = ()) -> dict[str, Any]:
     """The decoding the runs were validated with (their --max-new-tokens, --num-beams, --no-repeat-ngram-size; {} for
-    runs that record none): what generating with them uses unless told otherwise. Runs that differ must be told."""
-    recorded = [(meta.get("train_args") or {}).get("decoding") or {} for meta in metas]
+    runs that record none), but for the ``given`` settings: what generating with them uses unless told otherwise.
+    Runs that differ in a setting not given must be told."""
+    recorded = [{key: value for key, value in ((meta.get("train_args") or {}).get("decoding") or {}).items() if key not in given}
+                for meta in metas]
     for key in sorted({key for decoding in recorded for key in decoding}):
         values = {decoding.get(key) for decoding in recorded}
         if len(values) > 1:

@@ -20,6 +20,7 @@ from softprompt.cli_options import (
     eval_task,
     model_device_options,
     options_task,
+    recorded_decoding_kwargs,
     resolve_init,
     step_options,
     task_options,
@@ -177,7 +178,7 @@ def ensemble_eval(**kw) -> None:
     """Evaluate N prompts in one batched pass per batch, and their ensembles (majority/confidence)."""
     from ensembles.evaluate import format_table, written_by_softprompt
     from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
-    from ensembles.pool import load_pool, read_pool_metas, recorded_decoding, recorded_max_length
+    from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
     from softprompt import distributed
     from softprompt.atomic import check_output_file
     from softprompt.data import load_examples
@@ -186,8 +187,7 @@ def ensemble_eval(**kw) -> None:
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0])
     rules = vote_rules(kw["vote"], task)
-    decoding = decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"],
-                               recorded_decoding(metas) if task.kind == "generation" else None)
+    decoding = recorded_decoding_kwargs(kw, metas, task)
     max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
     check_settings(rules, task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"])  # before the data and the model load
     output = Path(kw["output"])

@@ -114,6 +114,16 @@ def decoding_kwargs(max_new_tokens: int | None, num_beams: int | None, no_repeat
     return decoding
 
 
+def recorded_decoding_kwargs(kw: dict, metas: list[dict], task) -> dict:
+    """ensemble-eval's and predict's decoding: each option as given, else (generation tasks) as the runs were trained
+    and validated with, else ``DECODING_DEFAULTS``'."""
+    from ensembles.pool import recorded_decoding
+
+    given = {key: kw[key] for key in DECODING_DEFAULTS}
+    recorded = recorded_decoding(metas, [key for key, value in given.items() if value is not None]) if task.kind == "generation" else None
+    return decoding_kwargs(**given, recorded=recorded)
+
+
 def decoding_options(command=None, *, recorded: bool = False):
     """Decoding options for generation tasks; ``recorded=True`` (ensemble-eval, predict): unset means the runs' own."""
     if command is None:

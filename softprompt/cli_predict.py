@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from softprompt.atomic import check_output_file
-from softprompt.cli_options import decoding_kwargs, decoding_options, eval_task, model_device_options, task_options
+from softprompt.cli_options import decoding_options, eval_task, model_device_options, recorded_decoding_kwargs, task_options
 from softprompt.errors import SoftpromptError
 from softprompt.serve.config import MAX_ROWS
 
@@ -45,7 +45,7 @@ def predict(**kw) -> None:
     from ensembles.evaluate import write_predictions, written_by_softprompt
     from ensembles.pipeline import check_settings
     from ensembles.pipeline import predict as predict_rows
-    from ensembles.pool import load_pool, read_pool_metas, recorded_decoding, recorded_max_length
+    from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
     from softprompt import distributed
     from softprompt.data import read_file, read_json_lines
     from softprompt.models import load_frozen_t5
@@ -58,8 +58,7 @@ def predict(**kw) -> None:
     task = eval_task(kw, metas[0], kw["run_dirs"][0], labelled=False)
     if kw["vote"] and "," in kw["vote"]:
         raise SoftpromptError(f"predict answers by one vote rule, got {kw['vote']!r}; pick one, e.g. --vote {kw['vote'].split(',')[0]}")
-    decoding = decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"],
-                               recorded_decoding(metas) if task.kind == "generation" else None)
+    decoding = recorded_decoding_kwargs(kw, metas, task)
     max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
     check_settings([kw["vote"]], task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"])  # before the model loads
     if kw["input_file"] == "-":

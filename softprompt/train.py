@@ -171,8 +171,7 @@ def train(
 
     device = frozen.model.get_input_embeddings().weight.device
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="training", disable=not (progress and distributed.is_main()), dynamic_ncols=True)
-    # a checkpoint written when patience ran out: the run is over (a resume must not train it further)
-    stopped_early = cfg.patience is not None and state["since_best"] >= cfg.patience and state["step"] > 0
+    stopped_early = _patience_ran_out(cfg, state)  # a checkpoint of a run that stopped early: resuming must not train on
     lengths = source_lengths(prompted.tokenizer, train_examples, cfg.max_source_length) if cfg.group_by_length else None
     orders = [BatchOrder(len(train_examples), cfg.batch_size, seed, lengths) for seed in cfg.order_seeds()]
     while state["step"] < cfg.steps and not stopped_early:
@@ -290,7 +289,12 @@ def _evaluate(prompted, task, val_examples, cfg, state, banks, best, bar) -> tup
     state["since_best"] = 0 if improved else state["since_best"] + 1
     if not bar.disable:  # the main process's bar
         bar.write(f"step {state['step']}: {task.metric} " + " ".join(f"{m:.4f}" for m in metrics))
-    return metrics, cfg.patience is not None and state["since_best"] >= cfg.patience
+    return metrics, _patience_ran_out(cfg, state)
+
+
+def _patience_ran_out(cfg: TrainConfig, state: dict[str, Any]) -> bool:
+    """Whether no prompt improved in the last ``--patience`` validations (early stopping)."""
+    return cfg.patience is not None and state["since_best"] >= cfg.patience
 
 
 def _own_starts(cfg: TrainConfig, task: Task) -> str:
@@ -298,12 +302,9 @@ def _own_starts(cfg: TrainConfig, task: Task) -> str:
     if cfg.init_from:
         return "--init-from: one source per prompt"
     starts = []
-    if cfg.prompt_length:
-        inits = ("class-label", "sampled-vocab") if task.kind == "classification" else ("sampled-vocab",)
-        if cfg.init == "class-label":  # shared only where its label words leave no room: the rest is sampled per prompt
-            starts.append("a --prompt-length longer than the label words, or --init sampled-vocab")
-        else:
-            starts.append(" or ".join(f"--init {init}" for init in inits))
+    if cfg.prompt_length:  # class-label shares a start only where its label words leave no room for sampled tokens
+        starts.append("a --prompt-length longer than the label words, or --init sampled-vocab" if cfg.init == "class-label"
+                      else "--init class-label or --init sampled-vocab" if task.kind == "classification" else "--init sampled-vocab")
     if cfg.deep_prefix:
         starts.append("deep prefixes: --reparam-dim > 0 or --prefix-init random")
     return "; ".join(starts)

@@ -85,9 +85,8 @@ class Catalog:
         bank_id = 0
         for run_dir, meta in zip(run_dirs, pool.metas):
             task, template = meta["task"], recorded_task(meta)
-            entry = tasks.setdefault(task["name"], {"meta": task, "run_meta": meta, "template": template, "run": run_dir,
-                                                   "prompts": [], "ids": []})
-            difference = task_difference(meta, entry["run_meta"])
+            entry = tasks.setdefault(task["name"], {"meta": meta, "template": template, "run": run_dir, "prompts": [], "ids": []})
+            difference = task_difference(meta, entry["meta"])
             if difference:
                 raise SoftpromptError(f"{run_dir} and {entry['run']} {difference}; {_SEPARATE}")
             for _ in range(meta["n_prompts"]):
@@ -97,7 +96,7 @@ class Catalog:
                 self.prompt_task[name] = task["name"]
                 self.prompt_run[name] = str(run_dir)
                 bank_id += 1
-        self.tasks = {name: TaskInfo(name, e["meta"]["kind"], tuple(e["meta"].get("label_words") or ()),
+        self.tasks = {name: TaskInfo(name, e["meta"]["task"]["kind"], tuple(e["meta"]["task"].get("label_words") or ()),
                                      tuple(e["prompts"]), tuple(e["ids"]), e["template"])
                       for name, e in tasks.items()}
         self.bank_id = {name: i for i, name in enumerate(pool.names)}

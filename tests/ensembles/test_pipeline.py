@@ -157,6 +157,9 @@ def test_generation_uses_the_runs_recorded_decoding_and_refuses_to_guess_between
     with pytest.raises(SoftpromptError, match=r"^the runs were trained with different --num-beams \(1, 4\); give --num-beams "
                                               r"to generate with one value$"):
         recorded_decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=1)])
+    # a setting the user gives is not read from the runs, so runs that differ in it are no problem
+    assert recorded_decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=1)], ["num_beams"]) == {
+        "max_new_tokens": 32}
     with pytest.raises(SoftpromptError, match="^--length-normalise applies to rank classification; drop it for a generation task$"):
         check_settings(["mbr"], "generation", None, 64, {"max_new_tokens": 8}, length_normalise=True)
 
