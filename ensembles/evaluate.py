@@ -3,8 +3,8 @@
 ``evaluate_classification`` / ``evaluate_generation`` return a report *core*; ``make_report``
 adds the task, split, settings and notes to give the ``softprompt.eval/1`` report that
 ``write_report`` saves as JSON (+ a CSV beside it) and ``format_table`` renders. The core also
-carries the raw predictions under "predictions" (not part of the report) for
-``prediction_rows`` / ``write_predictions``.
+carries the raw predictions under "predictions" (not part of the report; ``ensembles.pipeline`` adds each
+example's origin there) for ``prediction_rows`` / ``write_predictions``.
 
 The std over prompts is the population std (ddof=0). The best prompt is the one with the
 highest primary metric (ties: the first prompt). Classification metrics are stored as fractions
@@ -163,12 +163,17 @@ def make_report(core: dict, task: str, split: str, settings: dict, notes: list[s
 
 
 def prediction_rows(core: dict) -> list[dict]:
-    """One JSONL row per example: index, gold (or references), each prompt's and each rule's prediction."""
+    """One JSONL row per example: where it came from, gold (or references), each prompt's and each rule's prediction.
+
+    Where it came from is ``predictions["origins"][m]`` (index, input, ...: ``ensembles.pipeline.example_origin``)
+    when the core has it, else ``{"index": m}``, the example's position.
+    """
     predictions = core["predictions"]
     target = "gold" if core["kind"] == "classification" else "references"
+    origins = predictions.get("origins") or [{"index": m} for m in range(core["n_examples"])]
     return [
         {
-            "index": m,
+            **origins[m],
             target: predictions[target][m],
             "prompts": {name: preds[m] for name, preds in predictions["prompts"].items()},
             "ensembles": {rule: preds[m] for rule, preds in predictions["ensembles"].items()},

@@ -57,6 +57,19 @@ def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], trans
     return relabelled, [f"{note}; classes scored with the prompts' label words ({mapping})"]
 
 
+def example_origin(position: int, example: Example, kind: str) -> dict[str, Any]:
+    """Where an evaluated example came from, for its predictions line: ``index``, the 0-based row of the data it
+    was read from (its first row; its ``position`` among the evaluated examples if it was not read from rows),
+    ``rows`` (generation: the row of each reference, in order), ``idx`` (the data's own id, where its rows have
+    an idx column; MultiRC: paragraph, question and answer ids) and ``input``, the formatted model input."""
+    origin: dict[str, Any] = {"index": example.rows[0] if example.rows else position}
+    if kind == "generation":
+        origin["rows"] = list(example.rows)
+    if example.idx is not None:
+        origin["idx"] = example.idx
+    return origin | {"input": example.source}
+
+
 def check_settings(rules: Sequence[str], kind: str, max_tokens: int | None, max_length: int = 512,
                    decoding: dict[str, Any] | None = None, length_normalise: bool = False) -> None:
     """An unknown vote rule, a bad token budget, input length or decoding setting, or length normalisation of
@@ -126,6 +139,7 @@ def run_ensemble_eval(
         "max_length": max_length,
         **({"decoding": dict(decoding or {})} if task.kind == "generation" else {"length_normalise": length_normalise}),
     }
+    core["predictions"]["origins"] = [example_origin(m, e, task.kind) for m, e in enumerate(examples)]
     core["report"] = make_report(core, task.name, split, base_settings | (settings or {}), notes)
     return core
 

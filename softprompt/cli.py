@@ -167,7 +167,11 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 @click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
 @click.option("--transfer", is_flag=True, help="evaluate prompts trained on another task (domain transfer, e.g. QQP→MRPC): their label words score this task's classes by index")
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
-@click.option("--output", default="results/eval.json", show_default=True, type=click.Path(), help="report JSON (CSV and predictions JSONL beside it)")
+@click.option("--output", default="results/eval.json", show_default=True, type=click.Path(),
+              help="report JSON (CSV and predictions JSONL beside it). A predictions line per example: index, its 0-based row in the data (rows "
+                   "without header or blank lines, or the hub split's rows; before --limit picks; one row can hold many MultiRC examples), "
+                   "rows (generation: each reference's row), idx (the data's own id if it has one; MultiRC: paragraph/question/answer ids), "
+                   "input (the formatted model input), gold or references, each prompt's and each rule's prediction")
 @click.option("--max-length", type=int, help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]")
 @click.option("--max-tokens", type=int,
               help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and a pass holds every prompt over as many as fit [default: 8192 on CPU, 65536 on CUDA]")

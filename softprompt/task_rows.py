@@ -59,14 +59,16 @@ def keep_row(row: Row) -> list[Row]:
 
 
 def flatten_multirc(row: Row) -> list[Row]:
-    """A paragraph-level SuperGLUE MultiRC row -> one hub-style row per answer option."""
+    """A paragraph-level SuperGLUE MultiRC row -> one hub-style row per answer option, with the hub's
+    ``idx`` (paragraph, question and answer ids; None where the file gives none)."""
     passage = row.get("passage")
     if not isinstance(passage, Mapping):
         return [row]  # already flat (hub schema: paragraph, question, answer, label)
     hint = "expected SuperGLUE MultiRC jsonl"
     return [
         {"paragraph": row_text(passage, "text", hint), "question": row_text(question, "question", hint),
-         "answer": row_text(answer, "text", hint), "label": row_value(answer, "label", hint)}
+         "answer": row_text(answer, "text", hint), "label": row_value(answer, "label", hint),
+         "idx": {"paragraph": row.get("idx"), "question": question.get("idx"), "answer": answer.get("idx")}}
         for question in row_value(passage, "questions", hint)
         for answer in row_value(question, "answers", hint)
     ]

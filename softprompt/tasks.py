@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -73,13 +73,21 @@ class HubSource:
 
 @dataclass(frozen=True)
 class Example:
-    """One model input with its target; rank classification scores every string in ``choices``."""
+    """One model input with its target; rank classification scores every string in ``choices``.
+
+    ``rows`` and ``idx`` tell where it came from and take no part in equality: the 0-based positions, among
+    the rows given to ``Task.to_examples``, of the stored rows it was built from (one per reference, in order,
+    for a grouped generation Example), and the ``idx`` column of its (first) flat row, the dataset's own id
+    where there is one (GLUE/SuperGLUE; MultiRC: its paragraph, question and answer ids).
+    """
 
     source: str
     target: str
     choices: tuple[str, ...] = ()
     label: int | None = None
     references: tuple[str, ...] = ()
+    rows: tuple[int, ...] = field(default=(), compare=False, repr=False)
+    idx: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,7 @@ class Task:
     def _row_examples(self, row: Row, number: int, origin: str) -> list[Example]:
         """The Examples of stored row ``number`` of ``origin``; a bad row is a one-line error naming both."""
         try:
-            return [self._example(flat) for flat in self.expand(row)]
+            return [replace(self._example(flat), rows=(number - 1,), idx=flat.get("idx")) for flat in self.expand(row)]
         except BadRow as error:
             raise SoftpromptError(f"{origin} row {number}: {error}") from None
 
@@ -171,11 +179,16 @@ class Task:
 
 
 def _group_references(examples: list[Example]) -> list[Example]:
-    """Merge generation Examples with the same source; the first reference is the target."""
-    references: dict[str, list[str]] = {}
+    """Merge generation Examples (one reference and row each) with the same source; the first reference is the
+    target, ``rows`` keeps each reference's row and ``idx`` is the first Example's."""
+    groups: dict[str, list[Example]] = {}
     for example in examples:
-        references.setdefault(example.source, []).extend(example.references)
-    return [Example(src, refs[0], references=tuple(refs)) for src, refs in references.items()]
+        groups.setdefault(example.source, []).append(example)
+    return [
+        Example(source, group[0].target, references=tuple(ref for e in group for ref in e.references),
+                rows=tuple(row for e in group for row in e.rows), idx=group[0].idx)
+        for source, group in groups.items()
+    ]
 
 
 # ----------------------------------------------------------------------------- row helpers

@@ -57,6 +57,12 @@ def test_ensemble_eval_prints_table_and_writes_files(run_dir, tmp_path):
                      "--limit", 10, "--output", out, "--quiet")
     assert "mean ± std" in result.output and "ensemble: majority" in result.output
     assert out.is_file() and out.with_suffix(".csv").is_file() and out.with_suffix(".predictions.jsonl").is_file()
+    rows = [json.loads(line) for line in (RTE / "val.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in out.with_suffix(".predictions.jsonl").read_text().splitlines()]
+    assert len(lines) == 10 and max(line["index"] for line in lines) >= 10  # --limit picks 10 of 24 rows; index is the row
+    for line in lines:
+        row = rows[line["index"]]
+        assert line["input"] == f"rte sentence1: {row['premise']} sentence2: {row['hypothesis']}" and line["idx"] == row["idx"]
 
 
 def test_ensemble_eval_and_predict_score_at_the_length_training_validated_at(tmp_path, tiny_model_dir):

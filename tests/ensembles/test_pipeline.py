@@ -1,7 +1,8 @@
 """ensemble-eval end to end on real data with tiny random T5s (built in-process, saved locally).
 
 Covers: pooling runs, the report files, identical numbers on re-runs, mismatch errors, domain
-transfer, and a generation task (E2E) with BLEU/chrF/ROUGE-L per prompt, mean, best and rules.
+transfer, a generation task (E2E) with BLEU/chrF/ROUGE-L per prompt, mean, best and rules, and the
+predictions lines' input and row index back into the data file (subsampled, MultiRC, grouped E2E).
 """
 
 import json
@@ -13,7 +14,7 @@ from ensembles.evaluate import read_report
 from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
 from ensembles.pool import load_pool, read_pool_metas, recorded_decoding, task_difference
 from softprompt.config import TrainConfig
-from softprompt.data import load_examples
+from softprompt.data import load_examples, read_file
 from softprompt.errors import SoftpromptError
 from softprompt.models import load_frozen_t5, random_t5, save_model_dir
 from softprompt.tasks import get_task
@@ -22,6 +23,13 @@ from tests.conftest import TEST_DATA
 
 CB = TEST_DATA / "superglue" / "cb"
 E2E = TEST_DATA / "e2e"
+MULTIRC = TEST_DATA / "superglue" / "multirc"
+
+
+def _prediction_lines(core: dict, output) -> list[dict]:
+    """The predictions JSONL that ``write_outputs`` writes beside ``output``, parsed."""
+    write_outputs(core, output)
+    return [json.loads(line) for line in output.with_suffix(".predictions.jsonl").read_text().splitlines()]
 
 
 def _train(tmp_path, name, model_dir, task_name, train_file, val_file, **overrides):
@@ -61,6 +69,39 @@ def test_pooled_runs_write_identical_reports_on_rerun(tmp_path, cb_runs, tiny_mo
     assert report["settings"]["n_prompts"] == 4 and report["n_examples"] == 12
     lines = (tmp_path / "eval0.predictions.jsonl").read_text().splitlines()
     assert len(lines) == 12 and set(json.loads(lines[0])["prompts"]) == {"run0#0", "run0#1", "run1#0", "run1#1"}
+
+
+def test_predictions_carry_the_input_and_the_data_row_of_subsampled_examples(tmp_path, cb_runs, tiny_model_dir):
+    """--limit picks 5 of CB's 12 rows: each line's index is that example's row in the file, its input the row
+    formatted as the model saw it, its gold the row's label and its idx the row's own idx."""
+    task, rows = get_task("cb"), read_file(str(CB / "val.jsonl"))
+    examples = load_examples(task, "validation", str(CB / "val.jsonl"), 5, seed=0)
+    core = run_ensemble_eval(load_pool(cb_runs, load_frozen_t5(str(tiny_model_dir))), task, examples, "validation", ["majority"])
+    lines = _prediction_lines(core, tmp_path / "eval.json")
+    assert [line["input"] for line in lines] == [e.source for e in examples]
+    assert [line["index"] for line in lines] != list(range(5))  # rows, not positions among the evaluated examples
+    for line in lines:
+        (from_row,) = task.to_examples([rows[line["index"]]])
+        assert (line["input"], line["gold"], line["idx"]) == (from_row.source, from_row.label, rows[line["index"]]["idx"])
+        assert list(line)[:3] == ["index", "idx", "input"] and {"prompts", "ensembles"} <= set(line)
+
+
+def test_multirc_predictions_name_the_paragraph_row_and_the_question_and_answer_ids(tmp_path, tiny_model_dir):
+    """A MultiRC file row is a paragraph of many questions and answers: each line's index is its paragraph's row, idx
+    the SuperGLUE paragraph/question/answer ids, and the input the example built from that answer."""
+    task, rows = get_task("multirc"), read_file(str(MULTIRC / "val.jsonl"))
+    run = _train(tmp_path, "multirc", tiny_model_dir, "multirc", MULTIRC / "train32.jsonl", MULTIRC / "val.jsonl")
+    examples = load_examples(task, "validation", str(MULTIRC / "val.jsonl"), 7, seed=0)
+    core = run_ensemble_eval(load_pool([run], load_frozen_t5(str(tiny_model_dir))), task, examples, "validation", ["majority"])
+    lines = _prediction_lines(core, tmp_path / "eval.json")
+    assert len(lines) == 7 and {line["index"] for line in lines} == {0, 1}
+    for line in lines:
+        paragraph = rows[line["index"]]
+        assert line["idx"]["paragraph"] == paragraph["idx"]
+        question = next(q for q in paragraph["passage"]["questions"] if q["idx"] == line["idx"]["question"])
+        answer = next(a for a in question["answers"] if a["idx"] == line["idx"]["answer"])
+        assert line["input"] == f"multirc question: {question['question']} answer: {answer['text']} paragraph: {paragraph['passage']['text']}"
+        assert line["gold"] == answer["label"]
 
 
 def test_pooling_refuses_other_models_and_tasks(tmp_path, cb_runs, tiny_model_dir):
@@ -115,6 +156,11 @@ def test_generation_on_e2e_reports_bleu_chrf_rouge(tmp_path, tiny_model_dir):
         assert metric in report["mean"] and metric in report["best"]
         assert all(metric in row for row in report["per_prompt"])
     assert set(report["ensembles"]) == {"majority", "mbr", "best_score"}
+    rows = read_file(str(E2E / "testset_w_refs.csv"))
+    for line, example in zip(_prediction_lines(core, tmp_path / "eval.json"), examples, strict=True):
+        assert line["input"] == example.source and line["index"] == line["rows"][0]
+        assert [rows[n]["ref"] for n in line["rows"]] == line["references"]  # each reference's own row
+        assert {task.to_examples([rows[n]])[0].source for n in line["rows"]} == {line["input"]}
 
 
 def test_mixed_task_serving_pool_routes_each_row_to_its_prompt(tmp_path, cb_runs, tiny_model_dir):

@@ -145,13 +145,16 @@ def test_multirc_real_paragraphs_flatten_to_one_example_per_answer():
         f"paragraph: {passage['text']}"
     )
     assert examples[0].label == answer["label"]
+    flat = [(n, {"paragraph": r["idx"], "question": q["idx"], "answer": a["idx"]})
+            for n, r in enumerate(rows) for q in r["passage"]["questions"] for a in q["answers"]]
+    assert [(e.rows, e.idx) for e in examples] == [((n,), idx) for n, idx in flat]  # the paragraph's row, SuperGLUE's ids
 
 
 def test_multirc_hub_rows_are_already_flat():
     row = {"paragraph": "P.", "question": "Q?", "answer": "A", "idx": {"answer": 0}, "label": 1}
     example = get_task("multirc").to_examples([row])[0]
     assert example.source == "multirc question: Q? answer: A paragraph: P."
-    assert (example.label, example.target) == (1, "True")
+    assert (example.label, example.target, example.idx) == (1, "True", {"answer": 0})
 
 
 def test_wsc_hub_rows_have_top_level_spans():
@@ -241,7 +244,8 @@ def test_e2e_real_rows_group_references_by_mr():
     assert first.source == "name : Blue Spice | eatType : coffee shop | area : city centre"
     same_mr = [row["ref"] for row in rows if row["mr"] == rows[0]["mr"]]
     assert first.references == tuple(same_mr) and first.target == same_mr[0]
-    assert training[0] == Example(first.source, same_mr[0], references=(same_mr[0],))
+    assert training[0] == Example(first.source, same_mr[0], references=(same_mr[0],))  # where it came from is not compared
+    assert first.rows == tuple(n for n, row in enumerate(rows) if row["mr"] == rows[0]["mr"]) and training[1].rows == (1,)
 
 
 def test_e2e_accepts_hub_column_names():
@@ -266,6 +270,7 @@ def test_webnlg_triples_and_multiple_texts():
     )
     assert grouped[0].references == tuple(rows[0]["text"])
     assert grouped[1].references == ("Aarhus is led by Jacob.",)
+    assert (grouped[0].rows, grouped[1].rows) == ((0, 0), (1,))  # one row per reference
     with pytest.raises(SoftpromptError, match="data row 2: malformed triples"):
         task.to_examples([rows[1], {"triples": [["only", "two"]], "text": "x"}])
 
