@@ -228,6 +228,9 @@ def main() -> None:
     parser.add_argument("--model", default="t5-nano", help="the pre-trained backbone (name or directory)")
     parser.add_argument("--tasks", default="sst2,reviews,rte,tweet-author", help=f"comma-separated, from {', '.join(TASKS)}")
     parser.add_argument("--methods", default="prompt,prefix", help="some of prompt,prefix; none: only the majority class and --zero-shot rows")
+    parser.add_argument("--backbones", default=",".join(BACKBONES),
+                        help="some of 't5-nano' (the --model backbone) and 'random twin' (a random model of its shape, which "
+                             "depends only on the shape and --seed: the twin rows of a run on another backbone of that shape hold)")
     parser.add_argument("--prompts", type=int, default=5, help="prompts trained jointly per run (the ensemble size)")
     parser.add_argument("--prompt-length", type=int, default=20)
     parser.add_argument("--prefix-length", type=int, default=20)
@@ -257,12 +260,13 @@ def main() -> None:
     args.val_size = args.val_size or (32 if args.quick else 200)
     args.dev_size = args.dev_size or (64 if args.quick else 500)
     tasks, methods = args.tasks.split(","), [] if args.methods == "none" else args.methods.split(",")
-    if set(tasks) - set(TASKS) or set(methods) - set(METHODS):
-        parser.error(f"--tasks takes some of {','.join(TASKS)} and --methods some of {','.join(METHODS)}")
+    backbones = args.backbones.split(",")
+    if set(tasks) - set(TASKS) or set(methods) - set(METHODS) or set(backbones) - set(BACKBONES):
+        parser.error(f"--tasks takes some of {','.join(TASKS)}, --methods some of {','.join(METHODS)} and --backbones some of {','.join(BACKBONES)}")
     for spec in args.zero_shot:
         if spec.partition("=")[0] not in tasks or "{" not in spec:
             parser.error(f"--zero-shot {spec!r}: write TASK=TEMPLATE with TASK one of --tasks and {{column}} fields in TEMPLATE")
-    cells = [Cell(t, m, b) for t in tasks for m in methods for b in BACKBONES]
+    cells = [Cell(t, m, b) for t in tasks for m in methods for b in backbones]
     if args.work:  # before hours of training, not after: a work directory holding other runs is an error
         try:
             reused = sum(finished_run(cell_config(cell, args, args.work)) for cell in cells)
@@ -277,7 +281,7 @@ def main() -> None:
         results = {cell: future.result() for cell, future in futures.items()}
     majority = {t: majority_row(t, args) for t in tasks}
     zero_shot = {(t, template, b): zero_shot_row(t, template, b, args) for t, _, template in (z.partition("=") for z in args.zero_shot)
-                 for b in BACKBONES}  # one row per task, wording and backbone
+                 for b in backbones}  # one row per task, wording and backbone
     shown = {"t5-nano": args.model, "random twin": "random twin"}  # the table names the real backbone
     rows = []
     for t in tasks:

@@ -17,10 +17,10 @@
 # unpacked from train.bin.xz), --work DIR (default a temporary folder), --out DIR (default $OUT).
 # The bundle's mixture rows are unpacked into a temporary SOFTPROMPT_CACHE when present. No optimiser state comes back:
 # a stage the budget cut short cannot be resumed here, only gated, tuned and compared.
-# Measured on an H200 (2026-11-30): t5-nano runs 17 steps/s at the recipe's batch of 64, so the five
-# stages (13,200 steps) take about 13 minutes, more than one call (docs/t5-nano.md, section 5); at
-# batch 1,024 it ran 6.3 steps/s, so --batch-scale 16 would fit a lineage with --steps-scale 2 (twice
-# the recipe's tokens) into about 4.5 minutes (an estimate from those rates, not yet run).
+# Measured on an H200 (2026-11-30): at the recipe's batch of 64 the five stages (13,200 steps) take
+# 10-13 minutes, more than one call; --batch-scale 4 --steps-scale 2 (batch 256, twice the recipe's
+# tokens) ran the whole t5-nano lineage in 333 s, and batch 256 beat 64 at equal GPU time
+# (softprompt.nano.batch_pilot; docs/gpu/2026-11-30-h200-2, docs/t5-nano.md section 5).
 set -euo pipefail
 
 main() {

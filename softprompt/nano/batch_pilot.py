@@ -6,9 +6,12 @@ matters: stage 1 of the lineage (``softprompt.nano.lineage.STAGES[0]``, from ran
 batch size, each arm with ``lineage.stage_configs``'s batch scaling (K times the batch, 1/K of the
 warmup, sqrt(K) times the peak lr) and a schedule sized to end after the same number of training
 seconds (``--seconds`` times the arm's measured steps per second, ``--rates``). Every arm is scored on
-the same 1,024 validation windows, and the summary compares the losses at equal training time.
+the same 1,024 validation windows, and the summary compares the losses at fixed training seconds
+(an arm that runs faster than its rate ends early) and at the end of each schedule.
 
-    python -m softprompt.nano.batch_pilot --corpus DIR --out DIR --seconds 80 --device cuda   # ~5 min on an H200
+    python -m softprompt.nano.batch_pilot --corpus DIR --out DIR --seconds 80 --device cuda   # ~4.5 min on an H200
+
+Run once (docs/gpu/2026-11-30-h200-2): batch 256 beat the recipe's 64 on both objectives in less time.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from softprompt.nano.pretrain import PretrainConfig, pretrain
 RECIPE_BATCH = 64  # stage 1's batch; every arm's batch is a multiple of it
 VALIDATION_ROWS = 1024  # the same windows for every arm
 EVALS = 8  # validation points per arm
-H200_RATES = {64: 17.0, 256: 12.5, 1024: 6.3}  # t5-nano steps/s on one H200 (docs/gpu/2026-11-30-h200)
+H200_RATES = {64: 22.2, 256: 19.6, 1024: 9.8}  # t5-nano steps/s on one H200 (docs/gpu/2026-11-30-h200-2)
 
 
 def arm_config(size: str, batch: int, seconds: float, steps_per_second: float) -> PretrainConfig:
