@@ -22,7 +22,7 @@ from ensembles.voting import parse_rules
 from softprompt.checkpoint import has_checkpoint
 from softprompt.config import TrainConfig
 from softprompt.data import load_examples
-from softprompt.models import load_frozen_t5
+from softprompt.models import check_model_available, load_frozen_t5
 from softprompt.errors import SoftpromptError
 from softprompt.store import META, read_meta
 from softprompt.tasks import Task
@@ -73,11 +73,13 @@ def run_sweep(
     """Run every cell not yet done; returns the result files of all cells."""
     check_settings(rules, task.kind, base.max_tokens, base.max_source_length, base.decoding)  # before any cell trains
     rules = parse_rules(rules, task.kind)
+    for model in dict.fromkeys(cell.model for cell in cells if not _result_file(out_dir, cell).is_file()):
+        check_model_available(model)  # a misspelt or unreachable model fails before the first cell trains
     results = []
     val_examples = load_examples(task, "validation", validation_file, base.eval_size, 0, grouped=True)
     frozen = None
     for index, cell in enumerate(cells, start=1):
-        result = out_dir / "results" / f"{cell.name}.json"
+        result = _result_file(out_dir, cell)
         results.append(result)
         run_dir = out_dir / "runs" / cell.name
         cfg = replace(base, model=cell.model, prompt_length=cell.prompt_length, init=cell.init,
@@ -103,6 +105,10 @@ def run_sweep(
         )
         write_outputs(core, result)
     return results
+
+
+def _result_file(out_dir: Path, cell: Cell) -> Path:
+    return out_dir / "results" / f"{cell.name}.json"
 
 
 def _check_unchanged(cfg: TrainConfig, run_dir: Path, result: Path) -> None:

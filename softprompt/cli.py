@@ -93,7 +93,7 @@ def train(**kw) -> None:
     from softprompt import distributed
     from softprompt.config import TrainConfig
     from softprompt.data import load_examples
-    from softprompt.models import load_frozen_t5
+    from softprompt.models import check_model_available, load_frozen_t5
     from softprompt.tracking import installed_trackers
     from softprompt.output_dir import output_dir_for
     from softprompt.train import train as run_training
@@ -109,6 +109,7 @@ def train(**kw) -> None:
         decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
     )
     installed_trackers(cfg.report_to)  # a missing tracker package fails before anything is loaded or written
+    check_model_available(cfg.model)  # a misspelt or unreachable model fails before the data is read
     train_examples = load_examples(task, "train", kw["train_file"], cfg.train_size, cfg.subsample_seed)
     val_examples = load_examples(task, "validation", kw["validation_file"], kw["eval_size"], 0, grouped=True)
     frozen = load_frozen_t5(cfg.model, cfg.dtype, cfg.device, device_map=cfg.device_map)

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+from huggingface_hub.errors import (  # HTTPError: the base error of its HTTP client (httpx2; httpx before version 2)
+    GatedRepoError, HfHubHTTPError, HFValidationError, HTTPError, OfflineModeIsEnabled, RepositoryNotFoundError,
+)
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
 
@@ -67,11 +71,28 @@ def resolve_model_name(name: str) -> str:
 
 
 def model_typo_hint(name: str) -> str:
-    """``"did you mean 't5-nano'? "`` when ``name`` is likely a typo of an embedded model or alias, else ""."""
-    if os.sep in name or "/" in name or name in EMBEDDED or name in ALIASES:
+    """``"did you mean 't5-nano'? "`` when ``name`` is likely a typo of an embedded model, an alias or a hub id they
+    stand for (``google/flan-t5-bse``), else ""."""
+    known = sorted(set(ALIASES.values())) if "/" in name else [*EMBEDDED, *ALIASES]
+    if name in known:
         return ""
-    close = difflib.get_close_matches(name.lower(), [*EMBEDDED, *ALIASES], n=1, cutoff=0.85)
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.85)
     return f"did you mean {close[0]!r}? " if close else ""
+
+
+def check_model_available(name: str) -> str:
+    """Where ``name`` loads from (``resolve_model_name``), checked to be there without downloading anything.
+
+    A local directory needs a config and weights. A hub model is there when the local Hugging Face cache has its config,
+    or else the hub answers one request for it (no retries); when it does not, one line says whether the name is
+    wrong or the hub is out of reach, instead of half a minute of huggingface_hub retries. A download is left to
+    ``load_frozen_t5``.
+    """
+    source = resolve_model_name(name)
+    _check_local_dir(source)
+    if not os.path.isdir(source):
+        _check_hub_model(name, source)
+    return source
 
 
 def freeze(model: torch.nn.Module) -> torch.nn.Module:
@@ -100,8 +121,7 @@ def load_frozen_t5(
     if dtype not in DTYPES:
         raise SoftpromptError(f"unknown --dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
     target = resolve_device(device) if device_map is None else None
-    source = resolve_model_name(name)
-    _check_local_dir(source)
+    source = check_model_available(name)
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError, KeyError) as error:  # missing/invalid config.json, unknown model_type
@@ -250,6 +270,30 @@ def _check_local_dir(source: str) -> None:
         raise SoftpromptError(f"model directory {source!r} has no config.json; save it with save_pretrained()")
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise SoftpromptError(f"model directory {source!r} has no weights (*.safetensors); save it with save_pretrained()")
+
+
+def _check_hub_model(name: str, repo_id: str) -> None:
+    hint = model_typo_hint(name)
+    try:
+        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+            return
+        get_hf_file_metadata(url=hf_hub_url(repo_id, "config.json"), timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except HFValidationError as error:
+        raise SoftpromptError(f"model {name!r} is neither a local directory nor a hub name ({_first_line(error)}); "
+                              f"{hint}pass a local T5 directory or a hub name such as google/flan-t5-base") from None
+    except OfflineModeIsEnabled:
+        raise SoftpromptError(f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}"
+                              f"download it while online (hf download {repo_id}), or pass a local T5 directory") from None
+    except HfHubHTTPError as error:  # the hub answered: gated, without config.json or down is left to the loading
+        if isinstance(error, RepositoryNotFoundError) and not isinstance(error, GatedRepoError):
+            raise SoftpromptError(f"model {name!r} is neither a local directory nor a model on the Hugging Face hub; "
+                                  f"{hint}check the spelling, log in (hf auth login) if it is private, or pass a local "
+                                  "T5 directory") from None
+    except HTTPError as error:  # no answer: no connection, a time-out, a proxy or TLS failure
+        raise SoftpromptError(
+            f"cannot reach the Hugging Face hub for model {name!r} ({type(error).__name__}: {_first_line(error)}) and it "
+            f"is not in the local cache; {hint}to work offline, download it while online (hf download {repo_id}) and set "
+            "HF_HUB_OFFLINE=1, or pass a local T5 directory") from None
 
 
 def _has_tokenizer(path: Path) -> bool:

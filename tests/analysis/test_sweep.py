@@ -1,4 +1,5 @@
-"""Tests for analysis.sweep: a finished cell is reused only for the settings it was trained and evaluated with."""
+"""Tests for analysis.sweep: every model is checked before the first cell trains; a finished cell is reused only
+for the settings it was trained and evaluated with."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
+import softprompt.models
 from analysis.sweep import _check_evaluated
 from softprompt.cli import cli
 from softprompt.errors import SoftpromptError
 from tests.conftest import TEST_DATA
+from tests.softprompt.test_models import hub_without
 
 RTE = TEST_DATA / "superglue" / "rte"
 
@@ -78,3 +81,13 @@ def test_an_unknown_vote_fails_before_the_first_cell_trains(tmp_path, tiny_model
     assert result.exit_code != 0
     assert str(result.exception) == "unknown classification vote rule(s): mbr; valid rules are: majority, confidence, logprob_sum"
     assert not (tmp_path / "sweep" / "runs").exists()
+
+
+def test_every_model_is_checked_before_the_first_cell_trains(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr(softprompt.models, "get_hf_file_metadata", hub_without("flan-t5-bse"))
+    result = _sweep(f"{tiny_model_dir},t5-nano,flan-t5-bse", tmp_path / "sweep")
+    assert result.exit_code != 0
+    assert str(result.exception) == ("model 'flan-t5-bse' is neither a local directory nor a model on the Hugging Face "
+                                     "hub; did you mean 'flan-t5-base'? check the spelling, log in (hf auth login) if it "
+                                     "is private, or pass a local T5 directory")
+    assert not (tmp_path / "sweep").exists()  # no run folder: nothing trained
