@@ -8,12 +8,14 @@ import io
 import json
 import random
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 import datasets
 
 from softprompt.errors import SoftpromptError
+from softprompt.hub import ask_hub, offline_hub
 from softprompt.tasks import Example, Task
 
 T = TypeVar("T")
@@ -228,9 +230,16 @@ def _read_hub(task: Task, split: str) -> list[dict]:
         raise SoftpromptError(
             f"unknown split {split!r} for {task.name}; choose one of {', '.join(task.splits)}"
         )
+    answer = ask_hub(task.hub.dataset, "README.md", repo_type="dataset")
     try:
-        return datasets.load_dataset(**task.hub.load_kwargs(task.splits[split])).to_list()
+        with offline_hub() if answer.status == "unreachable" else nullcontext():  # the cache, not half a minute of retries
+            return datasets.load_dataset(**task.hub.load_kwargs(task.splits[split])).to_list()
     except Exception as error:
+        if answer.status == "unreachable":
+            raise SoftpromptError(
+                f"cannot reach the Hugging Face hub ({answer.detail}) and the {split} split of {task.hub.describe()} is "
+                f"not in the local cache; pass local files with {FILE_FLAGS} (--data-file for ensemble-eval), or load "
+                "the dataset once while online") from None
         raise SoftpromptError(
             f"could not load the {split} split of {task.hub.describe()} from the Hugging Face hub "
             f"({_one_line(error)}); pass local files with {FILE_FLAGS} (--data-file for "

@@ -8,15 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
-from huggingface_hub.errors import (  # HTTPError: the base error of its HTTP client (httpx2; httpx before version 2)
-    GatedRepoError, HfHubHTTPError, HFValidationError, HTTPError, OfflineModeIsEnabled, RepositoryNotFoundError,
-)
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
 
 from softprompt.distributed import default_device
 from softprompt.errors import SoftpromptError
+from softprompt.hub import ask_hub, first_line
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TOKENIZER_DIR = ASSETS / "t5-tokenizer"
@@ -126,7 +123,7 @@ def load_frozen_t5(
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError, KeyError) as error:  # missing/invalid config.json, unknown model_type
         raise SoftpromptError(
-            f"cannot load model config for {name!r} ({_first_line(error)}); {model_typo_hint(name)}pass a local directory "
+            f"cannot load model config for {name!r} ({first_line(error)}); {model_typo_hint(name)}pass a local directory "
             "with config.json and weights, or a hub name while online"
         ) from None
     if config.model_type != "t5" or not getattr(config, "is_encoder_decoder", False):
@@ -140,7 +137,7 @@ def load_frozen_t5(
         )
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # missing, truncated or mismatched weights
         raise SoftpromptError(
-            f"cannot load weights for {name!r} ({_first_line(error)}); the weight files are missing or corrupted, "
+            f"cannot load weights for {name!r} ({first_line(error)}); the weight files are missing or corrupted, "
             "re-save the model with save_pretrained() or download it again"
         ) from None
     tokenizer = load_tokenizer(source)
@@ -205,7 +202,7 @@ def load_tokenizer(source: str | os.PathLike = TOKENIZER_DIR) -> PreTrainedToken
     try:
         return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as error:
-        raise SoftpromptError(f"cannot load tokenizer from {str(source)!r}: {_first_line(error)}") from None
+        raise SoftpromptError(f"cannot load tokenizer from {str(source)!r}: {first_line(error)}") from None
 
 
 def check_vocab(tokenizer: PreTrainedTokenizerBase, config: T5Config, name: str) -> None:
@@ -273,33 +270,23 @@ def _check_local_dir(source: str) -> None:
 
 
 def _check_hub_model(name: str, repo_id: str) -> None:
-    hint = model_typo_hint(name)
-    try:
-        if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
-            return
-        get_hf_file_metadata(url=hf_hub_url(repo_id, "config.json"), timeout=constants.HF_HUB_ETAG_TIMEOUT)
-    except HFValidationError as error:
-        raise SoftpromptError(f"model {name!r} is neither a local directory nor a hub name ({_first_line(error)}); "
-                              f"{hint}pass a local T5 directory or a hub name such as google/flan-t5-base") from None
-    except OfflineModeIsEnabled:
+    answer, hint = ask_hub(repo_id, "config.json"), model_typo_hint(name)
+    if answer.status == "invalid":
+        raise SoftpromptError(f"model {name!r} is neither a local directory nor a hub name ({answer.detail}); "
+                              f"{hint}pass a local T5 directory or a hub name such as google/flan-t5-base")
+    if answer.status == "offline":
         raise SoftpromptError(f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}"
-                              f"download it while online (hf download {repo_id}), or pass a local T5 directory") from None
-    except HfHubHTTPError as error:  # the hub answered: gated, without config.json or down is left to the loading
-        if isinstance(error, RepositoryNotFoundError) and not isinstance(error, GatedRepoError):
-            raise SoftpromptError(f"model {name!r} is neither a local directory nor a model on the Hugging Face hub; "
-                                  f"{hint}check the spelling, log in (hf auth login) if it is private, or pass a local "
-                                  "T5 directory") from None
-    except HTTPError as error:  # no answer: no connection, a time-out, a proxy or TLS failure
+                              f"download it while online (hf download {repo_id}), or pass a local T5 directory")
+    if answer.status == "not found":
+        raise SoftpromptError(f"model {name!r} is neither a local directory nor a model on the Hugging Face hub; "
+                              f"{hint}check the spelling, log in (hf auth login) if it is private, or pass a local T5 directory")
+    if answer.status == "unreachable":
         raise SoftpromptError(
-            f"cannot reach the Hugging Face hub for model {name!r} ({type(error).__name__}: {_first_line(error)}) and it "
-            f"is not in the local cache; {hint}to work offline, download it while online (hf download {repo_id}) and set "
-            "HF_HUB_OFFLINE=1, or pass a local T5 directory") from None
+            f"cannot reach the Hugging Face hub for model {name!r} ({answer.detail}) and it is not in the local cache; "
+            f"{hint}to work offline, download it while online (hf download {repo_id}) and set HF_HUB_OFFLINE=1, or pass "
+            "a local T5 directory")
 
 
 def _has_tokenizer(path: Path) -> bool:
     return (path / "tokenizer.json").is_file() or (path / "spiece.model").is_file()
 
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

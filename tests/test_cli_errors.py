@@ -251,6 +251,35 @@ def test_train_bad_task_name(extra, message, tiny_model_dir, data, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+NLI = ["--task", "custom", "--input-template", "{premise} / {hypothesis}", "--label-column", "label",
+       "--label-words", "entailment=yes,not_entailment=no"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--task-metric", "f1"], "--task-metric applies to --task custom; 'rte' is scored by its official metric, accuracy: "
+                              "drop --task-metric"),
+    ([*NLI, "--task-metric", "rougeL"], "--task-metric 'rougeL' does not fit a 2-class classification task; choose one of "
+                                        "accuracy, macro_f1, balanced_accuracy, f1, mcc"),
+    (["--task", "custom", "--input-template", "{premise}", "--target-column", "hypothesis", "--task-metric", "accuracy"],
+     "--task-metric 'accuracy' does not fit a generation task; choose one of bleu, chrf, rouge1, rouge2, rougeL"),
+], ids=["built-in-task", "classification", "generation"])
+def test_train_bad_task_metric(extra, message, tiny_model_dir, data, tmp_path):
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, *extra))
+    assert_one_line_error(result, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_runs_trained_for_different_task_metrics(tiny_model_dir, data, tmp_path):
+    """Runs of one custom task whose best steps were picked by different --task-metric do not pool."""
+    for name, extra in (("acc", []), ("mcc", ["--task-metric", "mcc"])):
+        assert run_cli(*train_args(tiny_model_dir, tmp_path / name, data, *NLI, *extra)).exit_code == 0
+    result = run_cli("ensemble-eval", "--prompts", tmp_path / "acc", "--prompts", tmp_path / "mcc", "--data-file", data["val"],
+                     "--output", tmp_path / "eval.json", "--quiet")
+    assert_one_line_error(result, "mcc and", "acc both say task 'custom' but were scored by different primary metrics "
+                                  "(mcc vs accuracy: --task-metric); pool only runs of one task")
+    assert not (tmp_path / "eval.json").exists()
+
+
 def test_train_custom_task_without_template(tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--task", "custom"))
     assert_one_line_error(result, "--task custom needs --input-template", "--input-template 'review: {sentence}'")
@@ -628,7 +657,8 @@ def test_eval_transfer_without_a_task(run, data, tmp_path):
 def test_eval_template_options_without_a_task(run, data, tmp_path):
     result = run_cli("ensemble-eval", "--prompts", run, "--data-file", data["val"], "--output", tmp_path / "eval.json",
                      "--quiet", "--input-template", "{premise}")
-    assert_one_line_error(result, "--input-template/--label-column/--label-words/--target-column/--task-name need --task custom")
+    assert_one_line_error(result, "--input-template/--label-column/--label-words/--target-column/--task-name/--task-metric need "
+                                  "--task custom")
 
 
 def test_eval_run_that_does_not_record_its_custom_task(run_copy, data, tmp_path):
@@ -770,7 +800,7 @@ def test_eval_output_must_name_the_report_not_its_csv(run, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing-input", "missing-column", "paragraph-row", "output-folder", "output-under-a-file", "vote",
-                                  "stdin-not-json", "stdin-not-objects", "output-foreign-file", "two-votes"])
+                                  "stdin-not-json", "stdin-not-objects", "output-foreign-file", "two-votes", "template-with-metric"])
 def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
     """Bad inputs to `predict`: one line, exit 2, and no predictions file."""
     rows = [json.loads(line) for line in data["val"].read_text().splitlines()][:3]
@@ -797,6 +827,8 @@ def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
         expected = ("--output", "p.jsonl holds a file that softprompt did not write; choose another path or remove that file")
     elif case == "two-votes":
         args, expected = ["--vote", "majority,confidence"], ("predict answers by one vote rule, got 'majority,confidence'; pick one, e.g. --vote majority",)
+    elif case == "template-with-metric":  # --input-template alone keeps the runs' task; a metric would need --task custom
+        args, expected = ["--input-template", "{premise}", "--task-metric", "mcc"], ("need --task custom; or give --input-template alone",)
     elif case == "vote":
         args, expected = ["--vote", "mbr"], ("unknown classification vote rule(s): mbr", "valid rules are: majority, confidence, logprob_sum")
     else:
@@ -1032,11 +1064,13 @@ def test_subprocess_one_line_exit_2(name, subprocesses):
 
 def test_train_hub_unreachable_names_the_source(tiny_model_dir, tmp_path, monkeypatch):
     from softprompt import data as data_module
+    from softprompt.hub import HubAnswer
 
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'tuetschek/e2e_nlg' on the Hub (ConnectError)")
 
     monkeypatch.setattr(data_module.datasets, "load_dataset", offline)
+    monkeypatch.setattr(data_module, "ask_hub", lambda repo_id, filename, repo_type=None: HubAnswer("found"))  # it answered
     result = run_cli("train", "--model", tiny_model_dir, "--task", "e2e_nlg", *SMALL, "--output-dir", tmp_path / "out")
     assert_one_line_error(result, "could not load the train split of tuetschek/e2e_nlg (config default, revision "
                           "refs/convert/parquet) from the Hugging Face hub (Couldn't reach", "pass local files with "

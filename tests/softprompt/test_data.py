@@ -1,16 +1,22 @@
-"""Loading rows from local files (never the hub), file errors and deterministic subsampling."""
+"""Loading rows from local files (never the hub: it is intercepted, with its real argument names), file errors
+and deterministic subsampling."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 
 import datasets
 import pytest
+from huggingface_hub import constants as hub_constants
 
 from softprompt import data
 from softprompt.data import load_examples, load_rows, read_file, subsample
 from softprompt.errors import SoftpromptError
+from softprompt.hub import HubAnswer
 from softprompt.custom_tasks import custom_task
 from softprompt.tasks import get_task
 from tests.conftest import TEST_DATA
@@ -29,6 +35,7 @@ def no_hub(monkeypatch):
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(data.datasets, "load_dataset", local_only)
+    monkeypatch.setattr(data, "ask_hub", lambda repo_id, filename, repo_type=None: HubAnswer("found"))  # a hub that answers
 
 
 def write(path, text: str) -> str:
@@ -300,6 +307,45 @@ def test_unreachable_hub_is_one_line(monkeypatch):
         "(Couldn't reach 'aps/super_glue' on the Hub (LocalEntryNotFoundError)); pass local files with "
         "--train-file/--validation-file (--data-file for ensemble-eval), or pin another revision with --dataset-revision"
     )
+
+
+def test_with_the_hub_out_of_reach_datasets_reads_only_the_cache(monkeypatch):
+    """One request found no hub: datasets runs in offline mode (the local cache, or an error at once, instead of
+    half a minute of retries), and the message says the hub is out of reach and the split is not cached."""
+    modes = []
+
+    def not_cached(*args, **kwargs):
+        modes.append((hub_constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE))
+        raise ConnectionError("Couldn't reach 'aps/super_glue' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(data, "ask_hub", lambda repo_id, filename, repo_type=None: HubAnswer("unreachable", "ConnectError: no route"))
+    monkeypatch.setattr(data.datasets, "load_dataset", not_cached)
+    offline = hub_constants.HF_HUB_OFFLINE
+    with pytest.raises(SoftpromptError) as err:
+        load_examples(get_task("rte"), "validation")
+    assert modes == [(True, True)] and hub_constants.HF_HUB_OFFLINE == datasets.config.HF_HUB_OFFLINE == offline
+    assert str(err.value) == (
+        "cannot reach the Hugging Face hub (ConnectError: no route) and the validation split of aps/super_glue (config "
+        "rte, revision main) is not in the local cache; pass local files with --train-file/--validation-file "
+        "(--data-file for ensemble-eval), or load the dataset once while online")
+    cached = [{"premise": "p", "hypothesis": "h", "label": 0, "idx": 0}]
+    monkeypatch.setattr(data.datasets, "load_dataset", lambda *args, **kwargs: datasets.Dataset.from_list(cached))
+    assert load_examples(get_task("rte"), "validation")[0].target == "entailment"  # a cached split loads
+
+
+def test_train_on_a_hub_dataset_out_of_reach_is_one_line_without_retries(tmp_path):
+    """The command as a user runs it offline (the hub at an address where nothing listens, an empty cache): one
+    stderr line, no huggingface_hub retry warnings, nothing written."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "PYTHONWARNINGS")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:1", HF_HOME=str(tmp_path / "hf"))
+    process = subprocess.run([sys.executable, "-m", "softprompt.cli", "train", "--model", "t5-nano", "--task", "rte",
+                              "--steps", "1", "--output-dir", str(tmp_path / "out")],
+                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert process.returncode == 2 and process.stdout == ""
+    assert process.stderr.splitlines() == [process.stderr.strip()], process.stderr
+    assert process.stderr.startswith("error: cannot reach the Hugging Face hub (")
+    assert "the train split of aps/super_glue (config rte, revision main) is not in the local cache" in process.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_hub_rows_become_examples(monkeypatch):

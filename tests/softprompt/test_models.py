@@ -13,6 +13,7 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_url
 from huggingface_hub.errors import RepositoryNotFoundError
 
+import softprompt.hub as hub
 import softprompt.models as models
 from softprompt.errors import SoftpromptError
 from softprompt.models import (
@@ -80,7 +81,7 @@ def test_a_misspelt_model_name_gets_a_suggestion():
 
 
 def test_a_name_the_hub_does_not_have_is_one_line_that_says_so(monkeypatch):
-    monkeypatch.setattr(models, "get_hf_file_metadata", hub_without("google/flan-t5-bse"))
+    monkeypatch.setattr(hub, "get_hf_file_metadata", hub_without("google/flan-t5-bse"))
     with pytest.raises(SoftpromptError) as error:
         load_frozen_t5("google/flan-t5-bse")
     assert str(error.value) == ("model 'google/flan-t5-bse' is neither a local directory nor a model on the Hugging "
