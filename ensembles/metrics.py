@@ -16,15 +16,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, recall_score
 
 from softprompt.errors import SoftpromptError
-
-ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-GENERATION_METRICS = ("bleu", "chrf", *ROUGE_TYPES)
-
-
-def classification_metric_names(n_classes: int) -> list[str]:
-    """Names returned by ``classification_metrics`` for ``n_classes`` classes, in order."""
-    binary = ["f1"] if n_classes == 2 else []
-    return ["accuracy", "macro_f1", "balanced_accuracy", *binary, "mcc"]
+from softprompt.tasks import ROUGE_TYPES, classification_metric_names  # the metric names: one list, beside the tasks
 
 
 def classification_metrics(gold: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:

@@ -60,7 +60,8 @@ def read_pool_metas(run_dirs: Sequence[str | Path] | str | Path, mixed_tasks: bo
 
 def task_difference(meta: dict[str, Any], other: dict[str, Any]) -> str | None:
     """How the tasks of two runs (their ``softprompt.json``) differ, in words; None for one task formatted alike.
-    Custom tasks are all named 'custom' unless trained with --task-name: their recorded templates tell them apart."""
+    Custom tasks are all named 'custom' unless trained with --task-name: their recorded templates (and primary metrics,
+    --task-metric) tell them apart."""
     mine, theirs = meta["task"], other["task"]
     if mine["name"] != theirs["name"]:
         return f"were trained on tasks {mine['name']!r} and {theirs['name']!r}"
@@ -70,6 +71,9 @@ def task_difference(meta: dict[str, Any], other: dict[str, Any]) -> str | None:
     formats = [_input_format(recorded_task(m)) for m in (meta, other)]
     if formats[0] != formats[1]:
         return f"both say task {mine['name']!r} but format its inputs differently ({formats[0]} vs {formats[1]})"
+    if mine.get("metric") != theirs.get("metric"):
+        return (f"both say task {mine['name']!r} but were scored by different primary metrics "
+                f"({mine.get('metric')} vs {theirs.get('metric')}: --task-metric)")
     return None
 
 

@@ -6,11 +6,14 @@ import click
 
 from softprompt.custom_tasks import CUSTOM_FLAGS, CUSTOM_OPTIONS, recorded_task, task_from_options, template_task
 from softprompt.errors import SoftpromptError
-from softprompt.tasks import at_revision
+from softprompt.tasks import GENERATION_METRICS, at_revision, classification_metric_names
 
 MODEL_HELP = ("embedded model (t5-nano, or its siblings t5-nano-s, t5-nano-m: pre-trained here, shipped inside the package; "
               "runs offline), T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory")
 TASK_HELP = "built-in task (boolq, cb, copa, rte, wic, wsc, multirc, sst2, mrpc, qqp, e2e_nlg, webnlg, xsum) or 'custom'"
+TASK_METRIC_HELP = ("custom task: primary metric, which picks each prompt's best validation step and the best prompt in "
+                    f"reports; classification: {', '.join(classification_metric_names(2))} (f1: two label words only); "
+                    f"generation: {', '.join(GENERATION_METRICS)} [default: accuracy; bleu]")
 
 
 def csv_ints(value: str | None) -> list[int] | None:
@@ -37,6 +40,7 @@ def task_options(default: str | None = "boolq", hub: bool = True):
         click.option("--target-column", help="custom generation task: column holding the target text"),
         click.option("--task-name", help="custom task: its name in reports, run metadata and `softprompt serve`, e.g. spam "
                                          "(letters, digits, _.-) [default: custom]"),
+        click.option("--task-metric", help=TASK_METRIC_HELP),
         click.option("--dataset-revision", help="built-in task: hub branch, tag or commit of its dataset, read when no local file is given [default: the task's own, see the README's task table]"),
     ][: None if hub else -1])
 
@@ -71,7 +75,8 @@ def eval_task(kw: dict, meta: dict, run_dir: str, labelled: bool = True):
         return options_task(kw)
     if kw.get("transfer"):
         raise SoftpromptError("--transfer evaluates prompts on another task than their own: name it with --task")
-    if not labelled and kw["input_template"] and not any(kw[option] for option in ("label_column", "label_words", "target_column")):
+    defining = [option for option in CUSTOM_OPTIONS if option not in ("input_template", "task_name")]  # the task, not its format
+    if not labelled and kw["input_template"] and not any(kw[option] for option in defining):
         return template_task(kw["input_template"], meta["task"], kw["task_name"])
     if any(kw[option] for option in CUSTOM_OPTIONS):
         raise SoftpromptError(f"{CUSTOM_FLAGS} need --task custom" + ("" if labelled else "; or give --input-template alone"))

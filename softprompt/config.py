@@ -98,6 +98,7 @@ class TrainConfig:
     label_words: str | None = None
     target_column: str | None = None
     task_name: str | None = None  # None: "custom"
+    task_metric: str | None = None  # primary metric; None (and runs from before it): accuracy or bleu
     # generation-task validation decoding
     decoding: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 64, "num_beams": 1})
 

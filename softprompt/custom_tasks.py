@@ -9,12 +9,12 @@ from typing import Any
 
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import (
-    CLASSIFICATION_METRICS,
     GENERATION_METRICS,
     HUB_SPLITS,
     TASKS,
     Task,
     at_revision,
+    classification_metric_names,
     get_task,
     template_fields,
 )
@@ -39,21 +39,27 @@ def parse_label_words(spec: str) -> dict[str, str]:
 
 
 # the command-line options (TrainConfig fields) that define a custom task, and their flags
-CUSTOM_OPTIONS = ("input_template", "label_column", "label_words", "target_column", "task_name")
+CUSTOM_OPTIONS = ("input_template", "label_column", "label_words", "target_column", "task_name", "task_metric")
 CUSTOM_FLAGS = "/".join("--" + option.replace("_", "-") for option in CUSTOM_OPTIONS)
 
 
 def task_from_options(task: str, input_template: str | None = None, label_column: str | None = None,
                       label_words: str | None = None, target_column: str | None = None,
-                      dataset_revision: str | None = None, task_name: str | None = None) -> Task:
+                      dataset_revision: str | None = None, task_name: str | None = None,
+                      task_metric: str | None = None) -> Task:
     """A built-in task by name (its hub dataset at ``dataset_revision`` when given), or a custom task
     from the command line's template options (``label_words`` as ``"0=negative,1=positive"``), called
-    ``task_name`` (default ``custom``).
+    ``task_name`` (default ``custom``) and scored by ``task_metric`` (default accuracy or BLEU).
 
     >>> task_from_options("custom", "review: {sentence}", "label", "0=negative,1=positive").label_words
     ('negative', 'positive')
+    >>> task_from_options("custom", "summarize: {text}", target_column="summary", task_metric="rougeL").metric
+    'rougeL'
     """
     if task != "custom":
+        if task_metric:
+            raise SoftpromptError(f"--task-metric applies to --task custom; {task!r} is scored by its official "
+                                  f"metric, {get_task(task).metric}: drop --task-metric")
         if any((input_template, label_column, label_words, target_column, task_name)):
             raise SoftpromptError(f"{CUSTOM_FLAGS} apply to --task custom, not {task!r}")
         chosen = get_task(task)
@@ -61,15 +67,16 @@ def task_from_options(task: str, input_template: str | None = None, label_column
         raise SoftpromptError("--task custom needs --input-template, e.g. --input-template 'review: {sentence}'")
     else:
         words = parse_label_words(label_words) if label_words else None
-        chosen = custom_task(input_template, label_column, words, target_column, name=task_name or "custom")
+        chosen = custom_task(input_template, label_column, words, target_column, task_metric, task_name or "custom")
     return chosen if dataset_revision is None else at_revision(chosen, dataset_revision)
 
 
 def recorded_task(meta: Mapping[str, Any]) -> Task | None:
     """The task a run was trained on, rebuilt from its ``softprompt.json`` (``meta``): from the task
-    options it recorded (a custom task's template, label column, words and name), else a built-in
-    task of that name with the same kind and label words; None when neither applies (e.g. a custom
-    task imported from PEFT, or trained by a sweep before 2026-11-30: neither records a template)."""
+    options it recorded (a custom task's template, label column, words, name and metric; runs from before
+    --task-metric record no metric and keep the default), else a built-in task of that name with the same kind
+    and label words; None when neither applies (e.g. a custom task imported from PEFT, or trained by a sweep
+    before 2026-11-30: neither records a template)."""
     info, args = meta["task"], meta.get("train_args") or {}
     task = TASKS.get(info["name"])
     if args.get("task") == "custom" and args.get("input_template"):
@@ -113,7 +120,9 @@ def custom_task(input_template: str, label_column: str | None = None,
     """A user task: classification (label column + label words) or generation (target column).
 
     ``label_words`` maps the raw label value, as text (``"0"``, ``"True"``, ``"spam"``), to the
-    word the model emits. ``metric`` defaults to accuracy (classification) or BLEU (generation).
+    word the model emits. ``metric``, the primary metric (validation, best-step selection, reports), defaults to
+    accuracy (classification) or BLEU (generation); it must be one the evaluation computes for the task's kind
+    (``classification_metric_names``, ``GENERATION_METRICS``).
     ``name`` labels the task in reports, run metadata and the server: letters, digits, ``_.-``,
     and not a built-in task's name. Custom tasks have no hub dataset: their rows always come from
     local files.
@@ -131,7 +140,7 @@ def custom_task(input_template: str, label_column: str | None = None,
             raise SoftpromptError(
                 "--label-words only applies to classification; drop it or use --label-column"
             )
-        metric = _check_metric(metric or "bleu", GENERATION_METRICS)
+        metric = _check_metric(metric or "bleu", GENERATION_METRICS, "a generation task")
         return Task(name, "generation", (), metric, None, dict(HUB_SPLITS), input_template,
                     target_column, column_hint=hint)
     if not label_words or len(label_words) < 2:
@@ -144,16 +153,15 @@ def custom_task(input_template: str, label_column: str | None = None,
         raise SoftpromptError(
             f"label words {', '.join(words)} repeat a word; rank classification needs distinct ones"
         )
-    metric = _check_metric(metric or "accuracy", CLASSIFICATION_METRICS)
+    metric = _check_metric(metric or "accuracy", classification_metric_names(len(words)),
+                           f"a {len(words)}-class classification task")
     return Task(name, "classification", words, metric, None, dict(HUB_SPLITS), input_template,
                 label_column, class_names=tuple(map(str, label_words)), labels_as_text=True,
                 column_hint=hint)
 
 
-def _check_metric(metric: str, allowed: tuple[str, ...]) -> str:
-    """Return ``metric`` if it suits the task kind."""
+def _check_metric(metric: str, allowed: tuple[str, ...], task: str) -> str:
+    """Return ``metric`` if it is one of the ``allowed`` metrics of ``task`` (in words, for the message)."""
     if metric not in allowed:
-        raise SoftpromptError(
-            f"metric {metric!r} does not fit this task; choose one of {', '.join(allowed)}"
-        )
+        raise SoftpromptError(f"--task-metric {metric!r} does not fit {task}; choose one of {', '.join(allowed)}")
     return metric

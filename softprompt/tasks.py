@@ -40,10 +40,21 @@ from softprompt.task_rows import (
     row_value,
 )
 
-CLASSIFICATION_METRICS = ("accuracy", "f1", "macro_f1", "mcc")
-GENERATION_METRICS = ("bleu", "rougeL")
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+GENERATION_METRICS = ("bleu", "chrf", *ROUGE_TYPES)  # what ensembles.metrics.generation_metrics computes, in order
 HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 PARQUET_EXPORT = "refs/convert/parquet"  # branch of the hub's own parquet conversion of a dataset
+
+
+def classification_metric_names(n_classes: int) -> tuple[str, ...]:
+    """What ``ensembles.metrics.classification_metrics`` computes for ``n_classes`` classes, in order: binary F1 (of
+    class 1) only for two classes.
+
+    >>> classification_metric_names(3)
+    ('accuracy', 'macro_f1', 'balanced_accuracy', 'mcc')
+    """
+    binary = ("f1",) if n_classes == 2 else ()
+    return ("accuracy", "macro_f1", "balanced_accuracy", *binary, "mcc")
 
 
 @dataclass(frozen=True)
@@ -97,7 +108,7 @@ class Task:
     name: str
     kind: str  # "classification" | "choice" | "generation"
     label_words: tuple[str, ...]  # verbalizers the model emits, index = class id
-    metric: str  # "accuracy" | "f1" | "macro_f1" | "mcc" | "bleu" | "rougeL"
+    metric: str  # primary metric: one of classification_metric_names(classes) or GENERATION_METRICS
     hub: HubSource | None  # None: local files only (custom tasks)
     splits: dict[str, str]  # our split name -> hub split name
     template: str  # model input, str.format over the (expanded) row's columns

@@ -85,7 +85,7 @@ def prefix_init_text(spec: str, label_words: Sequence[str]) -> str:
 
 
 def validate(prompted: PromptedT5, task: Task, examples: Sequence[Example], cfg: TrainConfig) -> list[float]:
-    """Each prompt's validation score on the task's official metric."""
+    """Each prompt's validation score on the task's primary metric (a built-in task's official one)."""
     ids = list(range(prompted.n_prompts))
     if task.kind == "generation":
         generations = generate_texts(prompted, examples, ids, cfg.max_source_length, cfg.max_tokens, **cfg.decoding)

@@ -108,6 +108,25 @@ def test_ensemble_eval_without_task_evaluates_the_runs_own(kind, run_dir, tmp_pa
     assert reports[0][0] == {"built-in": "rte", "custom": "custom", "named custom": "review"}[kind]
 
 
+def test_task_metric_is_a_custom_tasks_primary_metric_from_training_to_its_reports(tmp_path, tiny_model_dir):
+    """--task-metric rougeL on a custom generation task: training validates by it, the run records it, and ensemble-eval,
+    rebuilding the task from the run, reports it as the primary metric (the per-prompt scores are training's best);
+    --task custom with another --task-metric reports that one."""
+    e2e = TEST_DATA / "e2e"
+    generation, run, out = ["--task", "custom", "--input-template", "{mr}", "--target-column", "ref"], tmp_path / "run", tmp_path / "eval.json"
+    _invoke("train", "--model", tiny_model_dir, *generation, "--task-metric", "rougeL", "--train-file", e2e / "devset.csv",
+            "--validation-file", e2e / "testset_w_refs.csv", *SMALL, "--max-new-tokens", "4", "--output-dir", run)
+    meta = read_meta(run)
+    assert (meta["train_args"]["task_metric"], meta["task"]["metric"]) == ("rougeL", "rougeL")
+    _invoke("ensemble-eval", "--prompts", run, "--data-file", e2e / "testset_w_refs.csv", "--limit", 8, "--output", out, "--quiet")
+    report = json.loads(out.read_text())
+    assert (report["task"], report["primary"], report["metrics"][0]) == ("custom", "rougeL", "rougeL")
+    assert [row["rougeL"] for row in report["per_prompt"]] == pytest.approx([best["rougeL"] for best in meta["best"]])
+    _invoke("ensemble-eval", "--prompts", run, *generation, "--task-metric", "chrf", "--data-file", e2e / "testset_w_refs.csv",
+            "--limit", 8, "--output", out, "--quiet")
+    assert json.loads(out.read_text())["primary"] == "chrf"
+
+
 def test_ensemble_eval_default_votes_and_decoding_follow_the_runs(tmp_path, tiny_model_dir):
     """No --vote: classification gets majority,confidence; generation majority,mbr (confidence is not a generation rule).
     No decoding options: the runs' own (trained with --max-new-tokens 4, so 4, not 64), recorded in the report."""
@@ -187,20 +206,20 @@ def test_data_order_choices_are_the_configs(command):
 
 
 def test_sweep_runs_record_their_custom_task_and_step_options(tmp_path, tiny_model_dir):
-    """A sweep's runs record a custom task's template options, so ensemble-eval and serve can rebuild it,
-    and train with the sweep's step options (as softprompt train's)."""
+    """A sweep's runs record a custom task's template options (and --task-metric, its results' primary metric), so
+    ensemble-eval and serve can rebuild it, and train with the sweep's step options (as softprompt train's)."""
     out = tmp_path / "sweep"
-    _invoke("sweep", "--models", tiny_model_dir, *CUSTOM, "--task-name", "review", "--train-file", SST2 / "train.tsv",
+    _invoke("sweep", "--models", tiny_model_dir, *CUSTOM, "--task-name", "review", "--task-metric", "macro_f1", "--train-file", SST2 / "train.tsv",
             "--validation-file", SST2 / "dev.tsv", "--eval-size", "6", "--prompt-lengths", "2", "--n-prompts", "2", "--steps", "1",
             "--batch-size", "4", "--eval-every", "1", "--max-source-length", "48", "--out-dir", out, "--quiet",
             "--group-by-length", "--data-order", "per-prompt", "--max-tokens", "200")
     (run,) = [path.parent for path in (out / "runs").rglob("softprompt.json")]
     train_args = read_meta(run)["train_args"]
     assert (train_args["group_by_length"], train_args["data_order"], train_args["max_tokens"]) == (True, "per-prompt", 200)
-    expected = task_from_options(*CUSTOM[1::2], task_name="review")
+    expected = task_from_options(*CUSTOM[1::2], task_name="review", task_metric="macro_f1")
     assert recorded_task(read_meta(run)) == expected and (expected.name, expected.template) == ("review", "review: {sentence}")
     (result,) = (out / "results").glob("*.json")
-    assert json.loads(result.read_text())["task"] == "review"
+    assert [json.loads(result.read_text())[key] for key in ("task", "primary")] == ["review", "macro_f1"]
 
 
 def test_demo_runs_end_to_end_on_t5_nano(tmp_path, monkeypatch):

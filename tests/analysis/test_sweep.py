@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import softprompt.models
+import softprompt.hub
 from analysis.sweep import _check_evaluated
 from softprompt.cli import cli
 from softprompt.errors import SoftpromptError
@@ -84,7 +84,7 @@ def test_an_unknown_vote_fails_before_the_first_cell_trains(tmp_path, tiny_model
 
 
 def test_every_model_is_checked_before_the_first_cell_trains(tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(softprompt.models, "get_hf_file_metadata", hub_without("flan-t5-bse"))
+    monkeypatch.setattr(softprompt.hub, "get_hf_file_metadata", hub_without("flan-t5-bse"))
     result = _sweep(f"{tiny_model_dir},t5-nano,flan-t5-bse", tmp_path / "sweep")
     assert result.exit_code != 0
     assert str(result.exception) == ("model 'flan-t5-bse' is neither a local directory nor a model on the Hugging Face "

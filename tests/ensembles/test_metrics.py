@@ -9,7 +9,21 @@ from sacrebleu.metrics import BLEU, CHRF
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, matthews_corrcoef
 
 from ensembles.metrics import classification_metrics, generation_metrics, reference_streams
+from softprompt.custom_tasks import custom_task
 from softprompt.errors import SoftpromptError
+from softprompt.tasks import GENERATION_METRICS, classification_metric_names
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_every_primary_metric_a_task_may_name_is_computed(n_classes):
+    """softprompt.tasks names the metrics a task (a custom one's --task-metric) may pick: exactly those computed here."""
+    gold = np.arange(6) % n_classes
+    assert tuple(classification_metrics(gold, gold, n_classes)) == classification_metric_names(n_classes)
+    assert tuple(generation_metrics(["a cat sat"], [["a cat sat"]])) == GENERATION_METRICS
+    for metric in classification_metric_names(n_classes):
+        assert custom_task("{x}", "y", {str(i): f"w{i}" for i in range(n_classes)}, metric=metric).metric == metric
+    for metric in GENERATION_METRICS:
+        assert custom_task("{x}", target_column="y", metric=metric).metric == metric
 
 
 def test_binary_metrics_match_sklearn():

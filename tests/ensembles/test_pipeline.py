@@ -222,3 +222,15 @@ def test_custom_tasks_of_one_name_differ_by_their_recorded_templates():
     assert task_difference(summaries, answers) == (
         "both say task 'custom' but format its inputs differently (template 'summarize: {document}', column 'summary' "
         "vs template 'question: {question}', column 'answer')")
+
+
+def test_custom_runs_scored_by_different_primary_metrics_do_not_pool():
+    """Runs of one custom task trained with different --task-metric picked their best steps by different metrics: they do
+    not pool (nor serve together); a run from before the option records its kind's default, so it pools with an explicit one."""
+    def run(metric, **options):
+        return {"task": {"name": "custom", "kind": "generation", "label_words": [], "metric": metric},
+                "train_args": {"task": "custom", "input_template": "summarize: {document}", "target_column": "summary", **options}}
+
+    assert task_difference(run("rougeL", task_metric="rougeL"), run("bleu")) == (
+        "both say task 'custom' but were scored by different primary metrics (rougeL vs bleu: --task-metric)")
+    assert task_difference(run("bleu", task_metric="bleu"), run("bleu")) is None

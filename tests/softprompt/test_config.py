@@ -61,6 +61,12 @@ def test_differences_read_a_run_from_before_per_bank_recipes_as_one_recipe_for_e
     assert TrainConfig(deep_prefix=True, prompt_length=20).differences(both) == ["lr", "optimizer"]
 
 
+def test_task_metric_is_a_training_setting_and_runs_from_before_it_used_the_default():
+    legacy = {key: value for key, value in TrainConfig().to_dict().items() if key != "task_metric"}
+    assert TrainConfig().differences(legacy) == []
+    assert TrainConfig(task_metric="mcc").differences(legacy) == ["task_metric"]  # it picks the best steps: no resume across it
+
+
 def test_group_by_length_is_off_by_default_and_must_match_on_resume():
     assert TrainConfig().group_by_length is False
     assert TrainConfig(group_by_length=True).differences(TrainConfig().to_dict()) == ["group_by_length"]

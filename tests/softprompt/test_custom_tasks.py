@@ -46,7 +46,13 @@ def test_custom_task_missing_template_column_points_at_flags():
     ({"input_template": "{x}", "target_column": "y", "label_words": {"0": "a", "1": "b"}},
      "--label-words only applies to classification"),
     ({"input_template": "{x}", "target_column": "y", "metric": "accuracy"},
-     "metric 'accuracy' does not fit"),
+     "^--task-metric 'accuracy' does not fit a generation task; choose one of bleu, chrf, rouge1, rouge2, rougeL$"),
+    ({"input_template": "{x}", "label_column": "y", "label_words": {"0": "a", "1": "b"}, "metric": "rougeL"},
+     "^--task-metric 'rougeL' does not fit a 2-class classification task; choose one of accuracy, macro_f1, "
+     "balanced_accuracy, f1, mcc$"),
+    ({"input_template": "{x}", "label_column": "y", "label_words": {"0": "a", "1": "b", "2": "c"}, "metric": "f1"},
+     "^--task-metric 'f1' does not fit a 3-class classification task; choose one of accuracy, macro_f1, "
+     "balanced_accuracy, mcc$"),  # binary F1 is computed for two classes only
     ({"input_template": "review: {x", "target_column": "y"}, r"malformed input template .* literal braces as \{\{ \}\}$"),
     ({"input_template": "review: {}", "target_column": "y"}, "must name columns"),
     ({"input_template": "no fields", "target_column": "y"}, "must name columns"),
@@ -70,6 +76,27 @@ def test_custom_task_name_is_recorded_and_rebuilt():
     assert recorded_task(meta | {"task": meta["task"] | {"name": "custom"}}) is None  # name and options disagree
     with pytest.raises(SoftpromptError, match="apply to --task custom, not 'rte'"):
         task_from_options("rte", task_name="spam-filter")
+
+
+def test_task_metric_is_recorded_and_rebuilt_and_older_runs_keep_the_default():
+    """--task-metric is a custom task's primary metric; a run records it among the task options and is rebuilt with it,
+    and a run from before the option (no task_metric in its train_args) keeps accuracy or BLEU."""
+    options = {"task": "custom", "input_template": "summarize: {text}", "target_column": "summary"}
+    meta = {"task": {"name": "custom", "kind": "generation", "label_words": []}, "train_args": options | {"task_metric": "rougeL"}}
+    assert recorded_task(meta) == task_from_options(**options, task_metric="rougeL")
+    assert recorded_task(meta).metric == "rougeL"
+    assert recorded_task(meta | {"train_args": options}).metric == "bleu"
+    words = {"task": "custom", "input_template": "sms: {text}", "label_column": "label", "label_words": "no=ham,yes=spam"}
+    old = {"task": {"name": "custom", "kind": "classification", "label_words": ["ham", "spam"]}, "train_args": words}
+    assert recorded_task(old).metric == "accuracy"
+    assert recorded_task(old | {"train_args": words | {"task_metric": "mcc"}}).metric == "mcc"
+
+
+@pytest.mark.parametrize("task, official", [("rte", "accuracy"), ("xsum", "rougeL")])
+def test_task_metric_is_refused_for_built_in_tasks(task, official):
+    with pytest.raises(SoftpromptError, match=f"^--task-metric applies to --task custom; '{task}' is scored by its official "
+                                              f"metric, {official}: drop --task-metric$"):
+        task_from_options(task, task_metric="bleu")
 
 
 def test_template_task_rebuilds_a_recorded_task_in_a_given_format():
