@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import random
-import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
@@ -108,18 +107,25 @@ def read_file(data_file: str, flag: str = FILE_FLAGS) -> list[dict]:
 
 
 def _read_json(path: Path, data_file: str) -> list[dict]:
-    """The rows of a .json file, read by ``datasets``' json builder (a JSON array of objects, or JSON Lines)."""
+    """The rows of a .json file, each value keeping its JSON type, in the layouts ``datasets``' json builder reads:
+    an array of objects, an object of equal-length columns (``{"text": [...], "label": [...]}``), or JSON Lines."""
+    text = _utf8(path.read_bytes().removeprefix(codecs.BOM_UTF8), data_file)
     try:
-        # a throwaway cache: nothing lands in ~/.cache and a stale cache never hides an edit
-        with tempfile.TemporaryDirectory(prefix="softprompt-data-") as cache:
-            rows = datasets.load_dataset("json", data_files=str(path), split="train",
-                                         cache_dir=cache, keep_in_memory=True).to_list()
-    except Exception as error:
-        reason = _one_line(error)
-        if "corresponds to no data" in reason:  # datasets' words for a file without rows, e.g. []
-            return []
-        raise SoftpromptError(f"could not read {data_file} ({reason}); check that it is valid json") from None
-    return rows
+        data = json.loads(text)
+    except json.JSONDecodeError:  # several top-level values: JSON Lines
+        return _json_lines(text.split("\n"), lambda number, problem: SoftpromptError(
+            f"could not read {data_file} (line {number} {problem}); check that it is valid json: an array of objects, "
+            "or one object per line"))
+    if isinstance(data, dict):
+        columns = list(data.values())
+        if columns and all(isinstance(c, list) for c in columns) and len({len(c) for c in columns}) == 1:
+            return [dict(zip(data, values)) for values in zip(*columns)]
+        return [data]
+    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        return data
+    shape = type(data).__name__ if not isinstance(data, list) else "an array holding a non-object"
+    raise SoftpromptError(f"could not read {data_file} (the JSON value is {shape}); give an array of objects, "
+                          "e.g. [{\"text\": \"...\", \"label\": 1}]")
 
 
 def _read_jsonl(path: Path, data_file: str) -> list[dict]:

@@ -159,13 +159,35 @@ def test_jsonl_values_keep_their_json_types(tmp_path):
     assert [e.label for e in load_examples(SENTIMENT, "train", file)] == [1, 0]
 
 
-def test_csv_tsv_and_jsonl_are_read_without_datasets(tmp_path, monkeypatch):
+def test_local_files_are_read_without_datasets(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
-        raise AssertionError("csv, tsv and jsonl files are parsed by softprompt.data itself")
+        raise AssertionError("local files are parsed by softprompt.data itself")
 
     monkeypatch.setattr(data.datasets, "load_dataset", refuse)
-    for name, text in (("a.csv", "text,label\nx,1\n"), ("a.tsv", "text\tlabel\nx\t1\n"), ("a.jsonl", '{"text": "x", "label": "1"}\n')):
-        assert read_file(write(tmp_path / name, text)) == [{"text": "x", "label": "1"}]
+    for name, text in (("a.csv", "text,label\nx,1\n"), ("a.tsv", "text\tlabel\nx\t1\n"), ("a.jsonl", '{"text": "x", "label": "1"}\n'),
+                       ("a.json", '[{"text": "x", "label": "1"}]'), ("b.json", '{"text": ["x"], "label": ["1"]}'),
+                       ("c.json", '{"text": "x", "label": "1"}'), ("d.json", '{"text": "x", "label": "1"}\n\n')):
+        assert read_file(write(tmp_path / name, text)) == [{"text": "x", "label": "1"}], name
+
+
+def test_json_values_keep_their_json_types_in_every_layout(tmp_path):
+    """An array, columns or JSON Lines in a .json file: 2 stays 2 beside 2.5 and null stays None (datasets' json
+    builder made the column floats), with a byte-order mark too."""
+    rows = [{"text": "a", "score": 2, "note": None}, {"text": "b", "score": 2.5, "note": "x"}]
+    columns = {key: [row[key] for row in rows] for key in rows[0]}
+    for name, text in (("array.json", json.dumps(rows)), ("columns.json", json.dumps(columns)),
+                       ("lines.json", "\ufeff" + "\n".join(json.dumps(row) for row in rows))):
+        assert read_file(write(tmp_path / name, text)) == rows, name
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", r"the JSON value is an array holding a non-object\); give an array of objects"),
+    ('"text"', r"the JSON value is str\); give an array of objects"),
+    ('[{"text": "a"},', r"line 1 is not valid JSON \(.*\)\); check that it is valid json: an array of objects, or one object per line"),
+])
+def test_json_that_holds_no_rows_is_one_line(tmp_path, text, message):
+    with pytest.raises(SoftpromptError, match=r"could not read .*bad.json \(" + message):
+        read_file(write(tmp_path / "bad.json", text))
 
 
 # ----------------------------------------------------------------------------- real data
