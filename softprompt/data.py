@@ -236,7 +236,7 @@ def _read_hub(task: Task, split: str) -> list[dict]:
         raise SoftpromptError(
             f"unknown split {split!r} for {task.name}; choose one of {', '.join(task.splits)}"
         )
-    answer = ask_hub(task.hub.dataset, "README.md", repo_type="dataset")
+    answer = ask_hub(task.hub.dataset, "README.md", repo_type="dataset", cache_first=False)  # a cached split too
     try:
         with offline_hub() if answer.status == "unreachable" else nullcontext():  # the cache, not half a minute of retries
             return datasets.load_dataset(**task.hub.load_kwargs(task.splits[split])).to_list()

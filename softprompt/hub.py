@@ -34,11 +34,11 @@ class HubAnswer:
     detail: str = ""
 
 
-def ask_hub(repo_id: str, filename: str, repo_type: str | None = None) -> HubAnswer:
-    """Whether ``filename`` of hub repository ``repo_id`` is cached, else one request for it (no retries, the hub's
-    own ``HF_HUB_ETAG_TIMEOUT``)."""
+def ask_hub(repo_id: str, filename: str, repo_type: str | None = None, cache_first: bool = True) -> HubAnswer:
+    """Whether ``filename`` of hub repository ``repo_id`` is cached (with ``cache_first``), else one request for it (no
+    retries, the hub's own ``HF_HUB_ETAG_TIMEOUT``)."""
     try:
-        if isinstance(try_to_load_from_cache(repo_id, filename, repo_type=repo_type), str):
+        if cache_first and isinstance(try_to_load_from_cache(repo_id, filename, repo_type=repo_type), str):
             return HubAnswer("cached")
         get_hf_file_metadata(url=hf_hub_url(repo_id, filename, repo_type=repo_type), timeout=constants.HF_HUB_ETAG_TIMEOUT)
     except HFValidationError as error:

@@ -14,6 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository
 TEST_DATA = ROOT / "tests" / "data"
 
 
+def hub_answering(status: str = "found", detail: str = ""):
+    """A stand-in for ``softprompt.hub.ask_hub`` (same argument names) whose one request to the hub (which cannot
+    exist in a test) finds ``status``: "found" is a hub that answers."""
+    from softprompt.hub import HubAnswer
+
+    def ask_hub(repo_id: str, filename: str, repo_type: str | None = None, cache_first: bool = True) -> HubAnswer:
+        return HubAnswer(status, detail)
+
+    return ask_hub
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random T5 saved as a local model directory (config, safetensors, tokenizer)."""

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_DATA
+from tests.conftest import TEST_DATA, hub_answering
 
 RTE = TEST_DATA / "superglue" / "rte"
 BOOLQ = TEST_DATA / "superglue" / "boolq"
@@ -1064,13 +1064,12 @@ def test_subprocess_one_line_exit_2(name, subprocesses):
 
 def test_train_hub_unreachable_names_the_source(tiny_model_dir, tmp_path, monkeypatch):
     from softprompt import data as data_module
-    from softprompt.hub import HubAnswer
 
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'tuetschek/e2e_nlg' on the Hub (ConnectError)")
 
     monkeypatch.setattr(data_module.datasets, "load_dataset", offline)
-    monkeypatch.setattr(data_module, "ask_hub", lambda repo_id, filename, repo_type=None: HubAnswer("found"))  # it answered
+    monkeypatch.setattr(data_module, "ask_hub", hub_answering())  # it answered
     result = run_cli("train", "--model", tiny_model_dir, "--task", "e2e_nlg", *SMALL, "--output-dir", tmp_path / "out")
     assert_one_line_error(result, "could not load the train split of tuetschek/e2e_nlg (config default, revision "
                           "refs/convert/parquet) from the Hugging Face hub (Couldn't reach", "pass local files with "

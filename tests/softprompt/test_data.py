@@ -16,10 +16,9 @@ from huggingface_hub import constants as hub_constants
 from softprompt import data
 from softprompt.data import load_examples, load_rows, read_file, subsample
 from softprompt.errors import SoftpromptError
-from softprompt.hub import HubAnswer
 from softprompt.custom_tasks import custom_task
 from softprompt.tasks import get_task
-from tests.conftest import TEST_DATA
+from tests.conftest import TEST_DATA, hub_answering
 
 SENTIMENT = custom_task("review: {text}", label_column="label",
                         label_words={"0": "negative", "1": "positive"})
@@ -35,7 +34,7 @@ def no_hub(monkeypatch):
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(data.datasets, "load_dataset", local_only)
-    monkeypatch.setattr(data, "ask_hub", lambda repo_id, filename, repo_type=None: HubAnswer("found"))  # a hub that answers
+    monkeypatch.setattr(data, "ask_hub", hub_answering())  # a hub that answers
 
 
 def write(path, text: str) -> str:
@@ -340,7 +339,7 @@ def test_with_the_hub_out_of_reach_datasets_reads_only_the_cache(monkeypatch):
         modes.append((hub_constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE))
         raise ConnectionError("Couldn't reach 'aps/super_glue' on the Hub (OfflineModeIsEnabled)")
 
-    monkeypatch.setattr(data, "ask_hub", lambda repo_id, filename, repo_type=None: HubAnswer("unreachable", "ConnectError: no route"))
+    monkeypatch.setattr(data, "ask_hub", hub_answering("unreachable", "ConnectError: no route"))
     monkeypatch.setattr(data.datasets, "load_dataset", not_cached)
     offline = hub_constants.HF_HUB_OFFLINE
     with pytest.raises(SoftpromptError) as err:

@@ -23,11 +23,10 @@ from softprompt import data
 from softprompt.cli_options import TASK_HELP
 from softprompt.data import load_examples
 from softprompt.errors import SoftpromptError
-from softprompt.hub import HubAnswer
 from softprompt.custom_tasks import task_from_options
 from softprompt.tasks import TASKS, Example, get_task, template_fields
 from tests.test_cli_errors import assert_one_line_error, run_cli
-from tests.conftest import ROOT
+from tests.conftest import ROOT, hub_answering
 
 README = ROOT / "README.md"
 PARQUET = "refs/convert/parquet"
@@ -269,7 +268,7 @@ class FakeHub:
 @pytest.fixture(autouse=True)
 def answering_hub(monkeypatch) -> None:
     """The one request ``softprompt.hub.ask_hub`` makes before a load finds a hub that answers (no network)."""
-    monkeypatch.setattr(data, "ask_hub", lambda repo_id, filename, repo_type=None: HubAnswer("found"))
+    monkeypatch.setattr(data, "ask_hub", hub_answering())
 
 
 @pytest.fixture
