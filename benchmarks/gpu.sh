@@ -2,12 +2,14 @@
 # Run every benchmark on one GPU: bf16 on random t5-base- (and t5-large-) shaped models (no hub
 # download), fp32 where a comparison needs it (realdata's exact prediction check, t5-base), and
 # write each benchmark's RESULT line, as JSON, to OUT_DIR/<name>.json (its full output beside it
-# in <name>.log). Sized from the first H200 run (2026-11-30, docs/gpu/): the base shape took
-# 31-102 s per benchmark, about 13 s of each starting Python and CUDA; from those times the default
-# (one realdata round) should take about 7.5 min, not yet timed as a whole.
+# in <name>.log). Sized from two H200 runs (2026-11-30, docs/gpu/): the base shape took 17-102 s per
+# benchmark, about 13 s of each starting Python and CUDA; from those times the default (one realdata
+# round) should take about 7.5 min, not yet timed as a whole. The t5-large shape's ensemble, prefix
+# and generate benchmarks took 50 / 16 / 33 s.
 #
 #   bash benchmarks/gpu.sh                          # CUDA, t5-base shape
-#   bash benchmarks/gpu.sh --shapes large           # t5-large shape: a call of its own (not yet run)
+#   bash benchmarks/gpu.sh --shapes large           # t5-large shape: a call of its own
+#   bash benchmarks/gpu.sh --only prefix,train --pack   # some benchmarks, results in one archive
 #   bash benchmarks/gpu.sh --device cpu --quick     # smoke run on the CPU, tiny model, ~2 min
 #
 # Options: --device DEV (cuda), --quick (tiny model and sizes: the benchmarks' --quick),
@@ -49,7 +51,7 @@ while [ $# -gt 0 ]; do
     --serve) serve=1; shift ;;
     --pack) pack=1; shift ;;
     --python) python="$2"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
