@@ -20,8 +20,7 @@ from softprompt.tasks import Example, Task
 T = TypeVar("T")
 
 # file extension -> (reader, csv.reader options); tsv cells are never quoted (GLUE style). csv/tsv cells
-# are read as the exact text in the file (an empty cell is None) and jsonl values keep their JSON types;
-# only .json files go through ``datasets``' json builder (a JSON array of objects, or JSON Lines)
+# are read as the exact text in the file (an empty cell is None) and json/jsonl values keep their JSON types
 FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
     ".jsonl": ("jsonl", {}),
     ".json": ("json", {}),
@@ -109,7 +108,7 @@ def read_file(data_file: str, flag: str = FILE_FLAGS) -> list[dict]:
 def _read_json(path: Path, data_file: str) -> list[dict]:
     """The rows of a .json file, each value keeping its JSON type, in the layouts ``datasets``' json builder reads:
     an array of objects, an object of equal-length columns (``{"text": [...], "label": [...]}``), or JSON Lines."""
-    text = _utf8(path.read_bytes().removeprefix(codecs.BOM_UTF8), data_file)
+    text = _text(path, data_file)
     try:
         data = json.loads(text)
     except json.JSONDecodeError:  # several top-level values: JSON Lines
@@ -131,7 +130,7 @@ def _read_json(path: Path, data_file: str) -> list[dict]:
 def _read_jsonl(path: Path, data_file: str) -> list[dict]:
     """The rows of a JSON Lines file, one JSON object per non-blank line, each value keeping its JSON type
     (``datasets`` would turn a column of ints that also holds a float into floats: 2 -> 2.0)."""
-    raw_lines = path.read_bytes().removeprefix(codecs.BOM_UTF8).split(b"\n")
+    raw_lines = path.read_bytes().removeprefix(codecs.BOM_UTF8).split(b"\n")  # decoded line by line: the first bad line is named
     lines = (_utf8(raw, data_file, number) for number, raw in enumerate(raw_lines, start=1))
     return _json_lines(lines, lambda number, problem: SoftpromptError(
         f"could not read {data_file} (line {number} {problem}); check that it is valid jsonl"))
@@ -173,8 +172,7 @@ def _read_csv(path: Path, data_file: str, options: dict[str, Any]) -> list[dict]
     No cell is guessed at: ``007``, ``3.10`` and ``NA`` stay as written; only an empty cell is None (a missing
     value). Blank lines are skipped; every other row must have the header's number of fields.
     """
-    text = _utf8(path.read_bytes().removeprefix(codecs.BOM_UTF8), data_file)
-    reader = csv.reader(io.StringIO(text, newline=""), **options)
+    reader = csv.reader(io.StringIO(_text(path, data_file), newline=""), **options)
     limit = csv.field_size_limit(2**31 - 1)  # a long document is no error (csv's default stops at 128 KiB)
     try:
         header = next((row for row in reader if row), [])
@@ -207,6 +205,11 @@ def _csv_row(header: list[str], cells: list[str], path: Path, line: int, options
         raise SoftpromptError(f"{path} line {line} has {len(cells)} fields but the header has {len(header)} "
                               f"({', '.join(header)}); {fix}")
     return {name: cell if cell else None for name, cell in zip(header, cells)}
+
+
+def _text(path: Path, data_file: str) -> str:
+    """The whole file decoded as UTF-8, without a byte-order mark (``_utf8``)."""
+    return _utf8(path.read_bytes().removeprefix(codecs.BOM_UTF8), data_file)
 
 
 def _utf8(data: bytes, data_file: str, first_line: int = 1) -> str:

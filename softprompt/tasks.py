@@ -213,7 +213,7 @@ def template_fields(template: str) -> tuple[str, ...]:
     (``{x.y}``) or index (``{x[0]}``) is refused, as it would crash or silently change the input.
     """
     try:
-        fields = [field[1:] for field in string.Formatter().parse(template) if field[1] is not None]
+        fields = [parsed[1:] for parsed in string.Formatter().parse(template) if parsed[1] is not None]
     except ValueError as error:
         raise SoftpromptError(
             f"malformed input template {template!r} ({error}); write columns as {{name}} "
@@ -221,9 +221,9 @@ def template_fields(template: str) -> tuple[str, ...]:
         ) from None
     for name, spec, conversion in fields:
         if spec or conversion or "." in name or "[" in name:
-            field = f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+            written = f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
             raise SoftpromptError(
-                f"input template {template!r} has field {field}; write columns as plain {{name}}, without "
+                f"input template {template!r} has field {written}; write columns as plain {{name}}, without "
                 "'!conversion', ':format', '.attribute' or '[index]', and literal braces as {{ }}"
             )
     names = [name for name, _, _ in fields]
