@@ -21,7 +21,7 @@ from ensembles.pool import Pool
 from ensembles.scoring import generate_texts, score_choices
 from ensembles.voting import parse_rules
 from softprompt.atomic import ensure_parent
-from softprompt.config import check_decoding
+from softprompt.decoding import check_decoding
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import TASKS, Example, Task
 

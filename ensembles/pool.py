@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from softprompt.custom_tasks import recorded_task
+from softprompt.decoding import complete_decoding
 from softprompt.errors import SoftpromptError
 from softprompt.models import FrozenT5
 from softprompt.paths import each_once
@@ -88,12 +89,17 @@ def recorded_max_length(metas: Sequence[dict[str, Any]], default: int = 512) -> 
     return max((meta.get("train_args") or {}).get("max_source_length") or default for meta in metas)
 
 
+def _run_decoding(meta: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded decoding, every setting filled in ({} for a run that records none)."""
+    decoding = (meta.get("train_args") or {}).get("decoding")
+    return complete_decoding(decoding) if decoding else {}
+
+
 def recorded_decoding(metas: Sequence[dict[str, Any]], given: Sequence[str] = ()) -> dict[str, Any]:
     """The decoding the runs were validated with (their --max-new-tokens, --num-beams, --no-repeat-ngram-size; {} for
     runs that record none), but for the ``given`` settings: what generating with them uses unless told otherwise.
     Runs that differ in a setting not given must be told."""
-    recorded = [{key: value for key, value in ((meta.get("train_args") or {}).get("decoding") or {}).items() if key not in given}
-                for meta in metas]
+    recorded = [{key: value for key, value in _run_decoding(meta).items() if key not in given} for meta in metas]
     for key in sorted({key for decoding in recorded for key in decoding}):
         values = {decoding.get(key) for decoding in recorded}
         if len(values) > 1:

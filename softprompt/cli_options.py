@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from softprompt.custom_tasks import CUSTOM_FLAGS, CUSTOM_OPTIONS, recorded_task, task_from_options, template_task
+from softprompt.decoding import DECODING_DEFAULTS, check_decoding
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import GENERATION_METRICS, at_revision, classification_metric_names
 
@@ -103,15 +104,10 @@ def vote_rules(vote: str | None, task) -> list[str]:
     return (vote or DEFAULT_RULES[task.kind]).split(",")
 
 
-DECODING_DEFAULTS = {"max_new_tokens": 64, "num_beams": 1, "no_repeat_ngram_size": 0}
-
-
 def decoding_kwargs(max_new_tokens: int | None, num_beams: int | None, no_repeat_ngram_size: int | None,
                     recorded: dict | None = None) -> dict:
-    """The decoding options as ``generate()`` keyword arguments, checked (``softprompt.config.check_decoding``); one
+    """The decoding options as ``generate()`` keyword arguments, checked (``softprompt.decoding.check_decoding``); one
     not given (None) is the runs' ``recorded`` value, else ``DECODING_DEFAULTS``'."""
-    from softprompt.config import check_decoding  # imports transformers: not at the CLI's start-up
-
     given = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}
     decoding = {key: value if value is not None else (recorded or {}).get(key, DECODING_DEFAULTS[key])
                 for key, value in given.items()}

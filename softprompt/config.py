@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from softprompt.attention import SITES
+from softprompt.decoding import DECODING_DEFAULTS, check_decoding, complete_decoding
 from softprompt.errors import SoftpromptError
 from softprompt.optim import OPTIMIZERS
 from softprompt.prompts import parse_init
@@ -100,7 +101,7 @@ class TrainConfig:
     task_name: str | None = None  # None: "custom"
     task_metric: str | None = None  # primary metric; None (and runs from before it): accuracy or bleu
     # generation-task validation decoding
-    decoding: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 64, "num_beams": 1})
+    decoding: dict[str, Any] = field(default_factory=lambda: dict(DECODING_DEFAULTS))  # a setting left out: its default
 
     def __post_init__(self) -> None:
         self.prefix_sites = tuple(self.prefix_sites)
@@ -116,6 +117,7 @@ class TrainConfig:
         self.init_from, self.library = tuple(self.init_from), tuple(self.library)
         self.report_to = parse_report_to(self.report_to)
         self.train_file, self.validation_file = (_absolute(path) for path in (self.train_file, self.validation_file))
+        self.decoding = complete_decoding(self.decoding)
         self.validate()
 
     def validate(self) -> None:
@@ -184,6 +186,8 @@ class TrainConfig:
         # before --subsample-seed was recorded, a run's subset was that of seed 0 unless the seed was given (not knowable)
         stored = {"init_from": [], "group_by_length": False, "data_order": "shared", "subsample_seed": 0, **stored}
         stored |= {key: _absolute(stored.get(key)) for key in ("train_file", "validation_file")}  # earlier runs kept the path as given
+        if stored.get("decoding") is not None:  # runs written before --no-repeat-ngram-size decoded without it
+            stored["decoding"] = complete_decoding(stored["decoding"])
         if "prefix_optimizer" not in stored:  # runs written before per-bank optimisers used one recipe for every bank
             stored = {"prefix_optimizer": stored.get("optimizer"), "prefix_lr": stored.get("lr"), **stored}
         skip = set(ignore) | set(LOGGING_ONLY) | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))
@@ -196,16 +200,6 @@ class TrainConfig:
 def _absolute(path: str | None) -> str | None:
     """A data file's absolute path (resumes compare files, not spellings of their paths)."""
     return str(Path(path).resolve()) if path else path
-
-
-def check_decoding(decoding: dict[str, Any]) -> None:
-    """Raise a one-line ``SoftpromptError`` for decoding settings that ``generate()`` cannot run
-    (``--max-new-tokens`` and ``--num-beams`` >= 1, ``--no-repeat-ngram-size`` >= 0)."""
-    for name in ("max_new_tokens", "num_beams"):
-        if name in decoding:
-            _positive("--" + name.replace("_", "-"), decoding[name])
-    if decoding.get("no_repeat_ngram_size", 0) < 0:
-        raise SoftpromptError(f"--no-repeat-ngram-size must be >= 0 (0: off), got {decoding['no_repeat_ngram_size']}")
 
 
 def _positive(flag: str, value: int) -> None:

@@ -198,14 +198,19 @@ def test_generation_uses_the_runs_recorded_decoding_and_refuses_to_guess_between
         return {"train_args": {"decoding": decoding}}
 
     assert recorded_decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=4)]) == {
-        "max_new_tokens": 32, "num_beams": 4}
+        "max_new_tokens": 32, "num_beams": 4, "no_repeat_ngram_size": 0}
+    # a run from before --no-repeat-ngram-size decoded without it: it pools with a new run recording 0, not with one recording 3
+    old = meta(max_new_tokens=32, num_beams=1)
+    assert recorded_decoding([old, meta(max_new_tokens=32, num_beams=1, no_repeat_ngram_size=0)])["no_repeat_ngram_size"] == 0
+    with pytest.raises(SoftpromptError, match=r"^the runs were trained with different --no-repeat-ngram-size \(0, 3\)"):
+        recorded_decoding([old, meta(max_new_tokens=32, num_beams=1, no_repeat_ngram_size=3)])
     assert recorded_decoding([{"train_args": {}}, {}]) == {}  # e.g. PEFT imports: the CLI's defaults apply
     with pytest.raises(SoftpromptError, match=r"^the runs were trained with different --num-beams \(1, 4\); give --num-beams "
                                               r"to generate with one value$"):
         recorded_decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=1)])
     # a setting the user gives is not read from the runs, so runs that differ in it are no problem
     assert recorded_decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=1)], ["num_beams"]) == {
-        "max_new_tokens": 32}
+        "max_new_tokens": 32, "no_repeat_ngram_size": 0}
     with pytest.raises(SoftpromptError, match="^--length-normalise applies to rank classification; drop it for a generation task$"):
         check_settings(["mbr"], "generation", None, 64, {"max_new_tokens": 8}, length_normalise=True)
 

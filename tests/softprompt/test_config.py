@@ -3,6 +3,7 @@
 import pytest
 
 from softprompt.config import TrainConfig
+from softprompt.decoding import DECODING_DEFAULTS
 from softprompt.errors import SoftpromptError
 
 
@@ -75,3 +76,13 @@ def test_group_by_length_is_off_by_default_and_must_match_on_resume():
     assert TrainConfig(group_by_length=True).differences(legacy) == ["group_by_length"]
     with pytest.raises(SoftpromptError, match="--group-by-length is a flag"):
         TrainConfig(group_by_length="yes")
+
+
+def test_decoding_is_recorded_whole_and_a_run_from_before_no_repeat_ngram_size_resumes():
+    """The API's default decoding is the CLI's (one table, softprompt.decoding), a partial one is completed, and a
+    stored run that records no --no-repeat-ngram-size (it decoded without) does not differ from 0."""
+    assert TrainConfig().decoding == DECODING_DEFAULTS
+    assert TrainConfig(decoding={"num_beams": 4}).decoding == {**DECODING_DEFAULTS, "num_beams": 4}
+    old = TrainConfig().to_dict() | {"decoding": {"max_new_tokens": 64, "num_beams": 1}}
+    assert TrainConfig().differences(old) == []
+    assert TrainConfig(decoding={"no_repeat_ngram_size": 3}).differences(old) == ["decoding"]
