@@ -8,15 +8,19 @@
 #   here, once:  python -m softprompt.nano.corpus --out /work/nano-corpus
 #                bash scripts/gpu_bundle.sh --corpus /work/nano-corpus
 #   device run:  bash scripts/gpu_pretrain.sh --size t5-nano-m --minutes 8      (carry .gpu-bundle)
-#   here, after: bash scripts/gpu_pretrain.sh --join FILES_AT /work/gpu-lineage
+#   here, after: bash scripts/gpu_pretrain.sh --join FILES_AT /work/gpu-lineage --corpus /work/nano-corpus
 #                python -m softprompt.nano.gate --model /work/gpu-lineage/stageN/model --json gate.json
+#                python -m softprompt.nano.export --model /work/gpu-lineage/stageN/model --gate gate.json ...
 #
 # Options: --size NAME (t5-nano), --minutes M (8: the lineage's budget; packing takes seconds more),
 # --steps-scale K (1), --batch-scale K (1: K times the batch in 1/K of the steps, lr x sqrt(K); the
-# GPU's lever, see below), --device DEV (cuda), --corpus DIR (default .gpu-bundle/corpus, its train.bin
-# unpacked from train.bin.xz), --work DIR (default a temporary folder), --out DIR (default $OUT).
+# GPU's lever, see below; or one K per stage, e.g. 4,1,1,1,1), --device DEV (cuda), --corpus DIR (default
+# .gpu-bundle/corpus, its train.bin unpacked from train.bin.xz; with --join: the corpus here, for export),
+# --work DIR (default a temporary folder), --out DIR (default $OUT).
 # The bundle's mixture rows are unpacked into a temporary SOFTPROMPT_CACHE when present. No optimiser state comes back:
-# a stage the budget cut short cannot be resumed here, only gated, tuned and compared.
+# a stage the budget cut short cannot be resumed here, only gated, tuned, compared and exported. Only the latest
+# stage's weights come back; the earlier stages' SHA-256, taken on the device, stand in for theirs at export.
+# --join (softprompt.nano.join) also points the stages' recorded paths here: init_from, and with --corpus the corpus.
 # Measured on an H200 (2026-11-30): at the recipe's batch of 64 the five stages (13,200 steps) take
 # 10-13 minutes, more than one call; --batch-scale 4 --steps-scale 2 (batch 256, twice the recipe's
 # tokens) ran the whole t5-nano lineage in 333 s, and batch 256 beat 64 at equal GPU time
@@ -45,7 +49,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$out" ] || { echo "gpu_pretrain.sh: no output folder: set \$OUT or pass --out DIR" >&2; exit 2; }
 if [ -n "$join" ]; then
-  unpack "$join" "$out"
+  unpack "$root" "$python" "$join" "$out" "$corpus"
 else
   pack_run "$root" "$bundle" "$size" "$minutes" "$scale" "$device" "$corpus" "$work" "$out" "$python" "$batch_scale"
 fi
@@ -79,11 +83,12 @@ if [ -z "$stage" ]; then
 fi
 stage="${stage%/model}"
 (cd "$work" && sha256sum "$stage/model/model.safetensors") > "$out/model.sha256"
+(cd "$work" && sha256sum stage*/model/model.safetensors) > "$work/weights.sha256"  # every stage's, taken here: export checks them
 split -b 15M -d -a 1 "$work/$stage/model/model.safetensors" "$out/model.safetensors.part"
 [ "$(ls "$out"/model.safetensors.part* | wc -l)" -le 5 ] || { echo "gpu_pretrain.sh: the weights need more than 5 parts of 15 MiB" >&2; exit 1; }
 tar czf "$out/lineage.tar.gz" -C "$work" --exclude model.safetensors --exclude optimizer.safetensors .
 {
-  echo "size: $size, steps scale: $scale, device: $device ($("$python" -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'))"
+  echo "size: $size, steps scale: $scale, batch scale: $batch_scale, device: $device ($("$python" -c 'import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu")'))"
   echo "budget: $minutes min; ran $((SECONDS - started)) s, exit status $rc; latest stage: $stage"
   "$python" -c 'import json, sys
 for line in open(sys.argv[1]).read().splitlines()[-1:]:
@@ -95,16 +100,9 @@ cat "$out/summary.txt"
 return "$rc"
 }
 
-# unpack SRC DEST: rebuild the run folders from the files a device call brought back
+# unpack ROOT PYTHON SRC DEST [CORPUS]: rebuild the run folders from the files a device call brought back (softprompt.nano.join)
 unpack() {
-local src="$1" dest="$2" stage
-stage="$(awk '{print $2}' "$src/model.sha256")"
-stage="${stage%%/*}"
-mkdir -p "$dest"
-tar xzf "$src/lineage.tar.gz" -C "$dest"
-cat "$src"/model.safetensors.part* > "$dest/$stage/model/model.safetensors"
-(cd "$dest" && sha256sum -c --quiet "$src/model.sha256") || { echo "gpu_pretrain.sh: the joined weights do not match model.sha256" >&2; exit 1; }
-echo "joined: $dest/$stage/model"
+PYTHONPATH="$1${PYTHONPATH:+:$PYTHONPATH}" "$2" -m softprompt.nano.join "$3" "$4" ${5:+--corpus "$5"}
 }
 
 main "$@"

@@ -61,3 +61,13 @@ def restore_optimizer(optimizer: RMSScaledAdamW, model: T5ForConditionalGenerati
 def weights_sha256(model_dir: str | Path) -> str:
     """SHA-256 of ``model_dir``'s ``model.safetensors``: how a stage names the weights it started from."""
     return hashlib.sha256((Path(model_dir) / "model.safetensors").read_bytes()).hexdigest()
+
+
+DIGEST_WHERE_MADE = "weights.sha256"  # ``sha256sum`` line of weights that stayed on the machine that trained them
+
+
+def digest_where_made(model_dir: str | Path) -> str | None:
+    """The SHA-256 that ``model_dir``'s weights had on the machine that trained them, for a stage whose weights were
+    not brought back (``scripts/gpu_pretrain.sh --join`` writes it); None if none is recorded."""
+    path = Path(model_dir) / DIGEST_WHERE_MADE
+    return path.read_text().split()[0] if path.is_file() else None

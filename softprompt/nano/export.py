@@ -23,6 +23,7 @@ already holds its own lineage, so a lineage may pass through a shipped model.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -36,7 +37,7 @@ from softprompt.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
 from softprompt.models import ASSETS, load_tokenizer
 from softprompt.nano.lineage import DEFAULT, SIZES
-from softprompt.nano.checkpoints import weights_sha256
+from softprompt.nano.checkpoints import digest_where_made, weights_sha256
 
 TOKENIZER_NOTE = ("The tokenizer is the original T5 SentencePiece vocabulary (32,100 pieces + 28 unused embedding rows; "
                   "Apache-2.0, Google), as vendored in `softprompt/assets/t5-tokenizer`.")
@@ -59,19 +60,37 @@ def checked_reports(model_dir: Path, gate_path: Path, name: str = DEFAULT) -> tu
 
 
 def lineage(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """The pre-training states of the stages before ``state``, oldest first (see the module docstring)."""
+    """The pre-training states of the stages before ``state``, oldest first (see the module docstring). A stage
+    pre-trained on another machine whose weights stayed there (``scripts/gpu_pretrain.sh --join``) is checked
+    against the SHA-256 its weights had there, and its record says so (``weights_checked_where_made``)."""
     stages: list[dict[str, Any]] = []
     while origin := state.get("init_from"):
         parent = Path(origin["path"])
-        if not (parent / "model.safetensors").is_file() or weights_sha256(parent) != origin["weights_sha256"]:
+        kept = (parent / "model.safetensors").is_file()
+        if (weights_sha256(parent) if kept else digest_where_made(parent)) != origin["weights_sha256"]:
             raise SoftpromptError(f"a pre-training stage started from {parent}, whose weights are now missing or changed "
                                   f"(SHA-256 {origin['weights_sha256'][:16]}… expected); restore them: the model card lists every stage")
         if (parent / "provenance.json").is_file():  # an exported model: its record ends the walk
             provenance = json.loads((parent / "provenance.json").read_text())
             return provenance.get("lineage", []) + [provenance["pretraining"]] + stages[::-1]
         state = json.loads((parent / "state.json").read_text())
-        stages.append(state)
+        stages.append(state if kept else {**state, "weights_checked_where_made": True})
     return stages[::-1]
+
+
+def corpus_manifest(state: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of the corpus ``state`` was pre-trained on; an error unless it is there and the very one."""
+    path = Path(state["corpus"]) / "manifest.json"
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != state["corpus_manifest_sha256"]:
+        raise SoftpromptError(f"{path} is missing or is not the manifest of the corpus the checkpoint was pre-trained on (SHA-256 "
+                              f"{state['corpus_manifest_sha256'][:16]}…); give that corpus (a lineage from the GPU machine: "
+                              "scripts/gpu_pretrain.sh --join FILES DEST --corpus DIR)")
+    return json.loads(path.read_text())
+
+
+def devices(stages: list[dict[str, Any]]) -> str:
+    """Where ``stages`` trained, e.g. ``CPU`` or ``NVIDIA H200`` (runs from before the record: the CPU)."""
+    return " and ".join(dict.fromkeys(d for stage in stages for d in stage.get("devices", ["CPU"])))
 
 
 def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any], name: str = DEFAULT) -> str:
@@ -103,7 +122,7 @@ def model_card(config: dict[str, Any], params: int, provenance: dict[str, Any], 
         f"- Batch {cfg['batch_size']}; RMS-scaled AdamW (nanoT5), peak lr {cfg['lr']}, warmup {cfg['warmup']}, "
         f"cosine decay to {cfg['final_lr']}; bf16 autocast; seed {cfg['seed']}.",
         f"- Steps {first['step']:,} of {first['total_steps']:,}; tokens seen: {first['input_tokens']:,} encoder input, "
-        f"{first['target_tokens']:,} target; {first['train_seconds'] / 3600:.2f} h on CPU.",
+        f"{first['target_tokens']:,} target; {first['train_seconds'] / 3600:.2f} h on {devices([first])}.",
         f"- Final validation losses (nats/token): span corruption {ev['span']['loss']:.3f} "
         f"(encoder-swapped {ev['span']['swap_loss']:.3f}), prefix LM {ev['lm']['loss']:.3f} "
         f"(encoder-swapped {ev['lm']['swap_loss']:.3f}).",
@@ -168,7 +187,10 @@ def lineage_section(stages: list[dict[str, Any]]) -> list[str]:
                      f"{len(stage.get('mixture') or [])} | {stage['train_seconds'] / 3600:.2f} | {losses} |")
     total = {key: sum(stage[key] for stage in stages) for key in ("step", "input_tokens", "target_tokens", "train_seconds")}
     lines += ["", f"In all: {total['step']:,} steps; {total['input_tokens']:,} encoder-input and {total['target_tokens']:,} "
-                  f"target tokens; {total['train_seconds'] / 3600:.2f} h of training (wall clock, CPU)."]
+                  f"target tokens; {total['train_seconds'] / 3600:.2f} h of training (wall clock, {devices(stages)})."]
+    if away := [str(number) for number, stage in enumerate(stages, 1) if stage.get("weights_checked_where_made")]:
+        lines.append(f"The weights of stage{'s' * (len(away) > 1)} {', '.join(away)} stayed on the machine that trained them; "
+                     "their SHA-256 was checked there, when the lineage was packed (`scripts/gpu_pretrain.sh`).")
     return lines
 
 
@@ -230,7 +252,7 @@ def export(model_dir: Path, gate_path: Path, out: Path, quality_paths: tuple[Pat
     if load_tokenizer(str(model_dir)).get_vocab() != load_tokenizer().get_vocab():
         raise SoftpromptError(f"{model_dir} has another tokenizer than the vendored T5 vocabulary (softprompt/assets/t5-tokenizer), "
                               "which every embedded model shares; pre-train with softprompt.nano.pretrain's tokenizer")
-    manifest = json.loads((Path(state["corpus"]) / "manifest.json").read_text())
+    manifest = corpus_manifest(state)
     model = T5ForConditionalGeneration.from_pretrained(model_dir).to(torch.bfloat16)
     stages = lineage(state)
     if any(stage["corpus_manifest_sha256"] != state["corpus_manifest_sha256"] for stage in stages):

@@ -25,7 +25,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import transformers
@@ -57,7 +57,7 @@ def size_name(config: Any) -> str | None:
 
 
 def stage_configs(shape: dict[str, int], stages: tuple[dict[str, Any], ...] = STAGES, steps_scale: int = 1,
-                  batch_scale: int = 1, **common: Any) -> list[PretrainConfig]:
+                  batch_scale: int | Sequence[int] = 1, **common: Any) -> list[PretrainConfig]:
     """One ``PretrainConfig`` per stage: ``shape`` (used by the first stage; later ones inherit the
     architecture from their starting weights), the stage's settings with ``steps_scale`` times its steps
     (more pre-training, e.g. on a GPU), and ``common`` (e.g. ``bf16=False``).
@@ -65,21 +65,27 @@ def stage_configs(shape: dict[str, int], stages: tuple[dict[str, Any], ...] = ST
     ``batch_scale`` K trades steps for batch size at the same number of tokens, for a GPU, where a step
     costs about the same at 64 rows as at 1,024: K times the batch, 1/K of the steps and of the warmup,
     and the peak learning rate times sqrt(K) (the square-root rule for Adam-type optimisers, Malladi et
-    al. 2022); the final learning rate is kept.
+    al. 2022); the final learning rate is kept. One K per stage (a sequence) scales each stage on its own, e.g.
+    ``(4, 1, 1, 1, 1)``: the span-corruption stage at batch 256, the mixture stages at the recipe's 64.
 
     >>> from softprompt.nano.lineage import SIZES, stage_configs
     >>> [(c.batch_size, c.steps, c.warmup, round(c.lr, 4)) for c in stage_configs(SIZES["t5-nano"], batch_scale=4)][:2]
     [(256, 1500, 50, 0.04), (256, 300, 13, 0.01)]
+    >>> [c.batch_size for c in stage_configs(SIZES["t5-nano"], batch_scale=(4, 1, 1, 1, 1))]
+    [256, 64, 64, 64, 64]
     """
-    for name, value in (("--steps-scale", steps_scale), ("--batch-scale", batch_scale)):
+    scales = [batch_scale] * len(stages) if isinstance(batch_scale, int) else list(batch_scale)
+    if len(scales) != len(stages):
+        raise SoftpromptError(f"--batch-scale needs one K, or one per stage ({len(stages)}), got {len(scales)}")
+    for name, value in (("--steps-scale", steps_scale), *(("--batch-scale", k) for k in scales)):
         if not (isinstance(value, int) and value >= 1):
             raise SoftpromptError(f"{name} must be a positive integer, got {value}")
     configs = []
-    for stage in stages:
+    for stage, k in zip(stages, scales):
         cfg = PretrainConfig(**{**shape, **common, **stage})
         configs.append(dataclasses.replace(
-            cfg, steps=math.ceil(cfg.steps * steps_scale / batch_scale), batch_size=cfg.batch_size * batch_scale,
-            warmup=math.ceil(cfg.warmup / batch_scale), lr=cfg.lr * math.sqrt(batch_scale)))
+            cfg, steps=math.ceil(cfg.steps * steps_scale / k), batch_size=cfg.batch_size * k,
+            warmup=math.ceil(cfg.warmup / k), lr=cfg.lr * math.sqrt(k)))
     return configs
 
 
@@ -116,6 +122,15 @@ def run_lineage(corpus: str | Path, out: str | Path, configs: list[PretrainConfi
     return previous
 
 
+def _scales(text: str) -> int | tuple[int, ...]:
+    """``--batch-scale``: one K, or one per stage (``4,1,1,1,1``)."""
+    try:
+        scales = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or K1,K2,... (positive integers), got {text!r}") from None
+    return scales[0] if len(scales) == 1 else scales
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -128,9 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="a killed run loses at most this much")
     parser.add_argument("--steps-scale", type=int, default=1, help="run every stage for this many times its steps "
                                                                     "(1: the shipped sizes' recipe)")
-    parser.add_argument("--batch-scale", type=int, default=1, help="K times the batch, 1/K of the steps and warmup, "
-                                                                    "sqrt(K) times the peak lr: the same tokens in "
-                                                                    "fewer, larger steps (for a GPU; 1: the recipe)")
+    parser.add_argument("--batch-scale", type=_scales, default=1, help="K times the batch, 1/K of the steps and warmup, "
+                                                                       "sqrt(K) times the peak lr: the same tokens in fewer, "
+                                                                       "larger steps (for a GPU; 1: the recipe); or one K "
+                                                                       "per stage, e.g. 4,1,1,1,1")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     transformers.utils.logging.disable_progress_bar()

@@ -235,6 +235,11 @@ def initial_model(cfg: PretrainConfig, init_from: str | Path | None) -> tuple[T5
     return model, cfg, {"path": str(Path(init_from).resolve()), "weights_sha256": weights_sha256(init_from)}
 
 
+def device_name(device: torch.device) -> str:
+    """What runs a stage, as its model card names it: ``CPU``, or the GPU's name (e.g. ``NVIDIA H200``)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
+
+
 def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minutes: float | None = None, device: str = "cpu",
              log_every: int = 10, eval_every: int = 250, eval_batches: int = 4, checkpoint_minutes: float = 5.0,
              init_from: str | Path | None = None) -> dict[str, Any]:
@@ -255,6 +260,8 @@ def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minut
     else:
         model, tensors, state = loaded
         cfg = PretrainConfig(**state["config"])
+    # every device the run has trained on (runs from before this record ran on the CPU)
+    state["devices"] = list(dict.fromkeys([*state.get("devices", ["CPU"] if state["step"] else []), device_name(torch_device)]))
     mixture = None
     if cfg.mixture_share:
         mixture = (fetch_mixture(cfg.mixture_tasks.split(",") if cfg.mixture_tasks else None), load_tokenizer())

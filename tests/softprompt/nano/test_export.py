@@ -119,3 +119,17 @@ def test_export_card_lists_every_stage_of_a_lineage_through_a_shipped_model(tiny
     (tmp_path / "stage2" / "model" / "model.safetensors").write_bytes(b"changed")
     with pytest.raises(SoftpromptError, match="weights are now missing or changed"):
         export(final, tmp_path / "g3.json", tmp_path / "again")
+
+
+@pytest.mark.parametrize("name", ["t5-nano", "t5-nano-s", "t5-nano-m"])
+def test_each_shipped_model_card_is_the_one_its_provenance_gives(name):
+    """Every figure of a shipped card is read from its provenance.json: regenerating the card changes nothing."""
+    from softprompt.models import ASSETS
+    from softprompt.nano.export import model_card
+    from transformers import T5ForConditionalGeneration
+
+    shipped = ASSETS / name
+    model = T5ForConditionalGeneration.from_pretrained(shipped)
+    provenance = json.loads((shipped / "provenance.json").read_text())
+    card = model_card(model.config.to_dict(), sum(p.numel() for p in model.parameters()), provenance, name)
+    assert card == (shipped / "README.md").read_text()

@@ -77,6 +77,18 @@ def test_stage_batch_scale_keeps_each_stages_tokens_in_fewer_larger_steps():
         nano_lineage.stage_configs(shape, batch_scale=0)
 
 
+def test_batch_scale_per_stage_scales_each_stage_on_its_own():
+    """The next GPU try (docs/t5-nano.md section 5): span corruption at batch 256, the mixture stages at the recipe's 64."""
+    shape = nano_lineage.SIZES["t5-nano"]
+    recipe, mixed = nano_lineage.stage_configs(shape), nano_lineage.stage_configs(shape, batch_scale=(4, 1, 1, 1, 1))
+    assert mixed[0] == nano_lineage.stage_configs(shape, batch_scale=4)[0] and mixed[1:] == recipe[1:]
+    with pytest.raises(SoftpromptError, match=r"--batch-scale needs one K, or one per stage \(5\), got 2"):
+        nano_lineage.stage_configs(shape, batch_scale=(4, 1))
+    with pytest.raises(SoftpromptError, match="--batch-scale must be a positive integer, got 0"):
+        nano_lineage.stage_configs(shape, batch_scale=(4, 0, 1, 1, 1))
+    assert nano_lineage._scales("4,1,1,1,1") == (4, 1, 1, 1, 1) and nano_lineage._scales("2") == 2
+
+
 def test_gpu_pretrain_script_returns_the_reached_stage_in_parts_the_device_tool_brings_back(tiny_corpus, tmp_path):
     """scripts/gpu_pretrain.sh on the CPU (its smoke run): a few seconds of t5-nano-s's lineage, packed into at
     most 8 files of at most 16 MiB, and joined back into a run folder with the very weights the lineage wrote."""

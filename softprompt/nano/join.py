@@ -1,0 +1,91 @@
+"""Join a pre-training lineage brought back from the GPU machine into run folders here.
+
+``scripts/gpu_pretrain.sh`` runs a lineage on a device machine and brings back what a device call can carry:
+the latest stage's weights in parts (``model.safetensors.part*``, checked by ``model.sha256``), every stage's
+state, config and log (``lineage.tar.gz``), and the SHA-256 of every stage's weights taken there
+(``weights.sha256`` inside the archive). ``join`` rebuilds ``DEST/stageN/model`` from them; each earlier
+stage, whose weights stayed on the device, keeps its digest beside its state, which ``softprompt.nano.export``
+checks the next stage's ``init_from`` against. Paths recorded on the device are made to point here: each
+stage's ``init_from`` at the stage folder in ``DEST`` (the device's path kept as ``made_at``) and, given
+``--corpus``, the corpus (checked against the digest of the manifest the lineage was trained on).
+
+    bash scripts/gpu_pretrain.sh --join FILES_AT /work/gpu-lineage --corpus /work/nano-corpus
+    python -m softprompt.nano.join FILES_AT /work/gpu-lineage --corpus /work/nano-corpus    # the same
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tarfile
+from pathlib import Path
+
+from softprompt.atomic import atomic_write_text
+from softprompt.errors import SoftpromptError
+from softprompt.nano.checkpoints import DIGEST_WHERE_MADE, weights_sha256
+from softprompt.nano.export import corpus_manifest
+
+WEIGHTS = "model.safetensors"
+
+
+def join(files: str | Path, dest: str | Path, corpus: str | Path | None = None) -> Path:
+    """Rebuild the lineage of the device call's ``files`` in ``dest`` (see the module docstring); returns the
+    latest stage's model folder.
+
+    >>> join("FILES_AT", "/work/gpu-lineage", corpus="/work/nano-corpus")  # doctest: +SKIP
+    PosixPath('/work/gpu-lineage/stage5/model')
+    """
+    files, dest = Path(files), Path(dest).resolve()
+    if not all((files / name).is_file() for name in ("model.sha256", "lineage.tar.gz")):
+        raise SoftpromptError(f"{files} holds no model.sha256 and lineage.tar.gz; give the folder of files that a "
+                              "scripts/gpu_pretrain.sh device call brought back")
+    digest, latest = (files / "model.sha256").read_text().split()  # "HASH  stageN/model/model.safetensors"
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(files / "lineage.tar.gz") as archive:
+        archive.extractall(dest, filter="data")
+    parts = sorted(files.glob(f"{WEIGHTS}.part*"), key=lambda path: int(path.name.rsplit("part", 1)[1]))
+    with open(dest / latest, "wb") as weights:
+        for part in parts:
+            weights.write(part.read_bytes())
+    if weights_sha256((dest / latest).parent) != digest:
+        raise SoftpromptError(f"the weights joined from {len(parts)} parts in {files} do not match model.sha256; fetch the files again")
+    made = dest / DIGEST_WHERE_MADE
+    for line in made.read_text().splitlines() if made.is_file() else []:  # lineages packed before the digests: none
+        stage_digest, path = line.split()
+        if not (dest / path).is_file():
+            atomic_write_text((dest / path).parent / DIGEST_WHERE_MADE, f"{stage_digest}  {WEIGHTS}\n")
+    for state_file in sorted(dest.glob("stage*/model/state.json")):
+        relocate(state_file, dest, Path(corpus).resolve() if corpus else None)
+    return (dest / latest).parent
+
+
+def relocate(state_file: Path, dest: Path, corpus: Path | None) -> None:
+    """Point ``state_file``'s ``init_from`` at its stage in ``dest`` and, given, its corpus at ``corpus``."""
+    state = json.loads(state_file.read_text())
+    origin = state.get("init_from")
+    stage = re.search(r"(stage\d+)/model$", origin["path"]) if origin else None
+    if stage and (dest / stage[1] / "model").is_dir():
+        state["init_from"] = {**origin, "path": str(dest / stage[1] / "model"), "made_at": origin.get("made_at", origin["path"])}
+    if corpus is not None:
+        state["corpus"] = str(corpus)
+        corpus_manifest(state)  # the very corpus, or an error
+    atomic_write_text(state_file, json.dumps(state, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", help="the folder of files the device call brought back (its files_at)")
+    parser.add_argument("dest", help="where the stage folders go")
+    parser.add_argument("--corpus", help="the pre-training corpus here (python -m softprompt.nano.corpus), which export reads")
+    args = parser.parse_args(argv)
+    try:
+        print(f"joined: {join(args.files, args.dest, args.corpus)}")
+    except SoftpromptError as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    main()
