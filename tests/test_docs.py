@@ -1,10 +1,15 @@
 """The documentation stays true. Every ``softprompt`` command in a fenced shell block
 of README.md and docs/*.md, and in the scripts that regenerate the README's figures (scripts/*.sh),
 names a real command, and every option it passes is one that command accepts (a renamed or removed
-option fails here, not in a user's terminal); and every test that docs/errors.md names exists."""
+option fails here, not in a user's terminal); so does every ``python -m softprompt.…`` module and
+``python benchmarks/….py`` script they run (and the next GPU session's plan, docs/gpu/NEXT.md); and
+every test that docs/errors.md names exists."""
 
+import functools
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -13,9 +18,11 @@ import pytest
 from softprompt.cli import cli
 from tests.conftest import ROOT
 
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "scripts").glob("*.sh"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "docs" / "gpu" / "NEXT.md",
+        *sorted((ROOT / "scripts").glob("*.sh"))]
 FENCE = re.compile(r"^```(?:bash|sh|shell)\n(.*?)^```", re.M | re.S)
 CALL = re.compile(r"(?:^|[\s;&|(])softprompt(?:\.cli)? ([a-z][a-z-]*)(.*)")
+PROGRAM = re.compile(r"(?:^|[\s;&|(])python3? (?:-m (softprompt\.(?!cli\b)[\w.]+)|(benchmarks/\w+\.py))(.*)")
 
 
 def shell_lines(path: Path) -> list[str]:
@@ -29,19 +36,45 @@ def shell_lines(path: Path) -> list[str]:
     return lines
 
 
+def _options(rest: str) -> list[str]:
+    """The ``--options`` of the rest of a command line, up to the next ``&&``, ``;`` or pipe."""
+    rest = re.split(r"\s(?:&&|\|\||;|\|)\s", rest)[0].replace("$", "")
+    try:
+        words = shlex.split(rest, comments=False)
+    except ValueError:  # a call quoted inside a message, e.g. echo "... (build it: python -m ... --out DIR)"
+        words = rest.split()
+    return [w.split("=")[0] for w in words if w.startswith("--")]
+
+
 def documented_calls() -> list[tuple[str, str, list[str]]]:
     """(document, command, options) of every softprompt call in the docs' shell blocks and the scripts."""
-    calls = []
-    for path in DOCS:
-        for line in shell_lines(path):
-            for match in CALL.finditer(line):
-                rest = re.split(r"\s(?:&&|\|\||;|\|)\s", match.group(2))[0]
-                words = shlex.split(rest.replace("$", ""), comments=False)
-                calls.append((path.name, match.group(1), [w.split("=")[0] for w in words if w.startswith("--")]))
-    return calls
+    return [(path.name, match.group(1), _options(match.group(2)))
+            for path in DOCS for line in shell_lines(path) for match in CALL.finditer(line)]
+
+
+def documented_programs() -> list[tuple[str, str, list[str]]]:
+    """(document, module or script, options) of every ``python -m softprompt.…`` / ``python benchmarks/….py`` call."""
+    return [(path.name, match.group(1) or match.group(2), _options(match.group(3)))
+            for path in DOCS for line in shell_lines(path) for match in PROGRAM.finditer(line)]
 
 
 CALLS = documented_calls()
+PROGRAMS = documented_programs()
+
+
+@functools.cache
+def accepted_options(program: str) -> set[str]:
+    """The options a module's or script's ``--help`` names (argparse)."""
+    command = [sys.executable, program, "--help"] if program.endswith(".py") else [sys.executable, "-m", program, "--help"]
+    shown = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert shown.returncode == 0, f"{program} --help failed: {shown.stderr[-500:]}"
+    return set(re.findall(r"--[a-z][\w-]*", shown.stdout))
+
+
+@pytest.mark.parametrize("document, program, options", PROGRAMS, ids=[f"{d}:{p}:{i}" for i, (d, p, _) in enumerate(PROGRAMS)])
+def test_documented_modules_and_scripts_take_their_options(document, program, options):
+    assert not set(options) - accepted_options(program), (
+        f"{document}: `{program}` has no option(s) {sorted(set(options) - accepted_options(program))}")
 
 
 def test_the_docs_have_commands_to_check():
