@@ -44,7 +44,11 @@ def join(files: str | Path, dest: str | Path, corpus: str | Path | None = None) 
     digest, latest = (files / "model.sha256").read_text().split()  # "HASH  stageN/model/model.safetensors"
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(files / "lineage.tar.gz") as archive:
-        archive.extractall(dest, filter="data")
+        members = archive.getmembers()
+        if any(Path(m.name).is_absolute() or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()) for m in members):
+            raise SoftpromptError(f"{files}/lineage.tar.gz holds links or paths outside its folder; it is not what gpu_pretrain.sh packs")
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python < 3.10.12: the check above alone
+        archive.extractall(dest, members, **safe)
     parts = sorted(files.glob(f"{WEIGHTS}.part*"), key=lambda path: int(path.name.rsplit("part", 1)[1]))
     with open(dest / latest, "wb") as weights:
         for part in parts:

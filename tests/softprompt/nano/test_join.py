@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,14 @@ def test_join_refuses_another_corpus_and_damaged_parts_and_export_names_a_missin
         export(final, hand_made_gate(final, tmp_path / "gate.json"), tmp_path / "t5-nano")
     with pytest.raises(SoftpromptError, match="holds no model.sha256 and lineage.tar.gz; give the folder of files"):
         join(tmp_path / "other-corpus", tmp_path / "d")
+    evil = tmp_path / "evil"
+    shutil.copytree(packed, evil)
+    with tarfile.open(evil / "lineage.tar.gz", "w:gz") as archive:  # a link out of the destination
+        link = tarfile.TarInfo("stage1/model/state.json")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(link)
+    with pytest.raises(SoftpromptError, match="holds links or paths outside its folder"):
+        join(evil, tmp_path / "e")
     part = sorted(packed.glob("model.safetensors.part*"))[0]
     part.write_bytes(part.read_bytes()[:-1])
     with pytest.raises(SoftpromptError, match="do not match model.sha256; fetch the files again"):
