@@ -16,6 +16,7 @@ stage's ``init_from`` at the stage folder in ``DEST`` (the device's path kept as
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from softprompt.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
-from softprompt.nano.checkpoints import DIGEST_WHERE_MADE, weights_sha256
+from softprompt.nano.checkpoints import DIGEST_WHERE_MADE
 from softprompt.nano.export import corpus_manifest
 
 WEIGHTS = "model.safetensors"
@@ -42,6 +43,10 @@ def join(files: str | Path, dest: str | Path, corpus: str | Path | None = None) 
         raise SoftpromptError(f"{files} holds no model.sha256 and lineage.tar.gz; give the folder of files that a "
                               "scripts/gpu_pretrain.sh device call brought back")
     digest, latest = (files / "model.sha256").read_text().split()  # "HASH  stageN/model/model.safetensors"
+    parts = sorted(files.glob(f"{WEIGHTS}.part*"), key=lambda path: int(path.name.rsplit("part", 1)[1]))
+    joined = b"".join(part.read_bytes() for part in parts)
+    if hashlib.sha256(joined).hexdigest() != digest:
+        raise SoftpromptError(f"the weights joined from {len(parts)} parts in {files} do not match model.sha256; fetch the files again")
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(files / "lineage.tar.gz") as archive:
         members = archive.getmembers()
@@ -49,12 +54,9 @@ def join(files: str | Path, dest: str | Path, corpus: str | Path | None = None) 
             raise SoftpromptError(f"{files}/lineage.tar.gz holds links or paths outside its folder; it is not what gpu_pretrain.sh packs")
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python < 3.10.12: the check above alone
         archive.extractall(dest, members, **safe)
-    parts = sorted(files.glob(f"{WEIGHTS}.part*"), key=lambda path: int(path.name.rsplit("part", 1)[1]))
-    with open(dest / latest, "wb") as weights:
-        for part in parts:
-            weights.write(part.read_bytes())
-    if weights_sha256((dest / latest).parent) != digest:
-        raise SoftpromptError(f"the weights joined from {len(parts)} parts in {files} do not match model.sha256; fetch the files again")
+    temporary = (dest / latest).with_suffix(".tmp")
+    temporary.write_bytes(joined)
+    temporary.replace(dest / latest)
     made = dest / DIGEST_WHERE_MADE
     for line in made.read_text().splitlines() if made.is_file() else []:  # lineages packed before the digests: none
         stage_digest, path = line.split()
