@@ -379,7 +379,8 @@ def main() -> None:
         hint = f"; see '{error.ctx.command_path} --help'" if isinstance(error, click.UsageError) and error.ctx else ""
         if isinstance(error, click.exceptions.NoSuchOption) and error.possibilities:
             error.possibilities = error.possibilities[:1]  # the closest option only (--n-promts: --n-prompts, not --init-from)
-        click.echo(f"error: {error.format_message()}{hint}", err=True)
+        message = error.format_message()
+        click.echo(f"error: {message.rstrip('.') if hint else message}{hint}", err=True)
         sys.exit(error.exit_code)
     except SoftpromptError as error:
         click.echo(f"error: {error}", err=True)

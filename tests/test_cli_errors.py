@@ -383,8 +383,8 @@ def test_train_invalid_settings(args, message, tiny_model_dir, data, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["train", "--n-prompts", "abc"], "'abc' is not a valid integer"),
     (["train", "--optimizer", "sgd"], "'sgd' is not one of 'adafactor', 'adamw'"),
-    (["ensemble-eval", "--task", "rte"], "Missing option '--prompts'"),
-    (["neighbors"], "Missing argument 'RUN_DIR'"),
+    (["ensemble-eval", "--task", "rte"], "Missing option '--prompts'; see '"),
+    (["neighbors"], "Missing argument 'RUN_DIR'; see '"),
     (["train", "--n-promts", "3"], "No such option '--n-promts'. Did you mean '--n-prompts'?"),
     (["traim"], "No such command 'traim'. Did you mean 'train'?"),
 ], ids=["not-an-integer", "bad-choice", "missing-option", "missing-argument", "misspelled-option", "misspelled-command"])
