@@ -64,11 +64,12 @@ PROGRAMS = documented_programs()
 
 @functools.cache
 def accepted_options(program: str) -> set[str]:
-    """The options a module's or script's ``--help`` names (argparse)."""
+    """The options in the usage block of a module's or script's ``--help`` (argparse lists every option there; the
+    descriptions below it may mention options of other programs)."""
     command = [sys.executable, program, "--help"] if program.endswith(".py") else [sys.executable, "-m", program, "--help"]
     shown = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert shown.returncode == 0, f"{program} --help failed: {shown.stderr[-500:]}"
-    return set(re.findall(r"--[a-z][\w-]*", shown.stdout))
+    return set(re.findall(r"--[a-z][\w-]*", shown.stdout.split("\n\n", 1)[0]))
 
 
 @pytest.mark.parametrize("document, program, options", PROGRAMS, ids=[f"{d}:{p}:{i}" for i, (d, p, _) in enumerate(PROGRAMS)])
