@@ -159,5 +159,5 @@ def plot_history(run_dirs: Sequence[str | Path], out: str | Path, title: str | N
     axes[0, 0].legend(loc="best", fontsize=7)
     fig.suptitle(fitted_title(fig, title or "training curves"))
     fig.tight_layout()
-    save_png_and_svg(fig, out, "--out")
+    save_png_and_svg(fig, out, "--output")
     return fig

@@ -263,5 +263,5 @@ def plot_scale(
     ax.legend(loc="best", fontsize=9)
     fig.tight_layout()
 
-    save_png_and_svg(fig, out, "--out")
+    save_png_and_svg(fig, out, "--output")
     return fig

@@ -119,7 +119,7 @@ def _check_unchanged(cfg: TrainConfig, run_dir: Path, result: Path) -> None:
     differing = cfg.differences(read_meta(run_dir)["train_args"], ignore=RESUMABLE_CHANGES - {"steps"})
     if differing:
         raise SoftpromptError(
-            f"{result} was trained with other settings ({', '.join(differing)}); use another --out-dir for the new "
+            f"{result} was trained with other settings ({', '.join(differing)}); use another --output-dir for the new "
             f"settings, or delete {result} and {run_dir} to rerun that cell")
 
 
@@ -134,5 +134,5 @@ def _check_evaluated(rules: Sequence[str], run_dir: Path, result: Path) -> None:
         # with its checkpoint, a cell whose result is deleted resumes at its last step: evaluated again, not retrained
         again = "re-evaluate that cell's trained prompts" if has_checkpoint(run_dir) else "rerun that cell"
         raise SoftpromptError(
-            f"{result} was evaluated with other settings (vote: {','.join(done)} → {','.join(rules)}); use another --out-dir "
+            f"{result} was evaluated with other settings (vote: {','.join(done)} → {','.join(rules)}); use another --output-dir "
             f"for the new settings, or delete {result} to {again}")

@@ -17,7 +17,7 @@ figure=docs/scale_t5nano_sst2$([[ $steps == 500 ]] || echo "_${steps}steps").png
 data=../shared/data/glue/sst2
 softprompt sweep --models "$models" --task sst2 --train-file $data/train.tsv --validation-file $data/dev.tsv \
     --prompt-lengths 20 --inits class-label --n-prompts 5 --steps $steps --batch-size 32 --eval-every $steps \
-    --max-source-length 64 --out-dir "$work" --quiet
+    --max-source-length 64 --output-dir "$work" --quiet
 python - "$work" $data/dev.tsv > "$work/majority.csv" <<'PY'  # the floor: always answering dev's most frequent label
 import collections, csv, glob, json, sys
 labels = [row["label"] for row in csv.DictReader(open(sys.argv[2], encoding="utf-8"), delimiter="\t")]
@@ -26,7 +26,7 @@ print("label,x,y")
 for path in sorted(glob.glob(f"{sys.argv[1]}/results/*.json")):
     print(f"majority class,{json.load(open(path))['settings']['model_params']},{floor}")
 PY
-softprompt plot-scale "$work"/results/*.json --metric accuracy --reference "$work/majority.csv" --out "$figure" \
+softprompt plot-scale "$work"/results/*.json --metric accuracy --reference "$work/majority.csv" --output "$figure" \
     --title "SST-2 dev, 5 input prompts (P=20, $steps steps) on ${models//,/ / } (one recipe)"
 if [[ ",$models," == *,t5-nano,* && $steps == 500 ]]; then
     softprompt neighbors "$work"/runs/t5-nano__P20__*/ --prompt all --top-k 5 --plot docs/neighbors_t5nano_sst2.png \

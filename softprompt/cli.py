@@ -24,6 +24,7 @@ from softprompt.cli_options import (
     resolve_init,
     step_options,
     task_options,
+    usage_error_line,
     vote_rules,
 )
 from softprompt.cli_predict import PREDICT_COMMANDS
@@ -242,7 +243,7 @@ def ensemble_eval(**kw) -> None:
 @click.option("--max-source-length", default=256, show_default=True)
 @click.option("--vote", help="ensemble rules, as for ensemble-eval [default: classification majority,confidence; generation majority,mbr]")
 @decoding_options
-@click.option("--out-dir", default="sweeps/run", show_default=True, type=click.Path(), help="results/ and runs/ go here")
+@click.option("--output-dir", "--out-dir", "out_dir", default="sweeps/run", show_default=True, type=click.Path(), help="results/ and runs/ go here")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:1, ...")
 @click.option("--quiet", is_flag=True, help="no progress bars")
@@ -295,9 +296,9 @@ def demo(output_dir, steps, train_size, eval_size, n_prompts) -> None:
 @cli.command("export-peft")
 @click.argument("run_dir", type=click.Path())
 @click.option("--prompt", "prompt_index", default=0, show_default=True, help="which prompt of the run (0..N-1)")
-@click.option("--out", required=True, type=click.Path(), help="adapter directory to write")
+@click.option("--output-dir", "--out", "out", required=True, type=click.Path(), help="adapter directory to write")
 @click.option("--base-model", help="base model name/path to record (default: the run's model)")
-@click.option("--overwrite", is_flag=True, help="replace an existing adapter in --out")
+@click.option("--overwrite", is_flag=True, help="replace an existing adapter in --output-dir")
 def export_peft(run_dir, prompt_index, out, base_model, overwrite) -> None:
     """Write one prompt as an HF PEFT prompt-tuning adapter (PeftModel.from_pretrained loads it).
 
@@ -313,12 +314,12 @@ def export_peft(run_dir, prompt_index, out, base_model, overwrite) -> None:
 
 @cli.command("import-peft")
 @click.argument("adapter_dir", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="softprompt run directory to write")
+@click.option("--output-dir", "--out", "out", required=True, type=click.Path(), help="softprompt run directory to write")
 @click.option("--task", "task_name", required=True, help="task the prompt was trained for (built-in name or a custom name)")
 @click.option("--label-words", help="a custom classification task's label words in label order, e.g. negative,positive "
                                     "(or as train takes them: 0=negative,1=positive); without: a custom generation task")
 @click.option("--model", help="base model name/path (default: the adapter's base_model_name_or_path)")
-@click.option("--overwrite", is_flag=True, help="replace an existing run in --out")
+@click.option("--overwrite", is_flag=True, help="replace an existing run in --output-dir")
 def import_peft(adapter_dir, out, task_name, label_words, model, overwrite) -> None:
     """Turn an HF PEFT prompt-tuning adapter into a one-prompt softprompt run."""
     from softprompt.custom_tasks import parse_label_words
@@ -376,11 +377,7 @@ def main() -> None:
         error.show()
         sys.exit(error.exit_code)
     except click.ClickException as error:  # usage errors: one line, not click's Usage/Try/blank/Error block
-        hint = f"; see '{error.ctx.command_path} --help'" if isinstance(error, click.UsageError) and error.ctx else ""
-        if isinstance(error, click.exceptions.NoSuchOption) and error.possibilities:
-            error.possibilities = error.possibilities[:1]  # the closest option only (--n-promts: --n-prompts, not --init-from)
-        message = error.format_message()
-        click.echo(f"error: {message.rstrip('.') if hint else message}{hint}", err=True)
+        click.echo(f"error: {usage_error_line(error)}", err=True)
         sys.exit(error.exit_code)
     except SoftpromptError as error:
         click.echo(f"error: {error}", err=True)

@@ -106,7 +106,7 @@ def retrieve(target, library, top, metric, bank, fmt) -> None:
 @click.option("--x", default="model_params", show_default=True, help="settings key on the x axis (model_params, prompt_length, train_size, ...)")
 @click.option("--reference", type=click.Path(), help="CSV of reference points: label,x,y (e.g. model tuning numbers from a paper)")
 @click.option("--title", help="plot title")
-@click.option("--out", default="scale.png", show_default=True, type=click.Path(), help=".png or .svg (the other format is written beside it)")
+@click.option("--output", "--out", "out", default="scale.png", show_default=True, type=click.Path(), help=".png or .svg (the other format is written beside it)")
 def plot_scale(results, metric, x, reference, title, out) -> None:
     """Score vs. model size (or any swept setting): mean ± std, best single prompt, each ensemble rule."""
     from analysis.scale import load_results
@@ -119,12 +119,12 @@ def plot_scale(results, metric, x, reference, title, out) -> None:
 @click.command("plot-history")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("--title", help="plot title")
-@click.option("--out", default="curves.png", show_default=True, type=click.Path(), help=".png or .svg (the other format is written beside it)")
+@click.option("--output", "--out", "out", default="curves.png", show_default=True, type=click.Path(), help=".png or .svg (the other format is written beside it)")
 def plot_history(runs, title, out) -> None:
     """Training loss and validation metric against step: one line per prompt, best step starred,
     several runs side by side (works on a run still training).
 
-    Example: softprompt plot-history runs/class-label runs/random --out curves.png
+    Example: softprompt plot-history runs/class-label runs/random --output curves.png
     """
     from analysis.history import plot_history as draw
 

@@ -146,3 +146,21 @@ def model_device_options(command):
         click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs"),
         click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True),
     ])
+
+
+def usage_error_line(error: click.ClickException) -> str:
+    """A click error as one line with the command's ``--help`` named, e.g. "Missing option '--prompts'; see
+    'softprompt ensemble-eval --help'"; ``--prompts`` given to a command that takes run folders as arguments
+    (``neighbors runs/sst2``) says so instead of suggesting a look-alike option."""
+    if not (isinstance(error, click.UsageError) and error.ctx):
+        return error.format_message()
+    command, path = error.ctx.command, error.ctx.command_path
+    if isinstance(error, click.exceptions.NoSuchOption):
+        arguments = [param for param in command.params if isinstance(param, click.Argument)]
+        if error.option_name == "--prompts" and arguments:
+            name, many = arguments[0].human_readable_name, arguments[0].nargs != 1
+            usage = f"{path} {name}{'...' if many else ''} [OPTIONS]"
+            return f"{path} takes {name} as {'arguments' if many else 'an argument'}, not --prompts: {usage}; see '{path} --help'"
+        error.possibilities = error.possibilities[:1]  # the closest option only (--n-promts: --n-prompts, not --init-from)
+    message = error.format_message().rstrip(".")
+    return f"{message} See '{path} --help'" if message.endswith("?") else f"{message}; see '{path} --help'"

@@ -72,7 +72,7 @@ def export_peft(
     ['adapter_config.json', 'adapter_model.safetensors']
     """
     meta = read_meta(run_dir)
-    check_out_dir(Path(out_dir), overwrite, _is_adapter, "a PEFT adapter", "--out")
+    check_out_dir(Path(out_dir), overwrite, _is_adapter, "a PEFT adapter", "--output-dir")
     notes: list[str] = []
     prompts_spec, prefixes_spec = meta.get("prompts"), meta.get("prefixes")
     if not prompts_spec:
@@ -138,7 +138,7 @@ def export_peft(
         atomic_write(directory / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file({EMBEDDING_KEY: embeddings}, tmp, metadata=provenance))
         atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True))
 
-    write_fresh_dir(out_dir, write, overwrite, _is_adapter, "a PEFT adapter", "--out")
+    write_fresh_dir(out_dir, write, overwrite, _is_adapter, "a PEFT adapter", "--output-dir")
     return notes
 
 
@@ -213,7 +213,7 @@ def import_peft(
     """
     adapter = Path(adapter_dir)
     config = _read_adapter_config(adapter)
-    check_out_dir(Path(out_dir), overwrite, _is_run, "a softprompt run", "--out")
+    check_out_dir(Path(out_dir), overwrite, _is_run, "a softprompt run", "--output-dir")
     length = config["num_virtual_tokens"]
     embeddings = _read_adapter_weights(adapter)
     submodules = config.get("num_transformer_submodules") or (SEQ2SEQ_SUBMODULES if config.get("task_type") == "SEQ_2_SEQ_LM" else 1)
@@ -265,7 +265,7 @@ def import_peft(
             "base_model_name_or_path": config.get("base_model_name_or_path"),
         },
     }
-    write_fresh_dir(out_dir, lambda directory: save_run(directory, meta, bank, None), overwrite, _is_run, "a softprompt run", "--out")
+    write_fresh_dir(out_dir, lambda directory: save_run(directory, meta, bank, None), overwrite, _is_run, "a softprompt run", "--output-dir")
 
 
 def _read_adapter_config(adapter: Path) -> dict[str, Any]:

@@ -185,7 +185,7 @@ def test_sweep_then_plot_scale(tmp_path, tiny_model_dir):
     out = tmp_path / "sweep"
     args = ["sweep", "--models", tiny_model_dir, *DATA, "--eval-size", "6", "--prompt-lengths", "2,3",
             "--n-prompts", "2", "--steps", "1", "--batch-size", "4", "--eval-every", "1",
-            "--max-source-length", "48", "--out-dir", out, "--quiet"]
+            "--max-source-length", "48", "--output-dir", out, "--quiet"]
     first = _invoke(*args)
     assert first.output.count("done, skipped") == 0
     results = sorted((out / "results").glob("*.json"))
@@ -193,8 +193,8 @@ def test_sweep_then_plot_scale(tmp_path, tiny_model_dir):
     again = _invoke(*args)  # resumable: finished cells are skipped
     assert again.output.count("done, skipped") == 2
     changed = CliRunner().invoke(cli, [str(a) for a in args] + ["--steps", "2"])  # not answered with the 1-step results
-    assert changed.exit_code != 0 and "was trained with other settings (steps); use another --out-dir" in str(changed.exception)
-    _invoke("plot-scale", *results, "--x", "prompt_length", "--out", tmp_path / "scale.png")
+    assert changed.exit_code != 0 and "was trained with other settings (steps); use another --output-dir" in str(changed.exception)
+    _invoke("plot-scale", *results, "--x", "prompt_length", "--output", tmp_path / "scale.png")
     assert (tmp_path / "scale.png").stat().st_size > 0 and (tmp_path / "scale.svg").stat().st_size > 0
 
 
@@ -211,7 +211,7 @@ def test_sweep_runs_record_their_custom_task_and_step_options(tmp_path, tiny_mod
     out = tmp_path / "sweep"
     _invoke("sweep", "--models", tiny_model_dir, *CUSTOM, "--task-name", "review", "--task-metric", "macro_f1", "--train-file", SST2 / "train.tsv",
             "--validation-file", SST2 / "dev.tsv", "--eval-size", "6", "--prompt-lengths", "2", "--n-prompts", "2", "--steps", "1",
-            "--batch-size", "4", "--eval-every", "1", "--max-source-length", "48", "--out-dir", out, "--quiet",
+            "--batch-size", "4", "--eval-every", "1", "--max-source-length", "48", "--output-dir", out, "--quiet",
             "--group-by-length", "--data-order", "per-prompt", "--max-tokens", "200")
     (run,) = [path.parent for path in (out / "runs").rglob("softprompt.json")]
     train_args = read_meta(run)["train_args"]
@@ -241,6 +241,17 @@ def test_console_script_help_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "softprompt.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("train", "ensemble-eval", "predict", "serve", "neighbors", "sweep", "plot-scale", "plot-history", "demo", "export-peft", "import-peft"):
         assert command in out
+
+
+def test_every_command_names_what_it_writes_output_or_output_dir():
+    """One spelling across commands: a file is --output, a folder --output-dir (older spellings stay as aliases)."""
+    from softprompt.cli import cli
+
+    for name, command in cli.commands.items():
+        for param in command.params:
+            spellings = set(getattr(param, "opts", [])) & {"--out", "--out-dir", "--output", "--output-dir"}
+            if spellings:
+                assert param.opts[0] in ("--output", "--output-dir"), (name, param.opts)
 
 
 @pytest.mark.parametrize("show", [False, True])

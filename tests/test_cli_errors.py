@@ -385,9 +385,12 @@ def test_train_invalid_settings(args, message, tiny_model_dir, data, tmp_path):
     (["train", "--optimizer", "sgd"], "'sgd' is not one of 'adafactor', 'adamw'"),
     (["ensemble-eval", "--task", "rte"], "Missing option '--prompts'; see '"),
     (["neighbors"], "Missing argument 'RUN_DIR'; see '"),
-    (["train", "--n-promts", "3"], "No such option '--n-promts'. Did you mean '--n-prompts'?"),
-    (["traim"], "No such command 'traim'. Did you mean 'train'?"),
-], ids=["not-an-integer", "bad-choice", "missing-option", "missing-argument", "misspelled-option", "misspelled-command"])
+    (["train", "--n-promts", "3"], "No such option '--n-promts'. Did you mean '--n-prompts'? See '"),
+    (["traim"], "No such command 'traim'. Did you mean 'train'? See '"),
+    (["neighbors", "--prompts", "runs/rte"], "neighbors takes RUN_DIR as an argument, not --prompts: "),
+    (["plot-history", "--prompts", "runs/rte"], "plot-history takes RUNS as arguments, not --prompts: "),
+], ids=["not-an-integer", "bad-choice", "missing-option", "missing-argument", "misspelled-option", "misspelled-command",
+        "prompts-for-a-run-argument", "prompts-for-run-arguments"])
 def test_usage_errors_are_one_line(args, message):
     assert_one_line_error(run_cli(*args), message, "--help")
 
@@ -889,7 +892,7 @@ def test_neighbors_plot_under_a_file(run, tmp_path):
 ], ids=["non-integer-lengths", "negative-length", "zero-seeds", "zero-train-size", "negative-max-tokens"])
 def test_sweep_invalid_grid(args, message, tiny_model_dir, data, tmp_path):
     result = run_cli("sweep", "--models", tiny_model_dir, "--task", "rte", "--train-file", data["train"],
-                     "--validation-file", data["val"], "--steps", "1", "--out-dir", tmp_path / "sweep", "--quiet", *args)
+                     "--validation-file", data["val"], "--steps", "1", "--output-dir", tmp_path / "sweep", "--quiet", *args)
     assert_one_line_error(result, message)
     assert not (tmp_path / "sweep").exists()
 
@@ -908,7 +911,7 @@ def _report_json(tmp_path: Path, **changes) -> Path:
 
 
 def test_plot_scale_missing_result(tmp_path):
-    result = run_cli("plot-scale", tmp_path / "nope.json", "--out", tmp_path / "s.png")
+    result = run_cli("plot-scale", tmp_path / "nope.json", "--output", tmp_path / "s.png")
     assert_one_line_error(result, "nope.json: no such evaluation report; check the path")
     assert not (tmp_path / "s.png").exists()
 
@@ -916,24 +919,24 @@ def test_plot_scale_missing_result(tmp_path):
 def test_plot_scale_invalid_json(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "softprompt.eval/1",')
-    result = run_cli("plot-scale", bad, "--out", tmp_path / "s.png")
+    result = run_cli("plot-scale", bad, "--output", tmp_path / "s.png")
     assert_one_line_error(result, "bad.json: not valid JSON", "re-run the evaluation to rewrite it")
     assert not (tmp_path / "s.png").exists()
 
 
 def test_plot_scale_not_a_report(run, tmp_path):
-    result = run_cli("plot-scale", run / "softprompt.json", "--out", tmp_path / "s.png")
+    result = run_cli("plot-scale", run / "softprompt.json", "--output", tmp_path / "s.png")
     assert_one_line_error(result, "format is None, expected 'softprompt.eval/1'", "pass an evaluation report")
 
 
 def test_plot_scale_unknown_metric(tmp_path):
-    result = run_cli("plot-scale", _report_json(tmp_path), "--metric", "bleu", "--out", tmp_path / "s.png")
+    result = run_cli("plot-scale", _report_json(tmp_path), "--metric", "bleu", "--output", tmp_path / "s.png")
     assert_one_line_error(result, "unknown metric 'bleu'; available in all reports: accuracy")
     assert not (tmp_path / "s.png").exists()
 
 
 def test_plot_scale_output_format(tmp_path):
-    result = run_cli("plot-scale", _report_json(tmp_path), "--out", tmp_path / "s.pdf")
+    result = run_cli("plot-scale", _report_json(tmp_path), "--output", tmp_path / "s.pdf")
     assert_one_line_error(result, "plot path must end with .png or .svg")
 
 
@@ -941,12 +944,12 @@ def test_plot_scale_output_under_a_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = run_cli("plot-scale", _report_json(tmp_path), "--out", blocker / "s.png")
-    assert_one_line_error(result, "cannot write the plot to", "file is a file, not a folder", "choose another --out path")
+    assert_one_line_error(result, "cannot write the plot to", "file is a file, not a folder", "choose another --output path")
     assert blocker.read_text() == "x"
 
 
 def test_plot_scale_missing_reference_csv(tmp_path):
-    result = run_cli("plot-scale", _report_json(tmp_path), "--reference", tmp_path / "ref.csv", "--out", tmp_path / "s.png")
+    result = run_cli("plot-scale", _report_json(tmp_path), "--reference", tmp_path / "ref.csv", "--output", tmp_path / "s.png")
     assert_one_line_error(result, "ref.csv: no such reference CSV; check the path")
     assert not (tmp_path / "s.png").exists()
 
@@ -1023,7 +1026,7 @@ SUBPROCESS_CASES = {
         ("error: ", "prompts.safetensors is corrupted or truncated", "retrain or restore it"),
     ),
     "plot-scale-invalid-json": (
-        lambda request, data, tmp: ["plot-scale", _write(tmp / "r.json", '{"format": '), "--out", tmp / "out" / "s.png"],
+        lambda request, data, tmp: ["plot-scale", _write(tmp / "r.json", '{"format": '), "--output", tmp / "out" / "s.png"],
         ("error: ", "r.json: not valid JSON", "re-run the evaluation"),
     ),
 }
@@ -1122,7 +1125,7 @@ def test_train_log_every_zero(tiny_model_dir, data, tmp_path):
 
 def test_plot_history_not_a_run(tmp_path):
     (tmp_path / "empty").mkdir()
-    result = run_cli("plot-history", tmp_path / "empty", "--out", tmp_path / "c.png")
+    result = run_cli("plot-history", tmp_path / "empty", "--output", tmp_path / "c.png")
     assert_one_line_error(result, "empty has no history.json; pass a run directory of `softprompt train`")
     assert not (tmp_path / "c.png").exists()
 

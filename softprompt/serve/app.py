@@ -93,7 +93,7 @@ def create_app(engine: Engine, metrics: ServeMetrics | None = None, api_key: str
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         where = f"{request.method} {request.url.path}"
-        message = f"no route {where}; endpoints: {', '.join(ENDPOINTS)}" if exc.status_code == 404 else f"{where}: {exc.detail}"
+        message = f"no route {where}; endpoints: {', '.join(ENDPOINTS)} (described at /docs)" if exc.status_code == 404 else f"{where}: {exc.detail}"
         return error(exc.status_code, message, getattr(exc, "headers", None))
 
     @app.get("/health")

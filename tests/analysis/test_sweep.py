@@ -44,7 +44,7 @@ def test_rules_are_compared_with_the_recorded_vote_or_else_the_reports_ensembles
     with pytest.raises(SoftpromptError) as err:
         _check_evaluated(["majority"], tmp_path / "run", recorded)
     assert str(err.value) == (f"{recorded} was evaluated with other settings (vote: majority,confidence → majority); use "
-                              f"another --out-dir for the new settings, or delete {recorded} to rerun that cell")
+                              f"another --output-dir for the new settings, or delete {recorded} to rerun that cell")
     older = _report(tmp_path, {}, ["majority", "confidence"])  # written before the sweep recorded its vote
     _check_evaluated(["majority", "confidence"], tmp_path / "run", older)
     with pytest.raises(SoftpromptError, match=r"\(vote: majority,confidence → logprob_sum\)"):
@@ -63,7 +63,7 @@ def test_a_rerun_with_another_vote_is_refused_and_a_deleted_result_is_evaluated_
 
     changed = _sweep(tiny_model_dir, out, "--vote", "logprob_sum")  # not skipped without the new rule
     assert changed.exit_code != 0 and str(changed.exception) == (
-        f"{result} was evaluated with other settings (vote: majority,confidence → logprob_sum); use another --out-dir "
+        f"{result} was evaluated with other settings (vote: majority,confidence → logprob_sum); use another --output-dir "
         f"for the new settings, or delete {result} to re-evaluate that cell's trained prompts")
     assert json.loads(result.read_text()) == report
 

@@ -215,6 +215,20 @@ def test_import_peft_command_reads_label_words_in_either_form_and_names_a_likely
     assert "note: 'sst2x' is not a built-in task (did you mean 'sst2'?); imported as a custom generation task" in result.output
 
 
+def test_export_then_import_commands_round_trip_a_prompt(run_dir, config, tmp_path):
+    """`export-peft` and `import-peft` write to --output-dir (--out, their first spelling, still works)."""
+    from softprompt.cli import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["export-peft", str(run_dir), "--prompt", "1", "--output-dir", str(tmp_path / "adapter")])
+    assert result.exit_code == 0 and "wrote PEFT adapter" in result.output, result.output
+    result = runner.invoke(cli, ["import-peft", str(tmp_path / "adapter"), "--out", str(tmp_path / "back"), "--task", "rte"])
+    assert result.exit_code == 0, result.output
+    _, original, _ = load_banks(run_dir, config)
+    _, back, _ = load_banks(tmp_path / "back", config)
+    assert back.weight.shape[0] == 1 and torch.equal(back.weight[0], original.weight[1])
+
+
 def test_prompt_plus_prefix_run_exports_its_prompt_with_a_note(tiny_model_dir, config, tmp_path):
     run = tmp_path / "run"
     prefixes, spec = _prefix_bank(config)

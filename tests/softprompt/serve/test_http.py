@@ -195,7 +195,7 @@ def test_bad_classify_requests_get_one_line_errors(server, reference, body, stat
     ("/v1/generate", {"task": "e2e_nlg", "texts": ["x"], "max_new_tokens": 0}, None, 422, "max_new_tokens: Input should be greater than or equal to 1"),
     ("/v1/generate", {"task": "e2e_nlg", "texts": ["x"], "num_beams": 99}, None, 422, "num_beams 99 is over the server's limit of 8 (--max-beams)"),
     ("/v1/generate", {"task": "sst2", "texts": ["x"]}, None, 422, "send it to /v1/classify"),
-    ("/v1/nothing", {}, None, 404, "no route POST /v1/nothing; endpoints:"),
+    ("/v1/nothing", {}, None, 404, "no route POST /v1/nothing; endpoints: /health, /metrics, /v1/prompts, /v1/classify, /v1/generate (described at /docs)"),
 ])
 def test_malformed_and_oversized_requests(server, reference, path, body, raw, status, message):
     got, answer = server.request("POST", path, body, raw=raw)
