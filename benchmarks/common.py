@@ -231,6 +231,29 @@ def cuda_peak_bytes(fn: Callable[[], object], device: str | torch.device = "cuda
     return torch.cuda.max_memory_allocated(device) - base
 
 
+def tensor_peak_bytes(step) -> int:
+    """Peak growth of live tensor bytes during ``step()`` (profiler memory timeline, CPU allocator)."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler._memory_profiler import Action
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+        step()
+    live = peak = 0
+    for _, action, _, size in prof._memory_profile().timeline:
+        if action == Action.CREATE:
+            live += size
+        elif action == Action.DESTROY:
+            live -= size
+        peak = max(peak, live)
+    return peak
+
+
+def step_peak_bytes(step: Callable[[], object], device: torch.device) -> int:
+    """Peak growth of tensor bytes during ``step()``: the profiler's timeline on the CPU, CUDA's
+    ``max_memory_allocated`` on CUDA."""
+    return cuda_peak_bytes(step, device) if device.type == "cuda" else tensor_peak_bytes(step)
+
+
 def t5_encoder_flops(config, rows: int, length: int) -> float:
     """Matmul FLOPs (2·m·n·k) of T5's encoder over ``rows`` sequences of ``length`` tokens:
     projections, feed-forward and attention scores."""

@@ -7,7 +7,8 @@
     once per row, decoder per choice) and must agree. The batched side's utilisation (model FLOP/s
     over the matmul peak measured in this process, same device and dtype) is printed per B.
 (2) K-choice scoring with encoder reuse (``PromptedT5.score``: encoder once, decoder over B·K rows)
-    vs K separate full forward calls (encoder each time), on the same rows; scores must agree.
+    vs K separate full forward calls (encoder each time), on the same rows; scores must agree. Also
+    the peak tensor memory of each side (``common.step_peak_bytes``; one K/V copy per row vs per call).
 (3) ``max_tokens`` sweep of the batched scoring path at the larger batch sizes, and of batched
     greedy generation (``generate_texts``, which shares the default), to pick the device's default
     in ``TOKEN_BUDGETS`` (``ensembles/batched.py``).
@@ -42,6 +43,7 @@ from common import (  # noqa: E402
     model_for,
     scoring_flops,
     shape_name,
+    step_peak_bytes,
     t5_generate_flops,
     utilisation,
     utilisation_line,
@@ -185,7 +187,7 @@ def main() -> None:
         print("\n".join(use_rows))
 
     # (2) encoder reuse across K choices vs K full passes
-    rows = []
+    rows, memory_lines = [], []
     input_ids = random_ids(generator, choice_rows, length)
     input_ids[:, -1] = 1
     input_ids = input_ids.to(device)
@@ -206,8 +208,15 @@ def main() -> None:
         )
         rows.append(timing_row(f"K={k}, {choice_rows} rows", times["reuse"], times["full"], 1 / k + 0.15))
         results[f"choices_over_full_K{k}"] = ratio(times["reuse"], times["full"])
+        peak_bytes = {side: step_peak_bytes(fn, device) for side, fn in (
+            ("reuse", lambda c=choice_ids, m=choice_mask: prompted.score(input_ids, mask, prompt_ids, c, m)),
+            ("full", lambda c=choice_ids: full_pass_scores(prompted, input_ids, mask, prompt_ids, c)))}
+        results[f"choices_mem_over_full_K{k}"] = round(peak_bytes["reuse"] / peak_bytes["full"], 4)
+        memory_lines.append(f"K={k}: peak tensor memory {peak_bytes['reuse'] / 2**20:.1f} MiB / {peak_bytes['full'] / 2**20:.1f} MiB "
+                            f"= {results[f'choices_mem_over_full_K{k}']:.3f}")
     if rows:
         print_table(TIMING_HEADERS, rows, "(2) K choices: PromptedT5.score (encoder once) / K full forward calls (baseline)")
+        print("\n".join(memory_lines))
 
     # (3) max_tokens sweep
     best_tokens = {}

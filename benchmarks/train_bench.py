@@ -68,7 +68,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -80,7 +80,7 @@ from common import (  # noqa: E402
     setup,
     DTYPES,
     TIMING_HEADERS,
-    cuda_peak_bytes,
+    step_peak_bytes,
     emit_result,
     interleaved,
     matmul_peak,
@@ -407,29 +407,6 @@ def saved_activation_bytes(forward_backward, frozen_tensors) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         forward_backward()
     return sum(storages.values())
-
-
-def tensor_peak_bytes(step) -> int:
-    """Peak growth of live tensor bytes during ``step()`` (profiler memory timeline, CPU allocator)."""
-    from torch.profiler import ProfilerActivity, profile
-    from torch.profiler._memory_profiler import Action
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
-        step()
-    live = peak = 0
-    for _, action, _, size in prof._memory_profile().timeline:
-        if action == Action.CREATE:
-            live += size
-        elif action == Action.DESTROY:
-            live -= size
-        peak = max(peak, live)
-    return peak
-
-
-def step_peak_bytes(step: Callable[[], object], device: torch.device) -> int:
-    """Peak growth of tensor bytes during ``step()``: the profiler's timeline on the CPU, CUDA's
-    ``max_memory_allocated`` on CUDA."""
-    return cuda_peak_bytes(step, device) if device.type == "cuda" else tensor_peak_bytes(step)
 
 
 def memory_case(ours: OursTrainer, peft: PeftTrainer, frozen_models: Sequence[torch.nn.Module],

@@ -8,12 +8,8 @@ mixed-task serving are built on.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import nn
-from transformers import T5ForConditionalGeneration
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from softprompt.attention import attention_sites, install_prefix_attention
@@ -21,10 +17,6 @@ from softprompt.losses import sequence_log_probs
 from softprompt.models import FrozenT5
 from softprompt.prefixes import PrefixBank
 from softprompt.prompts import PromptBank
-
-
-# transformers 5.24 renamed T5's ``past_key_values`` argument to ``cache`` (the old name warns, and goes in 5.40).
-CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(T5ForConditionalGeneration.forward).parameters else "past_key_values"
 
 
 class PromptedT5(nn.Module):
@@ -136,37 +128,25 @@ class PromptedT5(nn.Module):
         """Sum of token log-probabilities of K candidate targets per row: (B, K).
 
         ``choice_ids`` / ``choice_mask`` are (B, K, S) (targets end with EOS, padded). The encoder
-        runs once per row; its outputs are expanded to the K candidates and only the decoder runs
-        per candidate, reading cross-attention keys/values projected once per row (deep prefixes
-        follow the expansion, see ``attention._match_batch``).
+        runs once per row and only the decoder runs per candidate (B·K rows); every cross-attention
+        projects keys/values once per encoder row and the K candidates' queries of a row attend as
+        one sequence (``attention._fold_candidates``): no K copies of them are made.
         """
         batch, k, length = choice_ids.shape
         encoder_outputs, mask = self.encode(input_ids, attention_mask, prompt_ids)
         hidden = encoder_outputs.last_hidden_state  # (B, P+T, d)
         labels = choice_ids.reshape(batch * k, length).masked_fill(~choice_mask.reshape(batch * k, length).bool(), -100)
-        logits = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=hidden.repeat_interleave(k, dim=0)),  # (B·K, P+T, d)
-            attention_mask=mask.repeat_interleave(k, dim=0),
-            decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels),
-            use_cache=True,
-            **{CACHE_ARGUMENT: self._cross_attention_cache(hidden, k)},
-        ).logits  # (B·K, S, V)
+        self.context.candidates = k
+        try:
+            logits = self.model(
+                encoder_outputs=BaseModelOutput(last_hidden_state=hidden),  # each cross-attention projects B rows
+                attention_mask=mask,  # (B, P+T)
+                decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels),
+                use_cache=False,  # one layer's keys/values alive at a time, as in a plain forward
+            ).logits  # (B·K, S, V)
+        finally:
+            self.context.candidates = 1
         return sequence_log_probs(logits, labels).view(batch, k)
-
-    def _cross_attention_cache(self, hidden: torch.Tensor, k: int) -> EncoderDecoderCache:
-        """Every decoder layer's cross-attention keys/values, projected once per encoder row and
-        repeated for the K candidates: the decoder then reads them instead of projecting B·K rows."""
-        config = self.model.config
-        cache = EncoderDecoderCache(DynamicCache(config=config), DynamicCache(config=config))
-        for index, block in enumerate(self.model.get_decoder().block):
-            attention = block.layer[1].EncDecAttention
-            shape = (*hidden.shape[:2], -1, attention.key_value_proj_dim)
-            rows = hidden.to(attention.k.weight.device)  # layers may sit on different devices (--device-map)
-            key, value = (proj(rows).view(shape).transpose(1, 2).repeat_interleave(k, dim=0)  # (B·K, H, P+T, d_kv)
-                          for proj in (attention.k, attention.v))
-            cache.cross_attention_cache.update(key, value, index)
-            cache.is_updated[index] = True
-        return cache
 
     @torch.no_grad()
     def real_word_prefix(self, text: str, length: int) -> dict[str, torch.Tensor]:

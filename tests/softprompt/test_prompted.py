@@ -95,7 +95,7 @@ def test_score_reuses_encoder_and_equals_full_passes():
     choices = torch.tensor([[[10, 11, 1], [12, 1, 0]], [[13, 1, 0], [14, 15, 1]]])  # (B, K, S), 0 = pad
     choice_mask = (choices != 0).long()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the cache goes through the argument this transformers supports
+        warnings.simplefilter("error")  # no deprecated argument (transformers 5.24 warned of past_key_values)
         scores = model.score(ids, mask, prompt_ids, choices, choice_mask)  # (B, K)
     for b in range(2):
         for k in range(2):
