@@ -29,7 +29,6 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from softprompt.attention import PREFIXED, PrefixContext, attention_sites, install_prefix_attention
-from softprompt.losses import sequence_log_probs
 from softprompt.models import random_t5
 from softprompt.prefixes import PrefixBank, PrefixShape
 from softprompt.prompted import PromptedT5
@@ -458,34 +457,6 @@ def test_per_site_preparation_runs_once_per_forward_and_follows_new_inputs(attn,
         want = fresh(ids, other_mask, torch.tensor([1, 0]), labels=labels).logits
     torch.testing.assert_close(got, want, atol=0, rtol=0)
     assert len(prompted.context._once) <= 4 * 3
-
-
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_score_folds_each_rows_candidates_into_one_cross_attention_row(attn, monkeypatch):
-    """``score()`` runs the decoder over B·K candidate rows, but every cross-attention reads one copy of
-    each encoder row's keys/values: the row's K candidates attend as one sequence of K·S queries. With
-    prefixes at every site and a padded row, each score equals a plain forward of that row and candidate."""
-    from softprompt import attention
-
-    frozen = tiny(attn, num_layers=2)
-    prompted = PromptedT5(frozen, prefixes=random_bank(frozen))
-    rows_seen = []
-    fold = attention._fold_candidates
-    monkeypatch.setattr(attention, "_fold_candidates", lambda attend, context, module, query, key, *rest, **kwargs: (
-        rows_seen.append((query.shape[0], key.shape[0])) or fold(attend, context, module, query, key, *rest, **kwargs)))
-    ids, mask = batch()
-    prompt_ids = torch.tensor([1, 0])
-    choice_ids = torch.tensor([[[5, 6, 1], [7, 1, 0], [9, 10, 1]], [[11, 1, 0], [12, 13, 1], [14, 1, 0]]])  # (B, K, S)
-    choice_mask = (choice_ids != 0).long()
-    scores = prompted.score(ids, mask, prompt_ids, choice_ids, choice_mask)
-    assert rows_seen == [(6, 2), (6, 2)]  # each decoder layer: B·K query rows against B rows of keys/values
-    assert prompted.context.candidates == 1  # a plain call after score() is not folded
-    with torch.no_grad():
-        for row in range(2):
-            for k in range(3):
-                labels = choice_ids[row, k : k + 1].masked_fill(choice_mask[row, k : k + 1] == 0, -100)
-                logits = prompted(ids[row : row + 1], mask[row : row + 1], prompt_ids[row : row + 1], labels=labels).logits
-                torch.testing.assert_close(scores[row, k], sequence_log_probs(logits, labels)[0], atol=ATOL, rtol=0)
 
 
 # ----------------------------------------------------------------------------- t5-3b-shaped heads

@@ -90,20 +90,30 @@ def test_mixed_batch_equals_separate_batches_row_for_row(reparam_dim):
     assert (swapped - mixed).abs().amax(dim=(1, 2)).min() > 1e-2  # every row depends on its prefix
 
 
-def test_score_expands_prefixes_to_candidates():
-    """``score()`` runs the encoder once per row and the decoder per candidate (B*K rows): the
-    per-row prefixes follow that expansion, so each score equals a plain forward of that row and
-    candidate with the row's prefix."""
-    frozen = tiny()
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_score_folds_each_rows_candidates_and_equals_plain_forwards(attn, monkeypatch):
+    """``score()`` runs the encoder once per row and the decoder per candidate (B·K rows), but every
+    cross-attention reads one copy of each encoder row's keys/values: the row's K candidates attend as
+    one sequence of K·S queries (``attention._fold_candidates``). With the rows' prefixes at every site
+    and a padded row, each score equals a plain forward of that row and candidate."""
+    from softprompt import attention
+
+    frozen = tiny(attn_implementation=attn)
     bank = PrefixBank(2, PrefixShape.for_config(frozen.config, 2))
     bank.init_random([7, 8], std=1.0)
     prompted = PromptedT5(frozen, prefixes=bank)
+    rows_seen = []
+    fold = attention._fold_candidates
+    monkeypatch.setattr(attention, "_fold_candidates", lambda attend, context, module, query, key, *rest, **kwargs: (
+        rows_seen.append((query.shape[0], key.shape[0])) or fold(attend, context, module, query, key, *rest, **kwargs)))
     ids, mask, _ = inputs(b=2)
     prompt_ids = torch.tensor([1, 0])
-    choice_ids = torch.tensor([[[5, 6, 1], [7, 1, 0], [9, 10, 1]], [[11, 1, 0], [12, 13, 1], [14, 1, 0]]])
+    choice_ids = torch.tensor([[[5, 6, 1], [7, 1, 0], [9, 10, 1]], [[11, 1, 0], [12, 13, 1], [14, 1, 0]]])  # (B, K, S)
     choice_mask = (choice_ids != 0).long()
     scores = prompted.score(ids, mask, prompt_ids, choice_ids, choice_mask)
     assert scores.shape == (2, 3)
+    assert rows_seen == [(6, 2)] * frozen.config.num_decoder_layers  # B·K query rows against B rows of keys/values
+    assert prompted.context.candidates == 1  # a plain call after score() is not folded
     with torch.no_grad():
         for row in range(2):
             for k in range(3):
