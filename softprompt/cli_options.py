@@ -161,6 +161,6 @@ def usage_error_line(error: click.ClickException) -> str:
             name, many = arguments[0].human_readable_name, arguments[0].nargs != 1
             usage = f"{path} {name}{'...' if many else ''} [OPTIONS]"
             return f"{path} takes {name} as {'arguments' if many else 'an argument'}, not --prompts: {usage}; see '{path} --help'"
-        error.possibilities = error.possibilities[:1]  # the closest option only (--n-promts: --n-prompts, not --init-from)
+        error.possibilities = (error.possibilities or [])[:1]  # the closest only (--n-promts: --n-prompts, not --init-from)
     message = error.format_message().rstrip(".")
     return f"{message} See '{path} --help'" if message.endswith("?") else f"{message}; see '{path} --help'"

@@ -389,8 +389,9 @@ def test_train_invalid_settings(args, message, tiny_model_dir, data, tmp_path):
     (["traim"], "No such command 'traim'. Did you mean 'train'? See '"),
     (["neighbors", "--prompts", "runs/rte"], "neighbors takes RUN_DIR as an argument, not --prompts: "),
     (["plot-history", "--prompts", "runs/rte"], "plot-history takes RUNS as arguments, not --prompts: "),
+    (["train", "-z"], "No such option '-z'; see '"),  # a short option: click suggests nothing
 ], ids=["not-an-integer", "bad-choice", "missing-option", "missing-argument", "misspelled-option", "misspelled-command",
-        "prompts-for-a-run-argument", "prompts-for-run-arguments"])
+        "prompts-for-a-run-argument", "prompts-for-run-arguments", "unknown-short-option"])
 def test_usage_errors_are_one_line(args, message):
     assert_one_line_error(run_cli(*args), message, "--help")
 
