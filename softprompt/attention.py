@@ -36,14 +36,11 @@ class PrefixContext:
     """What the wrapped attention reads on each call.
 
     ``kv`` maps a site to per-row prefixes of shape (B, L, 2, H, Pp, d_kv) (index 2: keys, values);
-    ``captured`` (when not None) collects the real keys/values each site computes, by (site, layer);
-    ``candidates`` > 1 says the decoder's rows are that many candidates per encoder row, in order
-    (``PromptedT5.score``), with cross-attention keys/values given once per encoder row.
+    ``captured`` (when not None) collects the real keys/values each site computes, by (site, layer).
     """
 
     kv: dict[str, torch.Tensor] = field(default_factory=dict)
     captured: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] | None = None
-    candidates: int = 1
     _once: dict[tuple[str, str], tuple[object, tuple, object]] = field(default_factory=dict, repr=False)
 
     def once(self, key: tuple[str, str], source: object, variant: tuple, make: Callable[[], object]) -> object:
@@ -96,7 +93,7 @@ def _with_prefix(kernel):
         if context is None:
             return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
         site, layer = module.softprompt_site
-        if site == "cross" and key.shape[0] * context.candidates == query.shape[0] != key.shape[0]:
+        if site == "cross" and query.shape[0] != key.shape[0]:  # K decoder rows per encoder row (PromptedT5.score)
             return _fold_candidates(attention, context, module, query, key, value, attention_mask, position_bias, **kwargs)
         if context.captured is not None:
             context.captured[(site, layer)] = (key, value)
@@ -124,14 +121,17 @@ def _with_prefix(kernel):
 
 
 def _fold_candidates(attend, context: PrefixContext, module, query, key, value, attention_mask, position_bias, **kwargs):
-    """Cross-attention of K candidates that read one encoder row, computed as one row of K·S queries, so
-    the keys/values stay one copy per encoder row instead of K. Exact: T5's cross-attention has no
-    relative-position bias, so every query of a row attends to the same keys under the same mask and bias.
+    """Cross-attention of K decoder rows per encoder row (row b's candidates at rows b·K .. b·K+K-1),
+    computed as one row of K·S queries, so the keys/values stay one copy per encoder row instead of K.
+    Exact: T5's cross-attention has no relative-position bias, so every query of a row attends to the
+    same keys under the same mask and bias.
     """
-    if module.has_relative_attention_bias:
-        raise ValueError("candidate folding needs a cross-attention without relative-position bias, as T5's")
     rows, heads, length, d_kv = query.shape  # (B·K, H, S, d_kv)
-    k, batch = context.candidates, key.shape[0]
+    batch = key.shape[0]
+    if rows % batch or module.has_relative_attention_bias:
+        raise ValueError(f"cross-attention of {rows} decoder rows over {batch} encoder rows: "
+                         "expected K whole candidates per row and no relative-position bias")
+    k = rows // batch
     folded = query.view(batch, k, heads, length, d_kv).transpose(1, 2).reshape(batch, heads, k * length, d_kv)  # (B, H, K·S, d_kv)
     # masks and biases of (B·K, B or 1) rows -> one per encoder row (B or 1), one query row for all queries
     mask, bias = (None if t is None else context.once(("cross", name), t, (k,), lambda t=t: (t[::k] if t.shape[0] == rows else t)[:, :, :1])

@@ -136,16 +136,12 @@ class PromptedT5(nn.Module):
         encoder_outputs, mask = self.encode(input_ids, attention_mask, prompt_ids)
         hidden = encoder_outputs.last_hidden_state  # (B, P+T, d)
         labels = choice_ids.reshape(batch * k, length).masked_fill(~choice_mask.reshape(batch * k, length).bool(), -100)
-        self.context.candidates = k
-        try:
-            logits = self.model(
-                encoder_outputs=BaseModelOutput(last_hidden_state=hidden),  # each cross-attention projects B rows
-                attention_mask=mask,  # (B, P+T)
-                decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels),
-                use_cache=False,  # one layer's keys/values alive at a time, as in a plain forward
-            ).logits  # (B·K, S, V)
-        finally:
-            self.context.candidates = 1
+        logits = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),  # each cross-attention projects B rows
+            attention_mask=mask,  # (B, P+T)
+            decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels),  # (B·K, S)
+            use_cache=False,  # one layer's keys/values alive at a time, as in a plain forward
+        ).logits  # (B·K, S, V)
         return sequence_log_probs(logits, labels).view(batch, k)
 
     @torch.no_grad()

@@ -113,7 +113,6 @@ def test_score_folds_each_rows_candidates_and_equals_plain_forwards(attn, monkey
     scores = prompted.score(ids, mask, prompt_ids, choice_ids, choice_mask)
     assert scores.shape == (2, 3)
     assert rows_seen == [(6, 2)] * frozen.config.num_decoder_layers  # B·K query rows against B rows of keys/values
-    assert prompted.context.candidates == 1  # a plain call after score() is not folded
     with torch.no_grad():
         for row in range(2):
             for k in range(3):
