@@ -17,6 +17,7 @@ from softprompt.cli_options import (
     csv_ints,
     decoding_kwargs,
     decoding_options,
+    default_label_words,
     eval_task,
     model_device_options,
     options_task,
@@ -102,6 +103,7 @@ def train(**kw) -> None:
     if kw["resume"] and kw["overwrite"]:
         raise SoftpromptError("--resume continues the run in --output-dir and --overwrite replaces it; pass one of them")
     _check_recipes(kw["prompt_length"], kw["deep_prefix"], kw)
+    kw["label_words"] = default_label_words(kw)
     task = options_task(kw)
     kw["init"] = resolve_init(kw["init"], task)
     cfg = TrainConfig(
@@ -252,6 +254,7 @@ def sweep(**kw) -> None:
     from analysis.sweep import grid, run_sweep
     from softprompt.config import TrainConfig
 
+    kw["label_words"] = default_label_words(kw)
     task = options_task(kw)
     models = [m.strip() for m in kw["models"].split(",") if m.strip()]
     inits = [resolve_init(i.strip(), task) for i in kw["inits"].split(",") if i.strip()]
@@ -377,7 +380,8 @@ def main() -> None:
         error.show()
         sys.exit(error.exit_code)
     except click.ClickException as error:  # usage errors: one line, not click's Usage/Try/blank/Error block
-        click.echo(f"error: {usage_error_line(error)}", err=True)
+        command = sys.argv[1:2] if sys.argv[1:2] and sys.argv[1] in cli.commands else []
+        click.echo(f"error: {usage_error_line(error, ' '.join(['softprompt', *command]))}", err=True)
         sys.exit(error.exit_code)
     except SoftpromptError as error:
         click.echo(f"error: {error}", err=True)

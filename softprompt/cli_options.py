@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from softprompt.custom_tasks import CUSTOM_FLAGS, CUSTOM_OPTIONS, recorded_task, task_from_options, template_task
+from softprompt.custom_tasks import (
+    CUSTOM_FLAGS,
+    CUSTOM_OPTIONS,
+    label_words_from_rows,
+    recorded_task,
+    task_from_options,
+    template_task,
+)
 from softprompt.decoding import DECODING_DEFAULTS, check_decoding
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import GENERATION_METRICS, at_revision, classification_metric_names
@@ -37,7 +44,9 @@ def task_options(default: str | None = "boolq", hub: bool = True):
         task,
         click.option("--input-template", help="custom task: model input, e.g. 'review: {sentence}'"),
         click.option("--label-column", help="custom classification task: column holding the label"),
-        click.option("--label-words", help="custom classification task: raw label -> word, e.g. 0=negative,1=positive"),
+        click.option("--label-words", help="custom classification task: raw label -> word, e.g. 0=negative,1=positive "
+                                           "[train, sweep: when the --train-file label column already holds words "
+                                           "(ham, spam), each names itself]"),
         click.option("--target-column", help="custom generation task: column holding the target text"),
         click.option("--task-name", help="custom task: its name in reports, run metadata and `softprompt serve`, e.g. spam "
                                          "(letters, digits, _.-) [default: custom]"),
@@ -66,6 +75,19 @@ def _with_options(command, options: list):
 def options_task(kw: dict):
     """The task that a command's ``task_options`` name."""
     return task_from_options(kw["task"], dataset_revision=kw.get("dataset_revision"), **{option: kw[option] for option in CUSTOM_OPTIONS})
+
+
+def default_label_words(kw: dict) -> str | None:
+    """train's and sweep's ``--label-words``: as given; for a custom classification task without it, the
+    words its ``--train-file`` label column holds (``label_words_from_rows``), announced on stderr and,
+    being the option's value, recorded with the run like given words."""
+    if kw["label_words"] or kw["task"] != "custom" or not kw["label_column"] or not kw["train_file"]:
+        return kw["label_words"]
+    from softprompt.data import read_file
+
+    words = label_words_from_rows(read_file(kw["train_file"], "--train-file"), kw["label_column"], kw["train_file"])
+    click.echo(f"--label-words not given: the label column's values name themselves: --label-words {words}", err=True)
+    return words
 
 
 def eval_task(kw: dict, meta: dict, run_dir: str, labelled: bool = True):
@@ -148,12 +170,15 @@ def model_device_options(command):
     ])
 
 
-def usage_error_line(error: click.ClickException) -> str:
+def usage_error_line(error: click.ClickException, command_path: str = "softprompt") -> str:
     """A click error as one line with the command's ``--help`` named, e.g. "Missing option '--prompts'; see
     'softprompt ensemble-eval --help'"; ``--prompts`` given to a command that takes run folders as arguments
-    (``neighbors runs/sst2``) says so instead of suggesting a look-alike option."""
-    if not (isinstance(error, click.UsageError) and error.ctx):
+    (``neighbors runs/sst2``) says so instead of suggesting a look-alike option. ``command_path`` names the
+    command where click's error carries no context (an option's missing value: ``train --n-prompts``)."""
+    if not isinstance(error, click.UsageError):
         return error.format_message()
+    if error.ctx is None:
+        return f"{error.format_message().rstrip('.')}; see '{command_path} --help'"
     command, path = error.ctx.command, error.ctx.command_path
     if isinstance(error, click.exceptions.NoSuchOption):
         arguments = [param for param in command.params if isinstance(param, click.Argument)]

@@ -38,6 +38,49 @@ def parse_label_words(spec: str) -> dict[str, str]:
     return words
 
 
+MAX_LABEL_CLASSES = 32  # a label column with more distinct values is taken for a mistyped --label-column
+
+
+def label_words_from_rows(rows: list[Mapping[str, Any]], label_column: str, origin: str) -> str:
+    """``--label-words`` for a label column that already holds words (``ham``, ``spam``): each distinct
+    value names itself, in sorted order. Numbers, booleans, a missing column, one class or more than
+    ``MAX_LABEL_CLASSES`` distinct values need explicit words: a SoftpromptError says so. ``origin``
+    names the rows' file in messages.
+
+    >>> label_words_from_rows([{"label": "spam"}, {"label": "ham"}, {"label": "spam"}], "label", "sms.csv")
+    'ham=ham,spam=spam'
+    """
+    if not any(label_column in row for row in rows):
+        columns = ", ".join(rows[0]) if rows else "none"
+        raise SoftpromptError(f"--label-column {label_column!r} is not a column of {origin} (its columns: {columns}); "
+                              "check --label-column")
+    values = sorted({row[label_column] for row in rows if row.get(label_column) is not None}, key=str)
+    shown = ", ".join(map(str, values[:5])) + (", ..." if len(values) > 5 else "")
+    if any(not isinstance(value, str) or _is_number(value) for value in values):
+        example = ",".join(f"{value}={word}" for value, word in zip(values, ("negative", "positive"))) \
+            if len(values) == 2 else "0=negative,1=positive"
+        raise SoftpromptError(f"the label column {label_column!r} of {origin} holds {shown}, not words: give each "
+                              f"label the word the model should emit, e.g. --label-words {example}")
+    if len(values) < 2 or len(values) > MAX_LABEL_CLASSES:
+        raise SoftpromptError(f"the label column {label_column!r} of {origin} holds {len(values)} distinct value(s) "
+                              f"({shown}); a classification task has 2 to {MAX_LABEL_CLASSES} classes: check "
+                              "--label-column, or give --label-words")
+    for value in values:
+        if value != value.strip() or not value or "," in value or "=" in value:
+            raise SoftpromptError(f"label {value!r} of {origin} cannot name itself (it has a ',' or '=', or spaces "
+                                  "around it): give the words with --label-words LABEL=WORD,...")
+    return ",".join(f"{value}={value}" for value in values)
+
+
+def _is_number(text: str) -> bool:
+    """Whether ``text`` reads as a number (``0``, ``-1``, ``2.5``, ``nan``)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 # the command-line options (TrainConfig fields) that define a custom task, and their flags
 CUSTOM_OPTIONS = ("input_template", "label_column", "label_words", "target_column", "task_name", "task_metric")
 CUSTOM_FLAGS = "/".join("--" + option.replace("_", "-") for option in CUSTOM_OPTIONS)

@@ -108,6 +108,27 @@ def test_ensemble_eval_without_task_evaluates_the_runs_own(kind, run_dir, tmp_pa
     assert reports[0][0] == {"built-in": "rte", "custom": "custom", "named custom": "review"}[kind]
 
 
+def test_custom_label_column_of_words_needs_no_label_words(tmp_path, tiny_model_dir):
+    """RTE's label column holds words (entailment, not_entailment): train without --label-words says on stderr which
+    words it took, records them, and gives the run that naming them gives (same prompts, bit for bit); ensemble-eval
+    rebuilds the task from the run."""
+    template = ["--task", "custom", "--input-template", "{premise} / {hypothesis}", "--label-column", "label"]
+    data = ["--train-file", RTE / "train.jsonl", "--validation-file", RTE / "val.jsonl"]
+    inferred, named = tmp_path / "inferred", tmp_path / "named"
+    result = _invoke("train", "--model", tiny_model_dir, *template, *data, *SMALL, "--output-dir", inferred)
+    assert ("--label-words not given: the label column's values name themselves: "
+            "--label-words entailment=entailment,not_entailment=not_entailment") in result.stderr
+    _invoke("train", "--model", tiny_model_dir, *template, "--label-words", "entailment=entailment,not_entailment=not_entailment",
+            *data, *SMALL, "--output-dir", named)
+    meta = read_meta(inferred)
+    assert meta["task"]["label_words"] == ["entailment", "not_entailment"]
+    assert meta["train_args"]["label_words"] == read_meta(named)["train_args"]["label_words"]
+    assert (inferred / "prompts.safetensors").read_bytes() == (named / "prompts.safetensors").read_bytes()
+    out = tmp_path / "eval.json"
+    _invoke("ensemble-eval", "--prompts", inferred, "--data-file", RTE / "val.jsonl", "--limit", 8, "--output", out, "--quiet")
+    assert json.loads(out.read_text())["task"] == "custom"
+
+
 def test_task_metric_is_a_custom_tasks_primary_metric_from_training_to_its_reports(tmp_path, tiny_model_dir):
     """--task-metric rougeL on a custom generation task: training validates by it, the run records it, and ensemble-eval,
     rebuilding the task from the run, reports it as the primary metric (the per-prompt scores are training's best);

@@ -235,6 +235,20 @@ def test_train_invalid_label_words(tiny_model_dir, data, tmp_path):
     assert_one_line_error(result, "malformed label words 'entailment'", "LABEL=WORD", "0=negative,1=positive")
 
 
+@pytest.mark.parametrize("column, message", [
+    ("label", "the label column 'label' of "),
+    ("stars", "--label-column 'stars' is not a column of "),
+], ids=["numbers", "missing-column"])
+def test_train_custom_labels_without_label_words(column, message, tiny_model_dir, tmp_path):
+    """No --label-words and a label column that cannot name its classes (SST-2's 0/1) or is not in the file."""
+    sst2 = TEST_DATA / "glue" / "sst2"
+    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", None, "--task", "custom", "--input-template", "{sentence}",
+                                 "--label-column", column, train=sst2 / "train.tsv", val=sst2 / "dev.tsv"))
+    line = assert_one_line_error(result, message, "--label")
+    assert "holds 0, 1, not words" in line or column == "stars"
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_custom_options_on_builtin_task(tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--label-words", "0=yes,1=no"))
     assert_one_line_error(result, "apply to --task custom, not 'rte'")
@@ -390,8 +404,9 @@ def test_train_invalid_settings(args, message, tiny_model_dir, data, tmp_path):
     (["neighbors", "--prompts", "runs/rte"], "neighbors takes RUN_DIR as an argument, not --prompts: "),
     (["plot-history", "--prompts", "runs/rte"], "plot-history takes RUNS as arguments, not --prompts: "),
     (["train", "-z"], "No such option '-z'; see '"),  # a short option: click suggests nothing
+    (["train", "--n-prompts"], "Option '--n-prompts' requires an argument; see 'softprompt train --help'"),  # no click context
 ], ids=["not-an-integer", "bad-choice", "missing-option", "missing-argument", "misspelled-option", "misspelled-command",
-        "prompts-for-a-run-argument", "prompts-for-run-arguments", "unknown-short-option"])
+        "prompts-for-a-run-argument", "prompts-for-run-arguments", "unknown-short-option", "missing-value"])
 def test_usage_errors_are_one_line(args, message):
     assert_one_line_error(run_cli(*args), message, "--help")
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from softprompt.custom_tasks import custom_task, parse_label_words, recorded_task, task_from_options, template_task
+from softprompt.custom_tasks import (
+    MAX_LABEL_CLASSES,
+    custom_task,
+    label_words_from_rows,
+    parse_label_words,
+    recorded_task,
+    task_from_options,
+    template_task,
+)
 from softprompt.errors import SoftpromptError
 from softprompt.tasks import Example
 
@@ -127,3 +135,34 @@ def test_parse_label_words_errors(spec, message):
     with pytest.raises(SoftpromptError, match=message) as err:
         parse_label_words(spec)
     assert "\n" not in str(err.value)
+
+
+def test_label_words_from_rows_are_the_columns_words_naming_themselves():
+    """A label column that holds words gives them, sorted, each naming itself; missing values are skipped; the
+    result parses as --label-words and builds a task whose examples keep the file's labels."""
+    rows = [{"text": "win", "label": "spam"}, {"text": "hi", "label": "ham"}, {"text": "?", "label": None},
+            {"text": "free", "label": "spam"}]
+    words = label_words_from_rows(rows, "label", "sms.csv")
+    assert words == "ham=ham,spam=spam"
+    task = task_from_options("custom", "sms: {text}", "label", words)
+    assert [(e.label, e.target) for e in task.to_examples([rows[0], rows[1]])] == [(1, "spam"), (0, "ham")]
+
+
+@pytest.mark.parametrize("labels, column, message", [
+    ([0, 1, 1], "label", r"^the label column 'label' of f.jsonl holds 0, 1, not words: give each label the word the "
+                         r"model should emit, e.g. --label-words 0=negative,1=positive$"),
+    (["0", "1", "2"], "label", r"holds 0, 1, 2, not words: .* e.g. --label-words 0=negative,1=positive$"),  # csv text
+    ([True, False], "label", r"holds False, True, not words: .* --label-words False=negative,True=positive$"),
+    (["-1", "2.5"], "label", "not words"),
+    (["spam", "spam"], "label", r"holds 1 distinct value\(s\) \(spam\); a classification task has 2 to 32 classes"),
+    ([f"w{i}" for i in range(MAX_LABEL_CLASSES + 1)], "label", r"holds 33 distinct value\(s\) \(w0, w1, w10, w11, w12, \.\.\.\)"),
+    (["good", "bad"], "stars", r"^--label-column 'stars' is not a column of f.jsonl \(its columns: text, label\); check --label-column$"),
+    (["a,b", "c"], "label", r"^label 'a,b' of f.jsonl cannot name itself .* --label-words LABEL=WORD"),
+    (["x=1", "c"], "label", "label 'x=1' of f.jsonl cannot name itself"),
+    ([" pos", "neg"], "label", "label ' pos' of f.jsonl cannot name itself"),
+], ids=["json-numbers", "csv-numbers", "booleans", "signed-and-decimal", "one-class", "too-many-classes", "missing-column",
+        "comma", "equals", "spaces"])
+def test_label_words_from_rows_refuses_what_cannot_name_itself(labels, column, message):
+    rows = [{"text": "t", "label": label} for label in labels]
+    with pytest.raises(SoftpromptError, match=message):
+        label_words_from_rows(rows, column, "f.jsonl")
