@@ -1,4 +1,4 @@
-"""Benchmark: batched N-prompt greedy generation (one generate over N·B rows) vs N sequential generate calls of B rows.
+"""Benchmark: batched N-prompt greedy generation (one generate over N·B rows) vs N sequential generate calls of B rows; beam search's cache.
 
 Both sides call ``PromptedT5.generate`` (encoder once, then ``model.generate`` with the cached
 decoder) on the same B examples with greedy decoding and exactly ``--new-tokens`` new tokens
@@ -7,9 +7,15 @@ one call over N·B rows, prompt-major per-row prompt ids; sequential: one call o
 prompt. The token agreement between the two is printed. Timings are interleaved (see
 ``benchmarks/common.py``). The utilisation of each side (model FLOPs of cached greedy decoding,
 ``common.t5_generate_flops``, over its time and the matmul peak measured in this process on the
-same device and dtype) is printed. Ends with one ``RESULT {json}`` line.
+same device and dtype) is printed.
+(2) Beam search (``--beams``, default 4; 1: skip) over the batched side's N·B rows: ``PromptedT5.generate`` on
+``softprompt.beam_cache``'s cache, which does not reorder the cross-attention keys/values, vs the same call on
+transformers' default ``EncoderDecoderCache``, which copies them at every step; the outputs must be equal.
+Also the peak tensor memory of one call on each cache (``common.step_peak_bytes``).
+Ends with one ``RESULT {json}`` line.
 
-    python benchmarks/generate_bench.py [--n 5 --batch 8 --length 64 --new-tokens 32]
+    python benchmarks/generate_bench.py [--n 5 --batch 8 --length 64 --new-tokens 32 --beams 4]
+    python benchmarks/generate_bench.py --n 1 --batch 8 --length 512 --new-tokens 24 --beams 4   # long inputs
     python benchmarks/generate_bench.py --quick
     python benchmarks/generate_bench.py --device cuda --dtype bfloat16 --shape large --batch 64
 """
@@ -33,6 +39,7 @@ from common import (  # noqa: E402
     matmul_peak,
     model_for,
     shape_name,
+    step_peak_bytes,
     t5_generate_flops,
     utilisation,
     utilisation_line,
@@ -45,7 +52,10 @@ from common import (  # noqa: E402
     timing_row,
 )
 
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache  # noqa: E402
+
 from ensembles.batched import prompt_rows, repeat_for_prompts  # noqa: E402
+from softprompt.beam_cache import CACHE_ARGUMENT  # noqa: E402
 from softprompt.prompted import PromptedT5  # noqa: E402
 from softprompt.prompts import PromptBank  # noqa: E402
 
@@ -58,6 +68,7 @@ def main() -> None:
     parser.add_argument("--prompt-length", type=int, default=20, help="soft prompt length P")
     parser.add_argument("--new-tokens", type=int, default=None, help="generated tokens, exactly (default 32; quick 8)")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 7; quick 2)")
+    parser.add_argument("--beams", type=int, default=4, help="beams for (2): our beam cache vs the default (1: skip)")
     add_common_args(parser)
     add_model_args(parser)
     args = parser.parse_args()
@@ -104,12 +115,36 @@ def main() -> None:
     flops = t5_generate_flops(frozen.config, args.n * batch, args.prompt_length + length, new_tokens)
     for side in ("batched", "sequential"):
         print(utilisation_line(side, flops, min(times[side]), peak))
+    beams = beam_search_cache_ratio(prompted, all_ids, all_mask, all_prompts, dict(decoding, num_beams=args.beams), repeats) \
+        if args.beams > 1 else {}
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
-    emit_result({"batched_over_sequential_generate": ratio(times["batched"], times["sequential"]),
+    emit_result({**beams, "batched_over_sequential_generate": ratio(times["batched"], times["sequential"]),
                  "token_agreement": agreement,
                  "utilisation_batched_generate": utilisation(flops, min(times["batched"]), peak),
                  "utilisation_sequential_generate": utilisation(flops, min(times["sequential"]), peak),
                  "matmul_peak_gflops": peak / 1e9, "device": str(device), "dtype": args.dtype, "shape": shape_name(args)})
+
+
+def beam_search_cache_ratio(prompted: PromptedT5, ids: torch.Tensor, mask: torch.Tensor, prompt_ids: torch.Tensor,
+                            decoding: dict, repeats: int) -> dict[str, float]:
+    """(2): beam search on our cache (cross-attention keys/values never reordered) / on transformers' default cache;
+    the generated ids must be equal."""
+    def ours():
+        return prompted.generate(ids, mask, prompt_ids, **decoding)
+
+    def default():
+        return prompted.generate(ids, mask, prompt_ids, **decoding, **{CACHE_ARGUMENT: EncoderDecoderCache(DynamicCache(), DynamicCache())})
+
+    assert torch.equal(ours(), default()), "beam search on our cache generated other tokens than on the default cache"
+    times = interleaved({"ours": ours, "default": default}, repeats)
+    rows = [timing_row(f"{len(ids)} rows, {decoding['num_beams']} beams: our cache / transformers' default",
+                       times["ours"], times["default"])]
+    print_table(TIMING_HEADERS, rows, "beam search: cross-attention keys/values not reordered / reordered every step "
+                                      "(identical tokens)")
+    peak = {side: step_peak_bytes(fn, ids.device) for side, fn in (("ours", ours), ("default", default))}
+    print(f"peak tensor memory of a call: ours {peak['ours'] / 2**20:.1f} MiB, default {peak['default'] / 2**20:.1f} MiB")
+    return {"beam_cache_over_default": ratio(times["ours"], times["default"]),
+            "beam_cache_mem_over_default": round(peak["ours"] / peak["default"], 4)}
 
 
 if __name__ == "__main__":

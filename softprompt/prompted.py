@@ -13,6 +13,7 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
 from softprompt.attention import attention_sites, install_prefix_attention
+from softprompt.beam_cache import CACHE_ARGUMENT, beam_search_cache
 from softprompt.losses import sequence_log_probs
 from softprompt.models import FrozenT5
 from softprompt.prefixes import PrefixBank
@@ -112,8 +113,13 @@ class PromptedT5(nn.Module):
     def generate(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_ids: torch.Tensor, **generate_kwargs
     ) -> torch.Tensor:
-        """``model.generate`` with per-row prompts; returns the generated token ids (B·beams, S)."""
+        """``model.generate`` with per-row prompts; returns the generated token ids (B·beams, S). Beam search runs on
+        a cache that does not copy the cross-attention keys/values at every step (``softprompt.beam_cache``)."""
         encoder_outputs, mask = self.encode(input_ids, attention_mask, prompt_ids)
+        config = self.model.generation_config
+        beams = generate_kwargs.get("num_beams") or config.num_beams or 1
+        if beams > 1 and generate_kwargs.get("use_cache", config.use_cache) is not False:
+            generate_kwargs = {CACHE_ARGUMENT: beam_search_cache(self.model.config), **generate_kwargs}
         return self.model.generate(encoder_outputs=encoder_outputs, attention_mask=mask, **generate_kwargs)
 
     @torch.no_grad()

@@ -17,7 +17,8 @@ from tests.conftest import ROOT, TEST_DATA
 # result file -> keys its RESULT must hold
 EXPECTED = {
     "ensemble_tiny_bf16": ["batched_over_sequential_B1", "choices_over_full_K2", "utilisation_batched_B1", "max_tokens"],
-    "generate_tiny_bf16": ["batched_over_sequential_generate", "token_agreement", "utilisation_batched_generate"],
+    "generate_tiny_bf16": ["batched_over_sequential_generate", "token_agreement", "utilisation_batched_generate",
+                           "beam_cache_over_default"],
     "prefix_tiny_bf16": ["prefix_over_plain", "utilisation_prefix", "utilisation_raw"],
 }
 REALDATA = {

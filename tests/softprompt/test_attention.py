@@ -18,25 +18,22 @@ with non-zero bias against a hand-written softmax.
 
 from __future__ import annotations
 
-import inspect
 
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from softprompt.attention import PREFIXED, PrefixContext, attention_sites, install_prefix_attention
+from softprompt.beam_cache import CACHE_ARGUMENT
 from softprompt.models import random_t5
 from softprompt.prefixes import PrefixBank, PrefixShape
 from softprompt.prompted import PromptedT5
 
 ATOL = 1e-5
 VOCAB = 256  # token-id-only tests: a small vocabulary keeps the models tiny
-# transformers 5.24 renamed T5's ``past_key_values`` argument to ``cache`` (the old name warns, and goes in 5.40).
-CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(T5ForConditionalGeneration.forward).parameters else "past_key_values"
 SHAPES = {
     "t5-like": dict(d_model=32, d_kv=8, num_heads=4),
     "t5-3b-like": dict(d_model=32, d_kv=16, num_heads=4),  # d_kv * heads (64) != d_model (32)

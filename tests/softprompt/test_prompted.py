@@ -51,10 +51,12 @@ def test_logits_equal_peft_prompt_tuning(peft_and_ours):
     assert torch.allclose(mine.loss, theirs.loss, atol=1e-5)
 
 
-def test_generate_equals_peft(peft_and_ours):
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_generate_equals_peft(num_beams, peft_and_ours):
+    """Greedy and beam search (ours on softprompt.beam_cache's cache, PEFT's on transformers' default)."""
     peft, ours = peft_and_ours
     ids, mask = _inputs(seed=1)
-    kwargs = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False)
+    kwargs = dict(max_new_tokens=8, min_new_tokens=8, do_sample=False, num_beams=num_beams)
     theirs = peft.generate(input_ids=ids, attention_mask=mask, **kwargs)
     mine = ours.generate(ids, mask, torch.zeros(3, dtype=torch.long), **kwargs)
     assert torch.equal(mine, theirs)
