@@ -93,7 +93,7 @@ def _with_prefix(kernel):
         if context is None:
             return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
         site, layer = module.softprompt_site
-        if site == "cross" and query.shape[0] != key.shape[0]:  # K decoder rows per encoder row (PromptedT5.score)
+        if site == "cross" and query.shape[0] != key.shape[0]:  # K decoder rows per encoder row (candidates, beams)
             return _fold_candidates(attention, context, module, query, key, value, attention_mask, position_bias, **kwargs)
         if context.captured is not None:
             context.captured[(site, layer)] = (key, value)
@@ -121,7 +121,7 @@ def _with_prefix(kernel):
 
 
 def _fold_candidates(attend, context: PrefixContext, module, query, key, value, attention_mask, position_bias, **kwargs):
-    """Cross-attention of K decoder rows per encoder row (row b's candidates at rows b·K .. b·K+K-1),
+    """Cross-attention of K decoder rows per encoder row (row b's candidates or beams at rows b·K .. b·K+K-1),
     computed as one row of K·S queries, so the keys/values stay one copy per encoder row instead of K.
     Exact: T5's cross-attention has no relative-position bias, so every query of a row attends to the
     same keys under the same mask and bias.

@@ -1,5 +1,6 @@
-"""Beam search on ``SharedCrossAttentionCache`` (``softprompt.beam_cache``), which skips transformers' per-step
-copy of the cross-attention keys/values, against the default ``EncoderDecoderCache``, which makes it.
+"""Beam search on ``SharedCrossAttentionCache`` (``softprompt.beam_cache``), one row of cross-attention keys/values
+per input and never reordered, against transformers' default ``EncoderDecoderCache``: a row per beam, copied at
+every step.
 
 Models are tiny random T5s built in-process (``random_t5``): the claim is about how beam search moves cache rows,
 which no pretrained weight changes.
@@ -18,13 +19,15 @@ from softprompt.prompted import PromptedT5
 from softprompt.prompts import PromptBank
 
 
-@pytest.mark.parametrize("prefixes", [False, True], ids=["input-prompts", "input-prompts+prefixes"])
-def test_beam_search_without_cross_cache_copies_equals_the_default_cache(prefixes, monkeypatch):
+@pytest.mark.parametrize("attn, prefixes", [("sdpa", False), ("sdpa", True), ("eager", True)],
+                         ids=["sdpa-input-prompts", "sdpa-input-prompts+prefixes", "eager-input-prompts+prefixes"])
+def test_beam_search_on_one_cross_cache_row_per_input_equals_the_default_cache(attn, prefixes, monkeypatch):
     """Per-row prompts (and deep prefixes at every site), a padded row, 4 beams: the sequences and their beam scores
-    equal those of generate() on transformers' default cache; beam search did move beams (a reorder that is not the
-    identity), and the cross-attention cache was never reordered."""
+    equal those of generate() on transformers' default cache; the cross-attention cache holds one row per input,
+    beam search did move beams (a reorder that is not the identity), and the cross-attention cache was never
+    reordered."""
     torch.manual_seed(0)
-    frozen = random_t5(seed=0)
+    frozen = random_t5(seed=0, attn_implementation=attn)
     prompts = PromptBank(3, 4, frozen.config.d_model)
     with torch.no_grad():
         prompts.weight.normal_(0, 3)
@@ -58,6 +61,8 @@ def test_beam_search_without_cross_cache_copies_equals_the_default_cache(prefixe
     monkeypatch.setattr(model.model, "generate", spy_generate)
     ours = model.generate(ids, mask, prompt_ids, **decoding)
     assert isinstance(model_cache, SharedCrossAttentionCache)
+    cross = model_cache.cross_attention_cache.layers
+    assert [layer.keys.shape[0] for layer in cross] == [3, 3]  # 3 inputs, not 3·4 beams (2 decoder layers)
     assert reorders and any(not torch.equal(idx, torch.arange(len(idx))) for idx in reorders)
     assert cross_reorders and not any(cross_reorders)  # self-attention only
 
