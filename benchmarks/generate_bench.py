@@ -9,9 +9,9 @@ prompt. The token agreement between the two is printed. Timings are interleaved 
 ``common.t5_generate_flops``, over its time and the matmul peak measured in this process on the
 same device and dtype) is printed.
 (2) Beam search (``--beams``, default 4; 1: skip) over the batched side's N·B rows: ``PromptedT5.generate`` on
-``softprompt.beam_cache``'s cache (one row of cross-attention keys/values per input, never reordered) vs the same
-call on transformers' default ``EncoderDecoderCache`` (a row per beam, copied at every step); the outputs must be equal.
-Also the peak tensor memory of one call on each cache (``common.step_peak_bytes``).
+``softprompt.beam_cache``'s cache (one row of cross-attention keys/values per input, projected once, never
+reordered) vs the same call on transformers' default ``EncoderDecoderCache`` (a row per beam, copied at every
+step); the outputs must be equal. Also the peak tensor memory of one call on each cache (``common.step_peak_bytes``).
 Ends with one ``RESULT {json}`` line.
 
     python benchmarks/generate_bench.py [--n 5 --batch 8 --length 64 --new-tokens 32 --beams 4]
@@ -127,8 +127,8 @@ def main() -> None:
 
 def beam_search_cache_ratio(prompted: PromptedT5, ids: torch.Tensor, mask: torch.Tensor, prompt_ids: torch.Tensor,
                             decoding: dict, repeats: int) -> dict[str, float]:
-    """(2): beam search on our cache (one row of cross-attention keys/values per input, never reordered) / on transformers' default cache;
-    the generated ids must be equal."""
+    """(2): beam search on our cache (one row of cross-attention keys/values per input, projected once, never
+    reordered) / on transformers' default cache; the generated ids must be equal."""
     def ours():
         return prompted.generate(ids, mask, prompt_ids, **decoding)
 

@@ -114,12 +114,13 @@ class PromptedT5(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_ids: torch.Tensor, **generate_kwargs
     ) -> torch.Tensor:
         """``model.generate`` with per-row prompts; returns the generated token ids (B·beams, S). Beam search runs on
-        a cache with one copy of each row's cross-attention keys/values, never reordered (``softprompt.beam_cache``)."""
+        a cache with one copy of each row's cross-attention keys/values, projected once and never reordered
+        (``softprompt.beam_cache``)."""
         encoder_outputs, mask = self.encode(input_ids, attention_mask, prompt_ids)
         config = self.model.generation_config
         beams = generate_kwargs.get("num_beams") or config.num_beams or 1
-        if beams > 1 and generate_kwargs.get("use_cache", config.use_cache) is not False:
-            generate_kwargs = {CACHE_ARGUMENT: beam_search_cache(self.model.config, len(input_ids)), **generate_kwargs}
+        if beams > 1 and generate_kwargs.get("use_cache", config.use_cache) is not False and CACHE_ARGUMENT not in generate_kwargs:
+            generate_kwargs[CACHE_ARGUMENT] = beam_search_cache(self.model, encoder_outputs.last_hidden_state)
         return self.model.generate(encoder_outputs=encoder_outputs, attention_mask=mask, **generate_kwargs)
 
     @torch.no_grad()

@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
+from softprompt.attention import attention_sites
 from softprompt.beam_cache import CACHE_ARGUMENT, SharedCrossAttentionCache
 from softprompt.models import random_t5
 from softprompt.prefixes import PrefixBank, PrefixShape
@@ -24,8 +25,8 @@ from softprompt.prompts import PromptBank
 def test_beam_search_on_one_cross_cache_row_per_input_equals_the_default_cache(attn, prefixes, monkeypatch):
     """Per-row prompts (and deep prefixes at every site), a padded row, 4 beams: the sequences and their beam scores
     equal those of generate() on transformers' default cache; the cross-attention cache holds one row per input,
-    beam search did move beams (a reorder that is not the identity), and the cross-attention cache was never
-    reordered."""
+    projected once per layer before generate() (none inside it), beam search did move beams (a reorder that is not
+    the identity), and the cross-attention cache was never reordered."""
     torch.manual_seed(0)
     frozen = random_t5(seed=0, attn_implementation=attn)
     prompts = PromptBank(3, 4, frozen.config.d_model)
@@ -50,19 +51,26 @@ def test_beam_search_on_one_cross_cache_row_per_input_equals_the_default_cache(a
     monkeypatch.setattr(DynamicCache, "reorder_cache", lambda self, beam_idx: (
         cross_reorders.append(self is model_cache.cross_attention_cache), cross_reorder(self, beam_idx))[1])
 
+    projections, inside = [], [False]  # cross-attention key projections: made inside generate()?
+    for attention in attention_sites(model.model)["cross"]:
+        attention.k.register_forward_hook(lambda *_: projections.append(inside[0]))
     model_cache = None
     original_generate = model.model.generate
 
     def spy_generate(**kwargs):  # the cache PromptedT5.generate passed
         nonlocal model_cache
-        model_cache = kwargs.get(CACHE_ARGUMENT)
-        return original_generate(**kwargs)
+        model_cache, inside[0] = kwargs.get(CACHE_ARGUMENT), True
+        try:
+            return original_generate(**kwargs)
+        finally:
+            inside[0] = False
 
     monkeypatch.setattr(model.model, "generate", spy_generate)
     ours = model.generate(ids, mask, prompt_ids, **decoding)
     assert isinstance(model_cache, SharedCrossAttentionCache)
     cross = model_cache.cross_attention_cache.layers
     assert [layer.keys.shape[0] for layer in cross] == [3, 3]  # 3 inputs, not 3·4 beams (2 decoder layers)
+    assert projections == [False, False]
     assert reorders and any(not torch.equal(idx, torch.arange(len(idx))) for idx in reorders)
     assert cross_reorders and not any(cross_reorders)  # self-attention only
 
