@@ -139,8 +139,8 @@ def beam_search_cache_ratio(prompted: PromptedT5, ids: torch.Tensor, mask: torch
     times = interleaved({"ours": ours, "default": default}, repeats)
     rows = [timing_row(f"{len(ids)} rows, {decoding['num_beams']} beams: our cache / transformers' default",
                        times["ours"], times["default"])]
-    print_table(TIMING_HEADERS, rows, "beam search: cross-attention keys/values not reordered / reordered every step "
-                                      "(identical tokens)")
+    print_table(TIMING_HEADERS, rows, "beam search: cross-attention keys/values once per input / once per beam, "
+                                      "reordered every step (identical tokens)")
     peak = {side: step_peak_bytes(fn, ids.device) for side, fn in (("ours", ours), ("default", default))}
     print(f"peak tensor memory of a call: ours {peak['ours'] / 2**20:.1f} MiB, default {peak['default'] / 2**20:.1f} MiB")
     return {"beam_cache_over_default": ratio(times["ours"], times["default"]),

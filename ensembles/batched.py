@@ -27,9 +27,9 @@ from transformers import PreTrainedTokenizerBase
 
 # Default rows × padded length × copies per pass, by device type. CPU: as fast as any larger budget
 # in benchmarks/ensemble_bench.py's sweep, with peak memory near the one-prompt loop's
-# (benchmarks/realdata_bench.py). CUDA: keeps t5-xl's per-pass cross-attention K/V copies near 13 GB
-# in bf16 when generating (a copy per beam; scoring holds one per row, not per candidate: a K-th of
-# that); raise it on large GPUs, lower it on small ones.
+# (benchmarks/realdata_bench.py). CUDA: keeps t5-xl's cross-attention keys/values of a greedy pass near
+# 13 GB in bf16 (beams and scoring candidates share one copy per row, softprompt/beam_cache.py and
+# attention._fold_candidates, so a beams-th / K-th of that); raise it on large GPUs, lower it on small ones.
 TOKEN_BUDGETS = {"cpu": 8_192, "cuda": 65_536}
 
 

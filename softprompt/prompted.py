@@ -113,9 +113,9 @@ class PromptedT5(nn.Module):
     def generate(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_ids: torch.Tensor, **generate_kwargs
     ) -> torch.Tensor:
-        """``model.generate`` with per-row prompts; returns the generated token ids (B·beams, S). Beam search runs on
-        a cache with one copy of each row's cross-attention keys/values, projected once and never reordered
-        (``softprompt.beam_cache``)."""
+        """``model.generate`` with per-row prompts; returns the generated token ids (B·num_return_sequences, S).
+        Beam search runs on a cache with one copy of each row's cross-attention keys/values, projected once and
+        never reordered (``softprompt.beam_cache``)."""
         encoder_outputs, mask = self.encode(input_ids, attention_mask, prompt_ids)
         config = self.model.generation_config
         beams = generate_kwargs.get("num_beams") or config.num_beams or 1
