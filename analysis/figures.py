@@ -7,7 +7,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from softprompt.atomic import atomic_write, ensure_parent
+from softprompt.io.atomic import atomic_write, ensure_parent
 from softprompt.errors import SoftpromptError
 
 FORMATS = (".png", ".svg")

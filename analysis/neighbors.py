@@ -39,7 +39,7 @@ def nearest_neighbors(
     returned; ids >= V are ignored, so a list made for a larger vocabulary still applies.
     Returns (similarities (N, P, k), token_ids (N, P, k)).
 
-    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.model.loading import load_frozen_t5
     >>> frozen = load_frozen_t5("t5-nano")
     >>> embeddings = frozen.model.get_input_embeddings().weight  # (V, d)
     >>> prompt = embeddings[frozen.tokenizer("great film", add_special_tokens=False).input_ids][None]  # (1, 2, d): real tokens
@@ -114,8 +114,8 @@ def neighbor_report(
     their top-k, distinct tokens and the 10 most repeated ones, mean top-1 similarity and,
     for several prompts, the Jaccard overlap of their sets of top-k token ids.
 
-    >>> from softprompt.models import load_frozen_t5
-    >>> from softprompt.store import load_banks
+    >>> from softprompt.model.loading import load_frozen_t5
+    >>> from softprompt.io.store import load_banks
     >>> frozen = load_frozen_t5("t5-nano")
     >>> _, prompts, _ = load_banks("runs/sst2", frozen.config)  # a trained run: 3 prompts of 8 vectors
     >>> report = neighbor_report(*nearest_neighbors(prompts.weight, frozen.model.get_input_embeddings().weight), frozen.tokenizer)

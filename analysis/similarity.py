@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,15 +33,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.figures import check_plot_path, save_png_and_svg
-from softprompt import distributed
-from softprompt.atomic import atomic_write_text, ensure_parent
-from softprompt.config import TrainConfig
+from softprompt.io.atomic import atomic_write_text, ensure_parent
 from softprompt.errors import SoftpromptError
-from softprompt.models import FrozenT5
-from softprompt.store import read_bank_tensors, read_meta
-from softprompt.tasks import Example, Task
-from softprompt.train import train
-from softprompt.transfer import InitChoice, parse_spec
+from softprompt.io.store import read_bank_tensors, read_meta
+from softprompt.paths import parse_spec
 
 METRICS = ("cosine-mean", "cosine-max")
 BANKS = ("prompts", "prefixes")
@@ -259,46 +253,6 @@ def format_ranking(ranking: Sequence[dict[str, Any]], top: int) -> str:
     width = max(6, *(len(r["name"]) for r in ranking[:top]))
     lines = [f"{'rank':>4}  {'score':>7}  {'prompt':<{width}}  task"]
     return "\n".join(lines + [f"{r['rank']:>4}  {r['score']:>7.4f}  {r['name']:<{width}}  {r['task']}" for r in ranking[:top]])
-
-
-def pick_source(
-    cfg: TrainConfig, frozen: FrozenT5, task: Task, train_examples: Sequence[Example], val_examples: Sequence[Example], progress: bool = True
-) -> InitChoice:
-    """SPoT retrieval for ``--init-from auto``: train one target prompt for ``cfg.probe_steps`` steps
-    (the run's own settings and first seed, in a temporary directory), rank ``cfg.library``'s prompts
-    by ``cosine-mean`` similarity to it, and start new prompt k from the k-th closest one.
-
-    The banks compared are input prompts when the run trains them, else deep prefixes.
-
-    Example::
-
-        cfg = TrainConfig(task="sst2", n_prompts=1, init_from=("auto",), library=("runs/boolq", "runs/rte"))
-        choice = pick_source(cfg, frozen, task, train_examples, val_examples)
-        train(cfg, frozen, task, train_examples, val_examples, init_choice=choice)
-    """
-    if distributed.world_size() > 1:
-        raise SoftpromptError("--init-from auto runs in one process; retrieve with `softprompt retrieve`, then pass --init-from RUN#i")
-    bank = "prompts" if cfg.prompt_length else "prefixes"
-    library = load_run_vectors(cfg.library, bank)  # bad library runs fail before the probe trains
-    if sum(len(lib.vectors) for lib in library) < cfg.n_prompts:
-        raise SoftpromptError(f"--init-from auto starts each of the {cfg.n_prompts} prompts from another library prompt, but the library holds "
-                              f"{sum(len(lib.vectors) for lib in library)}; add runs to --library or lower --n-prompts")
-    with tempfile.TemporaryDirectory(prefix="softprompt-probe-") as probe_dir:
-        steps = cfg.probe_steps
-        probe = TrainConfig(**(cfg.to_dict() | {
-            "output_dir": probe_dir, "n_prompts": 1, "prompt_seeds": list(cfg.prompt_seeds[:1]), "steps": steps, "eval_every": steps,
-            "checkpoint_every": steps, "patience": None, "init_from": [], "library": [], "report_to": [],
-        }))
-        result = train(probe, frozen, task, train_examples, val_examples, progress=progress)
-        target = load_run_vectors([probe_dir], bank)[0]
-    target.run = target.label = "probe"
-    ranking = rank_library(target, 0, library, "cosine-mean")
-    picked = ranking[: cfg.n_prompts]
-    note = {
-        "metric": "cosine-mean", "bank": bank, "probe": {"steps": steps, task.metric: result.best_metric[0]},
-        "picked": [r["name"] for r in picked], "ranking": [{k: r[k] for k in ("rank", "run", "index", "task", "score")} for r in ranking],
-    }
-    return InitChoice(tuple(f"{r['run']}#{r['index']}" for r in picked), note)
 
 
 def retrieve(target: str, library: Sequence[str], metric: str = "cosine-mean", bank: str = "prompts") -> list[dict[str, Any]]:

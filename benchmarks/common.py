@@ -31,8 +31,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from softprompt.allocator import keep_freed_memory  # noqa: E402
-from softprompt.models import FrozenT5, keep_wo_in_fp32, random_t5  # noqa: E402
+from softprompt.cli.allocator import keep_freed_memory  # noqa: E402
+from softprompt.model.loading import FrozenT5, keep_wo_in_fp32, random_t5  # noqa: E402
 
 # t5-small's shape (60M parameters with the tied 32128-token embedding), and a tiny one for --quick.
 T5_SMALL = dict(d_model=512, d_ff=2048, d_kv=64, num_heads=8, num_layers=6)
@@ -50,7 +50,7 @@ def t5_model(quick: bool = False, seed: int = 0, shape: str | None = None, devic
     """A frozen random T5 of t5-small shape (tiny with ``quick``, or ``shape``: tiny, small, base,
     large) in ``dtype`` on ``device``; same seed and device, same weights (a CUDA model is
     initialised there, from CUDA's generator). Half precision keeps the
-    feed-forward output projections in fp32, as ``softprompt.models.load_frozen_t5`` does."""
+    feed-forward output projections in fp32, as ``softprompt.model.loading.load_frozen_t5`` does."""
     device, dims = torch.device(device), SHAPES[shape or ("tiny" if quick else "small")]
     frozen = None
     if device.type != "cpu":  # initialise on the device: t5-large's CPU init alone takes tens of seconds
@@ -102,7 +102,7 @@ def add_common_args(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc's malloc as it is (the softprompt command tunes it: softprompt/allocator.py)")
+                        help="leave glibc's malloc as it is (the softprompt command tunes it: softprompt/cli/allocator.py)")
     parser.add_argument("--quick", action="store_true", help="tiny model and sizes: a smoke run")
 
 
@@ -117,7 +117,7 @@ def add_model_args(parser) -> None:
 
 def setup(args) -> str:
     """Apply --threads and, unless --default-malloc, the allocator tuning the softprompt command
-    applies (``softprompt.allocator``); a short description of the run environment."""
+    applies (``softprompt.cli.allocator``); a short description of the run environment."""
     set_threads(args.threads)
     malloc = "default malloc"
     if not getattr(args, "default_malloc", False):

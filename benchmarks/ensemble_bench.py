@@ -1,6 +1,6 @@
 """Benchmark: batched N-prompt rank-classification scoring vs one prompt per pass; encoder reuse across K choices; max_tokens.
 
-(1) Batched: ``ensembles.scoring.score_choices`` scores all N prompts in passes of at most
+(1) Batched: ``softprompt.runner.scoring.score_choices`` scores all N prompts in passes of at most
     ``max_tokens`` tokens (rows × padded length × choices; examples sorted by length, every prompt
     in a pass over as many examples as fit). Sequential: the same B examples, tokenised once, then one
     ``PromptedT5.score`` pass of B rows per prompt. Both score K label choices per example (encoder
@@ -11,7 +11,7 @@
     the peak tensor memory of each side (``common.step_peak_bytes``; one K/V copy per row vs per call).
 (3) ``max_tokens`` sweep of the batched scoring path at the larger batch sizes, and of batched
     greedy generation (``generate_texts``, which shares the default), to pick the device's default
-    in ``TOKEN_BUDGETS`` (``ensembles/batched.py``).
+    in ``TOKEN_BUDGETS`` (``softprompt/runner/passes.py``).
 
 Synthetic data: sources are random token ids in [3, 32000) decoded to text (longer than the input
 length, so every source tokenises to exactly ``--length`` tokens after truncation); label words
@@ -58,13 +58,13 @@ from common import (  # noqa: E402
     timing_row,
 )
 
-from ensembles import batched as batched_module  # noqa: E402
-from ensembles.batched import encode_texts, prompt_rows  # noqa: E402
-from ensembles.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
-from softprompt.losses import sequence_log_probs  # noqa: E402
-from softprompt.prompted import PromptedT5  # noqa: E402
-from softprompt.prompts import PromptBank  # noqa: E402
-from softprompt.tasks import Example  # noqa: E402
+from softprompt.runner import passes as batched_module  # noqa: E402
+from softprompt.runner.passes import encode_texts, prompt_rows  # noqa: E402
+from softprompt.runner.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
+from softprompt.model.losses import sequence_log_probs  # noqa: E402
+from softprompt.model.prompted import PromptedT5  # noqa: E402
+from softprompt.model.prompts import PromptBank  # noqa: E402
+from softprompt.data.tasks import Example  # noqa: E402
 
 
 def make_examples(tokenizer, generator: torch.Generator, count: int, length: int, label_words: tuple[str, ...]):
@@ -112,7 +112,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=None, help="input tokens (default 64; quick 32)")
     parser.add_argument("--batches", default=None, help="examples per call B (default 1,8,32,128; quick 1,4,16)")
     parser.add_argument("--max-tokens", type=int, default=None,
-                        help="tokens per pass (default: the device's, ensembles.batched.token_budget)")
+                        help="tokens per pass (default: the device's, softprompt.runner.passes.token_budget)")
     parser.add_argument("--sweep", default=None,
                         help="max_tokens values to sweep (default 2048,4096,8192,16384,32768,65536; quick 512,1024,4096; none: skip)")
     parser.add_argument("--sweep-batches", default=None, help="B for the sweep (default 32,128; quick 16; none: skip)")
@@ -243,7 +243,7 @@ def main() -> None:
         best_generate = min(times, key=lambda v: min(times[v]))
         results["utilisation_generate_best"] = utilisation(flops, min(times[best_generate]), peak)
     print(f"\nbest max_tokens by batch: {best_tokens}, generation {best_generate}; "
-          f"the default for {args.device} in ensembles/batched.py is {batched_module.token_budget(args.device)}")
+          f"the default for {args.device} in softprompt/runner/passes.py is {batched_module.token_budget(args.device)}")
     print(f"total {time.perf_counter() - started:.0f} s")
     emit_result({**results, **{f"best_max_tokens_B{b}": v for b, v in best_tokens.items()},
                  **({"best_max_tokens_generate": best_generate} if best_generate else {}), "max_tokens": max_tokens,

@@ -9,7 +9,7 @@ prompt. The token agreement between the two is printed. Timings are interleaved 
 ``common.t5_generate_flops``, over its time and the matmul peak measured in this process on the
 same device and dtype) is printed.
 (2) Beam search (``--beams``, default 4; 1: skip) over the batched side's N·B rows: ``PromptedT5.generate`` on
-``softprompt.beam_cache``'s cache (one row of cross-attention keys/values per input, projected once, never
+``softprompt.model.beam_cache``'s cache (one row of cross-attention keys/values per input, projected once, never
 reordered) vs the same call on transformers' default ``EncoderDecoderCache`` (a row per beam, copied at every
 step); the outputs must be equal. Also the peak tensor memory of one call on each cache (``common.step_peak_bytes``).
 Ends with one ``RESULT {json}`` line.
@@ -54,10 +54,10 @@ from common import (  # noqa: E402
 
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache  # noqa: E402
 
-from ensembles.batched import prompt_rows, repeat_for_prompts  # noqa: E402
-from softprompt.beam_cache import CACHE_ARGUMENT  # noqa: E402
-from softprompt.prompted import PromptedT5  # noqa: E402
-from softprompt.prompts import PromptBank  # noqa: E402
+from softprompt.runner.passes import prompt_rows, repeat_for_prompts  # noqa: E402
+from softprompt.model.beam_cache import CACHE_ARGUMENT  # noqa: E402
+from softprompt.model.prompted import PromptedT5  # noqa: E402
+from softprompt.model.prompts import PromptBank  # noqa: E402
 
 
 def main() -> None:

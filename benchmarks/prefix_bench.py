@@ -58,10 +58,10 @@ from common import (  # noqa: E402
     timing_row,
 )
 
-from softprompt.losses import per_prompt_loss  # noqa: E402
-from softprompt.prefixes import PrefixBank, PrefixShape  # noqa: E402
-from softprompt.prompted import PromptedT5  # noqa: E402
-from softprompt.prompts import PromptBank  # noqa: E402
+from softprompt.model.losses import per_prompt_loss  # noqa: E402
+from softprompt.model.prefixes import PrefixBank, PrefixShape  # noqa: E402
+from softprompt.model.prompted import PromptedT5  # noqa: E402
+from softprompt.model.prompts import PromptBank  # noqa: E402
 
 
 def prompted_step(prompted: PromptedT5, input_ids, mask, labels) -> None:

@@ -49,17 +49,17 @@ from common import ROOT, emit_result, print_table  # noqa: E402
 import torch  # noqa: E402
 
 from ensembles.evaluate import evaluate_classification  # noqa: E402
-from ensembles.metrics import classification_metrics  # noqa: E402
-from softprompt.config import DATA_ORDERS, TrainConfig  # noqa: E402
-from softprompt.demo import fetch_reviews  # noqa: E402
+from softprompt.runner.metrics import classification_metrics  # noqa: E402
+from softprompt.training.config import DATA_ORDERS, TrainConfig  # noqa: E402
+from softprompt.cli.demo import fetch_reviews  # noqa: E402
 from softprompt.errors import SoftpromptError  # noqa: E402
-from softprompt.models import load_frozen_t5  # noqa: E402
+from softprompt.model.loading import load_frozen_t5  # noqa: E402
 from softprompt.nano.probe import finished_run, majority_predictions, probe_splits, tune_and_score, twin_of, zero_shot_scores  # noqa: E402
-from softprompt.atomic import atomic_write_text  # noqa: E402
+from softprompt.io.atomic import atomic_write_text  # noqa: E402
 from softprompt.nano.mixture import WHEELS  # noqa: E402
-from softprompt.custom_tasks import custom_task, parse_label_words  # noqa: E402
-from softprompt.tasks import Task, get_task  # noqa: E402
-from softprompt.wheels import Wheel, cache_dir, wheel_members  # noqa: E402
+from softprompt.data.custom import custom_task, parse_label_words  # noqa: E402
+from softprompt.data.tasks import Task, get_task  # noqa: E402
+from softprompt.data.wheels import Wheel, cache_dir, wheel_members  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 

@@ -9,7 +9,7 @@ for a local model such as ``softprompt/assets/t5-nano``), evaluated on real data
 * XSum test, ``--xsum-examples`` (default 100) documents, greedy generation of ``--new-tokens``
   (default 8) tokens.
 
-Ours: ``ensembles.scoring.score_choices`` / ``generate_texts``, the functions
+Ours: ``softprompt.runner.scoring.score_choices`` / ``generate_texts``, the functions
 ``ensembles.pipeline.run_ensemble_eval`` (``softprompt ensemble-eval``) calls, over all five prompts
 with the default token budget (``--max-tokens``): examples sorted by length, packed into passes of
 at most ``max_tokens`` tokens, every pass serving all prompts, the encoder run once per (prompt,
@@ -87,14 +87,14 @@ from common import (  # noqa: E402
     utilisation_line,
 )
 
-from ensembles.batched import plan_passes, token_budget  # noqa: E402
-from ensembles.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
-from softprompt.data import load_examples  # noqa: E402
-from softprompt.losses import sequence_log_probs  # noqa: E402
-from softprompt.models import load_frozen_t5  # noqa: E402
-from softprompt.prompted import PromptedT5  # noqa: E402
-from softprompt.prompts import PromptBank  # noqa: E402
-from softprompt.tasks import get_task  # noqa: E402
+from softprompt.runner.passes import plan_passes, token_budget  # noqa: E402
+from softprompt.runner.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
+from softprompt.data.loading import load_examples  # noqa: E402
+from softprompt.model.losses import sequence_log_probs  # noqa: E402
+from softprompt.model.loading import load_frozen_t5  # noqa: E402
+from softprompt.model.prompted import PromptedT5  # noqa: E402
+from softprompt.model.prompts import PromptBank  # noqa: E402
+from softprompt.data.tasks import get_task  # noqa: E402
 
 DATA_FILES = {"boolq": "superglue/boolq/val.jsonl", "multirc": "superglue/multirc/val.jsonl", "xsum": "xsum/test.jsonl"}
 TARGETS = {"boolq": 0.35, "multirc": 0.5, "xsum": 0.5}
@@ -370,7 +370,7 @@ def main() -> None:
     parser.add_argument("--xsum-examples", type=int, default=None, help="XSum documents (default 100; quick 8)")
     parser.add_argument("--new-tokens", type=int, default=None, help="XSum max_new_tokens (default 8; quick 4)")
     parser.add_argument("--max-length", type=int, default=None, help="input truncation (default 512 as ensemble-eval; quick 128)")
-    parser.add_argument("--max-tokens", type=int, default=None, help="our token budget per pass (default: the device's, ensembles.batched.token_budget)")
+    parser.add_argument("--max-tokens", type=int, default=None, help="our token budget per pass (default: the device's, softprompt.runner.passes.token_budget)")
     parser.add_argument("--loop-batch", type=int, default=32, help="the PEFT loop's batch size")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per task after the checking run (default 2; quick 1)")
     parser.add_argument("--mem-runs", type=int, default=None, help="memory subprocesses per side and task on CPU (default 1; 0: no memory measurement, on CUDA too)")

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import T5_SMALL, T5_TINY, emit_result, fmt_s, print_table  # noqa: E402
 
-from softprompt.models import random_t5, save_model_dir  # noqa: E402
+from softprompt.model.loading import random_t5, save_model_dir  # noqa: E402
 from tests.softprompt.serve.harness import running_server, write_run  # noqa: E402
 
 GENERATION = {"e2e_nlg"}

@@ -1,7 +1,7 @@
 """Benchmark: softprompt's prompt-tuning train step vs PEFT prompt tuning, joint vs separate runs, peak memory.
 
 (a) One train step of ours (PromptedT5 + PerPromptAdafactor, one prompt; the same operations as
-    ``softprompt.train``, single process: ``train.joint_backward`` (rows repeated for the prompts,
+    ``softprompt.training.loop``, single process: ``train.joint_backward`` (rows repeated for the prompts,
     forward, per-prompt token-mean losses, backward), per-prompt gradient clip, optimizer step,
     zero_grad) vs one PEFT step
     (``get_peft_model(PromptTuningConfig(SEQ_2_SEQ_LM, num_virtual_tokens=P))`` + transformers
@@ -26,7 +26,7 @@
 (d) Length-aware batching (``softprompt train --group-by-length``): train steps (ours, one prompt)
     over the same ``--epoch-examples`` examples of mixed lengths (long-tailed, 16..256 tokens;
     default 10 mega-batches of 50 batches), each batch padded to its longest, in the order
-    ``softprompt.batching.BatchOrder`` draws with and without grouping by length (each batch
+    ``softprompt.training.batch_order.BatchOrder`` draws with and without grouping by length (each batch
     padded on the CPU and moved to the device within its step, as training does): the share of
     padded input tokens over the whole epoch (counted), and the time of the same ``--epoch-steps``
     evenly spaced steps of the epoch on both sides, whose ratio estimates the time-per-epoch ratio
@@ -97,14 +97,14 @@ from common import (  # noqa: E402
     utilisation_line,
 )
 
-from ensembles.batched import prompt_rows  # noqa: E402
-from softprompt.batching import MEGA_BATCHES, BatchOrder  # noqa: E402
-from softprompt.config import DATA_ORDERS  # noqa: E402
-from softprompt.losses import per_prompt_loss  # noqa: E402
-from softprompt.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
-from softprompt.prompted import PromptedT5  # noqa: E402
-from softprompt.prompts import PromptBank  # noqa: E402
-from softprompt.train import joint_backward, micro_passes  # noqa: E402
+from softprompt.runner.passes import prompt_rows  # noqa: E402
+from softprompt.training.batch_order import MEGA_BATCHES, BatchOrder  # noqa: E402
+from softprompt.training.config import DATA_ORDERS  # noqa: E402
+from softprompt.model.losses import per_prompt_loss  # noqa: E402
+from softprompt.training.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
+from softprompt.model.prompted import PromptedT5  # noqa: E402
+from softprompt.model.prompts import PromptBank  # noqa: E402
+from softprompt.training.loop import joint_backward, micro_passes  # noqa: E402
 
 MAX_GRAD_NORM = 1.0
 LR = 0.3
@@ -114,7 +114,7 @@ LR = 0.3
 
 
 class OursTrainer:
-    """``n`` prompts on a frozen model, stepped exactly as ``softprompt.train.train`` does."""
+    """``n`` prompts on a frozen model, stepped exactly as ``softprompt.training.loop.train`` does."""
 
     def __init__(self, frozen, n_prompts: int, prompt_length: int, seed: int) -> None:
         bank = PromptBank(n_prompts, prompt_length, frozen.config.d_model)

@@ -22,11 +22,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ensembles.metrics import classification_metrics, generation_metrics
+from softprompt.runner.metrics import classification_metrics, generation_metrics
 from ensembles.voting import CLASSIFICATION_RULES, GENERATION_RULES, check_log_probs, check_outputs, parse_rules
-from softprompt.atomic import atomic_write_text
+from softprompt.io.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
-from softprompt.tasks import GENERATION_METRICS, classification_metric_names
+from softprompt.data.tasks import GENERATION_METRICS, classification_metric_names
 
 FORMAT = "softprompt.eval/1"
 REPORT_KEYS = (

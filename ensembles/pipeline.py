@@ -18,12 +18,12 @@ from ensembles.evaluate import (
     write_report,
 )
 from ensembles.pool import Pool
-from ensembles.scoring import generate_texts, score_choices
+from softprompt.runner.scoring import generate_texts, score_choices
 from ensembles.voting import parse_rules
-from softprompt.atomic import ensure_parent
-from softprompt.decoding import check_decoding
+from softprompt.io.atomic import ensure_parent
+from softprompt.model.decoding import check_decoding
 from softprompt.errors import SoftpromptError
-from softprompt.tasks import TASKS, Example, Task
+from softprompt.data.tasks import TASKS, Example, Task
 
 
 def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], transfer: bool) -> tuple[list[Example], list[str]]:
@@ -101,8 +101,8 @@ def run_ensemble_eval(
     with the full report under ``"report"``.
 
     >>> from ensembles.pool import load_pool
-    >>> from softprompt.models import load_frozen_t5
-    >>> from softprompt.tasks import get_task
+    >>> from softprompt.model.loading import load_frozen_t5
+    >>> from softprompt.data.tasks import get_task
     >>> task = get_task("sst2")
     >>> examples = task.to_examples([{"sentence": "a gem", "label": 1}, {"sentence": "a mess", "label": 0}])
     >>> core = run_ensemble_eval(load_pool(["runs/sst2"], load_frozen_t5("t5-nano")), task, examples, "validation", ["majority", "confidence"])
@@ -159,8 +159,8 @@ def predict(
     one row per example in the given order, as ``softprompt serve`` answers a task ensemble.
 
     >>> from ensembles.pool import load_pool
-    >>> from softprompt.models import load_frozen_t5
-    >>> from softprompt.tasks import get_task
+    >>> from softprompt.model.loading import load_frozen_t5
+    >>> from softprompt.data.tasks import get_task
     >>> task = get_task("sst2")
     >>> rows = predict(load_pool(["runs/sst2"], load_frozen_t5("t5-nano")), task, task.to_inputs([{"sentence": "a gem"}]), "majority")
     >>> rows[0]["input"], rows[0]["label"] in task.label_words, len(rows[0]["votes"])  # one vote per prompt

@@ -9,16 +9,16 @@ from typing import Any, Sequence
 
 import torch
 
-from softprompt.custom_tasks import recorded_task
-from softprompt.decoding import complete_decoding
+from softprompt.data.custom import recorded_task
+from softprompt.model.decoding import complete_decoding
 from softprompt.errors import SoftpromptError
-from softprompt.models import FrozenT5
+from softprompt.model.loading import FrozenT5
 from softprompt.paths import each_once
-from softprompt.prefixes import PrefixBank
-from softprompt.prompted import PromptedT5
-from softprompt.prompts import PromptBank
-from softprompt.store import load_banks, read_meta
-from softprompt.tasks import Task
+from softprompt.model.prefixes import PrefixBank
+from softprompt.model.prompted import PromptedT5
+from softprompt.model.prompts import PromptBank
+from softprompt.io.store import load_banks, read_meta
+from softprompt.data.tasks import Task
 
 
 @dataclass
@@ -119,7 +119,7 @@ def load_pool(run_dirs: Sequence[str | Path] | str | Path, frozen: FrozenT5, mix
     ``mixed_tasks``) on ``frozen``; bank row i is ``names[i]``: ``RUN#k`` by the run's folder name,
     or by the path as given for runs whose folder names clash.
 
-    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.model.loading import load_frozen_t5
     >>> pool = load_pool(["runs/sst2"], load_frozen_t5("t5-nano"))  # runs written by softprompt train
     >>> pool.names, pool.model.n_prompts
     (['sst2#0', 'sst2#1', 'sst2#2'], 3)

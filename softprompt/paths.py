@@ -1,4 +1,4 @@
-"""Paths given on the command line: each file or folder at most once, however it is spelled."""
+"""Paths given on the command line: each file or folder at most once, however it is spelled; ``RUN#i`` specs."""
 
 from __future__ import annotations
 
@@ -19,3 +19,14 @@ def each_once(paths: Sequence[str | Path], what: str) -> list[str]:
             raise SoftpromptError(f"{what} {path} is given twice{also}; give each {what} once")
         seen[key] = path
     return list(seen.values())
+
+
+def parse_spec(spec: str, flag: str = "--init-from") -> tuple[str, int | None]:
+    """``"runs/boolq#2"`` -> ("runs/boolq", 2); ``"runs/boolq"`` -> ("runs/boolq", None); ``flag`` names
+    the option in errors."""
+    run, sep, index = spec.rpartition("#")
+    if not sep:
+        return spec, None
+    if not run or not index.isdigit():
+        raise SoftpromptError(f"{flag} {spec!r} is not RUN or RUN#i (i a prompt index); write e.g. runs/boolq or runs/boolq#0")
+    return run, int(index)

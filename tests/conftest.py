@@ -15,9 +15,9 @@ TEST_DATA = ROOT / "tests" / "data"
 
 
 def hub_answering(status: str = "found", detail: str = ""):
-    """A stand-in for ``softprompt.hub.ask_hub`` (same argument names) whose one request to the hub (which cannot
+    """A stand-in for ``softprompt.model.hub.ask_hub`` (same argument names) whose one request to the hub (which cannot
     exist in a test) finds ``status``: "found" is a hub that answers."""
-    from softprompt.hub import HubAnswer
+    from softprompt.model.hub import HubAnswer
 
     def ask_hub(repo_id: str, filename: str, repo_type: str | None = None, cache_first: bool = True) -> HubAnswer:
         return HubAnswer(status, detail)
@@ -28,7 +28,7 @@ def hub_answering(status: str = "found", detail: str = ""):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random T5 saved as a local model directory (config, safetensors, tokenizer)."""
-    from softprompt.models import random_t5, save_model_dir
+    from softprompt.model.loading import random_t5, save_model_dir
 
     path = tmp_path_factory.mktemp("tiny-t5")
     save_model_dir(random_t5(), path)

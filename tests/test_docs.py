@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pytest
 
-from softprompt.cli import cli
+from softprompt.cli.app import cli
 from tests.conftest import ROOT
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "docs" / "gpu" / "NEXT.md",

@@ -27,21 +27,21 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 # What a user imports; each must show a runnable (not skipped) example.
 ENTRY_POINTS = [
-    "softprompt.models.load_frozen_t5",
-    "softprompt.models.random_t5",
-    "softprompt.prompts.PromptBank",
-    "softprompt.prefixes.PrefixBank",
-    "softprompt.prompted.PromptedT5",
-    "softprompt.config.TrainConfig",
-    "softprompt.train.train",
-    "softprompt.tasks.get_task",
-    "softprompt.store.load_banks",
-    "softprompt.transfer.apply_init_from",
-    "softprompt.peft_io.export_peft",
-    "softprompt.peft_io.import_peft",
+    "softprompt.model.loading.load_frozen_t5",
+    "softprompt.model.loading.random_t5",
+    "softprompt.model.prompts.PromptBank",
+    "softprompt.model.prefixes.PrefixBank",
+    "softprompt.model.prompted.PromptedT5",
+    "softprompt.training.config.TrainConfig",
+    "softprompt.training.loop.train",
+    "softprompt.data.tasks.get_task",
+    "softprompt.io.store.load_banks",
+    "softprompt.training.transfer.apply_init_from",
+    "softprompt.io.peft.export_peft",
+    "softprompt.io.peft.import_peft",
     "ensembles.pool.load_pool",
-    "ensembles.scoring.score_choices",
-    "ensembles.scoring.generate_texts",
+    "softprompt.runner.scoring.score_choices",
+    "softprompt.runner.scoring.generate_texts",
     "ensembles.pipeline.run_ensemble_eval",
     "ensembles.pipeline.predict",
     "ensembles.voting.majority_vote",
@@ -64,10 +64,10 @@ def example_workdir(tmp_path_factory):
     """A folder holding ``runs/sst2`` (t5-nano, 3 input prompts, 2 steps) and its report ``results/sst2.json``."""
     from ensembles.pipeline import run_ensemble_eval, write_outputs
     from ensembles.pool import load_pool
-    from softprompt.config import TrainConfig
-    from softprompt.models import load_frozen_t5
-    from softprompt.tasks import get_task
-    from softprompt.train import train
+    from softprompt.training.config import TrainConfig
+    from softprompt.model.loading import load_frozen_t5
+    from softprompt.data.tasks import get_task
+    from softprompt.training.loop import train
 
     workdir = tmp_path_factory.mktemp("examples")
     frozen, task = load_frozen_t5("t5-nano"), get_task("sst2")

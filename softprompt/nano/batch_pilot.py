@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import transformers
 
-from softprompt.atomic import atomic_write_text
+from softprompt.io.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
 from softprompt.nano.lineage import SIZES, STAGES, stage_configs
 from softprompt.nano.pretrain import PretrainConfig, pretrain

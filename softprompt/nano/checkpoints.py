@@ -8,17 +8,15 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import safetensors.torch
 import torch
 from transformers import T5ForConditionalGeneration
 
-from softprompt.atomic import atomic_write_text
-from softprompt.models import load_tokenizer
-
-if TYPE_CHECKING:
-    from softprompt.nano.pretrain import RMSScaledAdamW
+from softprompt.io.atomic import atomic_write_text
+from softprompt.model.loading import load_tokenizer
+from softprompt.nano.optim import RMSScaledAdamW
 
 
 def save_checkpoint(out: Path, model: T5ForConditionalGeneration, optimizer: RMSScaledAdamW, state: dict[str, Any]) -> None:

@@ -28,8 +28,8 @@ from typing import Callable, Iterable
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from softprompt.atomic import atomic_write, atomic_write_text
-from softprompt.models import TOKENIZER_DIR, load_tokenizer
+from softprompt.io.atomic import atomic_write, atomic_write_text
+from softprompt.model.loading import TOKENIZER_DIR, load_tokenizer
 
 VALIDATION_PERCENT = 1  # share of (deduplicated) paragraphs held out, chosen by text hash
 MIN_WORDS = 5

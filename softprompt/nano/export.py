@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from transformers import T5ForConditionalGeneration
 
-from softprompt.atomic import atomic_write_text
+from softprompt.io.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
-from softprompt.models import ASSETS, load_tokenizer
+from softprompt.model.loading import ASSETS, load_tokenizer
 from softprompt.nano.lineage import DEFAULT, SIZES
 from softprompt.nano.checkpoints import digest_where_made, weights_sha256
 

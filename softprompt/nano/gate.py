@@ -29,14 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ensembles.metrics import classification_metrics
-from softprompt.config import TrainConfig
-from softprompt.models import FrozenT5, load_frozen_t5
+from softprompt.runner.metrics import classification_metrics
+from softprompt.training.config import TrainConfig
+from softprompt.model.loading import FrozenT5, load_frozen_t5
 from softprompt.nano.corpus import TokenCorpus
 from softprompt.nano.lineage import size_name
 from softprompt.nano.pretrain import PretrainConfig, encoder_swap_losses, validation_batches
 from softprompt.nano.probe import majority_predictions, probe_splits, tune_and_score, twin_of
-from softprompt.tasks import Example, get_task
+from softprompt.data.tasks import Example, get_task
 
 SWAP_CHECK = "encoder swap gap >= %.2f"
 SST2 = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue" / "sst2"

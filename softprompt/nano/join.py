@@ -23,7 +23,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from softprompt.atomic import atomic_write_text
+from softprompt.io.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
 from softprompt.nano.checkpoints import DIGEST_WHERE_MADE
 from softprompt.nano.export import corpus_manifest

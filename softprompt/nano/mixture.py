@@ -29,9 +29,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from softprompt.atomic import atomic_write_text
+from softprompt.io.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
-from softprompt.wheels import Wheel, cache_dir, wheel_members
+from softprompt.data.wheels import Wheel, cache_dir, wheel_members
 
 Rows = list[tuple[str, int]]  # (text, class index)
 MAX_WORDS = 40  # texts are cut to this many words, so that an instruction after the text survives truncation

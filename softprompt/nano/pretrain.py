@@ -38,12 +38,13 @@ import torch
 import transformers
 from transformers import T5Config, T5ForConditionalGeneration
 
-from softprompt.atomic import atomic_write_text
+from softprompt.io.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
-from softprompt.models import load_tokenizer
+from softprompt.model.loading import load_tokenizer
 from softprompt.nano.checkpoints import load_checkpoint, restore_optimizer, save_checkpoint, weights_sha256
 from softprompt.nano.corpus import TokenCorpus, window_starts
 from softprompt.nano.mixture import Mixture, fetch_mixture
+from softprompt.nano.optim import RMSScaledAdamW
 from softprompt.nano.objectives import EOS, PAD, prefix_lm_split, random_spans_noise_mask, span_corrupt, span_lengths
 
 CALIBRATION_STEPS = 20  # with no --steps, the schedule's length is set from these steps' speed
@@ -161,32 +162,6 @@ def validation_batches(corpus: TokenCorpus, cfg: PretrainConfig, objective: str,
 
 
 # ----------------------------------------------------------------------------- optimisation
-
-
-class RMSScaledAdamW(torch.optim.Optimizer):
-    """nanoT5's AdamWScale: Adam whose step for each tensor is multiplied by max(1e-3, RMS(tensor)),
-    like Adafactor's ``scale_parameter``; bias-corrected, no weight decay."""
-
-    def __init__(self, params, lr: float = 2e-2, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6) -> None:
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
-        self.steps_taken = 0
-
-    @torch.no_grad()
-    def step(self, closure=None):  # noqa: D102 - torch.optim API
-        self.steps_taken += 1
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            step_size = group["lr"] * math.sqrt(1 - beta2**self.steps_taken) / (1 - beta1**self.steps_taken)
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if not state:
-                    state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(param), torch.zeros_like(param)
-                state["exp_avg"].mul_(beta1).add_(param.grad, alpha=1 - beta1)
-                state["exp_avg_sq"].mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
-                scale = param.square().mean().sqrt().clamp(min=1e-3)
-                param.sub_(state["exp_avg"] / (state["exp_avg_sq"].sqrt() + group["eps"]) * (step_size * scale))
 
 
 def learning_rate(cfg: PretrainConfig, step: int, total: int) -> float:

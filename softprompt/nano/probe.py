@@ -14,16 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from ensembles.pool import load_pool
-from ensembles.scoring import score_choices
-from softprompt.config import TrainConfig
-from softprompt.data import load_examples
+from softprompt.runner.scoring import score_choices
+from softprompt.training.config import TrainConfig
+from softprompt.data.loading import load_examples
 from softprompt.errors import SoftpromptError
-from softprompt.models import FrozenT5, random_t5
-from softprompt.prompted import PromptedT5
-from softprompt.prompts import PromptBank
-from softprompt.store import META, read_meta
-from softprompt.tasks import Example, Task
-from softprompt.train import train
+from softprompt.model.loading import FrozenT5, random_t5
+from softprompt.model.prompted import PromptedT5
+from softprompt.model.prompts import PromptBank
+from softprompt.io.store import META, read_meta
+from softprompt.data.tasks import Example, Task
+from softprompt.training.loop import train
 
 
 def twin_of(frozen: FrozenT5, seed: int = 0) -> FrozenT5:
@@ -52,8 +52,8 @@ def zero_shot_scores(frozen: FrozenT5, dev: list[Example], max_source_length: in
     in pre-training (e.g. the mixture's ``review sentiment: {sentence}``), it asks whether the backbone
     itself has the skill, before any prompt is trained.
 
-    >>> from softprompt.models import load_frozen_t5
-    >>> from softprompt.tasks import get_task
+    >>> from softprompt.model.loading import load_frozen_t5
+    >>> from softprompt.data.tasks import get_task
     >>> dev = get_task("sst2").to_examples([{"sentence": "a gem", "label": 1}])
     >>> zero_shot_scores(load_frozen_t5("t5-nano"), dev, 64).shape  # (M examples, K candidates)
     (1, 2)

@@ -3,5 +3,5 @@
 Layers, bottom up: ``catalog`` (which prompts and tasks are loaded, inputs -> rows),
 ``worker`` (the batching worker that owns the model: rows of many requests, one pass),
 ``engine`` (requests -> rows -> answers with votes; the Python API), ``app`` (FastAPI),
-``server`` (model loading and uvicorn). Nothing outside ``softprompt/cli.py`` imports it.
+``server`` (model loading and uvicorn). Nothing outside ``softprompt/cli/`` imports it.
 """

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ensembles.pool import Pool, load_pool, task_difference
-from softprompt.custom_tasks import recorded_task
+from softprompt.data.custom import recorded_task
 from softprompt.errors import SoftpromptError
-from softprompt.models import FrozenT5
-from softprompt.tasks import Task, template_fields
+from softprompt.model.loading import FrozenT5
+from softprompt.data.tasks import Task, template_fields
 
 
 _SEPARATE = "serve them from separate servers, or (custom tasks) train them under different --task-name values"
@@ -67,7 +67,7 @@ class Input:
 class Catalog:
     """The pooled prompts of several runs (any tasks, one model) and their tasks.
 
-    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.model.loading import load_frozen_t5
     >>> catalog = Catalog.load(["runs/sst2"], load_frozen_t5("t5-nano"))  # runs of one task or several
     >>> target = catalog.resolve(prompt=None, task="sst2")  # the sst2 prompts as an ensemble
     >>> target.prompts, target.ensemble

@@ -39,7 +39,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     max_rows: int = MAX_ROWS
-    max_tokens: int | None = None  # default: ensembles.batched.token_budget of the model's device
+    max_tokens: int | None = None  # default: softprompt.runner.passes.token_budget of the model's device
     max_wait_ms: float = 10.0
     batching: bool = True
     api_key_env: str | None = None

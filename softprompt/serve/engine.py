@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ensembles.answers import classification_answers, generation_answers
-from ensembles.scoring import encode_choices
+from softprompt.runner.scoring import encode_choices
 from ensembles.voting import CLASSIFICATION_RULES, GENERATION_RULES
 from softprompt.serve.catalog import Catalog, Input, ServeError, Target
 from softprompt.serve.config import Limits
@@ -41,7 +41,7 @@ class Pending:
 class Engine:
     """Classification and generation requests against a catalog, batched by one worker.
 
-    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.model.loading import load_frozen_t5
     >>> catalog = Catalog.load(["runs/sst2"], load_frozen_t5("t5-nano"))
     >>> with BatchingWorker(catalog.pool.model, max_rows=128, max_wait_ms=10) as worker:
     ...     engine = Engine(catalog, Limits(), worker)

@@ -13,7 +13,7 @@ import uvicorn
 
 from ensembles.pool import read_pool_metas, recorded_max_length
 from softprompt.errors import SoftpromptError
-from softprompt.models import load_frozen_t5
+from softprompt.model.loading import load_frozen_t5
 from softprompt.serve.app import create_app
 from softprompt.serve.catalog import Catalog
 from softprompt.serve.config import ServeConfig

@@ -8,7 +8,7 @@ prompt id per row, whatever prompts and tasks they belong to (for scoring, rows 
 sets differ in shape run as separate model calls of the pass: padding a 2-class row to another
 task's 3 candidates or longer label words costs more on CPU than the call; rows are sorted by
 length, longest first, and split so that a call holds at most ``max_tokens`` tokens, counted as in
-``ensembles.batched``). A request larger than
+``softprompt.runner.passes``). A request larger than
 ``max_rows`` spans several passes; its future resolves when all its rows are answered, with the
 answers in its own row order. With ``batching=False`` every pass holds one request's rows only.
 """
@@ -25,9 +25,9 @@ from typing import Any, Iterator, Protocol, Sequence
 import numpy as np
 import torch
 
-from ensembles.batched import pad_ids, plan_passes, token_budget, tokenize
-from ensembles.scoring import encode_choices, generate_rows, score_rows
-from softprompt.prompted import PromptedT5
+from softprompt.runner.passes import pad_ids, plan_passes, token_budget, tokenize
+from softprompt.runner.scoring import encode_choices, generate_rows, score_rows
+from softprompt.model.prompted import PromptedT5
 from softprompt.serve.config import MAX_ROWS
 
 SCORE = ("score",)
@@ -71,7 +71,7 @@ class BatchingWorker:
     """Dynamic batching across requests on one ``PromptedT5`` (pooled banks of many tasks).
 
     >>> from ensembles.pool import load_pool
-    >>> from softprompt.models import load_frozen_t5
+    >>> from softprompt.model.loading import load_frozen_t5
     >>> pool = load_pool(["runs/sst2"], load_frozen_t5("t5-nano"))
     >>> with BatchingWorker(pool.model, max_rows=128, max_wait_ms=10) as worker:  # Row(input, candidates, bank row)
     ...     scores = worker.score([Row("sst2 sentence: great", ("negative", "positive"), 0)]).result()

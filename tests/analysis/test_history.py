@@ -30,7 +30,7 @@ def _run(directory: Path, metric: str = "accuracy", n: int = 2, log_every: int =
 
 
 def _cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    from softprompt.cli import main
+    from softprompt.cli.app import main
 
     monkeypatch.setattr(sys, "argv", ["softprompt", *map(str, args)])
     try:

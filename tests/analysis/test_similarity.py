@@ -19,11 +19,11 @@ from analysis.similarity import (
     similarity_report,
 )
 from softprompt.errors import SoftpromptError
-from softprompt.models import random_t5, save_model_dir
-from softprompt.prompts import PromptBank
-from softprompt.store import read_meta, save_run
+from softprompt.model.loading import random_t5, save_model_dir
+from softprompt.model.prompts import PromptBank
+from softprompt.io.store import read_meta, save_run
 from tests.conftest import TEST_DATA
-from tests.test_cli_errors import run_cli
+from tests.softprompt.cli.test_errors import run_cli
 
 RTE = TEST_DATA / "superglue" / "rte"
 R = 1 / math.sqrt(2)

@@ -18,7 +18,7 @@ from ensembles.evaluate import (
     write_predictions,
     write_report,
 )
-from ensembles.metrics import classification_metrics, generation_metrics
+from softprompt.runner.metrics import classification_metrics, generation_metrics
 from ensembles.voting import majority_vote, mbr_select
 from softprompt.errors import SoftpromptError
 

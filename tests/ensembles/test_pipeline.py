@@ -13,12 +13,12 @@ import torch
 from ensembles.evaluate import read_report
 from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
 from ensembles.pool import load_pool, read_pool_metas, recorded_decoding, task_difference
-from softprompt.config import TrainConfig
-from softprompt.data import load_examples, read_file
+from softprompt.training.config import TrainConfig
+from softprompt.data.loading import load_examples, read_file
 from softprompt.errors import SoftpromptError
-from softprompt.models import load_frozen_t5, random_t5, save_model_dir
-from softprompt.tasks import get_task
-from softprompt.train import train
+from softprompt.model.loading import load_frozen_t5, random_t5, save_model_dir
+from softprompt.data.tasks import get_task
+from softprompt.training.loop import train
 from tests.conftest import TEST_DATA
 
 CB = TEST_DATA / "superglue" / "cb"

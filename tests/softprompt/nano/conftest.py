@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from softprompt.models import load_tokenizer
+from softprompt.model.loading import load_tokenizer
 from softprompt.nano import corpus as nano_corpus
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from softprompt.errors import SoftpromptError
-from softprompt.models import load_frozen_t5, load_tokenizer
+from softprompt.model.loading import load_frozen_t5, load_tokenizer
 from softprompt.nano.export import add_quality, export, merged_quality
 from softprompt.nano.pretrain import PretrainConfig, pretrain
 from tests.softprompt.nano.helpers import TINY, cached_mixture, hand_made_gate
@@ -124,7 +124,7 @@ def test_export_card_lists_every_stage_of_a_lineage_through_a_shipped_model(tiny
 @pytest.mark.parametrize("name", ["t5-nano", "t5-nano-s", "t5-nano-m"])
 def test_each_shipped_model_card_is_the_one_its_provenance_gives(name):
     """Every figure of a shipped card is read from its provenance.json: regenerating the card changes nothing."""
-    from softprompt.models import ASSETS
+    from softprompt.model.loading import ASSETS
     from softprompt.nano.export import model_card
     from transformers import T5ForConditionalGeneration
 

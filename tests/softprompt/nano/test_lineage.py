@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from softprompt.errors import SoftpromptError
-from softprompt.models import load_frozen_t5
+from softprompt.model.loading import load_frozen_t5
 from softprompt.nano import lineage as nano_lineage, mixture as nano_mixture
 from softprompt.nano.export import export, lineage
 from softprompt.nano.pretrain import pretrain
@@ -17,7 +17,7 @@ from tests.softprompt.nano.helpers import TINY, cached_mixture, hand_made_gate
 
 def test_lineage_recipe_is_the_one_the_shipped_t5_nano_was_trained_with():
     """STAGES + SIZES["t5-nano"] reproduce every recorded stage config of the shipped checkpoint, and the mixture sources."""
-    from softprompt.models import NANO_DIR
+    from softprompt.model.loading import NANO_DIR
 
     provenance = json.loads((NANO_DIR / "provenance.json").read_text())
     recorded = provenance["lineage"] + [provenance["pretraining"]]

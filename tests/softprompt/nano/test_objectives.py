@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from softprompt.models import load_tokenizer
+from softprompt.model.loading import load_tokenizer
 from softprompt.nano.objectives import SENTINEL_0, prefix_lm_split, random_spans_noise_mask, span_corrupt, span_lengths
 
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from softprompt.models import load_frozen_t5
+from softprompt.model.loading import load_frozen_t5
 from softprompt.nano import mixture as nano_mixture
-from softprompt.nano.pretrain import PretrainConfig, RMSScaledAdamW, learning_rate, pretrain, step_objective
+from softprompt.nano.optim import RMSScaledAdamW
+from softprompt.nano.pretrain import PretrainConfig, learning_rate, pretrain, step_objective
 from tests.softprompt.nano.helpers import TINY, cached_mixture
 
 

@@ -10,10 +10,10 @@ from tests.conftest import TEST_DATA
 def test_probe_reuses_only_a_finished_run_with_the_same_settings(tmp_path):
     from dataclasses import replace
 
-    from softprompt.config import TrainConfig
-    from softprompt.models import random_t5
+    from softprompt.training.config import TrainConfig
+    from softprompt.model.loading import random_t5
     from softprompt.nano.probe import probe_splits, tune_and_score
-    from softprompt.tasks import get_task
+    from softprompt.data.tasks import get_task
 
     task, sst2 = get_task("sst2"), TEST_DATA / "glue" / "sst2"
     splits = probe_splits(task, sst2 / "train.tsv", sst2 / "dev.tsv", 8, 4, 6, seed=0)

@@ -18,11 +18,11 @@ from typing import Any, Iterator
 
 import torch
 
-from softprompt.models import load_frozen_t5
-from softprompt.prefixes import PrefixBank, PrefixShape
-from softprompt.prompts import PromptBank
-from softprompt.store import model_fingerprint, save_run
-from softprompt.tasks import get_task
+from softprompt.model.loading import load_frozen_t5
+from softprompt.model.prefixes import PrefixBank, PrefixShape
+from softprompt.model.prompts import PromptBank
+from softprompt.io.store import model_fingerprint, save_run
+from softprompt.data.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[3]  # the repository (benchmarks/serve_bench.py imports this file outside pytest)
 PREFIX_LENGTH = 2

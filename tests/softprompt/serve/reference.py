@@ -7,10 +7,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ensembles.pool import load_pool
-from ensembles.scoring import generate_texts, score_choices
+from softprompt.runner.scoring import generate_texts, score_choices
 from ensembles.voting import CLASSIFICATION_RULES, GENERATION_RULES
-from softprompt.models import load_frozen_t5
-from softprompt.tasks import get_task
+from softprompt.model.loading import load_frozen_t5
+from softprompt.data.tasks import get_task
 
 
 class Reference:

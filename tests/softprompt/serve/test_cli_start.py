@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
-from softprompt.models import random_t5, save_model_dir
+from softprompt.model.loading import random_t5, save_model_dir
 from tests.softprompt.serve.harness import write_run
-from tests.test_cli_errors import assert_one_line_error, run_cli
+from tests.softprompt.cli.test_errors import assert_one_line_error, run_cli
 
 
 def test_unset_api_key_variable(serve_runs, monkeypatch):

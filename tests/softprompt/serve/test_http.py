@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from softprompt.cli import cli
+from softprompt.cli.app import cli
 from tests.softprompt.serve.harness import running_server
 from tests.softprompt.serve.reference import Reference, check_classification, check_generation
 from tests.softprompt.serve.rows import CB, COPA, E2E, SST2, unlabeled

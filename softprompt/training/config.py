@@ -1,0 +1,207 @@
+"""Training configuration: one dataclass, validated in one place."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from softprompt.model.attention import SITES
+from softprompt.model.decoding import DECODING_DEFAULTS, check_decoding, complete_decoding
+from softprompt.errors import SoftpromptError
+from softprompt.training.optim import OPTIMIZERS
+from softprompt.model.prompts import parse_init
+from softprompt.training.transfer import AUTO, check_init_from
+from softprompt.training.tracking import parse_report_to
+
+# (optimizer, deep prefixes?) -> default lr. Each bank has its own recipe (softprompt.training.optim.BankOptimizer). Input
+# prompts: Lester et al.'s Adafactor 0.3. Deep prefixes: AdamW 3e-4, as Li & Liang; Adafactor's per-element steps of
+# 0.3 wreck the prefix MLP (t5-nano SST-2: constant predictions at 0.3, balanced accuracy 0.68-0.71 with AdamW 3e-4;
+# docs/t5-nano.md), and AdamW 3e-4 leaves input prompts where they started (the demo's neighbour table).
+PREFIX_ONLY = ("prefix_length", "prefix_sites", "prefix_init", "reparam_dim", "reparam_hidden", "keep_reparam",
+               "prefix_optimizer", "prefix_lr")
+PROMPT_ONLY = ("optimizer", "lr")  # the input prompts' recipe: counts only when either run trains input prompts
+LOGGING_ONLY = ("log_every", "report_to")  # change what a run records, never what it trains
+PREFIX_INITS = ("random", "class-label", 'text:"..."')  # class-label: the label words' real-word activations
+AUTO_ONLY = ("library", "probe_steps")  # used only by --init-from auto
+# shared: every prompt reads the step's one batch (drawn from --seed); per-prompt: prompt i reads its own batches,
+# drawn from its prompt seed, so a joint run equals N separate one-prompt runs (softprompt.training.loop.joint_backward)
+DATA_ORDERS = ("shared", "per-prompt")
+DEFAULT_LR = {("adafactor", False): 0.3, ("adafactor", True): 0.3, ("adamw", False): 1e-3, ("adamw", True): 3e-4}
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``softprompt train`` needs; defaults follow Lester et al. 2021 where they apply.
+
+    Every setting is checked once, here (``validate``), with the CLI flag's name in the message.
+
+    >>> cfg = TrainConfig(task="sst2", n_prompts=5, prompt_length=20, deep_prefix=True)
+    >>> cfg.recipes()  # each bank its own optimiser: Lester et al.'s for input prompts, Li & Liang's for prefixes
+    {'prompts': ('adafactor', 0.3), 'prefixes': ('adamw', 0.0003)}
+    >>> cfg.prompt_seeds  # prompt i starts from seed + i
+    (0, 1, 2, 3, 4)
+    >>> TrainConfig(n_prompts=0)
+    Traceback (most recent call last):
+    softprompt.errors.SoftpromptError: --n-prompts must be a positive integer, got 0
+    """
+
+    model: str = "t5-nano"
+    task: str = "boolq"
+    output_dir: str = "runs/boolq"
+    n_prompts: int = 5
+    prompt_length: int = 100
+    init: str = "class-label"
+    deep_prefix: bool = False
+    prefix_length: int = 10
+    prefix_sites: tuple[str, ...] = SITES
+    prefix_init: str = "random"
+    reparam_dim: int = 512
+    reparam_hidden: int = 512
+    keep_reparam: bool = False
+    steps: int = 30000
+    batch_size: int = 32
+    group_by_length: bool = False  # batches of similar input length from shuffled mega-batches (softprompt.training.batch_order)
+    data_order: str = "shared"  # DATA_ORDERS
+    max_tokens: int | None = None  # tokens per pass (softprompt.training.loop.joint_backward); None: a step is one pass
+    optimizer: str | None = None  # input prompts' optimizer: adafactor
+    lr: float | None = None  # input prompts' lr: DEFAULT_LR
+    prefix_optimizer: str | None = None  # deep prefixes' optimizer: adamw
+    prefix_lr: float | None = None  # deep prefixes' lr: DEFAULT_LR
+    weight_decay: float = 1e-5
+    max_grad_norm: float = 1.0
+    eval_every: int = 1000
+    eval_size: int | None = None
+    patience: int | None = None
+    checkpoint_every: int = 1000
+    # prompt transfer (SPoT): start from other runs' prompts, RUN or RUN#i, or "auto" (retrieve from the library)
+    init_from: tuple[str, ...] = ()
+    library: tuple[str, ...] = ()
+    probe_steps: int = 100  # --init-from auto: steps of the target probe whose prompt is matched against the library
+    log_every: int = 10  # history entry (per-prompt train loss, grad norm, lr) every k steps
+    report_to: tuple[str, ...] = ()  # experiment trackers (accelerate names), "all" or none
+    seed: int = 0
+    prompt_seeds: tuple[int, ...] | None = None
+    max_source_length: int = 256
+    max_target_length: int = 64
+    train_file: str | None = None
+    validation_file: str | None = None
+    train_size: int | None = None
+    subsample_seed: int = 0  # which --train-size examples: recorded, so a resume draws the same subset
+    dtype: str = "float32"
+    device: str = "auto"
+    device_map: str | None = None
+    gradient_checkpointing: bool = False
+    # custom tasks
+    input_template: str | None = None
+    label_column: str | None = None
+    label_words: str | None = None
+    target_column: str | None = None
+    task_name: str | None = None  # None: "custom"
+    task_metric: str | None = None  # primary metric; None (and runs from before it): accuracy or bleu
+    # generation-task validation decoding
+    decoding: dict[str, Any] = field(default_factory=lambda: dict(DECODING_DEFAULTS))  # a setting left out: its default
+
+    def __post_init__(self) -> None:
+        self.prefix_sites = tuple(self.prefix_sites)
+        self.optimizer = self.optimizer or "adafactor"
+        self.prefix_optimizer = self.prefix_optimizer or "adamw"
+        if self.lr is None:
+            self.lr = DEFAULT_LR.get((self.optimizer, False), 0.3)
+        if self.prefix_lr is None:
+            self.prefix_lr = DEFAULT_LR.get((self.prefix_optimizer, True), 3e-4)
+        if self.prompt_seeds is None:
+            self.prompt_seeds = tuple(self.seed + i for i in range(self.n_prompts))
+        self.prompt_seeds = tuple(self.prompt_seeds)
+        self.init_from, self.library = tuple(self.init_from), tuple(self.library)
+        self.report_to = parse_report_to(self.report_to)
+        self.train_file, self.validation_file = (_absolute(path) for path in (self.train_file, self.validation_file))
+        self.decoding = complete_decoding(self.decoding)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line ``SoftpromptError`` for the first invalid setting."""
+        _positive("--n-prompts", self.n_prompts)
+        if self.prompt_length < 0:
+            raise SoftpromptError(f"--prompt-length must be >= 0, got {self.prompt_length}")
+        if self.prompt_length == 0 and not self.deep_prefix:
+            raise SoftpromptError("--prompt-length 0 leaves nothing to train; use a positive length or --deep-prefix")
+        if self.prompt_length:
+            parse_init(self.init)
+        if self.deep_prefix:
+            _positive("--prefix-length", self.prefix_length)
+            if not self.prefix_sites or any(site not in SITES for site in self.prefix_sites):
+                raise SoftpromptError(f"--prefix-sites must be a non-empty subset of {','.join(SITES)}, got {','.join(self.prefix_sites)}")
+            if self.prefix_init.startswith("text:"):
+                parse_init(self.prefix_init, "--prefix-init")  # an empty text is an error
+            elif self.prefix_init not in PREFIX_INITS:
+                raise SoftpromptError(f"--prefix-init must be one of {', '.join(PREFIX_INITS)}, got {self.prefix_init!r}")
+            if self.reparam_dim < 0 or self.reparam_hidden < 1:
+                raise SoftpromptError("--reparam-dim must be >= 0 (0: no MLP) and --reparam-hidden >= 1")
+        if self.data_order not in DATA_ORDERS:
+            raise SoftpromptError(f"--data-order must be one of {', '.join(DATA_ORDERS)}, got {self.data_order!r}")
+        if not isinstance(self.group_by_length, bool):
+            raise SoftpromptError(f"--group-by-length is a flag: true or false, got {self.group_by_length!r}")
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "max_source_length", "max_target_length"):
+            _positive("--" + name.replace("_", "-"), getattr(self, name))
+        for flag, name, lr in (("", self.optimizer, self.lr), ("prefix-", self.prefix_optimizer, self.prefix_lr)):
+            if name not in OPTIMIZERS:
+                raise SoftpromptError(f"unknown --{flag}optimizer {name!r}; use one of: {', '.join(OPTIMIZERS)}")
+            if not lr > 0:
+                raise SoftpromptError(f"--{flag}lr must be > 0, got {lr}")
+        if self.weight_decay < 0:
+            raise SoftpromptError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if self.max_grad_norm <= 0:
+            raise SoftpromptError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
+        if len(self.prompt_seeds) != self.n_prompts:
+            raise SoftpromptError(f"{len(self.prompt_seeds)} prompt seeds given for {self.n_prompts} prompts; give one per prompt")
+        check_decoding(self.decoding)
+        check_init_from(self.init_from, self.library)
+        _positive("--probe-steps", self.probe_steps)
+        for name in ("eval_size", "patience", "train_size", "max_tokens"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive("--" + name.replace("_", "-"), value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (stored in artefacts and checkpoints)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    def order_seeds(self) -> tuple[int, ...]:
+        """The seeds of the run's data orders: one (``seed``) shared by all prompts, or one per prompt."""
+        return self.prompt_seeds if self.data_order == "per-prompt" else (self.seed,)
+
+    def recipes(self) -> dict[str, tuple[str, float]]:
+        """Each bank's (optimizer, lr): ``prompts`` (input prompts) and ``prefixes`` (deep prefixes)."""
+        return {"prompts": (self.optimizer, self.lr), "prefixes": (self.prefix_optimizer, self.prefix_lr)}
+
+    def differences(self, stored: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
+        """Settings in which ``stored`` (another run's ``to_dict()``, read back from JSON) differs from
+        this config, except ``ignore`` and ``LOGGING_ONLY``; prefix-only settings count only when either run
+        trains prefixes, the input prompts' optimizer and lr only when either trains input prompts,
+        --library and --probe-steps only when either run used --init-from auto."""
+        # runs written before prompt transfer started from no run; before --group-by-length, drew plain shuffled batches;
+        # before --data-order, one order for every prompt
+        # before --subsample-seed was recorded, a run's subset was that of seed 0 unless the seed was given (not knowable)
+        stored = {"init_from": [], "group_by_length": False, "data_order": "shared", "subsample_seed": 0, **stored}
+        stored |= {key: _absolute(stored.get(key)) for key in ("train_file", "validation_file")}  # earlier runs kept the path as given
+        if stored.get("decoding") is not None:  # runs written before --no-repeat-ngram-size decoded without it
+            stored["decoding"] = complete_decoding(stored["decoding"])
+        if "prefix_optimizer" not in stored:  # runs written before per-bank optimisers used one recipe for every bank
+            stored = {"prefix_optimizer": stored.get("optimizer"), "prefix_lr": stored.get("lr"), **stored}
+        skip = set(ignore) | set(LOGGING_ONLY) | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))
+        skip |= set() if self.prompt_length or stored.get("prompt_length") else set(PROMPT_ONLY)
+        skip |= set() if AUTO in self.init_from or AUTO in stored["init_from"] else set(AUTO_ONLY)
+        mine = json.loads(json.dumps(self.to_dict()))
+        return sorted(k for k in mine.keys() | stored.keys() if k not in skip and stored.get(k) != mine.get(k))
+
+
+def _absolute(path: str | None) -> str | None:
+    """A data file's absolute path (resumes compare files, not spellings of their paths)."""
+    return str(Path(path).resolve()) if path else path
+
+
+def _positive(flag: str, value: int) -> None:
+    if value < 1:
+        raise SoftpromptError(f"{flag} must be a positive integer, got {value}")
