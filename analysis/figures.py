@@ -7,8 +7,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from softprompt.io.atomic import atomic_write, ensure_parent
 from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import atomic_write, ensure_parent
 
 FORMATS = (".png", ".svg")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -67,14 +67,20 @@ def load_curves(run_dir: str | Path) -> RunCurves:
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SoftpromptError(f"{path}: cannot read the history ({error}); rerun or resume the training to rewrite it") from None
+        raise SoftpromptError(
+            f"{path}: cannot read the history ({error}); rerun or resume the training to rewrite it"
+        ) from None
     if not isinstance(entries, list) or not entries:
-        raise SoftpromptError(f"{path}: expected a non-empty list of history entries; rerun or resume the training to rewrite it")
+        raise SoftpromptError(
+            f"{path}: expected a non-empty list of history entries; rerun or resume the training to rewrite it"
+        )
     metric = _metric(run, entries)
     loss_steps, loss, val_steps, val = [], [], [], []
     for entry in entries:
         if not (isinstance(entry, dict) and _int(entry.get("step")) and _numbers(entry.get("train_loss"))):
-            raise SoftpromptError(f"{path}: an entry lacks an integer 'step' or a list of numbers 'train_loss': {str(entry)[:80]}")
+            raise SoftpromptError(
+                f"{path}: an entry lacks an integer 'step' or a list of numbers 'train_loss': {str(entry)[:80]}"
+            )
         loss_steps.append(entry["step"])
         loss.append(entry["train_loss"])
         if metric in entry:
@@ -83,14 +89,19 @@ def load_curves(run_dir: str | Path) -> RunCurves:
             val_steps.append(entry["step"])
             val.append(entry[metric])
     if len({len(row) for row in loss + val}) != 1:
-        raise SoftpromptError(f"{path}: entries disagree on the number of prompts; rerun or resume the training to rewrite it")
+        raise SoftpromptError(
+            f"{path}: entries disagree on the number of prompts; rerun or resume the training to rewrite it"
+        )
     if any(b <= a for a, b in zip(loss_steps, loss_steps[1:])):
         raise SoftpromptError(f"{path}: steps are not strictly increasing; rerun or resume the training to rewrite it")
     n = len(loss[0])
     return RunCurves(
-        label=str(run_dir), metric=metric,
-        loss_steps=np.array(loss_steps), loss=np.array(loss, dtype=float).reshape(-1, n),
-        val_steps=np.array(val_steps, dtype=int), val=np.array(val, dtype=float).reshape(-1, n),
+        label=str(run_dir),
+        metric=metric,
+        loss_steps=np.array(loss_steps),
+        loss=np.array(loss, dtype=float).reshape(-1, n),
+        val_steps=np.array(val_steps, dtype=int),
+        val=np.array(val, dtype=float).reshape(-1, n),
     )
 
 
@@ -113,8 +124,11 @@ def _int(value: object) -> bool:
 
 def _numbers(value: object) -> bool:
     """A non-empty list of finite numbers."""
-    return (isinstance(value, list) and bool(value)
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    )
 
 
 def plot_history(run_dirs: Sequence[str | Path], out: str | Path, title: str | None = None) -> Figure:
@@ -141,8 +155,15 @@ def plot_history(run_dirs: Sequence[str | Path], out: str | Path, title: str | N
             top.plot(run.loss_steps, run.loss[:, n], color=color, linewidth=1.4, alpha=0.9, label=f"prompt {n}")
             if best:
                 step, value = best[n]
-                bottom.plot(run.val_steps, run.val[:, n], color=color, marker="o", markersize=4, linewidth=1.4,
-                            label=f"prompt {n}: best {value:.3f} @ {step}")
+                bottom.plot(
+                    run.val_steps,
+                    run.val[:, n],
+                    color=color,
+                    marker="o",
+                    markersize=4,
+                    linewidth=1.4,
+                    label=f"prompt {n}: best {value:.3f} @ {step}",
+                )
                 bottom.plot([step], [value], marker="*", markersize=15, color=color, markeredgecolor="black", zorder=5)
                 top.axvline(step, color=color, linestyle=":", linewidth=1, alpha=0.7)
         if best:

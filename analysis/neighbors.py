@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -144,10 +144,7 @@ def neighbor_report(
             "positions": [
                 {
                     "position": j,
-                    "neighbors": [
-                        {"token": names[t], "id": t, "similarity": s}
-                        for t, s in zip(ids[a][j], sims[a][j])
-                    ],
+                    "neighbors": [{"token": names[t], "id": t, "similarity": s} for t, s in zip(ids[a][j], sims[a][j])],
                 }
                 for j in range(p)
             ],
@@ -257,8 +254,16 @@ def plot_neighbors(
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     for i in range(n):
         ax.scatter(
-            prompt_xy[i, :, 0], prompt_xy[i, :, 1], s=36, color=colors[i], marker=markers[i // 10 % len(markers)],
-            edgecolors="white", linewidths=0.5, label=f"prompt {i}", zorder=2, alpha=0.85,
+            prompt_xy[i, :, 0],
+            prompt_xy[i, :, 1],
+            s=36,
+            color=colors[i],
+            marker=markers[i // 10 % len(markers)],
+            edgecolors="white",
+            linewidths=0.5,
+            label=f"prompt {i}",
+            zorder=2,
+            alpha=0.85,
         )
     shown = unique[:max_labels]
     for name, (tx, ty) in zip(_token_names(tokenizer, shown), token_xy[: len(shown)]):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import csv
 import math
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -23,8 +24,18 @@ from softprompt.errors import SoftpromptError
 from softprompt.paths import each_once
 
 _REQUIRED = {
-    "task": str, "split": str, "kind": str, "settings": dict, "metrics": list, "primary": str,
-    "per_prompt": list, "mean": dict, "std": dict, "best": dict, "ensembles": dict, "n_examples": int,
+    "task": str,
+    "split": str,
+    "kind": str,
+    "settings": dict,
+    "metrics": list,
+    "primary": str,
+    "per_prompt": list,
+    "mean": dict,
+    "std": dict,
+    "best": dict,
+    "ensembles": dict,
+    "n_examples": int,
 }
 
 
@@ -68,7 +79,15 @@ def _method_values(result: dict, metric: str) -> dict[str, float]:
     return values
 
 
-SETUP = ("model", "model_params", "n_prompts", "prompt_length", "init", "deep_prefix", "train_size")  # what a point's prompts were
+SETUP = (
+    "model",
+    "model_params",
+    "n_prompts",
+    "prompt_length",
+    "init",
+    "deep_prefix",
+    "train_size",
+)  # what a point's prompts were
 
 
 def _check_same_setup(results: Sequence[dict], x: str) -> None:
@@ -82,8 +101,10 @@ def _check_same_setup(results: Sequence[dict], x: str) -> None:
             values = "; ".join(f"{key} {first[key]!r} vs {setup[key]!r}" for key in differing)
             numeric = [key for key in differing if _number(setup[key]) and key != "model_params"]
             hint = f", or put it on the x axis (--x {numeric[0]})" if numeric else ""
-            raise SoftpromptError(f"reports at {x} = {result['settings'][x]} differ in more than their seeds ({values}), "
-                                  f"so they cannot be averaged into one point; pass the reports of one setting{hint}")
+            raise SoftpromptError(
+                f"reports at {x} = {result['settings'][x]} differ in more than their seeds ({values}), "
+                f"so they cannot be averaged into one point; pass the reports of one setting{hint}"
+            )
 
 
 def scale_points(results: Sequence[dict], metric: str, x: str = "model_params") -> dict:
@@ -136,7 +157,11 @@ def scale_points(results: Sequence[dict], metric: str, x: str = "model_params") 
             curve["y"].append(sum(v[name] for v in present) / len(present))
     order = ["mean", "best"] + sorted(m for m in methods if m.startswith("ensemble:"))
     return {
-        "metric": metric, "x": x, "kind": results[0]["kind"], "task": results[0]["task"], "split": results[0]["split"],
+        "metric": metric,
+        "x": x,
+        "kind": results[0]["kind"],
+        "task": results[0]["task"],
+        "split": results[0]["split"],
         "labels": {at: "/".join(n.split("/")[-1] for n in names[at]) for at in sorted(names) if names[at]},
         "methods": {name: methods[name] for name in order},
     }
@@ -239,8 +264,14 @@ def plot_scale(
     for j, (label, refs) in enumerate(groups.items()):
         refs.sort(key=lambda r: r["x"])
         ax.plot(
-            [r["x"] for r in refs], [scale * r["y"] for r in refs], marker="D", linestyle=":",
-            color=f"{0.1 + 0.25 * (j % 3):.2f}", label=label, linewidth=1.5, markersize=6,
+            [r["x"] for r in refs],
+            [scale * r["y"] for r in refs],
+            marker="D",
+            linestyle=":",
+            color=f"{0.1 + 0.25 * (j % 3):.2f}",
+            label=label,
+            linewidth=1.5,
+            markersize=6,
         )
 
     xs = sorted({v for curve in points["methods"].values() for v in curve["x"]})
@@ -258,7 +289,11 @@ def plot_scale(
         ax.set_xlim(*((xs[0] / 3, xs[0] * 3) if log_x else (xs[0] - half, xs[0] + half)))
     unit = "%" if percent else "0–100"
     ax.set_ylabel(f"{metric} ({unit})")
-    ax.set_title(fitted_title(fig, title or f"{points['task']} ({points['split']}): {metric} vs. {'model scale' if log_x else x}"))
+    ax.set_title(
+        fitted_title(
+            fig, title or f"{points['task']} ({points['split']}): {metric} vs. {'model scale' if log_x else x}"
+        )
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
     fig.tight_layout()

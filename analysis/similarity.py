@@ -23,9 +23,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +34,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.figures import check_plot_path, save_png_and_svg
-from softprompt.io.atomic import atomic_write_text, ensure_parent
 from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import atomic_write_text, ensure_parent
 from softprompt.io.store import read_bank_tensors, read_meta
 from softprompt.paths import parse_spec
 
@@ -99,7 +100,9 @@ class RunVectors:
         return [f"{self.label}#{k}" for k in range(len(self.vectors))]
 
 
-def bank_vectors(prompts: torch.Tensor | None, prefixes: dict[str, torch.Tensor] | None, bank: str) -> torch.Tensor | None:
+def bank_vectors(
+    prompts: torch.Tensor | None, prefixes: dict[str, torch.Tensor] | None, bank: str
+) -> torch.Tensor | None:
     """(N, P, D) token vectors of a run's ``bank`` from ``store.read_bank_tensors`` output; None if absent.
 
     Prefixes: site -> (N, L, 2, H, Pp, d_kv) become (N, Pp, Σ L·2·H·d_kv), sites in the stored order.
@@ -126,8 +129,12 @@ def load_run_vectors(run_dirs: Sequence[str], bank: str = "prompts") -> list[Run
         vectors = bank_vectors(*read_bank_tensors(run, meta), bank)
         if vectors is None:
             other = "input prompts (--prompt-length > 0)" if bank == "prompts" else "deep prefixes (--deep-prefix)"
-            raise SoftpromptError(f"{run} has no {bank}; choose --bank {'prefixes' if bank == 'prompts' else 'prompts'} or runs trained with {other}")
-        runs.append(RunVectors(str(run), label, meta["task"]["name"], meta["model"].get("config_hash"), bank, vectors.float()))
+            raise SoftpromptError(
+                f"{run} has no {bank}; choose --bank {'prefixes' if bank == 'prompts' else 'prompts'} or runs trained with {other}"
+            )
+        runs.append(
+            RunVectors(str(run), label, meta["task"]["name"], meta["model"].get("config_hash"), bank, vectors.float())
+        )
     check_same_model(runs)
     return runs
 
@@ -156,7 +163,9 @@ def similarity_report(runs: Sequence[RunVectors], metric: str = "cosine-mean") -
     vectors = [r.vectors for r in runs]
     sizes = [len(v) for v in vectors]
     # run by run: prompts of different lengths cannot share one tensor
-    prompts = torch.cat([torch.cat([prompt_similarity(a, b, metric) for b in vectors], dim=1) for a in vectors])  # (ΣN, ΣN)
+    prompts = torch.cat(
+        [torch.cat([prompt_similarity(a, b, metric) for b in vectors], dim=1) for a in vectors]
+    )  # (ΣN, ΣN)
     return {
         "format": "softprompt.similarity/1",
         "metric": metric,
@@ -171,7 +180,10 @@ def similarity_report(runs: Sequence[RunVectors], metric: str = "cosine-mean") -
 def format_similarity(report: dict[str, Any]) -> str:
     """Plain-text matrices: tasks (runs), then prompts when some run holds more than one."""
     labels = [r["label"] for r in report["runs"]]
-    lines = [f"task similarity ({report['metric']} of {report['bank']}, mean over prompt pairs):", *_matrix_lines(labels, report["tasks"])]
+    lines = [
+        f"task similarity ({report['metric']} of {report['bank']}, mean over prompt pairs):",
+        *_matrix_lines(labels, report["tasks"]),
+    ]
     if len(report["prompt_names"]) > len(labels):
         lines += ["", "prompt similarity:", *_matrix_lines(report["prompt_names"], report["prompts"])]
     return "\n".join(lines)
@@ -180,7 +192,9 @@ def format_similarity(report: dict[str, Any]) -> str:
 def _matrix_lines(names: Sequence[str], matrix: Sequence[Sequence[float]]) -> list[str]:
     width = max(6, *(len(n) for n in names))
     lines = ["  " + " " * width + "".join(f"{n:>{width + 1}}" for n in names)]
-    return lines + [f"  {name:<{width}}" + "".join(f"{v:>{width + 1}.3f}" for v in row) for name, row in zip(names, matrix)]
+    return lines + [
+        f"  {name:<{width}}" + "".join(f"{v:>{width + 1}.3f}" for v in row) for name, row in zip(names, matrix)
+    ]
 
 
 def write_similarity(report: dict[str, Any], path: str | Path) -> list[Path]:
@@ -193,7 +207,10 @@ def write_similarity(report: dict[str, Any], path: str | Path) -> list[Path]:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["level", "row", "column", "similarity"])
     labels = [r["label"] for r in report["runs"]]
-    for level, names, matrix in (("task", labels, report["tasks"]), ("prompt", report["prompt_names"], report["prompts"])):
+    for level, names, matrix in (
+        ("task", labels, report["tasks"]),
+        ("prompt", report["prompt_names"], report["prompts"]),
+    ):
         writer.writerows([level, a, b, f"{v:.6f}"] for a, row in zip(names, matrix) for b, v in zip(names, row))
     ensure_parent(out, "the report", "--output")
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
@@ -222,7 +239,9 @@ def plot_similarity(report: dict[str, Any], path: str | Path) -> None:
             middle = (low + high) / 2
             for i, row in enumerate(matrix):
                 for j, v in enumerate(row):
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if v > middle else "white")
+                    ax.text(
+                        j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="black" if v > middle else "white"
+                    )
         ax.set_title(f"{title} ({report['metric']}, {report['bank']})", fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
@@ -232,12 +251,16 @@ def plot_similarity(report: dict[str, Any], path: str | Path) -> None:
 # ----------------------------------------------------------------------------- retrieval
 
 
-def rank_library(target: RunVectors, target_index: int | None, library: Sequence[RunVectors], metric: str = "cosine-mean") -> list[dict[str, Any]]:
+def rank_library(
+    target: RunVectors, target_index: int | None, library: Sequence[RunVectors], metric: str = "cosine-mean"
+) -> list[dict[str, Any]]:
     """Every library prompt ranked by similarity to the target prompt ``target_index`` of ``target``
     (None: mean over the target's prompts), most similar first; ties keep library order."""
     check_same_model([target, *library])
     if target_index is not None and not 0 <= target_index < len(target.vectors):
-        raise SoftpromptError(f"--target {target.run}#{target_index}: the run has {len(target.vectors)} prompt(s), indices 0..{len(target.vectors) - 1}")
+        raise SoftpromptError(
+            f"--target {target.run}#{target_index}: the run has {len(target.vectors)} prompt(s), indices 0..{len(target.vectors) - 1}"
+        )
     query = target.vectors if target_index is None else target.vectors[target_index : target_index + 1]  # (n, P, D)
     rows = [
         {"run": lib.run, "label": lib.label, "index": k, "name": name, "task": lib.task, "score": float(score)}
@@ -252,10 +275,14 @@ def format_ranking(ranking: Sequence[dict[str, Any]], top: int) -> str:
     """``rank  score  prompt  task`` lines of the ``top`` first entries."""
     width = max(6, *(len(r["name"]) for r in ranking[:top]))
     lines = [f"{'rank':>4}  {'score':>7}  {'prompt':<{width}}  task"]
-    return "\n".join(lines + [f"{r['rank']:>4}  {r['score']:>7.4f}  {r['name']:<{width}}  {r['task']}" for r in ranking[:top]])
+    return "\n".join(
+        lines + [f"{r['rank']:>4}  {r['score']:>7.4f}  {r['name']:<{width}}  {r['task']}" for r in ranking[:top]]
+    )
 
 
-def retrieve(target: str, library: Sequence[str], metric: str = "cosine-mean", bank: str = "prompts") -> list[dict[str, Any]]:
+def retrieve(
+    target: str, library: Sequence[str], metric: str = "cosine-mean", bank: str = "prompts"
+) -> list[dict[str, Any]]:
     """``rank_library`` for a target spec (``RUN#i`` or ``RUN``) and library run directories.
 
     >>> ranking = retrieve("runs/sst2#0", ["runs/sst2"])  # library: any runs on the same model

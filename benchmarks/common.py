@@ -22,8 +22,8 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -45,8 +45,13 @@ LOW_ID, HIGH_ID = 3, 32000  # synthetic token ids: no pad (0), eos (1) or unk (2
 EOS = 1
 
 
-def t5_model(quick: bool = False, seed: int = 0, shape: str | None = None, device: str | torch.device = "cpu",
-             dtype: str | torch.dtype = "float32") -> FrozenT5:
+def t5_model(
+    quick: bool = False,
+    seed: int = 0,
+    shape: str | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+) -> FrozenT5:
     """A frozen random T5 of t5-small shape (tiny with ``quick``, or ``shape``: tiny, small, base,
     large) in ``dtype`` on ``device``; same seed and device, same weights (a CUDA model is
     initialised there, from CUDA's generator). Half precision keeps the
@@ -101,18 +106,26 @@ def add_common_args(parser) -> None:
     """--seed, --threads, --default-malloc, --quick."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc's malloc as it is (the softprompt command tunes it: softprompt/cli/allocator.py)")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (the softprompt command tunes it: softprompt/cli/allocator.py)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny model and sizes: a smoke run")
 
 
 def add_model_args(parser) -> None:
     """--shape, --device, --dtype: the random model's shape and where and in what precision it runs."""
-    parser.add_argument("--shape", choices=list(SHAPES), default=None,
-                        help="random model shape (default small, t5-small; quick: tiny)")
+    parser.add_argument(
+        "--shape", choices=list(SHAPES), default=None, help="random model shape (default small, t5-small; quick: tiny)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32",
-                        help="model dtype (bfloat16 keeps the feed-forward output projections in fp32)")
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="float32",
+        help="model dtype (bfloat16 keeps the feed-forward output projections in fp32)",
+    )
 
 
 def setup(args) -> str:
@@ -121,7 +134,11 @@ def setup(args) -> str:
     set_threads(args.threads)
     malloc = "default malloc"
     if not getattr(args, "default_malloc", False):
-        malloc = "malloc tuned as the CLI does (mmap threshold 1 GiB, no trim)" if keep_freed_memory() else "default malloc (tuning unavailable)"
+        malloc = (
+            "malloc tuned as the CLI does (mmap threshold 1 GiB, no trim)"
+            if keep_freed_memory()
+            else "default malloc (tuning unavailable)"
+        )
     where = ""
     device = torch.device(getattr(args, "device", "cpu") or "cpu")
     if device.type == "cuda":
@@ -177,7 +194,9 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]], title:
     if title:
         print(f"\n{title}")
     for index, row in enumerate(cells):
-        print("  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+        )
         if index == 0:
             print("  ".join("-" * width for width in widths))
     sys.stdout.flush()
@@ -187,15 +206,23 @@ def timing_row(label: str, a: Sequence[float], b: Sequence[float], target: float
     """One table row: label, min(a), min(b), min/min ratio, paired-median ratio, target check."""
     r = ratio(a, b)
     check = "" if target is None else ("yes" if r <= target else "NO")
-    return [label, fmt_s(min(a)), fmt_s(min(b)), f"{r:.3f}", f"{paired_median_ratio(a, b):.3f}",
-            "" if target is None else f"<= {target:.2f}", check]
+    return [
+        label,
+        fmt_s(min(a)),
+        fmt_s(min(b)),
+        f"{r:.3f}",
+        f"{paired_median_ratio(a, b):.3f}",
+        "" if target is None else f"<= {target:.2f}",
+        check,
+    ]
 
 
 TIMING_HEADERS = ["case", "ours (min)", "baseline (min)", "ratio", "paired median", "target", "met"]
 
 
-def matmul_peak(dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", size: int | None = None,
-                repeats: int = 5) -> float:
+def matmul_peak(
+    dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", size: int | None = None, repeats: int = 5
+) -> float:
     """The machine's matmul limit: FLOP/s of the best of ``repeats`` large square GEMMs
     (``size``: 2048 on CPU, 8192 on CUDA) in ``dtype`` on ``device``, measured in this process."""
     device = torch.device(device)
@@ -264,8 +291,9 @@ def t5_encoder_flops(config, rows: int, length: int) -> float:
     return 2 * config.num_layers * (tokens * per_token + 2 * rows * length * length * inner)
 
 
-def t5_decoder_flops(config, rows: int, length: int, encoder_length: int, cross_projection_rows: int | None = None,
-                     lm_head: bool = True) -> float:
+def t5_decoder_flops(
+    config, rows: int, length: int, encoder_length: int, cross_projection_rows: int | None = None, lm_head: bool = True
+) -> float:
     """Matmul FLOPs of T5's decoder over ``rows`` targets of ``length`` tokens reading ``encoder_length``
     encoder states: self-/cross-attention, feed-forward, the cross-attention key/value projections
     of ``cross_projection_rows`` encoder rows (default ``rows``; fewer when they are shared, as in
@@ -276,16 +304,20 @@ def t5_decoder_flops(config, rows: int, length: int, encoder_length: int, cross_
     tokens = rows * length
     per_token = 6 * config.d_model * inner + ff * config.d_model * config.d_ff  # self q,k,v,o + cross q,o
     projection_rows = rows if cross_projection_rows is None else cross_projection_rows
-    flops = layers * (tokens * per_token + projection_rows * encoder_length * 2 * config.d_model * inner
-                      + 2 * tokens * (length + encoder_length) * inner)
+    flops = layers * (
+        tokens * per_token
+        + projection_rows * encoder_length * 2 * config.d_model * inner
+        + 2 * tokens * (length + encoder_length) * inner
+    )
     return 2 * flops + (2 * tokens * config.d_model * config.vocab_size if lm_head else 0)
 
 
 def scoring_flops(config, rows: int, encoder_length: int, choices: int, target_length: int) -> float:
     """FLOPs of one ``PromptedT5.score`` pass: encoder once per row, cross keys/values projected once
     per row, decoder and LM head over rows × choices targets."""
-    return (t5_encoder_flops(config, rows, encoder_length)
-            + t5_decoder_flops(config, rows * choices, target_length, encoder_length, cross_projection_rows=rows))
+    return t5_encoder_flops(config, rows, encoder_length) + t5_decoder_flops(
+        config, rows * choices, target_length, encoder_length, cross_projection_rows=rows
+    )
 
 
 def t5_generate_flops(config, rows: int, encoder_length: int, new_tokens: int, beams: int = 1) -> float:
@@ -302,15 +334,22 @@ def t5_generate_flops(config, rows: int, encoder_length: int, new_tokens: int, b
     tokens = sequences * new_tokens
     per_token = 6 * config.d_model * inner + ff * config.d_model * config.d_ff
     past = sequences * new_tokens * (new_tokens + 1) // 2  # Σ_t t positions attended over all steps
-    decoder = layers * (tokens * per_token + sequences * encoder_length * 2 * config.d_model * inner
-                        + 2 * inner * (past + tokens * encoder_length))
-    return t5_encoder_flops(config, rows, encoder_length) + 2 * decoder + 2 * tokens * config.d_model * config.vocab_size
+    decoder = layers * (
+        tokens * per_token
+        + sequences * encoder_length * 2 * config.d_model * inner
+        + 2 * inner * (past + tokens * encoder_length)
+    )
+    return (
+        t5_encoder_flops(config, rows, encoder_length) + 2 * decoder + 2 * tokens * config.d_model * config.vocab_size
+    )
 
 
 def utilisation_line(name: str, flops: float, seconds: float, peak: float) -> str:
     """A printed line: achieved model FLOP/s and the fraction of the measured matmul peak."""
-    return (f"utilisation {name}: {flops / 1e9:.2f} GFLOP in {fmt_s(seconds)} = {flops / seconds / 1e9:.1f} GFLOP/s, "
-            f"{100 * utilisation(flops, seconds, peak):.1f}% of the measured matmul peak {peak / 1e9:.1f} GFLOP/s")
+    return (
+        f"utilisation {name}: {flops / 1e9:.2f} GFLOP in {fmt_s(seconds)} = {flops / seconds / 1e9:.1f} GFLOP/s, "
+        f"{100 * utilisation(flops, seconds, peak):.1f}% of the measured matmul peak {peak / 1e9:.1f} GFLOP/s"
+    )
 
 
 def utilisation(flops: float, seconds: float, peak: float) -> float:

@@ -33,38 +33,37 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from common import (  # noqa: E402
+    DTYPES,
+    TIMING_HEADERS,
     add_common_args,
     add_model_args,
-    setup,
-    DTYPES,
-    matmul_peak,
-    model_for,
-    scoring_flops,
-    shape_name,
-    step_peak_bytes,
-    t5_generate_flops,
-    utilisation,
-    utilisation_line,
-    TIMING_HEADERS,
     emit_result,
     fmt_s,
     interleaved,
+    matmul_peak,
+    model_for,
     print_table,
     random_ids,
     random_targets,
     ratio,
+    scoring_flops,
+    setup,
+    shape_name,
+    step_peak_bytes,
+    t5_generate_flops,
     timing_row,
+    utilisation,
+    utilisation_line,
 )
 
-from softprompt.runner import passes as batched_module  # noqa: E402
-from softprompt.runner.passes import encode_texts, prompt_rows  # noqa: E402
-from softprompt.runner.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
+from softprompt.data.tasks import Example  # noqa: E402
 from softprompt.model.losses import sequence_log_probs  # noqa: E402
 from softprompt.model.prompted import PromptedT5  # noqa: E402
 from softprompt.model.prompts import PromptBank  # noqa: E402
-from softprompt.data.tasks import Example  # noqa: E402
+from softprompt.runner import passes as batched_module  # noqa: E402
+from softprompt.runner.passes import encode_texts, prompt_rows  # noqa: E402
+from softprompt.runner.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
 
 
 def make_examples(tokenizer, generator: torch.Generator, count: int, length: int, label_words: tuple[str, ...]):
@@ -111,16 +110,30 @@ def main() -> None:
     parser.add_argument("--prompt-length", type=int, default=20, help="soft prompt length P")
     parser.add_argument("--length", type=int, default=None, help="input tokens (default 64; quick 32)")
     parser.add_argument("--batches", default=None, help="examples per call B (default 1,8,32,128; quick 1,4,16)")
-    parser.add_argument("--max-tokens", type=int, default=None,
-                        help="tokens per pass (default: the device's, softprompt.runner.passes.token_budget)")
-    parser.add_argument("--sweep", default=None,
-                        help="max_tokens values to sweep (default 2048,4096,8192,16384,32768,65536; quick 512,1024,4096; none: skip)")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="tokens per pass (default: the device's, softprompt.runner.passes.token_budget)",
+    )
+    parser.add_argument(
+        "--sweep",
+        default=None,
+        help="max_tokens values to sweep (default 2048,4096,8192,16384,32768,65536; quick 512,1024,4096; none: skip)",
+    )
     parser.add_argument("--sweep-batches", default=None, help="B for the sweep (default 32,128; quick 16; none: skip)")
-    parser.add_argument("--generate-sweep", default=None,
-                        help="B,new_tokens for a generate_texts max_tokens sweep (default 16,16; quick 4,4; none: skip)")
-    parser.add_argument("--choice-rows", type=int, default=None, help="rows for the K-choice comparison (default 40; quick 8)")
+    parser.add_argument(
+        "--generate-sweep",
+        default=None,
+        help="B,new_tokens for a generate_texts max_tokens sweep (default 16,16; quick 4,4; none: skip)",
+    )
+    parser.add_argument(
+        "--choice-rows", type=int, default=None, help="rows for the K-choice comparison (default 40; quick 8)"
+    )
     parser.add_argument("--ks", default="2,3", help="choice counts K for (2) (none: skip)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default: 15 at B=1 down to 3 at B=128)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed rounds (default: 15 at B=1 down to 3 at B=128)"
+    )
     add_common_args(parser)
     add_model_args(parser)
     args = parser.parse_args()
@@ -143,8 +156,10 @@ def main() -> None:
         return 2 if quick else (15 if rows <= 5 else 7 if rows <= 40 else 5 if rows <= 160 else 3)
 
     started = time.perf_counter()
-    print(f"{env}; model {shape_name(args)} shape on {device}; "
-          f"N={args.n}, P={args.prompt_length}, input {length}, max_tokens {max_tokens}")
+    print(
+        f"{env}; model {shape_name(args)} shape on {device}; "
+        f"N={args.n}, P={args.prompt_length}, input {length}, max_tokens {max_tokens}"
+    )
     peak = matmul_peak(DTYPES[args.dtype], device)
     print(f"matmul peak ({args.dtype}, {device}): {peak / 1e9:.1f} GFLOP/s")
     frozen = model_for(args)
@@ -155,7 +170,9 @@ def main() -> None:
     prompted = PromptedT5(frozen, bank)
     generator = torch.Generator().manual_seed(args.seed)
     words = label_words(frozen.tokenizer, generator, 2)
-    examples = make_examples(frozen.tokenizer, generator, max(batches + sweep_batches + generate_sweep[:1] + [1]), length, words)
+    examples = make_examples(
+        frozen.tokenizer, generator, max(batches + sweep_batches + generate_sweep[:1] + [1]), length, words
+    )
     assert encode_texts(frozen.tokenizer, [e.source for e in examples], length)[0].shape[1] == length
     target_length = encode_choices(frozen.tokenizer, [words])[0].shape[-1]
 
@@ -182,8 +199,12 @@ def main() -> None:
         results[f"utilisation_batched_B{batch}"] = utilisation(flops, min(times["batched"]), peak)
         use_rows.append(utilisation_line(f"batched scoring B={batch}", flops, min(times["batched"]), peak))
     if rows:
-        print_table(TIMING_HEADERS, rows, f"(1) rank classification, K=2: batched N={args.n} (max_tokens {max_tokens}) / "
-                                      f"one prompt per pass (baseline)")
+        print_table(
+            TIMING_HEADERS,
+            rows,
+            f"(1) rank classification, K=2: batched N={args.n} (max_tokens {max_tokens}) / "
+            f"one prompt per pass (baseline)",
+        )
         print("\n".join(use_rows))
 
     # (2) encoder reuse across K choices vs K full passes
@@ -197,8 +218,12 @@ def main() -> None:
         choice_ids = random_targets(generator, choice_rows * k, 3).view(choice_rows, k, 3).to(device)
         choice_mask = torch.ones_like(choice_ids)
         got = prompted.score(input_ids, mask, prompt_ids, choice_ids, choice_mask)
-        torch.testing.assert_close(got.float(), full_pass_scores(prompted, input_ids, mask, prompt_ids, choice_ids).float(),
-                                   atol=atol, rtol=rtol)
+        torch.testing.assert_close(
+            got.float(),
+            full_pass_scores(prompted, input_ids, mask, prompt_ids, choice_ids).float(),
+            atol=atol,
+            rtol=rtol,
+        )
         times = interleaved(
             {
                 "reuse": lambda c=choice_ids, m=choice_mask: prompted.score(input_ids, mask, prompt_ids, c, m),
@@ -208,14 +233,22 @@ def main() -> None:
         )
         rows.append(timing_row(f"K={k}, {choice_rows} rows", times["reuse"], times["full"], 1 / k + 0.15))
         results[f"choices_over_full_K{k}"] = ratio(times["reuse"], times["full"])
-        peak_bytes = {side: step_peak_bytes(fn, device) for side, fn in (
-            ("reuse", lambda c=choice_ids, m=choice_mask: prompted.score(input_ids, mask, prompt_ids, c, m)),
-            ("full", lambda c=choice_ids: full_pass_scores(prompted, input_ids, mask, prompt_ids, c)))}
+        peak_bytes = {
+            side: step_peak_bytes(fn, device)
+            for side, fn in (
+                ("reuse", lambda c=choice_ids, m=choice_mask: prompted.score(input_ids, mask, prompt_ids, c, m)),
+                ("full", lambda c=choice_ids: full_pass_scores(prompted, input_ids, mask, prompt_ids, c)),
+            )
+        }
         results[f"choices_mem_over_full_K{k}"] = round(peak_bytes["reuse"] / peak_bytes["full"], 4)
-        memory_lines.append(f"K={k}: peak tensor memory {peak_bytes['reuse'] / 2**20:.1f} MiB / {peak_bytes['full'] / 2**20:.1f} MiB "
-                            f"= {results[f'choices_mem_over_full_K{k}']:.3f}")
+        memory_lines.append(
+            f"K={k}: peak tensor memory {peak_bytes['reuse'] / 2**20:.1f} MiB / {peak_bytes['full'] / 2**20:.1f} MiB "
+            f"= {results[f'choices_mem_over_full_K{k}']:.3f}"
+        )
     if rows:
-        print_table(TIMING_HEADERS, rows, "(2) K choices: PromptedT5.score (encoder once) / K full forward calls (baseline)")
+        print_table(
+            TIMING_HEADERS, rows, "(2) K choices: PromptedT5.score (encoder once) / K full forward calls (baseline)"
+        )
         print("\n".join(memory_lines))
 
     # (3) max_tokens sweep
@@ -233,31 +266,69 @@ def main() -> None:
         batch, new_tokens = generate_sweep
         subset = examples[:batch]
         decoding = dict(min_new_tokens=new_tokens, max_new_tokens=new_tokens, num_beams=1)
-        fns = {value: (lambda s=subset, v=value: generate_texts(prompted, s, list(range(args.n)), max_length=length,
-                                                                 max_tokens=v, **decoding))
-               for value in sweep}
+        fns = {
+            value: (
+                lambda s=subset, v=value: generate_texts(
+                    prompted, s, list(range(args.n)), max_length=length, max_tokens=v, **decoding
+                )
+            )
+            for value in sweep
+        }
         times = interleaved(fns, repeats_for(args.n * batch))
         flops = t5_generate_flops(config, args.n * batch, args.prompt_length + length, new_tokens)
-        print_sweep(times, max_tokens, flops, peak,
-                    f"(3) max_tokens sweep, greedy generate_texts of B={batch} x N={args.n}, {new_tokens} new tokens")
+        print_sweep(
+            times,
+            max_tokens,
+            flops,
+            peak,
+            f"(3) max_tokens sweep, greedy generate_texts of B={batch} x N={args.n}, {new_tokens} new tokens",
+        )
         best_generate = min(times, key=lambda v: min(times[v]))
         results["utilisation_generate_best"] = utilisation(flops, min(times[best_generate]), peak)
-    print(f"\nbest max_tokens by batch: {best_tokens}, generation {best_generate}; "
-          f"the default for {args.device} in softprompt/runner/passes.py is {batched_module.token_budget(args.device)}")
+    print(
+        f"\nbest max_tokens by batch: {best_tokens}, generation {best_generate}; "
+        f"the default for {args.device} in softprompt/runner/passes.py is {batched_module.token_budget(args.device)}"
+    )
     print(f"total {time.perf_counter() - started:.0f} s")
-    emit_result({**results, **{f"best_max_tokens_B{b}": v for b, v in best_tokens.items()},
-                 **({"best_max_tokens_generate": best_generate} if best_generate else {}), "max_tokens": max_tokens,
-                 "matmul_peak_gflops": peak / 1e9, "device": str(device), "dtype": args.dtype, "shape": shape_name(args)})
+    emit_result(
+        {
+            **results,
+            **{f"best_max_tokens_B{b}": v for b, v in best_tokens.items()},
+            **({"best_max_tokens_generate": best_generate} if best_generate else {}),
+            "max_tokens": max_tokens,
+            "matmul_peak_gflops": peak / 1e9,
+            "device": str(device),
+            "dtype": args.dtype,
+            "shape": shape_name(args),
+        }
+    )
 
 
 def print_sweep(times: dict[int, list[float]], reference_value: int, flops: float, peak: float, title: str) -> None:
     """The sweep table: time per max_tokens value, relative to the default, and utilisation."""
     fastest = min(min(t) for t in times.values())
     reference = min(times[reference_value]) if reference_value in times else fastest
-    table = [[value, fmt_s(min(t)), f"{min(t) / reference:.3f}", f"{100 * utilisation(flops, min(t), peak):.1f}%",
-              "*" if min(t) == fastest else ""] for value, t in times.items()]
-    print_table(["max_tokens", "time (min)", f"vs {reference_value if reference_value in times else 'best'}",
-                 "utilisation", "best"], table, title)
+    table = [
+        [
+            value,
+            fmt_s(min(t)),
+            f"{min(t) / reference:.3f}",
+            f"{100 * utilisation(flops, min(t), peak):.1f}%",
+            "*" if min(t) == fastest else "",
+        ]
+        for value, t in times.items()
+    ]
+    print_table(
+        [
+            "max_tokens",
+            "time (min)",
+            f"vs {reference_value if reference_value in times else 'best'}",
+            "utilisation",
+            "best",
+        ],
+        table,
+        title,
+    )
 
 
 def _ints(text: str) -> list[int]:

@@ -30,34 +30,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from common import (  # noqa: E402
+    DTYPES,
+    TIMING_HEADERS,
     add_common_args,
     add_model_args,
-    setup,
-    DTYPES,
-    matmul_peak,
-    model_for,
-    shape_name,
-    step_peak_bytes,
-    t5_generate_flops,
-    utilisation,
-    utilisation_line,
-    TIMING_HEADERS,
     emit_result,
     interleaved,
+    matmul_peak,
+    model_for,
     print_table,
     random_ids,
     ratio,
+    setup,
+    shape_name,
+    step_peak_bytes,
+    t5_generate_flops,
     timing_row,
+    utilisation,
+    utilisation_line,
 )
-
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache  # noqa: E402
 
-from softprompt.runner.passes import prompt_rows, repeat_for_prompts  # noqa: E402
 from softprompt.model.beam_cache import CACHE_ARGUMENT  # noqa: E402
 from softprompt.model.prompted import PromptedT5  # noqa: E402
 from softprompt.model.prompts import PromptBank  # noqa: E402
+from softprompt.runner.passes import prompt_rows, repeat_for_prompts  # noqa: E402
 
 
 def main() -> None:
@@ -78,8 +76,10 @@ def main() -> None:
     env = setup(args)
     started = time.perf_counter()
     device = torch.device(args.device)
-    print(f"{env}; model {shape_name(args)} shape on {device}; "
-          f"N={args.n}, B={batch}, input {length}, P={args.prompt_length}, {new_tokens} new tokens, greedy")
+    print(
+        f"{env}; model {shape_name(args)} shape on {device}; "
+        f"N={args.n}, B={batch}, input {length}, P={args.prompt_length}, {new_tokens} new tokens, greedy"
+    )
     peak = matmul_peak(DTYPES[args.dtype], device)
     print(f"matmul peak ({args.dtype}, {device}): {peak / 1e9:.1f} GFLOP/s")
 
@@ -101,50 +101,89 @@ def main() -> None:
         return prompted.generate(all_ids, all_mask, all_prompts, **decoding)
 
     def sequential():
-        return [prompted.generate(input_ids, mask, torch.full((batch,), p, dtype=torch.long, device=device), **decoding) for p in range(args.n)]
+        return [
+            prompted.generate(input_ids, mask, torch.full((batch,), p, dtype=torch.long, device=device), **decoding)
+            for p in range(args.n)
+        ]
 
     one, many = batched(), torch.cat(sequential())
     assert one.shape == many.shape == (args.n * batch, new_tokens + 1), (one.shape, many.shape)
     agreement = (one == many).float().mean().item()
-    print(f"check: {tuple(one.shape)} tokens each side; batched and sequential agree on {100 * agreement:.1f}% of tokens")
+    print(
+        f"check: {tuple(one.shape)} tokens each side; batched and sequential agree on {100 * agreement:.1f}% of tokens"
+    )
 
     times = interleaved({"batched": batched, "sequential": sequential}, repeats)
-    rows = [timing_row(f"N={args.n}, B={batch}: 1 call of {args.n * batch} rows / {args.n} calls of {batch}",
-                       times["batched"], times["sequential"], 0.8)]
+    rows = [
+        timing_row(
+            f"N={args.n}, B={batch}: 1 call of {args.n * batch} rows / {args.n} calls of {batch}",
+            times["batched"],
+            times["sequential"],
+            0.8,
+        )
+    ]
     print_table(TIMING_HEADERS, rows, "greedy generation, batched (ours) / sequential (baseline)")
     flops = t5_generate_flops(frozen.config, args.n * batch, args.prompt_length + length, new_tokens)
     for side in ("batched", "sequential"):
         print(utilisation_line(side, flops, min(times[side]), peak))
-    beams = beam_search_cache_ratio(prompted, all_ids, all_mask, all_prompts, dict(decoding, num_beams=args.beams), repeats) \
-        if args.beams > 1 else {}
+    beams = (
+        beam_search_cache_ratio(prompted, all_ids, all_mask, all_prompts, dict(decoding, num_beams=args.beams), repeats)
+        if args.beams > 1
+        else {}
+    )
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
-    emit_result({**beams, "batched_over_sequential_generate": ratio(times["batched"], times["sequential"]),
-                 "token_agreement": agreement,
-                 "utilisation_batched_generate": utilisation(flops, min(times["batched"]), peak),
-                 "utilisation_sequential_generate": utilisation(flops, min(times["sequential"]), peak),
-                 "matmul_peak_gflops": peak / 1e9, "device": str(device), "dtype": args.dtype, "shape": shape_name(args)})
+    emit_result(
+        {
+            **beams,
+            "batched_over_sequential_generate": ratio(times["batched"], times["sequential"]),
+            "token_agreement": agreement,
+            "utilisation_batched_generate": utilisation(flops, min(times["batched"]), peak),
+            "utilisation_sequential_generate": utilisation(flops, min(times["sequential"]), peak),
+            "matmul_peak_gflops": peak / 1e9,
+            "device": str(device),
+            "dtype": args.dtype,
+            "shape": shape_name(args),
+        }
+    )
 
 
-def beam_search_cache_ratio(prompted: PromptedT5, ids: torch.Tensor, mask: torch.Tensor, prompt_ids: torch.Tensor,
-                            decoding: dict, repeats: int) -> dict[str, float]:
+def beam_search_cache_ratio(
+    prompted: PromptedT5, ids: torch.Tensor, mask: torch.Tensor, prompt_ids: torch.Tensor, decoding: dict, repeats: int
+) -> dict[str, float]:
     """(2): beam search on our cache (one row of cross-attention keys/values per input, projected once, never
     reordered) / on transformers' default cache; the generated ids must be equal."""
+
     def ours():
         return prompted.generate(ids, mask, prompt_ids, **decoding)
 
     def default():
-        return prompted.generate(ids, mask, prompt_ids, **decoding, **{CACHE_ARGUMENT: EncoderDecoderCache(DynamicCache(), DynamicCache())})
+        return prompted.generate(
+            ids, mask, prompt_ids, **decoding, **{CACHE_ARGUMENT: EncoderDecoderCache(DynamicCache(), DynamicCache())}
+        )
 
     assert torch.equal(ours(), default()), "beam search on our cache generated other tokens than on the default cache"
     times = interleaved({"ours": ours, "default": default}, repeats)
-    rows = [timing_row(f"{len(ids)} rows, {decoding['num_beams']} beams: our cache / transformers' default",
-                       times["ours"], times["default"])]
-    print_table(TIMING_HEADERS, rows, "beam search: cross-attention keys/values once per input / once per beam, "
-                                      "reordered every step (identical tokens)")
+    rows = [
+        timing_row(
+            f"{len(ids)} rows, {decoding['num_beams']} beams: our cache / transformers' default",
+            times["ours"],
+            times["default"],
+        )
+    ]
+    print_table(
+        TIMING_HEADERS,
+        rows,
+        "beam search: cross-attention keys/values once per input / once per beam, "
+        "reordered every step (identical tokens)",
+    )
     peak = {side: step_peak_bytes(fn, ids.device) for side, fn in (("ours", ours), ("default", default))}
-    print(f"peak tensor memory of a call: ours {peak['ours'] / 2**20:.1f} MiB, default {peak['default'] / 2**20:.1f} MiB")
-    return {"beam_cache_over_default": ratio(times["ours"], times["default"]),
-            "beam_cache_mem_over_default": round(peak["ours"] / peak["default"], 4)}
+    print(
+        f"peak tensor memory of a call: ours {peak['ours'] / 2**20:.1f} MiB, default {peak['default'] / 2**20:.1f} MiB"
+    )
+    return {
+        "beam_cache_over_default": ratio(times["ours"], times["default"]),
+        "beam_cache_mem_over_default": round(peak["ours"] / peak["default"], 4),
+    }
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from sklearn.neighbors import NearestNeighbors

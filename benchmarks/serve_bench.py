@@ -41,8 +41,10 @@ from softprompt.model.loading import random_t5, save_model_dir  # noqa: E402
 from tests.softprompt.serve.harness import running_server, write_run  # noqa: E402
 
 GENERATION = {"e2e_nlg"}
-WORDS = ("the film story cast plot actor scene music light city night river road house garden friend team game "
-         "book word idea time year day world life hand eye water fire stone wind voice market station").split()
+WORDS = (
+    "the film story cast plot actor scene music light city night river road house garden friend team game "
+    "book word idea time year day world life hand eye water fire stone wind voice market station"
+).split()
 TARGET = 0.5
 
 
@@ -112,10 +114,15 @@ def agreement(a: list[dict], b: list[dict]) -> float:
             total += 1
             if "text" in p:
                 same += p["text"] == q["text"] and all(
-                    u["text"] == v["text"] and abs(u["score"] - v["score"]) <= 1e-4 for u, v in zip(p.get("votes", [p]), q.get("votes", [q])))
+                    u["text"] == v["text"] and abs(u["score"] - v["score"]) <= 1e-4
+                    for u, v in zip(p.get("votes", [p]), q.get("votes", [q]))
+                )
             else:
                 same += p["label_index"] == q["label_index"] and all(
-                    abs(s - t) <= 1e-4 for u, v in zip(p.get("votes", [p]), q.get("votes", [q])) for s, t in zip(u["scores"], v["scores"]))
+                    abs(s - t) <= 1e-4
+                    for u, v in zip(p.get("votes", [p]), q.get("votes", [q]))
+                    for s, t in zip(u["scores"], v["scores"])
+                )
     return same / total
 
 
@@ -147,14 +154,20 @@ def main() -> None:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     with tempfile.TemporaryDirectory() as tmp:
         source = model_dir(model, Path(tmp), args.seed)
-        runs = [write_run(Path(tmp) / task, source, task, 5, seed=10 * i, prefixes=False, prompt_length=args.prompt_length)
-                for i, task in enumerate(tasks)]
+        runs = [
+            write_run(Path(tmp) / task, source, task, 5, seed=10 * i, prefixes=False, prompt_length=args.prompt_length)
+            for i, task in enumerate(tasks)
+        ]
         common = ["--max-rows", str(args.max_rows), "--max-inputs", "4"]
-        with running_server(runs, *common, "--max-wait-ms", str(args.max_wait_ms), threads=args.threads) as batched, \
-                running_server(runs, *common, "--no-batching", threads=args.threads) as unbatched:
+        with (
+            running_server(runs, *common, "--max-wait-ms", str(args.max_wait_ms), threads=args.threads) as batched,
+            running_server(runs, *common, "--no-batching", threads=args.threads) as unbatched,
+        ):
             servers = {"batched": batched, "unbatched": unbatched}
             for server in servers.values():
-                run_load(server.url, make_load(args.clients, tasks, args.max_new_tokens, args.seed + 99), args.clients)  # warm-up
+                run_load(
+                    server.url, make_load(args.clients, tasks, args.max_new_tokens, args.seed + 99), args.clients
+                )  # warm-up
             before = {name: pass_stats(server) for name, server in servers.items()}
             load = make_load(requests, tasks, args.max_new_tokens, args.seed)
             times: dict[str, list[float]] = {name: [] for name in servers}
@@ -173,25 +186,52 @@ def main() -> None:
         lat = sorted(latencies[name])
         best = min(times[name])
         summary[name] = {
-            "time_s": best, "rps": requests / best, "p50_ms": 1e3 * statistics.median(lat),
-            "p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))], "rows_per_pass": total / passes,
+            "time_s": best,
+            "rps": requests / best,
+            "p50_ms": 1e3 * statistics.median(lat),
+            "p99_ms": 1e3 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+            "rows_per_pass": total / passes,
             "passes": passes / args.rounds,
         }
         s = summary[name]
-        rows.append([name, fmt_s(best), f"{s['rps']:.1f}", f"{s['p50_ms']:.0f} ms", f"{s['p99_ms']:.0f} ms",
-                     f"{s['rows_per_pass']:.1f}", f"{s['passes']:.0f}"])
+        rows.append(
+            [
+                name,
+                fmt_s(best),
+                f"{s['rps']:.1f}",
+                f"{s['p50_ms']:.0f} ms",
+                f"{s['p99_ms']:.0f} ms",
+                f"{s['rows_per_pass']:.1f}",
+                f"{s['passes']:.0f}",
+            ]
+        )
     ratio = summary["batched"]["time_s"] / summary["unbatched"]["time_s"]
-    print_table(["server", "wall (min)", "requests/s", "p50", "p99", "rows/pass", "passes/load"], rows,
-                f"{requests} requests, {args.clients} clients, tasks {','.join(tasks)} x 5 prompts, model {model}, "
-                f"{args.threads} torch threads per server")
+    print_table(
+        ["server", "wall (min)", "requests/s", "p50", "p99", "rows/pass", "passes/load"],
+        rows,
+        f"{requests} requests, {args.clients} clients, tasks {','.join(tasks)} x 5 prompts, model {model}, "
+        f"{args.threads} torch threads per server",
+    )
     print(f"batched / unbatched time: {ratio:.3f} (target <= {TARGET}); answers that agree: {agree:.1%}")
-    emit_result({
-        "benchmark": "serve", "model": model, "tasks": ",".join(tasks), "requests": requests, "clients": args.clients,
-        "rounds": args.rounds, "threads": args.threads, "max_rows": args.max_rows, "max_wait_ms": args.max_wait_ms,
-        "max_new_tokens": args.max_new_tokens, "batched_over_unbatched_time": ratio, "target": TARGET,
-        "met": ratio <= TARGET, "answers_agree": agree,
-        **{f"{name}_{key}": value for name, s in summary.items() for key, value in s.items()},
-    })
+    emit_result(
+        {
+            "benchmark": "serve",
+            "model": model,
+            "tasks": ",".join(tasks),
+            "requests": requests,
+            "clients": args.clients,
+            "rounds": args.rounds,
+            "threads": args.threads,
+            "max_rows": args.max_rows,
+            "max_wait_ms": args.max_wait_ms,
+            "max_new_tokens": args.max_new_tokens,
+            "batched_over_unbatched_time": ratio,
+            "target": TARGET,
+            "met": ratio <= TARGET,
+            "answers_agree": agree,
+            **{f"{name}_{key}": value for name, s in summary.items() for key, value in s.items()},
+        }
+    )
 
 
 if __name__ == "__main__":

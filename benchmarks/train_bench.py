@@ -67,20 +67,17 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
 from common import (  # noqa: E402
-    add_common_args,
-    add_model_args,
-    setup,
     DTYPES,
     TIMING_HEADERS,
-    step_peak_bytes,
+    add_common_args,
+    add_model_args,
     emit_result,
     interleaved,
     matmul_peak,
@@ -89,7 +86,9 @@ from common import (  # noqa: E402
     random_ids,
     random_targets,
     ratio,
+    setup,
     shape_name,
+    step_peak_bytes,
     t5_decoder_flops,
     t5_encoder_flops,
     timing_row,
@@ -97,14 +96,14 @@ from common import (  # noqa: E402
     utilisation_line,
 )
 
+from softprompt.model.losses import per_prompt_loss  # noqa: E402
+from softprompt.model.prompted import PromptedT5  # noqa: E402
+from softprompt.model.prompts import PromptBank  # noqa: E402
 from softprompt.runner.passes import prompt_rows  # noqa: E402
 from softprompt.training.batch_order import MEGA_BATCHES, BatchOrder  # noqa: E402
 from softprompt.training.config import DATA_ORDERS  # noqa: E402
-from softprompt.model.losses import per_prompt_loss  # noqa: E402
-from softprompt.training.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
-from softprompt.model.prompted import PromptedT5  # noqa: E402
-from softprompt.model.prompts import PromptBank  # noqa: E402
 from softprompt.training.loop import joint_backward, micro_passes  # noqa: E402
+from softprompt.training.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
 
 MAX_GRAD_NORM = 1.0
 LR = 0.3
@@ -128,7 +127,9 @@ class OursTrainer:
     def step(self, input_ids, mask, labels, shared: bool = True, max_tokens: int | None = None) -> torch.Tensor:
         """One step; ``shared=False``: the rows are already (N·b, ·), each prompt's own examples;
         ``max_tokens``: micro-passes as ``softprompt train --max-tokens``."""
-        losses = joint_backward(self.prompted, input_ids, mask, labels, shared, max_tokens)  # train.py's own forward/backward
+        losses = joint_backward(
+            self.prompted, input_ids, mask, labels, shared, max_tokens
+        )  # train.py's own forward/backward
         grad_norms = clip_grad_norm_per_prompt(self.params, MAX_GRAD_NORM)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -157,7 +158,9 @@ class PeftTrainer:
         embedding = self.model.prompt_encoder["default"].embedding.weight
         if init is not None:
             with torch.no_grad():
-                embedding[: init.shape[0]] = init  # encoder rows; PEFT reserves P more rows for a decoder it never uses here
+                embedding[: init.shape[0]] = (
+                    init  # encoder rows; PEFT reserves P more rows for a decoder it never uses here
+                )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = Adafactor(self.params, scale_parameter=False, relative_step=False, warmup_init=False, lr=LR)
 
@@ -174,8 +177,9 @@ class PeftTrainer:
             return self.model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
 
 
-def make_data(seed: int, batch: int, length: int, target_length: int,
-              device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_data(
+    seed: int, batch: int, length: int, target_length: int, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random (batch, length) input ids ending with EOS, their mask and (batch, target_length)
     targets, on ``device`` (drawn on the CPU: the same data on every device)."""
     generator = torch.Generator().manual_seed(seed)
@@ -197,7 +201,9 @@ def train_step_flops(config, rows: int, input_length: int, target_length: int) -
     """Matmul FLOPs of one train step over ``rows`` sequences of ``input_length`` (prompt + input) tokens
     and ``target_length`` target tokens: twice the forward, as the frozen model's backward computes
     activation gradients only (no weight-gradient GEMMs)."""
-    return 2 * (t5_encoder_flops(config, rows, input_length) + t5_decoder_flops(config, rows, target_length, input_length))
+    return 2 * (
+        t5_encoder_flops(config, rows, input_length) + t5_decoder_flops(config, rows, target_length, input_length)
+    )
 
 
 # --- length-aware batching ----------------------------------------------------------------------------
@@ -209,7 +215,9 @@ def mixed_lengths(generator: torch.Generator, n: int, low: int = 16, high: int =
     return (torch.randn(n, generator=generator) * 0.6 + 4.2).exp().clamp(low, high).long().tolist()
 
 
-def mixed_examples(generator: torch.Generator, lengths: list[int], target_length: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+def mixed_examples(
+    generator: torch.Generator, lengths: list[int], target_length: int
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Random inputs of the given lengths (each ending with EOS) and (n, target_length) targets."""
     inputs = [random_ids(generator, 1, length)[0] for length in lengths]
     for ids in inputs:
@@ -250,7 +258,10 @@ def length_case(frozen, args) -> dict[str, float]:
     grouped by length and not (each batch padded on the CPU, then moved to ``--device`` within the
     step, as training does); returns the RESULT values."""
     lengths, inputs, targets = mixed_data(args)
-    orders = {"grouped": BatchOrder(len(lengths), args.batch, args.seed, lengths), "off": BatchOrder(len(lengths), args.batch, args.seed)}
+    orders = {
+        "grouped": BatchOrder(len(lengths), args.batch, args.seed, lengths),
+        "off": BatchOrder(len(lengths), args.batch, args.seed),
+    }
     trainers = {side: OursTrainer(frozen, 1, args.prompt_length, args.seed) for side in orders}
     epoch_steps = len(lengths) // args.batch
     timed = evenly_spaced(args.epoch_steps, epoch_steps)
@@ -265,13 +276,21 @@ def length_case(frozen, args) -> dict[str, float]:
     share = {side: padded_share(map(order.batch, range(epoch_steps)), lengths) for side, order in orders.items()}
     timed_share = {side: padded_share(map(order.batch, timed), lengths) for side, order in orders.items()}
     label = f"(d) {args.epoch_steps} of {epoch_steps} steps, grouped by length / not, B={args.batch}"
-    print_table(TIMING_HEADERS, [timing_row(label, times["grouped"], times["off"])],
-                f"length-aware batching: {len(lengths)} examples of 16..256 tokens (median {sorted(lengths)[len(lengths) // 2]}), "
-                f"mega-batches of {MEGA_BATCHES} batches; time of the same evenly spaced steps, which estimates the epoch's ratio")
-    print(f"padded input tokens per epoch: grouped {100 * share['grouped']:.1f}%, not grouped {100 * share['off']:.1f}% "
-          f"(timed steps: {100 * timed_share['grouped']:.1f}%, {100 * timed_share['off']:.1f}%)")
-    return {"group_by_length_over_off": ratio(times["grouped"], times["off"]),
-            "padded_share_grouped": share["grouped"], "padded_share_off": share["off"]}
+    print_table(
+        TIMING_HEADERS,
+        [timing_row(label, times["grouped"], times["off"])],
+        f"length-aware batching: {len(lengths)} examples of 16..256 tokens (median {sorted(lengths)[len(lengths) // 2]}), "
+        f"mega-batches of {MEGA_BATCHES} batches; time of the same evenly spaced steps, which estimates the epoch's ratio",
+    )
+    print(
+        f"padded input tokens per epoch: grouped {100 * share['grouped']:.1f}%, not grouped {100 * share['off']:.1f}% "
+        f"(timed steps: {100 * timed_share['grouped']:.1f}%, {100 * timed_share['off']:.1f}%)"
+    )
+    return {
+        "group_by_length_over_off": ratio(times["grouped"], times["off"]),
+        "padded_share_grouped": share["grouped"],
+        "padded_share_off": share["off"],
+    }
 
 
 def data_order_case(frozen, batch: int, args) -> dict[str, float]:
@@ -281,48 +300,83 @@ def data_order_case(frozen, batch: int, args) -> dict[str, float]:
     lengths, inputs, targets = mixed_data(args)
     n, budget = args.n_prompts, args.order_max_tokens
     orders = [BatchOrder(len(lengths), batch, args.seed + i) for i in range(n)]
-    joint = {(order, max_tokens): OursTrainer(frozen, n, args.prompt_length, args.seed)
-             for order in DATA_ORDERS for max_tokens in (None, budget)}
+    joint = {
+        (order, max_tokens): OursTrainer(frozen, n, args.prompt_length, args.seed)
+        for order in DATA_ORDERS
+        for max_tokens in (None, budget)
+    }
     separate = [OursTrainer(frozen, 1, args.prompt_length, args.seed + i) for i in range(n)]
     steps = evenly_spaced(args.order_steps, len(lengths) // batch)
 
     def step_data(indices: list[int]) -> tuple[torch.Tensor, ...]:
         return tuple(tensor.to(args.device) for tensor in (*padded_batch(inputs, indices), targets[indices]))
 
-    def examples(order: str, step: int) -> list[int]:  # the B shared examples, or the (N·B,) per-prompt ones, prompt-major
+    def examples(
+        order: str, step: int
+    ) -> list[int]:  # the B shared examples, or the (N·B,) per-prompt ones, prompt-major
         return orders[0].batch(step) if order == "shared" else [index for o in orders for index in o.batch(step)]
 
     def run_joint(order: str, max_tokens: int | None) -> None:
         for step in steps:
-            joint[order, max_tokens].step(*step_data(examples(order, step)), shared=order == "shared", max_tokens=max_tokens)
+            joint[order, max_tokens].step(
+                *step_data(examples(order, step)), shared=order == "shared", max_tokens=max_tokens
+            )
 
     def run_separate() -> None:
         for step in steps:
             for order, trainer in zip(orders, separate):
                 trainer.step(*step_data(order.batch(step)))
 
-    def passes(order: str, max_tokens: int | None, step: int) -> list[list[int]]:  # each pass's examples, as joint_backward plans them
+    def passes(
+        order: str, max_tokens: int | None, step: int
+    ) -> list[list[int]]:  # each pass's examples, as joint_backward plans them
         rows = examples(order, step) * (n if order == "shared" else 1)  # (N·B,) prompt-major
         mask, labels = padded_batch(inputs, rows)[1], targets[rows]
-        return [[rows[row] for row in torch.arange(len(rows))[chunk].tolist()]
-                for chunk, _, _ in micro_passes(mask, labels, args.prompt_length, max_tokens)]
+        return [
+            [rows[row] for row in torch.arange(len(rows))[chunk].tolist()]
+            for chunk, _, _ in micro_passes(mask, labels, args.prompt_length, max_tokens)
+        ]
 
-    names = {(order, max_tokens): order if max_tokens is None else f"{order} --max-tokens {max_tokens}" for order, max_tokens in joint}
+    names = {
+        (order, max_tokens): order if max_tokens is None else f"{order} --max-tokens {max_tokens}"
+        for order, max_tokens in joint
+    }
     sides = {names[key]: lambda key=key: run_joint(*key) for key in joint} | {"separate": run_separate}
     times = interleaved(sides, args.epoch_repeats)
-    share = {names[key]: padded_share((rows for step in steps for rows in passes(*key, step)), lengths) for key in joint}
+    share = {
+        names[key]: padded_share((rows for step in steps for rows in passes(*key, step)), lengths) for key in joint
+    }
     share["separate"] = padded_share((order.batch(step) for step in steps for order in orders), lengths)
     label = f"(e) {len(steps)} steps, {n} prompts, B={batch}"
-    print_table(TIMING_HEADERS, [timing_row(f"{label}: {name} / {n} separate", times[name], times["separate"]) for name in names.values()]
-                + [timing_row(f"{label}: {names['per-prompt', key]} / shared", times[names["per-prompt", key]], times["shared"])
-                   for key in (None, budget)],
-                "data orders on (d)'s mixed-length examples (--data-order shared | per-prompt, one pass or --max-tokens, and separate runs)")
-    print("padded input tokens of the timed steps: " + ", ".join(f"{side} {100 * value:.1f}%" for side, value in share.items()))
-    keys = {(order, max_tokens): order.replace("-", "_") + ("" if max_tokens is None else "_micro") for order, max_tokens in joint}
-    return {**{f"{keys[key]}_over_separate_mixed": ratio(times[name], times["separate"]) for key, name in names.items()},
-            **{f"{keys['per-prompt', key]}_over_shared": ratio(times[names["per-prompt", key]], times["shared"]) for key in (None, budget)},
-            **{f"padded_share_{keys[key]}": share[name] for key, name in names.items()},
-            "padded_share_separate": share["separate"], "order_max_tokens": budget}
+    print_table(
+        TIMING_HEADERS,
+        [timing_row(f"{label}: {name} / {n} separate", times[name], times["separate"]) for name in names.values()]
+        + [
+            timing_row(
+                f"{label}: {names['per-prompt', key]} / shared", times[names["per-prompt", key]], times["shared"]
+            )
+            for key in (None, budget)
+        ],
+        "data orders on (d)'s mixed-length examples (--data-order shared | per-prompt, one pass or --max-tokens, and separate runs)",
+    )
+    print(
+        "padded input tokens of the timed steps: "
+        + ", ".join(f"{side} {100 * value:.1f}%" for side, value in share.items())
+    )
+    keys = {
+        (order, max_tokens): order.replace("-", "_") + ("" if max_tokens is None else "_micro")
+        for order, max_tokens in joint
+    }
+    return {
+        **{f"{keys[key]}_over_separate_mixed": ratio(times[name], times["separate"]) for key, name in names.items()},
+        **{
+            f"{keys['per-prompt', key]}_over_shared": ratio(times[names["per-prompt", key]], times["shared"])
+            for key in (None, budget)
+        },
+        **{f"padded_share_{keys[key]}": share[name] for key, name in names.items()},
+        "padded_share_separate": share["separate"],
+        "order_max_tokens": budget,
+    }
 
 
 # --- memory ------------------------------------------------------------------------------------------
@@ -361,10 +415,28 @@ def memory_child(side: str, args) -> None:
 
 
 def run_memory_child(side: str, args) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--mem-child", side, "--batch", str(args.batch),
-               "--length", str(args.length), "--target-length", str(args.target_length),
-               "--prompt-length", str(args.prompt_length), "--seed", str(args.seed), "--mem-steps", str(args.mem_steps),
-               "--device", args.device, "--dtype", args.dtype]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--mem-child",
+        side,
+        "--batch",
+        str(args.batch),
+        "--length",
+        str(args.length),
+        "--target-length",
+        str(args.target_length),
+        "--prompt-length",
+        str(args.prompt_length),
+        "--seed",
+        str(args.seed),
+        "--mem-steps",
+        str(args.mem_steps),
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+    ]
     if args.shape is not None:
         command += ["--shape", args.shape]
     if args.quick:
@@ -409,41 +481,79 @@ def saved_activation_bytes(forward_backward, frozen_tensors) -> int:
     return sum(storages.values())
 
 
-def memory_case(ours: OursTrainer, peft: PeftTrainer, frozen_models: Sequence[torch.nn.Module],
-                data: tuple[torch.Tensor, ...], args) -> dict[str, float]:
+def memory_case(
+    ours: OursTrainer, peft: PeftTrainer, frozen_models: Sequence[torch.nn.Module], data: tuple[torch.Tensor, ...], args
+) -> dict[str, float]:
     """(c): print the memory table of one step, ours vs PEFT; returns the RESULT values. The key
     (``peak_mem_over_peft``) and saved activations on every device; RSS growth in subprocesses
     (``peak_rss_over_peft``) not on CUDA."""
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     runs = None if cuda else rss_runs(args)
-    peak = {"ours": step_peak_bytes(lambda: ours.step(*data), device), "peft": step_peak_bytes(lambda: peft.step(*data), device)}
+    peak = {
+        "ours": step_peak_bytes(lambda: ours.step(*data), device),
+        "peft": step_peak_bytes(lambda: peft.step(*data), device),
+    }
     frozen_tensors = [tensor for model in frozen_models for tensor in (*model.parameters(), *model.buffers())]
     saved = {
         "ours": saved_activation_bytes(lambda: joint_backward(ours.prompted, *data), frozen_tensors),
         "peft": saved_activation_bytes(
-            lambda: peft.model(input_ids=data[0], attention_mask=data[1], labels=data[2]).loss.backward(), frozen_tensors),
+            lambda: peft.model(input_ids=data[0], attention_mask=data[1], labels=data[2]).loss.backward(),
+            frozen_tensors,
+        ),
     }
     ours.optimizer.zero_grad(set_to_none=True)
     peft.optimizer.zero_grad(set_to_none=True)
     mib = 2**20
     values = {"peak_mem_over_peft": peak["ours"] / peak["peft"]}
-    key = "peak allocated, MiB (CUDA max_memory_allocated; the key)" if cuda else "peak live tensors, MiB (profiler; the key)"
-    rows = [[key, f"{peak['ours'] / mib:.1f}", f"{peak['peft'] / mib:.1f}", f"{values['peak_mem_over_peft']:.3f}",
-             "<= 1.00", "yes" if values["peak_mem_over_peft"] <= 1.0 else "NO"]]
+    key = (
+        "peak allocated, MiB (CUDA max_memory_allocated; the key)"
+        if cuda
+        else "peak live tensors, MiB (profiler; the key)"
+    )
+    rows = [
+        [
+            key,
+            f"{peak['ours'] / mib:.1f}",
+            f"{peak['peft'] / mib:.1f}",
+            f"{values['peak_mem_over_peft']:.3f}",
+            "<= 1.00",
+            "yes" if values["peak_mem_over_peft"] <= 1.0 else "NO",
+        ]
+    ]
     title = f"memory, batch {args.batch}"
     if runs is not None:
         rss = {side: statistics.median(r["growth_mib"] for r in results) for side, results in runs.items()}
         values["peak_rss_over_peft"] = rss["ours"] / rss["peft"]
-        method = "VmHWM - VmRSS" if all(r["hwm_reset"] for results in runs.values() for r in results) else "ru_maxrss growth"
-        rows.append([f"peak RSS growth, MiB ({method}), median of {args.mem_runs}", f"{rss['ours']:.0f}", f"{rss['peft']:.0f}",
-                     f"{values['peak_rss_over_peft']:.3f}", "", ""])
+        method = (
+            "VmHWM - VmRSS" if all(r["hwm_reset"] for results in runs.values() for r in results) else "ru_maxrss growth"
+        )
+        rows.append(
+            [
+                f"peak RSS growth, MiB ({method}), median of {args.mem_runs}",
+                f"{rss['ours']:.0f}",
+                f"{rss['peft']:.0f}",
+                f"{values['peak_rss_over_peft']:.3f}",
+                "",
+                "",
+            ]
+        )
         spread = {side: "/".join(f"{r['growth_mib']:.0f}" for r in results) for side, results in runs.items()}
-        title += (f" (RSS runs ours {spread['ours']} MiB, PEFT {spread['peft']} MiB; "
-                  f"baseline RSS {runs['ours'][0]['base_rss_kib'] / 1024:.0f} MiB)")
+        title += (
+            f" (RSS runs ours {spread['ours']} MiB, PEFT {spread['peft']} MiB; "
+            f"baseline RSS {runs['ours'][0]['base_rss_kib'] / 1024:.0f} MiB)"
+        )
     values["saved_activations_over_peft"] = saved["ours"] / saved["peft"]
-    rows.append(["saved activations, MiB (autograd hooks)", f"{saved['ours'] / mib:.1f}", f"{saved['peft'] / mib:.1f}",
-                 f"{values['saved_activations_over_peft']:.3f}", "", ""])
+    rows.append(
+        [
+            "saved activations, MiB (autograd hooks)",
+            f"{saved['ours'] / mib:.1f}",
+            f"{saved['peft'] / mib:.1f}",
+            f"{values['saved_activations_over_peft']:.3f}",
+            "",
+            "",
+        ]
+    )
     print_table(["memory (one step)", "ours", "PEFT", "ratio", "target", "met"], rows, title)
     return values
 
@@ -453,25 +563,51 @@ def memory_case(ours: OursTrainer, peft: PeftTrainer, frozen_models: Sequence[to
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=None, help="examples per step in (a) and (c) (default 32; quick 8)")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="examples per step in (a) and (c) (default 32; quick 8)"
+    )
     parser.add_argument("--length", type=int, default=None, help="input tokens (default 128; quick 32)")
     parser.add_argument("--target-length", type=int, default=4, help="target tokens, EOS included")
     parser.add_argument("--prompt-length", type=int, default=20, help="soft prompt length P")
     parser.add_argument("--n-prompts", type=int, default=5, help="prompts trained jointly in (b)")
-    parser.add_argument("--joint-batches", default=None, help="per-prompt batch sizes for (b) (default 8,32; quick 2,8)")
+    parser.add_argument(
+        "--joint-batches", default=None, help="per-prompt batch sizes for (b) (default 8,32; quick 2,8)"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per case (default 5; quick 2)")
-    parser.add_argument("--big-repeats", type=int, default=None,
-                        help="timed rounds for (b) cases above 64 joint rows (default 3; quick 2)")
-    parser.add_argument("--epoch-examples", type=int, default=None,
-                        help="examples of mixed length in (d) (default 10 mega-batches: 500 batches)")
-    parser.add_argument("--epoch-steps", type=int, default=None, help="evenly spaced steps of (d)'s epoch timed per side (default 16; quick 8)")
-    parser.add_argument("--epoch-repeats", type=int, default=None, help="timed rounds in (d) and (e) (default 3; quick 2)")
-    parser.add_argument("--order-steps", type=int, default=None, help="evenly spaced steps timed per side in (e) (default 6; quick 4)")
-    parser.add_argument("--order-max-tokens", type=int, default=None,
-                        help="tokens per micro-pass in (e), as softprompt train --max-tokens (default 2048; quick 512)")
+    parser.add_argument(
+        "--big-repeats",
+        type=int,
+        default=None,
+        help="timed rounds for (b) cases above 64 joint rows (default 3; quick 2)",
+    )
+    parser.add_argument(
+        "--epoch-examples",
+        type=int,
+        default=None,
+        help="examples of mixed length in (d) (default 10 mega-batches: 500 batches)",
+    )
+    parser.add_argument(
+        "--epoch-steps",
+        type=int,
+        default=None,
+        help="evenly spaced steps of (d)'s epoch timed per side (default 16; quick 8)",
+    )
+    parser.add_argument(
+        "--epoch-repeats", type=int, default=None, help="timed rounds in (d) and (e) (default 3; quick 2)"
+    )
+    parser.add_argument(
+        "--order-steps", type=int, default=None, help="evenly spaced steps timed per side in (e) (default 6; quick 4)"
+    )
+    parser.add_argument(
+        "--order-max-tokens",
+        type=int,
+        default=None,
+        help="tokens per micro-pass in (e), as softprompt train --max-tokens (default 2048; quick 512)",
+    )
     parser.add_argument("--mem-steps", type=int, default=2, help="steps per memory subprocess")
-    parser.add_argument("--mem-runs", type=int, default=None,
-                        help="memory subprocesses per side, not on CUDA (default 3; quick 1)")
+    parser.add_argument(
+        "--mem-runs", type=int, default=None, help="memory subprocesses per side, not on CUDA (default 3; quick 1)"
+    )
     add_common_args(parser)
     add_model_args(parser)
     parser.add_argument("--mem-child", choices=("ours", "peft"), help=argparse.SUPPRESS)
@@ -494,8 +630,10 @@ def main() -> None:
     env = setup(args)
     device = torch.device(args.device)
     started = time.perf_counter()
-    print(f"{env}; model {shape_name(args)} shape on {device}; "
-          f"batch {args.batch}, input {args.length}, target {args.target_length}, P={args.prompt_length}")
+    print(
+        f"{env}; model {shape_name(args)} shape on {device}; "
+        f"batch {args.batch}, input {args.length}, target {args.target_length}, P={args.prompt_length}"
+    )
 
     frozen = model_for(args)
     peak_flops = matmul_peak(DTYPES[args.dtype], device)
@@ -517,7 +655,12 @@ def main() -> None:
     rows = [timing_row(f"(a) train step, B={args.batch}", times["ours"], times["peft"], 1.0)]
     step_over_peft = ratio(times["ours"], times["peft"])
     input_length = args.prompt_length + args.length
-    used = {f"step_B{args.batch}": (train_step_flops(frozen.config, args.batch, input_length, args.target_length), min(times["ours"]))}
+    used = {
+        f"step_B{args.batch}": (
+            train_step_flops(frozen.config, args.batch, input_length, args.target_length),
+            min(times["ours"]),
+        )
+    }
 
     # (b) N prompts jointly vs N separate one-prompt runs
     joint = OursTrainer(frozen, args.n_prompts, args.prompt_length, args.seed)
@@ -533,13 +676,18 @@ def main() -> None:
 
         times = interleaved({"joint": lambda bdata=bdata: joint.step(*bdata), "separate": run_separate}, repeats)
         target = 0.85 if batch <= 8 else 1.0
-        rows.append(timing_row(f"(b) {args.n_prompts} joint / {args.n_prompts} separate, B={batch}",
-                               times["joint"], times["separate"], target))
+        rows.append(
+            timing_row(
+                f"(b) {args.n_prompts} joint / {args.n_prompts} separate, B={batch}",
+                times["joint"],
+                times["separate"],
+                target,
+            )
+        )
         joint_ratios[batch] = ratio(times["joint"], times["separate"])
         joint_flops = train_step_flops(frozen.config, args.n_prompts * batch, input_length, args.target_length)
         used[f"joint{args.n_prompts}_B{batch}"] = (joint_flops, min(times["joint"]))
-    print_table(TIMING_HEADERS, rows,
-                "time (baseline: (a) PEFT step; (b) separate runs)")
+    print_table(TIMING_HEADERS, rows, "time (baseline: (a) PEFT step; (b) separate runs)")
     print()
     for name, (flops, seconds) in used.items():
         print(utilisation_line(name, flops, seconds, peak_flops))
@@ -549,15 +697,23 @@ def main() -> None:
     length_values = length_case(frozen, args)
     order_values = data_order_case(frozen, joint_batches[0], args)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
-    emit_result({
-        "step_over_peft": step_over_peft,
-        **{f"joint{args.n_prompts}_over_separate{args.n_prompts}_B{b}": r for b, r in joint_ratios.items()},
-        **memory_values,
-        **length_values,
-        **order_values,
-        **{f"utilisation_{name}": utilisation(flops, seconds, peak_flops) for name, (flops, seconds) in used.items()},
-        "matmul_peak_gflops": peak_flops / 1e9, "device": str(device), "dtype": args.dtype, "shape": shape_name(args),
-    })
+    emit_result(
+        {
+            "step_over_peft": step_over_peft,
+            **{f"joint{args.n_prompts}_over_separate{args.n_prompts}_B{b}": r for b, r in joint_ratios.items()},
+            **memory_values,
+            **length_values,
+            **order_values,
+            **{
+                f"utilisation_{name}": utilisation(flops, seconds, peak_flops)
+                for name, (flops, seconds) in used.items()
+            },
+            "matmul_peak_gflops": peak_flops / 1e9,
+            "device": str(device),
+            "dtype": args.dtype,
+            "shape": shape_name(args),
+        }
+    )
 
 
 if __name__ == "__main__":

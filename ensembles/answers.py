@@ -9,7 +9,8 @@ give them: what the vote picks, the mean candidate probabilities, and every prom
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,8 +31,10 @@ def classification_answers(
         answer = {"label": candidates[int(winners[j])], "label_index": int(winners[j]), "candidates": list(candidates)}
         if vote:
             answer["probs"] = probs[:, j, :size].mean(axis=0).tolist()
-            answer["votes"] = [{"prompt": name, **_prompt_answer(candidates, log_probs[p, j, :size], probs[p, j, :size])}
-                               for p, name in enumerate(prompts)]
+            answer["votes"] = [
+                {"prompt": name, **_prompt_answer(candidates, log_probs[p, j, :size], probs[p, j, :size])}
+                for p, name in enumerate(prompts)
+            ]
         else:
             answer |= {"scores": log_probs[0, j, :size].tolist(), "probs": probs[0, j, :size].tolist()}
         answers.append(answer)
@@ -56,7 +59,17 @@ def generation_answers(
     winners = GENERATION_RULES[vote](outputs, scores)
     answers = []
     for j, winner in enumerate(winners):
-        backers = [float(scores[p, j]) for p in range(len(prompts)) if outputs[p][j] == winner]  # the vote picks one of the texts
-        answers.append({"text": winner, "score": sum(backers) / len(backers),
-                        "votes": [{"prompt": name, "text": outputs[p][j], "score": float(scores[p, j])} for p, name in enumerate(prompts)]})
+        backers = [
+            float(scores[p, j]) for p in range(len(prompts)) if outputs[p][j] == winner
+        ]  # the vote picks one of the texts
+        answers.append(
+            {
+                "text": winner,
+                "score": sum(backers) / len(backers),
+                "votes": [
+                    {"prompt": name, "text": outputs[p][j], "score": float(scores[p, j])}
+                    for p, name in enumerate(prompts)
+                ],
+            }
+        )
     return answers

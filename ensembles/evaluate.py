@@ -17,21 +17,34 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-from softprompt.runner.metrics import classification_metrics, generation_metrics
 from ensembles.voting import CLASSIFICATION_RULES, GENERATION_RULES, check_log_probs, check_outputs, parse_rules
-from softprompt.io.atomic import atomic_write_text
-from softprompt.errors import SoftpromptError
 from softprompt.data.tasks import GENERATION_METRICS, classification_metric_names
+from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import atomic_write_text
+from softprompt.runner.metrics import classification_metrics, generation_metrics
 
 FORMAT = "softprompt.eval/1"
 REPORT_KEYS = (
-    "format", "task", "split", "kind", "settings", "metrics", "primary", "per_prompt",
-    "mean", "std", "best", "ensembles", "n_examples", "notes",
+    "format",
+    "task",
+    "split",
+    "kind",
+    "settings",
+    "metrics",
+    "primary",
+    "per_prompt",
+    "mean",
+    "std",
+    "best",
+    "ensembles",
+    "n_examples",
+    "notes",
 )
 
 
@@ -208,8 +221,12 @@ def format_table(report: dict) -> str:
 
     rule = "-" * len(line(header))
     unit = ", scores in %" if scale == 100.0 else ""
-    out = [f"{report['task']} [{report['split']}] {report['kind']}, {report['n_examples']} examples, "
-           f"primary: {report['primary']}{unit}", line(header), rule]
+    out = [
+        f"{report['task']} [{report['split']}] {report['kind']}, {report['n_examples']} examples, "
+        f"primary: {report['primary']}{unit}",
+        line(header),
+        rule,
+    ]
     for i, (kind, cells) in enumerate(body):
         if kind == "mean" or (kind == "ensemble" and body[i - 1][0] != "ensemble"):
             out.append(rule)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,15 +19,17 @@ from ensembles.evaluate import (
     write_report,
 )
 from ensembles.pool import Pool
-from softprompt.runner.scoring import generate_texts, score_choices
 from ensembles.voting import parse_rules
+from softprompt.data.tasks import TASKS, Example, Task
+from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import ensure_parent
 from softprompt.model.decoding import check_decoding
-from softprompt.errors import SoftpromptError
-from softprompt.data.tasks import TASKS, Example, Task
+from softprompt.runner.scoring import generate_texts, score_choices
 
 
-def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], transfer: bool) -> tuple[list[Example], list[str]]:
+def transfer_examples(
+    pool: Pool, task: Task, examples: Sequence[Example], transfer: bool
+) -> tuple[list[Example], list[str]]:
     """Examples to score and notes for the report.
 
     Prompts trained on another task need ``transfer``. Their own label words are then scored for
@@ -40,8 +43,11 @@ def transfer_examples(pool: Pool, task: Task, examples: Sequence[Example], trans
         raise SoftpromptError(
             f"prompts were trained on {trained['name']!r}, not {task.name!r}; pass --transfer to evaluate "
             "them across tasks (domain transfer), or pick prompts trained on this task"
-            + (f" (a custom task named with --task-name: add --task-name {trained['name']})"
-               if task.name == "custom" and trained["name"] not in TASKS else "")
+            + (
+                f" (a custom task named with --task-name: add --task-name {trained['name']})"
+                if task.name == "custom" and trained["name"] not in TASKS
+                else ""
+            )
         )
     note = f"domain transfer: prompts trained on {trained['name']!r}, evaluated on {task.name!r}"
     words = list(trained.get("label_words") or [])
@@ -70,8 +76,14 @@ def example_origin(position: int, example: Example, kind: str) -> dict[str, Any]
     return origin | {"input": example.source}
 
 
-def check_settings(rules: Sequence[str], kind: str, max_tokens: int | None, max_length: int = 512,
-                   decoding: dict[str, Any] | None = None, length_normalise: bool = False) -> None:
+def check_settings(
+    rules: Sequence[str],
+    kind: str,
+    max_tokens: int | None,
+    max_length: int = 512,
+    decoding: dict[str, Any] | None = None,
+    length_normalise: bool = False,
+) -> None:
     """An unknown vote rule, a bad token budget, input length or decoding setting, or length normalisation of
     generated text, fails before any scoring."""
     parse_rules(rules, kind)
@@ -124,7 +136,9 @@ def run_ensemble_eval(
         log_probs = scores.normalised() if length_normalise else scores.log_likelihood
         gold = np.array([e.label for e in examples])
         core = evaluate_classification(gold, log_probs, pool.names, rules, log_probs.shape[-1], task.metric)
-        notes.append("rank classification by " + ("mean token log-likelihood" if length_normalise else "summed log-likelihood"))
+        notes.append(
+            "rank classification by " + ("mean token log-likelihood" if length_normalise else "summed log-likelihood")
+        )
     meta = pool.metas[0]
     prompt_part = meta.get("prompts") or {}
     base_settings = {
@@ -178,7 +192,9 @@ def predict(
         scores = score_choices(pool.model, examples, ids, max_length, max_tokens, progress)
         log_probs = scores.normalised() if length_normalise else scores.log_likelihood  # (N, M, K)
         answers = classification_answers(pool.names, [e.choices for e in examples], log_probs, vote)
-    return [{"index": m, "input": example.source, **answer} for m, (example, answer) in enumerate(zip(examples, answers))]
+    return [
+        {"index": m, "input": example.source, **answer} for m, (example, answer) in enumerate(zip(examples, answers))
+    ]
 
 
 def write_outputs(core: dict, output: str | Path) -> list[Path]:

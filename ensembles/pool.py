@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from softprompt.data.custom import recorded_task
-from softprompt.model.decoding import complete_decoding
+from softprompt.data.tasks import Task
 from softprompt.errors import SoftpromptError
+from softprompt.io.store import load_banks, read_meta
+from softprompt.model.decoding import complete_decoding
 from softprompt.model.loading import FrozenT5
-from softprompt.paths import each_once
 from softprompt.model.prefixes import PrefixBank
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
-from softprompt.io.store import load_banks, read_meta
-from softprompt.data.tasks import Task
+from softprompt.paths import each_once
 
 
 @dataclass
@@ -39,7 +40,7 @@ def read_pool_metas(run_dirs: Sequence[str | Path] | str | Path, mixed_tasks: bo
     metas = [read_meta(d) for d in run_dirs]
     first = metas[0]
     for directory, meta in zip(run_dirs[1:], metas[1:]):
-        for what, key in (("model", "config_hash"), ("model", "vocab_size")):
+        for _what, key in (("model", "config_hash"), ("model", "vocab_size")):
             if meta["model"].get(key) != first["model"].get(key):
                 raise SoftpromptError(
                     f"{directory} was trained on model {meta['model'].get('name')!r}, {run_dirs[0]} on "
@@ -47,8 +48,10 @@ def read_pool_metas(run_dirs: Sequence[str | Path] | str | Path, mixed_tasks: bo
                 )
         difference = None if mixed_tasks else task_difference(meta, first)
         if difference:
-            raise SoftpromptError(f"{directory} and {run_dirs[0]} {difference}; pool only runs of one task "
-                                  "(custom tasks: name each with --task-name when training)")
+            raise SoftpromptError(
+                f"{directory} and {run_dirs[0]} {difference}; pool only runs of one task "
+                "(custom tasks: name each with --task-name when training)"
+            )
         for part in ("prompts", "prefixes"):
             if _layout(meta.get(part)) != _layout(first.get(part)):
                 raise SoftpromptError(
@@ -67,14 +70,18 @@ def task_difference(meta: dict[str, Any], other: dict[str, Any]) -> str | None:
     if mine["name"] != theirs["name"]:
         return f"were trained on tasks {mine['name']!r} and {theirs['name']!r}"
     if (mine["kind"], mine.get("label_words")) != (theirs["kind"], theirs.get("label_words")):
-        return (f"both say task {mine['name']!r} but with different kinds or label words "
-                f"({mine.get('label_words')} vs {theirs.get('label_words')})")
+        return (
+            f"both say task {mine['name']!r} but with different kinds or label words "
+            f"({mine.get('label_words')} vs {theirs.get('label_words')})"
+        )
     formats = [_input_format(recorded_task(m)) for m in (meta, other)]
     if formats[0] != formats[1]:
         return f"both say task {mine['name']!r} but format its inputs differently ({formats[0]} vs {formats[1]})"
     if mine.get("metric") != theirs.get("metric"):
-        return (f"both say task {mine['name']!r} but were scored by different primary metrics "
-                f"({mine.get('metric')} vs {theirs.get('metric')}: --task-metric)")
+        return (
+            f"both say task {mine['name']!r} but were scored by different primary metrics "
+            f"({mine.get('metric')} vs {theirs.get('metric')}: --task-metric)"
+        )
     return None
 
 
@@ -104,8 +111,10 @@ def recorded_decoding(metas: Sequence[dict[str, Any]], given: Sequence[str] = ()
         values = {decoding.get(key) for decoding in recorded}
         if len(values) > 1:
             flag = "--" + key.replace("_", "-")
-            raise SoftpromptError(f"the runs were trained with different {flag} ({', '.join(map(str, sorted(values, key=str)))}); "
-                                  f"give {flag} to generate with one value")
+            raise SoftpromptError(
+                f"the runs were trained with different {flag} ({', '.join(map(str, sorted(values, key=str)))}); "
+                f"give {flag} to generate with one value"
+            )
     return {key: value for decoding in recorded for key, value in decoding.items()}
 
 
@@ -128,7 +137,9 @@ def load_pool(run_dirs: Sequence[str | Path] | str | Path, frozen: FrozenT5, mix
     metas = read_pool_metas(run_dirs, mixed_tasks)
     loaded = [load_banks(d, frozen.config) for d in run_dirs]
     folders = Counter(Path(d).name for d in run_dirs)
-    labels = [Path(d).name if folders[Path(d).name] == 1 else d for d in run_dirs]  # a clash renames only the clashing runs
+    labels = [
+        Path(d).name if folders[Path(d).name] == 1 else d for d in run_dirs
+    ]  # a clash renames only the clashing runs
     names = [f"{label}#{k}" for label, meta in zip(labels, metas) for k in range(meta["n_prompts"])]
     prompts = _concat_prompts([p for _, p, _ in loaded])
     prefixes = _concat_prefixes([x for _, _, x in loaded])
@@ -146,7 +157,11 @@ def _describe(part: str, settings: dict | None) -> str:
     """A run's prompt or prefix layout in words, e.g. "10-token prompts"."""
     if part == "prompts":
         return f"{settings['length']}-token prompts" if settings else "no input prompts"
-    return f"{settings['length']}-position deep prefixes at {','.join(settings.get('sites', []))}" if settings else "no deep prefixes"
+    return (
+        f"{settings['length']}-position deep prefixes at {','.join(settings.get('sites', []))}"
+        if settings
+        else "no deep prefixes"
+    )
 
 
 def _concat_prompts(banks: list[PromptBank | None]) -> PromptBank | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import string
 from collections import Counter
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
@@ -212,7 +212,5 @@ def parse_rules(spec: str | Sequence[str], kind: str) -> list[str]:
     valid = VOTE_RULES[kind]
     unknown = [name for name in names if name not in valid]
     if unknown:
-        raise SoftpromptError(
-            f"unknown {kind} vote rule(s): {', '.join(unknown)}; valid rules are: {', '.join(valid)}"
-        )
+        raise SoftpromptError(f"unknown {kind} vote rule(s): {', '.join(unknown)}; valid rules are: {', '.join(valid)}")
     return list(dict.fromkeys(names))

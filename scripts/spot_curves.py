@@ -1,4 +1,5 @@
 """Overlay the SST-2 validation curves of the SPoT experiment arms (one axes), mean over seeds in bold."""
+
 import json
 import sys
 from pathlib import Path
@@ -33,7 +34,14 @@ for label, (runs, color) in ARMS.items():
         ax.plot(steps, acc, color=color, alpha=0.35, linewidth=1)
     steps = curves[0][0]
     mean = np.mean([acc for _, acc in curves], axis=0)
-    ax.plot(steps, mean, color=color, linewidth=2.5, marker="o", label=f"{label}, {'mean of ' + str(len(curves)) + ' seeds' if len(curves) > 1 else '1 seed'}")
+    ax.plot(
+        steps,
+        mean,
+        color=color,
+        linewidth=2.5,
+        marker="o",
+        label=f"{label}, {'mean of ' + str(len(curves)) + ' seeds' if len(curves) > 1 else '1 seed'}",
+    )
 ax.set_xlabel("training step (batch 16)")
 ax.set_ylabel("accuracy on 300 held-out SST-2 training sentences")
 ax.set_title("t5-nano, SST-2 target: 1 input prompt x 20 + deep prefix x 20, 300 steps", fontsize=10)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from softprompt.errors import SoftpromptError
 
@@ -28,5 +28,7 @@ def parse_spec(spec: str, flag: str = "--init-from") -> tuple[str, int | None]:
     if not sep:
         return spec, None
     if not run or not index.isdigit():
-        raise SoftpromptError(f"{flag} {spec!r} is not RUN or RUN#i (i a prompt index); write e.g. runs/boolq or runs/boolq#0")
+        raise SoftpromptError(
+            f"{flag} {spec!r} is not RUN or RUN#i (i a prompt index); write e.g. runs/boolq or runs/boolq#0"
+        )
     return run, int(index)

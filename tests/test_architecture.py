@@ -19,8 +19,14 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
     """``lint-imports`` on the packages under ``root`` with the repository's contracts."""
     env = {"PYTHONPATH": str(root), "PATH": str(Path(sys.executable).parent), "HOME": str(root)}
-    return subprocess.run([str(LINT_IMPORTS), str(ROOT / "pyproject.toml"), "--no-cache"],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(LINT_IMPORTS), str(ROOT / "pyproject.toml"), "--no-cache"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_the_packages_keep_every_contract():
@@ -38,14 +44,17 @@ def copy_of_packages(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("module, code, contract", [
-    ("softprompt/model/upward.py", "import softprompt.training.loop\n", "layers, top to bottom"),
-    ("softprompt/serve/upward.py", "from softprompt.cli import main\n", "layers, top to bottom"),
-    ("ensembles/trains.py", "from softprompt.training.loop import train\n", "they never train"),
-    ("analysis/trains.py", "import softprompt.training.sweep\n", "they never train"),
-    ("softprompt/runner/clicky.py", "import click\n", "only softprompt.cli knows click"),
-    ("softprompt/nano/circle.py", "import softprompt.nano.pretrain\n", "no import cycles"),
-])
+@pytest.mark.parametrize(
+    "module, code, contract",
+    [
+        ("softprompt/model/upward.py", "import softprompt.training.loop\n", "layers, top to bottom"),
+        ("softprompt/serve/upward.py", "from softprompt.cli import main\n", "layers, top to bottom"),
+        ("ensembles/trains.py", "from softprompt.training.loop import train\n", "they never train"),
+        ("analysis/trains.py", "import softprompt.training.sweep\n", "they never train"),
+        ("softprompt/runner/clicky.py", "import click\n", "only softprompt.cli knows click"),
+        ("softprompt/nano/circle.py", "import softprompt.nano.pretrain\n", "no import cycles"),
+    ],
+)
 def test_a_forbidden_import_breaks_its_contract(copy_of_packages, module, code, contract):
     path = copy_of_packages / module
     if contract == "no import cycles":  # pretrain imports checkpoints: checkpoints importing circle closes a circle

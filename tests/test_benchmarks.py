@@ -13,17 +13,31 @@ import pytest
 
 from tests.conftest import ROOT, TEST_DATA
 
-
 # result file -> keys its RESULT must hold
 EXPECTED = {
-    "ensemble_tiny_bf16": ["batched_over_sequential_B1", "choices_over_full_K2", "utilisation_batched_B1", "max_tokens"],
-    "generate_tiny_bf16": ["batched_over_sequential_generate", "token_agreement", "utilisation_batched_generate",
-                           "beam_cache_over_default"],
+    "ensemble_tiny_bf16": [
+        "batched_over_sequential_B1",
+        "choices_over_full_K2",
+        "utilisation_batched_B1",
+        "max_tokens",
+    ],
+    "generate_tiny_bf16": [
+        "batched_over_sequential_generate",
+        "token_agreement",
+        "utilisation_batched_generate",
+        "beam_cache_over_default",
+    ],
     "prefix_tiny_bf16": ["prefix_over_plain", "utilisation_prefix", "utilisation_raw"],
 }
 REALDATA = {
-    "realdata_tiny_bf16": ["boolq_ours_over_loop", "multirc_ours_over_loop", "xsum_generate_ours_over_loop",
-                           "boolq_agreement", "utilisation_boolq_ours", "utilisation_xsum_generate_ours"],
+    "realdata_tiny_bf16": [
+        "boolq_ours_over_loop",
+        "multirc_ours_over_loop",
+        "xsum_generate_ours_over_loop",
+        "boolq_agreement",
+        "utilisation_boolq_ours",
+        "utilisation_xsum_generate_ours",
+    ],
     "realdata_tiny_fp32": ["boolq_ours_over_loop", "boolq_agreement", "boolq_mem_over_loop"],
 }
 
@@ -32,9 +46,24 @@ REALDATA = {
 def test_gpu_script_cpu_quick_writes_every_result(tmp_path):
     out = tmp_path / "results"
     done = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--device", "cpu", "--quick", "--out", str(out),
-         "--python", sys.executable, "--data", str(TEST_DATA), "--pack"],
-        capture_output=True, text=True, timeout=900, check=False,
+        [
+            "bash",
+            str(ROOT / "benchmarks" / "gpu.sh"),
+            "--device",
+            "cpu",
+            "--quick",
+            "--out",
+            str(out),
+            "--python",
+            sys.executable,
+            "--data",
+            str(TEST_DATA),
+            "--pack",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert done.returncode == 0, f"gpu.sh failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     # --pack: what a device call brings back (at most 8 files) is the summary and one archive
@@ -57,14 +86,31 @@ def test_gpu_script_cpu_quick_writes_every_result(tmp_path):
         json.loads(path.read_text())
 
 
-
 @pytest.mark.skipif(shutil.which("bash") is None or not sys.platform.startswith("linux"), reason="needs bash on Linux")
 def test_gpu_script_only_runs_the_benchmarks_it_is_given(tmp_path):
     """``--only prefix``: one benchmark of a device call whose time is short, the others not started."""
     out = tmp_path / "results"
-    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--device", "cpu", "--quick", "--only", "prefix",
-                           "--out", str(out), "--python", sys.executable, "--data", str(TEST_DATA)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [
+            "bash",
+            str(ROOT / "benchmarks" / "gpu.sh"),
+            "--device",
+            "cpu",
+            "--quick",
+            "--only",
+            "prefix",
+            "--out",
+            str(out),
+            "--python",
+            sys.executable,
+            "--data",
+            str(TEST_DATA),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert sorted(path.name for path in out.glob("*.json")) == ["prefix_tiny_bf16.json"]
 
@@ -75,12 +121,22 @@ def test_tweet_author_split_keeps_the_candidates_own_tweets_without_links():
     from quality import split_tweet_authors
 
     def line(is_retweet: str, author: str, text: str) -> str:
-        return "\t".join([is_retweet, "2016-09-28 00:22:34", "en", "1.0", "2.0", "", "", author, "http://twitter.com", text, "", ""])
+        return "\t".join(
+            [is_retweet, "2016-09-28 00:22:34", "en", "1.0", "2.0", "", "", author, "http://twitter.com", text, "", ""]
+        )
 
-    lines = [line("False", "HillaryClinton", "Vote early! https://t.co/abc  -H"), line("False", "realDonaldTrump", "Thank you Ohio!"),
-             line("True", "HillaryClinton", "A retweet, written by someone else"), line("False", "timkaine", "Not a candidate"),
-             line("False", "realDonaldTrump", "https://t.co/only-a-link")]
-    header = ["is_retweet\ttime\tlanguage\t...", "d\tTime\td\t...", "meta\tmeta\tmeta\t..."]  # Orange .tab: names, types, flags
+    lines = [
+        line("False", "HillaryClinton", "Vote early! https://t.co/abc  -H"),
+        line("False", "realDonaldTrump", "Thank you Ohio!"),
+        line("True", "HillaryClinton", "A retweet, written by someone else"),
+        line("False", "timkaine", "Not a candidate"),
+        line("False", "realDonaldTrump", "https://t.co/only-a-link"),
+    ]
+    header = [
+        "is_retweet\ttime\tlanguage\t...",
+        "d\tTime\td\t...",
+        "meta\tmeta\tmeta\t...",
+    ]  # Orange .tab: names, types, flags
     splits = split_tweet_authors(header + lines)
     assert sorted(splits["train"] + splits["dev"]) == ["Thank you Ohio!\t1", "Vote early! -H\t0"]
     again = split_tweet_authors(header + lines[::-1])  # a text's split depends on the text alone
@@ -93,8 +149,11 @@ def test_privacy_qa_split_keeps_every_clause_on_one_side():
     from quality import split_privacy_qa
 
     clauses = [f"We may share  your data with partner {i}." for i in range(40)]
-    lines = [json.dumps({"context": c, "question": q, "answer": a}) for c in clauses
-             for q, a in (("do you sell my data?", "True"), ("is my location  tracked", "False"))] + [""]
+    lines = [
+        json.dumps({"context": c, "question": q, "answer": a})
+        for c in clauses
+        for q, a in (("do you sell my data?", "True"), ("is my location  tracked", "False"))
+    ] + [""]
     splits = split_privacy_qa(lines)
     assert len(splits["train"]) + len(splits["dev"]) == 80 and splits["train"] and splits["dev"]
     assert "do you sell my data?\tWe may share your data with partner 0.\t1" in splits["train"] + splits["dev"]
@@ -114,8 +173,26 @@ def test_quality_without_methods_scores_every_zero_shot_wording(monkeypatch, tmp
     monkeypatch.setattr(quality, "DATA", TEST_DATA)
     wordings = ("review sentiment: {sentence}", "Is this review positive or negative? {sentence}")
     out = tmp_path / "quality.json"
-    argv = ["quality.py", "--model", "t5-nano-s", "--tasks", "sst2", "--methods", "none", "--train-size", "8", "--val-size", "4", "--dev-size", "16",
-            "--workers", "1", "--json", str(out), *(arg for w in wordings for arg in ("--zero-shot", f"sst2={w}"))]
+    argv = [
+        "quality.py",
+        "--model",
+        "t5-nano-s",
+        "--tasks",
+        "sst2",
+        "--methods",
+        "none",
+        "--train-size",
+        "8",
+        "--val-size",
+        "4",
+        "--dev-size",
+        "16",
+        "--workers",
+        "1",
+        "--json",
+        str(out),
+        *(arg for w in wordings for arg in ("--zero-shot", f"sst2={w}")),
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     threads = torch.get_num_threads()
     try:
@@ -125,7 +202,8 @@ def test_quality_without_methods_scores_every_zero_shot_wording(monkeypatch, tmp
     result = json.loads(out.read_text())
     assert result["runs"] == {} and result["majority_class"]["sst2"]["n_dev"] == 16
     assert sorted((z["template"], key.split("/")[1]) for key, z in result["zero_shot"].items()) == sorted(
-        (w, b) for w in wordings for b in ("t5-nano", "random twin"))
+        (w, b) for w in wordings for b in ("t5-nano", "random twin")
+    )
     table = [line for line in capsys.readouterr().out.splitlines() if "zero-shot" in line]
     assert len(table) == 4 and sum(" t5-nano-s " in line for line in table) == 2
     monkeypatch.setattr(sys, "argv", argv + ["--backbones", "t5-nano"])  # the twin's rows known from another run

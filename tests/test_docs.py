@@ -18,8 +18,12 @@ import pytest
 from softprompt.cli.app import cli
 from tests.conftest import ROOT
 
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "docs" / "gpu" / "NEXT.md",
-        *sorted((ROOT / "scripts").glob("*.sh"))]
+DOCS = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    ROOT / "docs" / "gpu" / "NEXT.md",
+    *sorted((ROOT / "scripts").glob("*.sh")),
+]
 FENCE = re.compile(r"^```(?:bash|sh|shell)\n(.*?)^```", re.M | re.S)
 CALL = re.compile(r"(?:^|[\s;&|(])softprompt(?:\.cli)? ([a-z][a-z-]*)(.*)")
 PROGRAM = re.compile(r"(?:^|[\s;&|(])python3? (?:-m (softprompt\.(?!cli\b)[\w.]+)|(benchmarks/\w+\.py))(.*)")
@@ -48,14 +52,22 @@ def _options(rest: str) -> list[str]:
 
 def documented_calls() -> list[tuple[str, str, list[str]]]:
     """(document, command, options) of every softprompt call in the docs' shell blocks and the scripts."""
-    return [(path.name, match.group(1), _options(match.group(2)))
-            for path in DOCS for line in shell_lines(path) for match in CALL.finditer(line)]
+    return [
+        (path.name, match.group(1), _options(match.group(2)))
+        for path in DOCS
+        for line in shell_lines(path)
+        for match in CALL.finditer(line)
+    ]
 
 
 def documented_programs() -> list[tuple[str, str, list[str]]]:
     """(document, module or script, options) of every ``python -m softprompt.…`` / ``python benchmarks/….py`` call."""
-    return [(path.name, match.group(1) or match.group(2), _options(match.group(3)))
-            for path in DOCS for line in shell_lines(path) for match in PROGRAM.finditer(line)]
+    return [
+        (path.name, match.group(1) or match.group(2), _options(match.group(3)))
+        for path in DOCS
+        for line in shell_lines(path)
+        for match in PROGRAM.finditer(line)
+    ]
 
 
 CALLS = documented_calls()
@@ -66,16 +78,21 @@ PROGRAMS = documented_programs()
 def accepted_options(program: str) -> set[str]:
     """The options in the usage block of a module's or script's ``--help`` (argparse lists every option there; the
     descriptions below it may mention options of other programs)."""
-    command = [sys.executable, program, "--help"] if program.endswith(".py") else [sys.executable, "-m", program, "--help"]
+    command = (
+        [sys.executable, program, "--help"] if program.endswith(".py") else [sys.executable, "-m", program, "--help"]
+    )
     shown = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert shown.returncode == 0, f"{program} --help failed: {shown.stderr[-500:]}"
     return set(re.findall(r"--[a-z][\w-]*", shown.stdout.split("\n\n", 1)[0]))
 
 
-@pytest.mark.parametrize("document, program, options", PROGRAMS, ids=[f"{d}:{p}:{i}" for i, (d, p, _) in enumerate(PROGRAMS)])
+@pytest.mark.parametrize(
+    "document, program, options", PROGRAMS, ids=[f"{d}:{p}:{i}" for i, (d, p, _) in enumerate(PROGRAMS)]
+)
 def test_documented_modules_and_scripts_take_their_options(document, program, options):
     assert not set(options) - accepted_options(program), (
-        f"{document}: `{program}` has no option(s) {sorted(set(options) - accepted_options(program))}")
+        f"{document}: `{program}` has no option(s) {sorted(set(options) - accepted_options(program))}"
+    )
 
 
 def test_the_docs_have_commands_to_check():
@@ -85,13 +102,23 @@ def test_the_docs_have_commands_to_check():
 @pytest.mark.parametrize("document, command, options", CALLS, ids=[f"{d}:{c}:{i}" for i, (d, c, _) in enumerate(CALLS)])
 def test_documented_command_and_options_exist(document, command, options):
     assert command in cli.commands, f"{document} runs `softprompt {command}`, which is no command"
-    accepted = {opt for param in cli.commands[command].params if isinstance(param, click.Option)
-                for opt in param.opts + param.secondary_opts} | {"--help"}
-    assert not set(options) - accepted, f"{document}: `softprompt {command}` has no option(s) {sorted(set(options) - accepted)}"
+    accepted = {
+        opt
+        for param in cli.commands[command].params
+        if isinstance(param, click.Option)
+        for opt in param.opts + param.secondary_opts
+    } | {"--help"}
+    assert not set(options) - accepted, (
+        f"{document}: `softprompt {command}` has no option(s) {sorted(set(options) - accepted)}"
+    )
 
 
 def test_every_test_the_error_catalogue_names_exists():
     """docs/errors.md names, per bad input, the test that checks its message: each one must exist."""
-    defined = {name for path in (ROOT / "tests").rglob("*.py") for name in re.findall(r"^def (test_\w+)", path.read_text(), re.M)}
+    defined = {
+        name
+        for path in (ROOT / "tests").rglob("*.py")
+        for name in re.findall(r"^def (test_\w+)", path.read_text(), re.M)
+    }
     named = set(re.findall(r"`(test_\w+)", (ROOT / "docs" / "errors.md").read_text()))
     assert len(named) >= 90 and not named - defined, sorted(named - defined)

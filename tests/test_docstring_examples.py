@@ -64,16 +64,25 @@ def example_workdir(tmp_path_factory):
     """A folder holding ``runs/sst2`` (t5-nano, 3 input prompts, 2 steps) and its report ``results/sst2.json``."""
     from ensembles.pipeline import run_ensemble_eval, write_outputs
     from ensembles.pool import load_pool
-    from softprompt.training.config import TrainConfig
-    from softprompt.model.loading import load_frozen_t5
     from softprompt.data.tasks import get_task
+    from softprompt.model.loading import load_frozen_t5
+    from softprompt.training.config import TrainConfig
     from softprompt.training.loop import train
 
     workdir = tmp_path_factory.mktemp("examples")
     frozen, task = load_frozen_t5("t5-nano"), get_task("sst2")
-    examples = task.to_examples([{"sentence": "a gem of a film", "label": 1}, {"sentence": "a dull, tired mess", "label": 0}])
-    cfg = TrainConfig(task="sst2", output_dir=str(workdir / "runs" / "sst2"), n_prompts=3, prompt_length=8, steps=2,
-                      batch_size=2, eval_every=2)
+    examples = task.to_examples(
+        [{"sentence": "a gem of a film", "label": 1}, {"sentence": "a dull, tired mess", "label": 0}]
+    )
+    cfg = TrainConfig(
+        task="sst2",
+        output_dir=str(workdir / "runs" / "sst2"),
+        n_prompts=3,
+        prompt_length=8,
+        steps=2,
+        batch_size=2,
+        eval_every=2,
+    )
     train(cfg, frozen, task, examples, examples, progress=False)
     core = run_ensemble_eval(load_pool([cfg.output_dir], frozen), task, examples, "validation", ["majority"])
     write_outputs(core, workdir / "results" / "sst2.json")
@@ -100,4 +109,6 @@ def test_entry_point_shows_a_runnable_example(path):
     module, name = path.rsplit(".", 1)
     docstring = getattr(importlib.import_module(module), name).__doc__ or ""
     examples = doctest.DocTestParser().get_examples(docstring)
-    assert any(not example.options.get(doctest.SKIP) for example in examples), f"{path}: no runnable >>> example in its docstring"
+    assert any(not example.options.get(doctest.SKIP) for example in examples), (
+        f"{path}: no runnable >>> example in its docstring"
+    )

@@ -42,47 +42,130 @@ def cli() -> None:
 @cli.command()
 @click.option("--model", default="t5-nano", show_default=True, help=MODEL_HELP)
 @task_options()
-@click.option("--train-file", type=click.Path(), help="local training data (.jsonl/.json/.csv/.tsv); default: the task's hub dataset")
+@click.option(
+    "--train-file",
+    type=click.Path(),
+    help="local training data (.jsonl/.json/.csv/.tsv); default: the task's hub dataset",
+)
 @click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
 @click.option("--train-size", type=int, help="subsample the training set to this many examples (low-data runs)")
 @click.option("--subsample-seed", default=0, show_default=True, help="seed of the training subsample")
 @click.option("--eval-size", type=int, help="validate on at most this many examples")
-@click.option("--output-dir", default="runs/boolq", show_default=True, type=click.Path(), help="where artefacts and checkpoints go")
+@click.option(
+    "--output-dir",
+    default="runs/boolq",
+    show_default=True,
+    type=click.Path(),
+    help="where artefacts and checkpoints go",
+)
 @click.option("--n-prompts", default=5, show_default=True, help="prompts trained jointly in one batched pass")
 @click.option("--prompt-length", default=100, show_default=True, help="input prompt length P (0 = deep prefix only)")
-@click.option("--init", default="auto", show_default=True, help='auto (class-label for classification, else sampled-vocab) | random-uniform | sampled-vocab | class-label | text:"..."')
+@click.option(
+    "--init",
+    default="auto",
+    show_default=True,
+    help='auto (class-label for classification, else sampled-vocab) | random-uniform | sampled-vocab | class-label | text:"..."',
+)
 @click.option("--deep-prefix", is_flag=True, help="also train key/value prefixes at every attention layer (Li & Liang)")
 @click.option("--prefix-length", default=10, show_default=True, help="deep prefix length Pp")
-@click.option("--prefix-sites", default="encoder,decoder,cross", show_default=True, help="attention sites that get prefixes")
-@click.option("--prefix-init", default="random", show_default=True, help='random | class-label | text:"..." (class-label and text: the real-word activations of the label words or the text, Li & Liang)')
-@click.option("--reparam-dim", default=512, show_default=True, help="prefix MLP input size k (0 = train prefixes directly)")
+@click.option(
+    "--prefix-sites", default="encoder,decoder,cross", show_default=True, help="attention sites that get prefixes"
+)
+@click.option(
+    "--prefix-init",
+    default="random",
+    show_default=True,
+    help='random | class-label | text:"..." (class-label and text: the real-word activations of the label words or the text, Li & Liang)',
+)
+@click.option(
+    "--reparam-dim", default=512, show_default=True, help="prefix MLP input size k (0 = train prefixes directly)"
+)
 @click.option("--reparam-hidden", default=512, show_default=True, help="prefix MLP hidden size")
-@click.option("--keep-reparam", is_flag=True, help="also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes")
+@click.option(
+    "--keep-reparam",
+    is_flag=True,
+    help="also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes",
+)
 @click.option("--steps", default=30000, show_default=True, help="training steps")
 @click.option("--batch-size", default=32, show_default=True, help="examples per step (each repeated once per prompt)")
 @step_options()
-@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="input prompts' optimizer [default: adafactor (Lester et al.)]")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["adafactor", "adamw"]),
+    help="input prompts' optimizer [default: adafactor (Lester et al.)]",
+)
 @click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
-@click.option("--prefix-optimizer", type=click.Choice(["adafactor", "adamw"]), help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]")
+@click.option(
+    "--prefix-optimizer",
+    type=click.Choice(["adafactor", "adamw"]),
+    help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]",
+)
 @click.option("--prefix-lr", type=float, help="deep prefixes' learning rate [default: adamw 3e-4; adafactor 0.3]")
 @click.option("--weight-decay", default=1e-5, show_default=True)
 @click.option("--max-grad-norm", default=1.0, show_default=True, help="per-prompt gradient-norm clip")
-@click.option("--eval-every", default=1000, show_default=True, help="validate every k steps (best step kept per prompt)")
+@click.option(
+    "--eval-every", default=1000, show_default=True, help="validate every k steps (best step kept per prompt)"
+)
 @click.option("--patience", type=int, help="stop after this many validations without improvement")
 @click.option("--checkpoint-every", default=1000, show_default=True, help="checkpoint every k steps (for --resume)")
-@click.option("--log-every", default=10, show_default=True, help="add each prompt's training loss, gradient norm and the lr to the run's history every k steps")
-@click.option("--report-to", default="none", show_default=True, help='experiment trackers (accelerate): tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, ... comma-separated, all or none; pip install "softprompt[tracking]"')
-@click.option("--seed", default=0, show_default=True, help="data-order seed; prompt i is initialised from seed+i (with --data-order per-prompt, also draws its batches from it)")
+@click.option(
+    "--log-every",
+    default=10,
+    show_default=True,
+    help="add each prompt's training loss, gradient norm and the lr to the run's history every k steps",
+)
+@click.option(
+    "--report-to",
+    default="none",
+    show_default=True,
+    help='experiment trackers (accelerate): tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, ... comma-separated, all or none; pip install "softprompt[tracking]"',
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    help="data-order seed; prompt i is initialised from seed+i (with --data-order per-prompt, also draws its batches from it)",
+)
 @click.option("--max-source-length", default=256, show_default=True)
 @click.option("--max-target-length", default=64, show_default=True)
 @decoding_options
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True, help="frozen model dtype (prompts stay fp32)")
-@click.option("--device", default="auto", show_default=True, help="auto (this process's GPU under accelerate launch, else CPU), cpu, cuda, cuda:1, ...")
-@click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs (t5-xxl)")
-@click.option("--gradient-checkpointing", is_flag=True, help="recompute activations in backward: less memory, more compute")
-@click.option("--init-from", "init_from", multiple=True, help="start from trained prompts (SPoT): RUN (all its prompts) or RUN#i, repeatable; one source for every prompt or one per prompt; 'auto': the --library prompts closest to a short probe")
-@click.option("--library", multiple=True, type=click.Path(), help="--init-from auto: run directories to retrieve the source prompts from (repeatable)")
-@click.option("--probe-steps", default=100, show_default=True, help="--init-from auto: training steps of the target probe compared with the library")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="frozen model dtype (prompts stay fp32)",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (this process's GPU under accelerate launch, else CPU), cpu, cuda, cuda:1, ...",
+)
+@click.option(
+    "--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs (t5-xxl)"
+)
+@click.option(
+    "--gradient-checkpointing", is_flag=True, help="recompute activations in backward: less memory, more compute"
+)
+@click.option(
+    "--init-from",
+    "init_from",
+    multiple=True,
+    help="start from trained prompts (SPoT): RUN (all its prompts) or RUN#i, repeatable; one source for every prompt or one per prompt; 'auto': the --library prompts closest to a short probe",
+)
+@click.option(
+    "--library",
+    multiple=True,
+    type=click.Path(),
+    help="--init-from auto: run directories to retrieve the source prompts from (repeatable)",
+)
+@click.option(
+    "--probe-steps",
+    default=100,
+    show_default=True,
+    help="--init-from auto: training steps of the target probe compared with the library",
+)
 @click.option("--resume", is_flag=True, help="continue from the checkpoint in --output-dir")
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --output-dir")
 @click.option("--quiet", is_flag=True, help="no progress bar")
@@ -92,16 +175,18 @@ def train(**kw) -> None:
     Example: softprompt train --model t5-xl --n-prompts 5 --task boolq --prompt-length 100
     --init class-label --steps 30000 --batch-size 32 --output-dir runs/boolq
     """
-    from softprompt.model import distributed
-    from softprompt.training.config import TrainConfig
     from softprompt.data.loading import load_examples
-    from softprompt.model.loading import check_model_available, load_frozen_t5
-    from softprompt.training.tracking import installed_trackers
     from softprompt.io.output_dir import output_dir_for
+    from softprompt.model import distributed
+    from softprompt.model.loading import check_model_available, load_frozen_t5
+    from softprompt.training.config import TrainConfig
     from softprompt.training.loop import train as run_training
+    from softprompt.training.tracking import installed_trackers
 
     if kw["resume"] and kw["overwrite"]:
-        raise SoftpromptError("--resume continues the run in --output-dir and --overwrite replaces it; pass one of them")
+        raise SoftpromptError(
+            "--resume continues the run in --output-dir and --overwrite replaces it; pass one of them"
+        )
     _check_recipes(kw["prompt_length"], kw["deep_prefix"], kw)
     kw["label_words"] = default_label_words(kw)
     task = options_task(kw)
@@ -120,11 +205,22 @@ def train(**kw) -> None:
     with output_dir_for(cfg.output_dir, kw["resume"], kw["overwrite"], main=distributed.is_main()):
         distributed.barrier()
         choice = _auto_init(cfg, frozen, task, train_examples, val_examples, kw["resume"], not kw["quiet"])
-        result = run_training(cfg, frozen, task, train_examples, val_examples, resume=kw["resume"], progress=not kw["quiet"],
-                              init_choice=choice)
+        result = run_training(
+            cfg,
+            frozen,
+            task,
+            train_examples,
+            val_examples,
+            resume=kw["resume"],
+            progress=not kw["quiet"],
+            init_choice=choice,
+        )
     if not distributed.is_main():
         return
-    click.echo(f"best {task.metric} per prompt: " + ", ".join(f"{m:.4f} (step {s})" for m, s in zip(result.best_metric, result.best_step)))
+    click.echo(
+        f"best {task.metric} per prompt: "
+        + ", ".join(f"{m:.4f} (step {s})" for m, s in zip(result.best_metric, result.best_step))
+    )
     click.echo(f"artefacts written to {cfg.output_dir}")
 
 
@@ -146,10 +242,14 @@ def _auto_init(cfg, frozen, task, train_examples, val_examples, resume: bool, pr
 def _check_recipes(prompt_length: int, deep_prefix: bool, kw: dict) -> None:
     """Refuse an optimizer or lr given for a bank that is not trained (it would be silently unused)."""
     if not prompt_length and (kw["optimizer"] or kw["lr"] is not None):
-        raise SoftpromptError("--optimizer and --lr set the input prompts' recipe and --prompt-length 0 trains none; "
-                              "use --prefix-optimizer and --prefix-lr for deep prefixes")
+        raise SoftpromptError(
+            "--optimizer and --lr set the input prompts' recipe and --prompt-length 0 trains none; "
+            "use --prefix-optimizer and --prefix-lr for deep prefixes"
+        )
     if not deep_prefix and (kw["prefix_optimizer"] or kw["prefix_lr"] is not None):
-        raise SoftpromptError("--prefix-optimizer and --prefix-lr set the deep prefixes' recipe; add --deep-prefix or drop them")
+        raise SoftpromptError(
+            "--prefix-optimizer and --prefix-lr set the deep prefixes' recipe; add --deep-prefix or drop them"
+        )
 
 
 def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
@@ -162,23 +262,49 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
 
 
 @cli.command("ensemble-eval")
-@click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable: runs are pooled)")
+@click.option(
+    "--prompts",
+    "run_dirs",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="run directory from `softprompt train` (repeatable: runs are pooled)",
+)
 @task_options(default=None)
 @click.option("--split", default="validation", show_default=True, help="split to evaluate")
 @click.option("--data-file", type=click.Path(), help="local file for the split; default: the task's hub dataset")
 @click.option("--limit", type=int, help="evaluate on at most this many examples")
-@click.option("--vote", help="comma-separated rules; classification: majority, confidence, logprob_sum [default: majority,confidence]; generation: majority, mbr, best_score [default: majority,mbr]")
+@click.option(
+    "--vote",
+    help="comma-separated rules; classification: majority, confidence, logprob_sum [default: majority,confidence]; generation: majority, mbr, best_score [default: majority,mbr]",
+)
 @click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
-@click.option("--transfer", is_flag=True, help="evaluate prompts trained on another task (domain transfer, e.g. QQP→MRPC): their label words score this task's classes by index")
+@click.option(
+    "--transfer",
+    is_flag=True,
+    help="evaluate prompts trained on another task (domain transfer, e.g. QQP→MRPC): their label words score this task's classes by index",
+)
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
-@click.option("--output", default="results/eval.json", show_default=True, type=click.Path(),
-              help="report JSON (CSV and predictions JSONL beside it). A predictions line per example: index, its 0-based row in the data (rows "
-                   "without header or blank lines, or the hub split's rows; before --limit picks; one row can hold many MultiRC examples), "
-                   "rows (generation: each reference's row), idx (the data's own id if it has one; MultiRC: paragraph/question/answer ids), "
-                   "input (the formatted model input), gold or references, each prompt's and each rule's prediction")
-@click.option("--max-length", type=int, help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]")
-@click.option("--max-tokens", type=int,
-              help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and a pass holds every prompt over as many as fit [default: 8192 on CPU, 65536 on CUDA]")
+@click.option(
+    "--output",
+    default="results/eval.json",
+    show_default=True,
+    type=click.Path(),
+    help="report JSON (CSV and predictions JSONL beside it). A predictions line per example: index, its 0-based row in the data (rows "
+    "without header or blank lines, or the hub split's rows; before --limit picks; one row can hold many MultiRC examples), "
+    "rows (generation: each reference's row), idx (the data's own id if it has one; MultiRC: paragraph/question/answer ids), "
+    "input (the formatted model input), gold or references, each prompt's and each rule's prediction",
+)
+@click.option(
+    "--max-length",
+    type=int,
+    help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]",
+)
+@click.option(
+    "--max-tokens",
+    type=int,
+    help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and a pass holds every prompt over as many as fit [default: 8192 on CPU, 65536 on CUDA]",
+)
 @decoding_options(recorded=True)
 @model_device_options
 @click.option("--quiet", is_flag=True, help="no progress bar")
@@ -187,9 +313,9 @@ def ensemble_eval(**kw) -> None:
     from ensembles.evaluate import format_table, written_by_softprompt
     from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
     from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
-    from softprompt.model import distributed
-    from softprompt.io.atomic import check_output_file
     from softprompt.data.loading import load_examples
+    from softprompt.io.atomic import check_output_file
+    from softprompt.model import distributed
     from softprompt.model.loading import load_frozen_t5
 
     metas = read_pool_metas(kw["run_dirs"])
@@ -197,19 +323,35 @@ def ensemble_eval(**kw) -> None:
     rules = vote_rules(kw["vote"], task)
     decoding = recorded_decoding_kwargs(kw, metas, task)
     max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
-    check_settings(rules, task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"])  # before the data and the model load
+    check_settings(
+        rules, task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"]
+    )  # before the data and the model load
     output = Path(kw["output"])
     if output.suffix.lower() in (".csv", ".jsonl"):  # the CSV and the predictions are written beside the report
-        raise SoftpromptError(f"--output names the report JSON, and its CSV and predictions go beside it; give e.g. "
-                              f"{output.with_suffix('.json')}, not {output}")
+        raise SoftpromptError(
+            f"--output names the report JSON, and its CSV and predictions go beside it; give e.g. "
+            f"{output.with_suffix('.json')}, not {output}"
+        )
     for path, what in ((output, "the report"), (output.with_suffix(".predictions.jsonl"), "the predictions")):
         check_output_file(path, what, "--output", "eval.json", written_by_softprompt)
     examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True, flag="--data-file")
-    frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
+    frozen = load_frozen_t5(
+        kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"]
+    )
     pool = load_pool(kw["run_dirs"], frozen)
     core = run_ensemble_eval(
-        pool, task, examples, kw["split"], rules, kw["transfer"], kw["length_normalise"], max_length, kw["max_tokens"], decoding,
-        {"runs": list(kw["run_dirs"])}, progress=not kw["quiet"],
+        pool,
+        task,
+        examples,
+        kw["split"],
+        rules,
+        kw["transfer"],
+        kw["length_normalise"],
+        max_length,
+        kw["max_tokens"],
+        decoding,
+        {"runs": list(kw["run_dirs"])},
+        progress=not kw["quiet"],
     )
     if not distributed.is_main():
         return
@@ -219,15 +361,26 @@ def ensemble_eval(**kw) -> None:
 
 
 @cli.command()
-@click.option("--models", default="t5-nano-s,t5-nano,t5-nano-m", show_default=True,
-              help="comma-separated models (names, aliases or directories); the default, the three embedded sizes of one "
-                   "recipe, runs offline")
+@click.option(
+    "--models",
+    default="t5-nano-s,t5-nano,t5-nano-m",
+    show_default=True,
+    help="comma-separated models (names, aliases or directories); the default, the three embedded sizes of one "
+    "recipe, runs offline",
+)
 @task_options()
 @click.option("--train-file", type=click.Path(), help="local training data; default: the task's hub dataset")
 @click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
 @click.option("--eval-size", type=int, help="validate on at most this many examples")
-@click.option("--prompt-lengths", default="100", show_default=True, help="comma-separated prompt lengths, e.g. 1,5,20,100")
-@click.option("--inits", default="auto", show_default=True, help="comma-separated inits, e.g. random-uniform,sampled-vocab,class-label (auto: class-label for classification, else sampled-vocab)")
+@click.option(
+    "--prompt-lengths", default="100", show_default=True, help="comma-separated prompt lengths, e.g. 1,5,20,100"
+)
+@click.option(
+    "--inits",
+    default="auto",
+    show_default=True,
+    help="comma-separated inits, e.g. random-uniform,sampled-vocab,class-label (auto: class-label for classification, else sampled-vocab)",
+)
 @click.option("--train-sizes", help="comma-separated training-set sizes, e.g. 50,100,200,500 (default: all data)")
 @click.option("--subsample-seeds", default=1, show_default=True, help="subsamples per training size (seeds 0..k-1)")
 @click.option("--n-prompts", default=5, show_default=True)
@@ -236,23 +389,47 @@ def ensemble_eval(**kw) -> None:
 @click.option("--steps", default=30000, show_default=True)
 @click.option("--batch-size", default=32, show_default=True)
 @step_options()
-@click.option("--optimizer", type=click.Choice(["adafactor", "adamw"]), help="input prompts' optimizer [default: adafactor (Lester et al.)]")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["adafactor", "adamw"]),
+    help="input prompts' optimizer [default: adafactor (Lester et al.)]",
+)
 @click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
-@click.option("--prefix-optimizer", type=click.Choice(["adafactor", "adamw"]), help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]")
+@click.option(
+    "--prefix-optimizer",
+    type=click.Choice(["adafactor", "adamw"]),
+    help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]",
+)
 @click.option("--prefix-lr", type=float, help="deep prefixes' learning rate [default: adamw 3e-4; adafactor 0.3]")
 @click.option("--eval-every", default=1000, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--max-source-length", default=256, show_default=True)
-@click.option("--vote", help="ensemble rules, as for ensemble-eval [default: classification majority,confidence; generation majority,mbr]")
+@click.option(
+    "--vote",
+    help="ensemble rules, as for ensemble-eval [default: classification majority,confidence; generation majority,mbr]",
+)
 @decoding_options
-@click.option("--output-dir", "--out-dir", "out_dir", default="sweeps/run", show_default=True, type=click.Path(), help="results/ and runs/ go here")
+@click.option(
+    "--output-dir",
+    "--out-dir",
+    "out_dir",
+    default="sweeps/run",
+    show_default=True,
+    type=click.Path(),
+    help="results/ and runs/ go here",
+)
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:1, ...")
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:1, ...",
+)
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def sweep(**kw) -> None:
     """Train + ensemble-evaluate a grid of models × prompt lengths × inits × train sizes (resumable)."""
-    from softprompt.training.sweep import grid, run_sweep
     from softprompt.training.config import TrainConfig
+    from softprompt.training.sweep import grid, run_sweep
 
     kw["label_words"] = default_label_words(kw)
     task = options_task(kw)
@@ -264,25 +441,63 @@ def sweep(**kw) -> None:
     cells = grid(models, csv_ints(kw["prompt_lengths"]), inits, sizes, range(kw["subsample_seeds"]))
     _check_recipes(max(c.prompt_length for c in cells), kw["deep_prefix"], kw)
     base = TrainConfig(
-        task=kw["task"], n_prompts=kw["n_prompts"], prompt_length=cells[0].prompt_length, init=cells[0].init,
-        deep_prefix=kw["deep_prefix"], prefix_length=kw["prefix_length"], steps=kw["steps"], batch_size=kw["batch_size"],
-        group_by_length=kw["group_by_length"], data_order=kw["data_order"], max_tokens=kw["max_tokens"],
-        optimizer=kw["optimizer"], lr=kw["lr"], prefix_optimizer=kw["prefix_optimizer"], prefix_lr=kw["prefix_lr"],
-        eval_every=kw["eval_every"], checkpoint_every=kw["eval_every"], **{option: kw[option] for option in CUSTOM_OPTIONS},
-        eval_size=kw["eval_size"], seed=kw["seed"], max_source_length=kw["max_source_length"], dtype=kw["dtype"],
-        device=kw["device"], decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
-        train_file=kw["train_file"], validation_file=kw["validation_file"],  # recorded, and compared when a cell is skipped
+        task=kw["task"],
+        n_prompts=kw["n_prompts"],
+        prompt_length=cells[0].prompt_length,
+        init=cells[0].init,
+        deep_prefix=kw["deep_prefix"],
+        prefix_length=kw["prefix_length"],
+        steps=kw["steps"],
+        batch_size=kw["batch_size"],
+        group_by_length=kw["group_by_length"],
+        data_order=kw["data_order"],
+        max_tokens=kw["max_tokens"],
+        optimizer=kw["optimizer"],
+        lr=kw["lr"],
+        prefix_optimizer=kw["prefix_optimizer"],
+        prefix_lr=kw["prefix_lr"],
+        eval_every=kw["eval_every"],
+        checkpoint_every=kw["eval_every"],
+        **{option: kw[option] for option in CUSTOM_OPTIONS},
+        eval_size=kw["eval_size"],
+        seed=kw["seed"],
+        max_source_length=kw["max_source_length"],
+        dtype=kw["dtype"],
+        device=kw["device"],
+        decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
+        train_file=kw["train_file"],
+        validation_file=kw["validation_file"],  # recorded, and compared when a cell is skipped
     )
     for cell in cells:  # validate the whole grid before the first cell trains
-        TrainConfig(**(base.to_dict() | {"prompt_length": cell.prompt_length, "init": cell.init,
-                                          "train_size": cell.train_size, "prompt_seeds": None}))
-    results = run_sweep(cells, base, task, Path(kw["out_dir"]), kw["train_file"], kw["validation_file"],
-                        vote_rules(kw["vote"], task), click.echo, progress=not kw["quiet"])
+        TrainConfig(
+            **(
+                base.to_dict()
+                | {
+                    "prompt_length": cell.prompt_length,
+                    "init": cell.init,
+                    "train_size": cell.train_size,
+                    "prompt_seeds": None,
+                }
+            )
+        )
+    results = run_sweep(
+        cells,
+        base,
+        task,
+        Path(kw["out_dir"]),
+        kw["train_file"],
+        kw["validation_file"],
+        vote_rules(kw["vote"], task),
+        click.echo,
+        progress=not kw["quiet"],
+    )
     click.echo(f"{len(results)} result files in {Path(kw['out_dir']) / 'results'}")
 
 
 @cli.command()
-@click.option("--output-dir", default="runs/demo", show_default=True, type=click.Path(), help="where the run, report and plot go")
+@click.option(
+    "--output-dir", default="runs/demo", show_default=True, type=click.Path(), help="where the run, report and plot go"
+)
 @click.option("--steps", default=800, show_default=True, help="training steps (batch 32)")
 @click.option("--train-size", default=4000, show_default=True, help="training reviews used")
 @click.option("--eval-size", default=500, show_default=True, help="held-out reviews scored")
@@ -317,32 +532,51 @@ def export_peft(run_dir, prompt_index, out, base_model, overwrite) -> None:
 
 @cli.command("import-peft")
 @click.argument("adapter_dir", type=click.Path())
-@click.option("--output-dir", "--out", "out", required=True, type=click.Path(), help="softprompt run directory to write")
-@click.option("--task", "task_name", required=True, help="task the prompt was trained for (built-in name or a custom name)")
-@click.option("--label-words", help="a custom classification task's label words in label order, e.g. negative,positive "
-                                    "(or as train takes them: 0=negative,1=positive); without: a custom generation task")
+@click.option(
+    "--output-dir", "--out", "out", required=True, type=click.Path(), help="softprompt run directory to write"
+)
+@click.option(
+    "--task", "task_name", required=True, help="task the prompt was trained for (built-in name or a custom name)"
+)
+@click.option(
+    "--label-words",
+    help="a custom classification task's label words in label order, e.g. negative,positive "
+    "(or as train takes them: 0=negative,1=positive); without: a custom generation task",
+)
 @click.option("--model", help="base model name/path (default: the adapter's base_model_name_or_path)")
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --output-dir")
 def import_peft(adapter_dir, out, task_name, label_words, model, overwrite) -> None:
     """Turn an HF PEFT prompt-tuning adapter into a one-prompt softprompt run."""
     from softprompt.data.custom import parse_label_words
-    from softprompt.io.peft import import_peft as do_import
     from softprompt.data.tasks import TASKS, closest_task
+    from softprompt.io.peft import import_peft as do_import
 
     words = None
     if label_words:
-        words = (list(parse_label_words(label_words).values()) if "=" in label_words
-                 else [w.strip() for w in label_words.split(",") if w.strip()])
+        words = (
+            list(parse_label_words(label_words).values())
+            if "=" in label_words
+            else [w.strip() for w in label_words.split(",") if w.strip()]
+        )
     do_import(adapter_dir, out, task_name, words, model, overwrite)
     close = closest_task(task_name)
-    if task_name.lower() not in TASKS and (close or not words):  # a typo, or a classification prompt imported as generation
+    if task_name.lower() not in TASKS and (
+        close or not words
+    ):  # a typo, or a classification prompt imported as generation
         kind = "classification task" if words else "generation task (give --label-words for a classification prompt)"
-        click.echo(f"note: {task_name!r} is not a built-in task" + (f" (did you mean {close!r}?)" if close else "")
-                   + f"; imported as a custom {kind}", err=True)
+        click.echo(
+            f"note: {task_name!r} is not a built-in task"
+            + (f" (did you mean {close!r}?)" if close else "")
+            + f"; imported as a custom {kind}",
+            err=True,
+        )
     click.echo(f"wrote softprompt run to {out}")
 
 
-for command in (*ANALYSIS_COMMANDS, *PREDICT_COMMANDS):  # neighbors, similarity, retrieve, plot-scale, plot-history; predict, serve
+for command in (
+    *ANALYSIS_COMMANDS,
+    *PREDICT_COMMANDS,
+):  # neighbors, similarity, retrieve, plot-scale, plot-history; predict, serve
     cli.add_command(command)
 
 
@@ -394,4 +628,3 @@ def _interrupt(signum: int, frame) -> None:
     """SIGTERM (``kill``, ``timeout``, a job scheduler) stops a command as Ctrl-C does: a run keeps its checkpoint, an
     interrupted ``--overwrite`` gets the earlier run back, temporary files are removed."""
     raise KeyboardInterrupt
-

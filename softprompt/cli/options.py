@@ -12,16 +12,22 @@ from softprompt.data.custom import (
     task_from_options,
     template_task,
 )
-from softprompt.model.decoding import DECODING_DEFAULTS, check_decoding
-from softprompt.errors import SoftpromptError
 from softprompt.data.tasks import GENERATION_METRICS, at_revision, classification_metric_names
+from softprompt.errors import SoftpromptError
+from softprompt.model.decoding import DECODING_DEFAULTS, check_decoding
 
-MODEL_HELP = ("embedded model (t5-nano, or its siblings t5-nano-s, t5-nano-m: pre-trained here, shipped inside the package; "
-              "runs offline), T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory")
-TASK_HELP = "built-in task (boolq, cb, copa, rte, wic, wsc, multirc, sst2, mrpc, qqp, e2e_nlg, webnlg, xsum) or 'custom'"
-TASK_METRIC_HELP = ("custom task: primary metric, which picks each prompt's best validation step and the best prompt in "
-                    f"reports; classification: {', '.join(classification_metric_names(2))} (f1: two label words only); "
-                    f"generation: {', '.join(GENERATION_METRICS)} [default: accuracy; bleu]")
+MODEL_HELP = (
+    "embedded model (t5-nano, or its siblings t5-nano-s, t5-nano-m: pre-trained here, shipped inside the package; "
+    "runs offline), T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory"
+)
+TASK_HELP = (
+    "built-in task (boolq, cb, copa, rte, wic, wsc, multirc, sst2, mrpc, qqp, e2e_nlg, webnlg, xsum) or 'custom'"
+)
+TASK_METRIC_HELP = (
+    "custom task: primary metric, which picks each prompt's best validation step and the best prompt in "
+    f"reports; classification: {', '.join(classification_metric_names(2))} (f1: two label words only); "
+    f"generation: {', '.join(GENERATION_METRICS)} [default: accuracy; bleu]"
+)
 
 
 def csv_ints(value: str | None) -> list[int] | None:
@@ -38,31 +44,63 @@ def task_options(default: str | None = "boolq", hub: bool = True):
     """Options that choose a task and its data (shared by train, ensemble-eval, sweep and predict);
     ``default`` None: the task the command's runs were trained on; ``hub`` False: no --dataset-revision
     (commands that read local files only)."""
-    task = (click.option("--task", default=default, show_default=True, help=TASK_HELP) if default else
-            click.option("--task", help=f"{TASK_HELP} [default: the task the runs were trained on]"))
-    return lambda command: _with_options(command, [
-        task,
-        click.option("--input-template", help="custom task: model input, e.g. 'review: {sentence}'"),
-        click.option("--label-column", help="custom classification task: column holding the label"),
-        click.option("--label-words", help="custom classification task: raw label -> word, e.g. 0=negative,1=positive "
-                                           "[train, sweep: when the --train-file label column already holds words "
-                                           "(ham, spam), each names itself]"),
-        click.option("--target-column", help="custom generation task: column holding the target text"),
-        click.option("--task-name", help="custom task: its name in reports, run metadata and `softprompt serve`, e.g. spam "
-                                         "(letters, digits, _.-) [default: custom]"),
-        click.option("--task-metric", help=TASK_METRIC_HELP),
-        click.option("--dataset-revision", help="built-in task: hub branch, tag or commit of its dataset, read when no local file is given [default: the task's own, see the README's task table]"),
-    ][: None if hub else -1])
+    task = (
+        click.option("--task", default=default, show_default=True, help=TASK_HELP)
+        if default
+        else click.option("--task", help=f"{TASK_HELP} [default: the task the runs were trained on]")
+    )
+    return lambda command: _with_options(
+        command,
+        [
+            task,
+            click.option("--input-template", help="custom task: model input, e.g. 'review: {sentence}'"),
+            click.option("--label-column", help="custom classification task: column holding the label"),
+            click.option(
+                "--label-words",
+                help="custom classification task: raw label -> word, e.g. 0=negative,1=positive "
+                "[train, sweep: when the --train-file label column already holds words "
+                "(ham, spam), each names itself]",
+            ),
+            click.option("--target-column", help="custom generation task: column holding the target text"),
+            click.option(
+                "--task-name",
+                help="custom task: its name in reports, run metadata and `softprompt serve`, e.g. spam "
+                "(letters, digits, _.-) [default: custom]",
+            ),
+            click.option("--task-metric", help=TASK_METRIC_HELP),
+            click.option(
+                "--dataset-revision",
+                help="built-in task: hub branch, tag or commit of its dataset, read when no local file is given [default: the task's own, see the README's task table]",
+            ),
+        ][: None if hub else -1],
+    )
 
 
 def step_options():
     """How a training step draws its batches and runs them (shared by train and sweep). --data-order's
     choices are ``softprompt.training.config.DATA_ORDERS`` (tested), written out: that module imports transformers."""
-    return lambda command: _with_options(command, [
-        click.option("--group-by-length", is_flag=True, help="draw each batch from examples of similar input length, so batches pad less (faster on inputs of mixed length): shuffle, cut into mega-batches of 50 batches, sort each by token length, longest batch first; the same order per --seed, also on --resume"),
-        click.option("--data-order", type=click.Choice(["shared", "per-prompt"]), default="shared", show_default=True, help="shared: every prompt sees the same batch each step; per-prompt: prompt i draws its own batches from --seed + i, so the run equals N separate one-prompt runs with seeds --seed .. --seed+N-1 (independent ensemble members, as Lester et al.'s); a step then holds N·B distinct examples, which pad to their longest unless --max-tokens splits them"),
-        click.option("--max-tokens", type=int, help="tokens per pass (rows × padded prompt + source + target length): a step's N·B rows run as passes of similar length, accumulating the same gradient, so a step pads less and its peak memory is bounded (e.g. 2048 on CPU; on a GPU the largest that fits); validation passes too [default: a step is one pass; validation 8,192 on CPU, 65,536 on CUDA]"),
-    ])
+    return lambda command: _with_options(
+        command,
+        [
+            click.option(
+                "--group-by-length",
+                is_flag=True,
+                help="draw each batch from examples of similar input length, so batches pad less (faster on inputs of mixed length): shuffle, cut into mega-batches of 50 batches, sort each by token length, longest batch first; the same order per --seed, also on --resume",
+            ),
+            click.option(
+                "--data-order",
+                type=click.Choice(["shared", "per-prompt"]),
+                default="shared",
+                show_default=True,
+                help="shared: every prompt sees the same batch each step; per-prompt: prompt i draws its own batches from --seed + i, so the run equals N separate one-prompt runs with seeds --seed .. --seed+N-1 (independent ensemble members, as Lester et al.'s); a step then holds N·B distinct examples, which pad to their longest unless --max-tokens splits them",
+            ),
+            click.option(
+                "--max-tokens",
+                type=int,
+                help="tokens per pass (rows × padded prompt + source + target length): a step's N·B rows run as passes of similar length, accumulating the same gradient, so a step pads less and its peak memory is bounded (e.g. 2048 on CPU; on a GPU the largest that fits); validation passes too [default: a step is one pass; validation 8,192 on CPU, 65,536 on CUDA]",
+            ),
+        ],
+    )
 
 
 def _with_options(command, options: list):
@@ -74,7 +112,9 @@ def _with_options(command, options: list):
 
 def options_task(kw: dict):
     """The task that a command's ``task_options`` name."""
-    return task_from_options(kw["task"], dataset_revision=kw.get("dataset_revision"), **{option: kw[option] for option in CUSTOM_OPTIONS})
+    return task_from_options(
+        kw["task"], dataset_revision=kw.get("dataset_revision"), **{option: kw[option] for option in CUSTOM_OPTIONS}
+    )
 
 
 def default_label_words(kw: dict) -> str | None:
@@ -98,15 +138,22 @@ def eval_task(kw: dict, meta: dict, run_dir: str, labelled: bool = True):
         return options_task(kw)
     if kw.get("transfer"):
         raise SoftpromptError("--transfer evaluates prompts on another task than their own: name it with --task")
-    defining = [option for option in CUSTOM_OPTIONS if option not in ("input_template", "task_name")]  # the task, not its format
+    defining = [
+        option for option in CUSTOM_OPTIONS if option not in ("input_template", "task_name")
+    ]  # the task, not its format
     if not labelled and kw["input_template"] and not any(kw[option] for option in defining):
         return template_task(kw["input_template"], meta["task"], kw["task_name"])
     if any(kw[option] for option in CUSTOM_OPTIONS):
-        raise SoftpromptError(f"{CUSTOM_FLAGS} need --task custom" + ("" if labelled else "; or give --input-template alone"))
+        raise SoftpromptError(
+            f"{CUSTOM_FLAGS} need --task custom" + ("" if labelled else "; or give --input-template alone")
+        )
     task = recorded_task(meta)
     if task is None:
-        fix = ("name the task with --task (for a custom task also --input-template and its label or target options)" if labelled
-               else "give its input format with --input-template, e.g. --input-template 'review: {sentence}'")
+        fix = (
+            "name the task with --task (for a custom task also --input-template and its label or target options)"
+            if labelled
+            else "give its input format with --input-template, e.g. --input-template 'review: {sentence}'"
+        )
         raise SoftpromptError(f"{run_dir} does not record how task {meta['task']['name']!r} formats its inputs; {fix}")
     return task if kw.get("dataset_revision") is None else at_revision(task, kw["dataset_revision"])
 
@@ -126,13 +173,16 @@ def vote_rules(vote: str | None, task) -> list[str]:
     return (vote or DEFAULT_RULES[task.kind]).split(",")
 
 
-def decoding_kwargs(max_new_tokens: int | None, num_beams: int | None, no_repeat_ngram_size: int | None,
-                    recorded: dict | None = None) -> dict:
+def decoding_kwargs(
+    max_new_tokens: int | None, num_beams: int | None, no_repeat_ngram_size: int | None, recorded: dict | None = None
+) -> dict:
     """The decoding options as ``generate()`` keyword arguments, checked (``softprompt.model.decoding.check_decoding``); one
     not given (None) is the runs' ``recorded`` value, else ``DECODING_DEFAULTS``'."""
     given = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}
-    decoding = {key: value if value is not None else (recorded or {}).get(key, DECODING_DEFAULTS[key])
-                for key, value in given.items()}
+    decoding = {
+        key: value if value is not None else (recorded or {}).get(key, DECODING_DEFAULTS[key])
+        for key, value in given.items()
+    }
     check_decoding(decoding)
     return decoding
 
@@ -143,7 +193,11 @@ def recorded_decoding_kwargs(kw: dict, metas: list[dict], task) -> dict:
     from ensembles.pool import recorded_decoding
 
     given = {key: kw[key] for key in DECODING_DEFAULTS}
-    recorded = recorded_decoding(metas, [key for key, value in given.items() if value is not None]) if task.kind == "generation" else None
+    recorded = (
+        recorded_decoding(metas, [key for key, value in given.items() if value is not None])
+        if task.kind == "generation"
+        else None
+    )
     return decoding_kwargs(**given, recorded=recorded)
 
 
@@ -152,22 +206,47 @@ def decoding_options(command=None, *, recorded: bool = False):
     if command is None:
         return lambda c: decoding_options(c, recorded=recorded)
     runs = "what the runs were trained and validated with; {} for runs that record none"
-    return _with_options(command, [
-        click.option(f"--{key.replace('_', '-')}", type=int, default=None if recorded else value, show_default=not recorded,
-                     help=help_text + (f" [default: {runs.format(value)}]" if recorded else ""))
-        for (key, value), help_text in zip(DECODING_DEFAULTS.items(), (
-            "generation: longest output", "generation: 1 = greedy, >1 = beam search",
-            "generation: forbid repeated n-grams (0 = off)"))
-    ])
+    return _with_options(
+        command,
+        [
+            click.option(
+                f"--{key.replace('_', '-')}",
+                type=int,
+                default=None if recorded else value,
+                show_default=not recorded,
+                help=help_text + (f" [default: {runs.format(value)}]" if recorded else ""),
+            )
+            for (key, value), help_text in zip(
+                DECODING_DEFAULTS.items(),
+                (
+                    "generation: longest output",
+                    "generation: 1 = greedy, >1 = beam search",
+                    "generation: forbid repeated n-grams (0 = off)",
+                ),
+            )
+        ],
+    )
 
 
 def model_device_options(command):
     """Where and how the frozen model runs (ensemble-eval, predict, serve)."""
-    return _with_options(command, [
-        click.option("--device", default="auto", show_default=True, help="auto (a GPU if there is one, this process's under accelerate launch; else the CPU), cpu, cuda, cuda:1, ..."),
-        click.option("--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs"),
-        click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True),
-    ])
+    return _with_options(
+        command,
+        [
+            click.option(
+                "--device",
+                default="auto",
+                show_default=True,
+                help="auto (a GPU if there is one, this process's under accelerate launch; else the CPU), cpu, cuda, cuda:1, ...",
+            ),
+            click.option(
+                "--device-map",
+                type=click.Choice(["auto"]),
+                help="spread a model too large for one device over all GPUs",
+            ),
+            click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True),
+        ],
+    )
 
 
 def usage_error_line(error: click.ClickException, command_path: str = "softprompt") -> str:
@@ -186,6 +265,8 @@ def usage_error_line(error: click.ClickException, command_path: str = "softpromp
             name, many = arguments[0].human_readable_name, arguments[0].nargs != 1
             usage = f"{path} {name}{'...' if many else ''} [OPTIONS]"
             return f"{path} takes {name} as {'arguments' if many else 'an argument'}, not --prompts: {usage}; see '{path} --help'"
-        error.possibilities = (error.possibilities or [])[:1]  # the closest only (--n-promts: --n-prompts, not --init-from)
+        error.possibilities = (error.possibilities or [])[
+            :1
+        ]  # the closest only (--n-promts: --n-prompts, not --init-from)
     message = error.format_message().rstrip(".")
     return f"{message} See '{path} --help'" if message.endswith("?") else f"{message}; see '{path} --help'"

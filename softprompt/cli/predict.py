@@ -10,27 +10,60 @@ from pathlib import Path
 
 import click
 
-from softprompt.io.atomic import check_output_file
-from softprompt.cli.options import decoding_options, eval_task, model_device_options, recorded_decoding_kwargs, task_options
+from softprompt.cli.options import (
+    decoding_options,
+    eval_task,
+    model_device_options,
+    recorded_decoding_kwargs,
+    task_options,
+)
 from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import check_output_file
 from softprompt.serve.config import MAX_ROWS
 
-MAX_TOKENS_HELP = ("tokens per model call: inputs are sorted by length and a pass holds rows × padded length × candidates (or beams) "
-                   "within it [default: 8192 on CPU, 65536 on CUDA]")
+MAX_TOKENS_HELP = (
+    "tokens per model call: inputs are sorted by length and a pass holds rows × padded length × candidates (or beams) "
+    "within it [default: 8192 on CPU, 65536 on CUDA]"
+)
 
 
 @click.command()
-@click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable: runs of one task are pooled)")
-@click.option("--input", "input_file", required=True, type=click.Path(),
-              help="the inputs: a .jsonl/.json/.csv/.tsv file, one row per input with the task's input columns (no label column needed); - reads JSON Lines from standard input")
+@click.option(
+    "--prompts",
+    "run_dirs",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="run directory from `softprompt train` (repeatable: runs of one task are pooled)",
+)
+@click.option(
+    "--input",
+    "input_file",
+    required=True,
+    type=click.Path(),
+    help="the inputs: a .jsonl/.json/.csv/.tsv file, one row per input with the task's input columns (no label column needed); - reads JSON Lines from standard input",
+)
 @task_options(default=None, hub=False)
-@click.option("--vote", default="majority", show_default=True,
-              help="how the prompts' answers combine; classification: majority, confidence, logprob_sum; generation: majority, mbr, best_score")
+@click.option(
+    "--vote",
+    default="majority",
+    show_default=True,
+    help="how the prompts' answers combine; classification: majority, confidence, logprob_sum; generation: majority, mbr, best_score",
+)
 @click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
-@click.option("--output", default="results/predictions.jsonl", show_default=True, type=click.Path(),
-              help="one JSON line per input, in input order: the vote's label (or text), the mean probabilities and every prompt's vote; - writes them to standard output")
-@click.option("--max-length", type=int, help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]")
+@click.option(
+    "--output",
+    default="results/predictions.jsonl",
+    show_default=True,
+    type=click.Path(),
+    help="one JSON line per input, in input order: the vote's label (or text), the mean probabilities and every prompt's vote; - writes them to standard output",
+)
+@click.option(
+    "--max-length",
+    type=int,
+    help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]",
+)
 @click.option("--max-tokens", type=int, help=MAX_TOKENS_HELP)
 @decoding_options(recorded=True)
 @model_device_options
@@ -46,8 +79,8 @@ def predict(**kw) -> None:
     from ensembles.pipeline import check_settings
     from ensembles.pipeline import predict as predict_rows
     from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
-    from softprompt.model import distributed
     from softprompt.data.loading import read_file, read_json_lines
+    from softprompt.model import distributed
     from softprompt.model.loading import load_frozen_t5
 
     to_stdout = kw["output"] == "-"
@@ -57,18 +90,33 @@ def predict(**kw) -> None:
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0], labelled=False)
     if kw["vote"] and "," in kw["vote"]:
-        raise SoftpromptError(f"predict answers by one vote rule, got {kw['vote']!r}; pick one, e.g. --vote {kw['vote'].split(',')[0]}")
+        raise SoftpromptError(
+            f"predict answers by one vote rule, got {kw['vote']!r}; pick one, e.g. --vote {kw['vote'].split(',')[0]}"
+        )
     decoding = recorded_decoding_kwargs(kw, metas, task)
     max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
-    check_settings([kw["vote"]], task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"])  # before the model loads
+    check_settings(
+        [kw["vote"]], task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"]
+    )  # before the model loads
     if kw["input_file"] == "-":
         examples = task.to_inputs(read_json_lines(sys.stdin), origin="stdin")
     else:
         examples = task.to_inputs(read_file(kw["input_file"], "--input"), origin=kw["input_file"])
-    frozen = load_frozen_t5(kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"])
+    frozen = load_frozen_t5(
+        kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"]
+    )
     pool = load_pool(kw["run_dirs"], frozen)
-    rows = predict_rows(pool, task, examples, kw["vote"], kw["length_normalise"], max_length, kw["max_tokens"],
-                        decoding, progress=not kw["quiet"])
+    rows = predict_rows(
+        pool,
+        task,
+        examples,
+        kw["vote"],
+        kw["length_normalise"],
+        max_length,
+        kw["max_tokens"],
+        decoding,
+        progress=not kw["quiet"],
+    )
     if not distributed.is_main():
         return
     if to_stdout:
@@ -76,27 +124,58 @@ def predict(**kw) -> None:
             click.echo(json.dumps(row, ensure_ascii=False))
     else:
         write_predictions(output, rows)
-    counts = "" if task.kind == "generation" else ": " + ", ".join(f"{label} {n}" for label, n in Counter(r["label"] for r in rows).most_common())
-    click.echo(f"{len(rows)} inputs, {len(pool.names)} prompts of {task.name}, vote {kw['vote']}{counts}", err=to_stdout)
+    counts = (
+        ""
+        if task.kind == "generation"
+        else ": " + ", ".join(f"{label} {n}" for label, n in Counter(r["label"] for r in rows).most_common())
+    )
+    click.echo(
+        f"{len(rows)} inputs, {len(pool.names)} prompts of {task.name}, vote {kw['vote']}{counts}", err=to_stdout
+    )
     if not to_stdout:
         click.echo(f"wrote {output}")
 
 
 @click.command()
-@click.option("--prompts", "run_dirs", multiple=True, required=True, type=click.Path(), help="run directory from `softprompt train` (repeatable; any tasks, one model)")
+@click.option(
+    "--prompts",
+    "run_dirs",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="run directory from `softprompt train` (repeatable; any tasks, one model)",
+)
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
-@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind; other than localhost, also pass --api-key-env")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="address to bind; other than localhost, also pass --api-key-env",
+)
 @click.option("--port", default=8000, show_default=True, help="TCP port (0 = any free port, printed on start)")
-@click.option("--max-rows", default=MAX_ROWS, show_default=True, help="rows (inputs × prompts) taken from the queue for one pass")
+@click.option(
+    "--max-rows", default=MAX_ROWS, show_default=True, help="rows (inputs × prompts) taken from the queue for one pass"
+)
 @click.option("--max-tokens", type=int, help=MAX_TOKENS_HELP)
-@click.option("--max-wait-ms", default=10.0, show_default=True, help="longest a request waits for others to share its pass")
+@click.option(
+    "--max-wait-ms", default=10.0, show_default=True, help="longest a request waits for others to share its pass"
+)
 @click.option("--no-batching", is_flag=True, help="run every request in its own pass (for comparison)")
-@click.option("--api-key-env", help="name of an environment variable holding the key clients send as 'Authorization: Bearer <key>'")
+@click.option(
+    "--api-key-env",
+    help="name of an environment variable holding the key clients send as 'Authorization: Bearer <key>'",
+)
 @click.option("--max-inputs", default=64, show_default=True, help="inputs per request (413 above)")
 @click.option("--max-input-chars", default=4000, show_default=True, help="characters per formatted input (422 above)")
-@click.option("--max-new-tokens", default=256, show_default=True, help="largest max_new_tokens a generate request may ask for")
+@click.option(
+    "--max-new-tokens", default=256, show_default=True, help="largest max_new_tokens a generate request may ask for"
+)
 @click.option("--max-beams", default=8, show_default=True, help="largest num_beams a generate request may ask for")
-@click.option("--max-length", type=int, help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]")
+@click.option(
+    "--max-length",
+    type=int,
+    help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]",
+)
 @model_device_options
 def serve(**kw) -> None:
     """Serve the runs' prompts and task ensembles over HTTP (JSON), batching requests of any
@@ -110,11 +189,25 @@ def serve(**kw) -> None:
     from softprompt.serve.server import serve as run_server
 
     limits = Limits(kw["max_inputs"], kw["max_input_chars"], kw["max_new_tokens"], kw["max_beams"])
-    run_server(ServeConfig(
-        prompts=tuple(kw["run_dirs"]), model=kw["model"], host=kw["host"], port=kw["port"], max_rows=kw["max_rows"],
-        max_tokens=kw["max_tokens"], max_wait_ms=kw["max_wait_ms"], batching=not kw["no_batching"], api_key_env=kw["api_key_env"],
-        max_length=kw["max_length"], limits=limits, device=kw["device"], dtype=kw["dtype"], device_map=kw["device_map"],
-    ), lambda line: click.echo(line, err=line.startswith("warning")))
+    run_server(
+        ServeConfig(
+            prompts=tuple(kw["run_dirs"]),
+            model=kw["model"],
+            host=kw["host"],
+            port=kw["port"],
+            max_rows=kw["max_rows"],
+            max_tokens=kw["max_tokens"],
+            max_wait_ms=kw["max_wait_ms"],
+            batching=not kw["no_batching"],
+            api_key_env=kw["api_key_env"],
+            max_length=kw["max_length"],
+            limits=limits,
+            device=kw["device"],
+            dtype=kw["dtype"],
+            device_map=kw["device_map"],
+        ),
+        lambda line: click.echo(line, err=line.startswith("warning")),
+    )
 
 
 PREDICT_COMMANDS = (predict, serve)

@@ -7,7 +7,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from softprompt.errors import SoftpromptError
 from softprompt.data.tasks import (
     GENERATION_METRICS,
     HUB_SPLITS,
@@ -18,6 +17,7 @@ from softprompt.data.tasks import (
     get_task,
     template_fields,
 )
+from softprompt.errors import SoftpromptError
 
 
 def parse_label_words(spec: str) -> dict[str, str]:
@@ -31,9 +31,7 @@ def parse_label_words(spec: str) -> dict[str, str]:
                 "pairs separated by commas, e.g. --label-words 0=negative,1=positive"
             )
         if label in words:
-            raise SoftpromptError(
-                f"label {label!r} appears twice in label words {spec!r}; give each label once"
-            )
+            raise SoftpromptError(f"label {label!r} appears twice in label words {spec!r}; give each label once")
         words[label] = word
     return words
 
@@ -52,23 +50,34 @@ def label_words_from_rows(rows: list[Mapping[str, Any]], label_column: str, orig
     """
     if not any(label_column in row for row in rows):
         columns = ", ".join(rows[0]) if rows else "none"
-        raise SoftpromptError(f"--label-column {label_column!r} is not a column of {origin} (its columns: {columns}); "
-                              "check --label-column")
+        raise SoftpromptError(
+            f"--label-column {label_column!r} is not a column of {origin} (its columns: {columns}); "
+            "check --label-column"
+        )
     values = sorted({row[label_column] for row in rows if row.get(label_column) is not None}, key=str)
     shown = ", ".join(map(str, values[:5])) + (", ..." if len(values) > 5 else "")
     if any(not isinstance(value, str) or _is_number(value) for value in values):
-        example = ",".join(f"{value}={word}" for value, word in zip(values, ("negative", "positive"))) \
-            if len(values) == 2 else "0=negative,1=positive"
-        raise SoftpromptError(f"the label column {label_column!r} of {origin} holds {shown}, not words: give each "
-                              f"label the word the model should emit, e.g. --label-words {example}")
+        example = (
+            ",".join(f"{value}={word}" for value, word in zip(values, ("negative", "positive")))
+            if len(values) == 2
+            else "0=negative,1=positive"
+        )
+        raise SoftpromptError(
+            f"the label column {label_column!r} of {origin} holds {shown}, not words: give each "
+            f"label the word the model should emit, e.g. --label-words {example}"
+        )
     if len(values) < 2 or len(values) > MAX_LABEL_CLASSES:
-        raise SoftpromptError(f"the label column {label_column!r} of {origin} holds {len(values)} distinct value(s) "
-                              f"({shown}); a classification task has 2 to {MAX_LABEL_CLASSES} classes: check "
-                              "--label-column, or give --label-words")
+        raise SoftpromptError(
+            f"the label column {label_column!r} of {origin} holds {len(values)} distinct value(s) "
+            f"({shown}); a classification task has 2 to {MAX_LABEL_CLASSES} classes: check "
+            "--label-column, or give --label-words"
+        )
     for value in values:
         if value != value.strip() or not value or "," in value or "=" in value:
-            raise SoftpromptError(f"label {value!r} of {origin} cannot name itself (it has a ',' or '=', or spaces "
-                                  "around it): give the words with --label-words LABEL=WORD,...")
+            raise SoftpromptError(
+                f"label {value!r} of {origin} cannot name itself (it has a ',' or '=', or spaces "
+                "around it): give the words with --label-words LABEL=WORD,..."
+            )
     return ",".join(f"{value}={value}" for value in values)
 
 
@@ -86,10 +95,16 @@ CUSTOM_OPTIONS = ("input_template", "label_column", "label_words", "target_colum
 CUSTOM_FLAGS = "/".join("--" + option.replace("_", "-") for option in CUSTOM_OPTIONS)
 
 
-def task_from_options(task: str, input_template: str | None = None, label_column: str | None = None,
-                      label_words: str | None = None, target_column: str | None = None,
-                      dataset_revision: str | None = None, task_name: str | None = None,
-                      task_metric: str | None = None) -> Task:
+def task_from_options(
+    task: str,
+    input_template: str | None = None,
+    label_column: str | None = None,
+    label_words: str | None = None,
+    target_column: str | None = None,
+    dataset_revision: str | None = None,
+    task_name: str | None = None,
+    task_metric: str | None = None,
+) -> Task:
     """A built-in task by name (its hub dataset at ``dataset_revision`` when given), or a custom task
     from the command line's template options (``label_words`` as ``"0=negative,1=positive"``), called
     ``task_name`` (default ``custom``) and scored by ``task_metric`` (default accuracy or BLEU).
@@ -101,8 +116,10 @@ def task_from_options(task: str, input_template: str | None = None, label_column
     """
     if task != "custom":
         if task_metric:
-            raise SoftpromptError(f"--task-metric applies to --task custom; {task!r} is scored by its official "
-                                  f"metric, {get_task(task).metric}: drop --task-metric")
+            raise SoftpromptError(
+                f"--task-metric applies to --task custom; {task!r} is scored by its official "
+                f"metric, {get_task(task).metric}: drop --task-metric"
+            )
         if any((input_template, label_column, label_words, target_column, task_name)):
             raise SoftpromptError(f"{CUSTOM_FLAGS} apply to --task custom, not {task!r}")
         chosen = get_task(task)
@@ -124,8 +141,12 @@ def recorded_task(meta: Mapping[str, Any]) -> Task | None:
     task = TASKS.get(info["name"])
     if args.get("task") == "custom" and args.get("input_template"):
         task = task_from_options("custom", **{option: args.get(option) for option in CUSTOM_OPTIONS})
-    if (task is None or task.name != info["name"] or task.kind != info["kind"]
-            or list(task.label_words) != list(info.get("label_words") or [])):
+    if (
+        task is None
+        or task.name != info["name"]
+        or task.kind != info["kind"]
+        or list(task.label_words) != list(info.get("label_words") or [])
+    ):
         return None
     return task
 
@@ -157,9 +178,14 @@ def check_custom_name(name: str, flag: str = "--task-name") -> None:
         )
 
 
-def custom_task(input_template: str, label_column: str | None = None,
-                label_words: Mapping[str, str] | None = None, target_column: str | None = None,
-                metric: str | None = None, name: str = "custom") -> Task:
+def custom_task(
+    input_template: str,
+    label_column: str | None = None,
+    label_words: Mapping[str, str] | None = None,
+    target_column: str | None = None,
+    metric: str | None = None,
+    name: str = "custom",
+) -> Task:
     """A user task: classification (label column + label words) or generation (target column).
 
     ``label_words`` maps the raw label value, as text (``"0"``, ``"True"``, ``"spam"``), to the
@@ -180,27 +206,34 @@ def custom_task(input_template: str, label_column: str | None = None,
         )
     if target_column is not None:
         if label_words:
-            raise SoftpromptError(
-                "--label-words only applies to classification; drop it or use --label-column"
-            )
+            raise SoftpromptError("--label-words only applies to classification; drop it or use --label-column")
         metric = _check_metric(metric or "bleu", GENERATION_METRICS, "a generation task")
-        return Task(name, "generation", (), metric, None, dict(HUB_SPLITS), input_template,
-                    target_column, column_hint=hint)
+        return Task(
+            name, "generation", (), metric, None, dict(HUB_SPLITS), input_template, target_column, column_hint=hint
+        )
     if not label_words or len(label_words) < 2:
         raise SoftpromptError(
-            "a classification task needs at least two label words, "
-            "e.g. --label-words 0=negative,1=positive"
+            "a classification task needs at least two label words, e.g. --label-words 0=negative,1=positive"
         )
     words = tuple(label_words.values())
     if len(set(words)) < len(words):
-        raise SoftpromptError(
-            f"label words {', '.join(words)} repeat a word; rank classification needs distinct ones"
-        )
-    metric = _check_metric(metric or "accuracy", classification_metric_names(len(words)),
-                           f"a {len(words)}-class classification task")
-    return Task(name, "classification", words, metric, None, dict(HUB_SPLITS), input_template,
-                label_column, class_names=tuple(map(str, label_words)), labels_as_text=True,
-                column_hint=hint)
+        raise SoftpromptError(f"label words {', '.join(words)} repeat a word; rank classification needs distinct ones")
+    metric = _check_metric(
+        metric or "accuracy", classification_metric_names(len(words)), f"a {len(words)}-class classification task"
+    )
+    return Task(
+        name,
+        "classification",
+        words,
+        metric,
+        None,
+        dict(HUB_SPLITS),
+        input_template,
+        label_column,
+        class_names=tuple(map(str, label_words)),
+        labels_as_text=True,
+        column_hint=hint,
+    )
 
 
 def _check_metric(metric: str, allowed: tuple[str, ...], task: str) -> str:

@@ -41,7 +41,9 @@ def row_value(row: Row, column: str, hint: str) -> Any:
         raise BadRow(f"column {column!r} not found; available columns: {available} — {hint}")
     if row[column] is None:
         filled = ", ".join(str(name) for name in given if row[name] is not None) or "none"
-        raise BadRow(f"column {column!r} is empty (columns with values in this row: {filled}) — fill it in or drop the row")
+        raise BadRow(
+            f"column {column!r} is empty (columns with values in this row: {filled}) — fill it in or drop the row"
+        )
     return row[column]
 
 
@@ -49,7 +51,9 @@ def row_text(row: Row, column: str, hint: str) -> str:
     """The value of ``column`` as text (a number counts; a JSON object or list is refused, not printed as Python)."""
     value = row_value(row, column, hint)
     if isinstance(value, (Mapping, list, tuple)):
-        raise BadRow(f"column {column!r} holds a JSON {'object' if isinstance(value, Mapping) else 'list'}, not text; give it as a string")
+        raise BadRow(
+            f"column {column!r} holds a JSON {'object' if isinstance(value, Mapping) else 'list'}, not text; give it as a string"
+        )
     return str(value)
 
 
@@ -66,9 +70,13 @@ def flatten_multirc(row: Row) -> list[Row]:
         return [row]  # already flat (hub schema: paragraph, question, answer, label)
     hint = "expected SuperGLUE MultiRC jsonl"
     return [
-        {"paragraph": row_text(passage, "text", hint), "question": row_text(question, "question", hint),
-         "answer": row_text(answer, "text", hint), "label": row_value(answer, "label", hint),
-         "idx": {"paragraph": row.get("idx"), "question": question.get("idx"), "answer": answer.get("idx")}}
+        {
+            "paragraph": row_text(passage, "text", hint),
+            "question": row_text(question, "question", hint),
+            "answer": row_text(answer, "text", hint),
+            "label": row_value(answer, "label", hint),
+            "idx": {"paragraph": row.get("idx"), "question": question.get("idx"), "answer": answer.get("idx")},
+        }
         for question in row_value(passage, "questions", hint)
         for answer in row_value(question, "answers", hint)
     ]
@@ -99,7 +107,9 @@ def expand_e2e(row: Row) -> list[Row]:
     human_reference). Unlabelled inputs (``Task.to_inputs``) carry a placeholder ``ref``."""
     hint = "the e2e_nlg task needs columns mr, ref (or the hub's meaning_representation, human_reference)"
     mr = row_text(row, "meaning_representation" if "meaning_representation" in row else "mr", hint)
-    return [{"mr": linearize_mr(mr), "ref": row_value(row, "human_reference" if "human_reference" in row else "ref", hint)}]
+    return [
+        {"mr": linearize_mr(mr), "ref": row_value(row, "human_reference" if "human_reference" in row else "ref", hint)}
+    ]
 
 
 def linearize_triples(triples: Sequence[Sequence[str] | str]) -> str:
@@ -110,8 +120,10 @@ def linearize_triples(triples: Sequence[Sequence[str] | str]) -> str:
     """
     parts = [t.split(" | ") if isinstance(t, str) else t for t in triples or ()]
     if not parts or any(len(triple) != 3 for triple in parts):
-        raise BadRow(f"malformed triples {triples!r}; expected [[subject, property, object], ...] "
-                      "or ['subject | property | object', ...]")
+        raise BadRow(
+            f"malformed triples {triples!r}; expected [[subject, property, object], ...] "
+            "or ['subject | property | object', ...]"
+        )
     return " | ".join(" : ".join(str(part).replace("_", " ").strip() for part in t) for t in parts)
 
 
@@ -122,8 +134,10 @@ def expand_webnlg(row: Row) -> list[Row]:
     keep every reference of an input in ``references`` (validation, test) or one ``target`` per row
     with empty ``references`` (train).
     """
-    hint = ('the webnlg task needs jsonl rows {"triples": [[s, p, o], ...], "text": ...} '
-            'or GEM rows {"input": ["s | p | o", ...], "target": ..., "references": [...]}')
+    hint = (
+        'the webnlg task needs jsonl rows {"triples": [[s, p, o], ...], "text": ...} '
+        'or GEM rows {"input": ["s | p | o", ...], "target": ..., "references": [...]}'
+    )
     if "input" in row and "triples" not in row:  # GEM/web_nlg, as on the hub
         triples = linearize_triples(row_value(row, "input", hint))
         texts = row.get("references") or [row_value(row, "target", hint)]

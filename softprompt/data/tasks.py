@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
-from softprompt.errors import SoftpromptError
 from softprompt.data.rows import (
     BadRow,
     InputRow,
@@ -39,9 +38,14 @@ from softprompt.data.rows import (
     row_text,
     row_value,
 )
+from softprompt.errors import SoftpromptError
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-GENERATION_METRICS = ("bleu", "chrf", *ROUGE_TYPES)  # what softprompt.runner.metrics.generation_metrics computes, in order
+GENERATION_METRICS = (
+    "bleu",
+    "chrf",
+    *ROUGE_TYPES,
+)  # what softprompt.runner.metrics.generation_metrics computes, in order
 HUB_SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 PARQUET_EXPORT = "refs/convert/parquet"  # branch of the hub's own parquet conversion of a dataset
 
@@ -72,8 +76,13 @@ class HubSource:
 
     def load_kwargs(self, split: str) -> dict[str, Any]:
         """``datasets.load_dataset`` keyword arguments for one hub split; unset ones left out."""
-        kwargs = {"path": self.dataset, "name": self.config, "split": split,
-                  "revision": self.revision, "data_files": dict(self.data_files) or None}
+        kwargs = {
+            "path": self.dataset,
+            "name": self.config,
+            "split": split,
+            "revision": self.revision,
+            "data_files": dict(self.data_files) or None,
+        }
         return {key: value for key, value in kwargs.items() if value is not None}
 
     def describe(self) -> str:
@@ -119,9 +128,7 @@ class Task:
     labels_as_text: bool = False  # custom tasks: match str(label) against class_names
     column_hint: str = ""  # how to fix a missing column, for error messages
 
-    def to_examples(
-        self, rows: Sequence[Row], grouped: bool = False, origin: str = "data"
-    ) -> list[Example]:
+    def to_examples(self, rows: Sequence[Row], grouped: bool = False, origin: str = "data") -> list[Example]:
         """Convert rows into Examples, validating columns and labels.
 
         Generation tasks give one Example per (input, reference) row for teacher-forced training;
@@ -129,7 +136,9 @@ class Task:
         every reference, in order (multi-reference evaluation). ``grouped`` is a no-op otherwise.
         ``origin`` names the data (e.g. a file path) in error messages; rows count from 1.
         """
-        examples = [example for number, row in enumerate(rows, start=1) for example in self._row_examples(row, number, origin)]
+        examples = [
+            example for number, row in enumerate(rows, start=1) for example in self._row_examples(row, number, origin)
+        ]
         return _group_references(examples) if grouped and self.kind == "generation" else examples
 
     def to_inputs(self, rows: Sequence[Row], origin: str = "input") -> list[Example]:
@@ -137,12 +146,16 @@ class Task:
         or target column is not needed (a placeholder fills it) and each row must be one model input."""
         placeholder = "" if self.kind == "generation" else self.class_names[0] if self.labels_as_text else 0
         needed = (*template_fields(self.template), *self.choice_columns)
-        task = replace(self, column_hint=f"inputs to {self.name} need column{'s' * (len(needed) > 1)} {', '.join(needed)}")
+        task = replace(
+            self, column_hint=f"inputs to {self.name} need column{'s' * (len(needed) > 1)} {', '.join(needed)}"
+        )
         inputs = []
         for number, row in enumerate(rows, start=1):
             examples = task._row_examples(InputRow(row, self.target_column, placeholder), number, origin)
             if len(examples) != 1:
-                raise SoftpromptError(f"{origin} row {number} expands to {len(examples)} model inputs; give one flat row per input")
+                raise SoftpromptError(
+                    f"{origin} row {number} expands to {len(examples)} model inputs; give one flat row per input"
+                )
             inputs.append(examples[0])
         return inputs
 
@@ -186,7 +199,9 @@ class Task:
             fix = "add it to --label-words (LABEL=WORD) or drop the row"
         else:
             fix = "fix the row or drop it"
-        raise BadRow(f"label {raw!r} in column {self.target_column!r} is not a {self.name} label; allowed: {', '.join(allowed)} — {fix}")
+        raise BadRow(
+            f"label {raw!r} in column {self.target_column!r} is not a {self.name} label; allowed: {', '.join(allowed)} — {fix}"
+        )
 
 
 def _group_references(examples: list[Example]) -> list[Example]:
@@ -196,8 +211,13 @@ def _group_references(examples: list[Example]) -> list[Example]:
     for example in examples:
         groups.setdefault(example.source, []).append(example)
     return [
-        Example(source, group[0].target, references=tuple(ref for e in group for ref in e.references),
-                rows=tuple(row for e in group for row in e.rows), idx=group[0].idx)
+        Example(
+            source,
+            group[0].target,
+            references=tuple(ref for e in group for ref in e.references),
+            rows=tuple(row for e in group for row in e.rows),
+            idx=group[0].idx,
+        )
         for source, group in groups.items()
     ]
 
@@ -228,9 +248,7 @@ def template_fields(template: str) -> tuple[str, ...]:
             )
     names = [name for name, _, _ in fields]
     if not names or any(not name or name.isdigit() for name in names):
-        raise SoftpromptError(
-            f"input template {template!r} must name columns, e.g. 'review: {{sentence}}'"
-        )
+        raise SoftpromptError(f"input template {template!r} must name columns, e.g. 'review: {{sentence}}'")
     return tuple(dict.fromkeys(names))
 
 
@@ -242,17 +260,25 @@ def _render(template: str, row: Row, hint: str) -> str:
 # ----------------------------------------------------------------------------- registry
 
 
-def _builtin(name: str, kind: str, template: str, target: str, hub: HubSource, metric: str,
-             label_words: tuple[str, ...] = (), **extra: Any) -> Task:
+def _builtin(
+    name: str,
+    kind: str,
+    template: str,
+    target: str,
+    hub: HubSource,
+    metric: str,
+    label_words: tuple[str, ...] = (),
+    **extra: Any,
+) -> Task:
     """A built-in task; its column hint lists the columns its template and target use."""
     columns = (*template_fields(template), *extra.get("choice_columns", ()), target)
     hint = f"the {name} task needs columns {', '.join(columns)}"
-    return Task(name, kind, label_words, metric, hub, dict(HUB_SPLITS), template, target,
-                column_hint=hint, **extra)
+    return Task(name, kind, label_words, metric, hub, dict(HUB_SPLITS), template, target, column_hint=hint, **extra)
 
 
-def _classify(name: str, template: str, label_words: tuple[str, ...], hub: HubSource,
-              metric: str = "accuracy", **extra: Any) -> Task:
+def _classify(
+    name: str, template: str, label_words: tuple[str, ...], hub: HubSource, metric: str = "accuracy", **extra: Any
+) -> Task:
     """A built-in classification task with a ``label`` column; class names = label words."""
     return _builtin(name, "classification", template, "label", hub, metric, label_words, **extra)
 
@@ -264,35 +290,76 @@ GLUE = "nyu-mll/glue"  # parquet files per configuration on the default branch
 E2E_HUB = HubSource("tuetschek/e2e_nlg", revision=PARQUET_EXPORT)
 XSUM_HUB = HubSource("EdinburghNLP/xsum", revision=PARQUET_EXPORT)
 # GEM's export holds en/ and ru/ configs and challenge_* splits: name the English splits exactly
-WEBNLG_HUB = HubSource("GEM/web_nlg", revision=PARQUET_EXPORT, data_files=tuple(
-    (split, f"en/{split}/*.parquet") for split in ("train", "validation", "test")))
+WEBNLG_HUB = HubSource(
+    "GEM/web_nlg",
+    revision=PARQUET_EXPORT,
+    data_files=tuple((split, f"en/{split}/*.parquet") for split in ("train", "validation", "test")),
+)
 
-TASKS: dict[str, Task] = {task.name: task for task in [
-    _classify("boolq", "boolq question: {question} passage: {passage}", BOOL,
-              HubSource(SUPERGLUE, "boolq")),
-    _classify("cb", "cb hypothesis: {hypothesis} premise: {premise}",
-              ("entailment", "contradiction", "neutral"), HubSource(SUPERGLUE, "cb"), "macro_f1"),
-    _builtin("copa", "choice", "copa premise: {premise} question: {question}", "label",
-             HubSource(SUPERGLUE, "copa"), "accuracy", choice_columns=("choice1", "choice2")),
-    _classify("rte", "rte sentence1: {premise} sentence2: {hypothesis}",
-              ("entailment", "not_entailment"), HubSource(SUPERGLUE, "rte")),
-    _classify("wic", "wic sentence1: {sentence1} sentence2: {sentence2} word: {word}", BOOL,
-              HubSource(SUPERGLUE, "wic")),
-    _classify("wsc", "wsc text: {text} pronoun: {span2_text} candidate: {span1_text}", BOOL,
-              HubSource(SUPERGLUE, "wsc.fixed"), expand=lift_wsc_target),
-    _classify("multirc", "multirc question: {question} answer: {answer} paragraph: {paragraph}",
-              BOOL, HubSource(SUPERGLUE, "multirc"), "f1", expand=flatten_multirc),
-    _classify("sst2", "sst2 sentence: {sentence}", ("negative", "positive"),
-              HubSource(GLUE, "sst2")),
-    _classify("mrpc", "mrpc sentence1: {sentence1} sentence2: {sentence2}",
-              ("not_equivalent", "equivalent"), HubSource(GLUE, "mrpc"), "f1"),
-    _classify("qqp", "qqp question1: {question1} question2: {question2}",
-              ("not_duplicate", "duplicate"), HubSource(GLUE, "qqp"), "f1"),
-    _builtin("e2e_nlg", "generation", "{mr}", "ref", E2E_HUB, "bleu", expand=expand_e2e),
-    _builtin("webnlg", "generation", "{triples}", "text", WEBNLG_HUB, "bleu",
-             expand=expand_webnlg),
-    _builtin("xsum", "generation", "summarize: {document}", "summary", XSUM_HUB, "rougeL"),
-]}
+TASKS: dict[str, Task] = {
+    task.name: task
+    for task in [
+        _classify("boolq", "boolq question: {question} passage: {passage}", BOOL, HubSource(SUPERGLUE, "boolq")),
+        _classify(
+            "cb",
+            "cb hypothesis: {hypothesis} premise: {premise}",
+            ("entailment", "contradiction", "neutral"),
+            HubSource(SUPERGLUE, "cb"),
+            "macro_f1",
+        ),
+        _builtin(
+            "copa",
+            "choice",
+            "copa premise: {premise} question: {question}",
+            "label",
+            HubSource(SUPERGLUE, "copa"),
+            "accuracy",
+            choice_columns=("choice1", "choice2"),
+        ),
+        _classify(
+            "rte",
+            "rte sentence1: {premise} sentence2: {hypothesis}",
+            ("entailment", "not_entailment"),
+            HubSource(SUPERGLUE, "rte"),
+        ),
+        _classify(
+            "wic", "wic sentence1: {sentence1} sentence2: {sentence2} word: {word}", BOOL, HubSource(SUPERGLUE, "wic")
+        ),
+        _classify(
+            "wsc",
+            "wsc text: {text} pronoun: {span2_text} candidate: {span1_text}",
+            BOOL,
+            HubSource(SUPERGLUE, "wsc.fixed"),
+            expand=lift_wsc_target,
+        ),
+        _classify(
+            "multirc",
+            "multirc question: {question} answer: {answer} paragraph: {paragraph}",
+            BOOL,
+            HubSource(SUPERGLUE, "multirc"),
+            "f1",
+            expand=flatten_multirc,
+        ),
+        _classify("sst2", "sst2 sentence: {sentence}", ("negative", "positive"), HubSource(GLUE, "sst2")),
+        _classify(
+            "mrpc",
+            "mrpc sentence1: {sentence1} sentence2: {sentence2}",
+            ("not_equivalent", "equivalent"),
+            HubSource(GLUE, "mrpc"),
+            "f1",
+        ),
+        _classify(
+            "qqp",
+            "qqp question1: {question1} question2: {question2}",
+            ("not_duplicate", "duplicate"),
+            HubSource(GLUE, "qqp"),
+            "f1",
+        ),
+        _builtin("e2e_nlg", "generation", "{mr}", "ref", E2E_HUB, "bleu", expand=expand_e2e),
+        _builtin("webnlg", "generation", "{triples}", "text", WEBNLG_HUB, "bleu", expand=expand_webnlg),
+        _builtin("xsum", "generation", "summarize: {document}", "summary", XSUM_HUB, "rougeL"),
+    ]
+}
 
 
 def get_task(name: str) -> Task:

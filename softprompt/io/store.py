@@ -21,8 +21,8 @@ import torch
 import transformers
 
 from softprompt import __version__
-from softprompt.io.atomic import atomic_write, atomic_write_text
 from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import atomic_write, atomic_write_text
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompts import PromptBank
 
@@ -32,7 +32,14 @@ PROMPTS = "prompts.safetensors"
 PREFIXES = "prefixes.safetensors"
 PREFIXES_REPARAM = "prefixes_reparam.safetensors"
 REQUIRED = ("format_version", "model", "task", "n_prompts", "seeds")
-_HASH_IGNORED = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "_attn_implementation", "architectures"}
+_HASH_IGNORED = {
+    "_name_or_path",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+    "_attn_implementation",
+    "architectures",
+}
 
 
 def model_fingerprint(config) -> dict[str, Any]:
@@ -93,7 +100,9 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
     """The validated metadata of a run directory."""
     path = Path(directory) / META
     if not path.is_file():
-        raise SoftpromptError(f"{str(directory)!r} is not a softprompt run (no {META}); pass a directory written by `softprompt train`")
+        raise SoftpromptError(
+            f"{str(directory)!r} is not a softprompt run (no {META}); pass a directory written by `softprompt train`"
+        )
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -114,7 +123,9 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
 def check_model(meta: dict[str, Any], config, where: str) -> None:
     """Fail when the artefact's model shapes differ from ``config``."""
     expected, actual = meta["model"], model_fingerprint(config)
-    for key in ("d_model", "vocab_size") + (("num_layers", "num_decoder_layers", "num_heads", "d_kv") if meta.get("prefixes") else ()):
+    for key in ("d_model", "vocab_size") + (
+        ("num_layers", "num_decoder_layers", "num_heads", "d_kv") if meta.get("prefixes") else ()
+    ):
         if expected.get(key) != actual[key]:
             raise SoftpromptError(
                 f"{where} was trained on a model with {key}={expected.get(key)} but this model has "
@@ -144,12 +155,16 @@ def load_banks(directory: str | os.PathLike, config) -> tuple[dict[str, Any], Pr
         prefixes = PrefixBank(meta["n_prompts"], shape)
         for site in shape.sites:
             if tuple(kvs[site].shape) != tuple(prefixes.kv[site].shape):
-                raise SoftpromptError(f"{directory / PREFIXES} does not match the model's prefix shape at {site!r}; retrain")
+                raise SoftpromptError(
+                    f"{directory / PREFIXES} does not match the model's prefix shape at {site!r}; retrain"
+                )
             prefixes.kv[site].data.copy_(kvs[site])
     return meta, prompts, prefixes
 
 
-def read_bank_tensors(directory: str | os.PathLike, meta: dict[str, Any]) -> tuple[torch.Tensor | None, dict[str, torch.Tensor] | None]:
+def read_bank_tensors(
+    directory: str | os.PathLike, meta: dict[str, Any]
+) -> tuple[torch.Tensor | None, dict[str, torch.Tensor] | None]:
     """A run's stored banks without a model: prompts (N, P, d) and folded prefixes site -> (N, L, 2, H, Pp, d_kv)
     (None for a bank the run does not have); ``meta`` is the run's ``read_meta``."""
     directory = Path(directory)
@@ -157,12 +172,16 @@ def read_bank_tensors(directory: str | os.PathLike, meta: dict[str, Any]) -> tup
     if meta.get("prompts"):
         prompts = load_tensors(directory / PROMPTS, meta).get("prompts")
         if prompts is None or prompts.dim() != 3 or prompts.shape[0] != meta["n_prompts"]:
-            raise SoftpromptError(f"{directory / PROMPTS} does not hold the {meta['n_prompts']} prompts softprompt.json describes; retrain or restore it")
+            raise SoftpromptError(
+                f"{directory / PROMPTS} does not hold the {meta['n_prompts']} prompts softprompt.json describes; retrain or restore it"
+            )
     if meta.get("prefixes"):
         tensors = load_tensors(directory / PREFIXES, meta)
         prefixes = {site: tensors.get(f"kv.{site}") for site in meta["prefixes"]["sites"]}
         if any(kv is None or kv.dim() != 6 or kv.shape[0] != meta["n_prompts"] for kv in prefixes.values()):
-            raise SoftpromptError(f"{directory / PREFIXES} does not hold the prefixes softprompt.json describes; retrain or restore it")
+            raise SoftpromptError(
+                f"{directory / PREFIXES} does not hold the prefixes softprompt.json describes; retrain or restore it"
+            )
     return prompts, prefixes
 
 
@@ -187,4 +206,6 @@ def load_tensors(path: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
     try:
         return safetensors.torch.load(data)
     except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise SoftpromptError(f"{path} is corrupted or truncated ({str(error).splitlines()[0]}); retrain or restore it") from None
+        raise SoftpromptError(
+            f"{path} is corrupted or truncated ({str(error).splitlines()[0]}); retrain or restore it"
+        ) from None

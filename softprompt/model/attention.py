@@ -17,8 +17,8 @@ Because it works below ``T5Stack``, it reaches the encoder too (``T5Stack`` drop
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -94,7 +94,9 @@ def _with_prefix(kernel):
             return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
         site, layer = module.softprompt_site
         if site == "cross" and query.shape[0] != key.shape[0]:  # K decoder rows per encoder row (candidates, beams)
-            return _fold_candidates(attention, context, module, query, key, value, attention_mask, position_bias, **kwargs)
+            return _fold_candidates(
+                attention, context, module, query, key, value, attention_mask, position_bias, **kwargs
+            )
         if context.captured is not None:
             context.captured[(site, layer)] = (key, value)
         prefix = context.kv.get(site)
@@ -102,7 +104,9 @@ def _with_prefix(kernel):
             return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
         n_prefix, batch = prefix.shape[-2], query.shape[0]
         layers = context.once(  # 2L tensors (B, H, Pp, d_kv): layer l's keys at 2l, its values at 2l+1
-            (site, "kv"), prefix, (batch, key.dtype, key.device),
+            (site, "kv"),
+            prefix,
+            (batch, key.dtype, key.device),
             lambda: _match_batch(prefix, batch).to(key.device, key.dtype).flatten(1, 2).unbind(1),
         )
         if attention_mask is None and site == "decoder" and query.shape[2] > 1:
@@ -111,16 +115,24 @@ def _with_prefix(kernel):
         key = torch.cat([layers[2 * layer], key], dim=2)  # (B, H, Pp+K, d_kv)
         value = torch.cat([layers[2 * layer + 1], value], dim=2)
         if attention_mask is not None:  # make() runs inside once(), before the name is rebound
-            attention_mask = context.once((site, "mask"), attention_mask, (n_prefix,), lambda: _pad_front(
-                attention_mask, n_prefix, True if attention_mask.dtype == torch.bool else 0.0))
+            attention_mask = context.once(
+                (site, "mask"),
+                attention_mask,
+                (n_prefix,),
+                lambda: _pad_front(attention_mask, n_prefix, True if attention_mask.dtype == torch.bool else 0.0),
+            )
         if position_bias is not None:  # prefix columns: zero bias
-            position_bias = context.once((site, "bias"), position_bias, (n_prefix,), lambda: _pad_front(position_bias, n_prefix, 0.0))
+            position_bias = context.once(
+                (site, "bias"), position_bias, (n_prefix,), lambda: _pad_front(position_bias, n_prefix, 0.0)
+            )
         return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
 
     return attention
 
 
-def _fold_candidates(attend, context: PrefixContext, module, query, key, value, attention_mask, position_bias, **kwargs):
+def _fold_candidates(
+    attend, context: PrefixContext, module, query, key, value, attention_mask, position_bias, **kwargs
+):
     """Cross-attention of K decoder rows per encoder row (row b's candidates or beams at rows b·K .. b·K+K-1),
     computed as one row of K·S queries, so the keys/values stay one copy per encoder row instead of K.
     Exact: T5's cross-attention has no relative-position bias, so every query of a row attends to the
@@ -129,13 +141,21 @@ def _fold_candidates(attend, context: PrefixContext, module, query, key, value, 
     rows, heads, length, d_kv = query.shape  # (B·K, H, S, d_kv)
     batch = key.shape[0]
     if rows % batch or module.has_relative_attention_bias:
-        raise ValueError(f"cross-attention of {rows} decoder rows over {batch} encoder rows: "
-                         "expected K whole candidates per row and no relative-position bias")
+        raise ValueError(
+            f"cross-attention of {rows} decoder rows over {batch} encoder rows: "
+            "expected K whole candidates per row and no relative-position bias"
+        )
     k = rows // batch
-    folded = query.view(batch, k, heads, length, d_kv).transpose(1, 2).reshape(batch, heads, k * length, d_kv)  # (B, H, K·S, d_kv)
+    folded = (
+        query.view(batch, k, heads, length, d_kv).transpose(1, 2).reshape(batch, heads, k * length, d_kv)
+    )  # (B, H, K·S, d_kv)
     # masks and biases of (B·K, B or 1) rows -> one per encoder row (B or 1), one query row for all queries
-    mask, bias = (None if t is None else context.once(("cross", name), t, (k,), lambda t=t: (t[::k] if t.shape[0] == rows else t)[:, :, :1])
-                  for name, t in (("folded mask", attention_mask), ("folded bias", position_bias)))
+    mask, bias = (
+        None
+        if t is None
+        else context.once(("cross", name), t, (k,), lambda t=t: (t[::k] if t.shape[0] == rows else t)[:, :, :1])
+        for name, t in (("folded mask", attention_mask), ("folded bias", position_bias))
+    )
     out, weights = attend(module, folded, key, value, mask, position_bias=bias, **kwargs)  # (B, K·S, H, d_kv)
     if weights is not None:  # (B, H, K·S, Tk) -> (B·K, H, S, Tk)
         weights = weights.view(batch, heads, k, length, -1).transpose(1, 2).reshape(rows, heads, length, -1)
@@ -151,7 +171,9 @@ def _match_batch(prefix: torch.Tensor, batch: int) -> torch.Tensor:
     return prefix.repeat_interleave(batch // prefix.shape[0], dim=0)
 
 
-def _causal_mask(q_length: int, k_length: int, device: torch.device, dtype: torch.dtype, additive: bool) -> torch.Tensor:
+def _causal_mask(
+    q_length: int, k_length: int, device: torch.device, dtype: torch.dtype, additive: bool
+) -> torch.Tensor:
     """(1, 1, Q, K) causal mask with the queries aligned to the last Q keys: boolean, or ``additive``
     (0 / dtype's min, as the eager kernel adds its mask)."""
     offset = k_length - q_length

@@ -29,7 +29,9 @@ from softprompt.model.attention import attention_sites
 
 # the keyword that passes a cache to T5's forward() and generate(): ``cache`` from transformers 5.24, before it
 # ``past_key_values`` (5.24 still takes it, with a deprecation warning)
-CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(T5ForConditionalGeneration.forward).parameters else "past_key_values"
+CACHE_ARGUMENT = (
+    "cache" if "cache" in inspect.signature(T5ForConditionalGeneration.forward).parameters else "past_key_values"
+)
 
 
 class SharedCrossAttentionCache(EncoderDecoderCache):
@@ -50,5 +52,7 @@ def beam_search_cache(model: T5ForConditionalGeneration, encoder_hidden: torch.T
     for layer, attention in enumerate(attention_sites(model)["cross"]):
         states = encoder_hidden.to(attention.k.weight.device)
         shape = (*states.shape[:-1], -1, attention.key_value_proj_dim)
-        cross.update(attention.k(states).view(shape).transpose(1, 2), attention.v(states).view(shape).transpose(1, 2), layer)
+        cross.update(
+            attention.k(states).view(shape).transpose(1, 2), attention.v(states).view(shape).transpose(1, 2), layer
+        )
     return SharedCrossAttentionCache(DynamicCache(config=config), cross)  # (B, H, S, d_kv) per layer

@@ -7,8 +7,9 @@ launcher everything here is a no-op, so single-process code pays nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -81,5 +82,5 @@ def gather_examples(local: np.ndarray, total: int) -> np.ndarray:
     torch.distributed.all_gather_object(parts, local)
     out = np.empty((local.shape[0], total, *local.shape[2:]), dtype=local.dtype)
     for r, part in enumerate(parts):
-        out[:, r::world_size()] = part
+        out[:, r :: world_size()] = part
     return out

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 import datasets
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
 from huggingface_hub.errors import (  # HTTPError: the base error of its HTTP client (httpx2; httpx before version 2)
-    GatedRepoError, HfHubHTTPError, HFValidationError, HTTPError, OfflineModeIsEnabled, RepositoryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    HFValidationError,
+    HTTPError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
 )
 
 
@@ -40,7 +45,9 @@ def ask_hub(repo_id: str, filename: str, repo_type: str | None = None, cache_fir
     try:
         if cache_first and isinstance(try_to_load_from_cache(repo_id, filename, repo_type=repo_type), str):
             return HubAnswer("cached")
-        get_hf_file_metadata(url=hf_hub_url(repo_id, filename, repo_type=repo_type), timeout=constants.HF_HUB_ETAG_TIMEOUT)
+        get_hf_file_metadata(
+            url=hf_hub_url(repo_id, filename, repo_type=repo_type), timeout=constants.HF_HUB_ETAG_TIMEOUT
+        )
     except HFValidationError as error:
         return HubAnswer("invalid", first_line(error))
     except OfflineModeIsEnabled:

@@ -11,8 +11,8 @@ import torch
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
 
-from softprompt.model.distributed import default_device
 from softprompt.errors import SoftpromptError
+from softprompt.model.distributed import default_device
 from softprompt.model.hub import ask_hub, first_line
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"  # softprompt/assets
@@ -61,8 +61,10 @@ def resolve_model_name(name: str) -> str:
     if name in EMBEDDED:
         directory = EMBEDDED[name]
         if not (directory / "config.json").is_file():
-            raise SoftpromptError(f"{name}'s files are missing from this installation ({directory}); reinstall softprompt "
-                                  "or pass --model with a hub name (e.g. t5-small) or a local T5 directory")
+            raise SoftpromptError(
+                f"{name}'s files are missing from this installation ({directory}); reinstall softprompt "
+                "or pass --model with a hub name (e.g. t5-small) or a local T5 directory"
+            )
         return str(directory)
     return ALIASES.get(name, name)
 
@@ -266,27 +268,35 @@ def _check_local_dir(source: str) -> None:
     if not (path / "config.json").is_file():
         raise SoftpromptError(f"model directory {source!r} has no config.json; save it with save_pretrained()")
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-        raise SoftpromptError(f"model directory {source!r} has no weights (*.safetensors); save it with save_pretrained()")
+        raise SoftpromptError(
+            f"model directory {source!r} has no weights (*.safetensors); save it with save_pretrained()"
+        )
 
 
 def _check_hub_model(name: str, repo_id: str) -> None:
     answer, hint = ask_hub(repo_id, "config.json"), model_typo_hint(name)
     if answer.status == "invalid":
-        raise SoftpromptError(f"model {name!r} is neither a local directory nor a hub name ({answer.detail}); "
-                              f"{hint}pass a local T5 directory or a hub name such as google/flan-t5-base")
+        raise SoftpromptError(
+            f"model {name!r} is neither a local directory nor a hub name ({answer.detail}); "
+            f"{hint}pass a local T5 directory or a hub name such as google/flan-t5-base"
+        )
     if answer.status == "offline":
-        raise SoftpromptError(f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}"
-                              f"download it while online (hf download {repo_id}), or pass a local T5 directory")
+        raise SoftpromptError(
+            f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}"
+            f"download it while online (hf download {repo_id}), or pass a local T5 directory"
+        )
     if answer.status == "not found":
-        raise SoftpromptError(f"model {name!r} is neither a local directory nor a model on the Hugging Face hub; "
-                              f"{hint}check the spelling, log in (hf auth login) if it is private, or pass a local T5 directory")
+        raise SoftpromptError(
+            f"model {name!r} is neither a local directory nor a model on the Hugging Face hub; "
+            f"{hint}check the spelling, log in (hf auth login) if it is private, or pass a local T5 directory"
+        )
     if answer.status == "unreachable":
         raise SoftpromptError(
             f"cannot reach the Hugging Face hub for model {name!r} ({answer.detail}) and it is not in the local cache; "
             f"{hint}to work offline, download it while online (hf download {repo_id}) and set HF_HUB_OFFLINE=1, or pass "
-            "a local T5 directory")
+            "a local T5 directory"
+        )
 
 
 def _has_tokenizer(path: Path) -> bool:
     return (path / "tokenizer.json").is_file() or (path / "spiece.model").is_file()
-

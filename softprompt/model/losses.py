@@ -12,7 +12,9 @@ import torch
 from torch.nn import functional as F
 
 BLOCK_ELEMENTS = 1 << 24  # at most this many logits upcast at a time (64 MiB of float32)
-BLOCKS = 8  # and at most an eighth of the rows: a block's float32 copy is a quarter of the size of all the (16-bit) logits
+BLOCKS = (
+    8  # and at most an eighth of the rows: a block's float32 copy is a quarter of the size of all the (16-bit) logits
+)
 
 
 class LowPrecisionCrossEntropy(torch.autograd.Function):
@@ -76,7 +78,9 @@ def sequence_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return -token_losses(logits, labels).sum(dim=1)
 
 
-def per_prompt_loss_sums(logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int) -> torch.Tensor:
+def per_prompt_loss_sums(
+    logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int
+) -> torch.Tensor:
     """Per prompt: the sum of token cross-entropies over its rows, (N,)."""
     token = token_losses(logits, labels)  # (R, S)
     return torch.zeros(n_prompts, device=logits.device).index_add(0, prompt_ids, token.sum(dim=1))
@@ -88,7 +92,9 @@ def per_prompt_token_counts(labels: torch.Tensor, prompt_ids: torch.Tensor, n_pr
     return torch.zeros(n_prompts, device=labels.device).index_add(0, prompt_ids, counts)
 
 
-def per_prompt_loss(logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int) -> torch.Tensor:
+def per_prompt_loss(
+    logits: torch.Tensor, labels: torch.Tensor, prompt_ids: torch.Tensor, n_prompts: int
+) -> torch.Tensor:
     """Each prompt's token-mean cross-entropy over its own rows: (N,).
 
     Summing these gives a joint loss whose gradient for prompt n is exactly the gradient of prompt

@@ -15,8 +15,8 @@ Every tensor has the prompt index as its leading dimension, so prompts never sha
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ class PrefixShape:
     length: int
 
     @classmethod
-    def for_config(cls, config, length: int, sites: Sequence[str] = SITES) -> "PrefixShape":
+    def for_config(cls, config, length: int, sites: Sequence[str] = SITES) -> PrefixShape:
         """The prefix shape of a T5 config (encoder layers for 'encoder', decoder layers otherwise)."""
         layers = tuple(config.num_layers if site == "encoder" else config.num_decoder_layers for site in sites)
         return cls(tuple(sites), layers, config.num_heads, config.d_kv, length)
@@ -96,7 +96,7 @@ class PrefixBank(nn.Module):
         deterministic on the CPU (see ``PromptBank.forward``): rows of one prompt add up in a fixed order."""
         return {site: kv.index_select(0, prompt_ids) for site, kv in self.full().items()}
 
-    def fold(self) -> "PrefixBank":
+    def fold(self) -> PrefixBank:
         """A direct bank holding the computed prefixes (the MLP is dropped)."""
         folded = PrefixBank(self.n_prompts, self.shape)
         with torch.no_grad():

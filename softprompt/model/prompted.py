@@ -14,8 +14,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from softprompt.model.attention import attention_sites, install_prefix_attention
 from softprompt.model.beam_cache import CACHE_ARGUMENT, beam_search_cache
-from softprompt.model.losses import sequence_log_probs
 from softprompt.model.loading import FrozenT5
+from softprompt.model.losses import sequence_log_probs
 from softprompt.model.prefixes import PrefixBank
 from softprompt.model.prompts import PromptBank
 
@@ -51,7 +51,7 @@ class PromptedT5(nn.Module):
             if bank is not None:
                 bank.to(device)
 
-    def to(self, *args, **kwargs) -> "PromptedT5":
+    def to(self, *args, **kwargs) -> PromptedT5:
         """Move the banks only: the frozen model stays where it was loaded (it may span devices)."""
         for bank in (self.prompts, self.prefixes):
             if bank is not None:
@@ -106,7 +106,11 @@ class PromptedT5(nn.Module):
         self.select(prompt_ids)
         embeds, mask = self.embed(input_ids, attention_mask, prompt_ids)
         return self.model(
-            inputs_embeds=embeds, attention_mask=mask, labels=labels, decoder_input_ids=decoder_input_ids, use_cache=False
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            labels=labels,
+            decoder_input_ids=decoder_input_ids,
+            use_cache=False,
         )
 
     @torch.no_grad()
@@ -119,7 +123,11 @@ class PromptedT5(nn.Module):
         encoder_outputs, mask = self.encode(input_ids, attention_mask, prompt_ids)
         config = self.model.generation_config
         beams = generate_kwargs.get("num_beams") or config.num_beams or 1
-        if beams > 1 and generate_kwargs.get("use_cache", config.use_cache) is not False and CACHE_ARGUMENT not in generate_kwargs:
+        if (
+            beams > 1
+            and generate_kwargs.get("use_cache", config.use_cache) is not False
+            and CACHE_ARGUMENT not in generate_kwargs
+        ):
             generate_kwargs[CACHE_ARGUMENT] = beam_search_cache(self.model, encoder_outputs.last_hidden_state)
         return self.model.generate(encoder_outputs=encoder_outputs, attention_mask=mask, **generate_kwargs)
 
@@ -155,7 +163,9 @@ class PromptedT5(nn.Module):
     def real_word_prefix(self, text: str, length: int) -> dict[str, torch.Tensor]:
         """Keys/values the frozen model computes for ``text`` at every site (Li & Liang's real-word
         init): site -> (L, 2, H, Pp, d_kv), the text's tokens tiled or trimmed to ``length``."""
-        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(self.model.get_input_embeddings().weight.device)
+        ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(
+            self.model.get_input_embeddings().weight.device
+        )
         self.context.kv, self.context.captured = {}, {}
         try:
             self.model(input_ids=ids, decoder_input_ids=ids, use_cache=False)

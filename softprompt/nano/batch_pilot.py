@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import transformers
 
-from softprompt.io.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import atomic_write_text
 from softprompt.nano.lineage import SIZES, STAGES, stage_configs
 from softprompt.nano.pretrain import PretrainConfig, pretrain
 
@@ -49,16 +49,34 @@ def arm_config(size: str, batch: int, seconds: float, steps_per_second: float) -
 def run_arm(corpus: str | Path, out: Path, cfg: PretrainConfig, seconds: float, device: str) -> dict[str, Any]:
     """Train one arm in ``out`` (stopped at 1.3 × ``seconds`` of wall time if its rate was overestimated)."""
     every = max(1, cfg.steps // EVALS)
-    return pretrain(corpus, out, cfg, minutes=1.3 * seconds / 60, device=device, log_every=every, eval_every=every,
-                    eval_batches=max(1, VALIDATION_ROWS // cfg.batch_size), checkpoint_minutes=1e9)
+    return pretrain(
+        corpus,
+        out,
+        cfg,
+        minutes=1.3 * seconds / 60,
+        device=device,
+        log_every=every,
+        eval_every=every,
+        eval_batches=max(1, VALIDATION_ROWS // cfg.batch_size),
+        checkpoint_minutes=1e9,
+    )
 
 
 def curve(run_dir: Path) -> list[dict[str, float]]:
     """Validation points of a run: training seconds, input tokens, span and prefix-LM validation loss."""
     records = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     logged = {r["step"]: r for r in records if "elapsed_s" in r}
-    return [{"step": r["step"], "seconds": logged[r["step"]]["elapsed_s"], "tokens": logged[r["step"]]["input_tokens"],
-             "span": r["eval"]["span"]["loss"], "lm": r["eval"]["lm"]["loss"]} for r in records if "eval" in r]
+    return [
+        {
+            "step": r["step"],
+            "seconds": logged[r["step"]]["elapsed_s"],
+            "tokens": logged[r["step"]]["input_tokens"],
+            "span": r["eval"]["span"]["loss"],
+            "lm": r["eval"]["lm"]["loss"],
+        }
+        for r in records
+        if "eval" in r
+    ]
 
 
 def at_seconds(points: list[dict[str, float]], key: str, seconds: float) -> float | None:
@@ -74,16 +92,21 @@ def summary(out: Path, arms: dict[int, PretrainConfig], seconds: float, device: 
     span-corruption phase), and both losses at the end of its schedule (after the prefix-LM tail)."""
     marks = (0.25, 0.5, 0.75)
     header = " / ".join(f"{m * seconds:.0f} s" for m in marks)
-    lines = [f"# stage 1 at equal training time ({seconds:g} s per arm, {device})", "",
-             f"| batch | lr | steps (done / planned) | input tokens | s/step | span loss at {header} | end: span / prefix LM |",
-             "|---:|---:|---|---:|---:|---|---|"]
+    lines = [
+        f"# stage 1 at equal training time ({seconds:g} s per arm, {device})",
+        "",
+        f"| batch | lr | steps (done / planned) | input tokens | s/step | span loss at {header} | end: span / prefix LM |",
+        "|---:|---:|---|---:|---:|---|---|",
+    ]
     for batch, cfg in arms.items():
         points = curve(out / f"b{batch}")
         state = json.loads((out / f"b{batch}" / "model" / "state.json").read_text())
         spans = " / ".join("—" if (v := at_seconds(points, "span", m * seconds)) is None else f"{v:.3f}" for m in marks)
         end = f"{points[-1]['span']:.3f} / {points[-1]['lm']:.3f}" if points else "no validation point"
-        lines.append(f"| {batch} | {cfg.lr:.3g} | {state['step']} / {cfg.steps} | {state['input_tokens'] / 1e6:.2f} M | "
-                     f"{state['train_seconds'] / max(1, state['step']):.4f} | {spans} | {end} |")
+        lines.append(
+            f"| {batch} | {cfg.lr:.3g} | {state['step']} / {cfg.steps} | {state['input_tokens'] / 1e6:.2f} M | "
+            f"{state['train_seconds'] / max(1, state['step']):.4f} | {spans} | {end} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -91,7 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", required=True, help="directory written by python -m softprompt.nano.corpus")
-    parser.add_argument("--out", required=True, help="pilot folder: one run folder per arm (b64, b256, ...) and summary.md")
+    parser.add_argument(
+        "--out", required=True, help="pilot folder: one run folder per arm (b64, b256, ...) and summary.md"
+    )
     parser.add_argument("--size", default="t5-nano", choices=sorted(SIZES))
     parser.add_argument("--seconds", type=float, default=80.0, help="training seconds per arm")
     parser.add_argument("--batches", default="64,256,1024", help="comma-separated batch sizes (multiples of 64)")

@@ -19,7 +19,9 @@ from softprompt.model.loading import load_tokenizer
 from softprompt.nano.optim import RMSScaledAdamW
 
 
-def save_checkpoint(out: Path, model: T5ForConditionalGeneration, optimizer: RMSScaledAdamW, state: dict[str, Any]) -> None:
+def save_checkpoint(
+    out: Path, model: T5ForConditionalGeneration, optimizer: RMSScaledAdamW, state: dict[str, Any]
+) -> None:
     """Write ``out/model`` (HF model directory + tokenizer + optimizer.safetensors + state.json) via a
     temporary directory, so a crash leaves either the old or the new checkpoint complete."""
     tmp, final, old = out / "model.tmp", out / "model", out / "model.old"
@@ -27,7 +29,9 @@ def save_checkpoint(out: Path, model: T5ForConditionalGeneration, optimizer: RMS
     model.save_pretrained(tmp)
     load_tokenizer().save_pretrained(tmp)
     names = {id(p): n for n, p in model.named_parameters()}
-    tensors = {f"{names[id(p)]}.{k}": v.detach().cpu().contiguous() for p, s in optimizer.state.items() for k, v in s.items()}
+    tensors = {
+        f"{names[id(p)]}.{k}": v.detach().cpu().contiguous() for p, s in optimizer.state.items() for k, v in s.items()
+    }
     safetensors.torch.save_file(tensors, tmp / "optimizer.safetensors")
     atomic_write_text(tmp / "state.json", json.dumps({**state, "optimizer_steps": optimizer.steps_taken}, indent=1))
     shutil.rmtree(old, ignore_errors=True)
@@ -48,7 +52,9 @@ def load_checkpoint(out: Path) -> tuple[T5ForConditionalGeneration, dict[str, to
     return None
 
 
-def restore_optimizer(optimizer: RMSScaledAdamW, model: T5ForConditionalGeneration, tensors: dict[str, torch.Tensor], steps: int) -> None:
+def restore_optimizer(
+    optimizer: RMSScaledAdamW, model: T5ForConditionalGeneration, tensors: dict[str, torch.Tensor], steps: int
+) -> None:
     """Put saved moment estimates back onto ``model``'s parameters."""
     for name, param in model.named_parameters():
         if f"{name}.exp_avg" in tensors:

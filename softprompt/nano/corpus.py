@@ -19,11 +19,11 @@ import hashlib
 import json
 import re
 import subprocess
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -34,7 +34,9 @@ from softprompt.model.loading import TOKENIZER_DIR, load_tokenizer
 VALIDATION_PERCENT = 1  # share of (deduplicated) paragraphs held out, chosen by text hash
 MIN_WORDS = 5
 SPLITS = ("train", "validation")
-EXCLUDED_HTML = re.compile(r"(^|/)(_sources|_static|_images|_modules|_downloads)/|(^|/)(genindex|search|py-modindex|modindex)[^/]*\.html$")
+EXCLUDED_HTML = re.compile(
+    r"(^|/)(_sources|_static|_images|_modules|_downloads)/|(^|/)(genindex|search|py-modindex|modindex)[^/]*\.html$"
+)
 
 
 @dataclass(frozen=True)
@@ -70,16 +72,56 @@ PACKAGES: tuple[Source, ...] = (
 )
 
 # typographic punctuation -> ASCII, so the English-only (ASCII share) filter keeps curly-quoted prose
-PUNCTUATION = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-",
-                             "\u2026": "...", "\u00a0": " ", "\u00b6": " ", "\u2022": " "})
+PUNCTUATION = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2026": "...",
+        "\u00a0": " ",
+        "\u00b6": " ",
+        "\u2022": " ",
+    }
+)
 
 
 class _HTMLText(HTMLParser):
     """Text of an HTML page as paragraphs: block elements end a paragraph, code and navigation are dropped."""
 
     SKIP = {"script", "style", "head", "pre", "nav", "svg", "math", "textarea"}
-    BLOCK = {"p", "div", "li", "dd", "dt", "td", "th", "tr", "br", "hr", "blockquote", "section", "table", "ul", "ol",
-             "dl", "title", "article", "header", "footer", "caption", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6"}
+    BLOCK = {
+        "p",
+        "div",
+        "li",
+        "dd",
+        "dt",
+        "td",
+        "th",
+        "tr",
+        "br",
+        "hr",
+        "blockquote",
+        "section",
+        "table",
+        "ul",
+        "ol",
+        "dl",
+        "title",
+        "article",
+        "header",
+        "footer",
+        "caption",
+        "figcaption",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+    }
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -171,8 +213,12 @@ def pod_paragraphs(text: str) -> list[str]:
 
 
 EXTRACTORS: dict[str, Callable[[str], list[str]]] = {
-    "html": html_paragraphs, "text": text_paragraphs, "dictd": dictd_paragraphs, "wordnet": wordnet_paragraphs,
-    "fortune": fortune_paragraphs, "pod": pod_paragraphs,
+    "html": html_paragraphs,
+    "text": text_paragraphs,
+    "dictd": dictd_paragraphs,
+    "wordnet": wordnet_paragraphs,
+    "fortune": fortune_paragraphs,
+    "pod": pod_paragraphs,
 }
 
 
@@ -214,7 +260,9 @@ def fetch(source: Source, out: Path) -> tuple[Path, Path]:
     if not found:
         result = subprocess.run(["apt-get", "download", source.package], cwd=debs, capture_output=True, text=True)
         if result.returncode:
-            raise SystemExit(f"apt-get download {source.package} failed ({result.stderr.strip()}); run apt-get update first")
+            raise SystemExit(
+                f"apt-get download {source.package} failed ({result.stderr.strip()}); run apt-get update first"
+            )
         found = sorted(debs.glob(f"{source.package}_*.deb"))
     deb = found[-1]
     if not (tree / ".complete").is_file():
@@ -248,16 +296,24 @@ def licences(tree: Path, package: str) -> list[str]:
     text = path.read_text(errors="replace")
     if re.match(r"Format:", text):  # machine-readable (DEP-5): the short names of the License fields
         return list(dict.fromkeys(m.strip() for m in re.findall(r"^License:[ \t]*(\S[^\n]*)$", text, flags=re.M)))
-    known = {"GNU Free Documentation License": "GFDL", "GNU General Public License": "GPL", "Python License": "PSF-2.0",
-             "Artistic License": "Artistic", "University of California": "BSD", "public domain": "public-domain",
-             "Creative Commons": "CC"}
+    known = {
+        "GNU Free Documentation License": "GFDL",
+        "GNU General Public License": "GPL",
+        "Python License": "PSF-2.0",
+        "Artistic License": "Artistic",
+        "University of California": "BSD",
+        "public domain": "public-domain",
+        "Creative Commons": "CC",
+    }
     named = [name for phrase, name in known.items() if phrase.lower() in text.lower()]
     return named or ["see copyright file"]
 
 
 def deb_field(deb: Path, field: str) -> str:
     """A control field of a .deb (``dpkg-deb -f``)."""
-    return subprocess.run(["dpkg-deb", "-f", str(deb), field], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["dpkg-deb", "-f", str(deb), field], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def tokenise(tokenizer: PreTrainedTokenizerBase, paragraphs: list[str], handle, chunk: int = 4096) -> int:
@@ -273,21 +329,31 @@ def tokenise(tokenizer: PreTrainedTokenizerBase, paragraphs: list[str], handle, 
 
 def token_header(counts: dict[str, int], tokenizer: PreTrainedTokenizerBase) -> dict:
     """The ``tokens`` section of ``manifest.json`` that ``softprompt.nano.pretrain`` reads."""
-    return {"dtype": "uint16", "eos_id": tokenizer.eos_token_id, "vocab_size": len(tokenizer),
-            "tokenizer_sha256": hashlib.sha256((TOKENIZER_DIR / "tokenizer.json").read_bytes()).hexdigest(),
-            "files": {split: {"path": f"{split}.bin", "tokens": counts[split]} for split in SPLITS}}
+    return {
+        "dtype": "uint16",
+        "eos_id": tokenizer.eos_token_id,
+        "vocab_size": len(tokenizer),
+        "tokenizer_sha256": hashlib.sha256((TOKENIZER_DIR / "tokenizer.json").read_bytes()).hexdigest(),
+        "files": {split: {"path": f"{split}.bin", "tokens": counts[split]} for split in SPLITS},
+    }
 
 
-def write_token_files(out: Path, splits: dict[str, Iterable[list[str]]], tokenizer: PreTrainedTokenizerBase) -> dict[str, list[int]]:
+def write_token_files(
+    out: Path, splits: dict[str, Iterable[list[str]]], tokenizer: PreTrainedTokenizerBase
+) -> dict[str, list[int]]:
     """Tokenise ``{split: [paragraphs of package 1, of package 2, ...]}`` into ``<split>.bin`` (atomically:
     a run memory-mapping the old file keeps reading it intact); returns each split's token count per package."""
     counts: dict[str, list[int]] = {split: [] for split in splits}
     for split, groups in splits.items():
-        atomic_write(out / f"{split}.bin", partial(_write_groups, groups=groups, counts=counts[split], tokenizer=tokenizer))
+        atomic_write(
+            out / f"{split}.bin", partial(_write_groups, groups=groups, counts=counts[split], tokenizer=tokenizer)
+        )
     return counts
 
 
-def _write_groups(path: str, groups: Iterable[list[str]], counts: list[int], tokenizer: PreTrainedTokenizerBase) -> None:
+def _write_groups(
+    path: str, groups: Iterable[list[str]], counts: list[int], tokenizer: PreTrainedTokenizerBase
+) -> None:
     """Tokenise each group into ``path``, appending each group's token count to ``counts``."""
     with open(path, "wb") as handle:
         counts.extend(tokenise(tokenizer, group, handle) for group in groups)
@@ -300,8 +366,10 @@ class TokenCorpus:
         manifest_path = Path(directory) / "manifest.json"
         self.manifest_sha256 = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
         header = json.loads(manifest_path.read_text())["tokens"]
-        self.splits = {name: np.memmap(Path(directory) / f["path"], dtype=header["dtype"], mode="r", shape=(f["tokens"],))
-                       for name, f in header["files"].items()}
+        self.splits = {
+            name: np.memmap(Path(directory) / f["path"], dtype=header["dtype"], mode="r", shape=(f["tokens"],))
+            for name, f in header["files"].items()
+        }
 
 
 @lru_cache(maxsize=4)
@@ -352,14 +420,25 @@ def build(out: Path, sources: Iterable[Source] = PACKAGES) -> dict:
                 kept["validation" if is_validation(key) else "train"].append(line)
         for split in SPLITS:
             splits[split].append(kept[split])
-        records.append({
-            "package": source.package, "version": deb_field(deb, "Version"), "deb": deb.name,
-            "deb_sha256": hashlib.sha256(deb.read_bytes()).hexdigest(), "deb_bytes": deb.stat().st_size,
-            "licences": licences(tree, source.package), "kind": source.kind, "files": source.pattern,
-            "paragraphs_extracted": len(lines), "paragraphs_kept": sum(len(v) for v in kept.values()),
-            "text_bytes": sum(len(p.encode()) + 1 for v in kept.values() for p in v),
-        })
-        print(f"{source.package}: {records[-1]['paragraphs_kept']:,} paragraphs, {records[-1]['text_bytes'] / 1e6:.1f} MB", flush=True)
+        records.append(
+            {
+                "package": source.package,
+                "version": deb_field(deb, "Version"),
+                "deb": deb.name,
+                "deb_sha256": hashlib.sha256(deb.read_bytes()).hexdigest(),
+                "deb_bytes": deb.stat().st_size,
+                "licences": licences(tree, source.package),
+                "kind": source.kind,
+                "files": source.pattern,
+                "paragraphs_extracted": len(lines),
+                "paragraphs_kept": sum(len(v) for v in kept.values()),
+                "text_bytes": sum(len(p.encode()) + 1 for v in kept.values() for p in v),
+            }
+        )
+        print(
+            f"{source.package}: {records[-1]['paragraphs_kept']:,} paragraphs, {records[-1]['text_bytes'] / 1e6:.1f} MB",
+            flush=True,
+        )
     for split in SPLITS:
         atomic_write_text(out / f"{split}.txt", "".join(p + "\n" for group in splits[split] for p in group))
     tokenizer = load_tokenizer(TOKENIZER_DIR)
@@ -367,10 +446,15 @@ def build(out: Path, sources: Iterable[Source] = PACKAGES) -> dict:
     for i, record in enumerate(records):
         record["tokens"] = {split: counts[split][i] for split in SPLITS}
     manifest = {
-        "builder": "python -m softprompt.nano.corpus", "validation_percent": VALIDATION_PERCENT,
-        "packages": records, "tokens": token_header({s: sum(counts[s]) for s in SPLITS}, tokenizer),
-        "totals": {"text_bytes": sum(r["text_bytes"] for r in records), "paragraphs": sum(r["paragraphs_kept"] for r in records),
-                   **{f"{split}_tokens": sum(counts[split]) for split in SPLITS}},
+        "builder": "python -m softprompt.nano.corpus",
+        "validation_percent": VALIDATION_PERCENT,
+        "packages": records,
+        "tokens": token_header({s: sum(counts[s]) for s in SPLITS}, tokenizer),
+        "totals": {
+            "text_bytes": sum(r["text_bytes"] for r in records),
+            "paragraphs": sum(r["paragraphs_kept"] for r in records),
+            **{f"{split}_tokens": sum(counts[split]) for split in SPLITS},
+        },
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
     return manifest
@@ -387,11 +471,15 @@ def main(argv: list[str] | None = None) -> None:
         wanted = args.packages.split(",")
         unknown = sorted(set(wanted) - {s.package for s in PACKAGES})
         if unknown:
-            raise SystemExit(f"unknown package(s) {', '.join(unknown)}; choose from {', '.join(s.package for s in PACKAGES)}")
+            raise SystemExit(
+                f"unknown package(s) {', '.join(unknown)}; choose from {', '.join(s.package for s in PACKAGES)}"
+            )
         sources = [s for s in PACKAGES if s.package in wanted]
     totals = build(args.out, sources)["totals"]
-    print(f"{totals['paragraphs']:,} paragraphs, {totals['text_bytes'] / 1e6:.1f} MB, "
-          f"{totals['train_tokens']:,} train and {totals['validation_tokens']:,} validation tokens -> {args.out}")
+    print(
+        f"{totals['paragraphs']:,} paragraphs, {totals['text_bytes'] / 1e6:.1f} MB, "
+        f"{totals['train_tokens']:,} train and {totals['validation_tokens']:,} validation tokens -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ import sys
 import tarfile
 from pathlib import Path
 
-from softprompt.io.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import atomic_write_text
 from softprompt.nano.checkpoints import DIGEST_WHERE_MADE
 from softprompt.nano.export import corpus_manifest
 
@@ -40,18 +40,26 @@ def join(files: str | Path, dest: str | Path, corpus: str | Path | None = None) 
     """
     files, dest = Path(files), Path(dest).resolve()
     if not all((files / name).is_file() for name in ("model.sha256", "lineage.tar.gz")):
-        raise SoftpromptError(f"{files} holds no model.sha256 and lineage.tar.gz; give the folder of files that a "
-                              "scripts/gpu_pretrain.sh device call brought back")
+        raise SoftpromptError(
+            f"{files} holds no model.sha256 and lineage.tar.gz; give the folder of files that a "
+            "scripts/gpu_pretrain.sh device call brought back"
+        )
     digest, latest = (files / "model.sha256").read_text().split()  # "HASH  stageN/model/model.safetensors"
     parts = sorted(files.glob(f"{WEIGHTS}.part*"), key=lambda path: int(path.name.rsplit("part", 1)[1]))
     joined = b"".join(part.read_bytes() for part in parts)
     if hashlib.sha256(joined).hexdigest() != digest:
-        raise SoftpromptError(f"the weights joined from {len(parts)} parts in {files} do not match model.sha256; fetch the files again")
+        raise SoftpromptError(
+            f"the weights joined from {len(parts)} parts in {files} do not match model.sha256; fetch the files again"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(files / "lineage.tar.gz") as archive:
         members = archive.getmembers()
-        if any(Path(m.name).is_absolute() or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()) for m in members):
-            raise SoftpromptError(f"{files}/lineage.tar.gz holds links or paths outside its folder; it is not what gpu_pretrain.sh packs")
+        if any(
+            Path(m.name).is_absolute() or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()) for m in members
+        ):
+            raise SoftpromptError(
+                f"{files}/lineage.tar.gz holds links or paths outside its folder; it is not what gpu_pretrain.sh packs"
+            )
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python < 3.10.12: the check above alone
         archive.extractall(dest, members, **safe)
     temporary = (dest / latest).with_suffix(".tmp")
@@ -73,7 +81,11 @@ def relocate(state_file: Path, dest: Path, corpus: Path | None) -> None:
     origin = state.get("init_from")
     stage = re.search(r"(stage\d+)/model$", origin["path"]) if origin else None
     if stage and (dest / stage[1] / "model").is_dir():
-        state["init_from"] = {**origin, "path": str(dest / stage[1] / "model"), "made_at": origin.get("made_at", origin["path"])}
+        state["init_from"] = {
+            **origin,
+            "path": str(dest / stage[1] / "model"),
+            "made_at": origin.get("made_at", origin["path"]),
+        }
     if corpus is not None:
         state["corpus"] = str(corpus)
         corpus_manifest(state)  # the very corpus, or an error
@@ -85,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("files", help="the folder of files the device call brought back (its files_at)")
     parser.add_argument("dest", help="where the stage folders go")
-    parser.add_argument("--corpus", help="the pre-training corpus here (python -m softprompt.nano.corpus), which export reads")
+    parser.add_argument(
+        "--corpus", help="the pre-training corpus here (python -m softprompt.nano.corpus), which export reads"
+    )
     args = parser.parse_args(argv)
     try:
         print(f"joined: {join(args.files, args.dest, args.corpus)}")

@@ -24,8 +24,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import transformers
@@ -35,7 +36,9 @@ from softprompt.nano.pretrain import PretrainConfig, pretrain
 
 DEFAULT = "t5-nano"  # softprompt's default backbone; the other sizes are scale points
 SIZES: dict[str, dict[str, int]] = {  # T5 v1.1-style shapes; the vocabulary (32,128 rows) is shared
-    "t5-nano-s": dict(d_model=128, d_ff=384, d_kv=32, num_heads=4, num_layers=2),  # 5.1 M parameters, 1.0 M outside the embedding
+    "t5-nano-s": dict(
+        d_model=128, d_ff=384, d_kv=32, num_heads=4, num_layers=2
+    ),  # 5.1 M parameters, 1.0 M outside the embedding
     "t5-nano": dict(d_model=192, d_ff=512, d_kv=48, num_heads=4, num_layers=3),  # 9.3 M, 3.1 M
     "t5-nano-m": dict(d_model=256, d_ff=768, d_kv=64, num_heads=4, num_layers=4),  # 16.1 M, 7.9 M
 }
@@ -56,8 +59,13 @@ def size_name(config: Any) -> str | None:
     return next((name for name, shape in SIZES.items() if all(getattr(config, k) == v for k, v in shape.items())), None)
 
 
-def stage_configs(shape: dict[str, int], stages: tuple[dict[str, Any], ...] = STAGES, steps_scale: int = 1,
-                  batch_scale: int | Sequence[int] = 1, **common: Any) -> list[PretrainConfig]:
+def stage_configs(
+    shape: dict[str, int],
+    stages: tuple[dict[str, Any], ...] = STAGES,
+    steps_scale: int = 1,
+    batch_scale: int | Sequence[int] = 1,
+    **common: Any,
+) -> list[PretrainConfig]:
     """One ``PretrainConfig`` per stage: ``shape`` (used by the first stage; later ones inherit the
     architecture from their starting weights), the stage's settings with ``steps_scale`` times its steps
     (more pre-training, e.g. on a GPU), and ``common`` (e.g. ``bf16=False``).
@@ -83,9 +91,15 @@ def stage_configs(shape: dict[str, int], stages: tuple[dict[str, Any], ...] = ST
     configs = []
     for stage, k in zip(stages, scales):
         cfg = PretrainConfig(**{**shape, **common, **stage})
-        configs.append(dataclasses.replace(
-            cfg, steps=math.ceil(cfg.steps * steps_scale / k), batch_size=cfg.batch_size * k,
-            warmup=math.ceil(cfg.warmup / k), lr=cfg.lr * math.sqrt(k)))
+        configs.append(
+            dataclasses.replace(
+                cfg,
+                steps=math.ceil(cfg.steps * steps_scale / k),
+                batch_size=cfg.batch_size * k,
+                warmup=math.ceil(cfg.warmup / k),
+                lr=cfg.lr * math.sqrt(k),
+            )
+        )
     return configs
 
 
@@ -98,8 +112,13 @@ def finished(run_dir: Path) -> bool:
     return state["step"] == state["total_steps"]
 
 
-def run_lineage(corpus: str | Path, out: str | Path, configs: list[PretrainConfig], minutes: float | None = None,
-                **pretrain_options: Any) -> Path | None:
+def run_lineage(
+    corpus: str | Path,
+    out: str | Path,
+    configs: list[PretrainConfig],
+    minutes: float | None = None,
+    **pretrain_options: Any,
+) -> Path | None:
     """Run ``configs`` as consecutive stages in ``out/stage1``, ``out/stage2``, ... (each from the previous
     stage's model), skipping finished ones; stop when ``minutes`` run out. Returns the last stage's model
     directory once every stage is finished, else None.
@@ -136,24 +155,42 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", required=True, choices=sorted(SIZES), help="which architecture (SIZES)")
     parser.add_argument("--corpus", required=True, help="directory written by python -m softprompt.nano.corpus")
-    parser.add_argument("--out", required=True, help="lineage directory (stage1 ... stage5 inside); resumed when it exists")
-    parser.add_argument("--minutes", type=float, help="wall-clock budget of this invocation; default: until the lineage ends")
+    parser.add_argument(
+        "--out", required=True, help="lineage directory (stage1 ... stage5 inside); resumed when it exists"
+    )
+    parser.add_argument(
+        "--minutes", type=float, help="wall-clock budget of this invocation; default: until the lineage ends"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest on a shared 2-core machine)")
     parser.add_argument("--checkpoint-minutes", type=float, default=5.0, help="a killed run loses at most this much")
-    parser.add_argument("--steps-scale", type=int, default=1, help="run every stage for this many times its steps "
-                                                                    "(1: the shipped sizes' recipe)")
-    parser.add_argument("--batch-scale", type=_scales, default=1, help="K times the batch, 1/K of the steps and warmup, "
-                                                                       "sqrt(K) times the peak lr: the same tokens in fewer, "
-                                                                       "larger steps (for a GPU; 1: the recipe); or one K "
-                                                                       "per stage, e.g. 4,1,1,1,1")
+    parser.add_argument(
+        "--steps-scale",
+        type=int,
+        default=1,
+        help="run every stage for this many times its steps (1: the shipped sizes' recipe)",
+    )
+    parser.add_argument(
+        "--batch-scale",
+        type=_scales,
+        default=1,
+        help="K times the batch, 1/K of the steps and warmup, "
+        "sqrt(K) times the peak lr: the same tokens in fewer, "
+        "larger steps (for a GPU; 1: the recipe); or one K "
+        "per stage, e.g. 4,1,1,1,1",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     transformers.utils.logging.disable_progress_bar()
     try:
-        final = run_lineage(args.corpus, args.out, stage_configs(SIZES[args.size], steps_scale=args.steps_scale,
-                                                                  batch_scale=args.batch_scale), args.minutes,
-                            device=args.device, checkpoint_minutes=args.checkpoint_minutes)
+        final = run_lineage(
+            args.corpus,
+            args.out,
+            stage_configs(SIZES[args.size], steps_scale=args.steps_scale, batch_scale=args.batch_scale),
+            args.minutes,
+            device=args.device,
+            checkpoint_minutes=args.checkpoint_minutes,
+        )
     except SoftpromptError as error:
         sys.exit(f"error: {error}")
     if final is None:

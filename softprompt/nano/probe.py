@@ -14,27 +14,42 @@ from pathlib import Path
 import numpy as np
 
 from ensembles.pool import load_pool
-from softprompt.runner.scoring import score_choices
-from softprompt.training.config import TrainConfig
 from softprompt.data.loading import load_examples
+from softprompt.data.tasks import Example, Task
 from softprompt.errors import SoftpromptError
+from softprompt.io.store import META, read_meta
 from softprompt.model.loading import FrozenT5, random_t5
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
-from softprompt.io.store import META, read_meta
-from softprompt.data.tasks import Example, Task
+from softprompt.runner.scoring import score_choices
+from softprompt.training.config import TrainConfig
 from softprompt.training.loop import train
 
 
 def twin_of(frozen: FrozenT5, seed: int = 0) -> FrozenT5:
     """A frozen, randomly initialised T5 with ``frozen``'s architecture."""
     c = frozen.config
-    return random_t5(d_model=c.d_model, d_ff=c.d_ff, d_kv=c.d_kv, num_heads=c.num_heads, num_layers=c.num_layers,
-                     vocab_size=c.vocab_size, seed=seed, feed_forward_proj=c.feed_forward_proj)
+    return random_t5(
+        d_model=c.d_model,
+        d_ff=c.d_ff,
+        d_kv=c.d_kv,
+        num_heads=c.num_heads,
+        num_layers=c.num_layers,
+        vocab_size=c.vocab_size,
+        seed=seed,
+        feed_forward_proj=c.feed_forward_proj,
+    )
 
 
-def probe_splits(task: Task, train_file: str | Path, dev_file: str | Path, train_size: int, val_size: int,
-                 dev_size: int | None, seed: int) -> tuple[list[Example], list[Example], list[Example]]:
+def probe_splits(
+    task: Task,
+    train_file: str | Path,
+    dev_file: str | Path,
+    train_size: int,
+    val_size: int,
+    dev_size: int | None,
+    seed: int,
+) -> tuple[list[Example], list[Example], list[Example]]:
     """(train, model-selection, dev) examples; the first two are disjoint random subsets of ``train_file``."""
     pool = load_examples(task, "train", str(train_file), train_size + val_size, seed)
     random.Random(seed).shuffle(pool)
@@ -62,7 +77,9 @@ def zero_shot_scores(frozen: FrozenT5, dev: list[Example], max_source_length: in
     return score_choices(empty, dev, [0], max_source_length).log_likelihood[0]
 
 
-def tune_and_score(frozen: FrozenT5, cfg: TrainConfig, task: Task, splits: tuple[list[Example], ...], reuse: bool = False) -> np.ndarray:
+def tune_and_score(
+    frozen: FrozenT5, cfg: TrainConfig, task: Task, splits: tuple[list[Example], ...], reuse: bool = False
+) -> np.ndarray:
     """Train ``cfg.n_prompts`` prompts on ``frozen`` (into ``cfg.output_dir``) and return each one's
     log-likelihood of every dev example's choices: (N, M, K).
 
@@ -81,5 +98,7 @@ def finished_run(cfg: TrainConfig) -> bool:
         return False
     differ = cfg.differences(read_meta(cfg.output_dir)["train_args"], ignore={"output_dir"})
     if differ:
-        raise SoftpromptError(f"{cfg.output_dir} holds a run trained with other settings ({', '.join(differ)}); use another work directory")
+        raise SoftpromptError(
+            f"{cfg.output_dir} holds a run trained with other settings ({', '.join(differ)}); use another work directory"
+        )
     return True

@@ -15,8 +15,11 @@ import numpy as np
 from sacrebleu.metrics import BLEU, CHRF
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, recall_score
 
+from softprompt.data.tasks import (  # the metric names: one list, beside the tasks
+    ROUGE_TYPES,
+    classification_metric_names,
+)
 from softprompt.errors import SoftpromptError
-from softprompt.data.tasks import ROUGE_TYPES, classification_metric_names  # the metric names: one list, beside the tasks
 
 
 def classification_metrics(gold: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:

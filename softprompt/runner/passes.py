@@ -19,8 +19,8 @@ al. §6. Passes are planned from the work (``plan_passes``):
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase

@@ -8,19 +8,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from softprompt.runner.passes import Passes, repeat_for_prompts
-from softprompt.model import distributed
-from softprompt.errors import SoftpromptError
-from softprompt.model.prompted import PromptedT5
 from softprompt.data.tasks import Example
+from softprompt.errors import SoftpromptError
+from softprompt.model import distributed
+from softprompt.model.prompted import PromptedT5
+from softprompt.runner.passes import Passes, repeat_for_prompts
 
 
 @dataclass
@@ -99,7 +99,9 @@ def score_choices(
     choice_ids, choice_mask = encode_choices(model.tokenizer, [e.choices for e in examples], k)
     n, m = len(bank_ids), len(examples)
     scores = np.full((n, m, k), -np.inf)
-    passes = Passes(model.tokenizer, [e.source for e in examples], bank_ids, max_length, max_tokens, device, model.prompt_length, k)
+    passes = Passes(
+        model.tokenizer, [e.source for e in examples], bank_ids, max_length, max_tokens, device, model.prompt_length, k
+    )
     for batch in tqdm(passes, desc="scoring", disable=not progress):
         ids = repeat_for_prompts(choice_ids[batch.example_index], len(batch.prompt_index)).to(device)
         mask = repeat_for_prompts(choice_mask[batch.example_index], len(batch.prompt_index)).to(device)
@@ -140,7 +142,16 @@ def generate_texts(
     texts = [[""] * m for _ in range(n)]
     scores = np.zeros((n, m))
     beams = decoding.get("num_beams") or 1
-    passes = Passes(model.tokenizer, [e.source for e in examples], bank_ids, max_length, max_tokens, device, model.prompt_length, beams)
+    passes = Passes(
+        model.tokenizer,
+        [e.source for e in examples],
+        bank_ids,
+        max_length,
+        max_tokens,
+        device,
+        model.prompt_length,
+        beams,
+    )
     for batch in tqdm(passes, desc="generating", disable=not progress):
         decoded, row_scores = generate_rows(model, batch.input_ids, batch.attention_mask, batch.prompt_ids, **decoding)
         b = len(batch.example_index)
@@ -175,8 +186,13 @@ def generate_rows(
     """One generation pass over R explicit (input, prompt) rows: the decoded texts and their
     length-normalised log-probabilities (R,)."""
     out = model.generate(
-        input_ids, attention_mask, prompt_ids,
-        do_sample=False, output_scores=True, return_dict_in_generate=True, **decoding,
+        input_ids,
+        attention_mask,
+        prompt_ids,
+        do_sample=False,
+        output_scores=True,
+        return_dict_in_generate=True,
+        **decoding,
     )
     decoded = model.tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
     return [text.strip() for text in decoded], _length_normalised(model, out).cpu().numpy()
@@ -190,4 +206,3 @@ def _length_normalised(model: PromptedT5, out) -> torch.Tensor:
     generated = out.sequences[:, 1:]
     valid = (generated != model.tokenizer.pad_token_id) & torch.isfinite(transition)
     return (transition.masked_fill(~valid, 0).sum(dim=1)) / valid.sum(dim=1).clamp(min=1)
-

@@ -54,20 +54,34 @@ def create_app(engine: Engine, metrics: ServeMetrics | None = None, api_key: str
         yield
         await run_in_threadpool(engine.worker.stop)  # answers every queued row first
 
-    app = FastAPI(title="softprompt serve", version=__version__, lifespan=lifespan,
-                  description="One frozen T5 serving many soft prompts and prompt ensembles, with mixed-prompt dynamic batching.")
+    app = FastAPI(
+        title="softprompt serve",
+        version=__version__,
+        lifespan=lifespan,
+        description="One frozen T5 serving many soft prompts and prompt ensembles, with mixed-prompt dynamic batching.",
+    )
 
     @app.middleware("http")
     async def guard(request: Request, call_next) -> Response:
         start = time.perf_counter()
         path = request.url.path
         length = request.headers.get("content-length", "0")
-        if api_key is not None and path not in OPEN and not _authorised(request.headers.get("authorization", ""), api_key):
-            response = error(401, "missing or wrong API key; send the header 'Authorization: Bearer <key>'",
-                             {"WWW-Authenticate": "Bearer"})
+        if (
+            api_key is not None
+            and path not in OPEN
+            and not _authorised(request.headers.get("authorization", ""), api_key)
+        ):
+            response = error(
+                401,
+                "missing or wrong API key; send the header 'Authorization: Bearer <key>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
         elif length.isdigit() and int(length) > max_body:  # h11 refuses a malformed Content-Length itself
-            response = error(413, f"request body of {length} bytes; the limit is {max_body} bytes "
-                                  "(from --max-inputs × --max-input-chars): split the request")
+            response = error(
+                413,
+                f"request body of {length} bytes; the limit is {max_body} bytes "
+                "(from --max-inputs × --max-input-chars): split the request",
+            )
         else:
             response = await call_next(request)
         metrics.on_request(path if path in ENDPOINTS else "other", response.status_code, time.perf_counter() - start)
@@ -81,19 +95,32 @@ def create_app(engine: Engine, metrics: ServeMetrics | None = None, api_key: str
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         if first.get("type") == "json_invalid":
-            return error(400, f"request body is not valid JSON ({first.get('ctx', {}).get('error', first['msg'])}); send a JSON object")
+            return error(
+                400,
+                f"request body is not valid JSON ({first.get('ctx', {}).get('error', first['msg'])}); send a JSON object",
+            )
         where = ".".join(str(part) for part in first.get("loc", ())[1:])
         kind = request.headers.get("content-type", "none")
         if not where and "json" not in kind:
-            return error(422, f"request body must be JSON with the header 'Content-Type: application/json' (got {kind})")
+            return error(
+                422, f"request body must be JSON with the header 'Content-Type: application/json' (got {kind})"
+            )
         if not where:
-            return error(422, "request body must be a JSON object, e.g. {\"task\": \"boolq\", \"texts\": [\"...\"]}")
-        return error(422, f"{where}: {first['msg']}" + (f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""))
+            return error(422, 'request body must be a JSON object, e.g. {"task": "boolq", "texts": ["..."]}')
+        return error(
+            422,
+            f"{where}: {first['msg']}"
+            + (f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""),
+        )
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         where = f"{request.method} {request.url.path}"
-        message = f"no route {where}; endpoints: {', '.join(ENDPOINTS)} (described at /docs)" if exc.status_code == 404 else f"{where}: {exc.detail}"
+        message = (
+            f"no route {where}; endpoints: {', '.join(ENDPOINTS)} (described at /docs)"
+            if exc.status_code == 404
+            else f"{where}: {exc.detail}"
+        )
         return error(exc.status_code, message, getattr(exc, "headers", None))
 
     @app.get("/health")
@@ -143,7 +170,9 @@ async def _answer(pending: Pending) -> Any:
     try:
         results = await asyncio.wrap_future(pending.future)
     except Exception as exc:  # noqa: BLE001 - a failed pass: this request fails, the server goes on
-        return error(500, f"the model pass failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); retry")
+        return error(
+            500, f"the model pass failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); retry"
+        )
     return pending.answer(results)
 
 

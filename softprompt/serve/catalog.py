@@ -8,16 +8,16 @@ template exactly as ``ensemble-eval`` formats data files, or already formatted t
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ensembles.pool import Pool, load_pool, task_difference
 from softprompt.data.custom import recorded_task
+from softprompt.data.tasks import Task, template_fields
 from softprompt.errors import SoftpromptError
 from softprompt.model.loading import FrozenT5
-from softprompt.data.tasks import Task, template_fields
-
 
 _SEPARATE = "serve them from separate servers, or (custom tasks) train them under different --task-name values"
 
@@ -39,7 +39,9 @@ class TaskInfo:
     label_words: tuple[str, ...]
     prompts: tuple[str, ...]  # prompt names, in bank order
     bank_ids: tuple[int, ...]
-    template: Task | None  # the task that formats input rows (built-in, or custom as its runs recorded it); None: only texts
+    template: (
+        Task | None
+    )  # the task that formats input rows (built-in, or custom as its runs recorded it); None: only texts
 
     @property
     def generates(self) -> bool:
@@ -85,7 +87,9 @@ class Catalog:
         bank_id = 0
         for run_dir, meta in zip(run_dirs, pool.metas):
             task, template = meta["task"], recorded_task(meta)
-            entry = tasks.setdefault(task["name"], {"meta": meta, "template": template, "run": run_dir, "prompts": [], "ids": []})
+            entry = tasks.setdefault(
+                task["name"], {"meta": meta, "template": template, "run": run_dir, "prompts": [], "ids": []}
+            )
             difference = task_difference(meta, entry["meta"])
             if difference:
                 raise SoftpromptError(f"{run_dir} and {entry['run']} {difference}; {_SEPARATE}")
@@ -96,13 +100,21 @@ class Catalog:
                 self.prompt_task[name] = task["name"]
                 self.prompt_run[name] = str(run_dir)
                 bank_id += 1
-        self.tasks = {name: TaskInfo(name, e["meta"]["task"]["kind"], tuple(e["meta"]["task"].get("label_words") or ()),
-                                     tuple(e["prompts"]), tuple(e["ids"]), e["template"])
-                      for name, e in tasks.items()}
+        self.tasks = {
+            name: TaskInfo(
+                name,
+                e["meta"]["task"]["kind"],
+                tuple(e["meta"]["task"].get("label_words") or ()),
+                tuple(e["prompts"]),
+                tuple(e["ids"]),
+                e["template"],
+            )
+            for name, e in tasks.items()
+        }
         self.bank_id = {name: i for i, name in enumerate(pool.names)}
 
     @classmethod
-    def load(cls, run_dirs: Sequence[str], frozen: FrozenT5) -> "Catalog":
+    def load(cls, run_dirs: Sequence[str], frozen: FrozenT5) -> Catalog:
         """Pool the runs' prompts on ``frozen`` (same model and prompt layout, any tasks)."""
         run_dirs = [str(Path(d)) for d in run_dirs]
         return cls(load_pool(run_dirs, frozen, mixed_tasks=True), run_dirs)
@@ -110,12 +122,25 @@ class Catalog:
     def describe(self) -> dict[str, Any]:
         """The ``GET /v1/prompts`` document: every prompt, every task and the model fingerprint."""
         prompts = [
-            {"name": name, "task": task.name, "kind": task.kind, "label_words": list(task.label_words), "run": self.prompt_run[name]}
-            for task in self.tasks.values() for name in task.prompts
+            {
+                "name": name,
+                "task": task.name,
+                "kind": task.kind,
+                "label_words": list(task.label_words),
+                "run": self.prompt_run[name],
+            }
+            for task in self.tasks.values()
+            for name in task.prompts
         ]
         tasks = [
-            {"name": t.name, "kind": t.kind, "label_words": list(t.label_words), "prompts": list(t.prompts),
-             "accepts": ["inputs", "texts"] if t.template else ["texts"]} | ({"columns": _columns(t.template)} if t.template else {})
+            {
+                "name": t.name,
+                "kind": t.kind,
+                "label_words": list(t.label_words),
+                "prompts": list(t.prompts),
+                "accepts": ["inputs", "texts"] if t.template else ["texts"],
+            }
+            | ({"columns": _columns(t.template)} if t.template else {})
             for t in self.tasks.values()
         ]
         return {"model": self.model_meta, "prompts": prompts, "tasks": tasks}
@@ -123,7 +148,9 @@ class Catalog:
     def resolve(self, prompt: str | None, task: str | None) -> Target:
         """The prompt or task a request names; 404 naming what is loaded when it is unknown."""
         if (prompt is None) == (task is None):
-            raise ServeError(422, 'name exactly one of "prompt" (one prompt, e.g. "boolq#0") or "task" (its prompts as an ensemble)')
+            raise ServeError(
+                422, 'name exactly one of "prompt" (one prompt, e.g. "boolq#0") or "task" (its prompts as an ensemble)'
+            )
         if prompt is not None:
             if prompt not in self.bank_id:
                 raise ServeError(404, f"unknown prompt {prompt!r}; loaded prompts: {', '.join(self.bank_id)}")
@@ -139,19 +166,30 @@ class Catalog:
     ) -> list[Input]:
         """Format a request's ``inputs`` rows (task template) or take its ``texts``; 422 on bad input."""
         if (rows is None) == (texts is None):
-            raise ServeError(422, 'send exactly one of "inputs" (rows with the task\'s columns) or "texts" (formatted inputs)')
+            raise ServeError(
+                422, 'send exactly one of "inputs" (rows with the task\'s columns) or "texts" (formatted inputs)'
+            )
         if rows is not None:
             if task.template is None:
-                raise ServeError(422, f"task {task.name!r} is a custom task whose runs do not record its input template (e.g. imported from PEFT); send \"texts\" (formatted inputs)")
+                raise ServeError(
+                    422,
+                    f'task {task.name!r} is a custom task whose runs do not record its input template (e.g. imported from PEFT); send "texts" (formatted inputs)',
+                )
             sources = [_format_row(task, row, index) for index, row in enumerate(rows)]
         else:
             if task.kind == "choice":
-                raise ServeError(422, f"task {task.name!r} scores per-input candidates; send \"inputs\" rows with columns {', '.join(_columns(task.template))}")
+                raise ServeError(
+                    422,
+                    f'task {task.name!r} scores per-input candidates; send "inputs" rows with columns {", ".join(_columns(task.template))}',
+                )
             sources = [Input(text, task.label_words) for text in texts]
         for index, item in enumerate(sources):
             if len(item.source) > max_chars:
-                raise ServeError(422, f"input {index} is {len(item.source)} characters long after formatting; the limit is "
-                                      f"{max_chars} (--max-input-chars)")
+                raise ServeError(
+                    422,
+                    f"input {index} is {len(item.source)} characters long after formatting; the limit is "
+                    f"{max_chars} (--max-input-chars)",
+                )
         return sources
 
 

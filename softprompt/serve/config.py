@@ -22,7 +22,9 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("max_inputs", "max_input_chars", "max_new_tokens", "max_beams"):
             if getattr(self, name) < 1:
-                raise SoftpromptError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+                raise SoftpromptError(
+                    f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}"
+                )
 
     @property
     def max_body_bytes(self) -> int:
@@ -54,7 +56,9 @@ class ServeConfig:
             raise SoftpromptError("no prompt runs given; pass --prompts RUN_DIR (repeatable)")
         for name in ("max_rows", "max_tokens"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise SoftpromptError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}")
+                raise SoftpromptError(
+                    f"--{name.replace('_', '-')} must be a positive integer, got {getattr(self, name)}"
+                )
         if not 0 <= self.max_wait_ms < float("inf"):  # also NaN, which would make the worker wait forever
             raise SoftpromptError(f"--max-wait-ms must be a finite number of 0 or more, got {self.max_wait_ms}")
         if not 0 <= self.port <= 65535:

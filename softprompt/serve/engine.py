@@ -8,15 +8,16 @@ uses (``ensembles.voting``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ensembles.answers import classification_answers, generation_answers
-from softprompt.runner.scoring import encode_choices
 from ensembles.voting import CLASSIFICATION_RULES, GENERATION_RULES
+from softprompt.runner.scoring import encode_choices
 from softprompt.serve.catalog import Catalog, Input, ServeError, Target
 from softprompt.serve.config import Limits
 from softprompt.serve.schema import ClassifyRequest, GenerateRequest, Request
@@ -67,11 +68,15 @@ class Engine:
         """Queue a generation request; ensembles vote with the generation rules."""
         target, inputs = self._prepare(request, generation=True)
         vote = self._vote(request.vote, target, GENERATION_RULES)
-        for name, value, limit, option in (("max_new_tokens", request.max_new_tokens, self.limits.max_new_tokens, "--max-new-tokens"),
-                                           ("num_beams", request.num_beams, self.limits.max_beams, "--max-beams")):
+        for name, value, limit, option in (
+            ("max_new_tokens", request.max_new_tokens, self.limits.max_new_tokens, "--max-new-tokens"),
+            ("num_beams", request.num_beams, self.limits.max_beams, "--max-beams"),
+        ):
             if value > limit:
                 raise ServeError(422, f"{name} {value} is over the server's limit of {limit} ({option})")
-        future = self._submit(lambda: self.worker.generate(_rows(target, inputs), request.max_new_tokens, request.num_beams))
+        future = self._submit(
+            lambda: self.worker.generate(_rows(target, inputs), request.max_new_tokens, request.num_beams)
+        )
         return Pending(future, lambda results: _generation_answer(target, len(inputs), vote, results))
 
     def _choice_lengths(self, inputs: list[Input]) -> np.ndarray:
@@ -84,11 +89,17 @@ class Engine:
         if target.task.generates != generation:
             what = f"prompt {request.prompt!r}" if request.prompt else f"task {request.task!r}"
             right = "/v1/generate" if target.task.generates else "/v1/classify"
-            raise ServeError(422, f"{what} is a {target.task.kind} {'prompt' if request.prompt else 'task'} "
-                                  f"({target.task.name}); send it to {right}")
+            raise ServeError(
+                422,
+                f"{what} is a {target.task.kind} {'prompt' if request.prompt else 'task'} "
+                f"({target.task.name}); send it to {right}",
+            )
         count = len(request.inputs if request.inputs is not None else request.texts or [])
         if count > self.limits.max_inputs:
-            raise ServeError(413, f"{count} inputs in one request; the limit is {self.limits.max_inputs} (--max-inputs): split the request")
+            raise ServeError(
+                413,
+                f"{count} inputs in one request; the limit is {self.limits.max_inputs} (--max-inputs): split the request",
+            )
         inputs = self.catalog.inputs(target.task, request.inputs, request.texts, self.limits.max_input_chars)
         if not inputs:
             raise ServeError(422, 'no inputs: "inputs" or "texts" must hold at least one item')
@@ -98,7 +109,9 @@ class Engine:
     def _vote(vote: str | None, target: Target, rules: dict[str, Callable]) -> str | None:
         if not target.ensemble:
             if vote is not None:
-                raise ServeError(422, '"vote" applies to task ensembles; drop it or address the task instead of one prompt')
+                raise ServeError(
+                    422, '"vote" applies to task ensembles; drop it or address the task instead of one prompt'
+                )
             return None
         vote = vote or DEFAULT_VOTE
         if vote not in rules:
@@ -118,8 +131,9 @@ def _rows(target: Target, inputs: list[Input]) -> list[Row]:
     return [Row(item.source, item.choices, bank_id) for bank_id in target.bank_ids for item in inputs]
 
 
-def _classification_answer(target: Target, inputs: list[Input], vote: str | None, results: list[Any],
-                           lengths: np.ndarray | None = None) -> dict[str, Any]:
+def _classification_answer(
+    target: Target, inputs: list[Input], vote: str | None, results: list[Any], lengths: np.ndarray | None = None
+) -> dict[str, Any]:
     n, m = len(target.prompts), len(inputs)
     k = max(len(item.choices) for item in inputs)
     log_probs = np.full((n, m, k), -np.inf)  # (N, M, K), -inf pads for inputs with fewer candidates
@@ -127,7 +141,9 @@ def _classification_answer(target: Target, inputs: list[Input], vote: str | None
         log_probs[row // m, row % m, : len(scores)] = scores
     if lengths is not None:  # mean per-token log-likelihoods (ChoiceScores.normalised)
         log_probs = log_probs / np.maximum(lengths, 1)[None]
-    return _envelope(target, vote, classification_answers(target.prompts, [item.choices for item in inputs], log_probs, vote))
+    return _envelope(
+        target, vote, classification_answers(target.prompts, [item.choices for item in inputs], log_probs, vote)
+    )
 
 
 def _generation_answer(target: Target, m: int, vote: str | None, results: list[Any]) -> dict[str, Any]:

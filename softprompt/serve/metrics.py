@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -25,15 +25,33 @@ class ServeMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("softprompt_requests", "HTTP requests answered", ["endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("softprompt_request_latency_seconds", "time from request to response", ["endpoint"],
-                                 buckets=TIME_BUCKETS, registry=self.registry)
-        self.pass_rows = Histogram("softprompt_pass_rows", "rows (inputs × prompts) per model pass", ["kind"],
-                                   buckets=ROW_BUCKETS, registry=self.registry)
-        self.queue_time = Histogram("softprompt_queue_seconds", "time a request waited for its first pass", ["kind"],
-                                    buckets=TIME_BUCKETS, registry=self.registry)
-        self.pass_time = Histogram("softprompt_pass_seconds", "time of one model pass", ["kind"],
-                                   buckets=TIME_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "softprompt_requests", "HTTP requests answered", ["endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "softprompt_request_latency_seconds",
+            "time from request to response",
+            ["endpoint"],
+            buckets=TIME_BUCKETS,
+            registry=self.registry,
+        )
+        self.pass_rows = Histogram(
+            "softprompt_pass_rows",
+            "rows (inputs × prompts) per model pass",
+            ["kind"],
+            buckets=ROW_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_time = Histogram(
+            "softprompt_queue_seconds",
+            "time a request waited for its first pass",
+            ["kind"],
+            buckets=TIME_BUCKETS,
+            registry=self.registry,
+        )
+        self.pass_time = Histogram(
+            "softprompt_pass_seconds", "time of one model pass", ["kind"], buckets=TIME_BUCKETS, registry=self.registry
+        )
 
     def on_pass(self, kind: str, rows: int, queue_seconds: Sequence[float], seconds: float) -> None:
         """Record one worker pass (``PassObserver``)."""

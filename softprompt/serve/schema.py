@@ -14,17 +14,24 @@ class Request(BaseModel):
 
     prompt: str | None = Field(None, description='one loaded prompt, e.g. "boolq#2"')
     task: str | None = Field(None, description="a loaded task: all its prompts as an ensemble")
-    vote: str | None = Field(None, description="ensemble rule (classification: majority (default), confidence, logprob_sum; "
-                                               "generation: majority (default), mbr, best_score)")
-    inputs: list[dict[str, Any]] | None = Field(None, description="rows with the task's columns, formatted by its template")
+    vote: str | None = Field(
+        None,
+        description="ensemble rule (classification: majority (default), confidence, logprob_sum; "
+        "generation: majority (default), mbr, best_score)",
+    )
+    inputs: list[dict[str, Any]] | None = Field(
+        None, description="rows with the task's columns, formatted by its template"
+    )
     texts: list[str] | None = Field(None, description="already formatted model inputs")
 
 
 class ClassifyRequest(Request):
     """``POST /v1/classify``: rank classification over the task's candidates."""
 
-    length_normalise: bool = Field(False, description="rank candidates by mean instead of summed token log-likelihood "
-                                                      "(predict's --length-normalise)")
+    length_normalise: bool = Field(
+        False,
+        description="rank candidates by mean instead of summed token log-likelihood (predict's --length-normalise)",
+    )
 
 
 class GenerateRequest(Request):

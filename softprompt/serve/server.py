@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 import uvicorn
 
@@ -41,8 +41,10 @@ def listen(host: str, port: int) -> socket.socket:
         socket.getaddrinfo(host, port)  # a host that does not resolve has its own reason and fix
         return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except socket.gaierror as error:
-        raise SoftpromptError(f"cannot resolve --host {host} ({error.strerror}); give an address of this machine, "
-                              "e.g. 127.0.0.1 or 0.0.0.0") from None
+        raise SoftpromptError(
+            f"cannot resolve --host {host} ({error.strerror}); give an address of this machine, "
+            "e.g. 127.0.0.1 or 0.0.0.0"
+        ) from None
     except (OSError, OverflowError) as error:
         reason = os.strerror(error.errno) if getattr(error, "errno", None) else str(error)
         raise SoftpromptError(f"cannot listen on {host}:{port} ({reason}); pick another --port or --host") from None
@@ -51,11 +53,18 @@ def listen(host: str, port: int) -> socket.socket:
 def build_engine(config: ServeConfig) -> Engine:
     """The model, the pooled prompts and a (not yet started) batching worker for ``config``."""
     metas = read_pool_metas(config.prompts, mixed_tasks=True)  # a mismatched run fails before the model loads
-    frozen = load_frozen_t5(config.model or metas[0]["model"]["name"], config.dtype, config.device, device_map=config.device_map)
+    frozen = load_frozen_t5(
+        config.model or metas[0]["model"]["name"], config.dtype, config.device, device_map=config.device_map
+    )
     catalog = Catalog.load(config.prompts, frozen)
-    worker = BatchingWorker(catalog.pool.model, config.max_rows, config.max_wait_ms, config.batching,
-                            config.max_length or recorded_max_length(metas),
-                            max_tokens=config.max_tokens)
+    worker = BatchingWorker(
+        catalog.pool.model,
+        config.max_rows,
+        config.max_wait_ms,
+        config.batching,
+        config.max_length or recorded_max_length(metas),
+        max_tokens=config.max_tokens,
+    )
     return Engine(catalog, config.limits, worker)
 
 
@@ -76,7 +85,9 @@ def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> None:
     echo("softprompt serve: stopped after answering every in-flight request")
 
 
-def _run(engine: Engine, sock: socket.socket, config: ServeConfig, api_key: str | None, echo: Callable[[str], None]) -> None:
+def _run(
+    engine: Engine, sock: socket.socket, config: ServeConfig, api_key: str | None, echo: Callable[[str], None]
+) -> None:
     """Serve ``engine`` on the listening ``sock`` until SIGINT/SIGTERM."""
     host, port = sock.getsockname()[:2]
     app = create_app(engine, ServeMetrics(), api_key)
@@ -84,10 +95,14 @@ def _run(engine: Engine, sock: socket.socket, config: ServeConfig, api_key: str 
     batching = f"on, {config.max_rows} rows, {config.max_wait_ms:g} ms" if config.batching else "off"
 
     def announce() -> None:
-        echo(f"softprompt serve: {len(engine.catalog.bank_id)} prompts [{tasks}] on http://{host}:{port} "
-             f"(batching {batching}{', API key required' if api_key else ''}); docs at /docs")
+        echo(
+            f"softprompt serve: {len(engine.catalog.bank_id)} prompts [{tasks}] on http://{host}:{port} "
+            f"(batching {batching}{', API key required' if api_key else ''}); docs at /docs"
+        )
         if host not in ("127.0.0.1", "::1") and not api_key:
-            echo(f"warning: listening on {host} without --api-key-env: anyone who can reach this port can use the model")
+            echo(
+                f"warning: listening on {host} without --api-key-env: anyone who can reach this port can use the model"
+            )
 
     server = _Server(uvicorn.Config(app, log_level="error", access_log=False), announce)
     # uvicorn re-raises the stop signal after its graceful shutdown; a no-op handler turns that into a clean return

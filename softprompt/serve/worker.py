@@ -18,16 +18,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from softprompt.model.prompted import PromptedT5
 from softprompt.runner.passes import pad_ids, plan_passes, token_budget, tokenize
 from softprompt.runner.scoring import encode_choices, generate_rows, score_rows
-from softprompt.model.prompted import PromptedT5
 from softprompt.serve.config import MAX_ROWS
 
 SCORE = ("score",)
@@ -103,7 +104,7 @@ class BatchingWorker:
         self._shapes: dict[tuple[str, ...], tuple[int, int]] = {}
         self._thread = threading.Thread(target=self._loop, name="softprompt-batching-worker", daemon=True)
 
-    def start(self) -> "BatchingWorker":
+    def start(self) -> BatchingWorker:
         """Start the worker thread."""
         self._thread.start()
         return self
@@ -116,7 +117,7 @@ class BatchingWorker:
         if self._thread.is_alive():
             self._thread.join()
 
-    def __enter__(self) -> "BatchingWorker":
+    def __enter__(self) -> BatchingWorker:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -222,7 +223,9 @@ class BatchingWorker:
         _, max_new_tokens, num_beams = lane
         answers: list[Any] = [None] * len(rows)
         for members, input_ids, mask, prompt_ids in self._calls(rows, range(len(rows)), num_beams):
-            texts, scores = generate_rows(self.model, input_ids, mask, prompt_ids, max_new_tokens=max_new_tokens, num_beams=num_beams)
+            texts, scores = generate_rows(
+                self.model, input_ids, mask, prompt_ids, max_new_tokens=max_new_tokens, num_beams=num_beams
+            )
             for j, text, score in zip(members, texts, np.asarray(scores)):
                 answers[j] = (text, float(score))
         return answers
@@ -238,14 +241,20 @@ class BatchingWorker:
         answers: list[np.ndarray] = [np.empty(0)] * len(rows)
         for (k, _), group in groups.items():
             for members, input_ids, mask, prompt_ids in self._calls(rows, group, k):
-                choice_ids, choice_mask = encode_choices(self.model.tokenizer, [rows[j].choices for j in members], k)  # (R, K, S)
+                choice_ids, choice_mask = encode_choices(
+                    self.model.tokenizer, [rows[j].choices for j in members], k
+                )  # (R, K, S)
                 device = input_ids.device
-                table = score_rows(self.model, input_ids, mask, prompt_ids, choice_ids.to(device), choice_mask.to(device))  # (R, K)
+                table = score_rows(
+                    self.model, input_ids, mask, prompt_ids, choice_ids.to(device), choice_mask.to(device)
+                )  # (R, K)
                 for j, scores in zip(members, table):
                     answers[j] = scores
         return answers
 
-    def _calls(self, rows: list[Row], members: Sequence[int], copies: int) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def _calls(
+        self, rows: list[Row], members: Sequence[int], copies: int
+    ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Model calls over ``rows[members]``: sorted by length, longest first, split so that rows ×
         padded length × ``copies`` stays within ``max_tokens``; yields (row positions, (R, T) ids,
         mask, (R,) prompt ids)."""

@@ -14,13 +14,13 @@ sorted runs.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from softprompt.runner.passes import tokenize
 from softprompt.data.tasks import Example
+from softprompt.runner.passes import tokenize
 
 MEGA_BATCHES = 50  # batches per mega-batch, as transformers' LengthGroupedSampler
 TOKENIZE_CHUNK = 4096  # texts tokenised at once by source_lengths: bounds the token id lists held in memory

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from softprompt.errors import SoftpromptError
 from softprompt.model.attention import SITES
 from softprompt.model.decoding import DECODING_DEFAULTS, check_decoding, complete_decoding
-from softprompt.errors import SoftpromptError
-from softprompt.training.optim import OPTIMIZERS
 from softprompt.model.prompts import parse_init
-from softprompt.training.transfer import AUTO, check_init_from
+from softprompt.training.optim import OPTIMIZERS
 from softprompt.training.tracking import parse_report_to
+from softprompt.training.transfer import AUTO, check_init_from
 
 # (optimizer, deep prefixes?) -> default lr. Each bank has its own recipe (softprompt.training.optim.BankOptimizer). Input
 # prompts: Lester et al.'s Adafactor 0.3. Deep prefixes: AdamW 3e-4, as Li & Liang; Adafactor's per-element steps of
 # 0.3 wreck the prefix MLP (t5-nano SST-2: constant predictions at 0.3, balanced accuracy 0.68-0.71 with AdamW 3e-4;
 # docs/t5-nano.md), and AdamW 3e-4 leaves input prompts where they started (the demo's neighbour table).
-PREFIX_ONLY = ("prefix_length", "prefix_sites", "prefix_init", "reparam_dim", "reparam_hidden", "keep_reparam",
-               "prefix_optimizer", "prefix_lr")
+PREFIX_ONLY = (
+    "prefix_length",
+    "prefix_sites",
+    "prefix_init",
+    "reparam_dim",
+    "reparam_hidden",
+    "keep_reparam",
+    "prefix_optimizer",
+    "prefix_lr",
+)
 PROMPT_ONLY = ("optimizer", "lr")  # the input prompts' recipe: counts only when either run trains input prompts
 LOGGING_ONLY = ("log_every", "report_to")  # change what a run records, never what it trains
 PREFIX_INITS = ("random", "class-label", 'text:"..."')  # class-label: the label words' real-word activations
@@ -62,7 +71,9 @@ class TrainConfig:
     keep_reparam: bool = False
     steps: int = 30000
     batch_size: int = 32
-    group_by_length: bool = False  # batches of similar input length from shuffled mega-batches (softprompt.training.batch_order)
+    group_by_length: bool = (
+        False  # batches of similar input length from shuffled mega-batches (softprompt.training.batch_order)
+    )
     data_order: str = "shared"  # DATA_ORDERS
     max_tokens: int | None = None  # tokens per pass (softprompt.training.loop.joint_backward); None: a step is one pass
     optimizer: str | None = None  # input prompts' optimizer: adafactor
@@ -132,18 +143,30 @@ class TrainConfig:
         if self.deep_prefix:
             _positive("--prefix-length", self.prefix_length)
             if not self.prefix_sites or any(site not in SITES for site in self.prefix_sites):
-                raise SoftpromptError(f"--prefix-sites must be a non-empty subset of {','.join(SITES)}, got {','.join(self.prefix_sites)}")
+                raise SoftpromptError(
+                    f"--prefix-sites must be a non-empty subset of {','.join(SITES)}, got {','.join(self.prefix_sites)}"
+                )
             if self.prefix_init.startswith("text:"):
                 parse_init(self.prefix_init, "--prefix-init")  # an empty text is an error
             elif self.prefix_init not in PREFIX_INITS:
-                raise SoftpromptError(f"--prefix-init must be one of {', '.join(PREFIX_INITS)}, got {self.prefix_init!r}")
+                raise SoftpromptError(
+                    f"--prefix-init must be one of {', '.join(PREFIX_INITS)}, got {self.prefix_init!r}"
+                )
             if self.reparam_dim < 0 or self.reparam_hidden < 1:
                 raise SoftpromptError("--reparam-dim must be >= 0 (0: no MLP) and --reparam-hidden >= 1")
         if self.data_order not in DATA_ORDERS:
             raise SoftpromptError(f"--data-order must be one of {', '.join(DATA_ORDERS)}, got {self.data_order!r}")
         if not isinstance(self.group_by_length, bool):
             raise SoftpromptError(f"--group-by-length is a flag: true or false, got {self.group_by_length!r}")
-        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "log_every", "max_source_length", "max_target_length"):
+        for name in (
+            "steps",
+            "batch_size",
+            "eval_every",
+            "checkpoint_every",
+            "log_every",
+            "max_source_length",
+            "max_target_length",
+        ):
             _positive("--" + name.replace("_", "-"), getattr(self, name))
         for flag, name, lr in (("", self.optimizer, self.lr), ("prefix-", self.prefix_optimizer, self.prefix_lr)):
             if name not in OPTIMIZERS:
@@ -155,7 +178,9 @@ class TrainConfig:
         if self.max_grad_norm <= 0:
             raise SoftpromptError(f"--max-grad-norm must be > 0, got {self.max_grad_norm}")
         if len(self.prompt_seeds) != self.n_prompts:
-            raise SoftpromptError(f"{len(self.prompt_seeds)} prompt seeds given for {self.n_prompts} prompts; give one per prompt")
+            raise SoftpromptError(
+                f"{len(self.prompt_seeds)} prompt seeds given for {self.n_prompts} prompts; give one per prompt"
+            )
         check_decoding(self.decoding)
         check_init_from(self.init_from, self.library)
         _positive("--probe-steps", self.probe_steps)
@@ -185,12 +210,18 @@ class TrainConfig:
         # before --data-order, one order for every prompt
         # before --subsample-seed was recorded, a run's subset was that of seed 0 unless the seed was given (not knowable)
         stored = {"init_from": [], "group_by_length": False, "data_order": "shared", "subsample_seed": 0, **stored}
-        stored |= {key: _absolute(stored.get(key)) for key in ("train_file", "validation_file")}  # earlier runs kept the path as given
+        stored |= {
+            key: _absolute(stored.get(key)) for key in ("train_file", "validation_file")
+        }  # earlier runs kept the path as given
         if stored.get("decoding") is not None:  # runs written before --no-repeat-ngram-size decoded without it
             stored["decoding"] = complete_decoding(stored["decoding"])
         if "prefix_optimizer" not in stored:  # runs written before per-bank optimisers used one recipe for every bank
             stored = {"prefix_optimizer": stored.get("optimizer"), "prefix_lr": stored.get("lr"), **stored}
-        skip = set(ignore) | set(LOGGING_ONLY) | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))
+        skip = (
+            set(ignore)
+            | set(LOGGING_ONLY)
+            | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))
+        )
         skip |= set() if self.prompt_length or stored.get("prompt_length") else set(PROMPT_ONLY)
         skip |= set() if AUTO in self.init_from or AUTO in stored["init_from"] else set(AUTO_ONLY)
         mine = json.loads(json.dumps(self.to_dict()))

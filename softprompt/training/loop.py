@@ -12,37 +12,45 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from softprompt.runner.passes import encode_texts, plan_passes, prompt_rows, repeat_for_prompts
-from softprompt.runner.metrics import classification_metrics, generation_metrics
-from softprompt.runner.scoring import generate_texts, score_choices
-from softprompt.io.atomic import atomic_write_text
-from softprompt.model import distributed
-from softprompt.training.batch_order import BatchOrder, source_lengths
-from softprompt.io.checkpoint import checkpoint_step, has_checkpoint, load_checkpoint, save_checkpoint
-from softprompt.training.config import TrainConfig
+from softprompt.data.tasks import Example, Task
 from softprompt.errors import SoftpromptError
-from softprompt.model.losses import per_prompt_loss_sums, per_prompt_token_counts
+from softprompt.io.atomic import atomic_write_text
+from softprompt.io.checkpoint import checkpoint_step, has_checkpoint, load_checkpoint, save_checkpoint
+from softprompt.io.store import model_fingerprint, save_run
+from softprompt.model import distributed
 from softprompt.model.loading import FrozenT5, enable_gradient_checkpointing
-from softprompt.training.optim import clip_grad_norm_per_prompt, make_bank_optimizer
+from softprompt.model.losses import per_prompt_loss_sums, per_prompt_token_counts
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank, init_bank, parse_init
-from softprompt.io.store import model_fingerprint, save_run
-from softprompt.data.tasks import Example, Task
+from softprompt.runner.metrics import classification_metrics, generation_metrics
+from softprompt.runner.passes import encode_texts, plan_passes, prompt_rows, repeat_for_prompts
+from softprompt.runner.scoring import generate_texts, score_choices
+from softprompt.training.batch_order import BatchOrder, source_lengths
+from softprompt.training.config import TrainConfig
+from softprompt.training.optim import clip_grad_norm_per_prompt, make_bank_optimizer
 from softprompt.training.tracking import TrainingLog
 from softprompt.training.transfer import InitChoice, apply_init_from
 
-
-RESUMABLE_CHANGES = {"steps", "device", "device_map", "gradient_checkpointing", "max_tokens", "output_dir", "checkpoint_every",
-                     "keep_reparam"}  # settings a resumed run may change (e.g. train longer)
+RESUMABLE_CHANGES = {
+    "steps",
+    "device",
+    "device_map",
+    "gradient_checkpointing",
+    "max_tokens",
+    "output_dir",
+    "checkpoint_every",
+    "keep_reparam",
+}  # settings a resumed run may change (e.g. train longer)
 
 
 @dataclass
@@ -80,7 +88,9 @@ def prefix_init_text(spec: str, label_words: Sequence[str]) -> str:
     if method != "class-label":
         return text
     if not label_words:
-        raise SoftpromptError('--prefix-init class-label needs a task with label words; use --prefix-init random or text:"..."')
+        raise SoftpromptError(
+            '--prefix-init class-label needs a task with label words; use --prefix-init random or text:"..."'
+        )
     return " ".join(label_words)
 
 
@@ -128,7 +138,9 @@ def train(
     torch.manual_seed(cfg.seed)
     prompted = build_prompted(frozen, cfg, task.label_words)
     init_from = None
-    if cfg.init_from and not (resume and has_checkpoint(cfg.output_dir)):  # a resumed run's banks come from its checkpoint
+    if cfg.init_from and not (
+        resume and has_checkpoint(cfg.output_dir)
+    ):  # a resumed run's banks come from its checkpoint
         init_from = apply_init_from(prompted, frozen.config, cfg.init_from, cfg.prompt_seeds, init_choice)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(frozen.model)
@@ -141,9 +153,17 @@ def train(
             f"({cfg.n_prompts} prompts; {100 * trainable / frozen_count:.3f}% of the model)"
         )
     recipes = cfg.recipes()  # each bank its own optimizer and lr, one step per batch
-    optimizer = make_bank_optimizer([(list(bank.parameters()), *recipes[name]) for name, bank in banks.items()], cfg.weight_decay)
+    optimizer = make_bank_optimizer(
+        [(list(bank.parameters()), *recipes[name]) for name, bank in banks.items()], cfg.weight_decay
+    )
     n = cfg.n_prompts
-    state: dict[str, Any] = {"step": 0, "best_metric": [-math.inf] * n, "best_step": [0] * n, "since_best": 0, "history": []}
+    state: dict[str, Any] = {
+        "step": 0,
+        "best_metric": [-math.inf] * n,
+        "best_step": [0] * n,
+        "since_best": 0,
+        "history": [],
+    }
     state["init_from"] = init_from  # recorded in softprompt.json; a resumed run keeps its checkpoint's record
     best = {k: v.detach().clone() for k, v in _bank_state(banks).items()}
     loaded = load_checkpoint(cfg.output_dir, optimizer) if resume else None
@@ -158,20 +178,34 @@ def train(
                 "rerun with the original settings"
             )
         if saved["step"] > cfg.steps:
-            raise SoftpromptError(f"--resume: the checkpoint in {cfg.output_dir} is at step {saved['step']}, past --steps {cfg.steps}; "
-                                  f"give --steps {saved['step']} or more")
+            raise SoftpromptError(
+                f"--resume: the checkpoint in {cfg.output_dir} is at step {saved['step']}, past --steps {cfg.steps}; "
+                f"give --steps {saved['step']} or more"
+            )
         _load_bank_state(banks, bank_tensors)
         state = saved
     elif n > 1 and cfg.data_order == "shared" and _same_start(banks) and distributed.is_main():
-        tqdm.write(f"note: all {n} prompts start at the same values and see the same batches, so they will train into {n} copies; "
-                   f"for an ensemble give each its own start ({_own_starts(cfg, task)}) or its own batches (--data-order per-prompt)",
-                   file=sys.stderr)
+        tqdm.write(
+            f"note: all {n} prompts start at the same values and see the same batches, so they will train into {n} copies; "
+            f"for an ensemble give each its own start ({_own_starts(cfg, task)}) or its own batches (--data-order per-prompt)",
+            file=sys.stderr,
+        )
     state["config"] = cfg.to_dict()
-    log = TrainingLog(state, cfg.log_every, task.metric, cfg.report_to, cfg.output_dir, state["config"])  # trackers: main process only (accelerate)
+    log = TrainingLog(
+        state, cfg.log_every, task.metric, cfg.report_to, cfg.output_dir, state["config"]
+    )  # trackers: main process only (accelerate)
 
     device = frozen.model.get_input_embeddings().weight.device
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="training", disable=not (progress and distributed.is_main()), dynamic_ncols=True)
-    stopped_early = _patience_ran_out(cfg, state)  # a checkpoint of a run that stopped early: resuming must not train on
+    bar = tqdm(
+        total=cfg.steps,
+        initial=state["step"],
+        desc="training",
+        disable=not (progress and distributed.is_main()),
+        dynamic_ncols=True,
+    )
+    stopped_early = _patience_ran_out(
+        cfg, state
+    )  # a checkpoint of a run that stopped early: resuming must not train on
     lengths = source_lengths(prompted.tokenizer, train_examples, cfg.max_source_length) if cfg.group_by_length else None
     orders = [BatchOrder(len(train_examples), cfg.batch_size, seed, lengths) for seed in cfg.order_seeds()]
     while state["step"] < cfg.steps and not stopped_early:
@@ -198,16 +232,23 @@ def train(
         if state["step"] % cfg.eval_every == 0 or state["step"] == cfg.steps:
             metrics, stopped_early = _evaluate(prompted, task, val_examples, cfg, state, banks, best, bar)
         log.record(step_losses, step_norms, [group["lr"] for group in optimizer.param_groups], metrics)
-        if distributed.is_main() and (state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps or stopped_early):
+        if distributed.is_main() and (
+            state["step"] % cfg.checkpoint_every == 0 or state["step"] == cfg.steps or stopped_early
+        ):
             save_checkpoint(cfg.output_dir, _bank_state(banks), best, optimizer, state)
-            atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))  # curves of a live run
+            atomic_write_text(
+                Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1)
+            )  # curves of a live run
         if stopped_early:
             break
     bar.close()
     log.close()
     if stopped_early and distributed.is_main():
-        tqdm.write(f"stopped early at step {state['step']} of {cfg.steps}: no prompt improved its {task.metric} in the last "
-                   f"{cfg.patience} validations (--patience {cfg.patience}); each prompt keeps its best step", file=sys.stderr)
+        tqdm.write(
+            f"stopped early at step {state['step']} of {cfg.steps}: no prompt improved its {task.metric} in the last "
+            f"{cfg.patience} validations (--patience {cfg.patience}); each prompt keeps its best step",
+            file=sys.stderr,
+        )
     _load_bank_state(banks, best)
     if distributed.is_main():
         meta = _run_meta(cfg, frozen, task, state, trainable)
@@ -217,7 +258,9 @@ def train(
     return TrainResult(state["best_metric"], state["best_step"], stopped_early)
 
 
-def _backward(prompted: PromptedT5, batches: Sequence[Sequence[Example]], cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+def _backward(
+    prompted: PromptedT5, batches: Sequence[Sequence[Example]], cfg: TrainConfig, device: torch.device
+) -> torch.Tensor:
     """Tokenise this process's batch (one shared by all prompts, or one per prompt) and run
     ``joint_backward`` on it; returns the (N,) losses."""
     examples = [e for batch in batches for e in batch]  # per-prompt batches: prompt-major
@@ -227,8 +270,14 @@ def _backward(prompted: PromptedT5, batches: Sequence[Sequence[Example]], cfg: T
     return joint_backward(prompted, input_ids, mask, labels, shared=len(batches) == 1, max_tokens=cfg.max_tokens)
 
 
-def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                   shared: bool = True, max_tokens: int | None = None) -> torch.Tensor:
+def joint_backward(
+    prompted: PromptedT5,
+    input_ids: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor,
+    shared: bool = True,
+    max_tokens: int | None = None,
+) -> torch.Tensor:
     """Forward and backward of a batch (b, T) with targets (b, S) (-100 = padding, both padded on
     the right), every example repeated for the N prompts; with ``shared=False`` the rows are
     already (N·b, ·), prompt-major, each prompt's own examples. Returns the (N,) per-prompt losses.
@@ -244,11 +293,20 @@ def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Te
     if shared and n > 1:  # one prompt: the rows as they are (no copy)
         input_ids, mask, labels = (repeat_for_prompts(t, n) for t in (input_ids, mask, labels))  # (N·b, ·)
     rows = prompt_rows(range(n), len(input_ids) // n, input_ids.device)  # (N·b,)
-    token_count = distributed.all_reduce_sum(per_prompt_token_counts(labels, rows, n)).clamp(min=1)  # (N,) over the global batch
+    token_count = distributed.all_reduce_sum(per_prompt_token_counts(labels, rows, n)).clamp(
+        min=1
+    )  # (N,) over the global batch
     loss_sum = torch.zeros(n, device=labels.device)
     for chunk, source, target in micro_passes(mask, labels, prompted.prompt_length, max_tokens):
-        ids, chunk_mask, chunk_labels, chunk_rows = input_ids[chunk, :source], mask[chunk, :source], labels[chunk, :target], rows[chunk]
-        decoder_input_ids = prompted.model.prepare_decoder_input_ids_from_labels(chunk_labels)  # labels not passed: no second loss
+        ids, chunk_mask, chunk_labels, chunk_rows = (
+            input_ids[chunk, :source],
+            mask[chunk, :source],
+            labels[chunk, :target],
+            rows[chunk],
+        )
+        decoder_input_ids = prompted.model.prepare_decoder_input_ids_from_labels(
+            chunk_labels
+        )  # labels not passed: no second loss
         logits = prompted(ids, chunk_mask, chunk_rows, decoder_input_ids=decoder_input_ids).logits
         chunk_sum = per_prompt_loss_sums(logits, chunk_labels, chunk_rows, n)
         del logits  # not needed by backward: keeps one logits-sized tensor off the peak
@@ -257,8 +315,9 @@ def joint_backward(prompted: PromptedT5, input_ids: torch.Tensor, mask: torch.Te
     return distributed.all_reduce_sum(loss_sum) / token_count
 
 
-def micro_passes(mask: torch.Tensor, labels: torch.Tensor, prompt_length: int,
-                 max_tokens: int | None) -> list[tuple[torch.Tensor | slice, int, int]]:
+def micro_passes(
+    mask: torch.Tensor, labels: torch.Tensor, prompt_length: int, max_tokens: int | None
+) -> list[tuple[torch.Tensor | slice, int, int]]:
     """The passes of ``joint_backward`` over rows with source ``mask`` (R, T) and ``labels`` (R, S)
     (-100 = padding; both padded on the right): (row indices, longest source, longest target) of
     each, longest rows first, within ``max_tokens`` (rows × padded prompt + source + target length,
@@ -272,8 +331,14 @@ def micro_passes(mask: torch.Tensor, labels: torch.Tensor, prompt_length: int,
     plans = plan_passes([prompt_length + s + t for s, t in zip(sources, targets)], 1, max_tokens)
     if len(plans) == 1:
         return one_pass
-    return [(torch.tensor(plan.examples, device=mask.device), max(sources[i] for i in plan.examples),
-             max(1, max(targets[i] for i in plan.examples))) for plan in plans]
+    return [
+        (
+            torch.tensor(plan.examples, device=mask.device),
+            max(sources[i] for i in plan.examples),
+            max(1, max(targets[i] for i in plan.examples)),
+        )
+        for plan in plans
+    ]
 
 
 def _evaluate(prompted, task, val_examples, cfg, state, banks, best, bar) -> tuple[list[float], bool]:
@@ -303,15 +368,24 @@ def _own_starts(cfg: TrainConfig, task: Task) -> str:
         return "--init-from: one source per prompt"
     starts = []
     if cfg.prompt_length:  # class-label shares a start only where its label words leave no room for sampled tokens
-        starts.append("a --prompt-length longer than the label words, or --init sampled-vocab" if cfg.init == "class-label"
-                      else "--init class-label or --init sampled-vocab" if task.kind == "classification" else "--init sampled-vocab")
+        starts.append(
+            "a --prompt-length longer than the label words, or --init sampled-vocab"
+            if cfg.init == "class-label"
+            else "--init class-label or --init sampled-vocab"
+            if task.kind == "classification"
+            else "--init sampled-vocab"
+        )
     if cfg.deep_prefix:
         starts.append("deep prefixes: --reparam-dim > 0 or --prefix-init random")
     return "; ".join(starts)
 
 
 def _banks(prompted: PromptedT5) -> dict[str, torch.nn.Module]:
-    return {name: bank for name, bank in (("prompts", prompted.prompts), ("prefixes", prompted.prefixes)) if bank is not None}
+    return {
+        name: bank
+        for name, bank in (("prompts", prompted.prompts), ("prefixes", prompted.prefixes))
+        if bank is not None
+    }
 
 
 def _bank_state(banks: dict[str, torch.nn.Module]) -> dict[str, torch.Tensor]:
@@ -333,8 +407,11 @@ def _change(key: str, stored: Any, given: Any) -> str:
     """``key: stored → given`` for a one-line message; a dict setting names its changed entries (decoding.num_beams: 1 → 4),
     and long values are shortened only where the shortened forms still differ."""
     if isinstance(stored, dict) and isinstance(given, dict):
-        return ", ".join(_change(f"{key}.{k}", stored.get(k), given.get(k))
-                         for k in dict.fromkeys([*stored, *given]) if stored.get(k) != given.get(k))
+        return ", ".join(
+            _change(f"{key}.{k}", stored.get(k), given.get(k))
+            for k in dict.fromkeys([*stored, *given])
+            if stored.get(k) != given.get(k)
+        )
     old, new = repr(stored), repr(given)
     short = [text if len(text) <= 60 else text[:28] + "…" + text[-28:] for text in (old, new)]
     return f"{key}: " + " → ".join(short if short[0] != short[1] else (old, new))
@@ -342,9 +419,15 @@ def _change(key: str, stored: Any, given: Any) -> str:
 
 def _data_sources(cfg: TrainConfig, task: Task) -> dict[str, Any]:
     """Where each split came from: the local file, or the hub dataset with its config and revision."""
-    hub = {"dataset": task.hub.dataset, "config": task.hub.config, "revision": task.hub.revision or "main"} if task.hub else None
-    return {split: {"file": path} if path else {"hub": hub}
-            for split, path in (("train", cfg.train_file), ("validation", cfg.validation_file))}
+    hub = (
+        {"dataset": task.hub.dataset, "config": task.hub.config, "revision": task.hub.revision or "main"}
+        if task.hub
+        else None
+    )
+    return {
+        split: {"file": path} if path else {"hub": hub}
+        for split, path in (("train", cfg.train_file), ("validation", cfg.validation_file))
+    }
 
 
 def _run_meta(cfg: TrainConfig, frozen: FrozenT5, task: Task, state: dict[str, Any], trainable: int) -> dict[str, Any]:
@@ -357,11 +440,19 @@ def _run_meta(cfg: TrainConfig, frozen: FrozenT5, task: Task, state: dict[str, A
         "seeds": list(cfg.prompt_seeds),
         "prompts": {"length": cfg.prompt_length, "init": cfg.init} if cfg.prompt_length else None,
         "prefixes": (
-            {"length": cfg.prefix_length, "sites": list(cfg.prefix_sites), "init": cfg.prefix_init, "reparam_dim": cfg.reparam_dim}
+            {
+                "length": cfg.prefix_length,
+                "sites": list(cfg.prefix_sites),
+                "init": cfg.prefix_init,
+                "reparam_dim": cfg.reparam_dim,
+            }
             if cfg.deep_prefix
             else None
         ),
         "init_from": state.get("init_from"),  # prompt transfer: source run and prompt of each prompt
-        "best": [{"prompt": i, "step": s, task.metric: m} for i, (s, m) in enumerate(zip(state["best_step"], state["best_metric"]))],
+        "best": [
+            {"prompt": i, "step": s, task.metric: m}
+            for i, (s, m) in enumerate(zip(state["best_step"], state["best_metric"]))
+        ],
         "train_args": cfg.to_dict(),
     }

@@ -12,7 +12,7 @@ Li & Liang, by default), still one step per batch and one flat, checkpointable s
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch.optim import AdamW, Optimizer
@@ -35,7 +35,8 @@ class PerPromptAdafactor(Optimizer):
         eps: float = 1e-30,
     ) -> None:
         super().__init__(
-            params, dict(lr=lr, decay_rate=decay_rate, weight_decay=weight_decay, clip_threshold=clip_threshold, eps=eps)
+            params,
+            dict(lr=lr, decay_rate=decay_rate, weight_decay=weight_decay, clip_threshold=clip_threshold, eps=eps),
         )
 
     @torch.no_grad()

@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ensembles.evaluate import read_report
 from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
 from ensembles.pool import load_pool
 from ensembles.voting import parse_rules
-from softprompt.io.checkpoint import has_checkpoint
-from softprompt.training.config import TrainConfig
 from softprompt.data.loading import load_examples
-from softprompt.model.loading import check_model_available, load_frozen_t5
-from softprompt.errors import SoftpromptError
-from softprompt.io.store import META, read_meta
 from softprompt.data.tasks import Task
+from softprompt.errors import SoftpromptError
+from softprompt.io.checkpoint import has_checkpoint
 from softprompt.io.output_dir import prepare_output_dir
+from softprompt.io.store import META, read_meta
+from softprompt.model.loading import check_model_available, load_frozen_t5
+from softprompt.training.config import TrainConfig
 from softprompt.training.loop import RESUMABLE_CHANGES, train
 
 
@@ -82,9 +82,16 @@ def run_sweep(
         result = _result_file(out_dir, cell)
         results.append(result)
         run_dir = out_dir / "runs" / cell.name
-        cfg = replace(base, model=cell.model, prompt_length=cell.prompt_length, init=cell.init,
-                      train_size=cell.train_size, subsample_seed=cell.subsample_seed, output_dir=str(run_dir),
-                      prompt_seeds=None)  # re-validated
+        cfg = replace(
+            base,
+            model=cell.model,
+            prompt_length=cell.prompt_length,
+            init=cell.init,
+            train_size=cell.train_size,
+            subsample_seed=cell.subsample_seed,
+            output_dir=str(run_dir),
+            prompt_seeds=None,
+        )  # re-validated
         if result.is_file():
             _check_unchanged(cfg, run_dir, result)
             _check_evaluated(rules, run_dir, result)
@@ -98,10 +105,20 @@ def run_sweep(
         train_examples = load_examples(task, "train", train_file, cfg.train_size, cfg.subsample_seed)
         train(cfg, frozen, task, train_examples, val_examples, resume=resume, progress=progress)
         core = run_ensemble_eval(
-            load_pool([str(run_dir)], frozen), task, val_examples, "validation", rules,
-            max_length=cfg.max_source_length, max_tokens=cfg.max_tokens, decoding=cfg.decoding,
-            settings={"train_size": cell.train_size, "subsample_seed": cell.subsample_seed, "cell": cell.name,
-                      "vote": ",".join(rules)},  # compared when the cell is skipped
+            load_pool([str(run_dir)], frozen),
+            task,
+            val_examples,
+            "validation",
+            rules,
+            max_length=cfg.max_source_length,
+            max_tokens=cfg.max_tokens,
+            decoding=cfg.decoding,
+            settings={
+                "train_size": cell.train_size,
+                "subsample_seed": cell.subsample_seed,
+                "cell": cell.name,
+                "vote": ",".join(rules),
+            },  # compared when the cell is skipped
         )
         write_outputs(core, result)
     return results
@@ -120,7 +137,8 @@ def _check_unchanged(cfg: TrainConfig, run_dir: Path, result: Path) -> None:
     if differing:
         raise SoftpromptError(
             f"{result} was trained with other settings ({', '.join(differing)}); use another --output-dir for the new "
-            f"settings, or delete {result} and {run_dir} to rerun that cell")
+            f"settings, or delete {result} and {run_dir} to rerun that cell"
+        )
 
 
 def _check_evaluated(rules: Sequence[str], run_dir: Path, result: Path) -> None:
@@ -129,10 +147,13 @@ def _check_evaluated(rules: Sequence[str], run_dir: Path, result: Path) -> None:
     decoding, the validation data) are training settings, compared by ``_check_unchanged``."""
     report = read_report(result)
     recorded = report["settings"].get("vote")
-    done = recorded.split(",") if isinstance(recorded, str) else list(report["ensembles"])  # reports before "vote" was recorded
+    done = (
+        recorded.split(",") if isinstance(recorded, str) else list(report["ensembles"])
+    )  # reports before "vote" was recorded
     if set(done) != set(rules):
         # with its checkpoint, a cell whose result is deleted resumes at its last step: evaluated again, not retrained
         again = "re-evaluate that cell's trained prompts" if has_checkpoint(run_dir) else "rerun that cell"
         raise SoftpromptError(
             f"{result} was evaluated with other settings (vote: {','.join(done)} → {','.join(rules)}); use another --output-dir "
-            f"for the new settings, or delete {result} to {again}")
+            f"for the new settings, or delete {result} to {again}"
+        )

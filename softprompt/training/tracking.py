@@ -16,8 +16,9 @@ checkpoint (``purge_step``), so its curves have no duplicated steps either.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from softprompt.errors import SoftpromptError
 
@@ -25,8 +26,15 @@ PROJECT = "softprompt"  # tracker project (W&B project, MLflow experiment, Tenso
 LOG_DIR = "logs"  # <run>/logs: where trackers with local files write
 # accelerate's tracker names -> the package each needs
 PACKAGES = {
-    "tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet-ml", "aim": "aim",
-    "clearml": "clearml", "dvclive": "dvclive", "swanlab": "swanlab", "trackio": "trackio",
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "comet_ml": "comet-ml",
+    "aim": "aim",
+    "clearml": "clearml",
+    "dvclive": "dvclive",
+    "swanlab": "swanlab",
+    "trackio": "trackio",
 }
 EXTRA = ("tensorboard", "wandb", "mlflow")  # what the tracking extra installs (setup.cfg)
 INSTALL = 'pip install "softprompt[tracking]"'
@@ -68,9 +76,14 @@ def installed_trackers(names: Sequence[str]) -> list[str]:
         return available
     for name in names:
         if name not in available:
-            how = (f"{INSTALL} (or pip install {PACKAGES[name]})" if name in EXTRA
-                   else f"pip install {PACKAGES[name]} ({INSTALL} covers {', '.join(EXTRA)})")
-            raise SoftpromptError(f"--report-to {name} needs the {PACKAGES[name]} package, which is not installed; {how}")
+            how = (
+                f"{INSTALL} (or pip install {PACKAGES[name]})"
+                if name in EXTRA
+                else f"pip install {PACKAGES[name]} ({INSTALL} covers {', '.join(EXTRA)})"
+            )
+            raise SoftpromptError(
+                f"--report-to {name} needs the {PACKAGES[name]} package, which is not installed; {how}"
+            )
     return list(names)
 
 
@@ -112,13 +125,18 @@ class TrainingLog:
         self.state, self.log_every, self.metric = state, log_every, metric
         state.setdefault("history", [])
         state.setdefault("window", {"steps": 0, "train_loss": None, "grad_norm": None})
-        self.accelerator = self._start(installed_trackers(report_to), Path(output_dir), config or {}) if report_to else None
+        self.accelerator = (
+            self._start(installed_trackers(report_to), Path(output_dir), config or {}) if report_to else None
+        )
 
     def _start(self, trackers: list[str], output_dir: Path, config: dict[str, Any]):
         from accelerate import Accelerator
 
         accelerator = Accelerator(log_with=trackers, project_dir=str(output_dir / LOG_DIR))
-        init_kwargs: dict[str, dict[str, Any]] = {"wandb": {"name": output_dir.name}, "mlflow": {"run_name": output_dir.name}}
+        init_kwargs: dict[str, dict[str, Any]] = {
+            "wandb": {"name": output_dir.name},
+            "mlflow": {"run_name": output_dir.name},
+        }
         if self.state["step"]:  # resumed: hide the killed run's events after the checkpoint
             init_kwargs["tensorboard"] = {"purge_step": self.state["step"] + 1}
         accelerator.init_trackers(PROJECT, config=hyperparameters(config), init_kwargs=init_kwargs)

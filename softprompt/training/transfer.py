@@ -15,15 +15,16 @@ for bit at the source tensors (reparameterised prefixes through their anchor, ``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from softprompt.errors import SoftpromptError
-from softprompt.paths import parse_spec
-from softprompt.model.prompted import PromptedT5
 from softprompt.io.store import model_fingerprint, read_bank_tensors, read_meta
+from softprompt.model.prompted import PromptedT5
+from softprompt.paths import parse_spec
 
 AUTO = "auto"
 
@@ -41,7 +42,9 @@ def check_init_from(specs: Sequence[str], library: Sequence[str]) -> None:
     """Refuse malformed ``--init-from``/``--library`` combinations (no file is read)."""
     if AUTO in specs:
         if len(specs) > 1:
-            raise SoftpromptError("--init-from auto picks the source itself; do not combine it with other --init-from runs")
+            raise SoftpromptError(
+                "--init-from auto picks the source itself; do not combine it with other --init-from runs"
+            )
         if not library:
             raise SoftpromptError("--init-from auto needs a prompt library; add --library RUN (repeatable)")
         return
@@ -69,7 +72,9 @@ def apply_init_from(
     note = None
     if tuple(specs) == (AUTO,):
         if choice is None:
-            raise SoftpromptError("--init-from auto needs a retrieval first; run it through `softprompt train --init-from auto --library ...`")
+            raise SoftpromptError(
+                "--init-from auto needs a retrieval first; run it through `softprompt train --init-from auto --library ...`"
+            )
         specs, note = choice.specs, choice.note
     return {"sources": copy_sources(prompted, config, specs, seeds), "auto": note}
 
@@ -105,7 +110,9 @@ def copy_sources(prompted: PromptedT5, config, specs: Sequence[str], seeds: Sequ
         if "prompts" in copied:  # (N, P, d)
             prompted.prompts.weight.copy_(torch.stack([runs[run][1][i] for run, i in picks]))
         if "prefixes" in copied:  # site -> (N, L, 2, H, Pp, d_kv)
-            values = {site: torch.stack([runs[run][2][site][i] for run, i in picks]) for site in prompted.prefixes.shape.sites}
+            values = {
+                site: torch.stack([runs[run][2][site][i] for run, i in picks]) for site in prompted.prefixes.shape.sites
+            }
             prompted.prefixes.init_values(values, seeds)
     return [
         {"prompt": k, "run": run, "source_prompt": i, "task": runs[run][0]["task"]["name"], "banks": list(copied)}
@@ -145,6 +152,8 @@ def _shared_banks(prompted: PromptedT5, run: str, meta: dict) -> list[str]:
             )
         shared.append("prefixes")
     if not shared:
-        trains = " and ".join(b for b, on in (("input prompts", prompted.prompts), ("deep prefixes", prompted.prefixes)) if on is not None)
+        trains = " and ".join(
+            b for b, on in (("input prompts", prompted.prompts), ("deep prefixes", prompted.prefixes)) if on is not None
+        )
         raise SoftpromptError(f"--init-from {run} holds no {trains}, which this run trains; choose a run that has them")
     return shared

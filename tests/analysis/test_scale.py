@@ -16,24 +16,41 @@ MODELS = [("google/t5-small-lm-adapt", 77_000_000), ("t5-base", 250_000_000), ("
 
 
 def _report(
-    model: str, params: int, acc: list[float], vote: float, seed: int = 0,
-    kind: str = "classification", names: tuple[str, str] = ("accuracy", "macro_f1"),
+    model: str,
+    params: int,
+    acc: list[float],
+    vote: float,
+    seed: int = 0,
+    kind: str = "classification",
+    names: tuple[str, str] = ("accuracy", "macro_f1"),
 ) -> dict:
     """A report whose primary metric (``names[0]``) takes the values ``acc``; the second is 0.1 lower."""
     first, second = names
     f1 = [a - 0.1 for a in acc]
     mean_acc = sum(acc) / len(acc)
     return {
-        "format": "softprompt.eval/1", "task": "boolq", "split": "validation", "kind": kind,
-        "settings": {"model": model, "model_params": params, "n_prompts": len(acc), "prompt_length": 100,
-                     "init": "vocab", "train_size": None, "seed": seed},
-        "metrics": [first, second], "primary": first,
+        "format": "softprompt.eval/1",
+        "task": "boolq",
+        "split": "validation",
+        "kind": kind,
+        "settings": {
+            "model": model,
+            "model_params": params,
+            "n_prompts": len(acc),
+            "prompt_length": 100,
+            "init": "vocab",
+            "train_size": None,
+            "seed": seed,
+        },
+        "metrics": [first, second],
+        "primary": first,
         "per_prompt": [{"prompt": f"p{i}", first: a, second: f} for i, (a, f) in enumerate(zip(acc, f1))],
         "mean": {first: mean_acc, second: mean_acc - 0.1},
         "std": {first: 0.05, second: 0.04},
         "best": {"prompt": "p0", first: max(acc), second: max(f1)},
         "ensembles": {"vote": {first: vote, second: vote - 0.1}, "logit_mean": {first: vote + 0.01}},
-        "n_examples": 100, "notes": [],
+        "n_examples": 100,
+        "notes": [],
     }
 
 
@@ -86,10 +103,14 @@ def test_same_x_is_averaged(paths, tmp_path):
 def test_the_band_at_one_x_shows_the_spread_between_reports(tmp_path):
     """Two subsamples 0.10 apart, each with two prompts 0.02 apart: the band is the std of the four prompts pooled
     (0.051), not the reports' own stds (0.01), and the mean is theirs (0.56)."""
-    reports = [_report("t5-base", 250_000_000, acc, 0.6, seed=seed) for seed, acc in enumerate([[0.50, 0.52], [0.60, 0.62]])]
+    reports = [
+        _report("t5-base", 250_000_000, acc, 0.6, seed=seed) for seed, acc in enumerate([[0.50, 0.52], [0.60, 0.62]])
+    ]
     for report in reports:
         report["std"]["accuracy"] = 0.01
-    methods = scale_points(load_results([_write(tmp_path, f"s{i}.json", r) for i, r in enumerate(reports)]), "accuracy")["methods"]
+    methods = scale_points(
+        load_results([_write(tmp_path, f"s{i}.json", r) for i, r in enumerate(reports)]), "accuracy"
+    )["methods"]
     assert methods["mean"]["y"] == pytest.approx([0.56])
     assert methods["mean"]["std"] == pytest.approx([math.sqrt((0.06**2 + 0.04**2 + 0.04**2 + 0.06**2) / 4)])
     assert methods["mean"]["std"][0] == pytest.approx(0.051, abs=1e-3)
@@ -112,8 +133,11 @@ def test_reports_at_one_x_that_differ_in_more_than_seeds_are_not_averaged(paths,
     other = _report("t5-base", 250_000_000, [0.5, 0.6], 0.6, seed=1)
     other["settings"]["prompt_length"] = 20
     results = load_results(paths + [_write(tmp_path, "p20.json", other)])
-    with pytest.raises(SoftpromptError, match=r"reports at model_params = 250000000 differ in more than their seeds "
-                                              r"\(prompt_length 100 vs 20\), so .* one setting, or put it on the x axis \(--x prompt_length\)"):
+    with pytest.raises(
+        SoftpromptError,
+        match=r"reports at model_params = 250000000 differ in more than their seeds "
+        r"\(prompt_length 100 vs 20\), so .* one setting, or put it on the x axis \(--x prompt_length\)",
+    ):
         scale_points(results, "accuracy")
 
 
@@ -163,8 +187,7 @@ def test_a_long_title_is_wrapped_inside_the_figure(paths, tmp_path):
 
 def test_other_x_and_generation(tmp_path):
     reports = [
-        _report("t5-base", 250_000_000, [40.0, 50.0], 55.0, kind="generation", names=("bleu", "chrf"))
-        for _ in range(2)
+        _report("t5-base", 250_000_000, [40.0, 50.0], 55.0, kind="generation", names=("bleu", "chrf")) for _ in range(2)
     ]
     reports[1]["settings"]["prompt_length"] = 20
     results = load_results([_write(tmp_path, f"g{i}.json", r) for i, r in enumerate(reports)])

@@ -19,9 +19,9 @@ from analysis.similarity import (
     similarity_report,
 )
 from softprompt.errors import SoftpromptError
+from softprompt.io.store import read_meta, save_run
 from softprompt.model.loading import random_t5, save_model_dir
 from softprompt.model.prompts import PromptBank
-from softprompt.io.store import read_meta, save_run
 from tests.conftest import TEST_DATA
 from tests.softprompt.cli.test_errors import run_cli
 
@@ -45,13 +45,20 @@ def test_cosine_mean_and_max_by_hand():
 
 
 def test_task_matrix_is_the_mean_over_prompt_pairs():
-    runs = [RunVectors("r1", "r1", "boolq", "h", "prompts", torch.stack([A, B])), RunVectors("r2", "r2", "rte", "h", "prompts", C[None])]
+    runs = [
+        RunVectors("r1", "r1", "boolq", "h", "prompts", torch.stack([A, B])),
+        RunVectors("r2", "r2", "rte", "h", "prompts", C[None]),
+    ]
     report = similarity_report(runs, "cosine-mean")
     assert report["prompt_names"] == ["r1#0", "r1#1", "r2#0"]
     expected = [[(1 + R + R + 1) / 4, (R + 0) / 2], [(R + 0) / 2, 1.0]]
-    assert torch.allclose(torch.tensor(report["tasks"], dtype=torch.float64), torch.tensor(expected, dtype=torch.float64))
+    assert torch.allclose(
+        torch.tensor(report["tasks"], dtype=torch.float64), torch.tensor(expected, dtype=torch.float64)
+    )
     assert [r["task"] for r in report["runs"]] == ["boolq", "rte"]
-    assert torch.equal(block_means(torch.arange(9.0).reshape(3, 3), [2, 1], [1, 2]), torch.tensor([[1.5, 3.0], [6.0, 7.5]]))
+    assert torch.equal(
+        block_means(torch.arange(9.0).reshape(3, 3), [2, 1], [1, 2]), torch.tensor([[1.5, 3.0], [6.0, 7.5]])
+    )
 
 
 def test_prompts_of_different_lengths_compare():
@@ -107,10 +114,38 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("library")
     model = root / "tiny"
     save_model_dir(random_t5(), model)
-    common = ["--model", model, "--task", "rte", "--train-file", RTE / "train.jsonl", "--validation-file", RTE / "val.jsonl",
-              "--train-size", "8", "--eval-size", "4", "--prompt-length", "3", "--deep-prefix", "--prefix-length", "2",
-              "--prefix-sites", "encoder", "--reparam-dim", "0", "--steps", "2", "--batch-size", "4", "--eval-every", "2",
-              "--max-source-length", "64", "--quiet"]
+    common = [
+        "--model",
+        model,
+        "--task",
+        "rte",
+        "--train-file",
+        RTE / "train.jsonl",
+        "--validation-file",
+        RTE / "val.jsonl",
+        "--train-size",
+        "8",
+        "--eval-size",
+        "4",
+        "--prompt-length",
+        "3",
+        "--deep-prefix",
+        "--prefix-length",
+        "2",
+        "--prefix-sites",
+        "encoder",
+        "--reparam-dim",
+        "0",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--eval-every",
+        "2",
+        "--max-source-length",
+        "64",
+        "--quiet",
+    ]
     out = {"model": model}
     for name, n, seed in (("a", 2, 0), ("b", 1, 5), ("c", 2, 9)):
         result = run_cli("train", *common, "--n-prompts", n, "--seed", seed, "--output-dir", root / name)
@@ -119,15 +154,28 @@ def runs(tmp_path_factory):
     meta = read_meta(out["a"])
     bank = PromptBank(1, 3, 32)
     bank.weight.data.copy_(2.5 * load_run_vectors([str(out["a"])])[0].vectors[1:2])
-    save_run(root / "planted", {k: v for k, v in meta.items() if k not in ("files", "prefixes")} | {"n_prompts": 1, "seeds": [0]}, bank, None)
+    save_run(
+        root / "planted",
+        {k: v for k, v in meta.items() if k not in ("files", "prefixes")} | {"n_prompts": 1, "seeds": [0]},
+        bank,
+        None,
+    )
     out["planted"] = root / "planted"
     out["common"] = common
     return out
 
 
 def test_similarity_command_prints_writes_and_plots(runs, tmp_path):
-    result = run_cli("similarity", runs["a"], runs["b"], runs["c"], "--output", tmp_path / "out" / "sim.json",
-                     "--plot", tmp_path / "out" / "sim.png")
+    result = run_cli(
+        "similarity",
+        runs["a"],
+        runs["b"],
+        runs["c"],
+        "--output",
+        tmp_path / "out" / "sim.json",
+        "--plot",
+        tmp_path / "out" / "sim.png",
+    )
     assert result.exit_code == 0, result.stderr
     assert "task similarity (cosine-mean of prompts" in result.stdout and "prompt similarity:" in result.stdout
     report = json.loads((tmp_path / "out" / "sim.json").read_text())
@@ -138,7 +186,10 @@ def test_similarity_command_prints_writes_and_plots(runs, tmp_path):
     assert report["tasks"][0][2] == pytest.approx(expected[:2, 3:].mean().item(), abs=1e-6)
     with open(tmp_path / "out" / "sim.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 9 + 25 and {"level": "task", "row": "b", "column": "c", "similarity": f"{report['tasks'][1][2]:.6f}"} in rows
+    assert (
+        len(rows) == 9 + 25
+        and {"level": "task", "row": "b", "column": "c", "similarity": f"{report['tasks'][1][2]:.6f}"} in rows
+    )
     for name in ("sim.png", "sim.svg"):
         assert (tmp_path / "out" / name).stat().st_size > 1000
     prefixes = run_cli("similarity", runs["a"], runs["c"], "--bank", "prefixes", "--metric", "cosine-max")
@@ -146,8 +197,21 @@ def test_similarity_command_prints_writes_and_plots(runs, tmp_path):
 
 
 def test_retrieve_command_ranks_the_planted_copy_first(runs):
-    result = run_cli("retrieve", "--target", f"{runs['a']}#1", "--library", runs["b"], "--library", runs["planted"],
-                     "--library", runs["c"], "--top", "2", "--format", "json")
+    result = run_cli(
+        "retrieve",
+        "--target",
+        f"{runs['a']}#1",
+        "--library",
+        runs["b"],
+        "--library",
+        runs["planted"],
+        "--library",
+        runs["c"],
+        "--top",
+        "2",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.stderr
     ranking = json.loads(result.stdout)
     assert len(ranking) == 2 and ranking[0]["name"] == "planted#0" and ranking[0]["score"] == pytest.approx(1.0)
@@ -159,8 +223,26 @@ def test_train_init_from_auto_starts_from_the_closest_library_prompt(runs, tmp_p
     """The probe (1 prompt, the run's settings and first seed, --probe-steps steps) equals library run
     ``b`` trained for the same steps with the same seed, so the retrieval must pick b#0 (score 1)."""
     out = tmp_path / "auto"
-    result = run_cli("train", *runs["common"], "--n-prompts", "2", "--seed", "5", "--init-from", "auto", "--library", runs["a"],
-                     "--library", runs["b"], "--library", runs["c"], "--probe-steps", "2", "--output-dir", out)
+    result = run_cli(
+        "train",
+        *runs["common"],
+        "--n-prompts",
+        "2",
+        "--seed",
+        "5",
+        "--init-from",
+        "auto",
+        "--library",
+        runs["a"],
+        "--library",
+        runs["b"],
+        "--library",
+        runs["c"],
+        "--probe-steps",
+        "2",
+        "--output-dir",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     meta = read_meta(out)
     auto = meta["init_from"]["auto"]

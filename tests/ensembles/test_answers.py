@@ -12,9 +12,11 @@ from ensembles.answers import classification_answers, generation_answers
 def test_classification_answers_vote_pad_and_single_prompt():
     """Majority of 3 prompts per input; an input with fewer candidates (-inf pad) keeps only its own;
     mean probabilities sum to 1; without a vote the first prompt answers alone, with its scores."""
-    log_probs = np.log(np.array([[[0.9, 0.1, 1.0], [0.2, 0.3, 0.5]],
-                                 [[0.4, 0.6, 1.0], [0.1, 0.1, 0.8]],
-                                 [[0.7, 0.3, 1.0], [0.6, 0.3, 0.1]]]))  # (N=3, M=2, K=3); input 0 has 2 candidates
+    log_probs = np.log(
+        np.array(
+            [[[0.9, 0.1, 1.0], [0.2, 0.3, 0.5]], [[0.4, 0.6, 1.0], [0.1, 0.1, 0.8]], [[0.7, 0.3, 1.0], [0.6, 0.3, 0.1]]]
+        )
+    )  # (N=3, M=2, K=3); input 0 has 2 candidates
     log_probs[:, 0, 2] = -np.inf  # its padding
     choices = [("no", "yes"), ("a", "b", "c")]
     voted = classification_answers(["p0", "p1", "p2"], choices, log_probs, "majority")
@@ -34,5 +36,12 @@ def test_generation_answers_vote_and_single_prompt():
     voted = generation_answers(["p0", "p1", "p2"], outputs, scores, "majority")
     assert [a["text"] for a in voted] == ["a cat", "blue"]
     assert [a["score"] for a in voted] == pytest.approx([-1.5, -1.7])  # the mean score of the prompts that generated it
-    assert [(v["prompt"], v["text"], v["score"]) for v in voted[1]["votes"]] == [("p0", "red", -0.5), ("p1", "blue", -0.4), ("p2", "blue", -3.0)]
-    assert generation_answers(["p0"], outputs[:1], scores[:1], None) == [{"text": "a cat", "score": -1.0}, {"text": "red", "score": -0.5}]
+    assert [(v["prompt"], v["text"], v["score"]) for v in voted[1]["votes"]] == [
+        ("p0", "red", -0.5),
+        ("p1", "blue", -0.4),
+        ("p2", "blue", -3.0),
+    ]
+    assert generation_answers(["p0"], outputs[:1], scores[:1], None) == [
+        {"text": "a cat", "score": -1.0},
+        {"text": "red", "score": -0.5},
+    ]

@@ -18,9 +18,9 @@ from ensembles.evaluate import (
     write_predictions,
     write_report,
 )
-from softprompt.runner.metrics import classification_metrics, generation_metrics
 from ensembles.voting import majority_vote, mbr_select
 from softprompt.errors import SoftpromptError
+from softprompt.runner.metrics import classification_metrics, generation_metrics
 
 NAMES = ["p_a", "p_b", "p_c"]
 GOLD = np.array([0, 1, 2, 1])
@@ -102,7 +102,9 @@ def test_generation_numbers_are_consistent():
     assert report["std"]["rougeL"] == pytest.approx(np.std(rouge))
     assert core["predictions"]["ensembles"]["mbr"] == mbr_select(OUTPUTS)
     assert core["predictions"]["ensembles"]["best_score"] == ["cat on mat", "a dog barked"]
-    assert report["ensembles"]["best_score"] == pytest.approx(generation_metrics(["cat on mat", "a dog barked"], REFERENCES))
+    assert report["ensembles"]["best_score"] == pytest.approx(
+        generation_metrics(["cat on mat", "a dog barked"], REFERENCES)
+    )
 
 
 def test_generation_input_errors():
@@ -116,7 +118,13 @@ def test_table_has_every_row_and_scale():
     _, report = classification_report(notes=["std over prompts is population std"])
     text = format_table(report)
     lines = text.splitlines()
-    for name in NAMES + ["mean ± std", "best (p_b)", "ensemble: majority", "ensemble: confidence", "ensemble: logprob_sum"]:
+    for name in NAMES + [
+        "mean ± std",
+        "best (p_b)",
+        "ensemble: majority",
+        "ensemble: confidence",
+        "ensemble: logprob_sum",
+    ]:
         assert sum(line.startswith(name) for line in lines) == 1, name
     assert "75.0" in next(line for line in lines if line.startswith("p_b"))  # accuracy as a percentage
     assert lines[-1] == "note: std over prompts is population std"
@@ -136,8 +144,15 @@ def test_write_and_read_report(tmp_path):
         rows = list(csv.reader(handle))
     assert rows[0] == ["row", "name", *report["metrics"]]
     assert [row[:2] for row in rows[1:]] == [
-        ["prompt", "p_a"], ["prompt", "p_b"], ["prompt", "p_c"], ["mean", ""], ["std", ""], ["best", "p_b"],
-        ["ensemble", "majority"], ["ensemble", "confidence"], ["ensemble", "logprob_sum"],
+        ["prompt", "p_a"],
+        ["prompt", "p_b"],
+        ["prompt", "p_c"],
+        ["mean", ""],
+        ["std", ""],
+        ["best", "p_b"],
+        ["ensemble", "majority"],
+        ["ensemble", "confidence"],
+        ["ensemble", "logprob_sum"],
     ]
     assert float(rows[2][2]) == pytest.approx(report["per_prompt"][1]["accuracy"])
     assert float(rows[5][2]) == pytest.approx(report["std"]["accuracy"])
@@ -154,7 +169,9 @@ def test_write_predictions_jsonl(tmp_path):
         "index": 3,
         "gold": 1,
         "prompts": {"p_a": 0, "p_b": 1, "p_c": 1},
-        "ensembles": {rule: core["predictions"]["ensembles"][rule][3] for rule in ("majority", "confidence", "logprob_sum")},
+        "ensembles": {
+            rule: core["predictions"]["ensembles"][rule][3] for rule in ("majority", "confidence", "logprob_sum")
+        },
     }
     assert rows[4] == {"extra": 3, "array": [0, 1]}
 

@@ -142,7 +142,9 @@ def test_mbr_matches_a_hand_computed_utility_table():
 
     column = ["a cat on a mat", "the cat sat on the mat", "the cat is on the mat"]
     chrf = CHRF()
-    utility = [np.mean([chrf.sentence_score(column[i], [column[j]]).score for j in range(3) if j != i]) for i in range(3)]
+    utility = [
+        np.mean([chrf.sentence_score(column[i], [column[j]]).score for j in range(3) if j != i]) for i in range(3)
+    ]
     expected = column[int(np.argmax(utility))]
     assert mbr_select([[text] for text in column]) == [expected]
 

@@ -15,8 +15,12 @@ def test_split_reviews_labels_dedupes_and_keeps_each_movie_on_one_side():
     for i, movie in enumerate(movies):
         rows.append({"category": "fresh", "text": f"a\ttender , funny film number {i}\n", "movie_name": movie})
         rows.append({"category": "rotten", "text": f"a dull mess number {i}", "movie_name": movie})
-        rows.append({"category": "rotten", "text": f"a dull mess number {i}", "movie_name": movie})  # a duplicate snippet
-    rows += [{"category": "fresh", "text": f"a surplus gem number {i}", "movie_name": m} for i, m in enumerate(movies)]  # later fresh
+        rows.append(
+            {"category": "rotten", "text": f"a dull mess number {i}", "movie_name": movie}
+        )  # a duplicate snippet
+    rows += [
+        {"category": "fresh", "text": f"a surplus gem number {i}", "movie_name": m} for i, m in enumerate(movies)
+    ]  # later fresh
     splits = split_reviews(rows)
     parsed = {name: [line.split("\t") for line in text.splitlines()[1:]] for name, text in splits.items()}
     assert all(text.startswith("sentence\tlabel\n") for text in splits.values())

@@ -107,19 +107,62 @@ def head(source: Path, target: Path, n: int) -> Path:
     return target
 
 
-SMALL = ["--train-size", "16", "--eval-size", "8", "--n-prompts", "2", "--prompt-length", "3", "--steps", "2",
-         "--batch-size", "4", "--eval-every", "2", "--max-source-length", "64", "--quiet"]
+SMALL = [
+    "--train-size",
+    "16",
+    "--eval-size",
+    "8",
+    "--n-prompts",
+    "2",
+    "--prompt-length",
+    "3",
+    "--steps",
+    "2",
+    "--batch-size",
+    "4",
+    "--eval-every",
+    "2",
+    "--max-source-length",
+    "64",
+    "--quiet",
+]
 
 
 def train_args(model, out, data, *extra, train=None, val=None):
     """A ~1 s ``softprompt train`` on RTE; later options in ``extra`` override earlier ones (click)."""
-    return ["train", "--model", model, "--task", "rte", "--train-file", train or data["train"],
-            "--validation-file", val or data["val"], *SMALL, "--output-dir", out, *extra]
+    return [
+        "train",
+        "--model",
+        model,
+        "--task",
+        "rte",
+        "--train-file",
+        train or data["train"],
+        "--validation-file",
+        val or data["val"],
+        *SMALL,
+        "--output-dir",
+        out,
+        *extra,
+    ]
 
 
 def eval_args(run, data, out, *extra):
-    return ["ensemble-eval", "--prompts", run, "--task", "rte", "--data-file", data["val"], "--limit", "4",
-            "--output", out, "--quiet", *extra]
+    return [
+        "ensemble-eval",
+        "--prompts",
+        run,
+        "--task",
+        "rte",
+        "--data-file",
+        data["val"],
+        "--limit",
+        "4",
+        "--output",
+        out,
+        "--quiet",
+        *extra,
+    ]
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -189,7 +232,9 @@ def test_train_unreadable_data_file(tiny_model_dir, data, tmp_path):
     broken = tmp_path / "broken.jsonl"
     broken.write_bytes(b'{"premise": "a", "hypothesis": \n\xff\xfe not json\n')
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, train=broken))
-    assert_one_line_error(result, "could not read", "broken.jsonl (line 1 is not valid JSON (Expecting value))", "valid jsonl")
+    assert_one_line_error(
+        result, "could not read", "broken.jsonl (line 1 is not valid JSON (Expecting value))", "valid jsonl"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -203,8 +248,12 @@ def test_train_unsupported_file_type(tiny_model_dir, data, tmp_path):
 def test_train_missing_column(tiny_model_dir, data, tmp_path):
     rows = write_jsonl(tmp_path / "rows.jsonl", [{"premise": "It rains.", "label": "entailment"}] * 4)
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, train=rows))
-    assert_one_line_error(result, "row 1: column 'hypothesis' not found", "available columns: premise, label",
-                          "the rte task needs columns premise, hypothesis, label")
+    assert_one_line_error(
+        result,
+        "row 1: column 'hypothesis' not found",
+        "available columns: premise, label",
+        "the rte task needs columns premise, hypothesis, label",
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -217,10 +266,23 @@ def test_train_label_outside_verbalizers(tiny_model_dir, data, tmp_path):
 def test_train_empty_split(tiny_model_dir, data, tmp_path):
     """MultiRC paragraphs without questions: the file has rows but the split has no examples."""
     rows = write_jsonl(tmp_path / "multirc.jsonl", [{"idx": 0, "passage": {"text": "A text.", "questions": []}}])
-    result = run_cli("train", "--model", tiny_model_dir, "--task", "multirc", "--train-file", rows,
-                     "--validation-file", MULTIRC / "val.jsonl", *SMALL, "--output-dir", tmp_path / "out")
-    assert_one_line_error(result, "the train split", "gives no multirc examples from its 1 row(s)",
-                          "pass a file with labelled examples")
+    result = run_cli(
+        "train",
+        "--model",
+        tiny_model_dir,
+        "--task",
+        "multirc",
+        "--train-file",
+        rows,
+        "--validation-file",
+        MULTIRC / "val.jsonl",
+        *SMALL,
+        "--output-dir",
+        tmp_path / "out",
+    )
+    assert_one_line_error(
+        result, "the train split", "gives no multirc examples from its 1 row(s)", "pass a file with labelled examples"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -230,20 +292,50 @@ def test_train_unknown_task_suggests_closest(tiny_model_dir, data, tmp_path):
 
 
 def test_train_invalid_label_words(tiny_model_dir, data, tmp_path):
-    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--task", "custom", "--input-template",
-                                 "{premise} / {hypothesis}", "--label-column", "label", "--label-words", "entailment"))
+    result = run_cli(
+        *train_args(
+            tiny_model_dir,
+            tmp_path / "out",
+            data,
+            "--task",
+            "custom",
+            "--input-template",
+            "{premise} / {hypothesis}",
+            "--label-column",
+            "label",
+            "--label-words",
+            "entailment",
+        )
+    )
     assert_one_line_error(result, "malformed label words 'entailment'", "LABEL=WORD", "0=negative,1=positive")
 
 
-@pytest.mark.parametrize("column, message", [
-    ("label", "the label column 'label' of "),
-    ("stars", "--label-column 'stars' is not a column of "),
-], ids=["numbers", "missing-column"])
+@pytest.mark.parametrize(
+    "column, message",
+    [
+        ("label", "the label column 'label' of "),
+        ("stars", "--label-column 'stars' is not a column of "),
+    ],
+    ids=["numbers", "missing-column"],
+)
 def test_train_custom_labels_without_label_words(column, message, tiny_model_dir, tmp_path):
     """No --label-words and a label column that cannot name its classes (SST-2's 0/1) or is not in the file."""
     sst2 = TEST_DATA / "glue" / "sst2"
-    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", None, "--task", "custom", "--input-template", "{sentence}",
-                                 "--label-column", column, train=sst2 / "train.tsv", val=sst2 / "dev.tsv"))
+    result = run_cli(
+        *train_args(
+            tiny_model_dir,
+            tmp_path / "out",
+            None,
+            "--task",
+            "custom",
+            "--input-template",
+            "{sentence}",
+            "--label-column",
+            column,
+            train=sst2 / "train.tsv",
+            val=sst2 / "dev.tsv",
+        )
+    )
     line = assert_one_line_error(result, message, "--label")
     assert "holds 0, 1, not words" in line or column == "stars"
     assert not (tmp_path / "out").exists()
@@ -254,29 +346,75 @@ def test_train_custom_options_on_builtin_task(tiny_model_dir, data, tmp_path):
     assert_one_line_error(result, "apply to --task custom, not 'rte'")
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--task", "custom", "--input-template", "{premise}", "--label-column", "label", "--label-words",
-      "entailment=yes,not_entailment=no", "--task-name", "rte"], "--task-name 'rte' is not usable"),
-    (["--task-name", "nli"], "apply to --task custom, not 'rte'"),
-], ids=["built-in-name", "name-without-custom"])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            [
+                "--task",
+                "custom",
+                "--input-template",
+                "{premise}",
+                "--label-column",
+                "label",
+                "--label-words",
+                "entailment=yes,not_entailment=no",
+                "--task-name",
+                "rte",
+            ],
+            "--task-name 'rte' is not usable",
+        ),
+        (["--task-name", "nli"], "apply to --task custom, not 'rte'"),
+    ],
+    ids=["built-in-name", "name-without-custom"],
+)
 def test_train_bad_task_name(extra, message, tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, *extra))
     assert_one_line_error(result, message)
     assert not (tmp_path / "out").exists()
 
 
-NLI = ["--task", "custom", "--input-template", "{premise} / {hypothesis}", "--label-column", "label",
-       "--label-words", "entailment=yes,not_entailment=no"]
+NLI = [
+    "--task",
+    "custom",
+    "--input-template",
+    "{premise} / {hypothesis}",
+    "--label-column",
+    "label",
+    "--label-words",
+    "entailment=yes,not_entailment=no",
+]
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--task-metric", "f1"], "--task-metric applies to --task custom; 'rte' is scored by its official metric, accuracy: "
-                              "drop --task-metric"),
-    ([*NLI, "--task-metric", "rougeL"], "--task-metric 'rougeL' does not fit a 2-class classification task; choose one of "
-                                        "accuracy, macro_f1, balanced_accuracy, f1, mcc"),
-    (["--task", "custom", "--input-template", "{premise}", "--target-column", "hypothesis", "--task-metric", "accuracy"],
-     "--task-metric 'accuracy' does not fit a generation task; choose one of bleu, chrf, rouge1, rouge2, rougeL"),
-], ids=["built-in-task", "classification", "generation"])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--task-metric", "f1"],
+            "--task-metric applies to --task custom; 'rte' is scored by its official metric, accuracy: "
+            "drop --task-metric",
+        ),
+        (
+            [*NLI, "--task-metric", "rougeL"],
+            "--task-metric 'rougeL' does not fit a 2-class classification task; choose one of "
+            "accuracy, macro_f1, balanced_accuracy, f1, mcc",
+        ),
+        (
+            [
+                "--task",
+                "custom",
+                "--input-template",
+                "{premise}",
+                "--target-column",
+                "hypothesis",
+                "--task-metric",
+                "accuracy",
+            ],
+            "--task-metric 'accuracy' does not fit a generation task; choose one of bleu, chrf, rouge1, rouge2, rougeL",
+        ),
+    ],
+    ids=["built-in-task", "classification", "generation"],
+)
 def test_train_bad_task_metric(extra, message, tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, *extra))
     assert_one_line_error(result, message)
@@ -287,10 +425,24 @@ def test_eval_runs_trained_for_different_task_metrics(tiny_model_dir, data, tmp_
     """Runs of one custom task whose best steps were picked by different --task-metric do not pool."""
     for name, extra in (("acc", []), ("mcc", ["--task-metric", "mcc"])):
         assert run_cli(*train_args(tiny_model_dir, tmp_path / name, data, *NLI, *extra)).exit_code == 0
-    result = run_cli("ensemble-eval", "--prompts", tmp_path / "acc", "--prompts", tmp_path / "mcc", "--data-file", data["val"],
-                     "--output", tmp_path / "eval.json", "--quiet")
-    assert_one_line_error(result, "mcc and", "acc both say task 'custom' but were scored by different primary metrics "
-                                  "(mcc vs accuracy: --task-metric); pool only runs of one task")
+    result = run_cli(
+        "ensemble-eval",
+        "--prompts",
+        tmp_path / "acc",
+        "--prompts",
+        tmp_path / "mcc",
+        "--data-file",
+        data["val"],
+        "--output",
+        tmp_path / "eval.json",
+        "--quiet",
+    )
+    assert_one_line_error(
+        result,
+        "mcc and",
+        "acc both say task 'custom' but were scored by different primary metrics "
+        "(mcc vs accuracy: --task-metric); pool only runs of one task",
+    )
     assert not (tmp_path / "eval.json").exists()
 
 
@@ -305,8 +457,17 @@ def test_train_custom_task_without_template(tiny_model_dir, data, tmp_path):
 def _bart(path: Path) -> None:
     from transformers import BartConfig, BartForConditionalGeneration
 
-    config = BartConfig(vocab_size=128, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64)
+    config = BartConfig(
+        vocab_size=128,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+    )
     BartForConditionalGeneration(config).save_pretrained(path)
 
 
@@ -361,52 +522,90 @@ def test_train_tokenizer_vocab_mismatch(tmp_path_factory, data, tmp_path):
     """A T5 whose vocabulary (1000) is smaller than its tokenizer's (32100)."""
     model = _saved_t5(tmp_path_factory, "t5-vocab1000", vocab_size=1000)
     result = run_cli(*train_args(model, tmp_path / "out", data))
-    assert_one_line_error(result, "has 32100 tokens but the model's vocabulary has 1000",
-                          "use the tokenizer the model was trained with")
+    assert_one_line_error(
+        result, "has 32100 tokens but the model's vocabulary has 1000", "use the tokenizer the model was trained with"
+    )
 
 
 def test_train_prompt_plus_input_exceeds_model_limit(tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--prompt-length", "500"))
-    assert_one_line_error(result, "--prompt-length 500 + --max-source-length 64 exceeds the model's input limit of 512",
-                          "shorten one of them")
+    assert_one_line_error(
+        result,
+        "--prompt-length 500 + --max-source-length 64 exceeds the model's input limit of 512",
+        "shorten one of them",
+    )
     assert not (tmp_path / "out").exists()
 
 
 # ============================================================================= train: settings
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--n-prompts", "0"], "--n-prompts must be a positive integer, got 0"),
-    (["--prompt-length", "-1"], "--prompt-length must be >= 0, got -1"),
-    (["--deep-prefix", "--prefix-length", "-2"], "--prefix-length must be a positive integer, got -2"),
-    (["--prompt-length", "0"], "--prompt-length 0 leaves nothing to train; use a positive length or --deep-prefix"),
-    (["--init", "zeros"], "unknown init 'zeros'; use one of:"),
-    (["--steps", "0"], "--steps must be a positive integer, got 0"),
-    (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
-    (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
-    (["--num-beams", "0"], "--num-beams must be a positive integer, got 0"),  # else generate() fails at the first validation
-    (["--max-new-tokens", "0"], "--max-new-tokens must be a positive integer, got 0"),
-], ids=["n-prompts-0", "negative-prompt-length", "negative-prefix-length", "nothing-to-train", "unknown-init", "zero-steps", "zero-max-tokens",
-        "negative-weight-decay", "zero-beams", "zero-new-tokens"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--n-prompts", "0"], "--n-prompts must be a positive integer, got 0"),
+        (["--prompt-length", "-1"], "--prompt-length must be >= 0, got -1"),
+        (["--deep-prefix", "--prefix-length", "-2"], "--prefix-length must be a positive integer, got -2"),
+        (["--prompt-length", "0"], "--prompt-length 0 leaves nothing to train; use a positive length or --deep-prefix"),
+        (["--init", "zeros"], "unknown init 'zeros'; use one of:"),
+        (["--steps", "0"], "--steps must be a positive integer, got 0"),
+        (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
+        (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
+        (
+            ["--num-beams", "0"],
+            "--num-beams must be a positive integer, got 0",
+        ),  # else generate() fails at the first validation
+        (["--max-new-tokens", "0"], "--max-new-tokens must be a positive integer, got 0"),
+    ],
+    ids=[
+        "n-prompts-0",
+        "negative-prompt-length",
+        "negative-prefix-length",
+        "nothing-to-train",
+        "unknown-init",
+        "zero-steps",
+        "zero-max-tokens",
+        "negative-weight-decay",
+        "zero-beams",
+        "zero-new-tokens",
+    ],
+)
 def test_train_invalid_settings(args, message, tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, *args))
     assert_one_line_error(result, message)
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--n-prompts", "abc"], "'abc' is not a valid integer"),
-    (["train", "--optimizer", "sgd"], "'sgd' is not one of 'adafactor', 'adamw'"),
-    (["ensemble-eval", "--task", "rte"], "Missing option '--prompts'; see '"),
-    (["neighbors"], "Missing argument 'RUN_DIR'; see '"),
-    (["train", "--n-promts", "3"], "No such option '--n-promts'. Did you mean '--n-prompts'? See '"),
-    (["traim"], "No such command 'traim'. Did you mean 'train'? See '"),
-    (["neighbors", "--prompts", "runs/rte"], "neighbors takes RUN_DIR as an argument, not --prompts: "),
-    (["plot-history", "--prompts", "runs/rte"], "plot-history takes RUNS as arguments, not --prompts: "),
-    (["train", "-z"], "No such option '-z'; see '"),  # a short option: click suggests nothing
-    (["train", "--n-prompts"], "Option '--n-prompts' requires an argument; see 'softprompt train --help'"),  # no click context
-], ids=["not-an-integer", "bad-choice", "missing-option", "missing-argument", "misspelled-option", "misspelled-command",
-        "prompts-for-a-run-argument", "prompts-for-run-arguments", "unknown-short-option", "missing-value"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--n-prompts", "abc"], "'abc' is not a valid integer"),
+        (["train", "--optimizer", "sgd"], "'sgd' is not one of 'adafactor', 'adamw'"),
+        (["ensemble-eval", "--task", "rte"], "Missing option '--prompts'; see '"),
+        (["neighbors"], "Missing argument 'RUN_DIR'; see '"),
+        (["train", "--n-promts", "3"], "No such option '--n-promts'. Did you mean '--n-prompts'? See '"),
+        (["traim"], "No such command 'traim'. Did you mean 'train'? See '"),
+        (["neighbors", "--prompts", "runs/rte"], "neighbors takes RUN_DIR as an argument, not --prompts: "),
+        (["plot-history", "--prompts", "runs/rte"], "plot-history takes RUNS as arguments, not --prompts: "),
+        (["train", "-z"], "No such option '-z'; see '"),  # a short option: click suggests nothing
+        (
+            ["train", "--n-prompts"],
+            "Option '--n-prompts' requires an argument; see 'softprompt train --help'",
+        ),  # no click context
+    ],
+    ids=[
+        "not-an-integer",
+        "bad-choice",
+        "missing-option",
+        "missing-argument",
+        "misspelled-option",
+        "misspelled-command",
+        "prompts-for-a-run-argument",
+        "prompts-for-run-arguments",
+        "unknown-short-option",
+        "missing-value",
+    ],
+)
 def test_usage_errors_are_one_line(args, message):
     assert_one_line_error(run_cli(*args), message, "--help")
 
@@ -419,18 +618,27 @@ def test_train_refuses_dir_with_other_files(tiny_model_dir, data, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     before = snapshot(out)
-    assert_one_line_error(run_cli(*train_args(tiny_model_dir, out, data)),
-                          "already holds files that are not a softprompt run", "--overwrite")
+    assert_one_line_error(
+        run_cli(*train_args(tiny_model_dir, out, data)),
+        "already holds files that are not a softprompt run",
+        "--overwrite",
+    )
     # --overwrite never deletes files that are not a run
-    assert_one_line_error(run_cli(*train_args(tiny_model_dir, out, data, "--overwrite")),
-                          "holds files that are not a softprompt run", "refusing to delete them", "choose another directory")
+    assert_one_line_error(
+        run_cli(*train_args(tiny_model_dir, out, data, "--overwrite")),
+        "holds files that are not a softprompt run",
+        "refusing to delete them",
+        "choose another directory",
+    )
     assert snapshot(out) == before
 
 
 def test_train_refuses_existing_run_without_flag(run_copy, tiny_model_dir, data):
     before = snapshot(run_copy)
     result = run_cli(*train_args(tiny_model_dir, run_copy, data))
-    assert_one_line_error(result, "already holds a softprompt run", "pass --resume to continue it or --overwrite to replace it")
+    assert_one_line_error(
+        result, "already holds a softprompt run", "pass --resume to continue it or --overwrite to replace it"
+    )
     assert snapshot(run_copy) == before
 
 
@@ -506,9 +714,14 @@ def test_train_disk_full_when_checkpointing(run_copy, tiny_model_dir, data, monk
 
 def test_train_non_finite_loss_keeps_last_good_checkpoint(tiny_model_dir, data, tmp_path):
     out = tmp_path / "out"
-    result = run_cli(*train_args(tiny_model_dir, out, data, "--lr", "1e30", "--steps", "4", "--eval-every", "100",
-                                 "--checkpoint-every", "1"))
-    line = assert_one_line_error(result, "loss became non-finite at step", "the last good checkpoint (step", "lower --lr")
+    result = run_cli(
+        *train_args(
+            tiny_model_dir, out, data, "--lr", "1e30", "--steps", "4", "--eval-every", "100", "--checkpoint-every", "1"
+        )
+    )
+    line = assert_one_line_error(
+        result, "loss became non-finite at step", "the last good checkpoint (step", "lower --lr"
+    )
     bad_step = int(line.split("non-finite at step ")[1].split()[0])
     saved = json.loads((out / "checkpoint" / "state.json").read_text())["step"]
     assert saved == bad_step - 1 and f"(step {saved})" in line
@@ -517,19 +730,50 @@ def test_train_non_finite_loss_keeps_last_good_checkpoint(tiny_model_dir, data, 
 
 def test_train_resume_with_changed_settings(run_copy, tiny_model_dir, data):
     before = snapshot(run_copy)
-    result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--prompt-length", "4", "--lr", "0.1", "--num-beams", "2",
-                                 "--subsample-seed", "7"))  # another --train-size subset
-    assert_one_line_error(result, "--resume with settings that differ from the checkpoint in",  # decoding: its changed entry
-                          "(decoding.num_beams: 1 → 2, lr: 0.3 → 0.1, prompt_length: 3 → 4, subsample_seed: 0 → 7)",
-                          "rerun with the original settings")
+    result = run_cli(
+        *train_args(
+            tiny_model_dir,
+            run_copy,
+            data,
+            "--resume",
+            "--prompt-length",
+            "4",
+            "--lr",
+            "0.1",
+            "--num-beams",
+            "2",
+            "--subsample-seed",
+            "7",
+        )
+    )  # another --train-size subset
+    assert_one_line_error(
+        result,
+        "--resume with settings that differ from the checkpoint in",  # decoding: its changed entry
+        "(decoding.num_beams: 1 → 2, lr: 0.3 → 0.1, prompt_length: 3 → 4, subsample_seed: 0 → 7)",
+        "rerun with the original settings",
+    )
     assert snapshot(run_copy) == before
 
 
-def test_train_resume_takes_the_data_files_under_any_spelling_of_their_paths(run_copy, tiny_model_dir, data, monkeypatch):
+def test_train_resume_takes_the_data_files_under_any_spelling_of_their_paths(
+    run_copy, tiny_model_dir, data, monkeypatch
+):
     """Data files are compared as files, not as strings: a relative path from another folder names the same file."""
     monkeypatch.chdir(data["root"])  # the run was trained with absolute paths
-    result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--steps", "3", "--checkpoint-every", "1",
-                                 train="./" + data["train"].name, val=data["val"].name))
+    result = run_cli(
+        *train_args(
+            tiny_model_dir,
+            run_copy,
+            data,
+            "--resume",
+            "--steps",
+            "3",
+            "--checkpoint-every",
+            "1",
+            train="./" + data["train"].name,
+            val=data["val"].name,
+        )
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads((run_copy / "checkpoint" / "state.json").read_text())["step"] == 3
 
@@ -538,15 +782,21 @@ def test_train_resume_takes_the_data_files_under_any_spelling_of_their_paths(run
 def test_train_resume_that_contradicts_itself(case, run_copy, tiny_model_dir, data):
     before = snapshot(run_copy)
     if case == "fewer-steps":  # the checkpoint is at step 2
-        result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--steps", "1", "--checkpoint-every", "1"))
+        result = run_cli(
+            *train_args(tiny_model_dir, run_copy, data, "--resume", "--steps", "1", "--checkpoint-every", "1")
+        )
         assert_one_line_error(result, "is at step 2, past --steps 1; give --steps 2 or more")
     else:
         result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--resume", "--overwrite"))
-        assert_one_line_error(result, "--resume continues the run in --output-dir and --overwrite replaces it; pass one of them")
+        assert_one_line_error(
+            result, "--resume continues the run in --output-dir and --overwrite replaces it; pass one of them"
+        )
     assert snapshot(run_copy) == before
 
 
-def test_train_interrupted_says_which_checkpoint_is_kept_and_how_to_continue(tiny_model_dir, data, tmp_path, monkeypatch):
+def test_train_interrupted_says_which_checkpoint_is_kept_and_how_to_continue(
+    tiny_model_dir, data, tmp_path, monkeypatch
+):
     import softprompt.training.loop
 
     calls = []
@@ -559,19 +809,32 @@ def test_train_interrupted_says_which_checkpoint_is_kept_and_how_to_continue(tin
     monkeypatch.setattr(softprompt.training.loop.TrainingLog, "record", record)
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--checkpoint-every", "1"))
     assert result.exit_code != 0 and "Traceback" not in result.stderr
-    assert f"interrupted: the checkpoint of step 1 in {tmp_path / 'out'} is kept; run the same command with --resume" in result.stderr
+    assert (
+        f"interrupted: the checkpoint of step 1 in {tmp_path / 'out'} is kept; run the same command with --resume"
+        in result.stderr
+    )
 
 
-def test_sigterm_during_an_overwrite_before_its_first_checkpoint_puts_the_earlier_run_back(tiny_model_dir, data, tmp_path):
+def test_sigterm_during_an_overwrite_before_its_first_checkpoint_puts_the_earlier_run_back(
+    tiny_model_dir, data, tmp_path
+):
     """A real process: SIGTERM (a scheduler, ``timeout``) stops ``train --overwrite`` as Ctrl-C does. It used to kill
     the process at once, leaving the earlier run hidden in .out.replaced, which the next --overwrite deleted."""
     out = tmp_path / "out"
     assert run_cli(*train_args(tiny_model_dir, out, data)).exit_code == 0
     before = snapshot(out)
     never = ["--steps", "100000", "--eval-every", "100000", "--checkpoint-every", "100000"]
-    process = subprocess.Popen([sys.executable, "-m", "softprompt.cli", *map(str, train_args(tiny_model_dir, out, data, *never,
-                                                                                              "--overwrite"))],
-                               stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "softprompt.cli",
+            *map(str, train_args(tiny_model_dir, out, data, *never, "--overwrite")),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     set_aside = tmp_path / ".out.replaced"
     for _ in range(600):  # the old run is set aside before the model loads
         if set_aside.exists() or process.poll() is not None:
@@ -581,7 +844,8 @@ def test_sigterm_during_an_overwrite_before_its_first_checkpoint_puts_the_earlie
     stderr = process.communicate(timeout=120)[1]
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
     assert [line for line in stderr.splitlines() if line.strip()] == [
-        f"interrupted before the first checkpoint; the earlier run in {out} is back in place"]
+        f"interrupted before the first checkpoint; the earlier run in {out} is back in place"
+    ]
     assert snapshot(out) == before and not set_aside.exists()
 
 
@@ -590,7 +854,11 @@ def test_train_says_when_it_stops_early_and_a_resume_does_not_train_on(tiny_mode
     result = run_cli(*args)
     assert result.exit_code == 0, result.stderr
     stopped = json.loads((tmp_path / "out" / "checkpoint" / "state.json").read_text())["step"]
-    assert stopped < 8 and f"stopped early at step {stopped} of 8: no prompt improved its accuracy in the last 1 validations" in result.stderr
+    assert (
+        stopped < 8
+        and f"stopped early at step {stopped} of 8: no prompt improved its accuracy in the last 1 validations"
+        in result.stderr
+    )
     before = snapshot(tmp_path / "out")
     assert run_cli(*args, "--resume").exit_code == 0  # the run is over: it used to train on to step 8
     assert snapshot(tmp_path / "out") == before
@@ -598,7 +866,10 @@ def test_train_says_when_it_stops_early_and_a_resume_does_not_train_on(tiny_mode
 
 def test_train_resume_of_a_new_folder_says_that_it_starts_a_new_run(tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "new", data, "--resume"))
-    assert result.exit_code == 0 and f"note: no checkpoint in {tmp_path / 'new'} to resume; starting a new run there" in result.stderr
+    assert (
+        result.exit_code == 0
+        and f"note: no checkpoint in {tmp_path / 'new'} to resume; starting a new run there" in result.stderr
+    )
 
 
 def test_train_resume_without_checkpoint(tiny_model_dir, data, tmp_path):
@@ -633,17 +904,23 @@ def test_eval_prompts_from_another_model(key, run, t5_d48, tmp_path_factory, dat
     model = t5_d48 if key == "d_model" else _saved_t5(tmp_path_factory, "t5-vocab32200", vocab_size=32200)
     expected = {"d_model": ("d_model=32", "d_model=48"), "vocab_size": ("vocab_size=32128", "vocab_size=32200")}[key]
     result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--model", model))
-    assert_one_line_error(result, f"trained on a model with {expected[0]} but this model has {expected[1]}",
-                          "load it with the model it was trained on")
+    assert_one_line_error(
+        result,
+        f"trained on a model with {expected[0]} but this model has {expected[1]}",
+        "load it with the model it was trained on",
+    )
     assert not (tmp_path / "eval.json").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
-    (["--max-length", "-5"], "--max-length must be a positive integer, got -5"),
-    (["--num-beams", "0"], "--num-beams must be a positive integer, got 0"),
-    (["--no-repeat-ngram-size", "-1"], "--no-repeat-ngram-size must be >= 0 (0: off), got -1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
+        (["--max-length", "-5"], "--max-length must be a positive integer, got -5"),
+        (["--num-beams", "0"], "--num-beams must be a positive integer, got 0"),
+        (["--no-repeat-ngram-size", "-1"], "--no-repeat-ngram-size must be >= 0 (0: off), got -1"),
+    ],
+)
 def test_eval_and_predict_bad_pass_or_decoding_settings(args, message, run, data, tmp_path):
     result = run_cli(*eval_args(run, data, tmp_path / "eval.json", *args))
     assert_one_line_error(result, message)
@@ -660,34 +937,67 @@ def test_eval_prompts_from_another_task(run, data, tmp_path):
 
 
 def test_eval_transfer_to_task_with_other_classes(run, data, tmp_path):
-    result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--task", "cb", "--data-file", data["cb_val"],
-                                "--transfer"))
+    result = run_cli(
+        *eval_args(run, data, tmp_path / "eval.json", "--task", "cb", "--data-file", data["cb_val"], "--transfer")
+    )
     assert_one_line_error(result, "--transfer needs", "'rte'", "'cb'")
     assert not (tmp_path / "eval.json").exists()
 
 
 def test_eval_transfer_without_a_task(run, data, tmp_path):
-    result = run_cli("ensemble-eval", "--prompts", run, "--data-file", data["val"], "--output", tmp_path / "eval.json",
-                     "--quiet", "--transfer")
+    result = run_cli(
+        "ensemble-eval",
+        "--prompts",
+        run,
+        "--data-file",
+        data["val"],
+        "--output",
+        tmp_path / "eval.json",
+        "--quiet",
+        "--transfer",
+    )
     assert_one_line_error(result, "--transfer evaluates prompts on another task", "name it with --task")
     assert not (tmp_path / "eval.json").exists()
 
 
 def test_eval_template_options_without_a_task(run, data, tmp_path):
-    result = run_cli("ensemble-eval", "--prompts", run, "--data-file", data["val"], "--output", tmp_path / "eval.json",
-                     "--quiet", "--input-template", "{premise}")
-    assert_one_line_error(result, "--input-template/--label-column/--label-words/--target-column/--task-name/--task-metric need "
-                                  "--task custom")
+    result = run_cli(
+        "ensemble-eval",
+        "--prompts",
+        run,
+        "--data-file",
+        data["val"],
+        "--output",
+        tmp_path / "eval.json",
+        "--quiet",
+        "--input-template",
+        "{premise}",
+    )
+    assert_one_line_error(
+        result,
+        "--input-template/--label-column/--label-words/--target-column/--task-name/--task-metric need --task custom",
+    )
 
 
 def test_eval_run_that_does_not_record_its_custom_task(run_copy, data, tmp_path):
     """A run whose task is no built-in one and whose softprompt.json lacks the training options (as a PEFT
     import's): ensemble-eval cannot format inputs for it without --task."""
+
     def as_custom(meta):
         meta["task"]["name"] = "my-task"
         meta.pop("train_args")
+
     _edit_meta(run_copy, as_custom)
-    result = run_cli("ensemble-eval", "--prompts", run_copy, "--data-file", data["val"], "--output", tmp_path / "eval.json", "--quiet")
+    result = run_cli(
+        "ensemble-eval",
+        "--prompts",
+        run_copy,
+        "--data-file",
+        data["val"],
+        "--output",
+        tmp_path / "eval.json",
+        "--quiet",
+    )
     assert_one_line_error(result, "does not record how task 'my-task' formats its inputs", "name the task with --task")
     assert not (tmp_path / "eval.json").exists()
 
@@ -695,9 +1005,24 @@ def test_eval_run_that_does_not_record_its_custom_task(run_copy, data, tmp_path)
 def test_eval_named_custom_task_without_its_name(run_copy, data, tmp_path):
     """Runs of a custom task trained with --task-name, evaluated with --task custom but no --task-name."""
     _edit_meta(run_copy, lambda meta: meta["task"].update(name="nli"))
-    result = run_cli("ensemble-eval", "--prompts", run_copy, "--data-file", data["val"], "--output", tmp_path / "eval.json", "--quiet",
-                     "--task", "custom", "--input-template", "{premise} {hypothesis}", "--label-column", "label",
-                     "--label-words", "entailment=entailment,not_entailment=not_entailment")
+    result = run_cli(
+        "ensemble-eval",
+        "--prompts",
+        run_copy,
+        "--data-file",
+        data["val"],
+        "--output",
+        tmp_path / "eval.json",
+        "--quiet",
+        "--task",
+        "custom",
+        "--input-template",
+        "{premise} {hypothesis}",
+        "--label-column",
+        "label",
+        "--label-words",
+        "entailment=entailment,not_entailment=not_entailment",
+    )
     assert_one_line_error(result, "prompts were trained on 'nli', not 'custom'", "add --task-name nli")
     assert not (tmp_path / "eval.json").exists()
 
@@ -750,14 +1075,25 @@ def test_eval_metadata_invalid_json(run_copy, data, tmp_path):
 
 def test_eval_unknown_vote_rule(run, data, tmp_path):
     result = run_cli(*eval_args(run, data, tmp_path / "eval.json", "--vote", "majority,majorty"))
-    assert_one_line_error(result, "unknown classification vote rule(s): majorty",
-                          "valid rules are: majority, confidence, logprob_sum")
+    assert_one_line_error(
+        result, "unknown classification vote rule(s): majorty", "valid rules are: majority, confidence, logprob_sum"
+    )
     assert not (tmp_path / "eval.json").exists()
 
 
 def test_eval_unknown_split(run, tmp_path):
-    result = run_cli("ensemble-eval", "--prompts", run, "--task", "rte", "--split", "dev", "--output",
-                     tmp_path / "eval.json", "--quiet")
+    result = run_cli(
+        "ensemble-eval",
+        "--prompts",
+        run,
+        "--task",
+        "rte",
+        "--split",
+        "dev",
+        "--output",
+        tmp_path / "eval.json",
+        "--quiet",
+    )
     assert_one_line_error(result, "unknown split 'dev' for rte", "choose one of train, validation, test")
 
 
@@ -770,7 +1106,9 @@ def test_eval_output_under_a_file(run, data, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = run_cli(*eval_args(run, data, blocker / "eval.json"))
-    assert_one_line_error(result, "cannot write the report to", "file is a file, not a folder", "choose another --output path")
+    assert_one_line_error(
+        result, "cannot write the report to", "file is a file, not a folder", "choose another --output path"
+    )
     assert blocker.read_text() == "x"
 
 
@@ -788,7 +1126,10 @@ def test_eval_output_is_checked_before_scoring_and_never_replaces_another_file(c
     else:
         foreign = out if case == "foreign-file" else out.with_suffix(".predictions.jsonl")
         foreign.write_text("my notes\n")
-        expected = ("--output", f"{foreign.name} holds a file that softprompt did not write; choose another path or remove that file")
+        expected = (
+            "--output",
+            f"{foreign.name} holds a file that softprompt did not write; choose another path or remove that file",
+        )
     assert_one_line_error(run_cli(*eval_args(run, data, out)), *expected)
     if case != "folder":
         assert foreign.read_text() == "my notes\n"
@@ -798,28 +1139,53 @@ def test_eval_and_predict_replace_their_own_earlier_output(run, data, tmp_path):
     out, predictions = tmp_path / "eval.json", tmp_path / "p.jsonl"
     for _ in range(2):
         assert run_cli(*eval_args(run, data, out)).exit_code == 0
-        assert run_cli("predict", "--prompts", run, "--input", data["val"], "--output", predictions, "--quiet").exit_code == 0
-    assert json.loads(out.read_text())["format"] == "softprompt.eval/1" and json.loads(predictions.read_text().splitlines()[0])["index"] == 0
+        assert (
+            run_cli("predict", "--prompts", run, "--input", data["val"], "--output", predictions, "--quiet").exit_code
+            == 0
+        )
+    assert (
+        json.loads(out.read_text())["format"] == "softprompt.eval/1"
+        and json.loads(predictions.read_text().splitlines()[0])["index"] == 0
+    )
 
 
 def test_eval_missing_data_file_names_its_option(run, tmp_path):
-    result = run_cli("ensemble-eval", "--prompts", run, "--data-file", tmp_path / "nope.jsonl", "--output", tmp_path / "e.json")
+    result = run_cli(
+        "ensemble-eval", "--prompts", run, "--data-file", tmp_path / "nope.jsonl", "--output", tmp_path / "e.json"
+    )
     assert_one_line_error(result, "nope.jsonl not found; check the path given to --data-file")
 
 
 def test_eval_output_must_name_the_report_not_its_csv(run, tmp_path):
     """The CSV and the predictions go beside the report: --output x.csv used to write the JSON, then the CSV over it."""
     result = run_cli(*eval_args(run, {"val": tmp_path / "unread.jsonl"}, tmp_path / "x.csv"))
-    assert_one_line_error(result, f"--output names the report JSON, and its CSV and predictions go beside it; give e.g. "
-                                  f"{tmp_path / 'x.json'}, not {tmp_path / 'x.csv'}")
+    assert_one_line_error(
+        result,
+        f"--output names the report JSON, and its CSV and predictions go beside it; give e.g. "
+        f"{tmp_path / 'x.json'}, not {tmp_path / 'x.csv'}",
+    )
     assert not any(tmp_path.iterdir())
 
 
 # ============================================================================= predict
 
 
-@pytest.mark.parametrize("case", ["missing-input", "missing-column", "paragraph-row", "output-folder", "output-under-a-file", "vote",
-                                  "stdin-not-json", "stdin-not-objects", "output-foreign-file", "two-votes", "template-with-metric"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing-input",
+        "missing-column",
+        "paragraph-row",
+        "output-folder",
+        "output-under-a-file",
+        "vote",
+        "stdin-not-json",
+        "stdin-not-objects",
+        "output-foreign-file",
+        "two-votes",
+        "template-with-metric",
+    ],
+)
 def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
     """Bad inputs to `predict`: one line, exit 2, and no predictions file."""
     rows = [json.loads(line) for line in data["val"].read_text().splitlines()][:3]
@@ -834,29 +1200,63 @@ def test_predict_refusals(case, run, data, tmp_path, monkeypatch):
         expected = ("new.jsonl row 1: column 'hypothesis' not found; available columns: premise, hyp",)
     elif case == "paragraph-row":
         shutil.copy(MULTIRC / "val.jsonl", inputs)
-        args, expected = ["--task", "multirc"], ("new.jsonl row 1 expands to", "model inputs; give one flat row per input")
+        args, expected = (
+            ["--task", "multirc"],
+            ("new.jsonl row 1 expands to", "model inputs; give one flat row per input"),
+        )
     elif case == "output-folder":
         out.mkdir()
         expected = ("--output", "p.jsonl is a folder; give a file path, e.g.", "p.jsonl/predictions.jsonl")
     elif case == "output-under-a-file":
         (tmp_path / "file").write_text("x")
-        out, expected = tmp_path / "file" / "p.jsonl", ("cannot write the predictions to", "file is a file, not a folder", "--output")
+        out, expected = (
+            tmp_path / "file" / "p.jsonl",
+            ("cannot write the predictions to", "file is a file, not a folder", "--output"),
+        )
     elif case == "output-foreign-file":
         out.write_text("my notes\n")
-        expected = ("--output", "p.jsonl holds a file that softprompt did not write; choose another path or remove that file")
+        expected = (
+            "--output",
+            "p.jsonl holds a file that softprompt did not write; choose another path or remove that file",
+        )
     elif case == "two-votes":
-        args, expected = ["--vote", "majority,confidence"], ("predict answers by one vote rule, got 'majority,confidence'; pick one, e.g. --vote majority",)
-    elif case == "template-with-metric":  # --input-template alone keeps the runs' task; a metric would need --task custom
-        args, expected = ["--input-template", "{premise}", "--task-metric", "mcc"], ("need --task custom; or give --input-template alone",)
+        args, expected = (
+            ["--vote", "majority,confidence"],
+            ("predict answers by one vote rule, got 'majority,confidence'; pick one, e.g. --vote majority",),
+        )
+    elif (
+        case == "template-with-metric"
+    ):  # --input-template alone keeps the runs' task; a metric would need --task custom
+        args, expected = (
+            ["--input-template", "{premise}", "--task-metric", "mcc"],
+            ("need --task custom; or give --input-template alone",),
+        )
     elif case == "vote":
-        args, expected = ["--vote", "mbr"], ("unknown classification vote rule(s): mbr", "valid rules are: majority, confidence, logprob_sum")
+        args, expected = (
+            ["--vote", "mbr"],
+            ("unknown classification vote rule(s): mbr", "valid rules are: majority, confidence, logprob_sum"),
+        )
     else:
-        monkeypatch.setattr(sys, "stdin", io.StringIO('{"premise": "p", "hypothesis": "h"}\n' + ('{"premise": "p"' if case == "stdin-not-json" else "[1, 2]")))
-        inputs, expected = "-", (("stdin line 2 is not valid JSON", "send one JSON object per line") if case == "stdin-not-json" else
-                                 ("stdin line 2 is a JSON list, not an object; send one JSON object per line",))
+        monkeypatch.setattr(
+            sys,
+            "stdin",
+            io.StringIO(
+                '{"premise": "p", "hypothesis": "h"}\n' + ('{"premise": "p"' if case == "stdin-not-json" else "[1, 2]")
+            ),
+        )
+        inputs, expected = (
+            "-",
+            (
+                ("stdin line 2 is not valid JSON", "send one JSON object per line")
+                if case == "stdin-not-json"
+                else ("stdin line 2 is a JSON list, not an object; send one JSON object per line",)
+            ),
+        )
     result = run_cli("predict", "--prompts", run, "--input", inputs, "--output", out, "--quiet", *args)
     assert_one_line_error(result, *expected)
-    assert result.exit_code == 2 and (out.read_text() == "my notes\n" if case == "output-foreign-file" else not out.is_file())
+    assert result.exit_code == 2 and (
+        out.read_text() == "my notes\n" if case == "output-foreign-file" else not out.is_file()
+    )
 
 
 # ============================================================================= neighbors
@@ -869,17 +1269,40 @@ def test_neighbors_prompt_index_out_of_range(run):
 
 def test_neighbors_deep_prefix_only_run(tiny_model_dir, data, tmp_path):
     out = tmp_path / "prefix-run"
-    trained = run_cli(*train_args(tiny_model_dir, out, data, "--prompt-length", "0", "--deep-prefix", "--prefix-length",
-                                  "2", "--prefix-sites", "encoder", "--reparam-dim", "0", "--steps", "1",
-                                  "--eval-every", "1"))
+    trained = run_cli(
+        *train_args(
+            tiny_model_dir,
+            out,
+            data,
+            "--prompt-length",
+            "0",
+            "--deep-prefix",
+            "--prefix-length",
+            "2",
+            "--prefix-sites",
+            "encoder",
+            "--reparam-dim",
+            "0",
+            "--steps",
+            "1",
+            "--eval-every",
+            "1",
+        )
+    )
     assert trained.exit_code == 0, trained.stderr
     result = run_cli("neighbors", out)
-    assert_one_line_error(result, "holds only deep prefixes", "have no nearest tokens", "train with --prompt-length > 0")
+    assert_one_line_error(
+        result, "holds only deep prefixes", "have no nearest tokens", "train with --prompt-length > 0"
+    )
 
 
 def test_neighbors_zero_top_k(run):
     assert_one_line_error(run_cli("neighbors", run, "--top-k", "0"), "--top-k must be a positive integer, got 0")
-    assert_one_line_error(run_cli("neighbors", run, "--top-k", "100000"), "--top-k 100000 is more than the", "vocabulary tokens to rank; give at most")
+    assert_one_line_error(
+        run_cli("neighbors", run, "--top-k", "100000"),
+        "--top-k 100000 is more than the",
+        "vocabulary tokens to rank; give at most",
+    )
 
 
 def test_neighbors_plot_format(run, tmp_path):
@@ -899,16 +1322,35 @@ def test_neighbors_plot_under_a_file(run, tmp_path):
 # ============================================================================= sweep
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--prompt-lengths", "1,x"], "expected comma-separated integers, got '1,x'"),
-    (["--prompt-lengths", "3,-1"], "--prompt-length must be >= 0, got -1"),
-    (["--subsample-seeds", "0"], "--subsample-seeds must be a positive integer, got 0"),
-    (["--train-sizes", "0,8"], "--train-size must be a positive integer, got 0"),
-    (["--max-tokens", "-5"], "--max-tokens must be a positive integer, got -5"),
-], ids=["non-integer-lengths", "negative-length", "zero-seeds", "zero-train-size", "negative-max-tokens"])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prompt-lengths", "1,x"], "expected comma-separated integers, got '1,x'"),
+        (["--prompt-lengths", "3,-1"], "--prompt-length must be >= 0, got -1"),
+        (["--subsample-seeds", "0"], "--subsample-seeds must be a positive integer, got 0"),
+        (["--train-sizes", "0,8"], "--train-size must be a positive integer, got 0"),
+        (["--max-tokens", "-5"], "--max-tokens must be a positive integer, got -5"),
+    ],
+    ids=["non-integer-lengths", "negative-length", "zero-seeds", "zero-train-size", "negative-max-tokens"],
+)
 def test_sweep_invalid_grid(args, message, tiny_model_dir, data, tmp_path):
-    result = run_cli("sweep", "--models", tiny_model_dir, "--task", "rte", "--train-file", data["train"],
-                     "--validation-file", data["val"], "--steps", "1", "--output-dir", tmp_path / "sweep", "--quiet", *args)
+    result = run_cli(
+        "sweep",
+        "--models",
+        tiny_model_dir,
+        "--task",
+        "rte",
+        "--train-file",
+        data["train"],
+        "--validation-file",
+        data["val"],
+        "--steps",
+        "1",
+        "--output-dir",
+        tmp_path / "sweep",
+        "--quiet",
+        *args,
+    )
     assert_one_line_error(result, message)
     assert not (tmp_path / "sweep").exists()
 
@@ -917,10 +1359,21 @@ def test_sweep_invalid_grid(args, message, tiny_model_dir, data, tmp_path):
 
 
 def _report_json(tmp_path: Path, **changes) -> Path:
-    report = {"format": "softprompt.eval/1", "task": "rte", "split": "validation", "kind": "classification",
-              "settings": {"model": "m", "model_params": 1000}, "metrics": ["accuracy"], "primary": "accuracy",
-              "per_prompt": [{"name": "p0", "accuracy": 0.5}], "mean": {"accuracy": 0.5}, "std": {"accuracy": 0.0},
-              "best": {"accuracy": 0.5}, "ensembles": {}, "n_examples": 4} | changes
+    report = {
+        "format": "softprompt.eval/1",
+        "task": "rte",
+        "split": "validation",
+        "kind": "classification",
+        "settings": {"model": "m", "model_params": 1000},
+        "metrics": ["accuracy"],
+        "primary": "accuracy",
+        "per_prompt": [{"name": "p0", "accuracy": 0.5}],
+        "mean": {"accuracy": 0.5},
+        "std": {"accuracy": 0.0},
+        "best": {"accuracy": 0.5},
+        "ensembles": {},
+        "n_examples": 4,
+    } | changes
     path = tmp_path / "report.json"
     path.write_text(json.dumps(report))
     return path
@@ -960,12 +1413,16 @@ def test_plot_scale_output_under_a_file(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     result = run_cli("plot-scale", _report_json(tmp_path), "--out", blocker / "s.png")
-    assert_one_line_error(result, "cannot write the plot to", "file is a file, not a folder", "choose another --output path")
+    assert_one_line_error(
+        result, "cannot write the plot to", "file is a file, not a folder", "choose another --output path"
+    )
     assert blocker.read_text() == "x"
 
 
 def test_plot_scale_missing_reference_csv(tmp_path):
-    result = run_cli("plot-scale", _report_json(tmp_path), "--reference", tmp_path / "ref.csv", "--output", tmp_path / "s.png")
+    result = run_cli(
+        "plot-scale", _report_json(tmp_path), "--reference", tmp_path / "ref.csv", "--output", tmp_path / "s.png"
+    )
     assert_one_line_error(result, "ref.csv: no such reference CSV; check the path")
     assert not (tmp_path / "s.png").exists()
 
@@ -995,8 +1452,11 @@ def _cached_reviews(tmp_path: Path, monkeypatch) -> None:
 def test_demo_train_size_leaves_no_selection_reviews(tmp_path, monkeypatch):
     _cached_reviews(tmp_path, monkeypatch)
     result = run_cli("demo", "--train-size", "100", "--output-dir", tmp_path / "demo")
-    assert_one_line_error(result, "--train-size 100 leaves none of the file's 15 training reviews for checkpoint selection",
-                          "lower --train-size")
+    assert_one_line_error(
+        result,
+        "--train-size 100 leaves none of the file's 15 training reviews for checkpoint selection",
+        "lower --train-size",
+    )
     assert not (tmp_path / "demo").exists()
 
 
@@ -1038,11 +1498,18 @@ SUBPROCESS_CASES = {
         ("error: ", "is a 'bart' model, not a T5 encoder-decoder"),
     ),
     "ensemble-eval-corrupted-safetensors": (
-        lambda request, data, tmp: eval_args(_corrupt_copy(request.getfixturevalue("run"), tmp / "run"), data, tmp / "out"),
+        lambda request, data, tmp: eval_args(
+            _corrupt_copy(request.getfixturevalue("run"), tmp / "run"), data, tmp / "out"
+        ),
         ("error: ", "prompts.safetensors is corrupted or truncated", "retrain or restore it"),
     ),
     "plot-scale-invalid-json": (
-        lambda request, data, tmp: ["plot-scale", _write(tmp / "r.json", '{"format": '), "--output", tmp / "out" / "s.png"],
+        lambda request, data, tmp: [
+            "plot-scale",
+            _write(tmp / "r.json", '{"format": '),
+            "--output",
+            tmp / "out" / "s.png",
+        ],
         ("error: ", "r.json: not valid JSON", "re-run the evaluation"),
     ),
 }
@@ -1052,16 +1519,21 @@ SUBPROCESS_CASES = {
 def subprocesses(request, data, tmp_path_factory):
     """Start the selected subprocess cases when the module starts, so that their interpreter start-up
     (torch, transformers) overlaps the in-process cases; the tests collect them at the end."""
-    selected = {item.callspec.params["name"] for item in request.session.items
-                if item.originalname == "test_subprocess_one_line_exit_2" and item.module is request.module}
+    selected = {
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.originalname == "test_subprocess_one_line_exit_2" and item.module is request.module
+    }
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     env.pop("PYTHONWARNINGS", None)
     started = {}
     for name in selected:
         tmp = tmp_path_factory.mktemp(f"proc-{name}")
         argv = [sys.executable, "-m", "softprompt.cli", *map(str, SUBPROCESS_CASES[name][0](request, data, tmp))]
-        started[name] = (subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                          cwd=tmp), tmp)
+        started[name] = (
+            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp),
+            tmp,
+        )
     yield started
     for process, _ in started.values():
         if process.poll() is None:
@@ -1090,17 +1562,37 @@ def test_train_hub_unreachable_names_the_source(tiny_model_dir, tmp_path, monkey
     monkeypatch.setattr(data_module.datasets, "load_dataset", offline)
     monkeypatch.setattr(data_module, "ask_hub", hub_answering())  # it answered
     result = run_cli("train", "--model", tiny_model_dir, "--task", "e2e_nlg", *SMALL, "--output-dir", tmp_path / "out")
-    assert_one_line_error(result, "could not load the train split of tuetschek/e2e_nlg (config default, revision "
-                          "refs/convert/parquet) from the Hugging Face hub (Couldn't reach", "pass local files with "
-                          "--train-file/--validation-file (--data-file for ensemble-eval)", "--dataset-revision")
+    assert_one_line_error(
+        result,
+        "could not load the train split of tuetschek/e2e_nlg (config default, revision "
+        "refs/convert/parquet) from the Hugging Face hub (Couldn't reach",
+        "pass local files with --train-file/--validation-file (--data-file for ensemble-eval)",
+        "--dataset-revision",
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_train_dataset_revision_on_custom_task(tiny_model_dir, data, tmp_path):
-    result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--task", "custom", "--input-template",
-                                 "{premise}", "--target-column", "hypothesis", "--dataset-revision", "main"))
-    assert_one_line_error(result, "--dataset-revision applies to tasks read from the Hugging Face hub; custom tasks "
-                          "read local files", "drop it")
+    result = run_cli(
+        *train_args(
+            tiny_model_dir,
+            tmp_path / "out",
+            data,
+            "--task",
+            "custom",
+            "--input-template",
+            "{premise}",
+            "--target-column",
+            "hypothesis",
+            "--dataset-revision",
+            "main",
+        )
+    )
+    assert_one_line_error(
+        result,
+        "--dataset-revision applies to tasks read from the Hugging Face hub; custom tasks read local files",
+        "drop it",
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -1122,14 +1614,17 @@ def _missing_tracker() -> str:
 def test_train_report_to_tracker_not_installed(tiny_model_dir, data, tmp_path):
     name = _missing_tracker()
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--report-to", name))
-    assert_one_line_error(result, f"--report-to {name} needs the", "package, which is not installed",
-                          'pip install "softprompt[tracking]"')
+    assert_one_line_error(
+        result, f"--report-to {name} needs the", "package, which is not installed", 'pip install "softprompt[tracking]"'
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_train_report_to_unknown_tracker(tiny_model_dir, data, tmp_path):
     result = run_cli(*train_args(tiny_model_dir, tmp_path / "out", data, "--report-to", "tensorbord"))
-    assert_one_line_error(result, "unknown --report-to 'tensorbord'; use none, all or a comma-separated list of: tensorboard")
+    assert_one_line_error(
+        result, "unknown --report-to 'tensorbord'; use none, all or a comma-separated list of: tensorboard"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -1149,15 +1644,24 @@ def test_plot_history_not_a_run(tmp_path):
 # ============================================================================= prompt transfer: train --init-from, similarity, retrieve
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--prompt-length", "5", "--init-from", "{run}"], "has input prompts of length 3, this run trains --prompt-length 5; use --prompt-length 3"),
-    (["--n-prompts", "3", "--init-from", "{run}#0", "--init-from", "{run}#1"],
-     "--init-from names 2 source prompts for 3 new prompts; give one (copied to every prompt) or one per prompt"),
-    (["--init-from", "{run}#5"], "has 2 prompt(s), indices 0..1"),
-    (["--init-from", "{run}#first"], "is not RUN or RUN#i (i a prompt index)"),
-    (["--init-from", "auto"], "--init-from auto needs a prompt library; add --library RUN"),
-    (["--library", "{run}"], "--library is only used by --init-from auto"),
-], ids=["prompt-length", "count", "index", "malformed", "auto-without-library", "library-without-auto"])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--prompt-length", "5", "--init-from", "{run}"],
+            "has input prompts of length 3, this run trains --prompt-length 5; use --prompt-length 3",
+        ),
+        (
+            ["--n-prompts", "3", "--init-from", "{run}#0", "--init-from", "{run}#1"],
+            "--init-from names 2 source prompts for 3 new prompts; give one (copied to every prompt) or one per prompt",
+        ),
+        (["--init-from", "{run}#5"], "has 2 prompt(s), indices 0..1"),
+        (["--init-from", "{run}#first"], "is not RUN or RUN#i (i a prompt index)"),
+        (["--init-from", "auto"], "--init-from auto needs a prompt library; add --library RUN"),
+        (["--library", "{run}"], "--library is only used by --init-from auto"),
+    ],
+    ids=["prompt-length", "count", "index", "malformed", "auto-without-library", "library-without-auto"],
+)
 def test_train_init_from_refusals(extra, message, run, tiny_model_dir, data, tmp_path):
     out = tmp_path / "out"
     result = run_cli(*train_args(tiny_model_dir, out, data, *[e.format(run=run) for e in extra]))
@@ -1165,13 +1669,17 @@ def test_train_init_from_refusals(extra, message, run, tiny_model_dir, data, tmp
     assert not out.exists()  # not even the empty folder the run had made
 
 
-def test_train_overwrite_that_fails_before_its_first_checkpoint_gives_the_old_run_back(run, run_copy, tiny_model_dir, data):
+def test_train_overwrite_that_fails_before_its_first_checkpoint_gives_the_old_run_back(
+    run, run_copy, tiny_model_dir, data
+):
     """--overwrite sets the old run aside and deletes it only once the new run has a checkpoint of its own."""
     before = snapshot(run_copy)
     result = run_cli(*train_args(tiny_model_dir, run_copy, data, "--overwrite", "--init-from", f"{run}#5"))
     assert_one_line_error(result, "has 2 prompt(s), indices 0..1")
     assert snapshot(run_copy) == before and not list(run_copy.parent.glob(".*replaced*"))
-    assert run_cli(*train_args(tiny_model_dir, run_copy, data, "--overwrite", "--seed", "3")).exit_code == 0  # replaced for real
+    assert (
+        run_cli(*train_args(tiny_model_dir, run_copy, data, "--overwrite", "--seed", "3")).exit_code == 0
+    )  # replaced for real
     assert snapshot(run_copy) != before and not list(run_copy.parent.glob(".*replaced*"))
 
 
@@ -1190,31 +1698,51 @@ def test_similarity_runs_of_different_models(run, t5_d48, data, tmp_path):
     assert not (tmp_path / "sim.json").exists()
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--bank", "prefixes"], "has no prefixes; choose --bank prompts or runs trained with deep prefixes (--deep-prefix)"),
-    (["--output", "{tmp}/sim.txt"], "--output must end with .json (a .csv is written beside it)"),
-    (["--plot", "{tmp}/sim.pdf"], "plot path must end with .png or .svg"),
-], ids=["no-such-bank", "output-format", "plot-format"])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--bank", "prefixes"],
+            "has no prefixes; choose --bank prompts or runs trained with deep prefixes (--deep-prefix)",
+        ),
+        (["--output", "{tmp}/sim.txt"], "--output must end with .json (a .csv is written beside it)"),
+        (["--plot", "{tmp}/sim.pdf"], "plot path must end with .png or .svg"),
+    ],
+    ids=["no-such-bank", "output-format", "plot-format"],
+)
 def test_similarity_refusals(extra, message, run, tmp_path):
     result = run_cli("similarity", run, *[e.format(tmp=tmp_path) for e in extra])
     assert_one_line_error(result, message)
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--target", "{run}", "--top", "0"], "--top must be a positive integer, got 0"),
-    (["--target", "{run}#7"], "the run has 2 prompt(s), indices 0..1"),
-], ids=["zero-top", "target-index"])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--target", "{run}", "--top", "0"], "--top must be a positive integer, got 0"),
+        (["--target", "{run}#7"], "the run has 2 prompt(s), indices 0..1"),
+    ],
+    ids=["zero-top", "target-index"],
+)
 def test_retrieve_refusals(extra, message, run):
     assert_one_line_error(run_cli("retrieve", "--library", run, *[e.format(run=run) for e in extra]), message)
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--prompt-length", "0", "--deep-prefix", "--prefix-length", "2", "--lr", "0.1"],
-     "--optimizer and --lr set the input prompts' recipe and --prompt-length 0 trains none; use --prefix-optimizer and --prefix-lr"),
-    (["--prefix-optimizer", "adamw"], "--prefix-optimizer and --prefix-lr set the deep prefixes' recipe; add --deep-prefix or drop them"),
-    (["--deep-prefix", "--prefix-length", "2", "--prefix-lr", "0"], "--prefix-lr must be > 0, got 0"),
-], ids=["prompt-recipe-without-prompts", "prefix-recipe-without-prefixes", "prefix-lr-zero"])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--prompt-length", "0", "--deep-prefix", "--prefix-length", "2", "--lr", "0.1"],
+            "--optimizer and --lr set the input prompts' recipe and --prompt-length 0 trains none; use --prefix-optimizer and --prefix-lr",
+        ),
+        (
+            ["--prefix-optimizer", "adamw"],
+            "--prefix-optimizer and --prefix-lr set the deep prefixes' recipe; add --deep-prefix or drop them",
+        ),
+        (["--deep-prefix", "--prefix-length", "2", "--prefix-lr", "0"], "--prefix-lr must be > 0, got 0"),
+    ],
+    ids=["prompt-recipe-without-prompts", "prefix-recipe-without-prefixes", "prefix-lr-zero"],
+)
 def test_train_recipe_for_a_bank_that_is_not_trained(extra, message, tiny_model_dir, data, tmp_path):
     out = tmp_path / "out"
     assert_one_line_error(run_cli(*train_args(tiny_model_dir, out, data, *extra)), message)

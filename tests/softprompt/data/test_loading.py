@@ -14,14 +14,13 @@ import pytest
 from huggingface_hub import constants as hub_constants
 
 from softprompt.data import loading as data
-from softprompt.data.loading import load_examples, load_rows, read_file, subsample
-from softprompt.errors import SoftpromptError
 from softprompt.data.custom import custom_task
+from softprompt.data.loading import load_examples, load_rows, read_file, subsample
 from softprompt.data.tasks import get_task
+from softprompt.errors import SoftpromptError
 from tests.conftest import TEST_DATA, hub_answering
 
-SENTIMENT = custom_task("review: {text}", label_column="label",
-                        label_words={"0": "negative", "1": "positive"})
+SENTIMENT = custom_task("review: {text}", label_column="label", label_words={"0": "negative", "1": "positive"})
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +49,9 @@ def test_custom_task_from_csv(tmp_path):
     file = write(tmp_path / "train.csv", 'text,label\n"good, really",1\nbad,0\n')
     examples = load_examples(SENTIMENT, "train", file)
     assert [(e.source, e.target, e.label) for e in examples] == [
-        ("review: good, really", "positive", 1), ("review: bad", "negative", 0)]
+        ("review: good, really", "positive", 1),
+        ("review: bad", "negative", 0),
+    ]
 
 
 def test_custom_task_from_tsv_keeps_quotes(tmp_path):
@@ -124,18 +125,36 @@ def test_an_empty_cell_is_missing_and_blamed_on_its_own_row(tmp_path):
     glue = write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\nmeh\t\nbad\t0\n")
     assert read_file(custom)[1] == {"text": "meh", "label": None}
     for task, file, column in ((SENTIMENT, custom, "text"), (get_task("sst2"), glue, "sentence")):
-        with pytest.raises(SoftpromptError, match=rf"train.(csv|tsv) row 2: column 'label' is empty \(columns with values "
-                                                  rf"in this row: {column}\) — fill it in or drop the row$"):
+        with pytest.raises(
+            SoftpromptError,
+            match=rf"train.(csv|tsv) row 2: column 'label' is empty \(columns with values "
+            rf"in this row: {column}\) — fill it in or drop the row$",
+        ):
             load_examples(task, "train", file)
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("twice.csv", "question,question,label\na,b,1\n", r"twice.csv line 1: the header names column 'question' more than "
-                                                        r"once; give each column its own name$"),
-    ("twice.tsv", "a\tb\ta\tb\n1\t2\t3\t4\n", r"twice.tsv line 1: the header names columns 'a', 'b' more than once"),
-    ("index.csv", ",text,label\n0,good,1\n", r"index.csv line 1: column 1 of the header has no name; name every column "
-                                               r"or drop the unnamed one \(pandas writes its index there: save with index=False\)$"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        (
+            "twice.csv",
+            "question,question,label\na,b,1\n",
+            r"twice.csv line 1: the header names column 'question' more than "
+            r"once; give each column its own name$",
+        ),
+        (
+            "twice.tsv",
+            "a\tb\ta\tb\n1\t2\t3\t4\n",
+            r"twice.tsv line 1: the header names columns 'a', 'b' more than once",
+        ),
+        (
+            "index.csv",
+            ",text,label\n0,good,1\n",
+            r"index.csv line 1: column 1 of the header has no name; name every column "
+            r"or drop the unnamed one \(pandas writes its index there: save with index=False\)$",
+        ),
+    ],
+)
 def test_csv_header_names_each_column_once(tmp_path, name, text, message):
     with pytest.raises(SoftpromptError, match=message):
         read_file(write(tmp_path / name, text))
@@ -146,7 +165,9 @@ def test_a_csv_that_is_not_utf8_names_its_line(tmp_path):
     csv_file.write_bytes("text,label\nfine,1\ncaf\u00e9,0\n".encode("latin-1"))
     jsonl_file.write_bytes('{"text": "fine"}\n\n{"text": "caf\u00e9"}\n'.encode("latin-1"))
     for path in (csv_file, jsonl_file):
-        with pytest.raises(SoftpromptError, match=rf"could not read .*{path.name} \(line 3 is not UTF-8 text\); save it as UTF-8$"):
+        with pytest.raises(
+            SoftpromptError, match=rf"could not read .*{path.name} \(line 3 is not UTF-8 text\); save it as UTF-8$"
+        ):
             read_file(str(path))
 
 
@@ -163,9 +184,15 @@ def test_local_files_are_read_without_datasets(tmp_path, monkeypatch):
         raise AssertionError("local files are parsed by softprompt.data.loading itself")
 
     monkeypatch.setattr(data.datasets, "load_dataset", refuse)
-    for name, text in (("a.csv", "text,label\nx,1\n"), ("a.tsv", "text\tlabel\nx\t1\n"), ("a.jsonl", '{"text": "x", "label": "1"}\n'),
-                       ("a.json", '[{"text": "x", "label": "1"}]'), ("b.json", '{"text": ["x"], "label": ["1"]}'),
-                       ("c.json", '{"text": "x", "label": "1"}'), ("d.json", '{"text": "x", "label": "1"}\n\n')):
+    for name, text in (
+        ("a.csv", "text,label\nx,1\n"),
+        ("a.tsv", "text\tlabel\nx\t1\n"),
+        ("a.jsonl", '{"text": "x", "label": "1"}\n'),
+        ("a.json", '[{"text": "x", "label": "1"}]'),
+        ("b.json", '{"text": ["x"], "label": ["1"]}'),
+        ("c.json", '{"text": "x", "label": "1"}'),
+        ("d.json", '{"text": "x", "label": "1"}\n\n'),
+    ):
         assert read_file(write(tmp_path / name, text)) == [{"text": "x", "label": "1"}], name
 
 
@@ -174,16 +201,25 @@ def test_json_values_keep_their_json_types_in_every_layout(tmp_path):
     builder made the column floats), with a byte-order mark too."""
     rows = [{"text": "a", "score": 2, "note": None}, {"text": "b", "score": 2.5, "note": "x"}]
     columns = {key: [row[key] for row in rows] for key in rows[0]}
-    for name, text in (("array.json", json.dumps(rows)), ("columns.json", json.dumps(columns)),
-                       ("lines.json", "\ufeff" + "\n".join(json.dumps(row) for row in rows))):
+    for name, text in (
+        ("array.json", json.dumps(rows)),
+        ("columns.json", json.dumps(columns)),
+        ("lines.json", "\ufeff" + "\n".join(json.dumps(row) for row in rows)),
+    ):
         assert read_file(write(tmp_path / name, text)) == rows, name
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[1, 2]", r"the JSON value is an array holding a non-object\); give an array of objects"),
-    ('"text"', r"the JSON value is str\); give an array of objects"),
-    ('[{"text": "a"},', r"line 1 is not valid JSON \(.*\)\); check that it is valid json: an array of objects, or one object per line"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[1, 2]", r"the JSON value is an array holding a non-object\); give an array of objects"),
+        ('"text"', r"the JSON value is str\); give an array of objects"),
+        (
+            '[{"text": "a"},',
+            r"line 1 is not valid JSON \(.*\)\); check that it is valid json: an array of objects, or one object per line",
+        ),
+    ],
+)
 def test_json_that_holds_no_rows_is_one_line(tmp_path, text, message):
     with pytest.raises(SoftpromptError, match=r"could not read .*bad.json \(" + message):
         read_file(write(tmp_path / "bad.json", text))
@@ -234,31 +270,58 @@ def test_e2e_csv_grouped_for_evaluation():
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(SoftpromptError, match=r"data file .*nope.csv not found; check the path "
-                                              r"given to --train-file/--validation-file"):
+    with pytest.raises(
+        SoftpromptError,
+        match=r"data file .*nope.csv not found; check the path "
+        r"given to --train-file/--validation-file",
+    ):
         load_rows(SENTIMENT, "train", str(tmp_path / "nope.csv"))
 
 
-@pytest.mark.parametrize("name, text", [
-    ("empty.jsonl", ""), ("blank.jsonl", "\n \n"), ("header_only.csv", "text,label\n"),
-    ("header_only.tsv", "text\tlabel\n"), ("empty_list.json", "[]"),
-])
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("empty.jsonl", ""),
+        ("blank.jsonl", "\n \n"),
+        ("header_only.csv", "text,label\n"),
+        ("header_only.tsv", "text\tlabel\n"),
+        ("empty_list.json", "[]"),
+    ],
+)
 def test_file_without_rows(tmp_path, name, text):
     with pytest.raises(SoftpromptError, match=f"data file .*{name} has no rows"):
         load_rows(SENTIMENT, "train", write(tmp_path / name, text))
 
 
 def test_unsupported_extension(tmp_path):
-    with pytest.raises(SoftpromptError, match=r"unsupported file type '.txt' .* use a .jsonl, "
-                                              r".json, .csv, .tsv file"):
+    with pytest.raises(
+        SoftpromptError,
+        match=r"unsupported file type '.txt' .* use a .jsonl, "
+        r".json, .csv, .tsv file",
+    ):
         load_rows(SENTIMENT, "train", write(tmp_path / "train.txt", "text,label\na,1\n"))
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("extra.csv", 'sentence\nfoo, bar\n"baz, qux"\n', r"extra.csv line 2 has 2 fields but the header has 1 \(sentence\); quote fields that hold commas"),
-    ("short.csv", "sentence,label\na fine film,1\n\nno label\n", r"short.csv line 4 has 1 fields but the header has 2 \(sentence, label\)"),
-    ("extra.tsv", "sentence\tlabel\na\tb\t1\n", r"extra.tsv line 2 has 3 fields but the header has 2 .*a tab inside a field splits it"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        (
+            "extra.csv",
+            'sentence\nfoo, bar\n"baz, qux"\n',
+            r"extra.csv line 2 has 2 fields but the header has 1 \(sentence\); quote fields that hold commas",
+        ),
+        (
+            "short.csv",
+            "sentence,label\na fine film,1\n\nno label\n",
+            r"short.csv line 4 has 1 fields but the header has 2 \(sentence, label\)",
+        ),
+        (
+            "extra.tsv",
+            "sentence\tlabel\na\tb\t1\n",
+            r"extra.tsv line 2 has 3 fields but the header has 2 .*a tab inside a field splits it",
+        ),
+    ],
+)
 def test_csv_rows_must_have_the_headers_fields(tmp_path, name, text, message):
     """Without this check, pandas takes the extra leading field of every row as an index and drops it, silently."""
     path = tmp_path / name
@@ -269,14 +332,19 @@ def test_csv_rows_must_have_the_headers_fields(tmp_path, name, text, message):
 
 def test_malformed_json(tmp_path):
     file = write(tmp_path / "bad.jsonl", '{"text": "a", "label": 1}\n\n{"text": \n')
-    with pytest.raises(SoftpromptError, match=r"could not read .*bad.jsonl \(line 3 is not valid JSON \(Expecting value\)\); "
-                                              r"check that it is valid jsonl") as err:
+    with pytest.raises(
+        SoftpromptError,
+        match=r"could not read .*bad.jsonl \(line 3 is not valid JSON \(Expecting value\)\); "
+        r"check that it is valid jsonl",
+    ) as err:
         load_rows(SENTIMENT, "train", file)
     assert "\n" not in str(err.value)
 
 
 def test_a_folder_given_as_data_file(tmp_path):
-    with pytest.raises(SoftpromptError, match=r"data file .* is a folder; pass a file \(.jsonl, .json, .csv or .tsv\) with --data-file"):
+    with pytest.raises(
+        SoftpromptError, match=r"data file .* is a folder; pass a file \(.jsonl, .json, .csv or .tsv\) with --data-file"
+    ):
         read_file(str(tmp_path), "--data-file")
 
 
@@ -300,14 +368,14 @@ def test_unlabeled_glue_test_rows_are_rejected(tmp_path):
 
 
 def test_task_without_hub_asks_for_files():
-    with pytest.raises(SoftpromptError, match="task custom has no hub dataset; pass local files "
-                                              "with --train-file/--validation-file"):
+    with pytest.raises(
+        SoftpromptError, match="task custom has no hub dataset; pass local files with --train-file/--validation-file"
+    ):
         load_rows(custom_task("{x}", target_column="y"), "train")
 
 
 def test_unknown_split():
-    with pytest.raises(SoftpromptError, match="unknown split 'dev' for rte; choose one of train, "
-                                              "validation, test"):
+    with pytest.raises(SoftpromptError, match="unknown split 'dev' for rte; choose one of train, validation, test"):
         load_rows(get_task("rte"), "dev")
 
 
@@ -316,8 +384,7 @@ def test_unreachable_hub_is_one_line(monkeypatch):
 
     def offline(*args, **kwargs):
         calls.append((args, kwargs))
-        raise ConnectionError("Couldn't reach 'aps/super_glue' on the Hub (LocalEntryNotFoundError)\n"
-                              "more detail")
+        raise ConnectionError("Couldn't reach 'aps/super_glue' on the Hub (LocalEntryNotFoundError)\nmore detail")
 
     monkeypatch.setattr(data.datasets, "load_dataset", offline)
     with pytest.raises(SoftpromptError) as err:
@@ -348,7 +415,8 @@ def test_with_the_hub_out_of_reach_datasets_reads_only_the_cache(monkeypatch):
     assert str(err.value) == (
         "cannot reach the Hugging Face hub (ConnectError: no route) and the validation split of aps/super_glue (config "
         "rte, revision main) is not in the local cache; pass local files with --train-file/--validation-file "
-        "(--data-file for ensemble-eval), or load the dataset once while online")
+        "(--data-file for ensemble-eval), or load the dataset once while online"
+    )
     cached = [{"premise": "p", "hypothesis": "h", "label": 0, "idx": 0}]
     monkeypatch.setattr(data.datasets, "load_dataset", lambda *args, **kwargs: datasets.Dataset.from_list(cached))
     assert load_examples(get_task("rte"), "validation")[0].target == "entailment"  # a cached split loads
@@ -359,9 +427,27 @@ def test_train_on_a_hub_dataset_out_of_reach_is_one_line_without_retries(tmp_pat
     stderr line, no huggingface_hub retry warnings, nothing written."""
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "PYTHONWARNINGS")}
     env.update(HF_ENDPOINT="http://127.0.0.1:1", HF_HOME=str(tmp_path / "hf"))
-    process = subprocess.run([sys.executable, "-m", "softprompt.cli", "train", "--model", "t5-nano", "--task", "rte",
-                              "--steps", "1", "--output-dir", str(tmp_path / "out")],
-                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "softprompt.cli",
+            "train",
+            "--model",
+            "t5-nano",
+            "--task",
+            "rte",
+            "--steps",
+            "1",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert process.returncode == 2 and process.stdout == ""
     assert process.stderr.splitlines() == [process.stderr.strip()], process.stderr
     assert process.stderr.startswith("error: cannot reach the Hugging Face hub (")
@@ -371,8 +457,7 @@ def test_train_on_a_hub_dataset_out_of_reach_is_one_line_without_retries(tmp_pat
 
 def test_hub_rows_become_examples(monkeypatch):
     hub_rows = [{"premise": "p", "hypothesis": "h", "label": 0, "idx": 0}]
-    monkeypatch.setattr(data.datasets, "load_dataset",
-                        lambda *args, **kwargs: datasets.Dataset.from_list(hub_rows))
+    monkeypatch.setattr(data.datasets, "load_dataset", lambda *args, **kwargs: datasets.Dataset.from_list(hub_rows))
     assert load_examples(get_task("rte"), "train")[0].target == "entailment"
 
 

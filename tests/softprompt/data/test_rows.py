@@ -23,10 +23,19 @@ def test_linearize_triples_accepts_lists_and_gem_strings():
 
 
 def test_flatten_multirc_gives_one_row_per_answer_and_keeps_flat_rows():
-    passage = {"text": "P.", "questions": [{"question": "Q1?", "answers": [{"text": "a", "label": 1}, {"text": "b", "label": 0}]},
-                                            {"question": "Q2?", "answers": [{"text": "c", "label": 0}]}]}
+    passage = {
+        "text": "P.",
+        "questions": [
+            {"question": "Q1?", "answers": [{"text": "a", "label": 1}, {"text": "b", "label": 0}]},
+            {"question": "Q2?", "answers": [{"text": "c", "label": 0}]},
+        ],
+    }
     rows = flatten_multirc({"passage": passage})
-    assert [(r["question"], r["answer"], r["label"]) for r in rows] == [("Q1?", "a", 1), ("Q1?", "b", 0), ("Q2?", "c", 0)]
+    assert [(r["question"], r["answer"], r["label"]) for r in rows] == [
+        ("Q1?", "a", 1),
+        ("Q1?", "b", 0),
+        ("Q2?", "c", 0),
+    ]
     flat = {"paragraph": "P.", "question": "Q?", "answer": "a", "label": 1}
     assert flatten_multirc(flat) == [flat]
 

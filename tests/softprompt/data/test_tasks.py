@@ -9,10 +9,9 @@ import json
 import pytest
 
 from softprompt.data.custom import custom_task
-from softprompt.errors import SoftpromptError
 from softprompt.data.tasks import TASKS, Example, get_task
+from softprompt.errors import SoftpromptError
 from tests.conftest import TEST_DATA
-
 
 
 def jsonl(relative: str, n: int | None = None) -> list[dict]:
@@ -31,8 +30,21 @@ def csv_rows(relative: str) -> list[dict]:
 
 
 def test_registry_lists_every_builtin_task():
-    expected = {"boolq", "cb", "copa", "rte", "wic", "wsc", "multirc", "sst2", "mrpc", "qqp",
-                "e2e_nlg", "webnlg", "xsum"}
+    expected = {
+        "boolq",
+        "cb",
+        "copa",
+        "rte",
+        "wic",
+        "wsc",
+        "multirc",
+        "sst2",
+        "mrpc",
+        "qqp",
+        "e2e_nlg",
+        "webnlg",
+        "xsum",
+    }
     assert set(TASKS) == expected
     assert get_task("BoolQ") is TASKS["boolq"]
 
@@ -40,18 +52,21 @@ def test_registry_lists_every_builtin_task():
 PARQUET = "refs/convert/parquet"
 
 
-@pytest.mark.parametrize("name, kind, metric, hub", [
-    ("boolq", "classification", "accuracy", ("aps/super_glue", "boolq", None)),
-    ("cb", "classification", "macro_f1", ("aps/super_glue", "cb", None)),
-    ("copa", "choice", "accuracy", ("aps/super_glue", "copa", None)),
-    ("multirc", "classification", "f1", ("aps/super_glue", "multirc", None)),
-    ("sst2", "classification", "accuracy", ("nyu-mll/glue", "sst2", None)),
-    ("mrpc", "classification", "f1", ("nyu-mll/glue", "mrpc", None)),
-    ("qqp", "classification", "f1", ("nyu-mll/glue", "qqp", None)),
-    ("e2e_nlg", "generation", "bleu", ("tuetschek/e2e_nlg", None, PARQUET)),
-    ("webnlg", "generation", "bleu", ("GEM/web_nlg", None, PARQUET)),
-    ("xsum", "generation", "rougeL", ("EdinburghNLP/xsum", None, PARQUET)),
-])
+@pytest.mark.parametrize(
+    "name, kind, metric, hub",
+    [
+        ("boolq", "classification", "accuracy", ("aps/super_glue", "boolq", None)),
+        ("cb", "classification", "macro_f1", ("aps/super_glue", "cb", None)),
+        ("copa", "choice", "accuracy", ("aps/super_glue", "copa", None)),
+        ("multirc", "classification", "f1", ("aps/super_glue", "multirc", None)),
+        ("sst2", "classification", "accuracy", ("nyu-mll/glue", "sst2", None)),
+        ("mrpc", "classification", "f1", ("nyu-mll/glue", "mrpc", None)),
+        ("qqp", "classification", "f1", ("nyu-mll/glue", "qqp", None)),
+        ("e2e_nlg", "generation", "bleu", ("tuetschek/e2e_nlg", None, PARQUET)),
+        ("webnlg", "generation", "bleu", ("GEM/web_nlg", None, PARQUET)),
+        ("xsum", "generation", "rougeL", ("EdinburghNLP/xsum", None, PARQUET)),
+    ],
+)
 def test_task_metadata(name, kind, metric, hub):
     task = get_task(name)
     assert (task.kind, task.metric, (task.hub.dataset, task.hub.config, task.hub.revision)) == (kind, metric, hub)
@@ -137,17 +152,24 @@ def test_wsc_real_rows_lift_nested_spans():
 def test_multirc_real_paragraphs_flatten_to_one_example_per_answer():
     rows = jsonl("superglue/multirc/val.jsonl")
     examples = get_task("multirc").to_examples(rows)
-    assert len(rows) == 2 and len(examples) == 13 == sum(len(q["answers"]) for r in rows for q in r["passage"]["questions"])
+    assert len(rows) == 2 and len(examples) == 13 == sum(
+        len(q["answers"]) for r in rows for q in r["passage"]["questions"]
+    )
     passage = rows[0]["passage"]
     question, answer = passage["questions"][0], passage["questions"][0]["answers"][0]
     assert examples[0].source == (
-        f"multirc question: {question['question']} answer: {answer['text']} "
-        f"paragraph: {passage['text']}"
+        f"multirc question: {question['question']} answer: {answer['text']} paragraph: {passage['text']}"
     )
     assert examples[0].label == answer["label"]
-    flat = [(n, {"paragraph": r["idx"], "question": q["idx"], "answer": a["idx"]})
-            for n, r in enumerate(rows) for q in r["passage"]["questions"] for a in q["answers"]]
-    assert [(e.rows, e.idx) for e in examples] == [((n,), idx) for n, idx in flat]  # the paragraph's row, SuperGLUE's ids
+    flat = [
+        (n, {"paragraph": r["idx"], "question": q["idx"], "answer": a["idx"]})
+        for n, r in enumerate(rows)
+        for q in r["passage"]["questions"]
+        for a in q["answers"]
+    ]
+    assert [(e.rows, e.idx) for e in examples] == [
+        ((n,), idx) for n, idx in flat
+    ]  # the paragraph's row, SuperGLUE's ids
 
 
 def test_multirc_hub_rows_are_already_flat():
@@ -158,42 +180,67 @@ def test_multirc_hub_rows_are_already_flat():
 
 
 def test_wsc_hub_rows_have_top_level_spans():
-    row = {"text": "T.", "span1_text": "Tina", "span2_text": "it", "span1_index": 0,
-           "span2_index": 1, "label": 0}
+    row = {"text": "T.", "span1_text": "Tina", "span2_text": "it", "span1_index": 0, "span2_index": 1, "label": 0}
     example = get_task("wsc").to_examples([row])[0]
     assert example.source == "wsc text: T. pronoun: it candidate: Tina"
     assert example.label == 0
 
 
-@pytest.mark.parametrize("name, hub_label, target", [
-    ("rte", 0, "entailment"), ("rte", 1, "not_entailment"),
-    ("cb", 1, "contradiction"), ("cb", 2, "neutral"),
-    ("boolq", 1, "True"), ("boolq", False, "False"),
-])
+@pytest.mark.parametrize(
+    "name, hub_label, target",
+    [
+        ("rte", 0, "entailment"),
+        ("rte", 1, "not_entailment"),
+        ("cb", 1, "contradiction"),
+        ("cb", 2, "neutral"),
+        ("boolq", 1, "True"),
+        ("boolq", False, "False"),
+    ],
+)
 def test_int_and_bool_labels_are_class_indices(name, hub_label, target):
     row = {"premise": "p", "hypothesis": "h", "question": "q", "passage": "p", "label": hub_label}
     assert get_task(name).to_examples([row])[0].target == target
 
 
-@pytest.mark.parametrize("name, text_label, target", [
-    ("sst2", "1", "positive"), ("sst2", "0", "negative"), ("rte", "1", "not_entailment"), ("cb", "2", "neutral"),
-    ("boolq", "1", "True"), ("boolq", "False", "False"), ("copa", "1", "b"),
-])
+@pytest.mark.parametrize(
+    "name, text_label, target",
+    [
+        ("sst2", "1", "positive"),
+        ("sst2", "0", "negative"),
+        ("rte", "1", "not_entailment"),
+        ("cb", "2", "neutral"),
+        ("boolq", "1", "True"),
+        ("boolq", "False", "False"),
+        ("copa", "1", "b"),
+    ],
+)
 def test_int_labels_written_as_text_are_class_indices(name, text_label, target):
     """A csv/tsv cell is text: GLUE's dev.tsv label "1" is class 1, as the int 1 is."""
-    row = {"sentence": "s", "premise": "p", "hypothesis": "h", "question": "cause", "passage": "p",
-           "choice1": "a", "choice2": "b", "label": text_label}
+    row = {
+        "sentence": "s",
+        "premise": "p",
+        "hypothesis": "h",
+        "question": "cause",
+        "passage": "p",
+        "choice1": "a",
+        "choice2": "b",
+        "label": text_label,
+    }
     assert get_task(name).to_examples([row])[0].target == target
 
 
-@pytest.mark.parametrize("label, shown", [("1.0", "'1.0'"), ("01", "'01'"), (" 1", "' 1'"), ("+1", "'+1'"),
-                                          ("\u0661", "'\u0661'"), ("2", "2")])
+@pytest.mark.parametrize(
+    "label, shown",
+    [("1.0", "'1.0'"), ("01", "'01'"), (" 1", "' 1'"), ("+1", "'+1'"), ("\u0661", "'\u0661'"), ("2", "2")],
+)
 def test_text_labels_that_are_not_class_indices_are_refused(label, shown):
     """Only an int written as text is an index ("2" is refused as the int 2 is); no float, padding or other digits."""
     with pytest.raises(SoftpromptError) as err:
         get_task("sst2").to_examples([{"sentence": "s", "label": label}])
-    assert str(err.value) == (f"data row 1: label {shown} in column 'label' is not a sst2 label; "
-                              "allowed: 0, 1, negative, positive — fix the row or drop it")
+    assert str(err.value) == (
+        f"data row 1: label {shown} in column 'label' is not a sst2 label; "
+        "allowed: 0, 1, negative, positive — fix the row or drop it"
+    )
 
 
 def test_a_text_minus_one_is_an_unlabeled_glue_row():
@@ -244,8 +291,12 @@ def test_e2e_real_rows_group_references_by_mr():
     assert first.source == "name : Blue Spice | eatType : coffee shop | area : city centre"
     same_mr = [row["ref"] for row in rows if row["mr"] == rows[0]["mr"]]
     assert first.references == tuple(same_mr) and first.target == same_mr[0]
-    assert training[0] == Example(first.source, same_mr[0], references=(same_mr[0],))  # where it came from is not compared
-    assert first.rows == tuple(n for n, row in enumerate(rows) if row["mr"] == rows[0]["mr"]) and training[1].rows == (1,)
+    assert training[0] == Example(
+        first.source, same_mr[0], references=(same_mr[0],)
+    )  # where it came from is not compared
+    assert first.rows == tuple(n for n, row in enumerate(rows) if row["mr"] == rows[0]["mr"]) and training[1].rows == (
+        1,
+    )
 
 
 def test_e2e_accepts_hub_column_names():
@@ -256,18 +307,17 @@ def test_e2e_accepts_hub_column_names():
 
 def test_webnlg_triples_and_multiple_texts():
     rows = [
-        {"triples": [["Abilene_Regional_Airport", "cityServed", "Abilene"],
-                     ["Abilene", "isPartOf", "Texas"]],
-         "text": ["Abilene airport serves Abilene, Texas.", "It serves Abilene in Texas."]},
+        {
+            "triples": [["Abilene_Regional_Airport", "cityServed", "Abilene"], ["Abilene", "isPartOf", "Texas"]],
+            "text": ["Abilene airport serves Abilene, Texas.", "It serves Abilene in Texas."],
+        },
         {"triples": [["Aarhus", "leader", "Jacob_Bundsgaard"]], "text": "Aarhus is led by Jacob."},
     ]
     task = get_task("webnlg")
     training = task.to_examples(rows)
     grouped = task.to_examples(rows, grouped=True)
     assert len(training) == 3 and len(grouped) == 2
-    assert grouped[0].source == (
-        "Abilene Regional Airport : cityServed : Abilene | Abilene : isPartOf : Texas"
-    )
+    assert grouped[0].source == ("Abilene Regional Airport : cityServed : Abilene | Abilene : isPartOf : Texas")
     assert grouped[0].references == tuple(rows[0]["text"])
     assert grouped[1].references == ("Aarhus is led by Jacob.",)
     assert (grouped[0].rows, grouped[1].rows) == ((0, 0), (1,))  # one row per reference
@@ -309,7 +359,10 @@ def test_label_outside_classes_is_rejected(label, shown):
 
 def test_a_custom_label_outside_the_label_words_asks_for_them():
     task = custom_task("review: {text}", "label", {"bad": "negative", "good": "positive"})
-    with pytest.raises(SoftpromptError, match=r"label 'neutral' .* allowed: bad, good — add it to --label-words \(LABEL=WORD\) or drop the row$"):
+    with pytest.raises(
+        SoftpromptError,
+        match=r"label 'neutral' .* allowed: bad, good — add it to --label-words \(LABEL=WORD\) or drop the row$",
+    ):
         task.to_examples([{"text": "so-so", "label": "neutral"}])
 
 
@@ -321,12 +374,16 @@ def test_copa_label_must_index_a_choice():
 
 def test_a_json_object_or_list_in_a_text_column_is_refused():
     for value, kind in (({"a": 1}, "object"), (["a", "b"], "list")):
-        with pytest.raises(SoftpromptError, match=rf"row 1: column 'sentence' holds a JSON {kind}, not text; give it as a string"):
+        with pytest.raises(
+            SoftpromptError, match=rf"row 1: column 'sentence' holds a JSON {kind}, not text; give it as a string"
+        ):
             get_task("sst2").to_inputs([{"sentence": value}], origin="new.jsonl")
 
 
 def test_empty_cell_is_rejected():
-    with pytest.raises(SoftpromptError, match=r"row 1: column 'sentence' is empty \(columns with values in this row: sentense, label\)"):
+    with pytest.raises(
+        SoftpromptError, match=r"row 1: column 'sentence' is empty \(columns with values in this row: sentense, label\)"
+    ):
         get_task("sst2").to_examples([{"sentence": None, "sentense": "a misspelt column in a later row", "label": 0}])
 
 
@@ -348,35 +405,51 @@ def test_to_inputs_needs_no_label_and_one_model_input_per_row():
     column is a one-line error naming its origin and 1-based row."""
     sst2, xsum, multirc = get_task("sst2"), get_task("xsum"), get_task("multirc")
     inputs = sst2.to_inputs([{"sentence": "a gem"}, {"sentence": "dull", "label": "not a label"}])
-    assert [(e.source, e.choices) for e in inputs] == [("sst2 sentence: a gem", ("negative", "positive")),
-                                                       ("sst2 sentence: dull", ("negative", "positive"))]
+    assert [(e.source, e.choices) for e in inputs] == [
+        ("sst2 sentence: a gem", ("negative", "positive")),
+        ("sst2 sentence: dull", ("negative", "positive")),
+    ]
     assert xsum.to_inputs([{"document": "The news."}]) == [Example("summarize: The news.", "", references=("",))]
     paragraph = jsonl("superglue/multirc/val.jsonl", 1)
-    with pytest.raises(SoftpromptError, match=r"^new.jsonl row 1 expands to \d+ model inputs; give one flat row per input$"):
+    with pytest.raises(
+        SoftpromptError, match=r"^new.jsonl row 1 expands to \d+ model inputs; give one flat row per input$"
+    ):
         multirc.to_inputs(paragraph, origin="new.jsonl")
     e2e = get_task("e2e_nlg")
-    for row in ({"mr": "name[The Eagle]"}, {"meaning_representation": "name[The Eagle]"}):  # official csv and hub columns
+    for row in (
+        {"mr": "name[The Eagle]"},
+        {"meaning_representation": "name[The Eagle]"},
+    ):  # official csv and hub columns
         assert e2e.to_inputs([row]) == [Example("name : The Eagle", "", references=("",))]
-    with pytest.raises(SoftpromptError, match=r"^new.csv row 2: column 'sentence' not found; available columns: text — "
-                                              r"inputs to sst2 need column sentence$"):  # not the label placeholder
+    with pytest.raises(
+        SoftpromptError,
+        match=r"^new.csv row 2: column 'sentence' not found; available columns: text — "
+        r"inputs to sst2 need column sentence$",
+    ):  # not the label placeholder
         sst2.to_inputs([{"sentence": "ok"}, {"text": "no"}], origin="new.csv")
-    with pytest.raises(SoftpromptError, match=r"column 'choice1' not found; .* — inputs to copa need columns premise, question, "
-                                              r"choice1, choice2$"):
+    with pytest.raises(
+        SoftpromptError,
+        match=r"column 'choice1' not found; .* — inputs to copa need columns premise, question, "
+        r"choice1, choice2$",
+    ):
         get_task("copa").to_inputs([{"premise": "p", "question": "cause"}])
 
 
 # ----------------------------------------------------------------------------- templates
 
 
-@pytest.mark.parametrize("template, field", [
-    ("review: {sentence:d}", "{sentence:d}"),  # ValueError: Unknown format code 'd'
-    ("review: {sentence!x}", "{sentence!x}"),  # ValueError: Unknown conversion specifier x
-    ("review: {sentence!r}", "{sentence!r}"),  # would quote the input
-    ("review: {sentence:>40}", "{sentence:>40}"),  # would pad the input
-    ("{sentence!s:{width}}", "{sentence!s:{width}}"),
-    ("{row.text}", "{row.text}"),
-    ("{choices[0]} or {choices[1]}", "{choices[0]}"),
-])
+@pytest.mark.parametrize(
+    "template, field",
+    [
+        ("review: {sentence:d}", "{sentence:d}"),  # ValueError: Unknown format code 'd'
+        ("review: {sentence!x}", "{sentence!x}"),  # ValueError: Unknown conversion specifier x
+        ("review: {sentence!r}", "{sentence!r}"),  # would quote the input
+        ("review: {sentence:>40}", "{sentence:>40}"),  # would pad the input
+        ("{sentence!s:{width}}", "{sentence!s:{width}}"),
+        ("{row.text}", "{row.text}"),
+        ("{choices[0]} or {choices[1]}", "{choices[0]}"),
+    ],
+)
 def test_a_template_field_with_a_conversion_format_or_attribute_is_refused(template, field):
     with pytest.raises(SoftpromptError) as err:
         custom_task(template, target_column="y")

@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from softprompt.errors import SoftpromptError
 from softprompt.data.wheels import Wheel, wheel_members
+from softprompt.errors import SoftpromptError
 
 FILE = "tinydata-1.0-py3-none-any.whl"
 
@@ -22,7 +22,10 @@ def local_index(tmp_path, monkeypatch):
     with zipfile.ZipFile(index / FILE, "w") as archive:
         archive.writestr("tinydata/data.txt", "hello\tworld\n")
         archive.writestr("tinydata-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tinydata\nVersion: 1.0\n")
-        archive.writestr("tinydata-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(
+            "tinydata-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
         archive.writestr("tinydata-1.0.dist-info/RECORD", "")
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(index))

@@ -43,10 +43,35 @@ STEPS = 12
 # Checkpoints at 3, 6, 9, 12 and validations at 4, 8, 12: a kill between two checkpoints also throws
 # away a validation (and maybe a best-so-far update), which the resumed run must redo identically.
 TRAIN_ARGS = [
-    "--task", "rte", "--train-file", str(RTE / "train.jsonl"), "--validation-file", str(RTE / "val.jsonl"),
-    "--train-size", "32", "--eval-size", "8", "--n-prompts", "2", "--prompt-length", "3", "--steps", str(STEPS),
-    "--batch-size", "4", "--eval-every", "4", "--checkpoint-every", "3", "--max-source-length", "64",
-    "--optimizer", "adafactor", "--seed", "7", "--quiet",
+    "--task",
+    "rte",
+    "--train-file",
+    str(RTE / "train.jsonl"),
+    "--validation-file",
+    str(RTE / "val.jsonl"),
+    "--train-size",
+    "32",
+    "--eval-size",
+    "8",
+    "--n-prompts",
+    "2",
+    "--prompt-length",
+    "3",
+    "--steps",
+    str(STEPS),
+    "--batch-size",
+    "4",
+    "--eval-every",
+    "4",
+    "--checkpoint-every",
+    "3",
+    "--max-source-length",
+    "64",
+    "--optimizer",
+    "adafactor",
+    "--seed",
+    "7",
+    "--quiet",
 ]
 
 # A fork server for the interrupted runs: it imports what `softprompt train` imports once, then forks
@@ -142,12 +167,21 @@ for line in sys.stdin:
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-                HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(ROOT))
+    return dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        PYTHONPATH=str(ROOT),
+    )
 
 
 def _train_args(model_dir: Path, out: Path, resume: bool = False) -> list[str]:
-    return ["train", "--model", str(model_dir), "--output-dir", str(out), *TRAIN_ARGS] + (["--resume"] if resume else [])
+    return ["train", "--model", str(model_dir), "--output-dir", str(out), *TRAIN_ARGS] + (
+        ["--resume"] if resume else []
+    )
 
 
 class _Runs:
@@ -155,8 +189,15 @@ class _Runs:
 
     def __init__(self, directory: Path):
         self.directory, self.count, self.pid = directory, 0, None
-        self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], cwd=directory, env=_env(), text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", ZYGOTE],
+            cwd=directory,
+            env=_env(),
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self.replies: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -245,8 +286,14 @@ def reference(tiny_model_dir, tmp_path_factory):
     """An uninterrupted run in a fresh interpreter (``python -m softprompt.cli train``), started at once
     so that it runs beside the fork server's start-up; call it to wait for the run directory."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "softprompt.cli", *_train_args(tiny_model_dir, out)], cwd=out.parent,
-                            env=_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "softprompt.cli", *_train_args(tiny_model_dir, out)],
+        cwd=out.parent,
+        env=_env(),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     done: list[Path] = []
 
     def wait() -> Path:
@@ -274,8 +321,10 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _assert_bit_identical(run: Path, ref: Path) -> None:
-    for a, b in ((_tensors(run / "prompts.safetensors"), _tensors(ref / "prompts.safetensors")),
-                 (_tensors(_committed(run)[1]), _tensors(_committed(ref)[1]))):  # banks, best-so-far, optimiser
+    for a, b in (
+        (_tensors(run / "prompts.safetensors"), _tensors(ref / "prompts.safetensors")),
+        (_tensors(_committed(run)[1]), _tensors(_committed(ref)[1])),
+    ):  # banks, best-so-far, optimiser
         assert a.keys() == b.keys()
         for name in a:
             assert a[name].dtype == b[name].dtype == torch.float32, name
@@ -342,7 +391,14 @@ def _tiny_checkpoint(run_dir: Path, step: int):
     optimizer = make_optimizer("adafactor", [weight], 0.3, 1e-5)
     weight.grad = torch.ones_like(weight)
     optimizer.step()
-    state = {"step": step, "best_metric": [0.5, 0.25], "best_step": [step, 0], "since_best": 0, "history": [], "config": {}}
+    state = {
+        "step": step,
+        "best_metric": [0.5, 0.25],
+        "best_step": [step, 0],
+        "since_best": 0,
+        "history": [],
+        "config": {},
+    }
     save_checkpoint(run_dir, {"prompts.weight": weight.data}, {"prompts.weight": weight.data * 2}, optimizer, state)
     return weight, optimizer
 
@@ -419,8 +475,8 @@ def run_copy(reference, tmp_path) -> Path:
 @pytest.mark.parametrize("torch_format", [False, True], ids=["pickle", "torch-save"])
 def test_pickled_prompts_file_is_refused_by_load_banks(run_copy, tmp_path, torch_format):
     from softprompt.errors import SoftpromptError
-    from softprompt.model.loading import load_frozen_t5
     from softprompt.io.store import load_banks
+    from softprompt.model.loading import load_frozen_t5
 
     marker = tmp_path / "pwned"
     _malicious(run_copy / "prompts.safetensors", marker, torch_format)
@@ -433,8 +489,22 @@ def test_pickled_prompts_file_is_refused_by_load_banks(run_copy, tmp_path, torch
 def test_pickled_prompts_file_is_refused_by_ensemble_eval(run_copy, tmp_path, monkeypatch, capsys):
     marker = tmp_path / "pwned"
     _malicious(run_copy / "prompts.safetensors", marker)
-    code, err = _cli(monkeypatch, capsys, "ensemble-eval", "--prompts", str(run_copy), "--task", "rte",
-                     "--data-file", str(RTE / "val.jsonl"), "--limit", "4", "--output", str(tmp_path / "eval.json"), "--quiet")
+    code, err = _cli(
+        monkeypatch,
+        capsys,
+        "ensemble-eval",
+        "--prompts",
+        str(run_copy),
+        "--task",
+        "rte",
+        "--data-file",
+        str(RTE / "val.jsonl"),
+        "--limit",
+        "4",
+        "--output",
+        str(tmp_path / "eval.json"),
+        "--quiet",
+    )
     assert code == 2 and re.search(r"^error: .*prompts\.safetensors is corrupted or truncated", err, re.M), err
     assert "Traceback" not in err
     assert not marker.exists() and not (tmp_path / "eval.json").exists()

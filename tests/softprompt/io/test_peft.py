@@ -14,12 +14,12 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, T5ForConditionalGeneration
 
 from softprompt.errors import SoftpromptError
-from softprompt.model.loading import load_frozen_t5, random_t5, save_model_dir
 from softprompt.io.peft import export_peft, import_peft
+from softprompt.io.store import load_banks, model_fingerprint, read_meta, save_run
+from softprompt.model.loading import load_frozen_t5, random_t5, save_model_dir
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
-from softprompt.io.store import load_banks, model_fingerprint, read_meta, save_run
 from tests.conftest import TEST_DATA
 
 P, N = 5, 3
@@ -38,7 +38,12 @@ def _meta(model_dir, config, prompts=True, prefixes=None):
     return {
         "model": {"name": str(model_dir), **model_fingerprint(config), "parameters": 1},
         "trainable_parameters": 1,
-        "task": {"name": "rte", "kind": "classification", "label_words": ["entailment", "not_entailment"], "metric": "accuracy"},
+        "task": {
+            "name": "rte",
+            "kind": "classification",
+            "label_words": ["entailment", "not_entailment"],
+            "metric": "accuracy",
+        },
         "n_prompts": N,
         "seeds": list(range(N)),
         "prompts": {"length": P, "init": "random-uniform"} if prompts else None,
@@ -98,7 +103,11 @@ def test_export_is_loaded_by_peft_with_identical_logits_and_generations(tiny_mod
     assert export_peft(run_dir, 2, out) == []
     peft = _peft_from(tiny_model_dir, out)
     config = peft.peft_config["default"]
-    assert config.peft_type == "PROMPT_TUNING" and config.num_virtual_tokens == P and config.num_transformer_submodules == 2
+    assert (
+        config.peft_type == "PROMPT_TUNING"
+        and config.num_virtual_tokens == P
+        and config.num_transformer_submodules == 2
+    )
     assert config.base_model_name_or_path == str(tiny_model_dir.resolve())
     assert load_file(out / "adapter_model.safetensors")["prompt_embeddings"].shape == (2 * P, 32)
 
@@ -125,7 +134,11 @@ def test_import_of_a_peft_saved_adapter_gives_peft_logits(tiny_model_dir, peft_a
     out = tmp_path / "imported"
     import_peft(peft_adapter, out, "rte", None)
     meta = read_meta(out)
-    assert meta["n_prompts"] == 1 and meta["prompts"]["length"] == 4 and meta["task"]["label_words"] == ["entailment", "not_entailment"]
+    assert (
+        meta["n_prompts"] == 1
+        and meta["prompts"]["length"] == 4
+        and meta["task"]["label_words"] == ["entailment", "not_entailment"]
+    )
     assert meta["model"]["name"] == str(tiny_model_dir) and meta["model"]["parameters"] > 0
 
     frozen = load_frozen_t5(str(tiny_model_dir))
@@ -155,7 +168,21 @@ def test_imported_run_is_accepted_by_ensemble_eval(tiny_model_dir, peft_adapter,
     import_peft(peft_adapter, out, "rte", None)
     report = tmp_path / "eval.json"
     result = CliRunner().invoke(
-        cli, ["ensemble-eval", "--prompts", str(out), "--task", "rte", "--data-file", str(val), "--limit", "4", "--output", str(report), "--quiet"]
+        cli,
+        [
+            "ensemble-eval",
+            "--prompts",
+            str(out),
+            "--task",
+            "rte",
+            "--data-file",
+            str(val),
+            "--limit",
+            "4",
+            "--output",
+            str(report),
+            "--quiet",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert report.is_file()
@@ -172,25 +199,40 @@ def test_imported_custom_run_predicts_with_its_input_template_alone(tiny_model_d
     import_peft(peft_adapter, out, "entail", words)
     inputs = TEST_DATA / "superglue" / "rte" / "val.jsonl"
     template = ["--input-template", "{premise} question: {hypothesis}"]
-    full = (["--label-column", "label", "--label-words", "entailment=entailment,not_entailment=not_entailment"] if words
-            else ["--target-column", "idx"])
+    full = (
+        ["--label-column", "label", "--label-words", "entailment=entailment,not_entailment=not_entailment"]
+        if words
+        else ["--target-column", "idx"]
+    )
     decoding = [] if words else ["--max-new-tokens", "3"]
     answers = []
     for options in (template + decoding, ["--task", "custom", "--task-name", "entail", *template, *full, *decoding]):
         output = tmp_path / f"{len(answers)}.jsonl"
-        result = CliRunner().invoke(cli, ["predict", "--prompts", str(out), "--input", str(inputs), "--output", str(output), "--quiet", *options])
+        result = CliRunner().invoke(
+            cli,
+            ["predict", "--prompts", str(out), "--input", str(inputs), "--output", str(output), "--quiet", *options],
+        )
         assert result.exit_code == 0, result.output
         assert "prompts of entail" in result.output
         answers.append([json.loads(line) for line in output.read_text().splitlines()])
     assert len(answers[0]) == 24 and answers[0] == answers[1]
-    refused = CliRunner().invoke(cli, ["predict", "--prompts", str(out), "--input", str(inputs), "--output", str(tmp_path / "x.jsonl")])
+    refused = CliRunner().invoke(
+        cli, ["predict", "--prompts", str(out), "--input", str(inputs), "--output", str(tmp_path / "x.jsonl")]
+    )
     assert isinstance(refused.exception, SoftpromptError)
-    assert "does not record how task 'entail' formats its inputs; give its input format with --input-template" in str(refused.exception)
+    assert "does not record how task 'entail' formats its inputs; give its input format with --input-template" in str(
+        refused.exception
+    )
 
 
 def test_custom_task_metadata(peft_adapter, tmp_path):
     import_peft(peft_adapter, tmp_path / "cls", "reviews", ["negative", "positive"])
-    assert read_meta(tmp_path / "cls")["task"] == {"name": "reviews", "kind": "classification", "label_words": ["negative", "positive"], "metric": "accuracy"}
+    assert read_meta(tmp_path / "cls")["task"] == {
+        "name": "reviews",
+        "kind": "classification",
+        "label_words": ["negative", "positive"],
+        "metric": "accuracy",
+    }
     import_peft(peft_adapter, tmp_path / "gen", "summaries", None)
     assert read_meta(tmp_path / "gen")["task"]["kind"] == "generation"
     with pytest.raises(SoftpromptError, match="label words"):
@@ -206,13 +248,27 @@ def test_import_peft_command_reads_label_words_in_either_form_and_names_a_likely
 
     runner = CliRunner()
     for n, words in enumerate(("negative,positive", "0=negative,1=positive")):
-        result = runner.invoke(cli, ["import-peft", str(peft_adapter), "--out", str(tmp_path / f"r{n}"), "--task", "reviews",
-                                     "--label-words", words])
+        result = runner.invoke(
+            cli,
+            [
+                "import-peft",
+                str(peft_adapter),
+                "--out",
+                str(tmp_path / f"r{n}"),
+                "--task",
+                "reviews",
+                "--label-words",
+                words,
+            ],
+        )
         assert result.exit_code == 0 and "note:" not in result.output, result.output
         assert read_meta(tmp_path / f"r{n}")["task"]["label_words"] == ["negative", "positive"]
     result = runner.invoke(cli, ["import-peft", str(peft_adapter), "--out", str(tmp_path / "typo"), "--task", "sst2x"])
     assert result.exit_code == 0
-    assert "note: 'sst2x' is not a built-in task (did you mean 'sst2'?); imported as a custom generation task" in result.output
+    assert (
+        "note: 'sst2x' is not a built-in task (did you mean 'sst2'?); imported as a custom generation task"
+        in result.output
+    )
 
 
 def test_export_then_import_commands_round_trip_a_prompt(run_dir, config, tmp_path):
@@ -220,9 +276,13 @@ def test_export_then_import_commands_round_trip_a_prompt(run_dir, config, tmp_pa
     from softprompt.cli.app import cli
 
     runner = CliRunner()
-    result = runner.invoke(cli, ["export-peft", str(run_dir), "--prompt", "1", "--output-dir", str(tmp_path / "adapter")])
+    result = runner.invoke(
+        cli, ["export-peft", str(run_dir), "--prompt", "1", "--output-dir", str(tmp_path / "adapter")]
+    )
     assert result.exit_code == 0 and "wrote PEFT adapter" in result.output, result.output
-    result = runner.invoke(cli, ["import-peft", str(tmp_path / "adapter"), "--out", str(tmp_path / "back"), "--task", "rte"])
+    result = runner.invoke(
+        cli, ["import-peft", str(tmp_path / "adapter"), "--out", str(tmp_path / "back"), "--task", "rte"]
+    )
     assert result.exit_code == 0, result.output
     _, original, _ = load_banks(run_dir, config)
     _, back, _ = load_banks(tmp_path / "back", config)
@@ -284,7 +344,10 @@ def test_export_output_directory_rules(run_dir, tmp_path):
     with pytest.raises(SoftpromptError, match="not a softprompt run"):  # import never replaces an adapter
         import_peft(out, out, "rte", None, overwrite=True)
     export_peft(run_dir, 1, out, overwrite=True)
-    assert torch.equal(load_file(out / "adapter_model.safetensors")["prompt_embeddings"][:P], load_file(run_dir / "prompts.safetensors")["prompts"][1])
+    assert torch.equal(
+        load_file(out / "adapter_model.safetensors")["prompt_embeddings"][:P],
+        load_file(run_dir / "prompts.safetensors")["prompts"][1],
+    )
     assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary leftovers
 

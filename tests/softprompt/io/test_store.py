@@ -8,15 +8,21 @@ import safetensors.torch
 import torch
 
 from softprompt.errors import SoftpromptError
+from softprompt.io.store import PREFIXES_REPARAM, load_banks, model_fingerprint, read_meta, save_run
 from softprompt.model.loading import random_t5
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompts import PromptBank
-from softprompt.io.store import PREFIXES_REPARAM, load_banks, model_fingerprint, read_meta, save_run
 
 
 def _meta(config, prefixes=None):
-    return {"model": {"name": "tiny", **model_fingerprint(config)}, "task": {"name": "rte", "kind": "classification"},
-            "n_prompts": 2, "seeds": [0, 1], "prompts": {"length": 3}, "prefixes": prefixes}
+    return {
+        "model": {"name": "tiny", **model_fingerprint(config)},
+        "task": {"name": "rte", "kind": "classification"},
+        "n_prompts": 2,
+        "seeds": [0, 1],
+        "prompts": {"length": 3},
+        "prefixes": prefixes,
+    }
 
 
 def test_round_trip_with_reparameterised_prefixes(tmp_path):
@@ -25,7 +31,9 @@ def test_round_trip_with_reparameterised_prefixes(tmp_path):
     torch.nn.init.normal_(prompts.weight)
     prefixes = PrefixBank(2, PrefixShape.for_config(config, 4, ("encoder", "cross")), reparam_dim=5, reparam_hidden=7)
     prefixes.init_random([0, 1])
-    save_run(tmp_path, _meta(config, {"length": 4, "sites": ["encoder", "cross"]}), prompts, prefixes, keep_reparam=True)
+    save_run(
+        tmp_path, _meta(config, {"length": 4, "sites": ["encoder", "cross"]}), prompts, prefixes, keep_reparam=True
+    )
     meta, loaded_prompts, loaded_prefixes = load_banks(tmp_path, config)
     assert torch.equal(loaded_prompts.weight, prompts.weight)
     assert not loaded_prefixes.reparameterised  # inference loads the folded prefixes

@@ -18,7 +18,6 @@ with non-zero bias against a hand-written softmax.
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from torch import nn
@@ -64,8 +63,10 @@ def dec_ids(seed: int = 1, b: int = 2, t: int = 7):
 
 def stack_prefix(captured, site: int | str, n_layers: int, positions: slice) -> torch.Tensor:
     """Captured real K/V of ``site`` at ``positions`` as a prefix (B, L, 2, H, Pp, d_kv)."""
-    per_layer = [torch.stack([k[:, :, positions], v[:, :, positions]], dim=1) for k, v in
-                 (captured[(site, layer)] for layer in range(n_layers))]
+    per_layer = [
+        torch.stack([k[:, :, positions], v[:, :, positions]], dim=1)
+        for k, v in (captured[(site, layer)] for layer in range(n_layers))
+    ]
     return torch.stack(per_layer, dim=1).detach().clone()
 
 
@@ -102,7 +103,9 @@ def test_kernel_prefix_columns_zero_bias_real_columns_keep_theirs(attn, site):
     real_ok = torch.ones(b, 1, q, q, dtype=torch.bool)
     if site == "encoder":  # padding mask: last row's last 2 keys are padding
         real_ok[-1, ..., -2:] = False
-        mask = real_ok if attn == "sdpa" else torch.zeros(b, 1, q, q).masked_fill(~real_ok, torch.finfo(torch.float32).min)
+        mask = (
+            real_ok if attn == "sdpa" else torch.zeros(b, 1, q, q).masked_fill(~real_ok, torch.finfo(torch.float32).min)
+        )
     else:  # decoder with no mask: the wrapper must build the causal mask itself
         real_ok = real_ok & torch.ones(q, q, dtype=torch.bool).tril()
         mask = None
@@ -161,27 +164,38 @@ def test_decoder_prefix_equals_real_decoder_tokens(attn, shape):
     context.captured = {}
     with torch.no_grad():
         encoder_outputs = model.get_encoder()(input_ids=ids, attention_mask=mask)
-        reference = model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec, use_cache=False).logits
+        reference = model(
+            encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec, use_cache=False
+        ).logits
     prefix = stack_prefix(context.captured, "decoder", n_layers, slice(0, p))
     context.captured = None
     assert prefix.shape == (2, n_layers, 2, model.config.num_heads, p, model.config.d_kv)
 
     context.kv = {"decoder": prefix}
     with torch.no_grad():
-        full = model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec[:, p:], use_cache=False).logits
+        full = model(
+            encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec[:, p:], use_cache=False
+        ).logits
         torch.testing.assert_close(full, reference[:, p:], atol=ATOL, rtol=0)
 
         past, steps = None, []
         for i in range(p, dec.shape[1]):
-            out = model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec[:, i : i + 1],
-                        use_cache=True, **{CACHE_ARGUMENT: past})
+            out = model(
+                encoder_outputs=encoder_outputs,
+                attention_mask=mask,
+                decoder_input_ids=dec[:, i : i + 1],
+                use_cache=True,
+                **{CACHE_ARGUMENT: past},
+            )
             past = out.past_key_values
             steps.append(out.logits)
         assert past.self_attention_cache.get_seq_length(0) == dec.shape[1] - p  # real tokens only
         torch.testing.assert_close(torch.cat(steps, dim=1), reference[:, p:], atol=ATOL, rtol=0)
 
         context.kv = {}  # sanity: without the prefix the continuation's logits really differ
-        alone = model(encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec[:, p:], use_cache=False).logits
+        alone = model(
+            encoder_outputs=encoder_outputs, attention_mask=mask, decoder_input_ids=dec[:, p:], use_cache=False
+        ).logits
     assert (alone - reference[:, p:]).abs().max() > 1e-2
 
 
@@ -244,8 +258,12 @@ def test_cross_prefix_equals_extra_encoder_positions(attn, shape):
         hidden = model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
 
         context.captured = {}
-        reference = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
-                          decoder_input_ids=dec, use_cache=False).logits
+        reference = model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=mask,
+            decoder_input_ids=dec,
+            use_cache=False,
+        ).logits
         prefix = stack_prefix(context.captured, "cross", model.config.num_decoder_layers, slice(0, p))
         context.captured = None
 
@@ -253,12 +271,25 @@ def test_cross_prefix_equals_extra_encoder_positions(attn, shape):
         rest = BaseModelOutput(last_hidden_state=hidden[:, p:])
         out = model(encoder_outputs=rest, attention_mask=mask[:, p:], decoder_input_ids=dec, use_cache=False).logits
         torch.testing.assert_close(out, reference, atol=ATOL, rtol=0)
-        cached = model.generate(encoder_outputs=rest, attention_mask=mask[:, p:], max_new_tokens=5, min_new_tokens=5,
-                                do_sample=False, output_logits=True, return_dict_in_generate=True)
+        cached = model.generate(
+            encoder_outputs=rest,
+            attention_mask=mask[:, p:],
+            max_new_tokens=5,
+            min_new_tokens=5,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
         context.kv = {}
-        full_gen = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
-                                  max_new_tokens=5, min_new_tokens=5, do_sample=False, output_logits=True,
-                                  return_dict_in_generate=True)
+        full_gen = model.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+            attention_mask=mask,
+            max_new_tokens=5,
+            min_new_tokens=5,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
         alone = model(encoder_outputs=rest, attention_mask=mask[:, p:], decoder_input_ids=dec, use_cache=False).logits
     # cached decoding (cross K/V cached after step 1) too
     assert torch.equal(cached.sequences, full_gen.sequences)
@@ -320,8 +351,17 @@ def test_generate_with_prefixes_equals_uncached_greedy_loop():
     ids, mask = batch()
     prompt_ids = torch.tensor([0, 1])
     steps = 8
-    out = prompted.generate(ids, mask, prompt_ids, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
-                            num_beams=1, output_scores=True, return_dict_in_generate=True)
+    out = prompted.generate(
+        ids,
+        mask,
+        prompt_ids,
+        max_new_tokens=steps,
+        min_new_tokens=steps,
+        do_sample=False,
+        num_beams=1,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
     with torch.no_grad():
         manual, manual_scores = _manual_greedy(prompted, ids, mask, prompt_ids, steps, frozen.config.eos_token_id)
         prompted.context.kv = {}
@@ -340,8 +380,14 @@ def test_beam_search_with_prefixes_matches_uncached_and_per_row():
     prompted = PromptedT5(frozen, prefixes=random_bank(frozen))
     ids, mask = batch()
     prompt_ids = torch.tensor([0, 1])
-    kwargs = dict(max_new_tokens=6, min_new_tokens=6, num_beams=2, do_sample=False, return_dict_in_generate=True,
-                  output_scores=True)
+    kwargs = dict(
+        max_new_tokens=6,
+        min_new_tokens=6,
+        num_beams=2,
+        do_sample=False,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
     cached = prompted.generate(ids, mask, prompt_ids, **kwargs)
     uncached = prompted.generate(ids, mask, prompt_ids, use_cache=False, **kwargs)
     assert cached.sequences.shape == (2, 7)
@@ -352,8 +398,9 @@ def test_beam_search_with_prefixes_matches_uncached_and_per_row():
         length = alone.sequences.shape[1]
         assert torch.equal(alone.sequences[0], cached.sequences[row, :length])
         torch.testing.assert_close(alone.sequences_scores[0], cached.sequences_scores[row], atol=ATOL, rtol=0)
-    returned = prompted.generate(ids, mask, prompt_ids, max_new_tokens=6, min_new_tokens=6, num_beams=2,
-                                 num_return_sequences=2, do_sample=False)
+    returned = prompted.generate(
+        ids, mask, prompt_ids, max_new_tokens=6, min_new_tokens=6, num_beams=2, num_return_sequences=2, do_sample=False
+    )
     assert returned.shape == (4, 7)
     assert torch.equal(returned[::2], cached.sequences)
 
@@ -372,7 +419,9 @@ def test_sdpa_and_eager_agree_with_prefixes():
         prompted = PromptedT5(frozen, prefixes=random_bank(frozen))
         with torch.no_grad():
             logits = prompted(ids, mask, torch.tensor([1, 0]), decoder_input_ids=dec).logits
-        generated = prompted.generate(ids, mask, torch.tensor([1, 0]), max_new_tokens=5, min_new_tokens=5, do_sample=False)
+        generated = prompted.generate(
+            ids, mask, torch.tensor([1, 0]), max_new_tokens=5, min_new_tokens=5, do_sample=False
+        )
         outputs.append((logits, generated))
     torch.testing.assert_close(outputs[0][0], outputs[1][0], atol=ATOL, rtol=0)
     assert torch.equal(outputs[0][1], outputs[1][1])

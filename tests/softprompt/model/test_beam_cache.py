@@ -20,8 +20,11 @@ from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
 
 
-@pytest.mark.parametrize("attn, prefixes", [("sdpa", False), ("sdpa", True), ("eager", True)],
-                         ids=["sdpa-input-prompts", "sdpa-input-prompts+prefixes", "eager-input-prompts+prefixes"])
+@pytest.mark.parametrize(
+    "attn, prefixes",
+    [("sdpa", False), ("sdpa", True), ("eager", True)],
+    ids=["sdpa-input-prompts", "sdpa-input-prompts+prefixes", "eager-input-prompts+prefixes"],
+)
 def test_beam_search_on_one_cross_cache_row_per_input_equals_the_default_cache(attn, prefixes, monkeypatch):
     """Per-row prompts (and deep prefixes at every site), a padded row, 4 beams: the sequences and their beam scores
     equal those of generate() on transformers' default cache; the cross-attention cache holds one row per input,
@@ -45,11 +48,20 @@ def test_beam_search_on_one_cross_cache_row_per_input_equals_the_default_cache(a
 
     reorders, cross_reorders = [], []
     reorder = SharedCrossAttentionCache.reorder_cache
-    monkeypatch.setattr(SharedCrossAttentionCache, "reorder_cache",
-                        lambda self, beam_idx: (reorders.append(beam_idx.clone()), reorder(self, beam_idx))[1])
+    monkeypatch.setattr(
+        SharedCrossAttentionCache,
+        "reorder_cache",
+        lambda self, beam_idx: (reorders.append(beam_idx.clone()), reorder(self, beam_idx))[1],
+    )
     cross_reorder = DynamicCache.reorder_cache
-    monkeypatch.setattr(DynamicCache, "reorder_cache", lambda self, beam_idx: (
-        cross_reorders.append(self is model_cache.cross_attention_cache), cross_reorder(self, beam_idx))[1])
+    monkeypatch.setattr(
+        DynamicCache,
+        "reorder_cache",
+        lambda self, beam_idx: (
+            cross_reorders.append(self is model_cache.cross_attention_cache),
+            cross_reorder(self, beam_idx),
+        )[1],
+    )
 
     projections, inside = [], [False]  # cross-attention key projections: made inside generate()?
     for attention in attention_sites(model.model)["cross"]:
@@ -74,7 +86,9 @@ def test_beam_search_on_one_cross_cache_row_per_input_equals_the_default_cache(a
     assert reorders and any(not torch.equal(idx, torch.arange(len(idx))) for idx in reorders)
     assert cross_reorders and not any(cross_reorders)  # self-attention only
 
-    default = model.generate(ids, mask, prompt_ids, **decoding, **{CACHE_ARGUMENT: EncoderDecoderCache(DynamicCache(), DynamicCache())})
+    default = model.generate(
+        ids, mask, prompt_ids, **decoding, **{CACHE_ARGUMENT: EncoderDecoderCache(DynamicCache(), DynamicCache())}
+    )
     assert type(model_cache) is EncoderDecoderCache  # the caller's cache wins
     assert torch.equal(ours.sequences, default.sequences)
     assert torch.allclose(ours.sequences_scores, default.sequences_scores, atol=1e-5)
@@ -88,7 +102,16 @@ def test_no_beam_cache_without_beams_or_without_a_cache(decoding, monkeypatch):
     model = PromptedT5(random_t5(seed=1), prompts=PromptBank(2, 3, 32))
     seen = []
     original_generate = model.model.generate
-    monkeypatch.setattr(model.model, "generate", lambda **kwargs: (seen.append(CACHE_ARGUMENT in kwargs), original_generate(**kwargs))[1])
-    model.generate(torch.randint(3, 32000, (2, 5)), torch.ones(2, 5, dtype=torch.long), torch.tensor([0, 1]), max_new_tokens=3,
-                   **decoding)
+    monkeypatch.setattr(
+        model.model,
+        "generate",
+        lambda **kwargs: (seen.append(CACHE_ARGUMENT in kwargs), original_generate(**kwargs))[1],
+    )
+    model.generate(
+        torch.randint(3, 32000, (2, 5)),
+        torch.ones(2, 5, dtype=torch.long),
+        torch.tensor([0, 1]),
+        max_new_tokens=3,
+        **decoding,
+    )
     assert seen == [False]

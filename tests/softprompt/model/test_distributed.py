@@ -16,8 +16,22 @@ from safetensors.torch import load_file
 from tests.conftest import TEST_DATA
 
 RTE = TEST_DATA / "superglue" / "rte"
-LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
-          "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "softprompt.cli"]
+LAUNCH = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--num_processes",
+    "2",
+    "--cpu",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+    "-m",
+    "softprompt.cli",
+]
 SINGLE = [sys.executable, "-m", "softprompt.cli"]
 
 
@@ -30,10 +44,36 @@ def _run(prefix, *args):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("dist")
-    train = ["train", "--model", tiny_model_dir, "--task", "rte", "--train-file", RTE / "train.jsonl",
-             "--validation-file", RTE / "val.jsonl", "--train-size", 32, "--eval-size", 9, "--n-prompts", 2,
-             "--prompt-length", 3, "--steps", 4, "--batch-size", 6, "--eval-every", 2, "--max-source-length", 64,
-             "--device", "cpu", "--quiet"]
+    train = [
+        "train",
+        "--model",
+        tiny_model_dir,
+        "--task",
+        "rte",
+        "--train-file",
+        RTE / "train.jsonl",
+        "--validation-file",
+        RTE / "val.jsonl",
+        "--train-size",
+        32,
+        "--eval-size",
+        9,
+        "--n-prompts",
+        2,
+        "--prompt-length",
+        3,
+        "--steps",
+        4,
+        "--batch-size",
+        6,
+        "--eval-every",
+        2,
+        "--max-source-length",
+        64,
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     _run(SINGLE, *train, "--output-dir", tmp / "one")
     _run(LAUNCH, *train, "--output-dir", tmp / "two")
     _run(LAUNCH, *train, "--max-tokens", 100, "--output-dir", tmp / "two-micro")  # a pass or two per process's 6 rows
@@ -56,8 +96,20 @@ def test_two_process_micro_passes_equal_one_process(runs):
 
 
 def test_two_process_ensemble_eval_writes_the_same_table(runs):
-    evaluate = ["ensemble-eval", "--prompts", runs / "one", "--task", "rte", "--data-file", RTE / "val.jsonl",
-                "--limit", 11, "--device", "cpu", "--quiet"]
+    evaluate = [
+        "ensemble-eval",
+        "--prompts",
+        runs / "one",
+        "--task",
+        "rte",
+        "--data-file",
+        RTE / "val.jsonl",
+        "--limit",
+        11,
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     _run(SINGLE, *evaluate, "--output", runs / "e1" / "report.json")
     _run(LAUNCH, *evaluate, "--output", runs / "e2" / "report.json")
     reports = [json.loads((runs / name / "report.json").read_text()) for name in ("e1", "e2")]

@@ -17,7 +17,12 @@ import softprompt.model.hub as hub
 import softprompt.model.loading as models
 from softprompt.errors import SoftpromptError
 from softprompt.model.loading import (
-    ALIASES, enable_gradient_checkpointing, load_frozen_t5, model_typo_hint, random_t5, resolve_model_name,
+    ALIASES,
+    enable_gradient_checkpointing,
+    load_frozen_t5,
+    model_typo_hint,
+    random_t5,
+    resolve_model_name,
 )
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
@@ -53,12 +58,17 @@ def test_t5_nano_resolves_to_the_shipped_directory_and_says_when_it_is_missing(t
         resolve_model_name("t5-nano")
 
 
-@pytest.mark.parametrize("device, message", [
-    ("foo", "unknown --device 'foo'; use auto, cpu, cuda or cuda:N"),
-    ("cuda:64", "--device cuda:64: this machine has"),
-])
+@pytest.mark.parametrize(
+    "device, message",
+    [
+        ("foo", "unknown --device 'foo'; use auto, cpu, cuda or cuda:N"),
+        ("cuda:64", "--device cuda:64: this machine has"),
+    ],
+)
 def test_a_device_that_is_not_here_is_one_line_before_the_model_loads(device, message, monkeypatch):
-    monkeypatch.setattr(models.AutoConfig, "from_pretrained", lambda *a, **k: pytest.fail("loaded before the device check"))
+    monkeypatch.setattr(
+        models.AutoConfig, "from_pretrained", lambda *a, **k: pytest.fail("loaded before the device check")
+    )
     with pytest.raises(SoftpromptError, match=re.escape(message)):
         load_frozen_t5("t5-nano", device=device)
 
@@ -75,18 +85,37 @@ def hub_without(repo_id: str):
 
 
 def test_a_misspelt_model_name_gets_a_suggestion():
-    assert [model_typo_hint(n) for n in ("t5-nanoo", "flan-t5-bas", "t5-large", "google/t5-nanoo", "my-t5",
-                                         "google/flan-t5-bse", "google/flan-t5-base")] == [
-        "did you mean 't5-nano'? ", "did you mean 'flan-t5-base'? ", "", "", "", "did you mean 'google/flan-t5-base'? ", ""]
+    assert [
+        model_typo_hint(n)
+        for n in (
+            "t5-nanoo",
+            "flan-t5-bas",
+            "t5-large",
+            "google/t5-nanoo",
+            "my-t5",
+            "google/flan-t5-bse",
+            "google/flan-t5-base",
+        )
+    ] == [
+        "did you mean 't5-nano'? ",
+        "did you mean 'flan-t5-base'? ",
+        "",
+        "",
+        "",
+        "did you mean 'google/flan-t5-base'? ",
+        "",
+    ]
 
 
 def test_a_name_the_hub_does_not_have_is_one_line_that_says_so(monkeypatch):
     monkeypatch.setattr(hub, "get_hf_file_metadata", hub_without("google/flan-t5-bse"))
     with pytest.raises(SoftpromptError) as error:
         load_frozen_t5("google/flan-t5-bse")
-    assert str(error.value) == ("model 'google/flan-t5-bse' is neither a local directory nor a model on the Hugging "
-                                "Face hub; did you mean 'google/flan-t5-base'? check the spelling, log in (hf auth "
-                                "login) if it is private, or pass a local T5 directory")
+    assert str(error.value) == (
+        "model 'google/flan-t5-bse' is neither a local directory nor a model on the Hugging "
+        "Face hub; did you mean 'google/flan-t5-base'? check the spelling, log in (hf auth "
+        "login) if it is private, or pass a local T5 directory"
+    )
 
 
 def test_offline_a_name_that_is_not_cached_is_one_line_without_asking_the_hub(tmp_path, monkeypatch):
@@ -94,10 +123,14 @@ def test_offline_a_name_that_is_not_cached_is_one_line_without_asking_the_hub(tm
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))
     with pytest.raises(SoftpromptError) as error:
         load_frozen_t5("t5-smal")
-    assert str(error.value) == ("model 't5-smal' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; did "
-                                "you mean 't5-small'? download it while online (hf download t5-smal), or pass a local "
-                                "T5 directory")
-    with pytest.raises(SoftpromptError, match=r"^model 't5 small' is neither a local directory nor a hub name \(Repo id"):
+    assert str(error.value) == (
+        "model 't5-smal' is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; did "
+        "you mean 't5-small'? download it while online (hf download t5-smal), or pass a local "
+        "T5 directory"
+    )
+    with pytest.raises(
+        SoftpromptError, match=r"^model 't5 small' is neither a local directory nor a hub name \(Repo id"
+    ):
         load_frozen_t5("t5 small")
 
 
@@ -118,18 +151,39 @@ def test_an_unreachable_hub_is_one_line_on_stderr_without_retries(tmp_path):
     (here the hub's RTE, which would retry too)."""
     unset = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "PYTHONWARNINGS")
     env = {key: value for key, value in os.environ.items() if key not in unset}
-    env.update(HF_ENDPOINT="http://127.0.0.1:1", HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub"))
+    env.update(
+        HF_ENDPOINT="http://127.0.0.1:1", HF_HOME=str(tmp_path / "hf"), HF_HUB_CACHE=str(tmp_path / "hf" / "hub")
+    )
     process = subprocess.run(
-        [sys.executable, "-m", "softprompt.cli", "train", "--model", "t5-smal", "--task", "rte", "--steps", "1",
-         "--output-dir", tmp_path / "out"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "softprompt.cli",
+            "train",
+            "--model",
+            "t5-smal",
+            "--task",
+            "rte",
+            "--steps",
+            "1",
+            "--output-dir",
+            tmp_path / "out",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert process.returncode == 2 and process.stdout == ""
     lines = process.stderr.splitlines()
     assert len(lines) == 1, process.stderr  # no retry warnings
     line = lines[0]
     assert line.startswith("error: cannot reach the Hugging Face hub for model 't5-smal' (")
-    assert line.endswith(") and it is not in the local cache; did you mean 't5-small'? to work offline, download it "
-                         "while online (hf download t5-smal) and set HF_HUB_OFFLINE=1, or pass a local T5 directory")
+    assert line.endswith(
+        ") and it is not in the local cache; did you mean 't5-small'? to work offline, download it "
+        "while online (hf download t5-smal) and set HF_HUB_OFFLINE=1, or pass a local T5 directory"
+    )
     assert not (tmp_path / "out").exists()
 
 

@@ -35,7 +35,9 @@ def test_low_precision_logits_give_float32_losses_and_gradients_block_by_block(d
     assert ours.dtype == torch.float32 and ours[0, 2] == 0 and ours[0, 5] == 0
     torch.testing.assert_close(ours, reference, rtol=1e-6, atol=1e-6)
     assert logits.grad.dtype == dtype
-    torch.testing.assert_close(logits.grad.float(), reference_logits.grad.float(), rtol=torch.finfo(dtype).eps, atol=1e-6)  # one rounding
+    torch.testing.assert_close(
+        logits.grad.float(), reference_logits.grad.float(), rtol=torch.finfo(dtype).eps, atol=1e-6
+    )  # one rounding
 
 
 def test_low_precision_cross_entropy_saves_only_its_low_precision_input():

@@ -16,17 +16,17 @@ import pytest
 import torch
 from transformers import T5Config
 
-from softprompt.runner.passes import encode_texts
-from softprompt.model.attention import SITES
-from softprompt.training.config import TrainConfig
 from softprompt.data.loading import load_examples
+from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
-from softprompt.model.losses import sequence_log_probs
+from softprompt.io.store import load_banks
+from softprompt.model.attention import SITES
 from softprompt.model.loading import random_t5
+from softprompt.model.losses import sequence_log_probs
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
-from softprompt.io.store import load_banks
-from softprompt.data.tasks import get_task
+from softprompt.runner.passes import encode_texts
+from softprompt.training.config import TrainConfig
 from softprompt.training.loop import build_prompted, train
 from tests.conftest import TEST_DATA
 
@@ -63,7 +63,10 @@ def test_prefix_shape_uses_layers_per_stack_and_d_kv():
     reparam = PrefixBank(3, shape, reparam_dim=4, reparam_hidden=6)
     full = reparam.full()
     assert {site: tuple(kv.shape) for site, kv in full.items()} == {
-        "encoder": (3, 3, 2, 4, 5, 16), "decoder": (3, 2, 2, 4, 5, 16), "cross": (3, 2, 2, 4, 5, 16)}
+        "encoder": (3, 3, 2, 4, 5, 16),
+        "decoder": (3, 2, 2, 4, 5, 16),
+        "cross": (3, 2, 2, 4, 5, 16),
+    }
     rows = reparam(torch.tensor([2, 0, 2]))
     assert torch.equal(rows["decoder"], full["decoder"][[2, 0, 2]])
 
@@ -104,8 +107,14 @@ def test_score_folds_each_rows_candidates_and_equals_plain_forwards(attn, monkey
     prompted = PromptedT5(frozen, prefixes=bank)
     rows_seen = []
     fold = attention._fold_candidates
-    monkeypatch.setattr(attention, "_fold_candidates", lambda attend, context, module, query, key, *rest, **kwargs: (
-        rows_seen.append((query.shape[0], key.shape[0])) or fold(attend, context, module, query, key, *rest, **kwargs)))
+    monkeypatch.setattr(
+        attention,
+        "_fold_candidates",
+        lambda attend, context, module, query, key, *rest, **kwargs: (
+            rows_seen.append((query.shape[0], key.shape[0]))
+            or fold(attend, context, module, query, key, *rest, **kwargs)
+        ),
+    )
     ids, mask, _ = inputs(b=2)
     prompt_ids = torch.tensor([1, 0])
     choice_ids = torch.tensor([[[5, 6, 1], [7, 1, 0], [9, 10, 1]], [[11, 1, 0], [12, 13, 1], [14, 1, 0]]])  # (B, K, S)
@@ -117,7 +126,9 @@ def test_score_folds_each_rows_candidates_and_equals_plain_forwards(attn, monkey
         for row in range(2):
             for k in range(3):
                 labels = choice_ids[row, k : k + 1].masked_fill(choice_mask[row, k : k + 1] == 0, -100)
-                logits = prompted(ids[row : row + 1], mask[row : row + 1], prompt_ids[row : row + 1], labels=labels).logits
+                logits = prompted(
+                    ids[row : row + 1], mask[row : row + 1], prompt_ids[row : row + 1], labels=labels
+                ).logits
                 torch.testing.assert_close(scores[row, k], sequence_log_probs(logits, labels)[0], atol=ATOL, rtol=0)
 
 
@@ -179,7 +190,11 @@ def test_real_word_prefix_shapes_and_values():
     long = prompted.real_word_prefix(text, 2 * n_tokens + 1)
     short = prompted.real_word_prefix(text, 2)
     assert prompted.context.captured is None
-    for site, layers in (("encoder", config.num_layers), ("decoder", config.num_decoder_layers), ("cross", config.num_decoder_layers)):
+    for site, layers in (
+        ("encoder", config.num_layers),
+        ("decoder", config.num_decoder_layers),
+        ("cross", config.num_decoder_layers),
+    ):
         assert long[site].shape == (layers, 2, config.num_heads, 2 * n_tokens + 1, config.d_kv)
         assert short[site].shape == (layers, 2, config.num_heads, 2, config.d_kv)
         for j in range(2 * n_tokens + 1):
@@ -201,19 +216,47 @@ def test_build_prompted_class_label_prefix_init_is_the_label_words_activations(t
     the MLP; a task without label words is a one-line error naming the other inits."""
     frozen = random_t5(d_model=32, d_kv=16, num_heads=4)
     task = get_task("sst2")
-    cfg = TrainConfig(model="random-t5", task="sst2", output_dir=str(tmp_path), n_prompts=2, prompt_length=0, deep_prefix=True,
-                      prefix_length=5, prefix_init="class-label", reparam_dim=reparam_dim, reparam_hidden=16)
+    cfg = TrainConfig(
+        model="random-t5",
+        task="sst2",
+        output_dir=str(tmp_path),
+        n_prompts=2,
+        prompt_length=0,
+        deep_prefix=True,
+        prefix_length=5,
+        prefix_init="class-label",
+        reparam_dim=reparam_dim,
+        reparam_hidden=16,
+    )
     full = build_prompted(frozen, cfg, task.label_words).prefixes.full()
-    expected = PromptedT5(frozen, prefixes=PrefixBank(1, PrefixShape.for_config(frozen.config, 5))).real_word_prefix("negative positive", 5)
+    expected = PromptedT5(frozen, prefixes=PrefixBank(1, PrefixShape.for_config(frozen.config, 5))).real_word_prefix(
+        "negative positive", 5
+    )
     for site in SITES:
         for n in range(2):
             torch.testing.assert_close(full[site][n], expected[site], atol=ATOL, rtol=0)
     with pytest.raises(SoftpromptError, match="class-label needs a task with label words"):
         build_prompted(frozen, cfg, ())
     with pytest.raises(SoftpromptError, match="--prefix-init must be one of random, class-label"):
-        TrainConfig(model="random-t5", task="sst2", output_dir=str(tmp_path), prompt_length=0, deep_prefix=True, prefix_init="labels")
-    with pytest.raises(SoftpromptError, match='^--prefix-init text:"..." needs a non-empty string'):  # the option used, not --init
-        TrainConfig(model="random-t5", task="sst2", output_dir=str(tmp_path), prompt_length=0, deep_prefix=True, prefix_init='text:""')
+        TrainConfig(
+            model="random-t5",
+            task="sst2",
+            output_dir=str(tmp_path),
+            prompt_length=0,
+            deep_prefix=True,
+            prefix_init="labels",
+        )
+    with pytest.raises(
+        SoftpromptError, match='^--prefix-init text:"..." needs a non-empty string'
+    ):  # the option used, not --init
+        TrainConfig(
+            model="random-t5",
+            task="sst2",
+            output_dir=str(tmp_path),
+            prompt_length=0,
+            deep_prefix=True,
+            prefix_init='text:""',
+        )
 
 
 # ----------------------------------------------------------------------------- training
@@ -224,7 +267,9 @@ def _per_prompt_loss(prompted, examples, n_prompts):
     labels, label_mask = encode_texts(prompted.tokenizer, [e.target for e in examples], 8)
     labels = labels.masked_fill(label_mask == 0, -100)
     with torch.no_grad():
-        return [prompted(ids, mask, torch.full((len(examples),), n), labels=labels).loss.item() for n in range(n_prompts)]
+        return [
+            prompted(ids, mask, torch.full((len(examples),), n), labels=labels).loss.item() for n in range(n_prompts)
+        ]
 
 
 def test_prefix_tuning_trains_on_sst2_and_leaves_the_model_untouched(tmp_path):
@@ -238,9 +283,23 @@ def test_prefix_tuning_trains_on_sst2_and_leaves_the_model_untouched(tmp_path):
     frozen = random_t5()
     before_weights = {name: p.detach().clone() for name, p in frozen.model.state_dict().items()}
     cfg = TrainConfig(
-        model="random-t5", task="sst2", output_dir=str(tmp_path), n_prompts=2, prompt_length=0, deep_prefix=True,
-        prefix_length=4, reparam_dim=16, reparam_hidden=32, steps=10, batch_size=8, prefix_optimizer="adamw", prefix_lr=3e-2,
-        eval_every=10, checkpoint_every=10, max_source_length=64, max_target_length=8,
+        model="random-t5",
+        task="sst2",
+        output_dir=str(tmp_path),
+        n_prompts=2,
+        prompt_length=0,
+        deep_prefix=True,
+        prefix_length=4,
+        reparam_dim=16,
+        reparam_hidden=32,
+        steps=10,
+        batch_size=8,
+        prefix_optimizer="adamw",
+        prefix_lr=3e-2,
+        eval_every=10,
+        checkpoint_every=10,
+        max_source_length=64,
+        max_target_length=8,
     )
     initial = build_prompted(frozen, cfg, task.label_words)  # the same deterministic init train() starts from
     loss_before = _per_prompt_loss(initial, train_examples, 2)

@@ -34,7 +34,9 @@ def _bank(n, d=32, seed=0):
 @pytest.fixture(scope="module")
 def peft_and_ours():
     """PEFT's prompt-tuning model and ours, on two identical copies of one random T5, same prompt."""
-    peft = get_peft_model(random_t5(seed=3).model, PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=P))
+    peft = get_peft_model(
+        random_t5(seed=3).model, PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=P)
+    )
     bank = _bank(1)
     with torch.no_grad():
         peft.prompt_encoder.default.embedding.weight[:P] = bank.weight[0]  # the encoder's virtual tokens
@@ -86,7 +88,9 @@ def test_mixed_prompts_in_one_batch_match_single_prompt_batches():
     decoder = torch.randint(3, 32000, (4, 3))
     mixed = model(ids, mask, torch.tensor([2, 0, 1, 2]), decoder_input_ids=decoder).logits
     for row, prompt in enumerate([2, 0, 1, 2]):
-        alone = model(ids[row : row + 1], mask[row : row + 1], torch.tensor([prompt]), decoder_input_ids=decoder[row : row + 1]).logits
+        alone = model(
+            ids[row : row + 1], mask[row : row + 1], torch.tensor([prompt]), decoder_input_ids=decoder[row : row + 1]
+        ).logits
         assert torch.allclose(mixed[row], alone[0], atol=1e-5)
 
 

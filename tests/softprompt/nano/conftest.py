@@ -18,9 +18,16 @@ def tiny_corpus(tmp_path_factory) -> Path:
     words = "the a cat dog sat on mat ran fast slow red blue house tree river bank and of to in".split()
     paragraphs = [" ".join(rng.choice(words, size=12)) for _ in range(400)]
     tokenizer = load_tokenizer()
-    counts = nano_corpus.write_token_files(out, {"train": [paragraphs[:350]], "validation": [paragraphs[350:]]}, tokenizer)
+    counts = nano_corpus.write_token_files(
+        out, {"train": [paragraphs[:350]], "validation": [paragraphs[350:]]}, tokenizer
+    )
     header = nano_corpus.token_header({split: sum(c) for split, c in counts.items()}, tokenizer)
     totals = {"train_tokens": sum(counts["train"]), "validation_tokens": sum(counts["validation"])}
-    package = {"package": "synthetic-words", "version": "0", "licences": ["CC0"], "tokens": {"train": totals["train_tokens"]}}
+    package = {
+        "package": "synthetic-words",
+        "version": "0",
+        "licences": ["CC0"],
+        "tokens": {"train": totals["train_tokens"]},
+    }
     (out / "manifest.json").write_text(json.dumps({"packages": [package], "tokens": header, "totals": totals}))
     return out

@@ -20,11 +20,15 @@ def test_arm_config_scales_stage_one_and_sizes_its_schedule_to_the_time():
 
 
 def test_arms_run_and_the_summary_compares_them_at_equal_training_time(tiny_corpus, tmp_path):
-    shape = {k: TINY[k] for k in ("d_model", "d_ff", "d_kv", "num_heads", "num_layers", "input_length", "lm_target_length")}
+    shape = {
+        k: TINY[k] for k in ("d_model", "d_ff", "d_kv", "num_heads", "num_layers", "input_length", "lm_target_length")
+    }
     arms = {}
     for batch, steps in ((64, 8), (128, 4)):
         cfg = dataclasses.replace(batch_pilot.arm_config("t5-nano-s", batch, 1, 1.0), **shape, bf16=False)
-        arms[batch] = dataclasses.replace(cfg, batch_size=batch // 16, steps=steps, warmup=2)  # tiny batches, same ratio
+        arms[batch] = dataclasses.replace(
+            cfg, batch_size=batch // 16, steps=steps, warmup=2
+        )  # tiny batches, same ratio
         state = batch_pilot.run_arm(tiny_corpus, tmp_path / f"b{batch}", arms[batch], 60, "cpu")
         assert state["step"] == steps
     points = batch_pilot.curve(tmp_path / "b64")
@@ -42,6 +46,10 @@ def test_arms_run_and_the_summary_compares_them_at_equal_training_time(tiny_corp
 
 def test_command_line_refuses_rates_that_do_not_match_the_batches(tmp_path):
     with pytest.raises(SystemExit, match="one --rates value per --batches value"):
-        batch_pilot.main(["--corpus", str(tmp_path), "--out", str(tmp_path / "p"), "--batches", "64,256", "--rates", "17"])
+        batch_pilot.main(
+            ["--corpus", str(tmp_path), "--out", str(tmp_path / "p"), "--batches", "64,256", "--rates", "17"]
+        )
     with pytest.raises(SystemExit, match="bad --batches/--rates"):
-        batch_pilot.main(["--corpus", str(tmp_path), "--out", str(tmp_path / "p"), "--batches", "64,512"])  # no H200 rate
+        batch_pilot.main(
+            ["--corpus", str(tmp_path), "--out", str(tmp_path / "p"), "--batches", "64,512"]
+        )  # no H200 rate

@@ -33,13 +33,26 @@ def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_co
     tokenizer.save_pretrained(other)
     with pytest.raises(SoftpromptError, match="another tokenizer than the vendored T5 vocabulary"):
         export(other, hand_made_gate(other, gate_file), out)
-    export(model_dir, hand_made_gate(model_dir, gate_file), out, quality_paths=quality_reports(tmp_path, "sst2", "tweet-author"))
-    assert {f.name for f in out.iterdir()} == {"config.json", "generation_config.json", "model.safetensors", "provenance.json", "README.md"}
+    export(
+        model_dir,
+        hand_made_gate(model_dir, gate_file),
+        out,
+        quality_paths=quality_reports(tmp_path, "sst2", "tweet-author"),
+    )
+    assert {f.name for f in out.iterdir()} == {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "provenance.json",
+        "README.md",
+    }
     assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
     card = (out / "README.md").read_text()
     assert f"Steps {step:,} of 3" in card and "synthetic-words" in card and "| a check | pass |" in card
     assert "## Pre-training stages" not in card and json.loads((out / "provenance.json").read_text())["lineage"] == []
-    assert "| sst2/prompt/t5-nano | 0.600 ± 0.010 | 0.610 / 0.620 |" in card and "| tweet-author/prompt/t5-nano |" in card
+    assert (
+        "| sst2/prompt/t5-nano | 0.600 ± 0.010 | 0.610 / 0.620 |" in card and "| tweet-author/prompt/t5-nano |" in card
+    )
     original, shipped = load_frozen_t5(str(model_dir)), load_frozen_t5(str(out))
     for (name, a), (_, b) in zip(original.model.named_parameters(), shipped.model.named_parameters()):
         torch.testing.assert_close(b, a.to(torch.bfloat16).float(), rtol=0, atol=0, msg=name)
@@ -49,7 +62,9 @@ def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_co
     add_quality(out, (late,))
     card = (out / "README.md").read_text()
     assert "| sst2/prompt/t5-nano | 0.600 ± 0.010 |" in card and "| boolq/prompt/t5-nano | 0.600 ± 0.010 |" in card
-    assert json.loads((out / "provenance.json").read_text())["quality"]["settings"]["tasks"] == "sst2,tweet-author,boolq"
+    assert (
+        json.loads((out / "provenance.json").read_text())["quality"]["settings"]["tasks"] == "sst2,tweet-author,boolq"
+    )
     assert (out / "model.safetensors").read_bytes() == weights
     with pytest.raises(SoftpromptError, match="both hold boolq"):
         add_quality(out, (late,))
@@ -62,9 +77,17 @@ def quality_reports(directory: Path, *tasks: str, **settings) -> tuple[Path, ...
     """One hand-made ``benchmarks/quality.py --json`` report per task (the benchmark itself runs in test_benchmarks)."""
     paths = []
     for task in tasks:
-        run = {"balanced_accuracy": {"mean": 0.6, "std": 0.01, "min": 0.59, "max": 0.61}, "ensembles": {"majority": 0.61, "confidence": 0.62}}
-        report = {"model": f"/runs/{task}", "settings": {"tasks": task, "prompts": 5, "dev_size": 500, "steps": 300, "zero_shot": []} | settings,
-                  "majority_class": {task: {"balanced_accuracy": 0.5}}, "zero_shot": {}, "runs": {f"{task}/prompt/t5-nano": run}}
+        run = {
+            "balanced_accuracy": {"mean": 0.6, "std": 0.01, "min": 0.59, "max": 0.61},
+            "ensembles": {"majority": 0.61, "confidence": 0.62},
+        }
+        report = {
+            "model": f"/runs/{task}",
+            "settings": {"tasks": task, "prompts": 5, "dev_size": 500, "steps": 300, "zero_shot": []} | settings,
+            "majority_class": {task: {"balanced_accuracy": 0.5}},
+            "zero_shot": {},
+            "runs": {f"{task}/prompt/t5-nano": run},
+        }
         paths.append(directory / f"quality-{task}.json")
         paths[-1].write_text(json.dumps(report))
     return tuple(paths)
@@ -73,7 +96,10 @@ def quality_reports(directory: Path, *tasks: str, **settings) -> tuple[Path, ...
 def test_merged_quality_joins_reports_of_one_protocol_and_refuses_others(tmp_path):
     merged = merged_quality([json.loads(p.read_text()) for p in quality_reports(tmp_path, "sst2", "rte")])
     assert merged["settings"]["tasks"] == "sst2,rte" and merged["models"] == ["/runs/sst2", "/runs/rte"]
-    assert list(merged["runs"]) == ["sst2/prompt/t5-nano", "rte/prompt/t5-nano"] and set(merged["majority_class"]) == {"sst2", "rte"}
+    assert list(merged["runs"]) == ["sst2/prompt/t5-nano", "rte/prompt/t5-nano"] and set(merged["majority_class"]) == {
+        "sst2",
+        "rte",
+    }
     assert merged_quality([]) is None
     (first,), (other,) = quality_reports(tmp_path, "sst2"), quality_reports(tmp_path, "rte", steps=1000, dev_size=100)
     with pytest.raises(SoftpromptError, match=r"different settings \(dev_size, steps\)"):
@@ -82,10 +108,15 @@ def test_merged_quality_joins_reports_of_one_protocol_and_refuses_others(tmp_pat
         merged_quality([json.loads(first.read_text())] * 2)
 
 
-def test_a_scale_point_ships_with_a_failed_prompt_check_recorded_but_never_without_the_swap_check(tiny_corpus, tmp_path):
+def test_a_scale_point_ships_with_a_failed_prompt_check_recorded_but_never_without_the_swap_check(
+    tiny_corpus, tmp_path
+):
     pretrain(tiny_corpus, tmp_path / "run", PretrainConfig(**TINY))
     model_dir, gate_file, out = tmp_path / "run" / "model", tmp_path / "gate.json", tmp_path / "t5-nano-s"
-    weak = {"passed": False, "checks": {"encoder swap gap >= 0.50": True, "balanced accuracy >= random twin + 0.05": False}}
+    weak = {
+        "passed": False,
+        "checks": {"encoder swap gap >= 0.50": True, "balanced accuracy >= random twin + 0.05": False},
+    }
     with pytest.raises(SoftpromptError, match="FAILED gate"):
         export(model_dir, hand_made_gate(model_dir, gate_file, **weak), out, name="t5-nano")  # never the default
     for bad in ({"swap_passed": False}, {"sst2": {}}):
@@ -101,15 +132,25 @@ def test_export_card_lists_every_stage_of_a_lineage_through_a_shipped_model(tiny
     """base run -> exported -> stage 2 (with the mixture) -> stage 3: the card and provenance hold all three."""
     monkeypatch.setenv("SOFTPROMPT_CACHE", str(cached_mixture(tmp_path / "cache")))
     pretrain(tiny_corpus, tmp_path / "base", PretrainConfig(**TINY))
-    shipped = export(tmp_path / "base" / "model", hand_made_gate(tmp_path / "base" / "model", tmp_path / "g1.json"), tmp_path / "shipped")
-    mixed = PretrainConfig(**(TINY | {"lm_fraction": 0.0, "lm_share": 0.5, "mixture_share": 0.5, "steps": 2, "seed": 7}))
+    shipped = export(
+        tmp_path / "base" / "model",
+        hand_made_gate(tmp_path / "base" / "model", tmp_path / "g1.json"),
+        tmp_path / "shipped",
+    )
+    mixed = PretrainConfig(
+        **(TINY | {"lm_fraction": 0.0, "lm_share": 0.5, "mixture_share": 0.5, "steps": 2, "seed": 7})
+    )
     pretrain(tiny_corpus, tmp_path / "stage2", mixed, init_from=shipped)
-    pretrain(tiny_corpus, tmp_path / "stage3", dataclasses.replace(mixed, seed=8), init_from=tmp_path / "stage2" / "model")
+    pretrain(
+        tiny_corpus, tmp_path / "stage3", dataclasses.replace(mixed, seed=8), init_from=tmp_path / "stage2" / "model"
+    )
     final = tmp_path / "stage3" / "model"
     out = export(final, hand_made_gate(final, tmp_path / "g3.json"), tmp_path / "t5-nano")
 
     provenance = json.loads((out / "provenance.json").read_text())
-    assert [s["config"]["seed"] for s in provenance["lineage"]] == [0, 7] and provenance["pretraining"]["config"]["seed"] == 8
+    assert [s["config"]["seed"] for s in provenance["lineage"]] == [0, 7] and provenance["pretraining"]["config"][
+        "seed"
+    ] == 8
     card = (out / "README.md").read_text()
     assert "## Pre-training stages" in card and "then on that prose mixed with supervised text-to-text tasks" in card
     assert "| 1 | 3 | 0% / 0% / 100%; last 34% of steps: prefix LM in place of span |" in card
@@ -124,9 +165,10 @@ def test_export_card_lists_every_stage_of_a_lineage_through_a_shipped_model(tiny
 @pytest.mark.parametrize("name", ["t5-nano", "t5-nano-s", "t5-nano-m"])
 def test_each_shipped_model_card_is_the_one_its_provenance_gives(name):
     """Every figure of a shipped card is read from its provenance.json: regenerating the card changes nothing."""
+    from transformers import T5ForConditionalGeneration
+
     from softprompt.model.loading import ASSETS
     from softprompt.nano.export import model_card
-    from transformers import T5ForConditionalGeneration
 
     shipped = ASSETS / name
     model = T5ForConditionalGeneration.from_pretrained(shipped)

@@ -25,17 +25,43 @@ def packed(tiny_corpus, tmp_path) -> Path:
     device machine is gone after a call."""
     work, out = tmp_path / "device-work", tmp_path / "files_at"
     pretrain(tiny_corpus, work / "stage1", PretrainConfig(**TINY))
-    pretrain(tiny_corpus, work / "stage2", PretrainConfig(**(TINY | {"seed": 5, "steps": 2})), init_from=work / "stage1" / "model")
+    pretrain(
+        tiny_corpus,
+        work / "stage2",
+        PretrainConfig(**(TINY | {"seed": 5, "steps": 2})),
+        init_from=work / "stage1" / "model",
+    )
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHON": sys.executable, "HOME": str(tmp_path)}
-    run = subprocess.run(["bash", ROOT / "scripts" / "gpu_pretrain.sh", "--size", "t5-nano-s", "--minutes", "0", "--device", "cpu",
-                          "--corpus", tiny_corpus, "--out", out, "--work", work], capture_output=True, text=True, env=env)
+    run = subprocess.run(
+        [
+            "bash",
+            ROOT / "scripts" / "gpu_pretrain.sh",
+            "--size",
+            "t5-nano-s",
+            "--minutes",
+            "0",
+            "--device",
+            "cpu",
+            "--corpus",
+            tiny_corpus,
+            "--out",
+            out,
+            "--work",
+            work,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "latest stage: stage2" in (out / "summary.txt").read_text()
     shutil.rmtree(work)
     return out
 
 
-def test_a_joined_lineage_exports_with_the_device_digests_of_the_stages_that_stayed_there(packed, tiny_corpus, tmp_path):
+def test_a_joined_lineage_exports_with_the_device_digests_of_the_stages_that_stayed_there(
+    packed, tiny_corpus, tmp_path
+):
     corpus_here = shutil.copytree(tiny_corpus, tmp_path / "corpus-here")
     final = join(packed, tmp_path / "joined", corpus=corpus_here)
     assert final == tmp_path / "joined" / "stage2" / "model"
@@ -67,7 +93,9 @@ def test_join_refuses_another_corpus_and_damaged_parts_and_export_names_a_missin
     state = json.loads((final / "state.json").read_text())
     state["corpus"] = str(tmp_path / "gone")
     (final / "state.json").write_text(json.dumps(state))
-    with pytest.raises(SoftpromptError, match=r"give that corpus \(a lineage from the GPU machine: scripts/gpu_pretrain.sh --join"):
+    with pytest.raises(
+        SoftpromptError, match=r"give that corpus \(a lineage from the GPU machine: scripts/gpu_pretrain.sh --join"
+    ):
         export(final, hand_made_gate(final, tmp_path / "gate.json"), tmp_path / "t5-nano")
     with pytest.raises(SoftpromptError, match="holds no model.sha256 and lineage.tar.gz; give the folder of files"):
         join(tmp_path / "other-corpus", tmp_path / "d")

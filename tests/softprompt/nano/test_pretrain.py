@@ -41,12 +41,18 @@ def test_pretrain_writes_loadable_model_and_resumes_exactly(tiny_corpus, tmp_pat
     frozen = load_frozen_t5(str(model_dir))
     assert frozen.config.d_model == 16 and frozen.config.feed_forward_proj == "gated-gelu"
     log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3] and [r["phase"] for r in log if "phase" in r][-1] == "lm"
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3] and [r["phase"] for r in log if "phase" in r][
+        -1
+    ] == "lm"
 
-    stopped = pretrain(tiny_corpus, tmp_path / "part", PretrainConfig(**TINY), minutes=1e-9)  # out of time after one step
+    stopped = pretrain(
+        tiny_corpus, tmp_path / "part", PretrainConfig(**TINY), minutes=1e-9
+    )  # out of time after one step
     assert stopped["step"] == 1
     assert json.loads((tmp_path / "part" / "model" / "state.json").read_text())["step"] == 1
-    resumed = pretrain(tiny_corpus, tmp_path / "part", PretrainConfig(**TINY), log_every=1, eval_every=3, eval_batches=1)
+    resumed = pretrain(
+        tiny_corpus, tmp_path / "part", PretrainConfig(**TINY), log_every=1, eval_every=3, eval_batches=1
+    )
     assert resumed["step"] == 3 and resumed["input_tokens"] == full["input_tokens"]
     for name in ("model.safetensors", "optimizer.safetensors"):
         a, b = load_file(model_dir / name), load_file(tmp_path / "part" / "model" / name)
@@ -66,15 +72,21 @@ def test_pretrain_with_mixture_from_a_model_resumes_exactly(tiny_corpus, tmp_pat
     monkeypatch.setenv("SOFTPROMPT_CACHE", str(cached_mixture(tmp_path / "cache")))
     pretrain(tiny_corpus, tmp_path / "base", PretrainConfig(**TINY))
     base = tmp_path / "base" / "model"
-    cfg = PretrainConfig(**(TINY | {"lm_fraction": 0.0, "lm_share": 0.5, "mixture_share": 0.5, "steps": 4, "d_model": 8}))
+    cfg = PretrainConfig(
+        **(TINY | {"lm_fraction": 0.0, "lm_share": 0.5, "mixture_share": 0.5, "steps": 4, "d_model": 8})
+    )
     full = pretrain(tiny_corpus, tmp_path / "full", cfg, log_every=1, eval_every=4, eval_batches=1, init_from=base)
     assert full["config"]["d_model"] == 16  # the architecture comes from the starting model
-    assert full["init_from"]["weights_sha256"] and {r["source"] for r in full["mixture"]} == {s.name for s in nano_mixture.SOURCES}
+    assert full["init_from"]["weights_sha256"] and {r["source"] for r in full["mixture"]} == {
+        s.name for s in nano_mixture.SOURCES
+    }
     assert math.isfinite(full["eval"]["mixture"]["loss"])
     phases = [json.loads(line).get("phase") for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert "mixture" in phases
     assert pretrain(tiny_corpus, tmp_path / "part", cfg, minutes=1e-9, init_from=base)["step"] == 1
-    pretrain(tiny_corpus, tmp_path / "part", cfg, log_every=1, eval_every=4, eval_batches=1)  # resumed: no init_from needed
+    pretrain(
+        tiny_corpus, tmp_path / "part", cfg, log_every=1, eval_every=4, eval_batches=1
+    )  # resumed: no init_from needed
     for name in ("model.safetensors", "optimizer.safetensors"):
         a, b = load_file(tmp_path / "full" / "model" / name), load_file(tmp_path / "part" / "model" / name)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -86,9 +98,32 @@ def test_pretrain_with_mixture_from_a_model_resumes_exactly(tiny_corpus, tmp_pat
 
 # ----------------------------------------------------------------------------- the lineage recipe (three sizes)
 
+
 def test_pretrain_cli_rejects_an_unknown_mixture_task_in_one_line(tiny_corpus, tmp_path):
     from softprompt.nano.pretrain import main
 
     with pytest.raises(SystemExit, match="^error: unknown mixture source.*sst2"):
-        main(["--corpus", str(tiny_corpus), "--out", str(tmp_path / "run"), "--steps", "1", "--mixture-share", "0.5",
-              "--mixture-tasks", "sst2", "--d-model", "16", "--d-ff", "32", "--d-kv", "8", "--num-heads", "2", "--num-layers", "1"])
+        main(
+            [
+                "--corpus",
+                str(tiny_corpus),
+                "--out",
+                str(tmp_path / "run"),
+                "--steps",
+                "1",
+                "--mixture-share",
+                "0.5",
+                "--mixture-tasks",
+                "sst2",
+                "--d-model",
+                "16",
+                "--d-ff",
+                "32",
+                "--d-kv",
+                "8",
+                "--num-heads",
+                "2",
+                "--num-layers",
+                "1",
+            ]
+        )

@@ -8,10 +8,10 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, matthews_corrcoef
 
-from softprompt.runner.metrics import classification_metrics, generation_metrics, reference_streams
 from softprompt.data.custom import custom_task
-from softprompt.errors import SoftpromptError
 from softprompt.data.tasks import GENERATION_METRICS, classification_metric_names
+from softprompt.errors import SoftpromptError
+from softprompt.runner.metrics import classification_metrics, generation_metrics, reference_streams
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
@@ -44,7 +44,9 @@ def test_multiclass_absent_class_counts_in_macro_f1():
     pred = np.array([0, 1, 1, 1, 2])  # class 3 never appears
     metrics = classification_metrics(gold, pred, n_classes=4)
     assert "f1" not in metrics
-    assert metrics["macro_f1"] == pytest.approx(f1_score(gold, pred, labels=[0, 1, 2, 3], average="macro", zero_division=0))
+    assert metrics["macro_f1"] == pytest.approx(
+        f1_score(gold, pred, labels=[0, 1, 2, 3], average="macro", zero_division=0)
+    )
     assert metrics["macro_f1"] == pytest.approx(0.75 * f1_score(gold, pred, average="macro"))
     assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(gold, pred))
     assert metrics["mcc"] == pytest.approx(matthews_corrcoef(gold, pred))
@@ -79,7 +81,11 @@ def test_bad_labels_raise(gold, pred, n_classes):
 
 
 def test_reference_streams_pad_with_none():
-    assert reference_streams([["a"], ["b", "c"], ["d", "e", "f"]]) == [["a", "b", "d"], [None, "c", "e"], [None, None, "f"]]
+    assert reference_streams([["a"], ["b", "c"], ["d", "e", "f"]]) == [
+        ["a", "b", "d"],
+        [None, "c", "e"],
+        [None, None, "f"],
+    ]
 
 
 HYPS = ["the cat", "a quick brown dog jumps", "it is raining today in paris"]
@@ -105,9 +111,11 @@ def test_generation_single_reference_matches_libraries():
 def test_generation_unequal_reference_counts_match_libraries():
     metrics = generation_metrics(HYPS, REFS)
     assert list(metrics) == ["bleu", "chrf", "rouge1", "rouge2", "rougeL"]
-    padded = [["the cat sat on a mat", "the quick brown fox jumps", "it rains today in paris"],
-              [None, "a fast brown dog leaps", "today it is raining in paris"],
-              [None, "one quick brown dog jumped", None]]  # hand-transposed reference streams
+    padded = [
+        ["the cat sat on a mat", "the quick brown fox jumps", "it rains today in paris"],
+        [None, "a fast brown dog leaps", "today it is raining in paris"],
+        [None, "one quick brown dog jumped", None],
+    ]  # hand-transposed reference streams
     assert metrics["bleu"] == pytest.approx(BLEU().corpus_score(HYPS, padded).score)
     assert metrics["chrf"] == pytest.approx(CHRF().corpus_score(HYPS, padded).score)
     # Duplicating a reference changes neither clipped counts nor the closest length, so padding

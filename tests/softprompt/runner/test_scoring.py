@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from softprompt.runner.passes import Passes, plan_passes
-from softprompt.runner.scoring import encode_choices, generate_texts, score_choices
+from softprompt.data.tasks import Example
 from softprompt.model.loading import random_t5
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
-from softprompt.data.tasks import Example
+from softprompt.runner.passes import Passes, plan_passes
+from softprompt.runner.scoring import encode_choices, generate_texts, score_choices
 
 N = 4
 
@@ -37,7 +37,9 @@ def _examples(m=7, per_example_choices=False):
     out = []
     for i in range(m):
         choices = tuple(words[: 2 + i % 2]) if per_example_choices else ("yes", "no")
-        out.append(Example(source=f"question {i}: is {' '.join(['x'] * i)} true?", target=choices[0], choices=choices, label=0))
+        out.append(
+            Example(source=f"question {i}: is {' '.join(['x'] * i)} true?", target=choices[0], choices=choices, label=0)
+        )
     return out
 
 
@@ -91,8 +93,13 @@ def test_passes_cover_every_pair_once_within_the_token_budget(model):
     sources = [e.source for e in _examples(9)]
     seen = []
     for batch in Passes(model.tokenizer, sources, [3, 1, 0], max_length=32, max_tokens=60, prompt_length=3, copies=2):
-        assert batch.input_ids.shape[0] * (batch.input_ids.shape[1] + 3) * 2 <= 60 or len(batch.prompt_index) * len(batch.example_index) == 1
-        assert batch.attention_mask.sum(dim=1).max() == batch.input_ids.shape[1]  # padded to the pass's longest, no further
+        assert (
+            batch.input_ids.shape[0] * (batch.input_ids.shape[1] + 3) * 2 <= 60
+            or len(batch.prompt_index) * len(batch.example_index) == 1
+        )
+        assert (
+            batch.attention_mask.sum(dim=1).max() == batch.input_ids.shape[1]
+        )  # padded to the pass's longest, no further
         rows = batch.prompt_ids.view(len(batch.prompt_index), -1)
         for p, bank_id in zip(batch.prompt_index.tolist(), rows[:, 0].tolist()):
             assert bank_id == [3, 1, 0][p]
@@ -140,12 +147,15 @@ def test_encode_choices_masks_missing_candidates(model):
     assert ids.shape[:2] == (2, 2) and mask[0, 1].sum() == 0 and mask[1, 1].sum() > 0
 
 
-@pytest.mark.parametrize("examples, bank_ids, message", [
-    ([], [0], "no examples given"),
-    (None, [], "no prompts given"),
-    (None, [0, N], rf"bank_ids \[{N}\] are outside the bank's prompts 0..{N - 1}"),
-    (None, [-1], r"bank_ids \[-1\] are outside"),  # would silently be the last prompt
-])
+@pytest.mark.parametrize(
+    "examples, bank_ids, message",
+    [
+        ([], [0], "no examples given"),
+        (None, [], "no prompts given"),
+        (None, [0, N], rf"bank_ids \[{N}\] are outside the bank's prompts 0..{N - 1}"),
+        (None, [-1], r"bank_ids \[-1\] are outside"),  # would silently be the last prompt
+    ],
+)
 def test_misuse_of_the_python_api_is_one_clear_error(model, examples, bank_ids, message):
     from softprompt.errors import SoftpromptError
 

@@ -12,24 +12,34 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
+from softprompt.data.tasks import get_task
+from softprompt.io.store import model_fingerprint, save_run
 from softprompt.model.loading import load_frozen_t5
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompts import PromptBank
-from softprompt.io.store import model_fingerprint, save_run
-from softprompt.data.tasks import get_task
 
-ROOT = Path(__file__).resolve().parents[3]  # the repository (benchmarks/serve_bench.py imports this file outside pytest)
+ROOT = (
+    Path(__file__).resolve().parents[3]
+)  # the repository (benchmarks/serve_bench.py imports this file outside pytest)
 PREFIX_LENGTH = 2
 
 
-def write_run(directory: Path, model: str, task_name: str, n_prompts: int, seed: int, prefixes: bool = True,
-              prompt_length: int = 3) -> str:
+def write_run(
+    directory: Path,
+    model: str,
+    task_name: str,
+    n_prompts: int,
+    seed: int,
+    prefixes: bool = True,
+    prompt_length: int = 3,
+) -> str:
     """A run directory with random prompts (and deep prefixes) for ``task_name`` on ``model``."""
     frozen = load_frozen_t5(model)
     task = get_task(task_name)
@@ -47,7 +57,14 @@ def write_run(directory: Path, model: str, task_name: str, n_prompts: int, seed:
         "n_prompts": n_prompts,
         "seeds": list(range(seed, seed + n_prompts)),
         "prompts": {"length": prompt_length, "init": "random-uniform"},
-        "prefixes": {"length": PREFIX_LENGTH, "sites": ["encoder", "decoder", "cross"], "init": "random", "reparam_dim": 0} if prefixes else None,
+        "prefixes": {
+            "length": PREFIX_LENGTH,
+            "sites": ["encoder", "decoder", "cross"],
+            "init": "random",
+            "reparam_dim": 0,
+        }
+        if prefixes
+        else None,
     }
     save_run(directory, meta, bank, prefix_bank)
     return str(directory)
@@ -59,8 +76,16 @@ class Server:
     def __init__(self, process: subprocess.Popen, url: str, key: str | None) -> None:
         self.process, self.url, self.key = process, url, key
 
-    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-                key: str | None = "default", timeout: float = 60, content_type: str = "application/json") -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        key: str | None = "default",
+        timeout: float = 60,
+        content_type: str = "application/json",
+    ) -> tuple[int, Any]:
         """(status, parsed JSON or text) of one HTTP request; ``key=None`` sends no API key."""
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         headers = {"Content-Type": content_type}

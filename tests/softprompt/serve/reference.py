@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from ensembles.pool import load_pool
-from softprompt.runner.scoring import generate_texts, score_choices
 from ensembles.voting import CLASSIFICATION_RULES, GENERATION_RULES
-from softprompt.model.loading import load_frozen_t5
 from softprompt.data.tasks import get_task
+from softprompt.model.loading import load_frozen_t5
+from softprompt.runner.scoring import generate_texts, score_choices
 
 
 class Reference:
@@ -25,7 +26,9 @@ class Reference:
         examples = get_task(task).to_examples(rows)
         return score_choices(self.pool.model, examples, [self.ids[p] for p in prompts]).log_likelihood
 
-    def generate(self, task: str, rows: list[dict[str, Any]], prompts: Sequence[str], **decoding) -> tuple[list[list[str]], np.ndarray]:
+    def generate(
+        self, task: str, rows: list[dict[str, Any]], prompts: Sequence[str], **decoding
+    ) -> tuple[list[list[str]], np.ndarray]:
         """Texts (N × M) and length-normalised scores (N, M)."""
         examples = get_task(task).to_examples(rows, grouped=True)
         gens = generate_texts(self.pool.model, examples, [self.ids[p] for p in prompts], **decoding)

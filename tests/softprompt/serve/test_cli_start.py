@@ -7,14 +7,17 @@ import socket
 import pytest
 
 from softprompt.model.loading import random_t5, save_model_dir
-from tests.softprompt.serve.harness import write_run
 from tests.softprompt.cli.test_errors import assert_one_line_error, run_cli
+from tests.softprompt.serve.harness import write_run
 
 
 def test_unset_api_key_variable(serve_runs, monkeypatch):
     monkeypatch.delenv("SOFTPROMPT_NO_SUCH_KEY", raising=False)
     result = run_cli("serve", "--prompts", serve_runs["cb"], "--api-key-env", "SOFTPROMPT_NO_SUCH_KEY")
-    assert_one_line_error(result, "--api-key-env SOFTPROMPT_NO_SUCH_KEY: the environment variable $SOFTPROMPT_NO_SUCH_KEY is unset or empty")
+    assert_one_line_error(
+        result,
+        "--api-key-env SOFTPROMPT_NO_SUCH_KEY: the environment variable $SOFTPROMPT_NO_SUCH_KEY is unset or empty",
+    )
 
 
 def test_runs_of_different_models(serve_runs, tmp_path):
@@ -24,14 +27,20 @@ def test_runs_of_different_models(serve_runs, tmp_path):
     assert_one_line_error(result, "pool only runs trained on the same model")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--max-rows", "0"], "--max-rows must be a positive integer, got 0"),
-    (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
-    (["--max-wait-ms", "-1"], "--max-wait-ms must be a finite number of 0 or more, got -1"),
-    (["--max-wait-ms", "nan"], "--max-wait-ms must be a finite number of 0 or more, got nan"),  # the worker would wait forever
-    (["--port", "70000"], "--port must lie in 0..65535"),
-    (["--max-inputs", "0"], "--max-inputs must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-rows", "0"], "--max-rows must be a positive integer, got 0"),
+        (["--max-tokens", "0"], "--max-tokens must be a positive integer, got 0"),
+        (["--max-wait-ms", "-1"], "--max-wait-ms must be a finite number of 0 or more, got -1"),
+        (
+            ["--max-wait-ms", "nan"],
+            "--max-wait-ms must be a finite number of 0 or more, got nan",
+        ),  # the worker would wait forever
+        (["--port", "70000"], "--port must lie in 0..65535"),
+        (["--max-inputs", "0"], "--max-inputs must be a positive integer"),
+    ],
+)
 def test_bad_settings(serve_runs, args, message):
     assert_one_line_error(run_cli("serve", "--prompts", serve_runs["cb"], *args), message)
 

@@ -23,7 +23,11 @@ from tests.softprompt.serve.rows import CB, COPA, E2E, SST2, unlabeled
 
 KEY = "s3cret-key"
 TASK_ROWS = {"sst2": SST2, "cb": CB, "copa": COPA}
-CLASSIFY_TASKS = {"sst2": ["sst2_a#0", "sst2_a#1", "sst2_a#2", "sst2_b#0", "sst2_b#1"], "cb": ["cb#0", "cb#1", "cb#2"], "copa": ["copa#0", "copa#1"]}
+CLASSIFY_TASKS = {
+    "sst2": ["sst2_a#0", "sst2_a#1", "sst2_a#2", "sst2_b#0", "sst2_b#1"],
+    "cb": ["cb#0", "cb#1", "cb#2"],
+    "copa": ["copa#0", "copa#1"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +49,19 @@ def reference(run_list, tiny_model_dir):
 def test_lists_every_loaded_prompt_with_its_task(server):
     status, doc = server.get("/v1/prompts")
     assert status == 200
-    assert [p["name"] for p in doc["prompts"]] == [*CLASSIFY_TASKS["sst2"], *CLASSIFY_TASKS["cb"], *CLASSIFY_TASKS["copa"], "e2e#0", "e2e#1", "e2e#2"]
+    assert [p["name"] for p in doc["prompts"]] == [
+        *CLASSIFY_TASKS["sst2"],
+        *CLASSIFY_TASKS["cb"],
+        *CLASSIFY_TASKS["copa"],
+        "e2e#0",
+        "e2e#1",
+        "e2e#2",
+    ]
     tasks = {t["name"]: t for t in doc["tasks"]}
-    assert tasks["cb"]["label_words"] == ["entailment", "contradiction", "neutral"] and tasks["e2e_nlg"]["kind"] == "generation"
+    assert (
+        tasks["cb"]["label_words"] == ["entailment", "contradiction", "neutral"]
+        and tasks["e2e_nlg"]["kind"] == "generation"
+    )
     assert doc["model"]["d_model"] == 32 and len(doc["model"]["config_hash"]) == 16
 
 
@@ -57,11 +71,17 @@ def test_openapi_docs_open_without_the_key_and_declare_it(server):
     status, page = server.get("/docs", key=None)
     assert status == 200 and "swagger" in page.lower()
     status, spec = server.get("/openapi.json", key=None)
-    assert status == 200 and {"/v1/classify", "/v1/generate", "/v1/prompts", "/health", "/metrics"} <= set(spec["paths"])
+    assert status == 200 and {"/v1/classify", "/v1/generate", "/v1/prompts", "/health", "/metrics"} <= set(
+        spec["paths"]
+    )
     assert "ClassifyRequest" in spec["components"]["schemas"]
     assert spec["components"]["securitySchemes"] == {"apiKey": {"type": "http", "scheme": "bearer"}}
     assert spec["paths"]["/health"]["get"]["security"] == []
-    assert spec["paths"]["/v1/classify"]["post"]["security"] == spec["paths"]["/metrics"]["get"]["security"] == [{"apiKey": []}]
+    assert (
+        spec["paths"]["/v1/classify"]["post"]["security"]
+        == spec["paths"]["/metrics"]["get"]["security"]
+        == [{"apiKey": []}]
+    )
 
 
 @pytest.mark.parametrize("task", ["sst2", "cb", "copa"])
@@ -87,10 +107,28 @@ def test_texts_are_scored_like_formatted_rows(server):
 def test_answers_equal_ensemble_eval_predictions(server, serve_runs, tmp_path):
     data = tmp_path / "sst2.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in SST2))
-    result = CliRunner().invoke(cli, [
-        "ensemble-eval", "--prompts", serve_runs["sst2_a"], "--prompts", serve_runs["sst2_b"], "--task", "sst2",
-        "--data-file", str(data), "--vote", "majority,confidence,logprob_sum", "--output", str(tmp_path / "eval.json"),
-        "--device", "cpu", "--quiet"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "ensemble-eval",
+            "--prompts",
+            serve_runs["sst2_a"],
+            "--prompts",
+            serve_runs["sst2_b"],
+            "--task",
+            "sst2",
+            "--data-file",
+            str(data),
+            "--vote",
+            "majority,confidence,logprob_sum",
+            "--output",
+            str(tmp_path / "eval.json"),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     predictions = [json.loads(line) for line in (tmp_path / "eval.predictions.jsonl").read_text().splitlines()]
     for vote in ("majority", "confidence", "logprob_sum"):
@@ -102,15 +140,35 @@ def test_answers_equal_ensemble_eval_predictions(server, serve_runs, tmp_path):
 
 
 def test_length_normalised_answers_equal_predicts(server, serve_runs, tmp_path):
-    """"length_normalise": true ranks by mean token log-likelihood, exactly as `predict --length-normalise`."""
+    """ "length_normalise": true ranks by mean token log-likelihood, exactly as `predict --length-normalise`."""
     data = tmp_path / "sst2.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in unlabeled(SST2)))
-    result = CliRunner().invoke(cli, [
-        "predict", "--prompts", serve_runs["sst2_a"], "--prompts", serve_runs["sst2_b"], "--input", str(data), "--vote", "confidence",
-        "--length-normalise", "--output", str(tmp_path / "p.jsonl"), "--device", "cpu", "--quiet"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "predict",
+            "--prompts",
+            serve_runs["sst2_a"],
+            "--prompts",
+            serve_runs["sst2_b"],
+            "--input",
+            str(data),
+            "--vote",
+            "confidence",
+            "--length-normalise",
+            "--output",
+            str(tmp_path / "p.jsonl"),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     predicted = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
-    status, answer = server.post("/v1/classify", {"task": "sst2", "vote": "confidence", "inputs": unlabeled(SST2), "length_normalise": True})
+    status, answer = server.post(
+        "/v1/classify", {"task": "sst2", "vote": "confidence", "inputs": unlabeled(SST2), "length_normalise": True}
+    )
     assert status == 200 and [a["label"] for a in answer["answers"]] == [p["label"] for p in predicted]
     for a, p in zip(answer["answers"], predicted):
         np.testing.assert_allclose([v["scores"] for v in a["votes"]], [v["scores"] for v in p["votes"]], atol=1e-5)
@@ -138,7 +196,7 @@ def test_64_concurrent_clients_get_their_own_answers_from_mixed_passes(server, r
     expected = {task: reference.classify(task, TASK_ROWS[task], CLASSIFY_TASKS[task]) for task in TASK_ROWS}
     rng = random.Random(0)
     jobs = []  # (body, task, prompt indices, input indices, vote)
-    for client in range(64):
+    for _client in range(64):
         for _ in range(3):
             task = rng.choice(list(TASK_ROWS))
             picked = rng.sample(range(len(TASK_ROWS[task])), 2)  # every request: at most 3 prompts × 2 inputs = 6 rows
@@ -152,13 +210,13 @@ def test_64_concurrent_clients_get_their_own_answers_from_mixed_passes(server, r
     small_before, all_before = _rows_metric(before, "8.0"), _rows_metric(before, "+Inf")
 
     def client(index: int) -> list:
-        return [server.post("/v1/classify", body) for body, *_ in jobs[index * 3:(index + 1) * 3]]
+        return [server.post("/v1/classify", body) for body, *_ in jobs[index * 3 : (index + 1) * 3]]
 
     with ThreadPoolExecutor(64) as pool:
         answers = [a for chunk in pool.map(client, range(64)) for a in chunk]
-    for (body, task, p, picked, vote), (status, answer) in zip(jobs, answers):
+    for (_body, task, p, picked, vote), (status, answer) in zip(jobs, answers):
         assert status == 200, answer
-        table = expected[task][:, picked] if vote else expected[task][p:p + 1, picked]
+        table = expected[task][:, picked] if vote else expected[task][p : p + 1, picked]
         check_classification(answer, table, vote)
     _, after = server.get("/metrics")
     passes = _rows_metric(after, "+Inf") - all_before
@@ -167,36 +225,64 @@ def test_64_concurrent_clients_get_their_own_answers_from_mixed_passes(server, r
     assert over_one_request > 0, "no pass held more rows than one request: requests were not mixed"
 
 
-@pytest.mark.parametrize("body, status, message", [
-    ({"prompt": "nope#0", "texts": ["x"]}, 404, "unknown prompt 'nope#0'; loaded prompts: sst2_a#0, sst2_a#1"),
-    ({"task": "boolq", "texts": ["x"]}, 404, "unknown task 'boolq'; loaded tasks: sst2, cb, copa, e2e_nlg"),
-    ({"task": "sst2", "texts": ["x"] * 9}, 413, "the limit is 8 (--max-inputs)"),
-    ({"task": "sst2", "texts": ["x" * 301]}, 422, "the limit is 300 (--max-input-chars)"),
-    ({"task": "sst2", "texts": "x"}, 422, "texts: Input should be a valid list"),
-    ({"task": "sst2", "texts": ["x"], "colour": 1}, 422, "colour: Extra inputs are not permitted"),
-    ({"task": "sst2", "prompt": "cb#0", "texts": ["x"]}, 422, 'exactly one of "prompt"'),
-    ({"task": "sst2"}, 422, 'exactly one of "inputs"'),
-    ({"task": "sst2", "texts": []}, 422, "no inputs"),
-    ({"task": "sst2", "inputs": [{"sentense": "typo"}]}, 422, "input 0: column 'sentence' not found; available columns: sentense"),
-    ({"task": "sst2", "vote": "loudest", "texts": ["x"]}, 422, "unknown vote 'loudest'"),
-    ({"prompt": "cb#0", "vote": "majority", "texts": ["x"]}, 422, '"vote" applies to task ensembles'),
-    ({"task": "e2e_nlg", "texts": ["x"]}, 422, "send it to /v1/generate"),
-    ({"task": "copa", "texts": ["x"]}, 422, "scores per-input candidates"),
-])
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"prompt": "nope#0", "texts": ["x"]}, 404, "unknown prompt 'nope#0'; loaded prompts: sst2_a#0, sst2_a#1"),
+        ({"task": "boolq", "texts": ["x"]}, 404, "unknown task 'boolq'; loaded tasks: sst2, cb, copa, e2e_nlg"),
+        ({"task": "sst2", "texts": ["x"] * 9}, 413, "the limit is 8 (--max-inputs)"),
+        ({"task": "sst2", "texts": ["x" * 301]}, 422, "the limit is 300 (--max-input-chars)"),
+        ({"task": "sst2", "texts": "x"}, 422, "texts: Input should be a valid list"),
+        ({"task": "sst2", "texts": ["x"], "colour": 1}, 422, "colour: Extra inputs are not permitted"),
+        ({"task": "sst2", "prompt": "cb#0", "texts": ["x"]}, 422, 'exactly one of "prompt"'),
+        ({"task": "sst2"}, 422, 'exactly one of "inputs"'),
+        ({"task": "sst2", "texts": []}, 422, "no inputs"),
+        (
+            {"task": "sst2", "inputs": [{"sentense": "typo"}]},
+            422,
+            "input 0: column 'sentence' not found; available columns: sentense",
+        ),
+        ({"task": "sst2", "vote": "loudest", "texts": ["x"]}, 422, "unknown vote 'loudest'"),
+        ({"prompt": "cb#0", "vote": "majority", "texts": ["x"]}, 422, '"vote" applies to task ensembles'),
+        ({"task": "e2e_nlg", "texts": ["x"]}, 422, "send it to /v1/generate"),
+        ({"task": "copa", "texts": ["x"]}, 422, "scores per-input candidates"),
+    ],
+)
 def test_bad_classify_requests_get_one_line_errors(server, reference, body, status, message):
     got, answer = server.post("/v1/classify", body)
     assert got == status and message in answer["error"] and "\n" not in answer["error"], answer
     _answers_still_right(server, reference)
 
 
-@pytest.mark.parametrize("path, body, raw, status, message", [
-    ("/v1/classify", None, b'{"task": "sst2", "texts": [', 400, "not valid JSON"),
-    ("/v1/classify", None, b"[1, 2]", 422, "must be a JSON object"),
-    ("/v1/generate", {"task": "e2e_nlg", "texts": ["x"], "max_new_tokens": 0}, None, 422, "max_new_tokens: Input should be greater than or equal to 1"),
-    ("/v1/generate", {"task": "e2e_nlg", "texts": ["x"], "num_beams": 99}, None, 422, "num_beams 99 is over the server's limit of 8 (--max-beams)"),
-    ("/v1/generate", {"task": "sst2", "texts": ["x"]}, None, 422, "send it to /v1/classify"),
-    ("/v1/nothing", {}, None, 404, "no route POST /v1/nothing; endpoints: /health, /metrics, /v1/prompts, /v1/classify, /v1/generate (described at /docs)"),
-])
+@pytest.mark.parametrize(
+    "path, body, raw, status, message",
+    [
+        ("/v1/classify", None, b'{"task": "sst2", "texts": [', 400, "not valid JSON"),
+        ("/v1/classify", None, b"[1, 2]", 422, "must be a JSON object"),
+        (
+            "/v1/generate",
+            {"task": "e2e_nlg", "texts": ["x"], "max_new_tokens": 0},
+            None,
+            422,
+            "max_new_tokens: Input should be greater than or equal to 1",
+        ),
+        (
+            "/v1/generate",
+            {"task": "e2e_nlg", "texts": ["x"], "num_beams": 99},
+            None,
+            422,
+            "num_beams 99 is over the server's limit of 8 (--max-beams)",
+        ),
+        ("/v1/generate", {"task": "sst2", "texts": ["x"]}, None, 422, "send it to /v1/classify"),
+        (
+            "/v1/nothing",
+            {},
+            None,
+            404,
+            "no route POST /v1/nothing; endpoints: /health, /metrics, /v1/prompts, /v1/classify, /v1/generate (described at /docs)",
+        ),
+    ],
+)
 def test_malformed_and_oversized_requests(server, reference, path, body, raw, status, message):
     got, answer = server.request("POST", path, body, raw=raw)
     assert got == status and message in answer["error"], answer
@@ -209,8 +295,11 @@ def test_an_oversized_body_is_refused_from_its_length_alone(server, reference):
     connection = http.client.HTTPConnection(urllib.parse.urlsplit(server.url).netloc, timeout=60)
     try:
         connection.putrequest("POST", "/v1/classify")
-        for name, value in (("Content-Type", "application/json"), ("Content-Length", "3000000"),
-                            ("Authorization", f"Bearer {server.key}")):
+        for name, value in (
+            ("Content-Type", "application/json"),
+            ("Content-Length", "3000000"),
+            ("Authorization", f"Bearer {server.key}"),
+        ):
             connection.putheader(name, value)
         connection.endheaders()
         response = connection.getresponse()
@@ -222,7 +311,9 @@ def test_an_oversized_body_is_refused_from_its_length_alone(server, reference):
 
 
 def test_a_body_without_json_content_type_is_refused_with_the_fix(server, reference):
-    got, answer = server.request("POST", "/v1/classify", raw=b"task=sst2", content_type="application/x-www-form-urlencoded")
+    got, answer = server.request(
+        "POST", "/v1/classify", raw=b"task=sst2", content_type="application/x-www-form-urlencoded"
+    )
     assert got == 422 and "header 'Content-Type: application/json'" in answer["error"]
     _answers_still_right(server, reference)
 
@@ -241,7 +332,11 @@ def test_metrics_count_requests_and_passes(server):
     status, text = server.get("/metrics")
     assert status == 200
     assert re.search(r'softprompt_requests_total{endpoint="/v1/classify",status="200"} [1-9]', text)
-    for name in ("softprompt_request_latency_seconds_bucket", "softprompt_queue_seconds_count", "softprompt_pass_seconds_sum"):
+    for name in (
+        "softprompt_request_latency_seconds_bucket",
+        "softprompt_queue_seconds_count",
+        "softprompt_pass_seconds_sum",
+    ):
         assert name in text
 
 

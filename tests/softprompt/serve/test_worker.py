@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from softprompt.model.loading import load_frozen_t5
 from softprompt.errors import SoftpromptError
+from softprompt.model.loading import load_frozen_t5
 from softprompt.serve.catalog import Catalog, Input, ServeError
 from softprompt.serve.config import Limits
 from softprompt.serve.engine import Engine
@@ -65,7 +65,9 @@ def test_requests_of_different_tasks_share_one_pass(catalog, reference):
     check_classification(answers[0], reference.classify("sst2", SST2[:3], ["sst2_a#1"]), None)
     check_classification(answers[1], reference.classify("cb", CB[:2], ["cb#0", "cb#1", "cb#2"]), "confidence")
     check_classification(answers[2], reference.classify("copa", COPA, ["copa#0", "copa#1"]), "majority")
-    check_generation(answers[3], *reference.generate("e2e_nlg", E2E, ["e2e#0", "e2e#1", "e2e#2"], max_new_tokens=5), "best_score")
+    check_generation(
+        answers[3], *reference.generate("e2e_nlg", E2E, ["e2e#0", "e2e#1", "e2e#2"], max_new_tokens=5), "best_score"
+    )
 
 
 def test_a_request_larger_than_max_rows_spans_passes(catalog, reference):
@@ -79,13 +81,17 @@ def test_a_request_larger_than_max_rows_spans_passes(catalog, reference):
 def test_a_pass_split_by_the_token_budget_gives_the_same_answers(catalog, reference):
     """max_tokens=1: every row of the pass becomes its own model call (sorted by length), answers unchanged."""
     engine, passes = engine_with(catalog, max_rows=128, max_wait_ms=0, max_tokens=1)
-    pending = [engine.classify(ClassifyRequest(task="cb", vote="confidence", inputs=unlabeled(CB[:2]))),
-               engine.generate(GenerateRequest(task="e2e_nlg", vote="best_score", inputs=unlabeled(E2E), max_new_tokens=5))]
+    pending = [
+        engine.classify(ClassifyRequest(task="cb", vote="confidence", inputs=unlabeled(CB[:2]))),
+        engine.generate(GenerateRequest(task="e2e_nlg", vote="best_score", inputs=unlabeled(E2E), max_new_tokens=5)),
+    ]
     with engine.worker:
         answers = [p.result(timeout=60) for p in pending]
     assert passes.seen == [("score", 6), ("generate", 6)]
     check_classification(answers[0], reference.classify("cb", CB[:2], ["cb#0", "cb#1", "cb#2"]), "confidence")
-    check_generation(answers[1], *reference.generate("e2e_nlg", E2E, ["e2e#0", "e2e#1", "e2e#2"], max_new_tokens=5), "best_score")
+    check_generation(
+        answers[1], *reference.generate("e2e_nlg", E2E, ["e2e#0", "e2e#1", "e2e#2"], max_new_tokens=5), "best_score"
+    )
 
 
 def test_without_batching_every_request_gets_its_own_pass(catalog, reference):
@@ -133,18 +139,29 @@ def test_a_failed_pass_fails_its_requests_and_the_worker_goes_on(catalog, refere
     check_classification(answer, reference.classify("cb", CB[:2], ["cb#1"]), None)
 
 
-def _as_custom_run(directory, model, template: str | None, seed: int = 3, name: str | None = None,
-                   words: str = "no=ham,yes=spam") -> str:
+def _as_custom_run(
+    directory, model, template: str | None, seed: int = 3, name: str | None = None, words: str = "no=ham,yes=spam"
+) -> str:
     """A run of a custom task, by default spam (label values no/yes → words ham/spam) called ``custom``;
     ``template`` None: its softprompt.json records no training options, as a run imported from PEFT."""
     run = write_run(directory, model, "sst2", 2, seed=seed)
     meta_path = directory / "softprompt.json"
     meta = json.loads(meta_path.read_text())
-    meta["task"] = {"name": name or "custom", "kind": "classification",
-                    "label_words": [pair.split("=")[1] for pair in words.split(",")], "metric": "accuracy"}
+    meta["task"] = {
+        "name": name or "custom",
+        "kind": "classification",
+        "label_words": [pair.split("=")[1] for pair in words.split(",")],
+        "metric": "accuracy",
+    }
     if template is not None:
-        meta["train_args"] = {"task": "custom", "input_template": template, "label_column": "label",
-                              "label_words": words, "target_column": None, "task_name": name}
+        meta["train_args"] = {
+            "task": "custom",
+            "input_template": template,
+            "label_column": "label",
+            "label_words": words,
+            "target_column": None,
+            "task_name": name,
+        }
     meta_path.write_text(json.dumps(meta))
     return run
 
@@ -165,21 +182,36 @@ def test_a_custom_task_formats_rows_with_the_template_its_runs_recorded(tmp_path
     task = catalog.resolve(None, "custom").task
     assert catalog.describe()["tasks"][0]["columns"] == ["text"]
     rows = catalog.inputs(task, [{"text": "win money now"}], None, 100)
-    assert rows == catalog.inputs(task, None, ["message: win money now"], 100) == [Input("message: win money now", ("ham", "spam"))]
+    assert (
+        rows
+        == catalog.inputs(task, None, ["message: win money now"], 100)
+        == [Input("message: win money now", ("ham", "spam"))]
+    )
 
 
 def test_runs_of_one_custom_task_with_different_templates_are_refused(tmp_path, tiny_model_dir):
-    runs = [_as_custom_run(tmp_path / "a", str(tiny_model_dir), "message: {text}"),
-            _as_custom_run(tmp_path / "b", str(tiny_model_dir), "sms: {text}", seed=5)]
-    with pytest.raises(SoftpromptError, match="both say task 'custom' but format its inputs differently.*different --task-name"):
+    runs = [
+        _as_custom_run(tmp_path / "a", str(tiny_model_dir), "message: {text}"),
+        _as_custom_run(tmp_path / "b", str(tiny_model_dir), "sms: {text}", seed=5),
+    ]
+    with pytest.raises(
+        SoftpromptError, match="both say task 'custom' but format its inputs differently.*different --task-name"
+    ):
         Catalog.load(runs, load_frozen_t5(str(tiny_model_dir)))
 
 
 def test_custom_tasks_with_their_own_names_are_served_side_by_side(tmp_path, tiny_model_dir):
     """Two custom tasks, named with --task-name, each format rows with their own template and label words."""
-    runs = [_as_custom_run(tmp_path / "a", str(tiny_model_dir), "message: {text}", name="spam"),
-            _as_custom_run(tmp_path / "b", str(tiny_model_dir), "ticket: {text}", seed=5, name="urgency", words="0=routine,1=urgent")]
+    runs = [
+        _as_custom_run(tmp_path / "a", str(tiny_model_dir), "message: {text}", name="spam"),
+        _as_custom_run(
+            tmp_path / "b", str(tiny_model_dir), "ticket: {text}", seed=5, name="urgency", words="0=routine,1=urgent"
+        ),
+    ]
     catalog = Catalog.load(runs, load_frozen_t5(str(tiny_model_dir)))
     assert [t["name"] for t in catalog.describe()["tasks"]] == ["spam", "urgency"]
-    for task, expected in (("spam", Input("message: hi", ("ham", "spam"))), ("urgency", Input("ticket: hi", ("routine", "urgent")))):
+    for task, expected in (
+        ("spam", Input("message: hi", ("ham", "spam"))),
+        ("urgency", Input("ticket: hi", ("routine", "urgent"))),
+    ):
         assert catalog.inputs(catalog.resolve(None, task).task, [{"text": "hi"}], None, 100) == [expected]

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from softprompt.data.loading import load_examples
+from softprompt.data.tasks import get_task
+from softprompt.model.loading import random_t5
 from softprompt.runner.passes import encode_texts
 from softprompt.training import batch_order as batching
 from softprompt.training.batch_order import MEGA_BATCHES, BatchOrder, group_by_length, source_lengths
-from softprompt.data.loading import load_examples
-from softprompt.model.loading import random_t5
-from softprompt.data.tasks import get_task
 from tests.conftest import TEST_DATA
 
 
@@ -38,7 +38,10 @@ def test_plain_order_depends_only_on_seed_and_step():
     assert sorted(first_epoch) == list(range(10))  # each epoch is a permutation
     assert BatchOrder(10, 4, 7).batch(0) != BatchOrder(10, 4, 8).batch(0)
     # the order runs written before --group-by-length drew, so they resume unchanged
-    assert BatchOrder(10, 4, 7).epoch(1) == torch.randperm(10, generator=torch.Generator().manual_seed(7 * 100003 + 1)).tolist()
+    assert (
+        BatchOrder(10, 4, 7).epoch(1)
+        == torch.randperm(10, generator=torch.Generator().manual_seed(7 * 100003 + 1)).tolist()
+    )
 
 
 def test_group_by_length_sorts_within_spans_on_the_stream_grid_longest_first():

@@ -2,17 +2,25 @@
 
 import pytest
 
-from softprompt.training.config import TrainConfig
-from softprompt.model.decoding import DECODING_DEFAULTS
 from softprompt.errors import SoftpromptError
+from softprompt.model.decoding import DECODING_DEFAULTS
+from softprompt.training.config import TrainConfig
 
 
-@pytest.mark.parametrize("deep_prefix, prompt_length, bank, recipe", [
-    (False, 20, "prompts", ("adafactor", 0.3)),  # input prompts: Lester et al.
-    (True, 0, "prefixes", ("adamw", 3e-4)),  # deep prefixes: Li & Liang's optimiser (Adafactor 0.3 wrecks the prefix MLP)
-    (True, 20, "prompts", ("adafactor", 0.3)),  # both together: each bank keeps its own recipe
-    (True, 20, "prefixes", ("adamw", 3e-4)),
-])
+@pytest.mark.parametrize(
+    "deep_prefix, prompt_length, bank, recipe",
+    [
+        (False, 20, "prompts", ("adafactor", 0.3)),  # input prompts: Lester et al.
+        (
+            True,
+            0,
+            "prefixes",
+            ("adamw", 3e-4),
+        ),  # deep prefixes: Li & Liang's optimiser (Adafactor 0.3 wrecks the prefix MLP)
+        (True, 20, "prompts", ("adafactor", 0.3)),  # both together: each bank keeps its own recipe
+        (True, 20, "prefixes", ("adamw", 3e-4)),
+    ],
+)
 def test_default_optimizer_and_lr_follow_what_is_trained(deep_prefix, prompt_length, bank, recipe):
     cfg = TrainConfig(deep_prefix=deep_prefix, prompt_length=prompt_length)
     assert cfg.recipes()[bank] == recipe
@@ -55,9 +63,19 @@ def test_differences_count_each_recipe_only_when_its_bank_is_trained():
 
 
 def test_differences_read_a_run_from_before_per_bank_recipes_as_one_recipe_for_every_bank():
-    legacy = {k: v for k, v in TrainConfig(deep_prefix=True, prompt_length=0).to_dict().items() if not k.startswith("prefix_")}
-    legacy |= {"optimizer": "adamw", "lr": 3e-4, "prefix_length": 10, "prefix_sites": ["encoder", "decoder", "cross"], "prefix_init": "random"}
-    assert TrainConfig(deep_prefix=True, prompt_length=0).differences(legacy) == []  # its prefixes trained with AdamW 3e-4
+    legacy = {
+        k: v for k, v in TrainConfig(deep_prefix=True, prompt_length=0).to_dict().items() if not k.startswith("prefix_")
+    }
+    legacy |= {
+        "optimizer": "adamw",
+        "lr": 3e-4,
+        "prefix_length": 10,
+        "prefix_sites": ["encoder", "decoder", "cross"],
+        "prefix_init": "random",
+    }
+    assert (
+        TrainConfig(deep_prefix=True, prompt_length=0).differences(legacy) == []
+    )  # its prefixes trained with AdamW 3e-4
     both = legacy | {"prompt_length": 20}  # old joint runs stepped the prompts with the prefixes' AdamW too
     assert TrainConfig(deep_prefix=True, prompt_length=20).differences(both) == ["lr", "optimizer"]
 
@@ -65,7 +83,9 @@ def test_differences_read_a_run_from_before_per_bank_recipes_as_one_recipe_for_e
 def test_task_metric_is_a_training_setting_and_runs_from_before_it_used_the_default():
     legacy = {key: value for key, value in TrainConfig().to_dict().items() if key != "task_metric"}
     assert TrainConfig().differences(legacy) == []
-    assert TrainConfig(task_metric="mcc").differences(legacy) == ["task_metric"]  # it picks the best steps: no resume across it
+    assert TrainConfig(task_metric="mcc").differences(legacy) == [
+        "task_metric"
+    ]  # it picks the best steps: no resume across it
 
 
 def test_group_by_length_is_off_by_default_and_must_match_on_resume():

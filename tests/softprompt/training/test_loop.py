@@ -4,21 +4,20 @@ The tiny model is random, so scores are near chance: these tests check mechanics
 prompts, frozen base, artefacts that reproduce), not quality.
 """
 
-
 import json
 
 import pytest
 import safetensors.torch
 import torch
 
-from softprompt.runner.passes import encode_texts, repeat_for_prompts
 from ensembles.pool import load_pool
-from softprompt.training.config import TrainConfig
 from softprompt.data.loading import load_examples
-from softprompt.errors import SoftpromptError
-from softprompt.model.loading import random_t5
-from softprompt.io.store import read_meta
 from softprompt.data.tasks import get_task
+from softprompt.errors import SoftpromptError
+from softprompt.io.store import read_meta
+from softprompt.model.loading import random_t5
+from softprompt.runner.passes import encode_texts, repeat_for_prompts
+from softprompt.training.config import TrainConfig
 from softprompt.training.loop import build_prompted, joint_backward, micro_passes, train, validate
 from tests.conftest import TEST_DATA
 
@@ -35,8 +34,18 @@ def rte():
 
 def _config(tmp_path, name, **overrides):
     settings = dict(
-        model="tiny", task="rte", output_dir=str(tmp_path / name), n_prompts=3, prompt_length=4, init="sampled-vocab",
-        steps=6, batch_size=4, eval_every=3, checkpoint_every=3, max_source_length=64, lr=0.3,
+        model="tiny",
+        task="rte",
+        output_dir=str(tmp_path / name),
+        n_prompts=3,
+        prompt_length=4,
+        init="sampled-vocab",
+        steps=6,
+        batch_size=4,
+        eval_every=3,
+        checkpoint_every=3,
+        max_source_length=64,
+        lr=0.3,
     )
     return TrainConfig(**(settings | overrides))
 
@@ -78,22 +87,41 @@ def test_per_prompt_data_order_equals_separate_one_prompt_runs_with_their_seeds(
     train(joint_cfg, random_t5(), task, train_examples, val_examples, progress=False)
     joint = load_pool([joint_cfg.output_dir], random_t5()).model.prompts.weight
     for i, seed in enumerate(joint_cfg.prompt_seeds):
-        alone_cfg = _config(tmp_path, f"alone{i}", eval_every=100, steps=5, n_prompts=1, seed=seed)  # its own data order
+        alone_cfg = _config(
+            tmp_path, f"alone{i}", eval_every=100, steps=5, n_prompts=1, seed=seed
+        )  # its own data order
         train(alone_cfg, random_t5(), task, train_examples, val_examples, progress=False)
         alone = load_pool([alone_cfg.output_dir], random_t5()).model.prompts.weight
-        assert torch.allclose(joint[i], alone[0], atol=1e-5), f"prompt {i} did not train as a separate run with seed {seed}"
+        assert torch.allclose(joint[i], alone[0], atol=1e-5), (
+            f"prompt {i} did not train as a separate run with seed {seed}"
+        )
 
 
 def test_per_prompt_data_order_resumes_to_the_same_prompts_and_cannot_change_on_resume(tmp_path, rte):
     task, train_examples, val_examples = rte
     full_cfg, part_cfg = (_config(tmp_path, name, steps=6, data_order="per-prompt") for name in ("full", "part"))
     train(full_cfg, random_t5(), task, train_examples, val_examples, progress=False)
-    train(_config(tmp_path, "part", steps=3, data_order="per-prompt"), random_t5(), task, train_examples, val_examples, progress=False)
+    train(
+        _config(tmp_path, "part", steps=3, data_order="per-prompt"),
+        random_t5(),
+        task,
+        train_examples,
+        val_examples,
+        progress=False,
+    )
     train(part_cfg, random_t5(), task, train_examples, val_examples, resume=True, progress=False)
     full, resumed = (load_pool([cfg.output_dir], random_t5()).model.prompts.weight for cfg in (full_cfg, part_cfg))
     assert torch.equal(full, resumed)
     with pytest.raises(SoftpromptError, match="data_order"):  # the data order must not change on resume
-        train(_config(tmp_path, "part", steps=9), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+        train(
+            _config(tmp_path, "part", steps=9),
+            random_t5(),
+            task,
+            train_examples,
+            val_examples,
+            resume=True,
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -110,7 +138,14 @@ def test_micro_passes_accumulate_the_one_pass_gradient(tmp_path, rte, shared):
     labels = labels.masked_fill(label_mask == 0, -100)
     budget = 2 * (cfg.prompt_length + 64 + 8)  # about two rows per pass
     copies = 3 if shared else 1  # the step's rows: (12, ·) either way
-    assert len(micro_passes(repeat_for_prompts(mask, copies), repeat_for_prompts(labels, copies), cfg.prompt_length, budget)) >= 4
+    assert (
+        len(
+            micro_passes(
+                repeat_for_prompts(mask, copies), repeat_for_prompts(labels, copies), cfg.prompt_length, budget
+            )
+        )
+        >= 4
+    )
     results = []
     for max_tokens in (None, budget):
         losses = joint_backward(prompted, input_ids, mask, labels, shared, max_tokens)
@@ -129,14 +164,24 @@ def test_max_tokens_trains_like_one_pass_and_may_change_on_resume(tmp_path, rte)
         train(cfg, random_t5(), task, train_examples, val_examples, progress=False)
     weights = [load_pool([cfg.output_dir], random_t5()).model.prompts.weight for cfg in (one, micro)]
     assert torch.allclose(*weights, atol=1e-5)
-    train(_config(tmp_path, "micro", steps=6, max_tokens=300), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+    train(
+        _config(tmp_path, "micro", steps=6, max_tokens=300),
+        random_t5(),
+        task,
+        train_examples,
+        val_examples,
+        resume=True,
+        progress=False,
+    )
     assert read_meta(micro.output_dir)["train_args"]["max_tokens"] == 300
     with pytest.raises(SoftpromptError, match="--max-tokens must be a positive integer"):
         _config(tmp_path, "bad", max_tokens=0)
 
 
-@pytest.mark.parametrize("init,data_order", [('text:"yes no maybe"', "shared"), ('text:"yes no maybe"', "per-prompt"),
-                                             ("sampled-vocab", "shared")])
+@pytest.mark.parametrize(
+    "init,data_order",
+    [('text:"yes no maybe"', "shared"), ('text:"yes no maybe"', "per-prompt"), ("sampled-vocab", "shared")],
+)
 def test_prompts_that_start_equal_end_equal_and_the_run_says_so(tmp_path, rte, capsys, init, data_order):
     """One data order for all prompts: a start shared by every prompt (a text init) trains N copies, and
     training notes it on stderr; per-prompt starts (sampled tokens) or per-prompt batches give N different
@@ -160,7 +205,9 @@ def test_the_copies_note_suggests_only_options_that_apply_to_the_run(tmp_path):
     prefix_only = _config(tmp_path, "p", prompt_length=0, deep_prefix=True, prefix_init="class-label")
     assert _own_starts(prefix_only, get_task("rte")) == "deep prefixes: --reparam-dim > 0 or --prefix-init random"
     assert _own_starts(_config(tmp_path, "g", init='text:"x"'), get_task("xsum")) == "--init sampled-vocab"
-    assert _own_starts(_config(tmp_path, "c", init="class-label"), get_task("rte")).startswith("a --prompt-length longer")
+    assert _own_starts(_config(tmp_path, "c", init="class-label"), get_task("rte")).startswith(
+        "a --prompt-length longer"
+    )
 
 
 def test_resume_continues_to_the_same_prompts(tmp_path, rte):
@@ -177,26 +224,67 @@ def test_resume_continues_to_the_same_prompts(tmp_path, rte):
 
 def test_group_by_length_changes_the_order_and_resumes_to_the_same_prompts(tmp_path, rte):
     task, train_examples, val_examples = rte
-    grouped = dict(group_by_length=True, batch_size=7, steps=8, checkpoint_every=4, eval_every=4)  # step 6 spans epochs 0 and 1
+    grouped = dict(
+        group_by_length=True, batch_size=7, steps=8, checkpoint_every=4, eval_every=4
+    )  # step 6 spans epochs 0 and 1
     full_cfg = _config(tmp_path, "full", **grouped)
     train(full_cfg, random_t5(), task, train_examples, val_examples, progress=False)
     assert read_meta(full_cfg.output_dir)["train_args"]["group_by_length"] is True
-    train(_config(tmp_path, "part", **(grouped | {"steps": 4})), random_t5(), task, train_examples, val_examples, progress=False)
-    train(_config(tmp_path, "part", **grouped), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
-    train(_config(tmp_path, "plain", **(grouped | {"group_by_length": False})), random_t5(), task, train_examples, val_examples, progress=False)
-    full, resumed, plain = (_checkpoint_banks(tmp_path / name)["bank.prompts.weight"] for name in ("full", "part", "plain"))
+    train(
+        _config(tmp_path, "part", **(grouped | {"steps": 4})),
+        random_t5(),
+        task,
+        train_examples,
+        val_examples,
+        progress=False,
+    )
+    train(
+        _config(tmp_path, "part", **grouped),
+        random_t5(),
+        task,
+        train_examples,
+        val_examples,
+        resume=True,
+        progress=False,
+    )
+    train(
+        _config(tmp_path, "plain", **(grouped | {"group_by_length": False})),
+        random_t5(),
+        task,
+        train_examples,
+        val_examples,
+        progress=False,
+    )
+    full, resumed, plain = (
+        _checkpoint_banks(tmp_path / name)["bank.prompts.weight"] for name in ("full", "part", "plain")
+    )
     assert torch.equal(full, resumed)
     assert not torch.allclose(full, plain)  # grouping drew other batches
     with pytest.raises(SoftpromptError, match="group_by_length"):  # the data order must not change on resume
-        train(_config(tmp_path, "part", **(grouped | {"steps": 10, "group_by_length": False})), random_t5(), task,
-              train_examples, val_examples, resume=True, progress=False)
+        train(
+            _config(tmp_path, "part", **(grouped | {"steps": 10, "group_by_length": False})),
+            random_t5(),
+            task,
+            train_examples,
+            val_examples,
+            resume=True,
+            progress=False,
+        )
 
 
 def test_resume_refuses_changed_settings(tmp_path, rte):
     task, train_examples, val_examples = rte
     train(_config(tmp_path, "run", steps=3), random_t5(), task, train_examples, val_examples, progress=False)
     with pytest.raises(SoftpromptError, match="prompt_length"):
-        train(_config(tmp_path, "run", steps=6, prompt_length=5), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+        train(
+            _config(tmp_path, "run", steps=6, prompt_length=5),
+            random_t5(),
+            task,
+            train_examples,
+            val_examples,
+            resume=True,
+            progress=False,
+        )
 
 
 def _checkpoint_banks(run_dir):
@@ -220,10 +308,21 @@ def test_prompts_and_prefixes_keep_their_own_recipes_and_resume_bit_identically(
     for name, tensor in start.prefixes.named_parameters():  # AdamW 3e-4: each element moves about lr per step
         assert 0 < (full[f"bank.prefixes.{name}"] - tensor).abs().max() < 6 * 3 * 3e-4, name
 
-    train(_config(tmp_path, "part", **(both | {"steps": 3})), random_t5(), task, train_examples, val_examples, progress=False)
-    train(_config(tmp_path, "part", **both), random_t5(), task, train_examples, val_examples, resume=True, progress=False)
+    train(
+        _config(tmp_path, "part", **(both | {"steps": 3})),
+        random_t5(),
+        task,
+        train_examples,
+        val_examples,
+        progress=False,
+    )
+    train(
+        _config(tmp_path, "part", **both), random_t5(), task, train_examples, val_examples, resume=True, progress=False
+    )
     resumed = _checkpoint_banks(tmp_path / "part")
     assert full.keys() == resumed.keys() and any(k.startswith("opt.") for k in full)
-    assert all(torch.equal(full[k], resumed[k]) for k in full), [k for k in full if not torch.equal(full[k], resumed[k])]
+    assert all(torch.equal(full[k], resumed[k]) for k in full), [
+        k for k in full if not torch.equal(full[k], resumed[k])
+    ]
     for name in ("prompts.safetensors", "prefixes.safetensors"):
         assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "part" / name).read_bytes()

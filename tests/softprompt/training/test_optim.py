@@ -22,7 +22,9 @@ def test_one_prompt_matches_transformers_adafactor():
     theirs = torch.nn.Parameter(start.clone())
     settings = dict(lr=0.3, weight_decay=1e-5)
     _run(ours, [g[None] for g in grads], PerPromptAdafactor([ours], **settings))
-    reference = Adafactor([theirs], scale_parameter=False, relative_step=False, warmup_init=False, decay_rate=-0.8, **settings)
+    reference = Adafactor(
+        [theirs], scale_parameter=False, relative_step=False, warmup_init=False, decay_rate=-0.8, **settings
+    )
     _run(theirs, grads, reference)
     assert torch.allclose(ours[0], theirs, atol=1e-6)
 
@@ -93,8 +95,17 @@ def test_bank_optimizer_state_round_trips_bit_identically():
     first = _bank_optimizer(*part)
     for step in grads[:2]:
         _step(first, part, step)
-    saved = {"state": {k: {n: v.clone() if torch.is_tensor(v) else v for n, v in s.items()} for k, s in first.state_dict()["state"].items()}}
-    assert sorted(saved["state"]) == [0, 1] and set(saved["state"][0]) == {"step", "row", "col"}  # one flat state, both banks
+    saved = {
+        "state": {
+            k: {n: v.clone() if torch.is_tensor(v) else v for n, v in s.items()}
+            for k, s in first.state_dict()["state"].items()
+        }
+    }
+    assert sorted(saved["state"]) == [0, 1] and set(saved["state"][0]) == {
+        "step",
+        "row",
+        "col",
+    }  # one flat state, both banks
     resumed = tuple(torch.nn.Parameter(p.detach().clone()) for p in part)
     second = _bank_optimizer(*resumed)
     second.load_state_dict({"state": saved["state"], "param_groups": second.state_dict()["param_groups"]})

@@ -27,10 +27,37 @@ RTE = TEST_DATA / "superglue" / "rte"
 STEPS = 12
 # history entries every 2 steps, validations at 4, 8, 12, checkpoints at 5, 10, 12
 ARGS = [
-    "--task", "rte", "--train-file", str(RTE / "train.jsonl"), "--validation-file", str(RTE / "val.jsonl"),
-    "--train-size", "32", "--eval-size", "8", "--n-prompts", "2", "--prompt-length", "3", "--steps", str(STEPS),
-    "--batch-size", "4", "--eval-every", "4", "--checkpoint-every", "5", "--log-every", "2", "--max-source-length", "64",
-    "--seed", "3", "--quiet", "--report-to", "tensorboard",
+    "--task",
+    "rte",
+    "--train-file",
+    str(RTE / "train.jsonl"),
+    "--validation-file",
+    str(RTE / "val.jsonl"),
+    "--train-size",
+    "32",
+    "--eval-size",
+    "8",
+    "--n-prompts",
+    "2",
+    "--prompt-length",
+    "3",
+    "--steps",
+    str(STEPS),
+    "--batch-size",
+    "4",
+    "--eval-every",
+    "4",
+    "--checkpoint-every",
+    "5",
+    "--log-every",
+    "2",
+    "--max-source-length",
+    "64",
+    "--seed",
+    "3",
+    "--quiet",
+    "--report-to",
+    "tensorboard",
 ]
 LOG_STEPS = list(range(2, STEPS + 1, 2))
 VAL_STEPS = [4, 8, 12]
@@ -110,7 +137,9 @@ def test_tensorboard_reader_loads_per_prompt_series_at_the_history_steps(referen
         assert len(entry["train_loss"]) == len(entry["grad_norm"]) == 2 and entry["lr"] == [0.3]
         assert all(v > 0 for v in entry["train_loss"] + entry["grad_norm"])
     scalars = _scalars(reference)
-    assert {"train_loss/prompt_0", "train_loss/prompt_1", "grad_norm/prompt_1", "val_accuracy/prompt_1", "lr"} <= set(scalars)
+    assert {"train_loss/prompt_0", "train_loss/prompt_1", "grad_norm/prompt_1", "val_accuracy/prompt_1", "lr"} <= set(
+        scalars
+    )
     _assert_matches_history(scalars, history)
     hparams = _hparams(reference)
     assert hparams["lr"] == 0.3 and hparams["n_prompts"] == 2 and hparams["log_every"] == 2
@@ -152,7 +181,12 @@ def test_history_entries_average_the_steps_since_the_previous_entry_and_resume_e
     state, log = _log(3)
     assert _step(state, log, 1) is None and _step(state, log, 2) is None
     entry = _step(state, log, 3)
-    assert entry == {"step": 3, "train_loss": [2.0, 4.0], "grad_norm": [pytest.approx(0.2), pytest.approx(0.2)], "lr": [0.3]}
+    assert entry == {
+        "step": 3,
+        "train_loss": [2.0, 4.0],
+        "grad_norm": [pytest.approx(0.2), pytest.approx(0.2)],
+        "lr": [0.3],
+    }
     entry = _step(state, log, 4, metrics=[0.5, 0.75])  # a validation between log steps: an entry of its own
     assert entry["step"] == 4 and entry["train_loss"] == [4.0, 8.0] and entry["accuracy"] == [0.5, 0.75]
     _step(state, log, 5)
@@ -189,11 +223,17 @@ def test_a_missing_tracker_package_names_the_extra(monkeypatch):
     if missing:  # honestly missing here (wandb, mlflow, ... are not installed with the test extra)
         name = missing[0]
         assert name not in tracking.available_trackers()
-        with pytest.raises(SoftpromptError, match=rf'--report-to {name} needs the .* package, which is not installed; pip install "softprompt\[tracking\]"'):
+        with pytest.raises(
+            SoftpromptError,
+            match=rf'--report-to {name} needs the .* package, which is not installed; pip install "softprompt\[tracking\]"',
+        ):
             tracking.installed_trackers([name])
     assert tracking.installed_trackers(["tensorboard"]) == ["tensorboard"]  # installed with the test extra
     monkeypatch.setattr(tracking, "available_trackers", lambda: [])  # as on a machine without any tracker
-    with pytest.raises(SoftpromptError, match=r'--report-to tensorboard needs the tensorboard package, which is not installed; pip install "softprompt\[tracking\]"'):
+    with pytest.raises(
+        SoftpromptError,
+        match=r'--report-to tensorboard needs the tensorboard package, which is not installed; pip install "softprompt\[tracking\]"',
+    ):
         tracking.installed_trackers(["tensorboard"])
     with pytest.raises(SoftpromptError, match=r"--report-to all found no experiment tracker installed"):
         tracking.installed_trackers(["all"])
@@ -203,7 +243,10 @@ def test_hyperparameters_are_flat_scalars():
     from softprompt.training.tracking import hyperparameters
 
     assert hyperparameters({"lr": 0.3, "sites": ["encoder", "cross"], "x": None, "decoding": {"num_beams": 1}}) == {
-        "lr": 0.3, "sites": "encoder,cross", "x": "none", "decoding.num_beams": 1,
+        "lr": 0.3,
+        "sites": "encoder,cross",
+        "x": "none",
+        "decoding.num_beams": 1,
     }
 
 
@@ -216,8 +259,12 @@ def test_only_the_main_process_reports_under_accelerate_launch(tiny_model_dir, t
 
     out = tmp_path / "run"
     args = [a for a in _args(tiny_model_dir, out) if a != "train"]
-    done = subprocess.run([*LAUNCH, "train", *args, "--steps", "8", "--checkpoint-every", "4"], capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [*LAUNCH, "train", *args, "--steps", "8", "--checkpoint-every", "4"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     history = _history(out)
     assert [e["step"] for e in history] == [2, 4, 6, 8]

@@ -10,12 +10,12 @@ import shutil
 import pytest
 import torch
 
-from softprompt.training.config import TrainConfig
 from softprompt.data.loading import load_examples
-from softprompt.errors import SoftpromptError
-from softprompt.model.loading import random_t5
-from softprompt.io.store import load_banks, read_meta
 from softprompt.data.tasks import get_task
+from softprompt.errors import SoftpromptError
+from softprompt.io.store import load_banks, read_meta
+from softprompt.model.loading import random_t5
+from softprompt.training.config import TrainConfig
 from softprompt.training.loop import build_prompted, train
 from softprompt.training.transfer import InitChoice, apply_init_from, check_init_from, parse_spec
 from tests.conftest import TEST_DATA
@@ -26,13 +26,31 @@ RTE = TEST_DATA / "superglue" / "rte"
 @pytest.fixture(scope="module")
 def rte():
     task = get_task("rte")
-    return task, load_examples(task, "train", str(RTE / "train.jsonl"), limit=16, seed=0), load_examples(task, "validation", str(RTE / "val.jsonl"), limit=8, seed=0)
+    return (
+        task,
+        load_examples(task, "train", str(RTE / "train.jsonl"), limit=16, seed=0),
+        load_examples(task, "validation", str(RTE / "val.jsonl"), limit=8, seed=0),
+    )
 
 
 def _config(out, **overrides) -> TrainConfig:
-    settings = dict(model="tiny", task="rte", output_dir=str(out), n_prompts=2, prompt_length=4, init="sampled-vocab",
-                    deep_prefix=True, prefix_length=2, reparam_dim=8, reparam_hidden=8, steps=2, batch_size=4,
-                    eval_every=2, checkpoint_every=2, max_source_length=64)
+    settings = dict(
+        model="tiny",
+        task="rte",
+        output_dir=str(out),
+        n_prompts=2,
+        prompt_length=4,
+        init="sampled-vocab",
+        deep_prefix=True,
+        prefix_length=2,
+        reparam_dim=8,
+        reparam_hidden=8,
+        steps=2,
+        batch_size=4,
+        eval_every=2,
+        checkpoint_every=2,
+        max_source_length=64,
+    )
     return TrainConfig(**(settings | overrides))
 
 
@@ -88,15 +106,31 @@ def test_init_from_copies_only_the_banks_both_runs_have(source, rte, tmp_path):
     assert prompted.prefixes is None and record["sources"][0]["banks"] == ["prompts"]
 
 
-@pytest.mark.parametrize("overrides, specs, message", [
-    ({"prompt_length": 5}, ["{src}#0"], "has input prompts of length 4, this run trains --prompt-length 5; use --prompt-length 4"),
-    ({"prefix_length": 3}, ["{src}#0"], "has deep prefixes of length 2 at encoder,decoder,cross, this run trains length 3"),
-    ({"prefix_sites": ("encoder",)}, ["{src}#0"], "use --prefix-length 2 --prefix-sites encoder,decoder,cross"),
-    ({"n_prompts": 2}, ["{src}"], "names 3 source prompts for 2 new prompts; give one (copied to every prompt) or one per prompt"),
-    ({"n_prompts": 1}, ["{src}#3"], "has 3 prompt(s), indices 0..2"),
-    ({"n_prompts": 1}, ["{src}#x"], "is not RUN or RUN#i"),
-    ({"n_prompts": 1}, ["{tmp}"], "is not a softprompt run"),
-], ids=["prompt-length", "prefix-length", "prefix-sites", "count", "index", "malformed", "not-a-run"])
+@pytest.mark.parametrize(
+    "overrides, specs, message",
+    [
+        (
+            {"prompt_length": 5},
+            ["{src}#0"],
+            "has input prompts of length 4, this run trains --prompt-length 5; use --prompt-length 4",
+        ),
+        (
+            {"prefix_length": 3},
+            ["{src}#0"],
+            "has deep prefixes of length 2 at encoder,decoder,cross, this run trains length 3",
+        ),
+        ({"prefix_sites": ("encoder",)}, ["{src}#0"], "use --prefix-length 2 --prefix-sites encoder,decoder,cross"),
+        (
+            {"n_prompts": 2},
+            ["{src}"],
+            "names 3 source prompts for 2 new prompts; give one (copied to every prompt) or one per prompt",
+        ),
+        ({"n_prompts": 1}, ["{src}#3"], "has 3 prompt(s), indices 0..2"),
+        ({"n_prompts": 1}, ["{src}#x"], "is not RUN or RUN#i"),
+        ({"n_prompts": 1}, ["{tmp}"], "is not a softprompt run"),
+    ],
+    ids=["prompt-length", "prefix-length", "prefix-sites", "count", "index", "malformed", "not-a-run"],
+)
 def test_init_from_refusals(overrides, specs, message, source, rte, tmp_path):
     specs = [s.format(src=source, tmp=tmp_path) for s in specs]
     with pytest.raises(SoftpromptError, match="^[^\n]*" + re.escape(message)):
@@ -113,19 +147,29 @@ def test_init_from_refuses_another_model(source, rte, tmp_path):
 def test_init_from_refuses_a_source_without_the_trained_bank(source, rte, tmp_path):
     task, train_examples, val_examples = rte
     prompts_only = tmp_path / "prompts-only"
-    train(_config(prompts_only, n_prompts=1, deep_prefix=False), random_t5(), task, train_examples, val_examples, progress=False)
+    train(
+        _config(prompts_only, n_prompts=1, deep_prefix=False),
+        random_t5(),
+        task,
+        train_examples,
+        val_examples,
+        progress=False,
+    )
     with pytest.raises(SoftpromptError, match="holds no deep prefixes, which this run trains"):
         _start(_config(tmp_path / "new", n_prompts=1, prompt_length=0), task, [str(prompts_only)])
     with pytest.raises(SoftpromptError, match="hold different banks"):
         _start(_config(tmp_path / "new2", n_prompts=2), task, [str(prompts_only), f"{source}#0"])
 
 
-@pytest.mark.parametrize("specs, library, message", [
-    (("auto",), (), "--init-from auto needs a prompt library; add --library RUN"),
-    (("auto", "runs/a"), ("runs/b",), "do not combine it with other --init-from runs"),
-    ((), ("runs/b",), "--library is only used by --init-from auto"),
-    (("runs/a#-1",), (), "is not RUN or RUN#i"),
-])
+@pytest.mark.parametrize(
+    "specs, library, message",
+    [
+        (("auto",), (), "--init-from auto needs a prompt library; add --library RUN"),
+        (("auto", "runs/a"), ("runs/b",), "do not combine it with other --init-from runs"),
+        ((), ("runs/b",), "--library is only used by --init-from auto"),
+        (("runs/a#-1",), (), "is not RUN or RUN#i"),
+    ],
+)
 def test_config_refuses_bad_init_from(specs, library, message):
     with pytest.raises(SoftpromptError, match=re.escape(message)):
         check_init_from(specs, library)
@@ -146,23 +190,48 @@ def test_train_records_the_source_and_resume_keeps_working(source, rte, tmp_path
     full = _config(tmp_path / "full", n_prompts=1, steps=4, init_from=specs)
     train(full, random_t5(), task, train_examples, val_examples, progress=False)
     meta = read_meta(full.output_dir)
-    assert meta["init_from"] == {"sources": [{"prompt": 0, "run": str(source), "source_prompt": 2, "task": "rte",
-                                              "banks": ["prompts", "prefixes"]}], "auto": None}
+    assert meta["init_from"] == {
+        "sources": [
+            {"prompt": 0, "run": str(source), "source_prompt": 2, "task": "rte", "banks": ["prompts", "prefixes"]}
+        ],
+        "auto": None,
+    }
     assert meta["train_args"]["init_from"] == list(specs)
 
     moved = tmp_path / "moved-source"
     shutil.copytree(source, moved)
     part_specs = (str(moved) + "#2",)
-    train(_config(tmp_path / "part", n_prompts=1, steps=2, init_from=part_specs), random_t5(), task, train_examples, val_examples, progress=False)
+    train(
+        _config(tmp_path / "part", n_prompts=1, steps=2, init_from=part_specs),
+        random_t5(),
+        task,
+        train_examples,
+        val_examples,
+        progress=False,
+    )
     shutil.rmtree(moved)  # the source is gone: --resume must not need it
-    train(_config(tmp_path / "part", n_prompts=1, steps=4, init_from=part_specs), random_t5(), task, train_examples, val_examples,
-          resume=True, progress=False)
+    train(
+        _config(tmp_path / "part", n_prompts=1, steps=4, init_from=part_specs),
+        random_t5(),
+        task,
+        train_examples,
+        val_examples,
+        resume=True,
+        progress=False,
+    )
     assert read_meta(tmp_path / "part")["init_from"]["sources"][0]["run"] == str(moved)
     for name in ("prompts.safetensors", "prefixes.safetensors"):
         assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "part" / name).read_bytes(), name
     with pytest.raises(SoftpromptError, match="init_from"):  # resuming with another source is refused
-        train(_config(tmp_path / "part", n_prompts=1, steps=6, init_from=specs), random_t5(), task, train_examples, val_examples,
-              resume=True, progress=False)
+        train(
+            _config(tmp_path / "part", n_prompts=1, steps=6, init_from=specs),
+            random_t5(),
+            task,
+            train_examples,
+            val_examples,
+            resume=True,
+            progress=False,
+        )
 
 
 def test_auto_needs_a_choice_and_uses_it(source, rte, tmp_path):
@@ -172,7 +241,9 @@ def test_auto_needs_a_choice_and_uses_it(source, rte, tmp_path):
     with pytest.raises(SoftpromptError, match="needs a retrieval first"):
         apply_init_from(prompted, random_t5().config, cfg.init_from, cfg.prompt_seeds)
     note = {"picked": [f"{source}#1"]}
-    record = apply_init_from(prompted, random_t5().config, cfg.init_from, cfg.prompt_seeds, InitChoice((f"{source}#1",), note))
+    record = apply_init_from(
+        prompted, random_t5().config, cfg.init_from, cfg.prompt_seeds, InitChoice((f"{source}#1",), note)
+    )
     assert record["auto"] == note and record["sources"][0]["source_prompt"] == 1
 
 
