@@ -31,10 +31,11 @@ from softprompt.cli.options import (
 from softprompt.cli.predict import PREDICT_COMMANDS
 from softprompt.data.custom import CUSTOM_OPTIONS
 from softprompt.errors import SoftpromptError
+from softprompt.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="softprompt")
+@click.version_option(version=__version__, prog_name="softprompt")
 def cli() -> None:
     """Soft prompts, deep prefixes and prompt ensembles on frozen T5 models."""
 

@@ -150,7 +150,7 @@ def predict(**kw) -> None:
     "--host",
     default="127.0.0.1",
     show_default=True,
-    help="address to bind; other than localhost, also pass --api-key-env",
+    help="address to bind; an address other machines can reach also needs --api-key-env (or --no-auth)",
 )
 @click.option("--port", default=8000, show_default=True, help="TCP port (0 = any free port, printed on start)")
 @click.option(
@@ -164,6 +164,11 @@ def predict(**kw) -> None:
 @click.option(
     "--api-key-env",
     help="name of an environment variable holding the key clients send as 'Authorization: Bearer <key>'",
+)
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="serve without an API key on an address other machines can reach (anyone who reaches the port can use it)",
 )
 @click.option("--max-inputs", default=64, show_default=True, help="inputs per request (413 above)")
 @click.option("--max-input-chars", default=4000, show_default=True, help="characters per formatted input (422 above)")
@@ -185,7 +190,9 @@ def serve(**kw) -> None:
     (then: curl -H 'Content-Type: application/json' -d '{"task": "sst2", "texts": ["sst2 sentence: a gem"]}'
     localhost:8000/v1/classify)
     """
-    from softprompt.serve.config import Limits, ServeConfig
+    from softprompt.serve.config import Limits, ServeConfig, require_serve_extra
+
+    require_serve_extra()  # before the server's modules import fastapi and uvicorn
     from softprompt.serve.server import serve as run_server
 
     limits = Limits(kw["max_inputs"], kw["max_input_chars"], kw["max_new_tokens"], kw["max_beams"])
@@ -200,6 +207,7 @@ def serve(**kw) -> None:
             max_wait_ms=kw["max_wait_ms"],
             batching=not kw["no_batching"],
             api_key_env=kw["api_key_env"],
+            no_auth=kw["no_auth"],
             max_length=kw["max_length"],
             limits=limits,
             device=kw["device"],

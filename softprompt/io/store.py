@@ -20,11 +20,12 @@ import safetensors.torch
 import torch
 import transformers
 
-from softprompt import __version__
 from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import atomic_write, atomic_write_text
+from softprompt.model.families import family_name
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompts import PromptBank
+from softprompt.version import __version__
 
 FORMAT_VERSION = 1
 META = "softprompt.json"
@@ -43,10 +44,12 @@ _HASH_IGNORED = {
 
 
 def model_fingerprint(config) -> dict[str, Any]:
-    """What an artefact must match in a model: shapes, and a hash of the architecture config."""
+    """What an artefact must match in a model: its family (``softprompt.model.families``), shapes, and a hash of the
+    architecture config."""
     fields = {k: v for k, v in sorted(config.to_dict().items()) if k not in _HASH_IGNORED}
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return {
+        "family": family_name(config),
         "config_hash": digest,
         "d_model": config.d_model,
         "vocab_size": config.vocab_size,
@@ -121,8 +124,16 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_model(meta: dict[str, Any], config, where: str) -> None:
-    """Fail when the artefact's model shapes differ from ``config``."""
+    """Fail when the artefact's model family or shapes differ from ``config``'s. Artefacts written before families
+    were recorded were all trained on t5."""
     expected, actual = meta["model"], model_fingerprint(config)
+    trained_on = expected.get("family", "t5")
+    if trained_on != actual["family"]:
+        raise SoftpromptError(
+            f"{where} was trained on a {trained_on} model ({expected.get('name')!r}) but this is a "
+            f"{actual['family']} model; prompts do not carry over between families: load it with the model it was "
+            f"trained on"
+        )
     for key in ("d_model", "vocab_size") + (
         ("num_layers", "num_decoder_layers", "num_heads", "d_kv") if meta.get("prefixes") else ()
     ):

@@ -21,11 +21,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from softprompt import __version__
 from softprompt.serve.catalog import ServeError
 from softprompt.serve.engine import Engine, Pending
 from softprompt.serve.metrics import ServeMetrics
 from softprompt.serve.schema import ClassifyRequest, GenerateRequest
+from softprompt.version import __version__
 
 ENDPOINTS = ("/health", "/metrics", "/v1/prompts", "/v1/classify", "/v1/generate")
 OPEN = ("/health", "/docs", "/openapi.json")  # answered without the API key: liveness probes, and the API's description

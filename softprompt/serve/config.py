@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
+import ipaddress
 import os
 from dataclasses import dataclass, field
 
 from softprompt.errors import SoftpromptError
 
 MAX_ROWS = 128  # rows taken from the queue for one pass
+SERVE_EXTRA = ("fastapi", "uvicorn", "prometheus_client")  # what `pip install "softprompt[serve]"` brings
+
+
+def require_serve_extra() -> None:
+    """Refuse in one line, with the install command, when a module of the ``serve`` extra is missing."""
+    missing = []
+    for name in SERVE_EXTRA:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise SoftpromptError(
+            f"softprompt serve needs the serve extra ({', '.join(missing)} not installed); "
+            f'install it with: pip install "softprompt[serve]"'
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
 
 
 @dataclass(frozen=True)
@@ -45,6 +73,7 @@ class ServeConfig:
     max_wait_ms: float = 10.0
     batching: bool = True
     api_key_env: str | None = None
+    no_auth: bool = False  # serve without a key on a non-loopback address, on purpose
     max_length: int | None = None  # default: the runs' --max-source-length (ensembles.pool.recorded_max_length)
     limits: Limits = field(default_factory=Limits)
     device: str = "auto"
@@ -65,6 +94,13 @@ class ServeConfig:
             raise SoftpromptError(f"--port must lie in 0..65535 (0 = any free port), got {self.port}")
         if self.max_length is not None and self.max_length < 1:
             raise SoftpromptError(f"--max-length must be a positive integer, got {self.max_length}")
+        if self.no_auth and self.api_key_env is not None:
+            raise SoftpromptError("--no-auth and --api-key-env contradict each other; pass one of them")
+        if not is_loopback(self.host) and self.api_key_env is None and not self.no_auth:
+            raise SoftpromptError(
+                f"--host {self.host} accepts other machines, and no API key is set: pass --api-key-env VAR "
+                f"(clients then send 'Authorization: Bearer <key>'), or --no-auth to serve anyone who can reach the port"
+            )
         self.api_key()  # an unset key variable fails before the model loads
 
     def api_key(self) -> str | None:

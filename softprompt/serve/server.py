@@ -16,7 +16,7 @@ from softprompt.errors import SoftpromptError
 from softprompt.model.loading import load_frozen_t5
 from softprompt.serve.app import create_app
 from softprompt.serve.catalog import Catalog
-from softprompt.serve.config import ServeConfig
+from softprompt.serve.config import ServeConfig, is_loopback
 from softprompt.serve.engine import Engine
 from softprompt.serve.metrics import ServeMetrics
 from softprompt.serve.worker import BatchingWorker
@@ -99,10 +99,8 @@ def _run(
             f"softprompt serve: {len(engine.catalog.bank_id)} prompts [{tasks}] on http://{host}:{port} "
             f"(batching {batching}{', API key required' if api_key else ''}); docs at /docs"
         )
-        if host not in ("127.0.0.1", "::1") and not api_key:
-            echo(
-                f"warning: listening on {host} without --api-key-env: anyone who can reach this port can use the model"
-            )
+        if config.no_auth and not is_loopback(config.host):
+            echo(f"warning: --no-auth on {host}: anyone who can reach this port can use the model")
 
     server = _Server(uvicorn.Config(app, log_level="error", access_log=False), announce)
     # uvicorn re-raises the stop signal after its graceful shutdown; a no-op handler turns that into a clean return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -58,6 +60,39 @@ def test_port_in_use(serve_runs):
 
 def test_host_that_does_not_resolve(serve_runs):
     """A bad --host names the resolver's reason (it used to read "Unknown error -2")."""
-    result = run_cli("serve", "--prompts", serve_runs["cb"], "--host", "999.1.1.1", "--device", "cpu")
+    result = run_cli("serve", "--prompts", serve_runs["cb"], "--host", "999.1.1.1", "--no-auth", "--device", "cpu")
     line = assert_one_line_error(result, "cannot resolve --host 999.1.1.1 (", "); give an address of this machine")
     assert "Unknown error" not in line
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.7", "::", "my-server.example"])
+def test_a_bind_other_machines_reach_needs_a_key_or_no_auth(serve_runs, host):
+    result = run_cli("serve", "--prompts", serve_runs["cb"], "--host", host)
+    assert_one_line_error(result, f"--host {host} accepts other machines", "--api-key-env VAR", "--no-auth")
+
+
+def test_no_auth_and_a_key_contradict(serve_runs, monkeypatch):
+    monkeypatch.setenv("SOFTPROMPT_TEST_KEY", "secret")
+    result = run_cli("serve", "--prompts", serve_runs["cb"], "--no-auth", "--api-key-env", "SOFTPROMPT_TEST_KEY")
+    assert_one_line_error(result, "--no-auth and --api-key-env contradict each other")
+
+
+@pytest.mark.parametrize("hidden", [("uvicorn",), ("fastapi", "prometheus_client")])
+def test_serve_without_the_extra_names_the_install_command(serve_runs, hidden):
+    """A real process in which the serve extra's modules cannot be imported (as without ``softprompt[serve]``)."""
+    code = (
+        f"import sys\nfor name in {hidden!r}: sys.modules[name] = None  # import of name raises ImportError\n"
+        "from softprompt.cli.app import main\nsys.argv[0] = 'softprompt'\nmain()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "serve", "--prompts", serve_runs["cb"], "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert lines == [
+        f"error: softprompt serve needs the serve extra ({', '.join(hidden)} not installed); "
+        'install it with: pip install "softprompt[serve]"'
+    ]
