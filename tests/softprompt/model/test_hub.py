@@ -26,7 +26,7 @@ from softprompt.data.loading import load_examples
 from softprompt.data.tasks import TASKS, Example, get_task, template_fields
 from softprompt.errors import SoftpromptError
 from tests.conftest import ROOT, hub_answering
-from tests.softprompt.cli.test_errors import assert_one_line_error, run_cli
+from tests.softprompt.cli.helpers import assert_one_line_error, run_cli
 
 README = ROOT / "README.md"
 PARQUET = "refs/convert/parquet"

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from softprompt.model.loading import random_t5, save_model_dir
-from tests.softprompt.cli.test_errors import assert_one_line_error, run_cli
+from tests.softprompt.cli.helpers import assert_one_line_error, run_cli
 from tests.softprompt.serve.harness import write_run
 
 
