@@ -2,27 +2,26 @@
 # Run every benchmark on one GPU: bf16 on random t5-base- (and t5-large-) shaped models (no hub
 # download), fp32 where a comparison needs it (realdata's exact prediction check, t5-base), and
 # write each benchmark's RESULT line, as JSON, to OUT_DIR/<name>.json (its full output beside it
-# in <name>.log). Sized from two H200 runs (2026-11-30, docs/gpu/): the base shape took 17-102 s per
-# benchmark, about 13 s of each starting Python and CUDA; from those times the default (one realdata
-# round) should take about 7.5 min, not yet timed as a whole. The t5-large shape's ensemble, prefix
-# and generate benchmarks took 50 / 16 / 33 s.
+# in <name>.log), with env.txt (GPU, versions, date) and summary.txt. On an H200 the t5-base shape
+# takes about 7.5 minutes (17-102 s per benchmark, about 13 s of each starting Python and CUDA);
+# the t5-large shape's ensemble, prefix and generate benchmarks took 50 / 16 / 33 s.
 #
-#   bash benchmarks/gpu.sh                          # CUDA, t5-base shape
-#   bash benchmarks/gpu.sh --shapes large           # t5-large shape: a call of its own
+#   bash benchmarks/gpu.sh                          # CUDA, t5-base shape, results in ./gpu-results
+#   bash benchmarks/gpu.sh --shapes large           # t5-large shape
 #   bash benchmarks/gpu.sh --only prefix,train --pack   # some benchmarks, results in one archive
 #   bash benchmarks/gpu.sh --device cpu --quick     # smoke run on the CPU, tiny model, ~2 min
 #
 # Options: --device DEV (cuda), --quick (tiny model and sizes: the benchmarks' --quick),
 # --shapes LIST (base; or large, or base,large; ignored with --quick), --only LIST (some of ensemble, generate,
-# prefix, train, realdata, serve: run only those benchmarks; default all), --out DIR (default $OUT when set, else
-# ./gpu-results), --data DIR (realdata_bench's data, default ../shared/data; skipped when absent),
+# prefix, train, realdata, serve: run only those benchmarks; default all), --out DIR (default ./gpu-results),
+# --data DIR (realdata_bench's data, default ../shared/data; skipped when absent),
 # --serve (also serve_bench.py, whose servers run on the CPU), --python PY (default python3, else python),
-# --pack (at the end, move the results into OUT_DIR/gpu-results.tar.gz beside summary.txt: a device call
-# brings back at most 8 files).
+# --pack (at the end, move the results into OUT_DIR/gpu-results.tar.gz beside summary.txt: one file to copy).
 # Exit status: 0 when every benchmark wrote its RESULT, 1 otherwise (see OUT_DIR/summary.txt).
-# On the GPU machine, where nothing can be fetched: build .gpu-bundle/ here first (bash
-# scripts/gpu_bundle.sh) and carry it; on CUDA, gpu.sh then installs its wheels (softprompt's
-# transformers, datasets, peft) into a temporary folder, and reads its data when ../shared/data is absent.
+# On an air-gapped GPU host: build .gpu-bundle/ on a machine with network access (bash
+# scripts/gpu_bundle.sh) and copy it with the repository; on CUDA, gpu.sh then installs its wheels
+# (softprompt's transformers, datasets, peft) into a temporary folder, and reads its data when
+# ../shared/data is absent.
 set -uo pipefail
 
 # every command lives in functions, so bash has parsed the whole file before it runs any of it
@@ -34,7 +33,7 @@ device=cuda
 quick=0
 shapes=base
 only=""
-out="${OUT:-./gpu-results}"
+out=./gpu-results
 data="$root/../shared/data"
 [ -d "$data" ] || data="$root/.gpu-bundle/data"
 serve=0
@@ -51,7 +50,7 @@ while [ $# -gt 0 ]; do
     --serve) serve=1; shift ;;
     --pack) pack=1; shift ;;
     --python) python="$2"; shift 2 ;;
-    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

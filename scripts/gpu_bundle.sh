@@ -1,24 +1,20 @@
 #!/usr/bin/env bash
-# Build .gpu-bundle/ (git-ignored): what a call of the GPU machine must carry, since nothing can be
-# fetched there. Run it here, before the call.
+# Build .gpu-bundle/ (git-ignored) for installing and benchmarking on an air-gapped GPU host: run it on
+# a machine with network access, then copy the repository with .gpu-bundle/ to the GPU host, where
+# benchmarks/gpu.sh and scripts/gpu_pretrain.sh install and read the bundle by themselves.
 #
 #   bash scripts/gpu_bundle.sh                                  # for benchmarks/gpu.sh: wheels + benchmark data
-#   bash scripts/gpu_bundle.sh --corpus /work/nano-corpus      # also for scripts/gpu_pretrain.sh: + corpus + mixture
+#   bash scripts/gpu_bundle.sh --corpus nano-corpus             # also for scripts/gpu_pretrain.sh: + corpus + mixture
 #
-# wheels/             packages the GPU image lacks or has too old (its transformers is 5.17, softprompt
-#                     needs >= 5.20; it has no datasets): the versions CI tests, for CPython 3.12 on x86-64.
-# data/               (benchmarks) realdata_bench's files from ../shared/data (BoolQ and MultiRC
-#                     validation, XSum test).
+# wheels/             packages a GPU image often lacks or has too old (softprompt needs transformers
+#                     >= 5.20; datasets; peft): the versions CI tests, for CPython 3.12 on x86-64.
+# data/               (benchmarks) realdata_bench's files from ../shared/data, or --data DIR (BoolQ and
+#                     MultiRC validation, XSum test).
 # corpus/             (--corpus) the nano corpus: train.bin.xz (xz-compressed), validation.bin, manifest.json;
 # mixture.tar.xz      and the supervised mixture's rows as softprompt.nano.mixture caches them.
 # Without --corpus a run removes an earlier run's corpus and mixture: the bundle is about 20 MiB for the
-# benchmarks alone, 44 MiB for both scripts (one call can then run both).
-#
-# A call carries at most 64 MiB: the working tree plus the carried paths. The script prints what
-# would travel and which folders of softprompt/assets the call does not need (set them aside for
-# the call, e.g. `mv softprompt/assets/t5-nano-m /tmp/`, and restore them after with
-# `git checkout -- softprompt/assets`). Then, e.g.: device run "bash benchmarks/gpu.sh", carry
-# [".gpu-bundle"]; gpu.sh installs the wheels and reads the data from the bundle by itself.
+# benchmarks alone, 44 MiB for both scripts. At the end the script prints the bundle's size and that of
+# the embedded models (softprompt/assets), which the GPU scripts read only for gpu.sh --serve.
 set -euo pipefail
 
 main() {
@@ -31,7 +27,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --corpus) corpus="$2"; shift 2 ;;
     --data) data="$2"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu_bundle.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -65,9 +61,9 @@ fi
 
 tree=$(cd "$root" && git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
 carried=$(du -sb "$bundle" | cut -f1)
-echo "travels: working tree $((tree / 1048576)) MiB + .gpu-bundle $((carried / 1048576)) MiB (limit 64 MiB)"
+echo "to copy: the repository $((tree / 1048576)) MiB + .gpu-bundle $((carried / 1048576)) MiB"
 for dir in "$root"/softprompt/assets/t5-nano*; do
-  echo "  set aside for the call if it does not need it: softprompt/assets/$(basename "$dir") ($(( $(du -sb "$dir" | cut -f1) / 1048576 )) MiB)"
+  echo "  read only by gpu.sh --serve: softprompt/assets/$(basename "$dir") ($(( $(du -sb "$dir" | cut -f1) / 1048576 )) MiB)"
 done
 }
 

@@ -1,36 +1,36 @@
 #!/usr/bin/env bash
-# Pre-train one t5-nano size on the GPU machine within a time budget (softprompt.nano.lineage: the
-# shipped sizes' five-stage recipe, or --steps-scale K times each stage's steps), and bring back the
-# stage it reached through $OUT, which returns at most 8 files of at most 16 MiB: the latest stage's
-# float32 weights in (at most 5) 15 MiB parts and their SHA-256, every stage's state, config and log
-# in lineage.tar.gz, summary.txt.
+# Pre-train one t5-nano size on a GPU within a time budget (softprompt.nano.lineage: the shipped sizes'
+# five-stage recipe, or --steps-scale K times each stage's steps), and write to --out DIR the stage it
+# reached: the latest stage's float32 weights in 15 MiB parts (model.safetensors.partN) and their SHA-256
+# (model.sha256), every stage's state, config and log in lineage.tar.gz (with the SHA-256 of every stage's
+# weights, taken where they were trained), and summary.txt. --join rebuilds run folders from those files.
 #
-#   here, once:  python -m softprompt.nano.corpus --out /work/nano-corpus
-#                bash scripts/gpu_bundle.sh --corpus /work/nano-corpus
-#   device run:  bash scripts/gpu_pretrain.sh --size t5-nano-m --minutes 8      (carry .gpu-bundle)
-#   here, after: bash scripts/gpu_pretrain.sh --join FILES_AT /work/gpu-lineage --corpus /work/nano-corpus
-#                python -m softprompt.nano.gate --model /work/gpu-lineage/stageN/model --json gate.json
-#                python -m softprompt.nano.export --model /work/gpu-lineage/stageN/model --gate gate.json ...
+#   once, with network access:  python -m softprompt.nano.corpus --out nano-corpus
+#                               bash scripts/gpu_bundle.sh --corpus nano-corpus      (for an air-gapped GPU host)
+#   on the GPU host:            bash scripts/gpu_pretrain.sh --size t5-nano-m --minutes 8 --out results
+#   back here:                  bash scripts/gpu_pretrain.sh --join results nano-gpu --corpus nano-corpus
+#                               python -m softprompt.nano.gate --model nano-gpu/stageN/model --json gate.json
+#                               python -m softprompt.nano.export --model nano-gpu/stageN/model --gate gate.json ...
 #
 # Options: --size NAME (t5-nano), --minutes M (8: the lineage's budget; packing takes seconds more),
 # --steps-scale K (1), --batch-scale K (1: K times the batch in 1/K of the steps, lr x sqrt(K); the
 # GPU's lever, see below; or one K per stage, e.g. 4,1,1,1,1), --device DEV (cuda), --corpus DIR (default
 # .gpu-bundle/corpus, its train.bin unpacked from train.bin.xz; with --join: the corpus here, for export),
-# --work DIR (default a temporary folder), --out DIR (default $OUT).
-# The bundle's mixture rows are unpacked into a temporary SOFTPROMPT_CACHE when present. No optimiser state comes back:
-# a stage the budget cut short cannot be resumed here, only gated, tuned, compared and exported. Only the latest
-# stage's weights come back; the earlier stages' SHA-256, taken on the device, stand in for theirs at export.
-# --join (softprompt.nano.join) also points the stages' recorded paths here: init_from, and with --corpus the corpus.
-# Measured on an H200 (2026-11-30): at the recipe's batch of 64 the five stages (13,200 steps) take
-# 10-13 minutes, more than one call; --batch-scale 4 --steps-scale 2 (batch 256, twice the recipe's
-# tokens) ran the whole t5-nano lineage in 333 s, and batch 256 beat 64 at equal GPU time
-# (softprompt.nano.batch_pilot; docs/gpu/2026-11-30-h200-2, docs/t5-nano.md section 5).
+# --work DIR (default a temporary folder), --out DIR (required), --join FILES DEST (instead of a run).
+# The bundle's mixture rows are unpacked into a temporary SOFTPROMPT_CACHE when present. No optimiser state is
+# written: a stage the budget cut short cannot be resumed from these files, only gated, tuned, compared and
+# exported. Only the latest stage's weights are written; at export the earlier stages' SHA-256, taken on the GPU
+# host, stand in for theirs. --join (softprompt.nano.join) also points the stages' recorded paths here: init_from,
+# and with --corpus the corpus.
+# Measured on an H200: at the recipe's batch of 64 the five stages (13,200 steps) take 10-13 minutes;
+# --batch-scale 4 --steps-scale 2 (batch 256, twice the recipe's tokens) ran the whole t5-nano lineage in
+# 333 s, and batch 256 beat 64 at equal GPU time (softprompt.nano.batch_pilot; docs/t5-nano.md).
 set -euo pipefail
 
 main() {
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bundle="$root/.gpu-bundle"
-size=t5-nano minutes=8 scale=1 batch_scale=1 device=cuda corpus="" work="" out="${OUT:-}" join=""
+size=t5-nano minutes=8 scale=1 batch_scale=1 device=cuda corpus="" work="" out="" join=""
 python="${PYTHON:-$(command -v python3 || command -v python)}"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
     *) echo "gpu_pretrain.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-[ -n "$out" ] || { echo "gpu_pretrain.sh: no output folder: set \$OUT or pass --out DIR" >&2; exit 2; }
+[ -n "$out" ] || { echo "gpu_pretrain.sh: no output folder: pass --out DIR (or --join FILES DEST)" >&2; exit 2; }
 if [ -n "$join" ]; then
   unpack "$root" "$python" "$join" "$out" "$corpus"
 else
@@ -100,7 +100,7 @@ cat "$out/summary.txt"
 return "$rc"
 }
 
-# unpack ROOT PYTHON SRC DEST [CORPUS]: rebuild the run folders from the files a device call brought back (softprompt.nano.join)
+# unpack ROOT PYTHON SRC DEST [CORPUS]: rebuild the run folders from the files a GPU run wrote (softprompt.nano.join)
 unpack() {
 PYTHONPATH="$1${PYTHONPATH:+:$PYTHONPATH}" "$2" -m softprompt.nano.join "$3" "$4" ${5:+--corpus "$5"}
 }

@@ -1,9 +1,10 @@
-"""The documentation stays true. Every ``softprompt`` command in a fenced shell block
-of README.md and docs/*.md, and in the scripts that regenerate the README's figures (scripts/*.sh),
-names a real command, and every option it passes is one that command accepts (a renamed or removed
-option fails here, not in a user's terminal); so does every ``python -m softprompt.…`` module and
-``python benchmarks/….py`` script they run (and the next GPU session's plan, docs/gpu/NEXT.md); and
-every test that docs/errors.md names exists."""
+"""The documentation stays true. Every ``softprompt`` command in a fenced shell block of README.md and of
+the guide's pages (docs/*.md), and in the scripts that regenerate the guide's figures (scripts/*.sh), names a
+real command, and every option it passes is one that command accepts (a renamed or removed option fails here,
+not in a user's terminal); so does every ``python -m softprompt.…`` module and ``python benchmarks/….py`` script
+they run; every test that docs/errors.md names exists; every page of the guide is in mkdocs.yml's nav; the
+README stays a front page; and the product speaks to its users, never of one host's limits. The dated records
+in reports/ are exempt: they say what happened, where."""
 
 import functools
 import re
@@ -18,12 +19,8 @@ import pytest
 from softprompt.cli.app import cli
 from tests.conftest import ROOT
 
-DOCS = [
-    ROOT / "README.md",
-    *sorted((ROOT / "docs").glob("*.md")),
-    ROOT / "docs" / "gpu" / "NEXT.md",
-    *sorted((ROOT / "scripts").glob("*.sh")),
-]
+PAGES = sorted((ROOT / "docs").glob("*.md"))  # the guide (mkdocs.yml's docs_dir)
+DOCS = [ROOT / "README.md", *PAGES, *sorted((ROOT / "scripts").glob("*.sh"))]
 FENCE = re.compile(r"^```(?:bash|sh|shell)\n(.*?)^```", re.M | re.S)
 CALL = re.compile(r"(?:^|[\s;&|(])softprompt(?:\.cli)? ([a-z][a-z-]*)(.*)")
 PROGRAM = re.compile(r"(?:^|[\s;&|(])python3? (?:-m (softprompt\.(?!cli\b)[\w.]+)|(benchmarks/\w+\.py))(.*)")
@@ -122,3 +119,75 @@ def test_every_test_the_error_catalogue_names_exists():
     }
     named = set(re.findall(r"`(test_\w+)", (ROOT / "docs" / "errors.md").read_text()))
     assert len(named) >= 90 and not named - defined, sorted(named - defined)
+
+
+def test_every_page_of_the_guide_is_in_the_nav():
+    """mkdocs.yml's nav lists every page in docs/ and only pages that exist (CI's ``mkdocs build --strict`` checks
+    links too; this runs with the tests, without the docs extra)."""
+    nav = re.findall(r"^\s+- [^:\n]+: (\S+\.md)$", (ROOT / "mkdocs.yml").read_text(), re.M)
+    assert sorted(nav) == sorted(page.name for page in PAGES) and len(nav) == len(set(nav)), nav
+
+
+def test_the_readme_is_a_front_page():
+    """At most 300 lines and 20 KB, and a newcomer meets training, ensembles, neighbours, scale curves and serving
+    within its first 150 lines."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 300 and len(text.encode()) <= 20_000
+    first = "\n".join(text.splitlines()[:150])
+    for command in ("train", "ensemble-eval", "neighbors", "plot-scale", "serve"):
+        assert f"softprompt {command} " in first, f"`softprompt {command}` is not in the README's first 150 lines"
+
+
+# what a user of softprompt never needs to read: one machine's limits on runs, transfers and output folders
+HOST_LIMITS = re.compile(
+    r"(?-i:\$\{?OUT\b)|device (?:call|run|tool|time)|(?:minutes|files|MiB) per (?:device )?(?:call|run)"
+    r"|files come back|(?:brought|brings|bring) back|files_at|a call carries|carried by the call"
+    r"|lent (?:a |an |one |the )?(?:GPU|H100|H200|machine)|give_back|can_start_another",
+    re.I,
+)
+PRODUCT = [
+    ROOT / "README.md",
+    ROOT / "CHANGELOG.md",
+    ROOT / "mkdocs.yml",
+    *(ROOT / "docs").rglob("*"),
+    *(ROOT / "benchmarks").rglob("*"),
+    *(ROOT / "scripts").rglob("*"),
+    *(ROOT / "softprompt").rglob("*.py"),
+    *(ROOT / "ensembles").rglob("*.py"),
+    *(ROOT / "analysis").rglob("*.py"),
+]
+
+
+def test_the_product_does_not_speak_of_a_hosts_limits():
+    """README, the guide, benchmarks, scripts and docstrings speak to any user on any machine: no minutes per run,
+    files or MiB a run may bring back, output folders of one host (reports/ is exempt: dated records)."""
+    hits = [
+        f"{path.relative_to(ROOT)}:{number}: {match.group(0)!r}"
+        for path in PRODUCT
+        if path.is_file()
+        and path.suffix in {".md", ".py", ".sh", ".yml", ".txt", ""}
+        and "__pycache__" not in path.parts
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        for match in [HOST_LIMITS.search(line)]
+        if match
+    ]
+    assert not hits, "speaks of one host's limits:\n" + "\n".join(hits)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "gpu.sh --pack: a device call brings back at most 8 files",
+        'out="${OUT:-./gpu-results}"',
+        "write the results to $OUT",
+        "about 15 minutes per call",
+        "bash scripts/gpu_pretrain.sh --join FILES_AT /work/lineage",
+    ],
+)
+def test_the_host_limits_check_would_catch(line):
+    assert HOST_LIMITS.search(line)
+
+
+@pytest.mark.parametrize("line", ["one K/V copy per row vs per call", "results in ./gpu-results", "--out DIR"])
+def test_the_host_limits_check_leaves_ordinary_words(line):
+    assert not HOST_LIMITS.search(line)

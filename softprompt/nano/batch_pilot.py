@@ -11,7 +11,7 @@ the same 1,024 validation windows, and the summary compares the losses at fixed 
 
     python -m softprompt.nano.batch_pilot --corpus DIR --out DIR --seconds 80 --device cuda   # ~4.5 min on an H200
 
-Run once (docs/gpu/2026-11-30-h200-2): batch 256 beat the recipe's 64 on both objectives in less time.
+Run once (reports/gpu/2026-11-30-h200-2): batch 256 beat the recipe's 64 on both objectives in less time.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from softprompt.nano.pretrain import PretrainConfig, pretrain
 RECIPE_BATCH = 64  # stage 1's batch; every arm's batch is a multiple of it
 VALIDATION_ROWS = 1024  # the same windows for every arm
 EVALS = 8  # validation points per arm
-H200_RATES = {64: 22.2, 256: 19.6, 1024: 9.8}  # t5-nano steps/s on one H200 (docs/gpu/2026-11-30-h200-2)
+H200_RATES = {64: 22.2, 256: 19.6, 1024: 9.8}  # t5-nano steps/s on one H200 (reports/gpu/2026-11-30-h200-2)
 
 
 def arm_config(size: str, batch: int, seconds: float, steps_per_second: float) -> PretrainConfig:

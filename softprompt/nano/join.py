@@ -1,16 +1,16 @@
-"""Join a pre-training lineage brought back from the GPU machine into run folders here.
+"""Join a pre-training lineage run on a GPU host into run folders here.
 
-``scripts/gpu_pretrain.sh`` runs a lineage on a device machine and brings back what a device call can carry:
-the latest stage's weights in parts (``model.safetensors.part*``, checked by ``model.sha256``), every stage's
-state, config and log (``lineage.tar.gz``), and the SHA-256 of every stage's weights taken there
-(``weights.sha256`` inside the archive). ``join`` rebuilds ``DEST/stageN/model`` from them; each earlier
-stage, whose weights stayed on the device, keeps its digest beside its state, which ``softprompt.nano.export``
-checks the next stage's ``init_from`` against. Paths recorded on the device are made to point here: each
-stage's ``init_from`` at the stage folder in ``DEST`` (the device's path kept as ``made_at``) and, given
-``--corpus``, the corpus (checked against the digest of the manifest the lineage was trained on).
+``scripts/gpu_pretrain.sh`` runs a lineage on a GPU and writes to its ``--out`` folder: the latest stage's
+weights in parts (``model.safetensors.part*``, checked by ``model.sha256``), every stage's state, config and log
+(``lineage.tar.gz``), and the SHA-256 of every stage's weights taken there (``weights.sha256`` inside the
+archive). ``join`` rebuilds ``DEST/stageN/model`` from them; each earlier stage, whose weights stayed on the GPU
+host, keeps its digest beside its state, which ``softprompt.nano.export`` checks the next stage's ``init_from``
+against. Paths recorded on the GPU host are made to point here: each stage's ``init_from`` at the stage folder in
+``DEST`` (the GPU host's path kept as ``made_at``) and, given ``--corpus``, the corpus (checked against the digest
+of the manifest the lineage was trained on).
 
-    bash scripts/gpu_pretrain.sh --join FILES_AT /work/gpu-lineage --corpus /work/nano-corpus
-    python -m softprompt.nano.join FILES_AT /work/gpu-lineage --corpus /work/nano-corpus    # the same
+    bash scripts/gpu_pretrain.sh --join results /work/gpu-lineage --corpus /work/nano-corpus
+    python -m softprompt.nano.join results /work/gpu-lineage --corpus /work/nano-corpus    # the same
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ WEIGHTS = "model.safetensors"
 
 
 def join(files: str | Path, dest: str | Path, corpus: str | Path | None = None) -> Path:
-    """Rebuild the lineage of the device call's ``files`` in ``dest`` (see the module docstring); returns the
-    latest stage's model folder.
+    """Rebuild the lineage in ``files`` (what ``scripts/gpu_pretrain.sh --out`` wrote) in ``dest`` (see the module
+    docstring); returns the latest stage's model folder.
 
-    >>> join("FILES_AT", "/work/gpu-lineage", corpus="/work/nano-corpus")  # doctest: +SKIP
+    >>> join("results", "/work/gpu-lineage", corpus="/work/nano-corpus")  # doctest: +SKIP
     PosixPath('/work/gpu-lineage/stage5/model')
     """
     files, dest = Path(files), Path(dest).resolve()
     if not all((files / name).is_file() for name in ("model.sha256", "lineage.tar.gz")):
         raise SoftpromptError(
-            f"{files} holds no model.sha256 and lineage.tar.gz; give the folder of files that a "
-            "scripts/gpu_pretrain.sh device call brought back"
+            f"{files} holds no model.sha256 and lineage.tar.gz; give the folder of files that "
+            "scripts/gpu_pretrain.sh --out wrote"
         )
     digest, latest = (files / "model.sha256").read_text().split()  # "HASH  stageN/model/model.safetensors"
     parts = sorted(files.glob(f"{WEIGHTS}.part*"), key=lambda path: int(path.name.rsplit("part", 1)[1]))
@@ -95,7 +95,7 @@ def relocate(state_file: Path, dest: Path, corpus: Path | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", help="the folder of files the device call brought back (its files_at)")
+    parser.add_argument("files", help="the folder scripts/gpu_pretrain.sh --out wrote")
     parser.add_argument("dest", help="where the stage folders go")
     parser.add_argument(
         "--corpus", help="the pre-training corpus here (python -m softprompt.nano.corpus), which export reads"

@@ -28,7 +28,7 @@ from softprompt.errors import SoftpromptError
 from tests.conftest import ROOT, hub_answering
 from tests.softprompt.cli.helpers import assert_one_line_error, run_cli
 
-README = ROOT / "README.md"
+TASK_TABLE = ROOT / "docs" / "training.md"  # the guide's table of built-in tasks
 PARQUET = "refs/convert/parquet"
 BOOL = ("False", "True")
 ARGUMENTS = ("path", "name", "revision", "data_files")  # what a task's hub source decides
@@ -724,15 +724,15 @@ def test_parquet_export_layouts_load_with_these_arguments(tmp_path):
 # ----------------------------------------------------------------------------- docs agree
 
 
-def _readme_rows() -> dict[str, str]:
-    rows = re.findall(r"^\| `([a-z0-9_]+)` \| (.+)$", README.read_text(), flags=re.MULTILINE)
+def _task_table_rows() -> dict[str, str]:
+    rows = re.findall(r"^\| `([a-z0-9_]+)` \| (.+)$", TASK_TABLE.read_text(), flags=re.MULTILINE)
     return {name: rest for name, rest in rows if name in list(TASKS)}
 
 
 @pytest.mark.parametrize("name", list(TASKS))
-def test_readme_task_table_matches_the_registry(name):
-    task, row = get_task(name), _readme_rows().get(name)
-    assert row is not None, f"README's task table has no row for {name}"
+def test_the_guides_task_table_matches_the_registry(name):
+    task, row = get_task(name), _task_table_rows().get(name)
+    assert row is not None, f"the task table of docs/training.md has no row for {name}"
     metric, source, columns = [cell.strip() for cell in row.rstrip("| ").split(" | ")][:3]
     assert metric == task.metric
     assert source.startswith(f"`{task.hub.dataset}`")
