@@ -19,11 +19,11 @@ from ensembles.evaluate import (
     write_report,
 )
 from ensembles.pool import Pool
+from ensembles.settings import EvalConfig, resolve_settings
 from ensembles.voting import parse_rules
 from softprompt.data.tasks import TASKS, Example, Task
 from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import ensure_parent
-from softprompt.model.decoding import check_decoding
 from softprompt.runner.scoring import generate_texts, score_choices
 
 
@@ -76,23 +76,12 @@ def example_origin(position: int, example: Example, kind: str) -> dict[str, Any]
     return origin | {"input": example.source}
 
 
-def check_settings(
-    rules: Sequence[str],
-    kind: str,
-    max_tokens: int | None,
-    max_length: int = 512,
-    decoding: dict[str, Any] | None = None,
-    length_normalise: bool = False,
-) -> None:
-    """An unknown vote rule, a bad token budget, input length or decoding setting, or length normalisation of
-    generated text, fails before any scoring."""
+def check_settings(rules: Sequence[str], kind: str, evaluation: EvalConfig | None = None) -> None:
+    """An unknown vote rule, or length normalisation of generated text, fails before any scoring (``EvalConfig``
+    checks its own settings)."""
     parse_rules(rules, kind)
-    if length_normalise and kind == "generation":
+    if evaluation is not None and evaluation.length_normalise and kind == "generation":
         raise SoftpromptError("--length-normalise applies to rank classification; drop it for a generation task")
-    for flag, value in (("--max-tokens", max_tokens), ("--max-length", max_length)):
-        if value is not None and value < 1:
-            raise SoftpromptError(f"{flag} must be a positive integer, got {value}")
-    check_decoding(decoding or {})
 
 
 def run_ensemble_eval(
@@ -101,16 +90,14 @@ def run_ensemble_eval(
     examples: Sequence[Example],
     split: str,
     rules: Sequence[str],
+    evaluation: EvalConfig | None = None,
     transfer: bool = False,
-    length_normalise: bool = False,
-    max_length: int = 512,
-    max_tokens: int | None = None,
-    decoding: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> dict:
     """Evaluate every pooled prompt and each vote rule on ``examples``; returns the report core
-    with the full report under ``"report"``.
+    with the full report under ``"report"``. ``evaluation``'s settings left None are the runs' own
+    (``ensembles.settings.resolve_settings``); ``settings`` adds entries to the report's settings.
 
     >>> from ensembles.pool import load_pool
     >>> from softprompt.model.loading import load_frozen_t5
@@ -124,20 +111,23 @@ def run_ensemble_eval(
     """
     if not examples:
         raise SoftpromptError(f"the {split} split of {task.name} is empty; check the data file")
-    check_settings(rules, task.kind, max_tokens, max_length, decoding, length_normalise)
+    evaluation = resolve_settings(pool.metas, task.kind, evaluation)
+    check_settings(rules, task.kind, evaluation)
     examples, notes = transfer_examples(pool, task, examples, transfer)
     ids = list(range(len(pool.names)))
+    max_length, max_tokens = evaluation.max_length, evaluation.max_tokens
     if task.kind == "generation":
-        gens = generate_texts(pool.model, examples, ids, max_length, max_tokens, progress, **(decoding or {}))
+        gens = generate_texts(pool.model, examples, ids, max_length, max_tokens, progress, **evaluation.decoding)
         refs = [list(e.references) or [e.target] for e in examples]
         core = evaluate_generation(refs, gens.texts, gens.scores, pool.names, rules, task.metric)
     else:
         scores = score_choices(pool.model, examples, ids, max_length, max_tokens, progress)
-        log_probs = scores.normalised() if length_normalise else scores.log_likelihood
+        log_probs = scores.normalised() if evaluation.length_normalise else scores.log_likelihood
         gold = np.array([e.label for e in examples])
         core = evaluate_classification(gold, log_probs, pool.names, rules, log_probs.shape[-1], task.metric)
         notes.append(
-            "rank classification by " + ("mean token log-likelihood" if length_normalise else "summed log-likelihood")
+            "rank classification by "
+            + ("mean token log-likelihood" if evaluation.length_normalise else "summed log-likelihood")
         )
     meta = pool.metas[0]
     prompt_part = meta.get("prompts") or {}
@@ -151,7 +141,11 @@ def run_ensemble_eval(
         "train_size": meta.get("train_args", {}).get("train_size"),
         "seed": meta.get("train_args", {}).get("seed"),
         "max_length": max_length,
-        **({"decoding": dict(decoding or {})} if task.kind == "generation" else {"length_normalise": length_normalise}),
+        **(
+            {"decoding": evaluation.decoding}
+            if task.kind == "generation"
+            else {"length_normalise": evaluation.length_normalise}
+        ),
     }
     core["predictions"]["origins"] = [example_origin(m, e, task.kind) for m, e in enumerate(examples)]
     core["report"] = make_report(core, task.name, split, base_settings | (settings or {}), notes)
@@ -163,14 +157,12 @@ def predict(
     task: Task,
     examples: Sequence[Example],
     vote: str,
-    length_normalise: bool = False,
-    max_length: int = 512,
-    max_tokens: int | None = None,
-    decoding: dict[str, Any] | None = None,
+    evaluation: EvalConfig | None = None,
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Every pooled prompt's answer on unlabelled ``examples`` (``Task.to_inputs``) and their ``vote``,
-    one row per example in the given order, as ``softprompt serve`` answers a task ensemble.
+    one row per example in the given order, as ``softprompt serve`` answers a task ensemble; ``evaluation``
+    as for ``run_ensemble_eval``.
 
     >>> from ensembles.pool import load_pool
     >>> from softprompt.model.loading import load_frozen_t5
@@ -182,15 +174,17 @@ def predict(
     """
     if not examples:
         raise SoftpromptError("no inputs to predict; pass a file with at least one row")
-    check_settings([vote], task.kind, max_tokens, max_length, decoding, length_normalise)
+    evaluation = resolve_settings(pool.metas, task.kind, evaluation)
+    check_settings([vote], task.kind, evaluation)
     transfer_examples(pool, task, examples, transfer=False)  # the runs must have been trained on this task
     ids = list(range(len(pool.names)))
+    max_length, max_tokens = evaluation.max_length, evaluation.max_tokens
     if task.kind == "generation":
-        gens = generate_texts(pool.model, examples, ids, max_length, max_tokens, progress, **(decoding or {}))
+        gens = generate_texts(pool.model, examples, ids, max_length, max_tokens, progress, **evaluation.decoding)
         answers = generation_answers(pool.names, gens.texts, gens.scores, vote)
     else:
         scores = score_choices(pool.model, examples, ids, max_length, max_tokens, progress)
-        log_probs = scores.normalised() if length_normalise else scores.log_likelihood  # (N, M, K)
+        log_probs = scores.normalised() if evaluation.length_normalise else scores.log_likelihood  # (N, M, K)
         answers = classification_answers(pool.names, [e.choices for e in examples], log_probs, vote)
     return [
         {"index": m, "input": example.source, **answer} for m, (example, answer) in enumerate(zip(examples, answers))

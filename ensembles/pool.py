@@ -14,7 +14,6 @@ from softprompt.data.custom import recorded_task
 from softprompt.data.tasks import Task
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import load_banks, read_meta
-from softprompt.model.decoding import complete_decoding
 from softprompt.model.loading import FrozenT5
 from softprompt.model.prefixes import PrefixBank
 from softprompt.model.prompted import PromptedT5
@@ -88,34 +87,6 @@ def task_difference(meta: dict[str, Any], other: dict[str, Any]) -> str | None:
 def _input_format(task: Task | None) -> str:
     """How a task formats inputs, for comparison and error messages."""
     return "no recorded template" if task is None else f"template {task.template!r}, column {task.target_column!r}"
-
-
-def recorded_max_length(metas: Sequence[dict[str, Any]], default: int = 512) -> int:
-    """The input length at which the runs were validated (their --max-source-length; the longest if they differ,
-    ``default`` for runs that record none, e.g. PEFT imports): what scoring them uses unless told otherwise."""
-    return max((meta.get("train_args") or {}).get("max_source_length") or default for meta in metas)
-
-
-def _run_decoding(meta: dict[str, Any]) -> dict[str, Any]:
-    """A run's recorded decoding, every setting filled in ({} for a run that records none)."""
-    decoding = (meta.get("train_args") or {}).get("decoding")
-    return complete_decoding(decoding) if decoding else {}
-
-
-def recorded_decoding(metas: Sequence[dict[str, Any]], given: Sequence[str] = ()) -> dict[str, Any]:
-    """The decoding the runs were validated with (their --max-new-tokens, --num-beams, --no-repeat-ngram-size; {} for
-    runs that record none), but for the ``given`` settings: what generating with them uses unless told otherwise.
-    Runs that differ in a setting not given must be told."""
-    recorded = [{key: value for key, value in _run_decoding(meta).items() if key not in given} for meta in metas]
-    for key in sorted({key for decoding in recorded for key in decoding}):
-        values = {decoding.get(key) for decoding in recorded}
-        if len(values) > 1:
-            flag = "--" + key.replace("_", "-")
-            raise SoftpromptError(
-                f"the runs were trained with different {flag} ({', '.join(map(str, sorted(values, key=str)))}); "
-                f"give {flag} to generate with one value"
-            )
-    return {key: value for decoding in recorded for key, value in decoding.items()}
 
 
 def run_list(run_dirs: Sequence[str | Path] | str | Path) -> list[str]:

@@ -12,24 +12,24 @@ import click
 
 from softprompt.cli.allocator import keep_freed_memory
 from softprompt.cli.analysis import ANALYSIS_COMMANDS
+from softprompt.cli.config_options import config_option
 from softprompt.cli.options import (
-    MODEL_HELP,
     csv_ints,
-    decoding_kwargs,
-    decoding_options,
     default_label_words,
+    eval_config,
+    eval_options,
     eval_task,
     model_device_options,
     options_task,
-    recorded_decoding_kwargs,
+    quiet_option,
     resolve_init,
-    step_options,
     task_options,
+    train_config,
+    training_options,
     usage_error_line,
     vote_rules,
 )
 from softprompt.cli.predict import PREDICT_COMMANDS
-from softprompt.data.custom import CUSTOM_OPTIONS
 from softprompt.errors import SoftpromptError
 from softprompt.version import __version__
 
@@ -41,146 +41,22 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--model", default="t5-nano", show_default=True, help=MODEL_HELP)
-@task_options()
-@click.option(
-    "--train-file",
-    type=click.Path(),
-    help="local training data (.jsonl/.json/.csv/.tsv); default: the task's hub dataset",
-)
-@click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
-@click.option("--train-size", type=int, help="subsample the training set to this many examples (low-data runs)")
-@click.option("--subsample-seed", default=0, show_default=True, help="seed of the training subsample")
-@click.option("--eval-size", type=int, help="validate on at most this many examples")
-@click.option(
-    "--output-dir",
-    default="runs/boolq",
-    show_default=True,
-    type=click.Path(),
-    help="where artefacts and checkpoints go",
-)
-@click.option("--n-prompts", default=5, show_default=True, help="prompts trained jointly in one batched pass")
-@click.option("--prompt-length", default=100, show_default=True, help="input prompt length P (0 = deep prefix only)")
-@click.option(
-    "--init",
-    default="auto",
-    show_default=True,
-    help='auto (class-label for classification, else sampled-vocab) | random-uniform | sampled-vocab | class-label | text:"..."',
-)
-@click.option("--deep-prefix", is_flag=True, help="also train key/value prefixes at every attention layer (Li & Liang)")
-@click.option("--prefix-length", default=10, show_default=True, help="deep prefix length Pp")
-@click.option(
-    "--prefix-sites", default="encoder,decoder,cross", show_default=True, help="attention sites that get prefixes"
-)
-@click.option(
-    "--prefix-init",
-    default="random",
-    show_default=True,
-    help='random | class-label | text:"..." (class-label and text: the real-word activations of the label words or the text, Li & Liang)',
-)
-@click.option(
-    "--reparam-dim", default=512, show_default=True, help="prefix MLP input size k (0 = train prefixes directly)"
-)
-@click.option("--reparam-hidden", default=512, show_default=True, help="prefix MLP hidden size")
-@click.option(
-    "--keep-reparam",
-    is_flag=True,
-    help="also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes",
-)
-@click.option("--steps", default=30000, show_default=True, help="training steps")
-@click.option("--batch-size", default=32, show_default=True, help="examples per step (each repeated once per prompt)")
-@step_options()
-@click.option(
-    "--optimizer",
-    type=click.Choice(["adafactor", "adamw"]),
-    help="input prompts' optimizer [default: adafactor (Lester et al.)]",
-)
-@click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
-@click.option(
-    "--prefix-optimizer",
-    type=click.Choice(["adafactor", "adamw"]),
-    help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]",
-)
-@click.option("--prefix-lr", type=float, help="deep prefixes' learning rate [default: adamw 3e-4; adafactor 0.3]")
-@click.option("--weight-decay", default=1e-5, show_default=True)
-@click.option("--max-grad-norm", default=1.0, show_default=True, help="per-prompt gradient-norm clip")
-@click.option(
-    "--eval-every", default=1000, show_default=True, help="validate every k steps (best step kept per prompt)"
-)
-@click.option("--patience", type=int, help="stop after this many validations without improvement")
-@click.option("--checkpoint-every", default=1000, show_default=True, help="checkpoint every k steps (for --resume)")
-@click.option(
-    "--log-every",
-    default=10,
-    show_default=True,
-    help="add each prompt's training loss, gradient norm and the lr to the run's history every k steps",
-)
-@click.option(
-    "--report-to",
-    default="none",
-    show_default=True,
-    help='experiment trackers (accelerate): tensorboard, wandb, mlflow, comet_ml, aim, clearml, dvclive, ... comma-separated, all or none; pip install "softprompt[tracking]"',
-)
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    help="data-order seed; prompt i is initialised from seed+i (with --data-order per-prompt, also draws its batches from it)",
-)
-@click.option("--max-source-length", default=256, show_default=True)
-@click.option("--max-target-length", default=64, show_default=True)
-@decoding_options
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "bfloat16"]),
-    default="float32",
-    show_default=True,
-    help="frozen model dtype (prompts stay fp32)",
-)
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help="auto (this process's GPU under accelerate launch, else CPU), cpu, cuda, cuda:1, ...",
-)
-@click.option(
-    "--device-map", type=click.Choice(["auto"]), help="spread a model too large for one device over all GPUs (t5-xxl)"
-)
-@click.option(
-    "--gradient-checkpointing", is_flag=True, help="recompute activations in backward: less memory, more compute"
-)
-@click.option(
-    "--init-from",
-    "init_from",
-    multiple=True,
-    help="start from trained prompts (SPoT): RUN (all its prompts) or RUN#i, repeatable; one source for every prompt or one per prompt; 'auto': the --library prompts closest to a short probe",
-)
-@click.option(
-    "--library",
-    multiple=True,
-    type=click.Path(),
-    help="--init-from auto: run directories to retrieve the source prompts from (repeatable)",
-)
-@click.option(
-    "--probe-steps",
-    default=100,
-    show_default=True,
-    help="--init-from auto: training steps of the target probe compared with the library",
-)
+@config_option()
+@training_options()
 @click.option("--resume", is_flag=True, help="continue from the checkpoint in --output-dir")
 @click.option("--overwrite", is_flag=True, help="replace an existing run in --output-dir")
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@quiet_option
 def train(**kw) -> None:
     """Train N soft prompts (and/or deep prefixes) jointly on a frozen T5.
 
     Example: softprompt train --model t5-xl --n-prompts 5 --task boolq --prompt-length 100
     --init class-label --steps 30000 --batch-size 32 --output-dir runs/boolq
+    (or a paper's recipe: softprompt train --config recipes/lester2021/boolq.yaml --model t5-xl)
     """
     from softprompt.data.loading import load_examples
     from softprompt.io.output_dir import output_dir_for
     from softprompt.model import distributed
     from softprompt.model.loading import check_model_available, load_frozen_t5
-    from softprompt.training.config import TrainConfig
     from softprompt.training.loop import train as run_training
     from softprompt.training.tracking import installed_trackers
 
@@ -192,16 +68,14 @@ def train(**kw) -> None:
     kw["label_words"] = default_label_words(kw)
     task = options_task(kw)
     kw["init"] = resolve_init(kw["init"], task)
-    cfg = TrainConfig(
-        **{k: kw[k] for k in TrainConfig.__dataclass_fields__ if k in kw and k not in ("prefix_sites", "decoding")},
-        prefix_sites=tuple(s.strip() for s in kw["prefix_sites"].split(",") if s.strip()),
-        decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
-    )
+    cfg = train_config(kw)
     installed_trackers(cfg.report_to)  # a missing tracker package fails before anything is loaded or written
     check_model_available(cfg.model)  # a misspelt or unreachable model fails before the data is read
     train_examples = load_examples(task, "train", kw["train_file"], cfg.train_size, cfg.subsample_seed)
     val_examples = load_examples(task, "validation", kw["validation_file"], kw["eval_size"], 0, grouped=True)
-    frozen = load_frozen_t5(cfg.model, cfg.dtype, cfg.device, device_map=cfg.device_map)
+    frozen = load_frozen_t5(
+        cfg.model, cfg.dtype, cfg.device, device_map=cfg.device_map, texts=[e.source for e in train_examples]
+    )
     _check_lengths(frozen, cfg.prompt_length, cfg.max_source_length)
     with output_dir_for(cfg.output_dir, kw["resume"], kw["overwrite"], main=distributed.is_main()):
         distributed.barrier()
@@ -279,7 +153,6 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
     "--vote",
     help="comma-separated rules; classification: majority, confidence, logprob_sum [default: majority,confidence]; generation: majority, mbr, best_score [default: majority,mbr]",
 )
-@click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
 @click.option(
     "--transfer",
     is_flag=True,
@@ -296,24 +169,15 @@ def _check_lengths(frozen, prompt_length: int, max_source_length: int) -> None:
     "rows (generation: each reference's row), idx (the data's own id if it has one; MultiRC: paragraph/question/answer ids), "
     "input (the formatted model input), gold or references, each prompt's and each rule's prediction",
 )
-@click.option(
-    "--max-length",
-    type=int,
-    help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]",
-)
-@click.option(
-    "--max-tokens",
-    type=int,
-    help="tokens per forward pass: rows × padded input length × candidates (or beams); examples are sorted by length and a pass holds every prompt over as many as fit [default: 8192 on CPU, 65536 on CUDA]",
-)
-@decoding_options(recorded=True)
+@eval_options
 @model_device_options
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@quiet_option
 def ensemble_eval(**kw) -> None:
     """Evaluate N prompts in one batched pass per batch, and their ensembles (majority/confidence)."""
     from ensembles.evaluate import format_table, written_by_softprompt
     from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
-    from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
+    from ensembles.pool import load_pool, read_pool_metas
+    from ensembles.settings import resolve_settings
     from softprompt.data.loading import load_examples
     from softprompt.io.atomic import check_output_file
     from softprompt.model import distributed
@@ -322,11 +186,8 @@ def ensemble_eval(**kw) -> None:
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0])
     rules = vote_rules(kw["vote"], task)
-    decoding = recorded_decoding_kwargs(kw, metas, task)
-    max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
-    check_settings(
-        rules, task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"]
-    )  # before the data and the model load
+    evaluation = resolve_settings(metas, task.kind, eval_config(kw))
+    check_settings(rules, task.kind, evaluation)  # before the data and the model load
     output = Path(kw["output"])
     if output.suffix.lower() in (".csv", ".jsonl"):  # the CSV and the predictions are written beside the report
         raise SoftpromptError(
@@ -337,7 +198,11 @@ def ensemble_eval(**kw) -> None:
         check_output_file(path, what, "--output", "eval.json", written_by_softprompt)
     examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True, flag="--data-file")
     frozen = load_frozen_t5(
-        kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"]
+        kw["model"] or metas[0]["model"]["name"],
+        kw["dtype"],
+        kw["device"],
+        device_map=kw["device_map"],
+        texts=[e.source for e in examples],
     )
     pool = load_pool(kw["run_dirs"], frozen)
     core = run_ensemble_eval(
@@ -346,11 +211,8 @@ def ensemble_eval(**kw) -> None:
         examples,
         kw["split"],
         rules,
+        evaluation,
         kw["transfer"],
-        kw["length_normalise"],
-        max_length,
-        kw["max_tokens"],
-        decoding,
         {"runs": list(kw["run_dirs"])},
         progress=not kw["quiet"],
     )
@@ -361,7 +223,25 @@ def ensemble_eval(**kw) -> None:
         click.echo(f"wrote {path}")
 
 
+# train's settings that sweep sets otherwise: the swept ones (--models, --prompt-lengths, --inits, --train-sizes,
+# --subsample-seeds), its own --output-dir, a checkpoint at every validation, and no prompt transfer
+SWEPT = (
+    "model",
+    "prompt_length",
+    "init",
+    "train_size",
+    "subsample_seed",
+    "output_dir",
+    "checkpoint_every",
+    "init_from",
+    "library",
+    "probe_steps",
+)
+SWEEP_ALIASES = {"model": "models", "prompt_length": "prompt_lengths", "init": "inits", "train_size": "train_sizes"}
+
+
 @cli.command()
+@config_option(aliases=SWEEP_ALIASES)  # a train recipe's keys name the swept lists
 @click.option(
     "--models",
     default="t5-nano-s,t5-nano,t5-nano-m",
@@ -369,10 +249,6 @@ def ensemble_eval(**kw) -> None:
     help="comma-separated models (names, aliases or directories); the default, the three embedded sizes of one "
     "recipe, runs offline",
 )
-@task_options()
-@click.option("--train-file", type=click.Path(), help="local training data; default: the task's hub dataset")
-@click.option("--validation-file", type=click.Path(), help="local validation data; default: the task's hub dataset")
-@click.option("--eval-size", type=int, help="validate on at most this many examples")
 @click.option(
     "--prompt-lengths", default="100", show_default=True, help="comma-separated prompt lengths, e.g. 1,5,20,100"
 )
@@ -384,32 +260,11 @@ def ensemble_eval(**kw) -> None:
 )
 @click.option("--train-sizes", help="comma-separated training-set sizes, e.g. 50,100,200,500 (default: all data)")
 @click.option("--subsample-seeds", default=1, show_default=True, help="subsamples per training size (seeds 0..k-1)")
-@click.option("--n-prompts", default=5, show_default=True)
-@click.option("--deep-prefix", is_flag=True, help="train deep prefixes too")
-@click.option("--prefix-length", default=10, show_default=True)
-@click.option("--steps", default=30000, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
-@step_options()
-@click.option(
-    "--optimizer",
-    type=click.Choice(["adafactor", "adamw"]),
-    help="input prompts' optimizer [default: adafactor (Lester et al.)]",
-)
-@click.option("--lr", type=float, help="input prompts' learning rate [default: adafactor 0.3; adamw 1e-3]")
-@click.option(
-    "--prefix-optimizer",
-    type=click.Choice(["adafactor", "adamw"]),
-    help="deep prefixes' optimizer, stepped with the prompts' [default: adamw (Li & Liang)]",
-)
-@click.option("--prefix-lr", type=float, help="deep prefixes' learning rate [default: adamw 3e-4; adafactor 0.3]")
-@click.option("--eval-every", default=1000, show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--max-source-length", default=256, show_default=True)
+@training_options(exclude=SWEPT)
 @click.option(
     "--vote",
     help="ensemble rules, as for ensemble-eval [default: classification majority,confidence; generation majority,mbr]",
 )
-@decoding_options
 @click.option(
     "--output-dir",
     "--out-dir",
@@ -419,18 +274,12 @@ def ensemble_eval(**kw) -> None:
     type=click.Path(),
     help="results/ and runs/ go here",
 )
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True)
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help="auto (a GPU if there is one, else the CPU), cpu, cuda, cuda:1, ...",
-)
-@click.option("--quiet", is_flag=True, help="no progress bars")
+@quiet_option
 def sweep(**kw) -> None:
     """Train + ensemble-evaluate a grid of models × prompt lengths × inits × train sizes (resumable)."""
     from softprompt.training.config import TrainConfig
     from softprompt.training.sweep import grid, run_sweep
+    from softprompt.training.tracking import installed_trackers
 
     kw["label_words"] = default_label_words(kw)
     task = options_task(kw)
@@ -441,34 +290,8 @@ def sweep(**kw) -> None:
         raise SoftpromptError(f"--subsample-seeds must be a positive integer, got {kw['subsample_seeds']}")
     cells = grid(models, csv_ints(kw["prompt_lengths"]), inits, sizes, range(kw["subsample_seeds"]))
     _check_recipes(max(c.prompt_length for c in cells), kw["deep_prefix"], kw)
-    base = TrainConfig(
-        task=kw["task"],
-        n_prompts=kw["n_prompts"],
-        prompt_length=cells[0].prompt_length,
-        init=cells[0].init,
-        deep_prefix=kw["deep_prefix"],
-        prefix_length=kw["prefix_length"],
-        steps=kw["steps"],
-        batch_size=kw["batch_size"],
-        group_by_length=kw["group_by_length"],
-        data_order=kw["data_order"],
-        max_tokens=kw["max_tokens"],
-        optimizer=kw["optimizer"],
-        lr=kw["lr"],
-        prefix_optimizer=kw["prefix_optimizer"],
-        prefix_lr=kw["prefix_lr"],
-        eval_every=kw["eval_every"],
-        checkpoint_every=kw["eval_every"],
-        **{option: kw[option] for option in CUSTOM_OPTIONS},
-        eval_size=kw["eval_size"],
-        seed=kw["seed"],
-        max_source_length=kw["max_source_length"],
-        dtype=kw["dtype"],
-        device=kw["device"],
-        decoding=decoding_kwargs(kw["max_new_tokens"], kw["num_beams"], kw["no_repeat_ngram_size"]),
-        train_file=kw["train_file"],
-        validation_file=kw["validation_file"],  # recorded, and compared when a cell is skipped
-    )
+    base = train_config(kw, prompt_length=cells[0].prompt_length, init=cells[0].init, checkpoint_every=kw["eval_every"])
+    installed_trackers(base.report_to)  # a missing tracker package fails before the first cell trains
     for cell in cells:  # validate the whole grid before the first cell trains
         TrainConfig(
             **(

@@ -135,9 +135,7 @@ def run_demo(output_dir: Path, steps: int, train_size: int, eval_size: int, n_pr
     )
     echo(f"wrote {output_dir / 'curves.png'}")
     prompts = load_pool([str(run_dir)], frozen)
-    core = run_ensemble_eval(
-        prompts, task, dev_examples, "validation", ["majority", "confidence"], max_length=64, progress=True
-    )
+    core = run_ensemble_eval(prompts, task, dev_examples, "validation", ["majority", "confidence"], progress=True)
     majority = max((0, 1), key=[e.label for e in train_examples].count)
     share = sum(e.label == majority for e in dev_examples) / len(dev_examples)
     core["report"]["notes"].append(

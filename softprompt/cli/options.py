@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import fields
+
 import click
 
+from ensembles.settings import DECODING_HELP, EvalConfig
+from softprompt.cli.config_options import setting_option, settings_options, with_options
 from softprompt.data.custom import (
     CUSTOM_FLAGS,
     CUSTOM_OPTIONS,
@@ -12,22 +17,13 @@ from softprompt.data.custom import (
     task_from_options,
     template_task,
 )
-from softprompt.data.tasks import GENERATION_METRICS, at_revision, classification_metric_names
+from softprompt.data.tasks import at_revision
 from softprompt.errors import SoftpromptError
-from softprompt.model.decoding import DECODING_DEFAULTS, check_decoding
+from softprompt.model.decoding import DECODING_DEFAULTS
+from softprompt.training.settings import CONCERNS, TASK_HELP, DataSettings, ModelSettings, names
 
-MODEL_HELP = (
-    "embedded model (t5-nano, or its siblings t5-nano-s, t5-nano-m: pre-trained here, shipped inside the package; "
-    "runs offline), T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory"
-)
-TASK_HELP = (
-    "built-in task (boolq, cb, copa, rte, wic, wsc, multirc, sst2, mrpc, qqp, e2e_nlg, webnlg, xsum) or 'custom'"
-)
-TASK_METRIC_HELP = (
-    "custom task: primary metric, which picks each prompt's best validation step and the best prompt in "
-    f"reports; classification: {', '.join(classification_metric_names(2))} (f1: two label words only); "
-    f"generation: {', '.join(GENERATION_METRICS)} [default: accuracy; bleu]"
-)
+TRAIN_SETTINGS = tuple(name for concern in CONCERNS for name in names(concern))  # TrainConfig's fields
+quiet_option = click.option("--quiet", is_flag=True, help="no progress bars")
 
 
 def csv_ints(value: str | None) -> list[int] | None:
@@ -41,73 +37,51 @@ def csv_ints(value: str | None) -> list[int] | None:
 
 
 def task_options(default: str | None = "boolq", hub: bool = True):
-    """Options that choose a task and its data (shared by train, ensemble-eval, sweep and predict);
-    ``default`` None: the task the command's runs were trained on; ``hub`` False: no --dataset-revision
-    (commands that read local files only)."""
-    task = (
-        click.option("--task", default=default, show_default=True, help=TASK_HELP)
+    """Options that choose a task and its data (shared by train, ensemble-eval, sweep and predict), generated from
+    ``DataSettings``; ``default`` None: the task the command's runs were trained on; ``hub`` False: no
+    --dataset-revision (commands that read local files only)."""
+    task_option = (
+        setting_option(DataSettings, "task", default=default)
         if default
-        else click.option("--task", help=f"{TASK_HELP} [default: the task the runs were trained on]")
+        else setting_option(
+            DataSettings, "task", default=None, help=f"{TASK_HELP} [default: the task the runs were trained on]"
+        )
     )
-    return lambda command: _with_options(
-        command,
-        [
-            task,
-            click.option("--input-template", help="custom task: model input, e.g. 'review: {sentence}'"),
-            click.option("--label-column", help="custom classification task: column holding the label"),
-            click.option(
-                "--label-words",
-                help="custom classification task: raw label -> word, e.g. 0=negative,1=positive "
-                "[train, sweep: when the --train-file label column already holds words "
-                "(ham, spam), each names itself]",
-            ),
-            click.option("--target-column", help="custom generation task: column holding the target text"),
-            click.option(
-                "--task-name",
-                help="custom task: its name in reports, run metadata and `softprompt serve`, e.g. spam "
-                "(letters, digits, _.-) [default: custom]",
-            ),
-            click.option("--task-metric", help=TASK_METRIC_HELP),
-            click.option(
-                "--dataset-revision",
-                help="built-in task: hub branch, tag or commit of its dataset, read when no local file is given [default: the task's own, see the README's task table]",
-            ),
-        ][: None if hub else -1],
+    revision = click.option(
+        "--dataset-revision",
+        help="built-in task: hub branch, tag or commit of its dataset, read when no local file is given [default: the task's own, see the README's task table]",
+    )
+    return lambda command: with_options(
+        command, [task_option, settings_options(DataSettings, only=CUSTOM_OPTIONS), *([revision] if hub else [])]
     )
 
 
-def step_options():
-    """How a training step draws its batches and runs them (shared by train and sweep). --data-order's
-    choices are ``softprompt.training.config.DATA_ORDERS`` (tested), written out: that module imports transformers."""
-    return lambda command: _with_options(
+def training_options(exclude: Iterable[str] = ()):
+    """train's and sweep's options for ``TrainConfig``'s settings (``softprompt.training.settings``), but ``exclude``:
+    --model, the task options, every other setting by concern, then the decoding of generation tasks' validation."""
+    exclude = set(exclude)
+    return lambda command: with_options(
         command,
         [
-            click.option(
-                "--group-by-length",
-                is_flag=True,
-                help="draw each batch from examples of similar input length, so batches pad less (faster on inputs of mixed length): shuffle, cut into mega-batches of 50 batches, sort each by token length, longest batch first; the same order per --seed, also on --resume",
+            settings_options(ModelSettings, only={"model"} - exclude),
+            task_options(),
+            settings_options(
+                *(concern for concern in CONCERNS if concern is not ModelSettings),
+                ModelSettings,  # where and how the model runs: last
+                exclude={"model", "task", *CUSTOM_OPTIONS, *exclude},
             ),
-            click.option(
-                "--data-order",
-                type=click.Choice(["shared", "per-prompt"]),
-                default="shared",
-                show_default=True,
-                help="shared: every prompt sees the same batch each step; per-prompt: prompt i draws its own batches from --seed + i, so the run equals N separate one-prompt runs with seeds --seed .. --seed+N-1 (independent ensemble members, as Lester et al.'s); a step then holds N·B distinct examples, which pad to their longest unless --max-tokens splits them",
-            ),
-            click.option(
-                "--max-tokens",
-                type=int,
-                help="tokens per pass (rows × padded prompt + source + target length): a step's N·B rows run as passes of similar length, accumulating the same gradient, so a step pads less and its peak memory is bounded (e.g. 2048 on CPU; on a GPU the largest that fits); validation passes too [default: a step is one pass; validation 8,192 on CPU, 65,536 on CUDA]",
-            ),
+            decoding_options,
         ],
     )
 
 
-def _with_options(command, options: list):
-    """``command`` with ``options`` added, listed in the given order in ``--help``."""
-    for option in reversed(options):
-        command = option(command)
-    return command
+def train_config(kw: dict, **overrides):
+    """The ``TrainConfig`` that a command's ``training_options`` (``kw``) give, with ``overrides``: train's and sweep's
+    one way to their settings."""
+    from softprompt.training.config import TrainConfig
+
+    given = {name: kw[name] for name in TRAIN_SETTINGS if name in kw}
+    return TrainConfig(**given, decoding={key: kw[key] for key in DECODING_DEFAULTS}, **overrides)
 
 
 def options_task(kw: dict):
@@ -173,80 +147,33 @@ def vote_rules(vote: str | None, task) -> list[str]:
     return (vote or DEFAULT_RULES[task.kind]).split(",")
 
 
-def decoding_kwargs(
-    max_new_tokens: int | None, num_beams: int | None, no_repeat_ngram_size: int | None, recorded: dict | None = None
-) -> dict:
-    """The decoding options as ``generate()`` keyword arguments, checked (``softprompt.model.decoding.check_decoding``); one
-    not given (None) is the runs' ``recorded`` value, else ``DECODING_DEFAULTS``'."""
-    given = {"max_new_tokens": max_new_tokens, "num_beams": num_beams, "no_repeat_ngram_size": no_repeat_ngram_size}
-    decoding = {
-        key: value if value is not None else (recorded or {}).get(key, DECODING_DEFAULTS[key])
-        for key, value in given.items()
-    }
-    check_decoding(decoding)
-    return decoding
-
-
-def recorded_decoding_kwargs(kw: dict, metas: list[dict], task) -> dict:
-    """ensemble-eval's and predict's decoding: each option as given, else (generation tasks) as the runs were trained
-    and validated with, else ``DECODING_DEFAULTS``'."""
-    from ensembles.pool import recorded_decoding
-
-    given = {key: kw[key] for key in DECODING_DEFAULTS}
-    recorded = (
-        recorded_decoding(metas, [key for key, value in given.items() if value is not None])
-        if task.kind == "generation"
-        else None
-    )
-    return decoding_kwargs(**given, recorded=recorded)
-
-
-def decoding_options(command=None, *, recorded: bool = False):
-    """Decoding options for generation tasks; ``recorded=True`` (ensemble-eval, predict): unset means the runs' own."""
-    if command is None:
-        return lambda c: decoding_options(c, recorded=recorded)
-    runs = "what the runs were trained and validated with; {} for runs that record none"
-    return _with_options(
+def decoding_options(command):
+    """The decoding options of generation tasks' validation (train, sweep), at their defaults (``DECODING_DEFAULTS``)."""
+    return with_options(
         command,
         [
             click.option(
-                f"--{key.replace('_', '-')}",
-                type=int,
-                default=None if recorded else value,
-                show_default=not recorded,
-                help=help_text + (f" [default: {runs.format(value)}]" if recorded else ""),
+                f"--{key.replace('_', '-')}", type=int, default=value, show_default=True, help=DECODING_HELP[key]
             )
-            for (key, value), help_text in zip(
-                DECODING_DEFAULTS.items(),
-                (
-                    "generation: longest output",
-                    "generation: 1 = greedy, >1 = beam search",
-                    "generation: forbid repeated n-grams (0 = off)",
-                ),
-            )
+            for key, value in DECODING_DEFAULTS.items()
         ],
     )
+
+
+def eval_options(command):
+    """How pooled prompts score and generate (ensemble-eval, predict), generated from ``EvalConfig``: unset means the
+    runs' own (``ensembles.settings.resolve_settings``)."""
+    return settings_options(EvalConfig)(command)
+
+
+def eval_config(kw: dict) -> EvalConfig:
+    """The ``EvalConfig`` that a command's ``eval_options`` (``kw``) give."""
+    return EvalConfig(**{f.name: kw[f.name] for f in fields(EvalConfig)})
 
 
 def model_device_options(command):
-    """Where and how the frozen model runs (ensemble-eval, predict, serve)."""
-    return _with_options(
-        command,
-        [
-            click.option(
-                "--device",
-                default="auto",
-                show_default=True,
-                help="auto (a GPU if there is one, this process's under accelerate launch; else the CPU), cpu, cuda, cuda:1, ...",
-            ),
-            click.option(
-                "--device-map",
-                type=click.Choice(["auto"]),
-                help="spread a model too large for one device over all GPUs",
-            ),
-            click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True),
-        ],
-    )
+    """Where and how the frozen model runs (ensemble-eval, predict, serve), generated from ``ModelSettings``."""
+    return settings_options(ModelSettings, only=("device", "device_map", "dtype"))(command)
 
 
 def usage_error_line(error: click.ClickException, command_path: str = "softprompt") -> str:

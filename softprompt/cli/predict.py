@@ -10,21 +10,19 @@ from pathlib import Path
 
 import click
 
+from ensembles.settings import EvalConfig
+from softprompt.cli.config_options import settings_options
 from softprompt.cli.options import (
-    decoding_options,
+    eval_config,
+    eval_options,
     eval_task,
     model_device_options,
-    recorded_decoding_kwargs,
+    quiet_option,
     task_options,
 )
 from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import check_output_file
 from softprompt.serve.config import MAX_ROWS
-
-MAX_TOKENS_HELP = (
-    "tokens per model call: inputs are sorted by length and a pass holds rows × padded length × candidates (or beams) "
-    "within it [default: 8192 on CPU, 65536 on CUDA]"
-)
 
 
 @click.command()
@@ -50,7 +48,6 @@ MAX_TOKENS_HELP = (
     show_default=True,
     help="how the prompts' answers combine; classification: majority, confidence, logprob_sum; generation: majority, mbr, best_score",
 )
-@click.option("--length-normalise", is_flag=True, help="rank by mean instead of summed token log-likelihood")
 @click.option("--model", help="override the model recorded in the runs (same architecture)")
 @click.option(
     "--output",
@@ -59,15 +56,9 @@ MAX_TOKENS_HELP = (
     type=click.Path(),
     help="one JSON line per input, in input order: the vote's label (or text), the mean probabilities and every prompt's vote; - writes them to standard output",
 )
-@click.option(
-    "--max-length",
-    type=int,
-    help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]",
-)
-@click.option("--max-tokens", type=int, help=MAX_TOKENS_HELP)
-@decoding_options(recorded=True)
+@eval_options
 @model_device_options
-@click.option("--quiet", is_flag=True, help="no progress bar")
+@quiet_option
 def predict(**kw) -> None:
     """Answer unlabelled inputs from a file with trained prompts and their vote, offline: the batched,
     length-sorted passes of ensemble-eval, the answers of `softprompt serve`. Runs that record no
@@ -78,7 +69,8 @@ def predict(**kw) -> None:
     from ensembles.evaluate import write_predictions, written_by_softprompt
     from ensembles.pipeline import check_settings
     from ensembles.pipeline import predict as predict_rows
-    from ensembles.pool import load_pool, read_pool_metas, recorded_max_length
+    from ensembles.pool import load_pool, read_pool_metas
+    from ensembles.settings import resolve_settings
     from softprompt.data.loading import read_file, read_json_lines
     from softprompt.model import distributed
     from softprompt.model.loading import load_frozen_t5
@@ -93,17 +85,18 @@ def predict(**kw) -> None:
         raise SoftpromptError(
             f"predict answers by one vote rule, got {kw['vote']!r}; pick one, e.g. --vote {kw['vote'].split(',')[0]}"
         )
-    decoding = recorded_decoding_kwargs(kw, metas, task)
-    max_length = recorded_max_length(metas) if kw["max_length"] is None else kw["max_length"]
-    check_settings(
-        [kw["vote"]], task.kind, kw["max_tokens"], max_length, decoding, kw["length_normalise"]
-    )  # before the model loads
+    evaluation = resolve_settings(metas, task.kind, eval_config(kw))
+    check_settings([kw["vote"]], task.kind, evaluation)  # before the model loads
     if kw["input_file"] == "-":
         examples = task.to_inputs(read_json_lines(sys.stdin), origin="stdin")
     else:
         examples = task.to_inputs(read_file(kw["input_file"], "--input"), origin=kw["input_file"])
     frozen = load_frozen_t5(
-        kw["model"] or metas[0]["model"]["name"], kw["dtype"], kw["device"], device_map=kw["device_map"]
+        kw["model"] or metas[0]["model"]["name"],
+        kw["dtype"],
+        kw["device"],
+        device_map=kw["device_map"],
+        texts=[e.source for e in examples],
     )
     pool = load_pool(kw["run_dirs"], frozen)
     rows = predict_rows(
@@ -111,10 +104,7 @@ def predict(**kw) -> None:
         task,
         examples,
         kw["vote"],
-        kw["length_normalise"],
-        max_length,
-        kw["max_tokens"],
-        decoding,
+        evaluation,
         progress=not kw["quiet"],
     )
     if not distributed.is_main():
@@ -156,7 +146,7 @@ def predict(**kw) -> None:
 @click.option(
     "--max-rows", default=MAX_ROWS, show_default=True, help="rows (inputs × prompts) taken from the queue for one pass"
 )
-@click.option("--max-tokens", type=int, help=MAX_TOKENS_HELP)
+@settings_options(EvalConfig, only=("max_tokens",))
 @click.option(
     "--max-wait-ms", default=10.0, show_default=True, help="longest a request waits for others to share its pass"
 )
@@ -176,11 +166,7 @@ def predict(**kw) -> None:
     "--max-new-tokens", default=256, show_default=True, help="largest max_new_tokens a generate request may ask for"
 )
 @click.option("--max-beams", default=8, show_default=True, help="largest num_beams a generate request may ask for")
-@click.option(
-    "--max-length",
-    type=int,
-    help="longest input in tokens (longer ones are truncated) [default: the runs' --max-source-length, the length training validated them at; 512 for runs that record none]",
-)
+@settings_options(EvalConfig, only=("max_length",))
 @model_device_options
 def serve(**kw) -> None:
     """Serve the runs' prompts and task ensembles over HTTP (JSON), batching requests of any

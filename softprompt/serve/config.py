@@ -74,7 +74,7 @@ class ServeConfig:
     batching: bool = True
     api_key_env: str | None = None
     no_auth: bool = False  # serve without a key on a non-loopback address, on purpose
-    max_length: int | None = None  # default: the runs' --max-source-length (ensembles.pool.recorded_max_length)
+    max_length: int | None = None  # default: the runs' --max-source-length (ensembles.settings.resolve_settings)
     limits: Limits = field(default_factory=Limits)
     device: str = "auto"
     dtype: str = "float32"

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import uvicorn
 
-from ensembles.pool import read_pool_metas, recorded_max_length
+from ensembles.pool import read_pool_metas
+from ensembles.settings import EvalConfig, resolve_settings
 from softprompt.errors import SoftpromptError
 from softprompt.model.loading import load_frozen_t5
 from softprompt.serve.app import create_app
@@ -57,13 +58,15 @@ def build_engine(config: ServeConfig) -> Engine:
         config.model or metas[0]["model"]["name"], config.dtype, config.device, device_map=config.device_map
     )
     catalog = Catalog.load(config.prompts, frozen)
+    # requests carry their own decoding: only the input length is the runs' own
+    evaluation = resolve_settings(metas, given=EvalConfig(max_length=config.max_length, max_tokens=config.max_tokens))
     worker = BatchingWorker(
         catalog.pool.model,
         config.max_rows,
         config.max_wait_ms,
         config.batching,
-        config.max_length or recorded_max_length(metas),
-        max_tokens=config.max_tokens,
+        evaluation.max_length,
+        max_tokens=evaluation.max_tokens,
     )
     return Engine(catalog, config.limits, worker)
 

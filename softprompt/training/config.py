@@ -1,18 +1,35 @@
-"""Training configuration: one dataclass, validated in one place."""
+"""Training configuration: one flat object of every concern's settings, validated in one place."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from softprompt.errors import SoftpromptError
 from softprompt.model.attention import SITES
-from softprompt.model.decoding import DECODING_DEFAULTS, check_decoding, complete_decoding
+from softprompt.model.decoding import check_decoding, complete_decoding
 from softprompt.model.prompts import parse_init
 from softprompt.training.optim import OPTIMIZERS
+from softprompt.training.settings import (
+    AUTO_ONLY,
+    DATA_ORDERS,
+    LOGGING_ONLY,
+    PREFIX_INITS,
+    PREFIX_ONLY,
+    PROMPT_ONLY,
+    DataSettings,
+    LoggingSettings,
+    ModelSettings,
+    OptimSettings,
+    PrefixSettings,
+    PromptSettings,
+    RunSettings,
+    TransferSettings,
+    ValidationSettings,
+)
 from softprompt.training.tracking import parse_report_to
 from softprompt.training.transfer import AUTO, check_init_from
 
@@ -20,102 +37,41 @@ from softprompt.training.transfer import AUTO, check_init_from
 # prompts: Lester et al.'s Adafactor 0.3. Deep prefixes: AdamW 3e-4, as Li & Liang; Adafactor's per-element steps of
 # 0.3 wreck the prefix MLP (t5-nano SST-2: constant predictions at 0.3, balanced accuracy 0.68-0.71 with AdamW 3e-4;
 # docs/t5-nano.md), and AdamW 3e-4 leaves input prompts where they started (the demo's neighbour table).
-PREFIX_ONLY = (
-    "prefix_length",
-    "prefix_sites",
-    "prefix_init",
-    "reparam_dim",
-    "reparam_hidden",
-    "keep_reparam",
-    "prefix_optimizer",
-    "prefix_lr",
-)
-PROMPT_ONLY = ("optimizer", "lr")  # the input prompts' recipe: counts only when either run trains input prompts
-LOGGING_ONLY = ("log_every", "report_to")  # change what a run records, never what it trains
-PREFIX_INITS = ("random", "class-label", 'text:"..."')  # class-label: the label words' real-word activations
-AUTO_ONLY = ("library", "probe_steps")  # used only by --init-from auto
-# shared: every prompt reads the step's one batch (drawn from --seed); per-prompt: prompt i reads its own batches,
-# drawn from its prompt seed, so a joint run equals N separate one-prompt runs (softprompt.training.loop.joint_backward)
-DATA_ORDERS = ("shared", "per-prompt")
 DEFAULT_LR = {("adafactor", False): 0.3, ("adafactor", True): 0.3, ("adamw", False): 1e-3, ("adamw", True): 3e-4}
 
 
 @dataclass
-class TrainConfig:
-    """Everything ``softprompt train`` needs; defaults follow Lester et al. 2021 where they apply.
+class TrainConfig(
+    LoggingSettings,
+    TransferSettings,
+    ValidationSettings,
+    OptimSettings,
+    PrefixSettings,
+    PromptSettings,
+    RunSettings,
+    DataSettings,
+    ModelSettings,
+):
+    """Everything ``softprompt train`` needs, one flat object; defaults follow Lester et al. 2021 where they apply.
 
-    Every setting is checked once, here (``validate``), with the CLI flag's name in the message.
+    Its fields are declared by concern in ``softprompt.training.settings`` (``CONCERNS``, in field order: the bases
+    above, last first), each with its default and ``--help`` text. Every setting is checked once, here (``validate``),
+    with the CLI flag's name in the message.
 
     >>> cfg = TrainConfig(task="sst2", n_prompts=5, prompt_length=20, deep_prefix=True)
     >>> cfg.recipes()  # each bank its own optimiser: Lester et al.'s for input prompts, Li & Liang's for prefixes
     {'prompts': ('adafactor', 0.3), 'prefixes': ('adamw', 0.0003)}
     >>> cfg.prompt_seeds  # prompt i starts from seed + i
     (0, 1, 2, 3, 4)
+    >>> TrainConfig(prefix_sites="encoder,cross").prefix_sites  # a comma-separated string, as the option takes it
+    ('encoder', 'cross')
     >>> TrainConfig(n_prompts=0)
     Traceback (most recent call last):
     softprompt.errors.SoftpromptError: --n-prompts must be a positive integer, got 0
     """
 
-    model: str = "t5-nano"
-    task: str = "boolq"
-    output_dir: str = "runs/boolq"
-    n_prompts: int = 5
-    prompt_length: int = 100
-    init: str = "class-label"
-    deep_prefix: bool = False
-    prefix_length: int = 10
-    prefix_sites: tuple[str, ...] = SITES
-    prefix_init: str = "random"
-    reparam_dim: int = 512
-    reparam_hidden: int = 512
-    keep_reparam: bool = False
-    steps: int = 30000
-    batch_size: int = 32
-    group_by_length: bool = (
-        False  # batches of similar input length from shuffled mega-batches (softprompt.training.batch_order)
-    )
-    data_order: str = "shared"  # DATA_ORDERS
-    max_tokens: int | None = None  # tokens per pass (softprompt.training.loop.joint_backward); None: a step is one pass
-    optimizer: str | None = None  # input prompts' optimizer: adafactor
-    lr: float | None = None  # input prompts' lr: DEFAULT_LR
-    prefix_optimizer: str | None = None  # deep prefixes' optimizer: adamw
-    prefix_lr: float | None = None  # deep prefixes' lr: DEFAULT_LR
-    weight_decay: float = 1e-5
-    max_grad_norm: float = 1.0
-    eval_every: int = 1000
-    eval_size: int | None = None
-    patience: int | None = None
-    checkpoint_every: int = 1000
-    # prompt transfer (SPoT): start from other runs' prompts, RUN or RUN#i, or "auto" (retrieve from the library)
-    init_from: tuple[str, ...] = ()
-    library: tuple[str, ...] = ()
-    probe_steps: int = 100  # --init-from auto: steps of the target probe whose prompt is matched against the library
-    log_every: int = 10  # history entry (per-prompt train loss, grad norm, lr) every k steps
-    report_to: tuple[str, ...] = ()  # experiment trackers (accelerate names), "all" or none
-    seed: int = 0
-    prompt_seeds: tuple[int, ...] | None = None
-    max_source_length: int = 256
-    max_target_length: int = 64
-    train_file: str | None = None
-    validation_file: str | None = None
-    train_size: int | None = None
-    subsample_seed: int = 0  # which --train-size examples: recorded, so a resume draws the same subset
-    dtype: str = "float32"
-    device: str = "auto"
-    device_map: str | None = None
-    gradient_checkpointing: bool = False
-    # custom tasks
-    input_template: str | None = None
-    label_column: str | None = None
-    label_words: str | None = None
-    target_column: str | None = None
-    task_name: str | None = None  # None: "custom"
-    task_metric: str | None = None  # primary metric; None (and runs from before it): accuracy or bleu
-    # generation-task validation decoding
-    decoding: dict[str, Any] = field(default_factory=lambda: dict(DECODING_DEFAULTS))  # a setting left out: its default
-
     def __post_init__(self) -> None:
-        self.prefix_sites = tuple(self.prefix_sites)
+        self.prefix_sites = _names(self.prefix_sites)
         self.optimizer = self.optimizer or "adafactor"
         self.prefix_optimizer = self.prefix_optimizer or "adamw"
         if self.lr is None:
@@ -203,9 +159,9 @@ class TrainConfig:
 
     def differences(self, stored: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
         """Settings in which ``stored`` (another run's ``to_dict()``, read back from JSON) differs from
-        this config, except ``ignore`` and ``LOGGING_ONLY``; prefix-only settings count only when either run
-        trains prefixes, the input prompts' optimizer and lr only when either trains input prompts,
-        --library and --probe-steps only when either run used --init-from auto."""
+        this config, except ``ignore`` and ``LOGGING_ONLY``. A concern's settings count only where either run uses it:
+        ``PREFIX_ONLY`` when either trains deep prefixes, ``PROMPT_ONLY`` (the input prompts' init and recipe) when
+        either trains input prompts, ``AUTO_ONLY`` (--library, --probe-steps) when either used --init-from auto."""
         # runs written before prompt transfer started from no run; before --group-by-length, drew plain shuffled batches;
         # before --data-order, one order for every prompt
         # before --subsample-seed was recorded, a run's subset was that of seed 0 unless the seed was given (not knowable)
@@ -217,11 +173,8 @@ class TrainConfig:
             stored["decoding"] = complete_decoding(stored["decoding"])
         if "prefix_optimizer" not in stored:  # runs written before per-bank optimisers used one recipe for every bank
             stored = {"prefix_optimizer": stored.get("optimizer"), "prefix_lr": stored.get("lr"), **stored}
-        skip = (
-            set(ignore)
-            | set(LOGGING_ONLY)
-            | (set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY))
-        )
+        skip = set(ignore) | set(LOGGING_ONLY)
+        skip |= set() if self.deep_prefix or stored.get("deep_prefix") else set(PREFIX_ONLY)
         skip |= set() if self.prompt_length or stored.get("prompt_length") else set(PROMPT_ONLY)
         skip |= set() if AUTO in self.init_from or AUTO in stored["init_from"] else set(AUTO_ONLY)
         mine = json.loads(json.dumps(self.to_dict()))
@@ -231,6 +184,12 @@ class TrainConfig:
 def _absolute(path: str | None) -> str | None:
     """A data file's absolute path (resumes compare files, not spellings of their paths)."""
     return str(Path(path).resolve()) if path else path
+
+
+def _names(value: str | Iterable[str]) -> tuple[str, ...]:
+    """``"encoder, cross"`` (or a sequence of names) -> ("encoder", "cross")."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(name.strip() for name in items if name.strip())
 
 
 def _positive(flag: str, value: int) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from ensembles.evaluate import read_report
 from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
 from ensembles.pool import load_pool
+from ensembles.settings import EvalConfig
 from ensembles.voting import parse_rules
 from softprompt.data.loading import load_examples
 from softprompt.data.tasks import Task
@@ -71,7 +72,7 @@ def run_sweep(
     progress: bool = True,
 ) -> list[Path]:
     """Run every cell not yet done; returns the result files of all cells."""
-    check_settings(rules, task.kind, base.max_tokens, base.max_source_length, base.decoding)  # before any cell trains
+    check_settings(rules, task.kind, _evaluation(base))  # before any cell trains
     rules = parse_rules(rules, task.kind)
     for model in dict.fromkeys(cell.model for cell in cells if not _result_file(out_dir, cell).is_file()):
         check_model_available(model)  # a misspelt or unreachable model fails before the first cell trains
@@ -99,7 +100,7 @@ def run_sweep(
             continue
         echo(f"[{index}/{len(cells)}] {cell.name}")
         if frozen is None or frozen.name != cell.model:
-            frozen = load_frozen_t5(cell.model, base.dtype, base.device)
+            frozen = load_frozen_t5(cell.model, base.dtype, base.device, device_map=base.device_map)
         resume = has_checkpoint(run_dir)
         prepare_output_dir(run_dir, resume=resume, overwrite=True)
         train_examples = load_examples(task, "train", train_file, cfg.train_size, cfg.subsample_seed)
@@ -110,9 +111,7 @@ def run_sweep(
             val_examples,
             "validation",
             rules,
-            max_length=cfg.max_source_length,
-            max_tokens=cfg.max_tokens,
-            decoding=cfg.decoding,
+            _evaluation(cfg),
             settings={
                 "train_size": cell.train_size,
                 "subsample_seed": cell.subsample_seed,
@@ -122,6 +121,11 @@ def run_sweep(
         )
         write_outputs(core, result)
     return results
+
+
+def _evaluation(cfg: TrainConfig) -> EvalConfig:
+    """A cell's evaluation: as its training validated (input length, token budget, decoding)."""
+    return EvalConfig(max_length=cfg.max_source_length, max_tokens=cfg.max_tokens, **cfg.decoding)
 
 
 def _result_file(out_dir: Path, cell: Cell) -> Path:

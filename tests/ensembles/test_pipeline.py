@@ -12,10 +12,12 @@ import torch
 
 from ensembles.evaluate import read_report
 from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
-from ensembles.pool import load_pool, read_pool_metas, recorded_decoding, task_difference
+from ensembles.pool import load_pool, read_pool_metas, task_difference
+from ensembles.settings import EvalConfig, resolve_settings
 from softprompt.data.loading import load_examples, read_file
 from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
+from softprompt.model.decoding import DECODING_DEFAULTS
 from softprompt.model.loading import load_frozen_t5, random_t5, save_model_dir
 from softprompt.training.config import TrainConfig
 from softprompt.training.loop import train
@@ -84,6 +86,7 @@ def test_pooled_runs_write_identical_reports_on_rerun(tmp_path, cb_runs, tiny_mo
     assert [row["prompt"] for row in report["per_prompt"]] == ["run0#0", "run0#1", "run1#0", "run1#1"]
     assert report["primary"] == "macro_f1" and set(report["ensembles"]) == {"majority", "confidence"}
     assert report["settings"]["n_prompts"] == 4 and report["n_examples"] == 12
+    assert report["settings"]["max_length"] == 64  # the Python API, like the CLI: the runs' --max-source-length
     lines = (tmp_path / "eval0.predictions.jsonl").read_text().splitlines()
     assert len(lines) == 12 and set(json.loads(lines[0])["prompts"]) == {"run0#0", "run0#1", "run1#0", "run1#1"}
 
@@ -192,7 +195,7 @@ def test_generation_on_e2e_reports_bleu_chrf_rouge(tmp_path, tiny_model_dir):
         examples,
         "test",
         ["majority", "mbr", "best_score"],
-        decoding={"max_new_tokens": 8},
+        EvalConfig(max_new_tokens=8),
     )
     report = core["report"]
     assert report["kind"] == "generation" and report["primary"] == "bleu"
@@ -262,34 +265,56 @@ def test_generation_uses_the_runs_recorded_decoding_and_refuses_to_guess_between
     def meta(**decoding):
         return {"train_args": {"decoding": decoding}}
 
-    assert recorded_decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=4)]) == {
+    def decoding(metas, given=EvalConfig()):
+        return resolve_settings(metas, "generation", given).decoding
+
+    assert decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=4)]) == {
         "max_new_tokens": 32,
         "num_beams": 4,
         "no_repeat_ngram_size": 0,
     }
     # a run from before --no-repeat-ngram-size decoded without it: it pools with a new run recording 0, not with one recording 3
     old = meta(max_new_tokens=32, num_beams=1)
-    assert (
-        recorded_decoding([old, meta(max_new_tokens=32, num_beams=1, no_repeat_ngram_size=0)])["no_repeat_ngram_size"]
-        == 0
-    )
+    assert decoding([old, meta(max_new_tokens=32, num_beams=1, no_repeat_ngram_size=0)])["no_repeat_ngram_size"] == 0
     with pytest.raises(SoftpromptError, match=r"^the runs were trained with different --no-repeat-ngram-size \(0, 3\)"):
-        recorded_decoding([old, meta(max_new_tokens=32, num_beams=1, no_repeat_ngram_size=3)])
-    assert recorded_decoding([{"train_args": {}}, {}]) == {}  # e.g. PEFT imports: the CLI's defaults apply
+        decoding([old, meta(max_new_tokens=32, num_beams=1, no_repeat_ngram_size=3)])
+    assert decoding([{"train_args": {}}, {}]) == DECODING_DEFAULTS  # e.g. PEFT imports: the defaults apply
     with pytest.raises(
         SoftpromptError,
         match=r"^the runs were trained with different --num-beams \(1, 4\); give --num-beams "
         r"to generate with one value$",
     ):
-        recorded_decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=1)])
-    # a setting the user gives is not read from the runs, so runs that differ in it are no problem
-    assert recorded_decoding(
-        [meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=1)], ["num_beams"]
-    ) == {"max_new_tokens": 32, "no_repeat_ngram_size": 0}
+        decoding([meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=1)])
+    # a setting the caller gives is not read from the runs, so runs that differ in it are no problem
+    assert decoding(
+        [meta(max_new_tokens=32, num_beams=4), meta(max_new_tokens=32, num_beams=1)], EvalConfig(num_beams=2)
+    ) == {
+        "max_new_tokens": 32,
+        "num_beams": 2,
+        "no_repeat_ngram_size": 0,
+    }
+    # a classification task reads no decoding from its runs
+    assert resolve_settings([meta(max_new_tokens=32, num_beams=4)], "classification").decoding == DECODING_DEFAULTS
     with pytest.raises(
         SoftpromptError, match="^--length-normalise applies to rank classification; drop it for a generation task$"
     ):
-        check_settings(["mbr"], "generation", None, 64, {"max_new_tokens": 8}, length_normalise=True)
+        check_settings(["mbr"], "generation", EvalConfig(max_new_tokens=8, length_normalise=True))
+
+
+def test_evaluation_reads_the_input_length_the_runs_were_validated_at_unless_told():
+    """--max-length: the runs' --max-source-length (the longest of them; 512 for runs that record none, as PEFT imports),
+    or the caller's; a bad value fails with its option's name."""
+    runs = [{"train_args": {"max_source_length": 64}}, {"train_args": {"max_source_length": 128}}]
+    assert resolve_settings(runs).max_length == 128
+    assert resolve_settings([{"train_args": {}}]).max_length == 512
+    assert resolve_settings(runs, given=EvalConfig(max_length=32, max_tokens=4096)) == EvalConfig(
+        max_length=32, max_tokens=4096, **DECODING_DEFAULTS
+    )
+    for flag, settings in (("--max-length", {"max_length": 0}), ("--max-tokens", {"max_tokens": -5})):
+        with pytest.raises(SoftpromptError, match=f"^{flag} must be a positive integer, got -?[05]$"):
+            EvalConfig(**settings)
+    with pytest.raises(SoftpromptError, match="^--num-beams must be a positive integer, got 0$"):
+        EvalConfig(num_beams=0)
 
 
 def test_custom_tasks_of_one_name_differ_by_their_recorded_templates():

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from softprompt.cli.options import MODEL_HELP
 from softprompt.model.loading import EMBEDDED, load_frozen_t5
 from softprompt.nano.lineage import SIZES, size_name
 from softprompt.nano.objectives import random_spans_noise_mask, span_corrupt
 from softprompt.nano.probe import twin_of
+from softprompt.training.settings import MODEL_HELP
 from tests.conftest import TEST_DATA
 
 SST2 = TEST_DATA / "glue" / "sst2"  # hand-written movie reviews (tests/data/README.md)
