@@ -25,14 +25,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+import torch
 
-import torch  # noqa: E402
+from softprompt.cli.allocator import keep_freed_memory
+from softprompt.model.loading import FrozenT5, keep_wo_in_fp32, random_t5
 
-from softprompt.cli.allocator import keep_freed_memory  # noqa: E402
-from softprompt.model.loading import FrozenT5, keep_wo_in_fp32, random_t5  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 # t5-small's shape (60M parameters with the tied 32128-token embedding), and a tiny one for --quick.
 T5_SMALL = dict(d_model=512, d_ff=2048, d_kv=64, num_heads=8, num_layers=6)

@@ -18,22 +18,19 @@ length, so every source tokenises to exactly ``--length`` tokens after truncatio
 are random two-token strings. Timings are interleaved (see ``benchmarks/common.py``). Ends with one
 ``RESULT {json}`` line.
 
-    python benchmarks/ensemble_bench.py [--n 5 --prompt-length 20 --length 64 --batches 1,8,32,128]
-    python benchmarks/ensemble_bench.py --quick
-    python benchmarks/ensemble_bench.py --device cuda --dtype bfloat16 --shape base
+    python -m benchmarks.ensemble_bench [--n 5 --prompt-length 20 --length 64 --batches 1,8,32,128]
+    python -m benchmarks.ensemble_bench --quick
+    python -m benchmarks.ensemble_bench --device cuda --dtype bfloat16 --shape base
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
 
-import torch  # noqa: E402
-from common import (  # noqa: E402
+from benchmarks.common import (
     DTYPES,
     TIMING_HEADERS,
     add_common_args,
@@ -56,14 +53,13 @@ from common import (  # noqa: E402
     utilisation,
     utilisation_line,
 )
-
-from softprompt.data.tasks import Example  # noqa: E402
-from softprompt.model.losses import sequence_log_probs  # noqa: E402
-from softprompt.model.prompted import PromptedT5  # noqa: E402
-from softprompt.model.prompts import PromptBank  # noqa: E402
-from softprompt.runner import passes as batched_module  # noqa: E402
-from softprompt.runner.passes import encode_texts, prompt_rows  # noqa: E402
-from softprompt.runner.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
+from softprompt.data.tasks import Example
+from softprompt.model.losses import sequence_log_probs
+from softprompt.model.prompted import PromptedT5
+from softprompt.model.prompts import PromptBank
+from softprompt.runner import passes as batched_module
+from softprompt.runner.passes import encode_texts, prompt_rows
+from softprompt.runner.scoring import encode_choices, generate_texts, score_choices
 
 
 def make_examples(tokenizer, generator: torch.Generator, count: int, length: int, label_words: tuple[str, ...]):

@@ -14,23 +14,21 @@ reordered) vs the same call on transformers' default ``EncoderDecoderCache`` (a 
 step); the outputs must be equal. Also the peak tensor memory of one call on each cache (``common.step_peak_bytes``).
 Ends with one ``RESULT {json}`` line.
 
-    python benchmarks/generate_bench.py [--n 5 --batch 8 --length 64 --new-tokens 32 --beams 4]
-    python benchmarks/generate_bench.py --n 1 --batch 8 --length 512 --new-tokens 24 --beams 4   # long inputs
-    python benchmarks/generate_bench.py --quick
-    python benchmarks/generate_bench.py --device cuda --dtype bfloat16 --shape large --batch 64
+    python -m benchmarks.generate_bench [--n 5 --batch 8 --length 64 --new-tokens 32 --beams 4]
+    python -m benchmarks.generate_bench --n 1 --batch 8 --length 512 --new-tokens 24 --beams 4   # long inputs
+    python -m benchmarks.generate_bench --quick
+    python -m benchmarks.generate_bench --device cuda --dtype bfloat16 --shape large --batch 64
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-import torch  # noqa: E402
-from common import (  # noqa: E402
+from benchmarks.common import (
     DTYPES,
     TIMING_HEADERS,
     add_common_args,
@@ -50,12 +48,10 @@ from common import (  # noqa: E402
     utilisation,
     utilisation_line,
 )
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache  # noqa: E402
-
-from softprompt.model.beam_cache import CACHE_ARGUMENT  # noqa: E402
-from softprompt.model.prompted import PromptedT5  # noqa: E402
-from softprompt.model.prompts import PromptBank  # noqa: E402
-from softprompt.runner.passes import prompt_rows, repeat_for_prompts  # noqa: E402
+from softprompt.model.beam_cache import CACHE_ARGUMENT
+from softprompt.model.prompted import PromptedT5
+from softprompt.model.prompts import PromptBank
+from softprompt.runner.passes import prompt_rows, repeat_for_prompts
 
 
 def main() -> None:

@@ -85,7 +85,7 @@ run() {
   [ -z "$only" ] || [[ ",$only," == *",${script%_bench.py},"* ]] || return 0
   t0=$(date +%s)
   written+=("$name.log")
-  (cd "$root" && "$python" "benchmarks/$script" "$@") > "$out/$name.log" 2>&1
+  (cd "$root" && "$python" -m "benchmarks.${script%.py}" "$@") > "$out/$name.log" 2>&1
   rc=$?
   line="$(grep '^RESULT ' "$out/$name.log" | tail -1)"
   if [ $rc -eq 0 ] && [ -n "$line" ]; then

@@ -19,23 +19,20 @@ backward is one input-gradient matmul per forward matmul; the attention products
 gradient is not counted), over its time and the matmul peak measured in this process on the same
 device and dtype. Ends with one ``RESULT {json}`` line.
 
-    python benchmarks/prefix_bench.py [--batch 32 --length 128 --prefix-length 10]
-    python benchmarks/prefix_bench.py --quick
-    python benchmarks/prefix_bench.py --device cuda --dtype bfloat16 --shape base
+    python -m benchmarks.prefix_bench [--batch 32 --length 128 --prefix-length 10]
+    python -m benchmarks.prefix_bench --quick
+    python -m benchmarks.prefix_bench --device cuda --dtype bfloat16 --shape base
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
 
-import torch  # noqa: E402
-from common import (  # noqa: E402
+from benchmarks.common import (
     DTYPES,
     TIMING_HEADERS,
     add_common_args,
@@ -56,11 +53,10 @@ from common import (  # noqa: E402
     utilisation,
     utilisation_line,
 )
-
-from softprompt.model.losses import per_prompt_loss  # noqa: E402
-from softprompt.model.prefixes import PrefixBank, PrefixShape  # noqa: E402
-from softprompt.model.prompted import PromptedT5  # noqa: E402
-from softprompt.model.prompts import PromptBank  # noqa: E402
+from softprompt.model.losses import per_prompt_loss
+from softprompt.model.prefixes import PrefixBank, PrefixShape
+from softprompt.model.prompted import PromptedT5
+from softprompt.model.prompts import PromptBank
 
 
 def prompted_step(prompted: PromptedT5, input_ids, mask, labels) -> None:

@@ -13,10 +13,10 @@ vote), and plain accuracy; the majority class (most frequent training label) is 
 accuracy is the mean per-class recall: a constant predictor scores 0.5 on it however skewed the
 labels are. Runs are spread over ``--workers`` processes of one thread each.
 
-    python benchmarks/quality.py --model t5-nano            # the default (SST-2, reviews, RTE, tweet-author): about 1.4 h on 2 cores
-    python benchmarks/quality.py --model DIR --quick        # a smoke run (minutes)
-    python benchmarks/quality.py --model DIR --tasks sst2 --methods prompt --zero-shot "sst2=review sentiment: {sentence}"
-    python benchmarks/quality.py --model t5-nano-m --tasks sst2 --methods none --dev-size 872 --zero-shot "sst2=review sentiment: {sentence}"
+    python -m benchmarks.quality --model t5-nano            # the default (SST-2, reviews, RTE, tweet-author): about 1.4 h on 2 cores
+    python -m benchmarks.quality --model DIR --quick        # a smoke run (minutes)
+    python -m benchmarks.quality --model DIR --tasks sst2 --methods prompt --zero-shot "sst2=review sentiment: {sentence}"
+    python -m benchmarks.quality --model t5-nano-m --tasks sst2 --methods none --dev-size 872 --zero-shot "sst2=review sentiment: {sentence}"
 
 ``--zero-shot TASK=TEMPLATE`` adds a row scoring the backbone (and its twin) with no prompt, inputs
 worded by TEMPLATE: with a pre-training instruction, it tells whether the backbone has the skill at all.
@@ -27,6 +27,7 @@ Ends with one ``RESULT {json}`` line (also written to ``--json``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import re
@@ -38,24 +39,20 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import torch
 
-import dataclasses  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from common import ROOT, emit_result, print_table  # noqa: E402
-
-from ensembles.evaluate import evaluate_classification  # noqa: E402
-from softprompt.cli.demo import fetch_reviews  # noqa: E402
-from softprompt.data.custom import custom_task, parse_label_words  # noqa: E402
-from softprompt.data.tasks import Task, get_task  # noqa: E402
-from softprompt.data.wheels import Wheel, cache_dir, wheel_members  # noqa: E402
-from softprompt.errors import SoftpromptError  # noqa: E402
-from softprompt.io.atomic import atomic_write_text  # noqa: E402
-from softprompt.model.loading import load_frozen_t5  # noqa: E402
-from softprompt.nano.mixture import WHEELS  # noqa: E402
-from softprompt.nano.probe import (  # noqa: E402
+from benchmarks.common import ROOT, emit_result, print_table
+from ensembles.evaluate import evaluate_classification
+from softprompt.cli.demo import fetch_reviews
+from softprompt.data.custom import custom_task, parse_label_words
+from softprompt.data.tasks import Task, get_task
+from softprompt.data.wheels import Wheel, cache_dir, wheel_members
+from softprompt.errors import SoftpromptError
+from softprompt.io.atomic import atomic_write_text
+from softprompt.model.loading import load_frozen_t5
+from softprompt.nano.mixture import WHEELS
+from softprompt.nano.probe import (
     finished_run,
     majority_predictions,
     probe_splits,
@@ -63,8 +60,8 @@ from softprompt.nano.probe import (  # noqa: E402
     twin_of,
     zero_shot_scores,
 )
-from softprompt.runner.metrics import classification_metrics  # noqa: E402
-from softprompt.training.config import DATA_ORDERS, TrainConfig  # noqa: E402
+from softprompt.runner.metrics import classification_metrics
+from softprompt.training.config import DATA_ORDERS, TrainConfig
 
 DATA = ROOT.parent / "shared" / "data"
 

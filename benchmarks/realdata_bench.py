@@ -40,10 +40,10 @@ CUDA, in process, ``torch.cuda.max_memory_allocated`` over the bytes allocated b
 Timings are interleaved (see ``benchmarks/common.py``; the checking run is the warm-up). Ends with
 one ``RESULT {json}`` line.
 
-    python benchmarks/realdata_bench.py [--boolq-examples 1000 --multirc-examples 400 --xsum-examples 100]
-    python benchmarks/realdata_bench.py --quick
-    python benchmarks/realdata_bench.py --model softprompt/assets/t5-nano --tasks boolq
-    python benchmarks/realdata_bench.py --device cuda --dtype bfloat16 --shape base
+    python -m benchmarks.realdata_bench [--boolq-examples 1000 --multirc-examples 400 --xsum-examples 100]
+    python -m benchmarks.realdata_bench --quick
+    python -m benchmarks.realdata_bench --model softprompt/assets/t5-nano --tasks boolq
+    python -m benchmarks.realdata_bench --device cuda --dtype bfloat16 --shape base
 """
 
 from __future__ import annotations
@@ -60,11 +60,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from common import (  # noqa: E402
+from benchmarks.common import (
     DTYPES,
     ROOT,
     TIMING_HEADERS,
@@ -85,15 +84,14 @@ from common import (  # noqa: E402
     utilisation,
     utilisation_line,
 )
-
-from softprompt.data.loading import load_examples  # noqa: E402
-from softprompt.data.tasks import get_task  # noqa: E402
-from softprompt.model.loading import load_frozen_t5  # noqa: E402
-from softprompt.model.losses import sequence_log_probs  # noqa: E402
-from softprompt.model.prompted import PromptedT5  # noqa: E402
-from softprompt.model.prompts import PromptBank  # noqa: E402
-from softprompt.runner.passes import plan_passes, token_budget  # noqa: E402
-from softprompt.runner.scoring import encode_choices, generate_texts, score_choices  # noqa: E402
+from softprompt.data.loading import load_examples
+from softprompt.data.tasks import get_task
+from softprompt.model.loading import load_frozen_t5
+from softprompt.model.losses import sequence_log_probs
+from softprompt.model.prompted import PromptedT5
+from softprompt.model.prompts import PromptBank
+from softprompt.runner.passes import plan_passes, token_budget
+from softprompt.runner.scoring import encode_choices, generate_texts, score_choices
 
 DATA_FILES = {"boolq": "superglue/boolq/val.jsonl", "multirc": "superglue/multirc/val.jsonl", "xsum": "xsum/test.jsonl"}
 TARGETS = {"boolq": 0.35, "multirc": 0.5, "xsum": 0.5}
@@ -322,8 +320,8 @@ def memory_child(task_name: str, side: str, args) -> None:
 
 
 def child_memory_mib(task_name: str, side: str, argv: list[str]) -> float:
-    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--mem-child", task_name, side]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    command = [sys.executable, "-m", "benchmarks.realdata_bench", *argv, "--mem-child", task_name, side]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("MEM ")]
     if done.returncode or not lines:
         raise RuntimeError(f"memory child {task_name}/{side} failed:\n{done.stdout}\n{done.stderr}")

