@@ -43,6 +43,8 @@ _EXPORTS = {
     "Pool": "ensembles.pool",
     "run_ensemble_eval": "ensembles.pipeline",
     "predict": "ensembles.pipeline",
+    "EvalConfig": "ensembles.settings",
+    "resolve_settings": "ensembles.settings",
     # analysis
     "nearest_neighbors": "analysis.neighbors",
     "plot_scale": "analysis.scale",
