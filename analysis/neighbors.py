@@ -5,7 +5,12 @@ read through the vocabulary tokens whose embeddings are closest to it by cosine 
 
 Tokens are shown as SentencePiece pieces with the word-start marker '▁' kept as a visible
 character (e.g. '▁True' is the word "True", 'True' a word piece): a leading space would be
-invisible in tables and plot labels.
+invisible in tables and plot labels. A byte vocabulary (ByT5) is read as bytes: a printable ASCII
+byte as itself, any other as ``<0xNN>`` (``softprompt.model.tokens``).
+
+The search runs over the vocabulary in chunks of rows, merging each chunk's top-k into the running
+top-k, so its memory is bounded by the chunk (M x ``VOCAB_CHUNK`` similarities), not the vocabulary:
+a 256k vocabulary (mT5, umT5, T5Gemma) costs the same memory as T5's 32k.
 """
 
 from __future__ import annotations
@@ -21,7 +26,13 @@ from sklearn.decomposition import PCA
 
 from analysis.figures import check_plot_path, save_png_and_svg
 from softprompt.errors import SoftpromptError
+from softprompt.model.tokens import byte_offset, token_names
 
+VOCAB_CHUNK = 16384  # vocabulary rows per similarity block
+_DISPLAY = {
+    "pieces": "SentencePiece pieces; '▁' marks the start of a word",
+    "bytes": "bytes (ByT5): a printable ASCII byte as itself, any other as <0xNN>",
+}
 _SENTINEL = re.compile(r"<extra_id_\d+>")
 _EPS = 1e-12  # norm clamp: a zero vector gets similarity 0 to everything instead of NaN
 
@@ -31,11 +42,13 @@ def nearest_neighbors(
     embeddings: torch.Tensor,
     top_k: int = 5,
     exclude_ids: Sequence[int] = (),
+    chunk: int = VOCAB_CHUNK,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k vocabulary tokens of every prompt vector by cosine similarity, most similar first.
 
     vectors: (N, P, d) prompt vectors; embeddings: (V, d) the model's input-embedding matrix.
-    One (N*P, d) @ (d, V) product in float32, then topk. Ids in ``exclude_ids`` are never
+    Float32 products (N*P, d) @ (d, ``chunk``) over the vocabulary in chunks, each chunk's top-k merged
+    into the running top-k (memory bounded by the chunk). Ids in ``exclude_ids`` are never
     returned; ids >= V are ignored, so a list made for a larger vocabulary still applies.
     Returns (similarities (N, P, k), token_ids (N, P, k)).
 
@@ -67,14 +80,24 @@ def nearest_neighbors(
             f"top_k must be between 1 and {vocab - len(excluded)} "
             f"(vocabulary {vocab} minus {len(excluded)} excluded ids), got {top_k}"
         )
+    if chunk < 1:
+        raise SoftpromptError(f"chunk must be a positive number of vocabulary rows, got {chunk}")
     with torch.no_grad():
         x = vectors.reshape(n * p, d).float()  # (M, d)
-        e = embeddings.to(device=x.device, dtype=torch.float32)  # (V, d)
         x = x / x.norm(dim=1, keepdim=True).clamp_min(_EPS)  # (M, d) unit rows
-        sims = x @ e.T  # (M, V)
-        sims.div_(e.norm(dim=1).clamp_min(_EPS))  # (M, V) cosine similarities
-        sims[:, excluded] = float("-inf")
-        values, ids = sims.topk(top_k, dim=1)  # (M, k)
+        excluded = torch.tensor(excluded, dtype=torch.long, device=x.device)
+        block = x.new_empty(n * p * min(chunk, vocab))  # room for (M, C) similarities, reused for every chunk
+        values = x.new_full((n * p, 0), float("-inf"))  # running top-k: (M, <=k)
+        ids = torch.zeros((n * p, 0), dtype=torch.long, device=x.device)
+        for start in range(0, vocab, chunk):
+            e = embeddings[start : start + chunk].to(device=x.device, dtype=torch.float32)  # (C, d)
+            sims = torch.mm(x, e.T, out=block[: n * p * e.shape[0]].view(n * p, e.shape[0]))  # (M, C)
+            sims.div_(e.norm(dim=1).clamp_min(_EPS))  # (M, C) cosine similarities
+            inside = excluded[(excluded >= start) & (excluded < start + e.shape[0])] - start
+            sims[:, inside] = float("-inf")
+            best, where = sims.topk(min(top_k, e.shape[0]), dim=1)  # (M, <=k) this chunk's best
+            values, order = torch.cat([values, best], dim=1).topk(min(top_k, values.shape[1] + best.shape[1]), dim=1)
+            ids = torch.cat([ids, where + start], dim=1).gather(1, order)  # (M, <=k)
     return values.reshape(n, p, top_k), ids.reshape(n, p, top_k)
 
 
@@ -91,12 +114,6 @@ def special_token_ids(tokenizer, num_rows: int | None = None) -> list[int]:
     rows = num_rows if num_rows is not None else -(-len(tokenizer) // 128) * 128
     ids |= set(range(len(tokenizer), rows))
     return sorted(ids)
-
-
-def _token_names(tokenizer, ids: list[int]) -> list[str]:
-    """Readable SentencePiece pieces ('▁' kept); ids without a token show as '<unused N>'."""
-    tokens = tokenizer.convert_ids_to_tokens(ids)
-    return [t if t is not None else f"<unused {i}>" for i, t in zip(ids, tokens)]
 
 
 def neighbor_report(
@@ -137,7 +154,7 @@ def neighbor_report(
     ids = token_ids.detach().cpu()[chosen].tolist()  # (N', P, k)
 
     counts = Counter(t for prompt in ids for row in prompt for t in row)
-    names = dict(zip(counts, _token_names(tokenizer, list(counts))))
+    names = dict(zip(counts, token_names(tokenizer, list(counts))))
     prompts = [
         {
             "prompt": c,
@@ -169,7 +186,7 @@ def neighbor_report(
     }
     return {
         "format": "softprompt.neighbors/1",
-        "token_display": "SentencePiece pieces; '▁' marks the start of a word",
+        "token_display": _DISPLAY["bytes" if byte_offset(tokenizer) is not None else "pieces"],
         "prompts": prompts,
         "summary": summary,
     }
@@ -266,7 +283,7 @@ def plot_neighbors(
             alpha=0.85,
         )
     shown = unique[:max_labels]
-    for name, (tx, ty) in zip(_token_names(tokenizer, shown), token_xy[: len(shown)]):
+    for name, (tx, ty) in zip(token_names(tokenizer, shown), token_xy[: len(shown)]):
         ax.annotate(name, (tx, ty), xytext=(3, 3), textcoords="offset points", fontsize=7, color="0.2", zorder=3)
     var = 100 * pca.explained_variance_ratio_
     ax.set_xlabel(f"PC1 ({var[0]:.0f}% of variance)")

@@ -94,6 +94,7 @@ class RunVectors:
     model_hash: str | None
     bank: str
     vectors: torch.Tensor
+    note: str | None = None  # e.g. a DePT run: only its prompt part is analysed
 
     def names(self) -> list[str]:
         """Prompt names, ``label#k``."""
@@ -115,6 +116,16 @@ def bank_vectors(
     return torch.cat([kv.permute(0, 4, 1, 2, 3, 5).reshape(n, length, -1) for kv in prefixes.values()], dim=-1)
 
 
+def dept_note(run: str | Path, meta: dict[str, Any]) -> str | None:
+    """The note a DePT run's analysis carries: the prompt part is analysed, not the run's low-rank update."""
+    if not meta.get("dept"):
+        return None
+    return (
+        f"note: {run} is a DePT run; this analyses its prompt part only, not its rank-{meta['dept']['rank']} update "
+        "of the input token embeddings"
+    )
+
+
 def load_run_vectors(run_dirs: Sequence[str], bank: str = "prompts") -> list[RunVectors]:
     """The ``bank`` token vectors of each run (no model is loaded), checked to share one model."""
     if bank not in BANKS:
@@ -133,7 +144,15 @@ def load_run_vectors(run_dirs: Sequence[str], bank: str = "prompts") -> list[Run
                 f"{run} has no {bank}; choose --bank {'prefixes' if bank == 'prompts' else 'prompts'} or runs trained with {other}"
             )
         runs.append(
-            RunVectors(str(run), label, meta["task"]["name"], meta["model"].get("config_hash"), bank, vectors.float())
+            RunVectors(
+                str(run),
+                label,
+                meta["task"]["name"],
+                meta["model"].get("config_hash"),
+                bank,
+                vectors.float(),
+                dept_note(run, meta) if bank == "prompts" else None,
+            )
         )
     check_same_model(runs)
     return runs
@@ -174,6 +193,7 @@ def similarity_report(runs: Sequence[RunVectors], metric: str = "cosine-mean") -
         "tasks": block_means(prompts, sizes, sizes).tolist(),
         "prompt_names": [name for r in runs for name in r.names()],
         "prompts": prompts.tolist(),
+        "notes": [r.note for r in runs if r.note],
     }
 
 
@@ -186,7 +206,7 @@ def format_similarity(report: dict[str, Any]) -> str:
     ]
     if len(report["prompt_names"]) > len(labels):
         lines += ["", "prompt similarity:", *_matrix_lines(report["prompt_names"], report["prompts"])]
-    return "\n".join(lines)
+    return "\n".join(lines + report.get("notes", []))
 
 
 def _matrix_lines(names: Sequence[str], matrix: Sequence[Sequence[float]]) -> list[str]:

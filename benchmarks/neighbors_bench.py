@@ -1,9 +1,12 @@
 """Benchmark: analysis.neighbors.nearest_neighbors vs scikit-learn brute-force cosine kNN.
 
 Both run in the same process on the same float32 random data (warm-up once, then best of
-``--repeats`` interleaved rounds); the neighbour ids must agree. Ends with a ``RESULT {json}`` line.
+``--repeats`` interleaved rounds); the neighbour ids must agree. The default vocabulary is 256k rows
+(mT5 250k, umT5 and T5Gemma 256k), which ``nearest_neighbors`` searches in chunks: the similarity block it
+holds is printed beside the full (N*P, V) matrix a one-product search holds. Target: identical neighbours
+in at most half of scikit-learn's time. Ends with a ``RESULT {json}`` line.
 
-    python benchmarks/neighbors_bench.py [--n 5 --p 100 --vocab 32128 --dim 1024 --k 5]
+    python benchmarks/neighbors_bench.py [--n 5 --p 100 --vocab 256000 --dim 1024 --k 5]
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sklearn.neighbors import NearestNeighbors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from analysis.neighbors import nearest_neighbors  # noqa: E402
+from analysis.neighbors import VOCAB_CHUNK, nearest_neighbors  # noqa: E402
 
 
 def best_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
@@ -45,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5, help="number of prompts N")
     parser.add_argument("--p", type=int, default=100, help="prompt length P")
-    parser.add_argument("--vocab", type=int, default=32128, help="embedding rows V")
+    parser.add_argument("--vocab", type=int, default=256000, help="embedding rows V")
     parser.add_argument("--dim", type=int, default=1024, help="model dimension d")
     parser.add_argument("--k", type=int, default=5, help="neighbours per position")
     parser.add_argument("--repeats", type=int, default=3)
@@ -75,15 +78,20 @@ def main() -> None:
 
     print(f"N={args.n} P={args.p} V={args.vocab} d={args.dim} k={args.k} torch threads={torch.get_num_threads()}")
     print(f"{'method':<40}{'best of ' + str(args.repeats):>14}")
-    print(f"{'nearest_neighbors (torch, one matmul)':<40}{ours * 1000:>11.1f} ms")
+    print(f"{'nearest_neighbors (torch, chunked top-k)':<40}{ours * 1000:>11.1f} ms")
     print(f"{'sklearn NearestNeighbors cosine brute':<40}{theirs * 1000:>11.1f} ms")
-    print(f"ours / sklearn: {ours / theirs:.3f}   neighbour-id agreement: {agreement:.4f}")
+    print(f"ours / sklearn: {ours / theirs:.3f} (target <= 0.5)   neighbour-id agreement: {agreement:.4f}")
+    rows = args.n * args.p
+    block, full = rows * min(VOCAB_CHUNK, args.vocab) * 4, rows * args.vocab * 4
+    print(f"similarity block held: {block / 2**20:.1f} MiB (chunked) vs {full / 2**20:.1f} MiB (one product)")
     result = {
         "ours_s": round(ours, 4),
         "sklearn_s": round(theirs, 4),
         "ours_over_sklearn": round(ours / theirs, 3),
         "agreement": agreement,
         "identical_neighbours": agreement == 1.0,
+        "block_mib": round(block / 2**20, 1),
+        "full_matrix_mib": round(full / 2**20, 1),
         "threads": torch.get_num_threads(),
     }
     print("RESULT " + json.dumps(result))

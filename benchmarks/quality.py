@@ -179,7 +179,7 @@ TASKS = {
         ),
     ),
 }
-METHODS = ("prompt", "prefix")
+METHODS = ("prompt", "prefix", "residual", "dept")  # residual, dept: the prompt variants (docs/training.md)
 BACKBONES = (
     "t5-nano",
     "random twin",
@@ -197,16 +197,26 @@ class Cell:
 
 
 def cell_config(cell: Cell, args: argparse.Namespace, work: str) -> TrainConfig:
-    """The training run of ``cell``, kept in ``work``."""
+    """The training run of ``cell``, kept in ``work``: input prompts (plain, residual, or DePT's shorter prompt and
+    low-rank update) or deep prefixes."""
     deep = cell.method == "prefix"
     steps = args.prefix_steps if deep else args.steps
+    variant = {
+        "prompt": {},
+        "prefix": {},
+        "residual": {"prompt_reparam": "residual", "prompt_reparam_hidden": args.residual_hidden},
+        "dept": {
+            "dept_rank": dept_rank(args, TASKS[cell.task].max_source),
+            "dept_lr": args.dept_lr,
+        },
+    }[cell.method]
     return TrainConfig(
         model=args.model,
         task=TASKS[cell.task].task,
         **dict(TASKS[cell.task].custom),
         output_dir=str(Path(work) / f"{cell.task}-{cell.method}-{cell.backbone}"),
         n_prompts=args.prompts,
-        prompt_length=0 if deep else args.prompt_length,
+        prompt_length=0 if deep else args.dept_prompt_length if cell.method == "dept" else args.prompt_length,
         deep_prefix=deep,
         prefix_length=args.prefix_length,
         prefix_init=args.prefix_init,
@@ -221,7 +231,16 @@ def cell_config(cell: Cell, args: argparse.Namespace, work: str) -> TrainConfig:
         data_order=args.data_order,
         max_source_length=TASKS[cell.task].max_source,
         max_target_length=4,
+        **variant,
     )
+
+
+def dept_rank(args: argparse.Namespace, positions: int) -> int:
+    """DePT's rank: ``--dept-rank``, or the one whose update (s·r + r·d values) makes up for the prompt vectors it
+    drops, (P - P_dept)·d, at s = the task's input length: the plain prompt's trainable count, to rounding."""
+    if args.dept_rank:
+        return args.dept_rank
+    return max(1, round((args.prompt_length - args.dept_prompt_length) * args.d_model / (positions + args.d_model)))
 
 
 def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:
@@ -287,7 +306,7 @@ def main() -> None:
     parser.add_argument(
         "--methods",
         default="prompt,prefix",
-        help="some of prompt,prefix; none: only the majority class and --zero-shot rows",
+        help="some of prompt,prefix,residual,dept; none: only the majority class and --zero-shot rows",
     )
     parser.add_argument(
         "--backbones",
@@ -310,6 +329,20 @@ def main() -> None:
         default=None,
         help="deep-prefix training steps (default 1000; quick 20): AdamW at 3e-4 needs more than Adafactor at 0.3",
     )
+    parser.add_argument(
+        "--residual-hidden",
+        type=int,
+        default=48,
+        help="residual: the MLP's bottleneck size (folded away after training)",
+    )
+    parser.add_argument("--dept-prompt-length", type=int, default=10, help="dept: the shorter prompt's length")
+    parser.add_argument(
+        "--dept-rank",
+        type=int,
+        default=None,
+        help="dept: the update's rank (default: matched to the plain prompt's trainable count at each task's length)",
+    )
+    parser.add_argument("--dept-lr", type=float, default=1e-4, help="dept: the update's AdamW learning rate")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument(
         "--data-order",
@@ -359,6 +392,7 @@ def main() -> None:
                 f"--zero-shot {spec!r}: write TASK=TEMPLATE with TASK one of --tasks and {{column}} fields in TEMPLATE"
             )
     cells = [Cell(t, m, b) for t in tasks for m in methods for b in backbones]
+    args.d_model = load_frozen_t5(args.model).config.d_model if "dept" in methods and not args.dept_rank else None
     if args.work:  # before hours of training, not after: a work directory holding other runs is an error
         try:
             reused = sum(finished_run(cell_config(cell, args, args.work)) for cell in cells)

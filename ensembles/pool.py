@@ -13,7 +13,8 @@ import torch
 from softprompt.data.custom import recorded_task
 from softprompt.data.tasks import Task
 from softprompt.errors import SoftpromptError
-from softprompt.io.store import load_banks, read_meta
+from softprompt.io.store import load_banks, load_dept, read_meta
+from softprompt.model.dept import concat_dept
 from softprompt.model.loading import FrozenT5
 from softprompt.model.prefixes import PrefixBank
 from softprompt.model.prompted import PromptedT5
@@ -114,7 +115,12 @@ def load_pool(run_dirs: Sequence[str | Path] | str | Path, frozen: FrozenT5, mix
     names = [f"{label}#{k}" for label, meta in zip(labels, metas) for k in range(meta["n_prompts"])]
     prompts = _concat_prompts([p for _, p, _ in loaded])
     prefixes = _concat_prefixes([x for _, _, x in loaded])
-    model = PromptedT5(frozen, prompts, prefixes)
+    dept = concat_dept(  # DePT runs' updates, zero rows for the others: one pass still mixes them
+        [load_dept(d, meta) for d, meta in zip(run_dirs, metas)],
+        [meta["n_prompts"] for meta in metas],
+        frozen.config.d_model,
+    )
+    model = PromptedT5(frozen, prompts, prefixes, dept)
     return Pool(model, names, metas)
 
 

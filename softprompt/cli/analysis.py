@@ -32,6 +32,7 @@ def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
         plot_neighbors,
         special_token_ids,
     )
+    from analysis.similarity import dept_note
     from softprompt.io.store import load_banks, read_meta
     from softprompt.model.loading import load_frozen_t5
 
@@ -67,6 +68,9 @@ def neighbors(run_dir, which, top_k, exclude_special, fmt, plot, model) -> None:
     ]
     report = neighbor_report(sims, ids, frozen.tokenizer, label_ids, indices)
     click.echo(json.dumps(report, indent=1) if fmt == "json" else format_neighbor_table(report))
+    note = dept_note(run_dir, meta)
+    if note:
+        click.echo(note, err=True)
     if plot:
         plot_neighbors(bank.weight.data[indices], embeddings, ids[indices], frozen.tokenizer, plot)
         click.echo(f"wrote {plot}", err=True)

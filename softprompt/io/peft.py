@@ -40,6 +40,7 @@ import torch
 from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import atomic_write, atomic_write_text, check_out_dir, write_fresh_dir
 from softprompt.io.store import META, PROMPTS, load_tensors, model_fingerprint, read_meta, save_run
+from softprompt.model.families import family_of, model_family
 from softprompt.model.prompts import PromptBank
 
 CONFIG_NAME = "adapter_config.json"
@@ -81,6 +82,11 @@ def export_peft(
             f"{run_dir} holds only deep prefixes (sites: {sites}), which cannot be exported to PEFT: PEFT prefix "
             "tuning never reaches T5's encoder and feeds decoder/cross prefixes through the KV cache with another "
             "head size and position bias; export a run trained with --prompt-length > 0"
+        )
+    if meta.get("dept"):
+        raise SoftpromptError(
+            f"{run_dir} is a DePT run: its prompts work only with their low-rank update of the input token embeddings, "
+            "which a PEFT prompt-tuning adapter cannot carry; serve it with softprompt, or export a run without --dept-rank"
         )
     if prefixes_spec:
         notes.append(
@@ -361,19 +367,14 @@ def _load_model_config(name: str):
         raise SoftpromptError(
             f"cannot load the config of model {name!r} ({first}); {model_typo_hint(name)}pass --model with a local T5 directory, or a hub name while online"
         ) from None
-    if config.model_type != "t5" or not getattr(config, "is_encoder_decoder", False):
-        raise SoftpromptError(
-            f"model {name!r} is a {config.model_type!r} model, not a T5 encoder-decoder; pass --model with the T5 the adapter was trained on"
-        )
+    model_family(config, name)  # a model outside the T5 family: one line naming the supported families
     return config
 
 
 def _parameter_count(config) -> int:
-    """Parameters of the base model, counted on the meta device (no weights loaded)."""
-    from transformers import T5ForConditionalGeneration
-
+    """Parameters of the base model (its family's class), counted on the meta device (no weights loaded)."""
     with torch.device("meta"):
-        model = T5ForConditionalGeneration(config)
+        model = family_of(config).model_class(config)
     return sum(p.numel() for p in model.parameters())
 
 

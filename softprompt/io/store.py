@@ -2,8 +2,10 @@
 
 A run directory holds ``softprompt.json`` and ``prompts.safetensors`` (the (N, P, d) bank) and/or
 ``prefixes.safetensors`` (folded deep prefixes, one (N, L, 2, H, Pp, d_kv) tensor per site);
-``prefixes_reparam.safetensors`` keeps the unfolded reparameterisation when asked for. Every file is
-written atomically (temp file, fsync, rename).
+``prefixes_reparam.safetensors`` keeps the unfolded reparameterisation when asked for. Residual prompts
+(``softprompt.model.reparam``) are stored folded, as plain prompts; ``prompts_reparam.safetensors`` keeps their MLPs
+when asked for. A DePT run adds ``dept.safetensors`` (``softprompt.model.dept``: A (N, s, r) and B (N, r, d)). Every
+file is written atomically (temp file, fsync, rename).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import transformers
 
 from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import atomic_write, atomic_write_text
+from softprompt.model.dept import DeptBank
 from softprompt.model.families import family_name
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompts import PromptBank
+from softprompt.model.reparam import ResidualPromptBank
 from softprompt.version import __version__
 
 FORMAT_VERSION = 1
@@ -32,6 +36,8 @@ META = "softprompt.json"
 PROMPTS = "prompts.safetensors"
 PREFIXES = "prefixes.safetensors"
 PREFIXES_REPARAM = "prefixes_reparam.safetensors"
+PROMPTS_REPARAM = "prompts_reparam.safetensors"
+DEPT = "dept.safetensors"
 REQUIRED = ("format_version", "model", "task", "n_prompts", "seeds")
 _HASH_IGNORED = {
     "_name_or_path",
@@ -76,20 +82,28 @@ def save_run(
     prompts: PromptBank | None,
     prefixes: PrefixBank | None,
     keep_reparam: bool = False,
+    dept: DeptBank | None = None,
 ) -> None:
-    """Write the banks and ``meta`` (completed with format and library versions) to ``directory``."""
+    """Write the banks and ``meta`` (completed with format and library versions) to ``directory``: residual prompts
+    and reparameterised prefixes folded (their MLPs kept too with ``keep_reparam``), a DePT bank as it is."""
     directory = Path(directory)
     meta = {**meta, "format_version": FORMAT_VERSION, "library": library_versions()}
     try:
         directory.mkdir(parents=True, exist_ok=True)
         files = {}
         if prompts is not None:
+            if isinstance(prompts, ResidualPromptBank):
+                if keep_reparam:
+                    files[PROMPTS_REPARAM] = _save_tensors(directory / PROMPTS_REPARAM, dict(prompts.state_dict()))
+                prompts = prompts.fold()
             files[PROMPTS] = _save_tensors(directory / PROMPTS, {"prompts": prompts.weight})
         if prefixes is not None:
             folded = prefixes.fold() if prefixes.reparameterised else prefixes
             files[PREFIXES] = _save_tensors(directory / PREFIXES, {f"kv.{site}": kv for site, kv in folded.kv.items()})
             if keep_reparam and prefixes.reparameterised:
                 files[PREFIXES_REPARAM] = _save_tensors(directory / PREFIXES_REPARAM, dict(prefixes.state_dict()))
+        if dept is not None:
+            files[DEPT] = _save_tensors(directory / DEPT, {"a": dept.a, "b": dept.b})
         meta["files"] = files  # SHA-256 per tensor file: a reader never pairs new tensors with old metadata
         atomic_write_text(directory / META, json.dumps(meta, indent=2) + "\n")  # last: marks the run complete
     except OSError as error:  # disk full, read-only or vanished directory: every file is written atomically
@@ -171,6 +185,29 @@ def load_banks(directory: str | os.PathLike, config) -> tuple[dict[str, Any], Pr
                 )
             prefixes.kv[site].data.copy_(kvs[site])
     return meta, prompts, prefixes
+
+
+def load_dept(directory: str | os.PathLike, meta: dict[str, Any]) -> DeptBank | None:
+    """A run's DePT updates (None for a run without them); ``meta`` is the run's ``read_meta``.
+
+    >>> load_dept("runs/sst2", read_meta("runs/sst2")) is None  # a run of plain prompts
+    True
+    """
+    spec = meta.get("dept")
+    if not spec:
+        return None
+    path = Path(directory) / DEPT
+    tensors = load_tensors(path, meta)
+    a, b = tensors.get("a"), tensors.get("b")
+    n, positions, rank = meta["n_prompts"], spec["positions"], spec["rank"]
+    d_model = meta["model"].get("d_model")
+    if a is None or b is None or tuple(a.shape) != (n, positions, rank) or tuple(b.shape) != (n, rank, d_model):
+        raise SoftpromptError(f"{path} does not hold the DePT updates softprompt.json describes; retrain or restore it")
+    bank = DeptBank(n, positions, rank, d_model)
+    with torch.no_grad():
+        bank.a.copy_(a)
+        bank.b.copy_(b)
+    return bank
 
 
 def read_bank_tensors(

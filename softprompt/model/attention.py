@@ -13,6 +13,10 @@ self-attention, decoder cross-attention), prepend per-row prefix keys/values:
 
 Because it works below ``T5Stack``, it reaches the encoder too (``T5Stack`` drops
 ``past_key_values`` in the encoder, so the KV-cache route cannot).
+
+mT5 and umT5 (``softprompt.model.families``) have the same layout and call the same interface. umT5 computes a
+relative-position bias in every layer instead of reusing the first layer's: each layer's bias is padded by the same
+rule (prefix columns zero, real columns their own), prepared once per layer instead of once per stack.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import AttentionInterface, T5ForConditionalGeneration
+from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 from transformers.models.t5.modeling_t5 import eager_attention_forward
@@ -58,8 +62,8 @@ class PrefixContext:
         return hit[2]
 
 
-def attention_sites(model: T5ForConditionalGeneration) -> dict[str, list[nn.Module]]:
-    """The T5Attention modules of each site, indexed by layer."""
+def attention_sites(model: PreTrainedModel) -> dict[str, list[nn.Module]]:
+    """The attention modules (T5Attention, or its family's) of each site, indexed by layer."""
     return {
         "encoder": [block.layer[0].SelfAttention for block in model.encoder.block],
         "decoder": [block.layer[0].SelfAttention for block in model.decoder.block],
@@ -67,7 +71,7 @@ def attention_sites(model: T5ForConditionalGeneration) -> dict[str, list[nn.Modu
     }
 
 
-def install_prefix_attention(model: T5ForConditionalGeneration) -> PrefixContext:
+def install_prefix_attention(model: PreTrainedModel) -> PrefixContext:
     """Route ``model``'s attention through the prefix-aware kernels; returns the shared context.
 
     With an empty context the wrapped kernels are the original ones, bit for bit.
@@ -135,8 +139,8 @@ def _fold_candidates(
 ):
     """Cross-attention of K decoder rows per encoder row (row b's candidates or beams at rows b·K .. b·K+K-1),
     computed as one row of K·S queries, so the keys/values stay one copy per encoder row instead of K.
-    Exact: T5's cross-attention has no relative-position bias, so every query of a row attends to the
-    same keys under the same mask and bias.
+    Exact: cross-attention has no relative-position bias in the T5 family (zeros), so every query of a row attends
+    to the same keys under the same mask and bias.
     """
     rows, heads, length, d_kv = query.shape  # (B·K, H, S, d_kv)
     batch = key.shape[0]

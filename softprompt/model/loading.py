@@ -1,22 +1,29 @@
-"""Load T5 encoder-decoders frozen, by hub name, short alias or local directory."""
+"""Load encoder-decoders of the T5 family frozen, by hub name, short alias or local directory.
+
+The family (``softprompt.model.families``: t5 with ByT5 and UL2, mt5, umt5) is read from the config and picks the
+transformers class; the tokenizer is checked to fit the model (``check_vocab``, ``check_tokenizer_reads``).
+"""
 
 from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from softprompt.errors import SoftpromptError
 from softprompt.model.distributed import default_device
+from softprompt.model.families import FAMILIES, family_name, model_family
 from softprompt.model.hub import ask_hub, first_line
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"  # softprompt/assets
 TOKENIZER_DIR = ASSETS / "t5-tokenizer"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # the vendored tokenizer, also in each embedded model
 NANO_DIR = ASSETS / "t5-nano"  # the embedded pre-trained default (docs/t5-nano.md)
 # Pre-trained T5s shipped inside the package, by name: the default and the other sizes
 # of its recipe (softprompt.nano.lineage.SIZES) for offline model-scale curves.
@@ -32,6 +39,11 @@ ALIASES: dict[str, str] = {
     **{f"t5-lm-{s}": f"google/t5-{s}-lm-adapt" for s in ("small", "base", "large", "xl", "xxl")},
     **{f"t5-v1_1-{s}": f"google/t5-v1_1-{s}" for s in ("small", "base", "large", "xl", "xxl")},
     **{f"flan-t5-{s}": f"google/flan-t5-{s}" for s in ("small", "base", "large", "xl", "xxl")},
+    **{f"mt5-{s}": f"google/mt5-{s}" for s in ("small", "base", "large", "xl", "xxl")},
+    **{f"byt5-{s}": f"google/byt5-{s}" for s in ("small", "base", "large", "xl", "xxl")},
+    **{f"umt5-{s}": f"google/umt5-{s}" for s in ("small", "base", "xl", "xxl")},  # umT5 has no "large"
+    "ul2": "google/ul2",
+    "flan-ul2": "google/flan-ul2",
 }
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -39,15 +51,20 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 @dataclass
 class FrozenT5:
-    """A frozen T5 encoder-decoder, its tokenizer, and the name it was loaded by."""
+    """A frozen encoder-decoder of the T5 family, its tokenizer, and the name it was loaded by."""
 
-    model: T5ForConditionalGeneration
+    model: PreTrainedModel  # T5ForConditionalGeneration or its family's class (families.FAMILIES)
     tokenizer: PreTrainedTokenizerBase
     name: str
 
     @property
-    def config(self) -> T5Config:
+    def config(self) -> PretrainedConfig:
         return self.model.config
+
+    @property
+    def family(self) -> str:
+        """The model's family (``softprompt.model.families``): t5, mt5 or umt5."""
+        return family_name(self.config)
 
     def parameter_count(self) -> int:
         """Number of (frozen) base-model parameters."""
@@ -107,11 +124,15 @@ def load_frozen_t5(
     device: str = "cpu",
     attn_implementation: str = "sdpa",
     device_map: str | None = None,
+    texts: Sequence[str] = (),
 ) -> FrozenT5:
-    """Load a T5 encoder-decoder and its tokenizer, frozen, in ``dtype`` on ``device``.
+    """Load an encoder-decoder of the T5 family and its tokenizer, frozen, in ``dtype`` on ``device``.
 
     ``device="auto"``: this process's GPU under ``accelerate launch`` / the only GPU, else the CPU.
     ``device_map="auto"``: spread a model too large for one device over all of them (accelerate).
+    The family (``softprompt.model.families``) picks the class; a model type outside it is one line naming the
+    supported families. The tokenizer must fit the model (``check_vocab``) and read ``texts``, the first inputs
+    the model will see (``check_tokenizer_reads``).
 
     >>> frozen = load_frozen_t5("t5-nano")  # the embedded default; or a hub name ("t5-xl") or a local directory
     >>> frozen.config.d_model, any(p.requires_grad for p in frozen.model.parameters())
@@ -128,13 +149,9 @@ def load_frozen_t5(
             f"cannot load model config for {name!r} ({first_line(error)}); {model_typo_hint(name)}pass a local directory "
             "with config.json and weights, or a hub name while online"
         ) from None
-    if config.model_type != "t5" or not getattr(config, "is_encoder_decoder", False):
-        raise SoftpromptError(
-            f"{name!r} is a {config.model_type!r} model, not a T5 encoder-decoder; "
-            "softprompt needs a T5 variant (t5, t5 v1.1 / lm-adapt, flan-t5)"
-        )
+    family = model_family(config, name)
     try:
-        model = T5ForConditionalGeneration.from_pretrained(
+        model = family.model_class.from_pretrained(
             source, dtype=DTYPES[dtype], attn_implementation=attn_implementation, device_map=device_map
         )
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # missing, truncated or mismatched weights
@@ -144,6 +161,7 @@ def load_frozen_t5(
         ) from None
     tokenizer = load_tokenizer(source)
     check_vocab(tokenizer, model.config, name)
+    check_tokenizer_reads(tokenizer, texts, name)
     if DTYPES[dtype] != torch.float32:
         keep_wo_in_fp32(model)
     if target is not None:
@@ -166,7 +184,7 @@ def resolve_device(device: str) -> torch.device:
     return target
 
 
-def keep_wo_in_fp32(model: T5ForConditionalGeneration) -> None:
+def keep_wo_in_fp32(model: PreTrainedModel) -> None:
     """Upcast the feed-forward output projections (``wo``) to fp32, as T5 needs in half precision.
 
     T5 was trained in bf16 but its ``wo`` activations overflow in fp16 and lose precision in bf16;
@@ -177,7 +195,7 @@ def keep_wo_in_fp32(model: T5ForConditionalGeneration) -> None:
             module.float()
 
 
-def enable_gradient_checkpointing(model: T5ForConditionalGeneration) -> None:
+def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
     """Recompute activations in the backward pass instead of storing them (for prompts and prefixes).
 
     transformers only checkpoints in training mode, so the model is put in training mode with every
@@ -198,7 +216,8 @@ def enable_gradient_checkpointing(model: T5ForConditionalGeneration) -> None:
 
 
 def load_tokenizer(source: str | os.PathLike = TOKENIZER_DIR) -> PreTrainedTokenizerBase:
-    """The tokenizer stored with ``source``; the vendored T5 vocabulary when a directory has none."""
+    """The tokenizer stored with ``source``; the vendored T5 vocabulary when a directory has no tokenizer files
+    (``check_vocab`` then refuses it for a model of another vocabulary)."""
     if os.path.isdir(source) and not _has_tokenizer(Path(source)):
         source = TOKENIZER_DIR
     try:
@@ -207,12 +226,39 @@ def load_tokenizer(source: str | os.PathLike = TOKENIZER_DIR) -> PreTrainedToken
         raise SoftpromptError(f"cannot load tokenizer from {str(source)!r}: {first_line(error)}") from None
 
 
-def check_vocab(tokenizer: PreTrainedTokenizerBase, config: T5Config, name: str) -> None:
-    """Fail when the tokenizer can emit ids the model has no embedding for."""
+def check_vocab(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig, name: str) -> None:
+    """Fail when the tokenizer cannot serve the model: it can emit ids the model has no embedding for, or it has
+    far fewer tokens (under half) than the model has embedding rows, as a tokenizer built without its vocabulary
+    file has (T5's: 104 tokens that read every word as <unk>). Checkpoints pad their rows a little beyond their
+    tokenizer (T5: 32100 tokens, 32128 rows), never to twice its size."""
     if len(tokenizer) > config.vocab_size:
         raise SoftpromptError(
             f"tokenizer of {name!r} has {len(tokenizer)} tokens but the model's vocabulary has "
             f"{config.vocab_size}; use the tokenizer the model was trained with"
+        )
+    if 2 * len(tokenizer) < config.vocab_size:
+        raise SoftpromptError(
+            f"tokenizer of {name!r} has {len(tokenizer)} tokens for the model's {config.vocab_size} embedding rows, "
+            "so it is not the model's own (one built without its vocabulary file reads every word as <unk>); save "
+            "the tokenizer the model was trained with beside it (tokenizer.save_pretrained(DIR))"
+        )
+
+
+def check_tokenizer_reads(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], name: str, sample: int = 32
+) -> None:
+    """Fail when the tokenizer reads most words of the first ``sample`` texts as its unknown token: it does not fit
+    the inputs (or the model). A tokenizer without an unknown token (ByT5's bytes) reads everything."""
+    unknown_id = tokenizer.unk_token_id
+    words = [word for text in list(texts)[:sample] for word in text.split()]
+    if unknown_id is None or not words:
+        return
+    unknown = sum(unknown_id in ids for ids in tokenizer(words, add_special_tokens=False).input_ids)
+    if 2 * unknown > len(words):
+        raise SoftpromptError(
+            f"the tokenizer of {name!r} reads {unknown} of the first {len(words)} input words as "
+            f"{tokenizer.unk_token}; it does not fit these inputs: use the tokenizer the model was trained with "
+            "(saved beside the model) or a model whose vocabulary covers the inputs' language"
         )
 
 
@@ -225,15 +271,21 @@ def random_t5(
     vocab_size: int = 32128,
     seed: int = 0,
     attn_implementation: str = "sdpa",
+    family: str = "t5",
+    tokenizer: PreTrainedTokenizerBase | None = None,
     **extra: object,
 ) -> FrozenT5:
-    """A frozen, randomly initialised T5 with the real T5 vocabulary (tests, benchmarks, demos).
+    """A frozen, randomly initialised model of ``family`` (its own configuration and model classes, see
+    ``softprompt.model.families``) with ``tokenizer``, by default the real T5 vocabulary (tests, benchmarks, demos).
 
     >>> tiny = random_t5(d_model=32, num_layers=2)
     >>> tiny.config.num_decoder_layers, tiny.tokenizer.convert_ids_to_tokens(tiny.tokenizer("positive").input_ids)
     (2, ['▁positive', '</s>'])
+    >>> type(random_t5(family="umt5").model).__name__
+    'UMT5ForConditionalGeneration'
     """
-    config = T5Config(
+    spec = FAMILIES[family]
+    config = spec.config_class(
         vocab_size=vocab_size,
         d_model=d_model,
         d_ff=d_ff,
@@ -248,8 +300,9 @@ def random_t5(
     )
     config._attn_implementation = attn_implementation
     torch.manual_seed(seed)
-    model = T5ForConditionalGeneration(config)
-    return FrozenT5(freeze(model), load_tokenizer(), f"random-t5-d{d_model}-l{num_layers}-seed{seed}")
+    model = spec.model_class(config)
+    name = f"random-{family}-d{d_model}-l{num_layers}-seed{seed}"
+    return FrozenT5(freeze(model), tokenizer if tokenizer is not None else load_tokenizer(), name)
 
 
 def save_model_dir(frozen: FrozenT5, directory: str | os.PathLike) -> None:
@@ -299,4 +352,5 @@ def _check_hub_model(name: str, repo_id: str) -> None:
 
 
 def _has_tokenizer(path: Path) -> bool:
-    return (path / "tokenizer.json").is_file() or (path / "spiece.model").is_file()
+    """Whether ``path`` holds tokenizer files (a vocabulary, or ByT5's config alone: bytes need no vocabulary file)."""
+    return any((path / name).is_file() for name in ("tokenizer.json", "spiece.model", "tokenizer_config.json"))

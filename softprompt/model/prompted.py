@@ -14,6 +14,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from softprompt.model.attention import attention_sites, install_prefix_attention
 from softprompt.model.beam_cache import CACHE_ARGUMENT, beam_search_cache
+from softprompt.model.dept import DeptBank
+from softprompt.model.families import family_of
 from softprompt.model.loading import FrozenT5
 from softprompt.model.losses import sequence_log_probs
 from softprompt.model.prefixes import PrefixBank
@@ -34,7 +36,13 @@ class PromptedT5(nn.Module):
     [True, False, True]
     """
 
-    def __init__(self, frozen: FrozenT5, prompts: PromptBank | None = None, prefixes: PrefixBank | None = None):
+    def __init__(
+        self,
+        frozen: FrozenT5,
+        prompts: PromptBank | None = None,
+        prefixes: PrefixBank | None = None,
+        dept: DeptBank | None = None,
+    ):
         super().__init__()
         if prompts is None and prefixes is None:
             raise ValueError("PromptedT5 needs a prompt bank, a prefix bank, or both")
@@ -45,15 +53,16 @@ class PromptedT5(nn.Module):
         self.name = frozen.name
         self.prompts = prompts
         self.prefixes = prefixes
+        self.dept = dept  # DePT: a low-rank update of the rows' input token embeddings (softprompt.model.dept)
         self.context = install_prefix_attention(self.model)
         device = self.model.get_input_embeddings().weight.device  # banks live with the input embeddings
-        for bank in (prompts, prefixes):
+        for bank in (prompts, prefixes, dept):
             if bank is not None:
                 bank.to(device)
 
     def to(self, *args, **kwargs) -> PromptedT5:
         """Move the banks only: the frozen model stays where it was loaded (it may span devices)."""
-        for bank in (self.prompts, self.prefixes):
+        for bank in (self.prompts, self.prefixes, self.dept):
             if bank is not None:
                 bank.to(*args, **kwargs)
         return self
@@ -69,7 +78,8 @@ class PromptedT5(nn.Module):
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The banks' parameters (the base model is frozen)."""
-        return [p for bank in (self.prompts, self.prefixes) if bank is not None for p in bank.parameters()]
+        banks = (self.prompts, self.prefixes, self.dept)
+        return [p for bank in banks if bank is not None for p in bank.parameters()]
 
     def select(self, prompt_ids: torch.Tensor) -> None:
         """Route the deep prefixes of ``prompt_ids`` (B,) to the attention kernels for the next calls."""
@@ -80,6 +90,8 @@ class PromptedT5(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Input embeddings with the rows' prompts in front: (B, P+T, d) and mask (B, P+T)."""
         embeds = self.model.get_input_embeddings()(input_ids)  # (B, T, d)
+        if self.dept is not None:  # DePT: each row's own update of its first s token embeddings
+            embeds = embeds + self.dept(prompt_ids, embeds.shape[1]).to(embeds.dtype)  # (B, T, d)
         if self.prompts is None:
             return embeds, attention_mask
         prompt = self.prompts(prompt_ids).to(embeds.dtype)  # (B, P, d)
@@ -151,11 +163,15 @@ class PromptedT5(nn.Module):
         encoder_outputs, mask = self.encode(input_ids, attention_mask, prompt_ids)
         hidden = encoder_outputs.last_hidden_state  # (B, P+T, d)
         labels = choice_ids.reshape(batch * k, length).masked_fill(~choice_mask.reshape(batch * k, length).bool(), -100)
+        if family_of(self.model.config).cross_from_encoder_rows:
+            cache = {"use_cache": False}  # one layer's keys/values alive at a time, as in a plain forward
+        else:  # umT5 would project B·K rows of cross-attention keys/values: it finds B rows projected beforehand
+            cache = {CACHE_ARGUMENT: beam_search_cache(self.model, hidden), "use_cache": True}
         logits = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden),  # each cross-attention projects B rows
             attention_mask=mask,  # (B, P+T)
             decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels),  # (B·K, S)
-            use_cache=False,  # one layer's keys/values alive at a time, as in a plain forward
+            **cache,
         ).logits  # (B·K, S, V)
         return sequence_log_probs(logits, labels).view(batch, k)
 

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from softprompt.errors import SoftpromptError
+from softprompt.model.tokens import byte_offset, text_byte_ids
 
 INITS = ("random-uniform", "sampled-vocab", "class-label", 'text:"..."')
 N_FREQUENT = 5000
@@ -43,21 +44,33 @@ class PromptBank(nn.Module):
 
 
 def frequent_token_ids(tokenizer: PreTrainedTokenizerBase, n: int = N_FREQUENT) -> torch.Tensor:
-    """The ``n`` most frequent ordinary pieces of a SentencePiece vocabulary.
+    """The ``n`` most frequent ordinary pieces of a SentencePiece vocabulary, or the bytes of text of a byte
+    tokenizer (ByT5: its printable ASCII bytes and space, ``softprompt.model.tokens``).
 
     "Frequent" means highest unigram log-probability in the SentencePiece model (the score stored
     with each piece in tokenizer.json), the closest thing to corpus frequency that the vocabulary
     keeps. Special tokens (pad, eos, unk), sentinels (``<extra_id_*>``) and the bare word-boundary
-    piece are excluded.
+    piece are excluded. ByT5 keeps no scores; its pool is the bytes of ordinary (mostly Latin-script) text.
     """
-    return torch.tensor(_frequent_ids(tokenizer.backend_tokenizer.to_str(), tuple(tokenizer.all_special_ids), n))
+    if byte_offset(tokenizer) is not None:
+        return torch.tensor(text_byte_ids(tokenizer)[:n])
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise SoftpromptError(
+            f"sampled-vocab init needs a SentencePiece (Unigram) tokenizer with piece scores or a byte tokenizer, "
+            f"not {type(tokenizer).__name__}; use --init random-uniform"
+        )
+    return torch.tensor(_frequent_ids(backend.to_str(), tuple(tokenizer.all_special_ids), n))
 
 
 @lru_cache(maxsize=4)
 def _frequent_ids(serialized: str, special_ids: tuple[int, ...], n: int) -> list[int]:
     vocab = json.loads(serialized)["model"].get("vocab")
     if not vocab or not isinstance(vocab[0], list):
-        raise SoftpromptError("sampled-vocab init needs a SentencePiece (Unigram) tokenizer with piece scores")
+        raise SoftpromptError(
+            "sampled-vocab init needs a SentencePiece (Unigram) tokenizer with piece scores or a byte tokenizer; "
+            "use --init random-uniform"
+        )
     excluded = set(special_ids)
     scored = [
         (score, index)
@@ -115,6 +128,11 @@ def _sampled_vocab(
     length: int, embeddings: torch.Tensor, tokenizer: PreTrainedTokenizerBase, generator: torch.Generator
 ) -> torch.Tensor:
     pool = frequent_token_ids(tokenizer)
+    if not len(pool):
+        raise SoftpromptError(
+            "sampled-vocab init found no ordinary tokens in the tokenizer (only special tokens and sentinels); "
+            "use the model's own tokenizer, or --init random-uniform"
+        )
     picks = pool[torch.randint(len(pool), (length,), generator=generator)]
     return embeddings[picks].clone()
 

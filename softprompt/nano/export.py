@@ -7,8 +7,8 @@ another checkpoint or did not pass (the default t5-nano must pass the whole gate
 scale points, for which a weak prompt score is a result, so they need only the encoder-swap check and
 their card records the prompt check's outcome), then writes ``softprompt/assets/NAME/`` (default: t5-nano, the
 default backbone; t5-nano-s and t5-nano-m are the other sizes of its recipe): bf16 weights,
-config (no tokenizer: ``load_tokenizer`` gives a directory without one the vendored T5 vocabulary, which
-export checks the checkpoint was trained with), ``provenance.json`` (pre-training state, the states of the earlier stages
+config, the vendored T5 tokenizer's files (softprompt/assets/t5-tokenizer, which export checks the checkpoint was
+trained with: the directory loads as is with ``from_pretrained``), ``provenance.json`` (pre-training state, the states of the earlier stages
 it continued from, gate report, corpus manifest, quality results: ``--quality`` may be given once per
 ``benchmarks/quality.py --json`` report of the same settings, e.g. tasks run apart) and ``README.md``, the model card,
 whose every number is read from those files. The directory is written beside the target and renamed
@@ -35,7 +35,7 @@ from transformers import T5ForConditionalGeneration
 
 from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import atomic_write_text
-from softprompt.model.loading import ASSETS, load_tokenizer
+from softprompt.model.loading import ASSETS, TOKENIZER_DIR, TOKENIZER_FILES, load_tokenizer
 from softprompt.nano.checkpoints import digest_where_made, weights_sha256
 from softprompt.nano.lineage import DEFAULT, SIZES
 
@@ -360,6 +360,8 @@ def export(
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
+    for file in TOKENIZER_FILES:
+        shutil.copyfile(TOKENIZER_DIR / file, staging / file)
     provenance["weights_sha256"] = weights_sha256(staging)
     (staging / "provenance.json").write_text(json.dumps(provenance, indent=1))
     params = sum(p.numel() for p in model.parameters())

@@ -20,6 +20,8 @@ from softprompt.training.settings import (
     PREFIX_INITS,
     PREFIX_ONLY,
     PROMPT_ONLY,
+    REPARAMS,
+    VARIANT_DEFAULTS,
     DataSettings,
     LoggingSettings,
     ModelSettings,
@@ -29,6 +31,7 @@ from softprompt.training.settings import (
     RunSettings,
     TransferSettings,
     ValidationSettings,
+    VariantSettings,
 )
 from softprompt.training.tracking import parse_report_to
 from softprompt.training.transfer import AUTO, check_init_from
@@ -47,6 +50,7 @@ class TrainConfig(
     ValidationSettings,
     OptimSettings,
     PrefixSettings,
+    VariantSettings,
     PromptSettings,
     RunSettings,
     DataSettings,
@@ -96,6 +100,7 @@ class TrainConfig(
             raise SoftpromptError("--prompt-length 0 leaves nothing to train; use a positive length or --deep-prefix")
         if self.prompt_length:
             parse_init(self.init)
+        self._validate_variants()
         if self.deep_prefix:
             _positive("--prefix-length", self.prefix_length)
             if not self.prefix_sites or any(site not in SITES for site in self.prefix_sites):
@@ -145,6 +150,25 @@ class TrainConfig(
             if value is not None:
                 _positive("--" + name.replace("_", "-"), value)
 
+    def _validate_variants(self) -> None:
+        """Check the prompt variants' settings (--prompt-reparam, --dept-rank): both act on input prompts."""
+        if self.prompt_reparam not in REPARAMS:
+            raise SoftpromptError(f"--prompt-reparam must be one of {', '.join(REPARAMS)}, got {self.prompt_reparam!r}")
+        if self.dept_rank < 0:
+            raise SoftpromptError(f"--dept-rank must be >= 0 (0: no DePT update), got {self.dept_rank}")
+        for flag, used in (
+            ("--prompt-reparam residual", self.prompt_reparam != "none"),
+            ("--dept-rank", self.dept_rank),
+        ):
+            if used and not self.prompt_length:
+                raise SoftpromptError(f"{flag} acts with input prompts; give a positive --prompt-length")
+        if self.prompt_reparam != "none":
+            _positive("--prompt-reparam-hidden", self.prompt_reparam_hidden)
+            if not 0 <= self.prompt_reparam_dropout < 1:
+                raise SoftpromptError(f"--prompt-reparam-dropout must be in [0, 1), got {self.prompt_reparam_dropout}")
+        if self.dept_rank and not self.dept_lr > 0:
+            raise SoftpromptError(f"--dept-lr must be > 0, got {self.dept_lr}")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (stored in artefacts and checkpoints)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -154,8 +178,10 @@ class TrainConfig(
         return self.prompt_seeds if self.data_order == "per-prompt" else (self.seed,)
 
     def recipes(self) -> dict[str, tuple[str, float]]:
-        """Each bank's (optimizer, lr): ``prompts`` (input prompts) and ``prefixes`` (deep prefixes)."""
-        return {"prompts": (self.optimizer, self.lr), "prefixes": (self.prefix_optimizer, self.prefix_lr)}
+        """Each bank's (optimizer, lr): ``prompts`` (input prompts, and their residual MLPs), ``prefixes`` (deep
+        prefixes) and, in DePT runs, ``dept`` (the low-rank updates: AdamW, as Shi & Lipani)."""
+        recipes = {"prompts": (self.optimizer, self.lr), "prefixes": (self.prefix_optimizer, self.prefix_lr)}
+        return recipes | ({"dept": ("adamw", self.dept_lr)} if self.dept_rank else {})
 
     def differences(self, stored: dict[str, Any], ignore: Iterable[str] = ()) -> list[str]:
         """Settings in which ``stored`` (another run's ``to_dict()``, read back from JSON) differs from
@@ -165,7 +191,15 @@ class TrainConfig(
         # runs written before prompt transfer started from no run; before --group-by-length, drew plain shuffled batches;
         # before --data-order, one order for every prompt
         # before --subsample-seed was recorded, a run's subset was that of seed 0 unless the seed was given (not knowable)
-        stored = {"init_from": [], "group_by_length": False, "data_order": "shared", "subsample_seed": 0, **stored}
+        # before prompt variants, plain prompts
+        stored = {
+            "init_from": [],
+            "group_by_length": False,
+            "data_order": "shared",
+            "subsample_seed": 0,
+            **VARIANT_DEFAULTS,
+            **stored,
+        }
         stored |= {
             key: _absolute(stored.get(key)) for key in ("train_file", "validation_file")
         }  # earlier runs kept the path as given

@@ -27,11 +27,13 @@ from softprompt.io.atomic import atomic_write_text
 from softprompt.io.checkpoint import checkpoint_step, has_checkpoint, load_checkpoint, save_checkpoint
 from softprompt.io.store import model_fingerprint, save_run
 from softprompt.model import distributed
+from softprompt.model.dept import DeptBank
 from softprompt.model.loading import FrozenT5, enable_gradient_checkpointing
 from softprompt.model.losses import per_prompt_loss_sums, per_prompt_token_counts
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank, init_bank, parse_init
+from softprompt.model.reparam import ResidualPromptBank
 from softprompt.runner.metrics import classification_metrics, generation_metrics
 from softprompt.runner.passes import encode_texts, plan_passes, prompt_rows, repeat_for_prompts
 from softprompt.runner.scoring import generate_texts, score_choices
@@ -63,16 +65,27 @@ class TrainResult:
 
 
 def build_prompted(frozen: FrozenT5, cfg: TrainConfig, label_words: Sequence[str] = ()) -> PromptedT5:
-    """A PromptedT5 with freshly initialised banks as ``cfg`` describes."""
-    prompts = prefixes = None
+    """A PromptedT5 with freshly initialised banks as ``cfg`` describes: input prompts (plain, or reparameterised by
+    residual MLPs), deep prefixes, DePT updates."""
+    prompts = prefixes = dept = None
+    d_model = frozen.config.d_model
     if cfg.prompt_length:
-        prompts = PromptBank(cfg.n_prompts, cfg.prompt_length, frozen.config.d_model)
+        if cfg.prompt_reparam == "residual":
+            prompts = ResidualPromptBank(
+                cfg.n_prompts, cfg.prompt_length, d_model, cfg.prompt_reparam_hidden, cfg.prompt_reparam_dropout
+            )
+            prompts.init_mlp(cfg.prompt_seeds)
+        else:
+            prompts = PromptBank(cfg.n_prompts, cfg.prompt_length, d_model)
         embeddings = frozen.model.get_input_embeddings().weight
         init_bank(prompts, cfg.init, embeddings, frozen.tokenizer, cfg.prompt_seeds, label_words)
     if cfg.deep_prefix:
         shape = PrefixShape.for_config(frozen.config, cfg.prefix_length, cfg.prefix_sites)
         prefixes = PrefixBank(cfg.n_prompts, shape, cfg.reparam_dim, cfg.reparam_hidden)
-    prompted = PromptedT5(frozen, prompts, prefixes)
+    if cfg.dept_rank:  # s = the longest source the run feeds
+        dept = DeptBank(cfg.n_prompts, cfg.max_source_length, cfg.dept_rank, d_model)
+        dept.init_random(cfg.prompt_seeds)
+    prompted = PromptedT5(frozen, prompts, prefixes, dept)
     if prefixes is not None:
         if cfg.prefix_init != "random":
             values = prompted.real_word_prefix(prefix_init_text(cfg.prefix_init, label_words), cfg.prefix_length)
@@ -95,7 +108,19 @@ def prefix_init_text(spec: str, label_words: Sequence[str]) -> str:
 
 
 def validate(prompted: PromptedT5, task: Task, examples: Sequence[Example], cfg: TrainConfig) -> list[float]:
-    """Each prompt's validation score on the task's primary metric (a built-in task's official one)."""
+    """Each prompt's validation score on the task's primary metric (a built-in task's official one); the banks in
+    evaluation mode (no dropout in residual prompts' MLPs)."""
+    banks = _banks(prompted).values()
+    for bank in banks:
+        bank.eval()
+    try:
+        return _scores(prompted, task, examples, cfg)
+    finally:
+        for bank in banks:
+            bank.train()
+
+
+def _scores(prompted: PromptedT5, task: Task, examples: Sequence[Example], cfg: TrainConfig) -> list[float]:
     ids = list(range(prompted.n_prompts))
     if task.kind == "generation":
         generations = generate_texts(prompted, examples, ids, cfg.max_source_length, cfg.max_tokens, **cfg.decoding)
@@ -211,6 +236,8 @@ def train(
     while state["step"] < cfg.steps and not stopped_early:
         step = state["step"]
         batches = [distributed.shard([train_examples[i] for i in order.batch(step)]) for order in orders]
+        if isinstance(prompted.prompts, ResidualPromptBank):
+            prompted.prompts.dropout_step = step  # the step's dropout masks, the same on resume
         losses = _backward(prompted, batches, cfg, device)  # (N,) global per-prompt losses
         distributed.all_reduce_grads(params)
         grad_norms = clip_grad_norm_per_prompt(params, cfg.max_grad_norm)  # (N,) before clipping
@@ -253,7 +280,9 @@ def train(
     if distributed.is_main():
         meta = _run_meta(cfg, frozen, task, state, trainable)
         atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))
-        save_run(cfg.output_dir, meta, prompted.prompts, prompted.prefixes, cfg.keep_reparam)  # softprompt.json last
+        save_run(
+            cfg.output_dir, meta, prompted.prompts, prompted.prefixes, cfg.keep_reparam, prompted.dept
+        )  # residual prompts folded; softprompt.json last
     distributed.barrier()
     return TrainResult(state["best_metric"], state["best_step"], stopped_early)
 
@@ -383,7 +412,7 @@ def _own_starts(cfg: TrainConfig, task: Task) -> str:
 def _banks(prompted: PromptedT5) -> dict[str, torch.nn.Module]:
     return {
         name: bank
-        for name, bank in (("prompts", prompted.prompts), ("prefixes", prompted.prefixes))
+        for name, bank in (("prompts", prompted.prompts), ("prefixes", prompted.prefixes), ("dept", prompted.dept))
         if bank is not None
     }
 
@@ -438,7 +467,12 @@ def _run_meta(cfg: TrainConfig, frozen: FrozenT5, task: Task, state: dict[str, A
         "data": _data_sources(cfg, task),
         "n_prompts": cfg.n_prompts,
         "seeds": list(cfg.prompt_seeds),
-        "prompts": {"length": cfg.prompt_length, "init": cfg.init} if cfg.prompt_length else None,
+        "prompts": (
+            {"length": cfg.prompt_length, "init": cfg.init, "reparam": cfg.prompt_reparam}
+            if cfg.prompt_length
+            else None
+        ),  # residual prompts are stored folded: plain prompts to every reader
+        "dept": {"rank": cfg.dept_rank, "positions": cfg.max_source_length} if cfg.dept_rank else None,
         "prefixes": (
             {
                 "length": cfg.prefix_length,

@@ -25,18 +25,20 @@ from softprompt.data.tasks import GENERATION_METRICS, classification_metric_name
 from softprompt.model.decoding import DECODING_DEFAULTS
 
 # written out (the modules that own them import torch; tests check they agree): softprompt.training.optim.OPTIMIZERS,
-# softprompt.model.attention.SITES
+# softprompt.model.attention.SITES, softprompt.model.reparam.REPARAMS
 OPTIMIZERS = ("adafactor", "adamw")
 SITES = ("encoder", "decoder", "cross")
 DTYPES = ("float32", "bfloat16")
 # shared: every prompt reads the step's one batch (drawn from --seed); per-prompt: prompt i reads its own batches,
 # drawn from its prompt seed, so a joint run equals N separate one-prompt runs (softprompt.training.loop.joint_backward)
 DATA_ORDERS = ("shared", "per-prompt")
+REPARAMS = ("none", "residual")  # softprompt.model.reparam.REPARAMS
 PREFIX_INITS = ("random", "class-label", 'text:"..."')  # class-label: the label words' real-word activations
 
 MODEL_HELP = (
     "embedded model (t5-nano, or its siblings t5-nano-s, t5-nano-m: pre-trained here, shipped inside the package; "
-    "runs offline), T5 hub name, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, flan-t5-*) or local directory"
+    "runs offline), hub name of a T5-family model, short alias (t5-small … t5-11b, t5-xl/t5-xxl = LM-adapted v1.1, "
+    "t5-lm-*, flan-t5-*, mt5-*, umt5-*, byt5-*, ul2, flan-ul2) or local directory"
 )
 TASK_HELP = (
     "built-in task (boolq, cb, copa, rte, wic, wsc, multirc, sst2, mrpc, qqp, e2e_nlg, webnlg, xsum) or 'custom'"
@@ -139,6 +141,26 @@ class PromptSettings:
 
 
 @dataclass
+class VariantSettings:
+    """Prompt variants: input prompts reparameterised by a residual MLP, or a shorter prompt plus DePT's update."""
+
+    prompt_reparam: str = setting(
+        "none",
+        "residual: train each input prompt through its own bottleneck MLP with LayerNorm and a skip (Razdaibiedina et "
+        "al. 2023), folded into plain prompts when training ends",
+        choices=REPARAMS,
+    )
+    prompt_reparam_hidden: int = setting(128, "--prompt-reparam residual: the MLP's bottleneck size m")
+    prompt_reparam_dropout: float = setting(0.0, "--prompt-reparam residual: dropout on the MLP's output")
+    dept_rank: int = setting(
+        0,
+        "DePT (Shi & Lipani 2024): rank r of each prompt's low-rank update A (s×r) @ B (r×d) of the first s = "
+        "--max-source-length input token embeddings, trained next to a (shorter) prompt (0 = off)",
+    )
+    dept_lr: float = setting(1e-4, "DePT update's learning rate (its own AdamW)")
+
+
+@dataclass
 class PrefixSettings:
     """Deep prefixes (Li & Liang): keys and values at every attention layer, through an MLP, with their own optimiser."""
 
@@ -154,7 +176,8 @@ class PrefixSettings:
     reparam_hidden: int = setting(512, "prefix MLP hidden size")
     keep_reparam: bool = setting(
         False,
-        "also save the unfolded prefix MLP (prefixes_reparam.safetensors); inference loads the folded prefixes",
+        "also save the unfolded prefix MLP (prefixes_reparam.safetensors) and residual prompt MLPs "
+        "(prompts_reparam.safetensors); inference loads the folded prefixes and prompts",
     )
     prefix_optimizer: str | None = setting(
         None,
@@ -251,6 +274,7 @@ CONCERNS = (
     DataSettings,
     RunSettings,
     PromptSettings,
+    VariantSettings,
     PrefixSettings,
     OptimSettings,
     ValidationSettings,
@@ -273,4 +297,5 @@ def used_only_with(concern: type, switch: str) -> tuple[str, ...]:
 PROMPT_ONLY = used_only_with(PromptSettings, "prompt_length")  # counts only when either run trains input prompts
 PREFIX_ONLY = used_only_with(PrefixSettings, "deep_prefix")  # counts only when either run trains deep prefixes
 AUTO_ONLY = used_only_with(TransferSettings, "init_from")  # used only by --init-from auto
+VARIANT_DEFAULTS = {f.name: f.default for f in fields(VariantSettings)}  # what runs from before variants trained
 LOGGING_ONLY = names(LoggingSettings)  # change what a run records, never what it trains

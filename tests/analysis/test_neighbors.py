@@ -151,3 +151,46 @@ def test_plot_written(tmp_path, tokenizer, embeddings):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nn.png", "nn.svg"]  # no temp files left
     with pytest.raises(SoftpromptError, match="png or .svg"):
         plot_neighbors(vectors, embeddings, ids, tokenizer, str(tmp_path / "nn.pdf"))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, V, 10 * V])
+def test_chunked_search_gives_scikit_learns_brute_force_neighbours(chunk):
+    """The vocabulary searched in chunks of rows (a running top-k merged with each chunk's) gives exactly the
+    neighbours of scikit-learn's brute-force cosine search, excluded ids skipped, for any chunk size."""
+    from sklearn.neighbors import NearestNeighbors
+
+    g = torch.Generator().manual_seed(3)
+    vectors, table = torch.randn(3, 5, D, generator=g), torch.randn(V, D, generator=g)
+    excluded = [0, 1, 2, 63, 64, 199]
+    sims, ids = nearest_neighbors(vectors, table, top_k=6, exclude_ids=excluded, chunk=chunk)
+    distances, theirs = (
+        NearestNeighbors(metric="cosine", algorithm="brute")
+        .fit(table.numpy())
+        .kneighbors(vectors.reshape(15, D).numpy(), 6 + len(excluded))
+    )
+    kept = [[(t, 1 - d) for t, d in zip(row, dist) if t not in excluded][:6] for row, dist in zip(theirs, distances)]
+    assert ids.reshape(15, 6).tolist() == [[t for t, _ in row] for row in kept]
+    assert torch.allclose(sims.reshape(15, 6), torch.tensor([[s for _, s in row] for row in kept]), atol=1e-5)
+    with pytest.raises(SoftpromptError, match="chunk must be a positive number"):
+        nearest_neighbors(vectors, table, chunk=0)
+
+
+def test_byte_vocabulary_is_read_as_bytes():
+    """ByT5's ids name bytes: printable ASCII shows as itself, every other byte as <0xNN>, sentinels and special
+    tokens by name; the report says how tokens are shown."""
+    from transformers import ByT5Tokenizer
+
+    byt5 = ByT5Tokenizer()
+    table = torch.randn(384, D, generator=torch.Generator().manual_seed(4))
+    ids = byt5("é a!", add_special_tokens=False).input_ids  # 0xC3 0xA9, space, 'a', '!'
+    sims, found = nearest_neighbors(table[ids][None], table, top_k=1)
+    report = neighbor_report(sims, found, byt5)
+    assert [pos["neighbors"][0]["token"] for pos in report["prompts"][0]["positions"]] == [
+        "<0xC3>",
+        "<0xA9>",
+        "<0x20>",
+        "a",
+        "!",
+    ]
+    assert report["token_display"].startswith("bytes (ByT5)")
+    assert special_token_ids(byt5) == [0, 1, 2, *range(259, 384)]  # pad, eos, unk and the 125 sentinels

@@ -23,7 +23,7 @@ from softprompt.io.store import read_meta, save_run
 from softprompt.model.loading import random_t5, save_model_dir
 from softprompt.model.prompts import PromptBank
 from tests.conftest import TEST_DATA
-from tests.softprompt.cli.test_errors import run_cli
+from tests.softprompt.cli.helpers import run_cli
 
 RTE = TEST_DATA / "superglue" / "rte"
 R = 1 / math.sqrt(2)

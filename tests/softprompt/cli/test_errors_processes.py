@@ -36,7 +36,7 @@ def _corrupt_copy(run: Path, target: Path) -> Path:
 SUBPROCESS_CASES = {
     "train-non-t5-model": (
         lambda request, data, tmp: (save_bart(tmp / "bart"), train_args(tmp / "bart", tmp / "out", data))[1],
-        ("error: ", "is a 'bart' model, not a T5 encoder-decoder"),
+        ("error: ", "is a 'bart' model, not an encoder-decoder of the T5 family; softprompt supports t5"),
     ),
     "ensemble-eval-corrupted-safetensors": (
         lambda request, data, tmp: eval_args(

@@ -402,3 +402,38 @@ def test_inconsistent_adapter_config_is_refused(peft_adapter, tmp_path):
     (adapter / "adapter_model.safetensors").write_bytes((peft_adapter / "adapter_model.safetensors").read_bytes())
     with pytest.raises(SoftpromptError, match=r"shape \(8, 32\).*\(6, token_dim\)"):
         import_peft(adapter, tmp_path / "run", "rte", None)
+
+
+@pytest.mark.parametrize("family", ["mt5", "umt5"])
+def test_an_adapter_of_another_family_imports_and_exports_with_peft_logits(family, tmp_path):
+    """PEFT prompt-tunes mT5 and umT5 as it does T5 (its own seq2seq path): an adapter PEFT saved for a tiny random
+    model of the family's real classes imports to a run recording the family, gives PEFT's logits, and exports back
+    bit for bit; the base model's parameters are counted with the family's class."""
+    model_dir = tmp_path / family
+    save_model_dir(random_t5(family=family, seed=2), model_dir)
+    frozen = load_frozen_t5(str(model_dir))
+    model_class = type(frozen.model)
+    peft = get_peft_model(
+        model_class.from_pretrained(model_dir),
+        PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=4),
+    )
+    weight = peft.prompt_encoder["default"].embedding.weight
+    with torch.no_grad():
+        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(7)) * 3)
+    peft.save_pretrained(tmp_path / "adapter")
+    import_peft(tmp_path / "adapter", tmp_path / "run", "rte", None, str(model_dir))
+    meta = read_meta(tmp_path / "run")
+    assert meta["model"]["family"] == family and meta["model"]["parameters"] == frozen.parameter_count()
+    _, bank, _ = load_banks(tmp_path / "run", frozen.config)
+    ids, mask = _inputs(seed=1)
+    labels = torch.randint(3, 32000, (3, 4))
+    theirs = PeftModel.from_pretrained(model_class.from_pretrained(model_dir), tmp_path / "adapter").eval()
+    with torch.no_grad():
+        expected = theirs(input_ids=ids, attention_mask=mask, labels=labels).logits
+        mine = PromptedT5(frozen, prompts=bank)(ids, mask, torch.zeros(3, dtype=torch.long), labels=labels).logits
+    torch.testing.assert_close(mine, expected, atol=1e-5, rtol=1e-5)
+    export_peft(tmp_path / "run", 0, tmp_path / "back")
+    original = load_file(tmp_path / "adapter" / "adapter_model.safetensors")["prompt_embeddings"]
+    assert torch.equal(
+        load_file(tmp_path / "back" / "adapter_model.safetensors")["prompt_embeddings"][:4], original[:4]
+    )

@@ -66,3 +66,16 @@ def test_read_meta_rejects_newer_format(tmp_path):
     (tmp_path / "softprompt.json").write_text(json.dumps(meta | {"format_version": 2}))
     with pytest.raises(SoftpromptError, match="newer"):
         read_meta(tmp_path)
+
+
+@pytest.mark.parametrize("family", ["t5", "mt5", "umt5"])
+def test_the_family_is_recorded_and_checked_before_the_shapes(family, tmp_path):
+    """A run records its model's family; a model of another family with the same shapes (mT5 and umT5 here, tiny
+    random models of their real config classes) is refused in one line naming both."""
+    config = random_t5(family=family).config
+    save_run(tmp_path, _meta(config), PromptBank(2, 3, 32), None)
+    assert read_meta(tmp_path)["model"]["family"] == family
+    load_banks(tmp_path, config)
+    other = "umt5" if family != "umt5" else "mt5"
+    with pytest.raises(SoftpromptError, match=f"was trained on a {family} model .* but this is a {other} model;"):
+        load_banks(tmp_path, random_t5(family=other).config)

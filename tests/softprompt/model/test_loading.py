@@ -212,3 +212,68 @@ def test_gradient_checkpointing_gives_the_same_gradients(with_prefix):
         grads.append([p.grad.clone() for p in model.trainable_parameters()])
     for plain, checkpointed in zip(*grads):
         assert torch.allclose(plain, checkpointed, atol=1e-6)
+
+
+FAMILY_ALIASES = {  # the released checkpoints of the T5 family, by their hub ids
+    "mt5-small": "google/mt5-small",
+    "mt5-base": "google/mt5-base",
+    "mt5-large": "google/mt5-large",
+    "mt5-xl": "google/mt5-xl",
+    "mt5-xxl": "google/mt5-xxl",
+    "byt5-small": "google/byt5-small",
+    "byt5-base": "google/byt5-base",
+    "byt5-large": "google/byt5-large",
+    "byt5-xl": "google/byt5-xl",
+    "byt5-xxl": "google/byt5-xxl",
+    "umt5-small": "google/umt5-small",
+    "umt5-base": "google/umt5-base",
+    "umt5-xl": "google/umt5-xl",
+    "umt5-xxl": "google/umt5-xxl",
+    "ul2": "google/ul2",
+    "flan-ul2": "google/flan-ul2",
+}
+
+
+@pytest.mark.parametrize("alias", list(FAMILY_ALIASES))
+def test_a_family_alias_is_checked_once_against_the_hub_under_its_real_id(alias, monkeypatch, tmp_path):
+    """With the hub intercepted: the one request ``check_model_available`` makes asks for the real repository's
+    config.json (no retries), and a missing repository names the alias and its id."""
+    asked = []
+
+    def get_hf_file_metadata(url: str, timeout: float | None = None) -> None:
+        asked.append(url)
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached
+    monkeypatch.setattr(hub, "get_hf_file_metadata", get_hf_file_metadata)
+    assert resolve_model_name(alias) == FAMILY_ALIASES[alias]
+    assert models.check_model_available(alias) == FAMILY_ALIASES[alias]
+    assert asked == [hf_hub_url(FAMILY_ALIASES[alias], "config.json")]
+    monkeypatch.setattr(hub, "get_hf_file_metadata", hub_without(FAMILY_ALIASES[alias]))
+    with pytest.raises(SoftpromptError, match=f"^model '{alias}' is neither a local directory nor a model on the"):
+        models.check_model_available(alias)
+
+
+def test_a_misspelt_family_alias_gets_a_suggestion():
+    assert [model_typo_hint(n) for n in ("mt5-smal", "flan-ul", "google/umt5-bse", "umt5-large")] == [
+        "did you mean 'mt5-small'? ",
+        "did you mean 'flan-ul2'? ",
+        "did you mean 'google/umt5-base'? ",
+        "did you mean 'mt5-large'? ",  # umT5 has no large checkpoint; mT5 has
+    ]
+
+
+@pytest.mark.parametrize(
+    "config_class, model_type",
+    [("T5GemmaConfig", "t5gemma"), ("T5Gemma2Config", "t5gemma2"), ("LongT5Config", "longt5")],
+)
+def test_refused_members_of_the_family_say_why_and_name_the_supported_ones(config_class, model_type):
+    import transformers
+
+    from softprompt.model.families import REFUSED, model_family, supported_families
+
+    with pytest.raises(SoftpromptError) as refused:
+        model_family(getattr(transformers, config_class)(), "./model")
+    assert str(refused.value) == (
+        f"'./model' is a '{model_type}' model, which softprompt does not support: {REFUSED[model_type]}; "
+        f"use a model of the supported T5 families: {supported_families()}"
+    )

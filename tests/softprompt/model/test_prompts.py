@@ -74,3 +74,36 @@ def test_bad_init_specs(spec):
 def test_class_label_needs_label_words(frozen):
     with pytest.raises(SoftpromptError, match="label words"):
         initial_prompt("class-label", 3, frozen.model.get_input_embeddings().weight, frozen.tokenizer, seed=0)
+
+
+def test_byte_tokenizer_inits_work_over_bytes():
+    """ByT5 (a tiny random T5 with its 384 byte rows and ``ByT5Tokenizer``): sampled-vocab draws the bytes of text
+    (printable ASCII and space; it keeps no piece scores), class-label averages a label word's byte embeddings."""
+    from transformers import ByT5Tokenizer
+
+    byt5 = random_t5(vocab_size=384, tokenizer=ByT5Tokenizer())
+    embeddings = byt5.model.get_input_embeddings().weight
+    pool = frequent_token_ids(byt5.tokenizer).tolist()
+    assert pool == [3 + byte for byte in range(0x20, 0x7F)]
+    assert byt5.tokenizer.decode(pool) == "".join(map(chr, range(0x20, 0x7F)))
+    prompt = initial_prompt("sampled-vocab", 12, embeddings, byt5.tokenizer, seed=0)
+    rows = [int((embeddings == row).all(dim=1).nonzero()) for row in prompt]
+    assert set(rows) <= set(pool) and len(set(rows)) > 1
+    prompt = initial_prompt("class-label", 4, embeddings, byt5.tokenizer, seed=0, label_words=("yes", "no"))
+    torch.testing.assert_close(prompt[0], embeddings[[3 + ord(c) for c in "yes"]].mean(0))
+    torch.testing.assert_close(prompt[1], embeddings[[3 + ord(c) for c in "no"]].mean(0))
+
+
+def test_a_tokenizer_with_nothing_to_sample_is_one_line():
+    """The issue's tokenizer built without its vocabulary file holds only special tokens and sentinels: sampled-vocab
+    says so instead of failing inside torch.randint."""
+    import tempfile
+    from pathlib import Path
+
+    from transformers import AutoTokenizer, T5Config
+
+    with tempfile.TemporaryDirectory() as bare:
+        T5Config().save_pretrained(bare)
+        tokenizer = AutoTokenizer.from_pretrained(Path(bare))
+    with pytest.raises(SoftpromptError, match="^sampled-vocab init found no ordinary tokens in the tokenizer"):
+        initial_prompt("sampled-vocab", 3, torch.zeros(32128, 8), tokenizer, seed=0)

@@ -45,6 +45,8 @@ def test_export_ships_only_a_gate_passing_checkpoint_with_its_model_card(tiny_co
         "model.safetensors",
         "provenance.json",
         "README.md",
+        "tokenizer.json",  # the vendored T5 tokenizer: the folder loads as is with from_pretrained
+        "tokenizer_config.json",
     }
     assert {t.dtype for t in load_file(out / "model.safetensors").values()} == {torch.bfloat16}
     card = (out / "README.md").read_text()

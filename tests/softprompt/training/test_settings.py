@@ -6,6 +6,7 @@ import sys
 from dataclasses import fields
 
 from softprompt.model.attention import SITES
+from softprompt.model.reparam import REPARAMS
 from softprompt.training import settings
 from softprompt.training.config import TrainConfig
 from softprompt.training.optim import OPTIMIZERS
@@ -13,7 +14,7 @@ from softprompt.training.optim import OPTIMIZERS
 
 def test_train_config_is_every_concern_in_order_and_each_setting_has_help():
     declared = [f.name for concern in settings.CONCERNS for f in fields(concern)]
-    assert [f.name for f in fields(TrainConfig)] == declared and len(set(declared)) == len(declared) == 52
+    assert [f.name for f in fields(TrainConfig)] == declared and len(set(declared)) == len(declared) == 57
     assert tuple(reversed(TrainConfig.__bases__)) == settings.CONCERNS
     for concern in settings.CONCERNS:
         assert concern.__doc__
@@ -44,7 +45,7 @@ def test_an_input_prompt_init_counts_only_when_either_run_trains_input_prompts()
 
 
 def test_choices_written_out_agree_with_their_modules():
-    assert settings.OPTIMIZERS == OPTIMIZERS and settings.SITES == SITES
+    assert settings.OPTIMIZERS == OPTIMIZERS and settings.SITES == SITES and settings.REPARAMS == REPARAMS
 
 
 def test_prefix_sites_take_a_comma_separated_string_or_names():

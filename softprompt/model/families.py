@@ -1,0 +1,105 @@
+"""The T5 family: which model types softprompt loads, with which class, and why the others are refused.
+
+A family is one ``config.model_type`` with its transformers class. Every supported family has T5's
+layout (``encoder.block[i].layer[0].SelfAttention``, ``decoder.block[i].layer[1].EncDecAttention``, ``d_kv``
+heads, relative-position bias passed to transformers' attention interface), so prompts and deep prefixes
+reach every attention site the same way (``softprompt.model.attention``):
+
+* ``t5``: T5, T5 v1.1 / LM-adapted, Flan-T5, ByT5 (a byte tokenizer) and UL2 / Flan-UL2 (gated-SiLU);
+* ``mt5``: mT5, the T5 v1.1 architecture with a 250k multilingual vocabulary;
+* ``umt5``: umT5, like mT5 but every layer owns its relative-position bias.
+
+>>> from transformers import MT5Config
+>>> model_family(MT5Config(), "./mt5").model_class.__name__
+'MT5ForConditionalGeneration'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import (
+    MT5Config,
+    MT5ForConditionalGeneration,
+    PretrainedConfig,
+    PreTrainedModel,
+    T5Config,
+    T5ForConditionalGeneration,
+    UMT5Config,
+    UMT5ForConditionalGeneration,
+)
+
+from softprompt.errors import SoftpromptError
+
+
+@dataclass(frozen=True)
+class Family:
+    """One supported model type: ``name`` (= ``config.model_type``, recorded in artefacts), the checkpoints
+    it covers, and its transformers classes. ``cross_from_encoder_rows``: its cross-attention projects keys/values
+    from the encoder's own rows, so K decoder rows per encoder row (candidates, beams) can share one projection;
+    umT5 reshapes them to the decoder's row count, so they must be projected beforehand (a prefilled cache)."""
+
+    name: str
+    members: str
+    config_class: type[PretrainedConfig]
+    model_class: type[PreTrainedModel]
+    cross_from_encoder_rows: bool = True
+
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (
+        Family("t5", "T5, T5 v1.1, Flan-T5, ByT5, UL2 / Flan-UL2", T5Config, T5ForConditionalGeneration),
+        Family("mt5", "mT5", MT5Config, MT5ForConditionalGeneration),
+        Family("umt5", "umT5", UMT5Config, UMT5ForConditionalGeneration, cross_from_encoder_rows=False),
+    )
+}
+
+# Encoder-decoders of the family that softprompt refuses, and why (one clause each).
+REFUSED: dict[str, str] = {
+    "longt5": (
+        "its encoder attends within a local window (local or transient-global attention, computed inside the "
+        "layer, outside transformers' attention interface), so tokens farther than local_radius from an input "
+        "prompt never see it and deep prefixes cannot reach the encoder"
+    ),
+    "t5gemma": (
+        "prompts and prefixes are not yet made exact for it (its attention has rotary positions, grouped-query "
+        "heads, sliding-window layers and logit soft-capping, and its config nests the encoder's and decoder's)"
+    ),
+    "t5gemma2": (
+        "prompts and prefixes are not yet made exact for it (its attention has rotary positions, grouped-query "
+        "heads and sliding-window layers, and its decoder merges self- and cross-attention into one)"
+    ),
+}
+
+
+def supported_families() -> str:
+    """The supported families for a message: ``"t5 (T5, ...), mt5 (mT5), umt5 (umT5)"``."""
+    return ", ".join(f"{family.name} ({family.members})" for family in FAMILIES.values())
+
+
+def model_family(config: PretrainedConfig, name: str) -> Family:
+    """The family of a model's ``config``, or a one-line error naming the supported families."""
+    model_type = getattr(config, "model_type", None)
+    family = FAMILIES.get(model_type)
+    if family is not None and getattr(config, "is_encoder_decoder", False):
+        return family
+    if model_type in REFUSED:
+        raise SoftpromptError(
+            f"{name!r} is a {model_type!r} model, which softprompt does not support: {REFUSED[model_type]}; "
+            f"use a model of the supported T5 families: {supported_families()}"
+        )
+    raise SoftpromptError(
+        f"{name!r} is a {model_type!r} model, not an encoder-decoder of the T5 family; softprompt supports "
+        f"{supported_families()}"
+    )
+
+
+def family_name(config: PretrainedConfig) -> str:
+    """The family recorded for ``config`` (its model type; artefacts from before families were recorded are t5)."""
+    return getattr(config, "model_type", None) or "t5"
+
+
+def family_of(config: PretrainedConfig) -> Family:
+    """The family of a loaded model's config (``model_family`` has already accepted it)."""
+    return FAMILIES[family_name(config)]
