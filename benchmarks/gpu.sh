@@ -19,7 +19,7 @@
 # --pack (at the end, move the results into OUT_DIR/gpu-results.tar.gz beside summary.txt: one file to copy).
 # Exit status: 0 when every benchmark wrote its RESULT, 1 otherwise (see OUT_DIR/summary.txt).
 # On an air-gapped GPU host: build .gpu-bundle/ on a machine with network access (bash
-# scripts/gpu_bundle.sh) and copy it with the repository; on CUDA, gpu.sh then installs its wheels
+# tools/gpu_bundle.sh) and copy it with the repository; on CUDA, gpu.sh then installs its wheels
 # (softprompt's transformers, datasets, peft) into a temporary folder, and reads its data when
 # ../shared/data is absent.
 set -uo pipefail
@@ -54,7 +54,7 @@ while [ $# -gt 0 ]; do
     *) echo "gpu.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-source "$root/scripts/gpu_site.sh"
+source "$root/tools/gpu_site.sh"
 use_bundle_wheels "$python" "$root/.gpu-bundle" "$device"
 mkdir -p "$out" || exit 2
 out="$(cd "$out" && pwd)"

@@ -20,7 +20,7 @@ from softprompt.cli.app import cli
 from tests.conftest import ROOT
 
 PAGES = sorted((ROOT / "docs").glob("*.md"))  # the guide (mkdocs.yml's docs_dir)
-DOCS = [ROOT / "README.md", *PAGES, *sorted((ROOT / "scripts").glob("*.sh"))]
+DOCS = [ROOT / "README.md", *PAGES, *sorted((ROOT / "scripts").glob("*.sh")), *sorted((ROOT / "tools").glob("*.sh"))]
 FENCE = re.compile(r"^```(?:bash|sh|shell)\n(.*?)^```", re.M | re.S)
 CALL = re.compile(r"(?:^|[\s;&|(])softprompt(?:\.cli)? ([a-z][a-z-]*)(.*)")
 PROGRAM = re.compile(r"(?:^|[\s;&|(])python3? -m ((?:softprompt\.(?!cli\b)|benchmarks\.)[\w.]+)(.*)")
@@ -150,6 +150,7 @@ PRODUCT = [
     *(ROOT / "docs").rglob("*"),
     *(ROOT / "benchmarks").rglob("*"),
     *(ROOT / "scripts").rglob("*"),
+    *(ROOT / "tools").rglob("*"),
     *(ROOT / "softprompt").rglob("*.py"),
     *(ROOT / "ensembles").rglob("*.py"),
     *(ROOT / "analysis").rglob("*.py"),
@@ -179,7 +180,7 @@ def test_the_product_does_not_speak_of_a_hosts_limits():
         'out="${OUT:-./gpu-results}"',
         "write the results to $OUT",
         "about 15 minutes per call",
-        "bash scripts/gpu_pretrain.sh --join FILES_AT /work/lineage",
+        "bash tools/gpu_pretrain.sh --join FILES_AT /work/lineage",
     ],
 )
 def test_the_host_limits_check_would_catch(line):

@@ -72,6 +72,6 @@ DIGEST_WHERE_MADE = "weights.sha256"  # ``sha256sum`` line of weights that staye
 
 def digest_where_made(model_dir: str | Path) -> str | None:
     """The SHA-256 that ``model_dir``'s weights had on the machine that trained them, for a stage whose weights
-    stayed there (``scripts/gpu_pretrain.sh --join`` writes it); None if none is recorded."""
+    stayed there (``tools/gpu_pretrain.sh --join`` writes it); None if none is recorded."""
     path = Path(model_dir) / DIGEST_WHERE_MADE
     return path.read_text().split()[0] if path.is_file() else None

@@ -69,7 +69,7 @@ def checked_reports(model_dir: Path, gate_path: Path, name: str = DEFAULT) -> tu
 
 def lineage(state: dict[str, Any]) -> list[dict[str, Any]]:
     """The pre-training states of the stages before ``state``, oldest first (see the module docstring). A stage
-    pre-trained on another machine whose weights stayed there (``scripts/gpu_pretrain.sh --join``) is checked
+    pre-trained on another machine whose weights stayed there (``tools/gpu_pretrain.sh --join``) is checked
     against the SHA-256 its weights had there, and its record says so (``weights_checked_where_made``)."""
     stages: list[dict[str, Any]] = []
     while origin := state.get("init_from"):
@@ -95,7 +95,7 @@ def corpus_manifest(state: dict[str, Any]) -> dict[str, Any]:
         raise SoftpromptError(
             f"{path} is missing or is not the manifest of the corpus the checkpoint was pre-trained on (SHA-256 "
             f"{state['corpus_manifest_sha256'][:16]}…); give that corpus (a lineage from the GPU machine: "
-            "scripts/gpu_pretrain.sh --join FILES DEST --corpus DIR)"
+            "tools/gpu_pretrain.sh --join FILES DEST --corpus DIR)"
         )
     return json.loads(path.read_text())
 
@@ -253,7 +253,7 @@ def lineage_section(stages: list[dict[str, Any]]) -> list[str]:
     if away := [str(number) for number, stage in enumerate(stages, 1) if stage.get("weights_checked_where_made")]:
         lines.append(
             f"The weights of stage{'s' * (len(away) > 1)} {', '.join(away)} stayed on the machine that trained them; "
-            "their SHA-256 was checked there, when the lineage was packed (`scripts/gpu_pretrain.sh`)."
+            "their SHA-256 was checked there, when the lineage was packed (`tools/gpu_pretrain.sh`)."
         )
     return lines
 

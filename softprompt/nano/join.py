@@ -1,6 +1,6 @@
 """Join a pre-training lineage run on a GPU host into run folders here.
 
-``scripts/gpu_pretrain.sh`` runs a lineage on a GPU and writes to its ``--out`` folder: the latest stage's
+``tools/gpu_pretrain.sh`` runs a lineage on a GPU and writes to its ``--out`` folder: the latest stage's
 weights in parts (``model.safetensors.part*``, checked by ``model.sha256``), every stage's state, config and log
 (``lineage.tar.gz``), and the SHA-256 of every stage's weights taken there (``weights.sha256`` inside the
 archive). ``join`` rebuilds ``DEST/stageN/model`` from them; each earlier stage, whose weights stayed on the GPU
@@ -9,7 +9,7 @@ against. Paths recorded on the GPU host are made to point here: each stage's ``i
 ``DEST`` (the GPU host's path kept as ``made_at``) and, given ``--corpus``, the corpus (checked against the digest
 of the manifest the lineage was trained on).
 
-    bash scripts/gpu_pretrain.sh --join results /work/gpu-lineage --corpus /work/nano-corpus
+    bash tools/gpu_pretrain.sh --join results /work/gpu-lineage --corpus /work/nano-corpus
     python -m softprompt.nano.join results /work/gpu-lineage --corpus /work/nano-corpus    # the same
 """
 
@@ -32,7 +32,7 @@ WEIGHTS = "model.safetensors"
 
 
 def join(files: str | Path, dest: str | Path, corpus: str | Path | None = None) -> Path:
-    """Rebuild the lineage in ``files`` (what ``scripts/gpu_pretrain.sh --out`` wrote) in ``dest`` (see the module
+    """Rebuild the lineage in ``files`` (what ``tools/gpu_pretrain.sh --out`` wrote) in ``dest`` (see the module
     docstring); returns the latest stage's model folder.
 
     >>> join("results", "/work/gpu-lineage", corpus="/work/nano-corpus")  # doctest: +SKIP
@@ -42,7 +42,7 @@ def join(files: str | Path, dest: str | Path, corpus: str | Path | None = None) 
     if not all((files / name).is_file() for name in ("model.sha256", "lineage.tar.gz")):
         raise SoftpromptError(
             f"{files} holds no model.sha256 and lineage.tar.gz; give the folder of files that "
-            "scripts/gpu_pretrain.sh --out wrote"
+            "tools/gpu_pretrain.sh --out wrote"
         )
     digest, latest = (files / "model.sha256").read_text().split()  # "HASH  stageN/model/model.safetensors"
     parts = sorted(files.glob(f"{WEIGHTS}.part*"), key=lambda path: int(path.name.rsplit("part", 1)[1]))
@@ -95,7 +95,7 @@ def relocate(state_file: Path, dest: Path, corpus: Path | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("files", help="the folder scripts/gpu_pretrain.sh --out wrote")
+    parser.add_argument("files", help="the folder tools/gpu_pretrain.sh --out wrote")
     parser.add_argument("dest", help="where the stage folders go")
     parser.add_argument(
         "--corpus", help="the pre-training corpus here (python -m softprompt.nano.corpus), which export reads"

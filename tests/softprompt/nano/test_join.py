@@ -1,4 +1,4 @@
-"""Bringing a lineage back from the GPU machine (scripts/gpu_pretrain.sh packs, softprompt.nano.join joins) and
+"""Bringing a lineage back from the GPU machine (tools/gpu_pretrain.sh packs, softprompt.nano.join joins) and
 shipping it: only the latest stage's weights come back, the earlier stages' SHA-256 taken on the device stand in."""
 
 import json
@@ -35,7 +35,7 @@ def packed(tiny_corpus, tmp_path) -> Path:
     run = subprocess.run(
         [
             "bash",
-            ROOT / "scripts" / "gpu_pretrain.sh",
+            ROOT / "tools" / "gpu_pretrain.sh",
             "--size",
             "t5-nano-s",
             "--minutes",
@@ -94,7 +94,7 @@ def test_join_refuses_another_corpus_and_damaged_parts_and_export_names_a_missin
     state["corpus"] = str(tmp_path / "gone")
     (final / "state.json").write_text(json.dumps(state))
     with pytest.raises(
-        SoftpromptError, match=r"give that corpus \(a lineage from the GPU machine: scripts/gpu_pretrain.sh --join"
+        SoftpromptError, match=r"give that corpus \(a lineage from the GPU machine: tools/gpu_pretrain.sh --join"
     ):
         export(final, hand_made_gate(final, tmp_path / "gate.json"), tmp_path / "t5-nano")
     with pytest.raises(SoftpromptError, match="holds no model.sha256 and lineage.tar.gz; give the folder of files"):

@@ -122,12 +122,12 @@ def test_batch_scale_per_stage_scales_each_stage_on_its_own():
 
 
 def test_gpu_pretrain_script_returns_the_reached_stage_in_parts_the_device_tool_brings_back(tiny_corpus, tmp_path):
-    """scripts/gpu_pretrain.sh on the CPU (its smoke run): a few seconds of t5-nano-s's lineage, packed into at
+    """tools/gpu_pretrain.sh on the CPU (its smoke run): a few seconds of t5-nano-s's lineage, packed into at
     most 8 files of at most 16 MiB, and joined back into a run folder with the very weights the lineage wrote."""
     import subprocess
     import sys
 
-    script, out, work = ROOT / "scripts" / "gpu_pretrain.sh", tmp_path / "out", tmp_path / "work"
+    script, out, work = ROOT / "tools" / "gpu_pretrain.sh", tmp_path / "out", tmp_path / "work"
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHON": sys.executable, "HOME": str(tmp_path)}
     packed = subprocess.run(
         [

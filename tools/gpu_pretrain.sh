@@ -6,9 +6,9 @@
 # weights, taken where they were trained), and summary.txt. --join rebuilds run folders from those files.
 #
 #   once, with network access:  python -m softprompt.nano.corpus --out nano-corpus
-#                               bash scripts/gpu_bundle.sh --corpus nano-corpus      (for an air-gapped GPU host)
-#   on the GPU host:            bash scripts/gpu_pretrain.sh --size t5-nano-m --minutes 8 --out results
-#   back here:                  bash scripts/gpu_pretrain.sh --join results nano-gpu --corpus nano-corpus
+#                               bash tools/gpu_bundle.sh --corpus nano-corpus      (for an air-gapped GPU host)
+#   on the GPU host:            bash tools/gpu_pretrain.sh --size t5-nano-m --minutes 8 --out results
+#   back here:                  bash tools/gpu_pretrain.sh --join results nano-gpu --corpus nano-corpus
 #                               python -m softprompt.nano.gate --model nano-gpu/stageN/model --json gate.json
 #                               python -m softprompt.nano.export --model nano-gpu/stageN/model --gate gate.json ...
 #
@@ -58,7 +58,7 @@ fi
 # pack_run ...: unpack the bundle, run the lineage, write the latest stage to $out
 pack_run() {
 local root="$1" bundle="$2" size="$3" minutes="$4" scale="$5" device="$6" corpus="$7" work="$8" out="$9" python="${10}" batch_scale="${11}"
-source "$root/scripts/gpu_site.sh"
+source "$root/tools/gpu_site.sh"
 use_bundle_wheels "$python" "$bundle" "$device"
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -f "$bundle/mixture.tar.xz" ]; then

@@ -1,5 +1,5 @@
-# Sourced by benchmarks/gpu.sh and scripts/gpu_pretrain.sh, or by a shell on the GPU host (not run on its own).
-# use_bundle_wheels PYTHON BUNDLE DEVICE: on CUDA, install the wheels of BUNDLE/wheels (scripts/gpu_bundle.sh)
+# Sourced by benchmarks/gpu.sh and tools/gpu_pretrain.sh, or by a shell on the GPU host (not run on its own).
+# use_bundle_wheels PYTHON BUNDLE DEVICE: on CUDA, install the wheels of BUNDLE/wheels (tools/gpu_bundle.sh)
 # into a temporary folder and put it first on PYTHONPATH, so that the GPU image's older packages are shadowed.
 use_bundle_wheels() {
   local python="$1" bundle="$2" device="$3" site="${TMPDIR:-/tmp}/softprompt-site"

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Build .gpu-bundle/ (git-ignored) for installing and benchmarking on an air-gapped GPU host: run it on
 # a machine with network access, then copy the repository with .gpu-bundle/ to the GPU host, where
-# benchmarks/gpu.sh and scripts/gpu_pretrain.sh install and read the bundle by themselves.
+# benchmarks/gpu.sh and tools/gpu_pretrain.sh install and read the bundle by themselves.
 #
-#   bash scripts/gpu_bundle.sh                                  # for benchmarks/gpu.sh: wheels + benchmark data
-#   bash scripts/gpu_bundle.sh --corpus nano-corpus             # also for scripts/gpu_pretrain.sh: + corpus + mixture
+#   bash tools/gpu_bundle.sh                                  # for benchmarks/gpu.sh: wheels + benchmark data
+#   bash tools/gpu_bundle.sh --corpus nano-corpus             # also for tools/gpu_pretrain.sh: + corpus + mixture
 #
 # wheels/             packages a GPU image often lacks or has too old (softprompt needs transformers
 #                     >= 5.20; datasets; peft): the versions CI tests, for CPython 3.12 on x86-64.
