@@ -197,3 +197,19 @@ def usage_error_line(error: click.ClickException, command_path: str = "softpromp
         ]  # the closest only (--n-promts: --n-prompts, not --init-from)
     message = error.format_message().rstrip(".")
     return f"{message} See '{path} --help'" if message.endswith("?") else f"{message}; see '{path} --help'"
+
+
+def load_runs(kw: dict, metas: list[dict], examples):
+    """The runs of ``--prompts`` pooled on their frozen model (``--model`` or the one they record), loaded after its
+    tokenizer is checked against the inputs' words (ensemble-eval, predict)."""
+    from ensembles.pool import load_pool
+    from softprompt.model.loading import load_frozen_t5
+
+    frozen = load_frozen_t5(
+        kw["model"] or metas[0]["model"]["name"],
+        kw["dtype"],
+        kw["device"],
+        device_map=kw["device_map"],
+        texts=[e.source for e in examples],
+    )
+    return load_pool(kw["run_dirs"], frozen)

@@ -16,6 +16,7 @@ from softprompt.cli.options import (
     eval_config,
     eval_options,
     eval_task,
+    load_runs,
     model_device_options,
     quiet_option,
     task_options,
@@ -69,11 +70,10 @@ def predict(**kw) -> None:
     from ensembles.evaluate import write_predictions, written_by_softprompt
     from ensembles.pipeline import check_settings
     from ensembles.pipeline import predict as predict_rows
-    from ensembles.pool import load_pool, read_pool_metas
+    from ensembles.pool import read_pool_metas
     from ensembles.settings import resolve_settings
     from softprompt.data.loading import read_file, read_json_lines
     from softprompt.model import distributed
-    from softprompt.model.loading import load_frozen_t5
 
     to_stdout = kw["output"] == "-"
     output = Path(kw["output"])
@@ -91,14 +91,7 @@ def predict(**kw) -> None:
         examples = task.to_inputs(read_json_lines(sys.stdin), origin="stdin")
     else:
         examples = task.to_inputs(read_file(kw["input_file"], "--input"), origin=kw["input_file"])
-    frozen = load_frozen_t5(
-        kw["model"] or metas[0]["model"]["name"],
-        kw["dtype"],
-        kw["device"],
-        device_map=kw["device_map"],
-        texts=[e.source for e in examples],
-    )
-    pool = load_pool(kw["run_dirs"], frozen)
+    pool = load_runs(kw, metas, examples)
     rows = predict_rows(
         pool,
         task,
