@@ -11,43 +11,22 @@ import safetensors.torch
 import torch
 
 from ensembles.pool import load_pool
-from softprompt.data.loading import load_examples
 from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import read_meta
 from softprompt.model.loading import random_t5
 from softprompt.runner.passes import encode_texts, repeat_for_prompts
-from softprompt.training.config import TrainConfig
 from softprompt.training.loop import build_prompted, joint_backward, micro_passes, train, validate
-from tests.conftest import TEST_DATA
-
-RTE = TEST_DATA / "superglue" / "rte"
+from tests.softprompt.training.helpers import rte_examples, tiny_config
 
 
 @pytest.fixture(scope="module")
 def rte():
-    task = get_task("rte")
-    train_examples = load_examples(task, "train", str(RTE / "train.jsonl"), limit=48, seed=0)
-    val_examples = load_examples(task, "validation", str(RTE / "val.jsonl"), limit=24, seed=0)
-    return task, train_examples, val_examples
+    return rte_examples(48, 24)
 
 
 def _config(tmp_path, name, **overrides):
-    settings = dict(
-        model="tiny",
-        task="rte",
-        output_dir=str(tmp_path / name),
-        n_prompts=3,
-        prompt_length=4,
-        init="sampled-vocab",
-        steps=6,
-        batch_size=4,
-        eval_every=3,
-        checkpoint_every=3,
-        max_source_length=64,
-        lr=0.3,
-    )
-    return TrainConfig(**(settings | overrides))
+    return tiny_config(tmp_path / name, **overrides)
 
 
 def test_three_prompts_train_jointly_write_artefacts_and_reproduce_scores(tmp_path, rte):

@@ -10,48 +10,24 @@ import shutil
 import pytest
 import torch
 
-from softprompt.data.loading import load_examples
-from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import load_banks, read_meta
 from softprompt.model.loading import random_t5
 from softprompt.training.config import TrainConfig
 from softprompt.training.loop import build_prompted, train
 from softprompt.training.transfer import InitChoice, apply_init_from, check_init_from, parse_spec
-from tests.conftest import TEST_DATA
-
-RTE = TEST_DATA / "superglue" / "rte"
+from tests.softprompt.training.helpers import rte_examples, tiny_config
 
 
 @pytest.fixture(scope="module")
 def rte():
-    task = get_task("rte")
-    return (
-        task,
-        load_examples(task, "train", str(RTE / "train.jsonl"), limit=16, seed=0),
-        load_examples(task, "validation", str(RTE / "val.jsonl"), limit=8, seed=0),
-    )
+    return rte_examples(16, 8)
 
 
 def _config(out, **overrides) -> TrainConfig:
-    settings = dict(
-        model="tiny",
-        task="rte",
-        output_dir=str(out),
-        n_prompts=2,
-        prompt_length=4,
-        init="sampled-vocab",
-        deep_prefix=True,
-        prefix_length=2,
-        reparam_dim=8,
-        reparam_hidden=8,
-        steps=2,
-        batch_size=4,
-        eval_every=2,
-        checkpoint_every=2,
-        max_source_length=64,
-    )
-    return TrainConfig(**(settings | overrides))
+    prefixes = dict(n_prompts=2, deep_prefix=True, prefix_length=2, reparam_dim=8, reparam_hidden=8, lr=None)
+    short = dict(steps=2, eval_every=2, checkpoint_every=2)
+    return tiny_config(out, **(prefixes | short | overrides))
 
 
 @pytest.fixture(scope="module")

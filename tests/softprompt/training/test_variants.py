@@ -7,8 +7,6 @@ import torch
 
 from analysis.similarity import format_similarity, load_run_vectors, similarity_report
 from ensembles.pool import load_pool
-from softprompt.data.loading import load_examples
-from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
 from softprompt.io.peft import export_peft
 from softprompt.io.store import PROMPTS_REPARAM, load_tensors, read_meta
@@ -16,39 +14,21 @@ from softprompt.model.loading import random_t5
 from softprompt.model.prompts import PromptBank
 from softprompt.model.reparam import ResidualPromptBank
 from softprompt.runner.scoring import score_choices
-from softprompt.training.config import TrainConfig
 from softprompt.training.loop import build_prompted, train
-from tests.conftest import TEST_DATA
+from tests.softprompt.training.helpers import rte_examples, tiny_config
 
-RTE = TEST_DATA / "superglue" / "rte"
 RESIDUAL = dict(prompt_reparam="residual", prompt_reparam_hidden=8, prompt_reparam_dropout=0.1)
 DEPT = dict(dept_rank=2, dept_lr=1e-2)
 
 
 @pytest.fixture(scope="module")
 def rte():
-    task = get_task("rte")
-    train_examples = load_examples(task, "train", str(RTE / "train.jsonl"), limit=32, seed=0)
-    val_examples = load_examples(task, "validation", str(RTE / "val.jsonl"), limit=12, seed=0)
-    return task, train_examples, val_examples
+    return rte_examples(32, 12)
 
 
 def _config(tmp_path, name, **overrides):
-    settings = dict(
-        model="tiny",
-        task="rte",
-        output_dir=str(tmp_path / name),
-        n_prompts=3,
-        prompt_length=4,
-        init="sampled-vocab",
-        steps=4,
-        batch_size=4,
-        eval_every=2,
-        checkpoint_every=2,
-        max_source_length=48,
-        lr=0.3,
-    )
-    return TrainConfig(**(settings | overrides))
+    short = dict(steps=4, eval_every=2, checkpoint_every=2, max_source_length=48)
+    return tiny_config(tmp_path / name, **(short | overrides))
 
 
 def _train(cfg, rte, resume=False):
