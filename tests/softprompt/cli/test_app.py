@@ -510,7 +510,7 @@ def test_demo_runs_end_to_end_on_t5_nano(tmp_path, monkeypatch):
     import softprompt.cli.demo as demo
 
     sst2 = TEST_DATA / "glue" / "sst2"
-    monkeypatch.setattr(demo, "fetch_reviews", lambda: (sst2 / "train.tsv", sst2 / "dev.tsv"))
+    monkeypatch.setattr(demo, "fetch_reviews", lambda **_: (sst2 / "train.tsv", sst2 / "dev.tsv"))
     result = _invoke(
         "demo", "--output-dir", tmp_path / "demo", "--steps", 2, "--train-size", 16, "--eval-size", 8, "--n-prompts", 2
     )
