@@ -33,7 +33,7 @@ device=cuda
 quick=0
 shapes=base
 only=""
-out=./gpu-results
+results=./gpu-results
 data="$root/../shared/data"
 [ -d "$data" ] || data="$root/.gpu-bundle/data"
 serve=0
@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1; shift ;;
     --shapes) shapes="$2"; shift 2 ;;
     --only) only="$2"; shift 2 ;;
-    --out) out="$2"; shift 2 ;;
+    --out) results="$2"; shift 2 ;;
     --data) data="$2"; shift 2 ;;
     --serve) serve=1; shift ;;
     --pack) pack=1; shift ;;
@@ -56,9 +56,9 @@ while [ $# -gt 0 ]; do
 done
 source "$root/tools/gpu_site.sh"
 use_bundle_wheels "$python" "$root/.gpu-bundle" "$device"
-mkdir -p "$out" || exit 2
-out="$(cd "$out" && pwd)"
-: > "$out/summary.txt"
+mkdir -p "$results" || exit 2
+results="$(cd "$results" && pwd)"
+: > "$results/summary.txt"
 started=$(date +%s)
 
 if [[ "$device" == cuda* ]]; then
@@ -74,35 +74,35 @@ fi
   echo "device: $device, quick: $quick, shapes: $([ $quick = 1 ] && echo tiny || echo "$shapes")"
   echo "commit: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet 2>/dev/null || echo ' (modified)')"
   "$python" -c 'import torch, transformers; print(f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} CPU threads")'
-} | tee "$out/env.txt"
+} | tee "$results/env.txt"
 
 failures=0
 written=(env.txt)  # what --pack moves into the archive
-# run NAME SCRIPT ARGS...: one benchmark; its RESULT JSON to $out/NAME.json, its output to NAME.log
+# run NAME SCRIPT ARGS...: one benchmark; its RESULT JSON to $results/NAME.json, its output to NAME.log
 run() {
   local name="$1" script="$2"; shift 2
   local t0 rc line
   [ -z "$only" ] || [[ ",$only," == *",${script%_bench.py},"* ]] || return 0
   t0=$(date +%s)
   written+=("$name.log")
-  (cd "$root" && "$python" -m "benchmarks.${script%.py}" "$@") > "$out/$name.log" 2>&1
+  (cd "$root" && "$python" -m "benchmarks.${script%.py}" "$@") > "$results/$name.log" 2>&1
   rc=$?
-  line="$(grep '^RESULT ' "$out/$name.log" | tail -1)"
+  line="$(grep '^RESULT ' "$results/$name.log" | tail -1)"
   if [ $rc -eq 0 ] && [ -n "$line" ]; then
-    printf '%s\n' "${line#RESULT }" > "$out/$name.json"
+    printf '%s\n' "${line#RESULT }" > "$results/$name.json"
     written+=("$name.json")
-    printf '%-28s ok      %4ss  %s\n' "$name" $(( $(date +%s) - t0 )) "$name.json" | tee -a "$out/summary.txt"
+    printf '%-28s ok      %4ss  %s\n' "$name" $(( $(date +%s) - t0 )) "$name.json" | tee -a "$results/summary.txt"
   else
     failures=$((failures + 1))
-    rm -f "$out/$name.json"
-    printf '%-28s FAILED  %4ss  rc %s, see %s.log:\n' "$name" $(( $(date +%s) - t0 )) "$rc" "$name" | tee -a "$out/summary.txt"
-    tail -5 "$out/$name.log" | sed 's/^/    /' | tee -a "$out/summary.txt"
+    rm -f "$results/$name.json"
+    printf '%-28s FAILED  %4ss  rc %s, see %s.log:\n' "$name" $(( $(date +%s) - t0 )) "$rc" "$name" | tee -a "$results/summary.txt"
+    tail -5 "$results/$name.log" | sed 's/^/    /' | tee -a "$results/summary.txt"
   fi
 }
 
 have_data=0
 [ -f "$data/superglue/boolq/val.jsonl" ] && have_data=1
-[ $have_data = 1 ] || echo "note: no benchmark data at $data: realdata_bench skipped" | tee -a "$out/summary.txt"
+[ $have_data = 1 ] || echo "note: no benchmark data at $data: realdata_bench skipped" | tee -a "$results/summary.txt"
 
 if [ $quick = 1 ]; then
   # the benchmarks' own --quick sizes on the tiny model; bf16 as on the GPU, fp32 for the exact check
@@ -141,10 +141,10 @@ else
   [ $serve = 1 ] && run serve_cpu serve_bench.py --requests 400
 fi
 
-echo "total $(( $(date +%s) - started )) s; $failures failed; results in $out" | tee -a "$out/summary.txt"
+echo "total $(( $(date +%s) - started )) s; $failures failed; results in $results" | tee -a "$results/summary.txt"
 if [ $pack = 1 ]; then
-  tar czf "$out/gpu-results.tar.gz" -C "$out" "${written[@]}" && (cd "$out" && rm -f "${written[@]}") \
-    && echo "packed into $out/gpu-results.tar.gz" | tee -a "$out/summary.txt"
+  tar czf "$results/gpu-results.tar.gz" -C "$results" "${written[@]}" && (cd "$results" && rm -f "${written[@]}") \
+    && echo "packed into $results/gpu-results.tar.gz" | tee -a "$results/summary.txt"
 fi
 [ $failures -eq 0 ]
 }
