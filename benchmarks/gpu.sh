@@ -13,7 +13,7 @@
 #
 # Options: --device DEV (cuda), --quick (tiny model and sizes: the benchmarks' --quick),
 # --shapes LIST (base; or large, or base,large; ignored with --quick), --only LIST (some of ensemble, generate,
-# prefix, train, realdata, serve: run only those benchmarks; default all), --out DIR (default ./gpu-results),
+# prefix, train, variants, realdata, serve: run only those benchmarks; default all), --out DIR (default ./gpu-results),
 # --data DIR (realdata_bench's data, default ../shared/data; skipped when absent),
 # --serve (also serve_bench.py, whose servers run on the CPU), --python PY (default python3, else python),
 # --pack (at the end, move the results into OUT_DIR/gpu-results.tar.gz beside summary.txt: one file to copy).
@@ -111,6 +111,7 @@ if [ $quick = 1 ]; then
   run generate_tiny_bf16 generate_bench.py "${q[@]}" --dtype bfloat16
   run prefix_tiny_bf16 prefix_bench.py "${q[@]}" --dtype bfloat16 --no-reparam
   run train_tiny_bf16 train_bench.py "${q[@]}" --dtype bfloat16
+  run variants_tiny_bf16 variants_bench.py "${q[@]}" --dtype bfloat16
   if [ $have_data = 1 ]; then
     # memory subprocesses (each a fresh interpreter) only for one task, to keep the smoke run short
     run realdata_tiny_bf16 realdata_bench.py "${q[@]}" --dtype bfloat16 --data "$data" \
@@ -128,6 +129,7 @@ else
     run "generate_${shape}_bf16" generate_bench.py "${m[@]}" --dtype bfloat16 --repeats 3
     run "prefix_${shape}_bf16" prefix_bench.py "${m[@]}" --dtype bfloat16 --repeats 5
     run "train_${shape}_bf16" train_bench.py "${m[@]}" --dtype bfloat16 --repeats 3 --mem-runs 1
+    run "variants_${shape}_bf16" variants_bench.py "${m[@]}" --dtype bfloat16 --repeats 5
     if [ $have_data = 1 ]; then
       # one timed round after the checking round (a round of the PEFT loop takes 39 s on t5-base)
       run "realdata_${shape}_bf16" realdata_bench.py "${m[@]}" --dtype bfloat16 --data "$data" --repeats 1

@@ -6,7 +6,7 @@ Both run in the same process on the same float32 random data (warm-up once, then
 holds is printed beside the full (N*P, V) matrix a one-product search holds. Target: identical neighbours
 in at most half of scikit-learn's time. Ends with a ``RESULT {json}`` line.
 
-    python benchmarks/neighbors_bench.py [--n 5 --p 100 --vocab 256000 --dim 1024 --k 5]
+    python -m benchmarks.neighbors_bench [--n 5 --p 100 --vocab 256000 --dim 1024 --k 5]
 """
 
 from __future__ import annotations
@@ -14,17 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from analysis.neighbors import VOCAB_CHUNK, nearest_neighbors  # noqa: E402
+from analysis.neighbors import VOCAB_CHUNK, nearest_neighbors
 
 
 def best_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:

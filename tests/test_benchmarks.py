@@ -28,6 +28,7 @@ EXPECTED = {
         "beam_cache_over_default",
     ],
     "prefix_tiny_bf16": ["prefix_over_plain", "utilisation_prefix", "utilisation_raw"],
+    "variants_tiny_bf16": ["residual_over_plain", "dept_over_plain", "residual_mem_over_plain", "dept_mem_over_plain"],
 }
 REALDATA = {
     "realdata_tiny_bf16": [

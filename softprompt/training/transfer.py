@@ -11,6 +11,10 @@ Input prompts are copied when the new run trains them and the source has them, d
 likewise; a bank the source has must have the same shape as the new run's, and the source must
 come from the same model (architecture fingerprint). The copies are exact: the new banks start bit
 for bit at the source tensors (reparameterised prefixes through their anchor, ``PrefixBank.init_values``).
+A DePT source (``softprompt.model.dept``) brings its update with its prompts, so the new run starts where the
+source ended: the new run must train a DePT update of the same rank and positions (a run that would drop it is
+refused, since its prompts were trained next to that update); a DePT run started from plain prompts starts its
+update at zero, which leaves the source prompts' outputs exactly as they were.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import torch
 
 from softprompt.errors import SoftpromptError
-from softprompt.io.store import model_fingerprint, read_bank_tensors, read_meta
+from softprompt.io.store import load_dept, model_fingerprint, read_bank_tensors, read_meta
 from softprompt.model.prompted import PromptedT5
 from softprompt.paths import parse_spec
 
@@ -114,6 +118,10 @@ def copy_sources(prompted: PromptedT5, config, specs: Sequence[str], seeds: Sequ
                 site: torch.stack([runs[run][2][site][i] for run, i in picks]) for site in prompted.prefixes.shape.sites
             }
             prompted.prefixes.init_values(values, seeds)
+        if "dept" in copied:  # A (N, s, r), B (N, r, d)
+            sources = {run: load_dept(run, runs[run][0]) for run in runs}
+            prompted.dept.a.copy_(torch.stack([sources[run].a[i] for run, i in picks]))
+            prompted.dept.b.copy_(torch.stack([sources[run].b[i] for run, i in picks]))
     return [
         {"prompt": k, "run": run, "source_prompt": i, "task": runs[run][0]["task"]["name"], "banks": list(copied)}
         for k, (run, i) in enumerate(picks)
@@ -151,9 +159,30 @@ def _shared_banks(prompted: PromptedT5, run: str, meta: dict) -> list[str]:
                 f"--prefix-sites {','.join(spec['sites'])}"
             )
         shared.append("prefixes")
+    _check_dept(prompted, run, meta.get("dept"), shared)
     if not shared:
         trains = " and ".join(
             b for b, on in (("input prompts", prompted.prompts), ("deep prefixes", prompted.prefixes)) if on is not None
         )
         raise SoftpromptError(f"--init-from {run} holds no {trains}, which this run trains; choose a run that has them")
     return shared
+
+
+def _check_dept(prompted: PromptedT5, run: str, source: dict | None, shared: list[str]) -> None:
+    """Add "dept" to ``shared`` when both runs have a DePT update of one shape; refuse a source whose update
+    this run would drop or could not hold. (A DePT run from plain prompts: its update starts at zero.)"""
+    if not source or "prompts" not in shared:
+        return
+    rank, positions = source["rank"], source["positions"]
+    if prompted.dept is None:
+        raise SoftpromptError(
+            f"--init-from {run} trained its prompts next to a DePT update (rank {rank} over {positions} positions) "
+            f"that this run would drop; add --dept-rank {rank} --max-source-length {positions}, or start from a run "
+            "of plain prompts"
+        )
+    if (prompted.dept.rank, prompted.dept.positions) != (rank, positions):
+        raise SoftpromptError(
+            f"--init-from {run} has a DePT update of rank {rank} over {positions} positions, this run trains rank "
+            f"{prompted.dept.rank} over {prompted.dept.positions}; use --dept-rank {rank} --max-source-length {positions}"
+        )
+    shared.append("dept")

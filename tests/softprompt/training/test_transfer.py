@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from softprompt.errors import SoftpromptError
-from softprompt.io.store import load_banks, read_meta
+from softprompt.io.store import load_banks, load_dept, read_meta
 from softprompt.model.loading import random_t5
 from softprompt.training.config import TrainConfig
 from softprompt.training.loop import build_prompted, train
@@ -231,3 +231,46 @@ def test_runs_written_before_init_from_existed_still_match():
         stored.pop(key)
     assert cfg.differences(stored) == []
     assert TrainConfig(init_from=("runs/a",)).differences(stored) == ["init_from"]
+
+
+@pytest.fixture(scope="module")
+def dept_source(tmp_path_factory, rte):
+    """A trained 2-prompt DePT run: prompts of 4 tokens and a rank-2 update of the first 64 token embeddings."""
+    out = tmp_path_factory.mktemp("dept") / "source"
+    task, train_examples, val_examples = rte
+    cfg = _config(out, deep_prefix=False, dept_rank=2, seed=3)
+    train(cfg, random_t5(), task, train_examples, val_examples, progress=False)
+    return out
+
+
+def test_init_from_a_dept_run_brings_its_update_bit_identically(dept_source, rte, tmp_path):
+    """The new run starts where the source ended: prompts and DePT's A and B, all copied exactly."""
+    source = load_dept(dept_source, read_meta(dept_source))
+    assert source.b.abs().sum() > 0  # trained: a copy of zeros would prove nothing
+    cfg = _config(tmp_path / "new", deep_prefix=False, dept_rank=2)
+    prompted, record = _start(cfg, rte[0], [f"{dept_source}#1", f"{dept_source}#0"])
+    assert torch.equal(prompted.dept.a, source.a[[1, 0]]) and torch.equal(prompted.dept.b, source.b[[1, 0]])
+    assert record["sources"][0]["banks"] == ["prompts", "dept"]
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({}, "next to a DePT update (rank 2 over 64 positions) that this run would drop; add --dept-rank 2"),
+        ({"dept_rank": 3}, "has a DePT update of rank 2 over 64 positions, this run trains rank 3 over 64"),
+        ({"dept_rank": 2, "max_source_length": 32}, "use --dept-rank 2 --max-source-length 64"),
+    ],
+    ids=["dropped", "rank", "positions"],
+)
+def test_init_from_a_dept_run_refuses_a_run_that_cannot_hold_its_update(overrides, message, dept_source, rte, tmp_path):
+    cfg = _config(tmp_path / "new", deep_prefix=False, **overrides)
+    with pytest.raises(SoftpromptError, match="^[^\n]*" + re.escape(message)):
+        _start(cfg, rte[0], [str(dept_source)])
+
+
+def test_a_dept_run_from_plain_prompts_starts_at_the_source_prompts_with_a_zero_update(source, rte, tmp_path):
+    _, prompts, _ = load_banks(source, random_t5().config)
+    cfg = _config(tmp_path / "new", n_prompts=3, deep_prefix=False, dept_rank=2)
+    prompted, record = _start(cfg, rte[0], [str(source)])
+    assert torch.equal(prompted.prompts.weight, prompts.weight) and prompted.dept.b.abs().sum() == 0
+    assert record["sources"][0]["banks"] == ["prompts"]
