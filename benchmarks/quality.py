@@ -50,6 +50,7 @@ from softprompt.data.tasks import Task, get_task
 from softprompt.data.wheels import Wheel, cache_dir, wheel_members
 from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import atomic_write_text
+from softprompt.model.dept import matched_rank
 from softprompt.model.loading import load_frozen_t5
 from softprompt.nano.mixture import WHEELS
 from softprompt.nano.probe import (
@@ -240,7 +241,7 @@ def dept_rank(args: argparse.Namespace, positions: int) -> int:
     drops, (P - P_dept)·d, at s = the task's input length: the plain prompt's trainable count, to rounding."""
     if args.dept_rank:
         return args.dept_rank
-    return max(1, round((args.prompt_length - args.dept_prompt_length) * args.d_model / (positions + args.d_model)))
+    return matched_rank(args.prompt_length - args.dept_prompt_length, positions, args.d_model)
 
 
 def run_cell(cell: Cell, args: argparse.Namespace, work: str) -> dict:

@@ -45,6 +45,7 @@ from benchmarks.common import (
     shape_name,
     step_peak_bytes,
 )
+from softprompt.model.dept import matched_rank
 from softprompt.training.config import TrainConfig
 from softprompt.training.loop import build_prompted, joint_backward
 from softprompt.training.optim import clip_grad_norm_per_prompt, make_bank_optimizer
@@ -72,8 +73,8 @@ def arm_config(arm: str, args: argparse.Namespace, d_model: int) -> TrainConfig:
 
 
 def dept_rank(args: argparse.Namespace, d_model: int) -> int:
-    """The rank whose update (s·r + r·d values) makes up for the prompt vectors DePT drops, (P - P_dept)·d."""
-    return max(1, round((args.prompt_length - args.dept_prompt_length) * d_model / (args.length + d_model)))
+    """The rank whose update makes up for the prompt vectors DePT drops, (P - P_dept)·d."""
+    return matched_rank(args.prompt_length - args.dept_prompt_length, args.length, d_model)
 
 
 class ArmStep:
