@@ -11,6 +11,11 @@ frozen weights, with gradients flowing to what would be trained:
   attention, no softprompt code), no prompt, gradients flowing to its input embeddings;
 * prefix-reparam (information only): the reparameterised bank (MLP k=512 -> 512 -> prefixes).
 
+``--family t5gemma`` runs the same sides on a random T5Gemma of the shape's width and depth (``T5GEMMA_SHAPES``:
+grouped-query heads, alternating sliding-window and full layers with a window of half the default input, soft-capping;
+eager attention, T5Gemma's only kernel, for the raw side too). Its prefixes hold the sites' key/value heads. The
+FLOP model is T5's, so utilisation is reported for the T5 family only.
+
 Loss: ``per_prompt_loss(...).sum()`` for the PromptedT5 sides, the model's own loss for raw.
 Timings are interleaved (see ``benchmarks/common.py``). Utilisation of each side: model FLOPs of
 its forward (``common.t5_encoder_flops`` / ``t5_decoder_flops``; the prefix side's Pp extra keys
@@ -22,6 +27,7 @@ device and dtype. Ends with one ``RESULT {json}`` line.
     python -m benchmarks.prefix_bench [--batch 32 --length 128 --prefix-length 10]
     python -m benchmarks.prefix_bench --quick
     python -m benchmarks.prefix_bench --device cuda --dtype bfloat16 --shape base
+    python -m benchmarks.prefix_bench --family t5gemma [--quick]
 """
 
 from __future__ import annotations
@@ -53,10 +59,30 @@ from benchmarks.common import (
     utilisation,
     utilisation_line,
 )
+from softprompt.model.loading import FrozenT5, random_t5gemma
 from softprompt.model.losses import per_prompt_loss
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+
+# T5Gemma of each T5 shape's width and depth: query heads over half as many key/value heads, head size d / heads
+T5GEMMA_SHAPES = {
+    "tiny": dict(hidden_size=64, intermediate_size=256, num_attention_heads=4, head_dim=16, num_layers=2),
+    "small": dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, head_dim=64, num_layers=6),
+    "base": dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, head_dim=64, num_layers=12),
+    "large": dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, head_dim=64, num_layers=24),
+}
+T5GEMMA_WINDOW = 64  # sliding window: half the default input, so the sliding layers' masks bite
+
+
+def t5gemma_model(args) -> FrozenT5:
+    """A random T5Gemma of ``T5GEMMA_SHAPES[shape]`` on ``args.device`` in ``args.dtype``."""
+    dims = T5GEMMA_SHAPES[shape_name(args)]
+    frozen = random_t5gemma(
+        **dims, num_key_value_heads=dims["num_attention_heads"] // 2, sliding_window=T5GEMMA_WINDOW, seed=args.seed
+    )
+    frozen.model.to(torch.device(args.device), DTYPES[args.dtype])
+    return frozen
 
 
 def prompted_step(prompted: PromptedT5, input_ids, mask, labels) -> None:
@@ -99,6 +125,7 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 11; quick 2)")
     parser.add_argument("--no-reparam", action="store_true", help="skip the information-only reparameterised side")
+    parser.add_argument("--family", choices=("t5", "t5gemma"), default="t5", help="model family (default t5)")
     add_common_args(parser)
     add_model_args(parser)
     args = parser.parse_args()
@@ -109,19 +136,19 @@ def main() -> None:
     started = time.perf_counter()
     device = torch.device(args.device)
     print(
-        f"{env}; model {shape_name(args)} shape on {device}; "
+        f"{env}; {args.family} model of {shape_name(args)} shape on {device}; "
         f"batch {batch}, input {length}, target {args.target_length}, Pp={args.prefix_length}"
     )
     peak = matmul_peak(DTYPES[args.dtype], device)
     print(f"matmul peak ({args.dtype}, {device}): {peak / 1e9:.1f} GFLOP/s")
 
-    frozen = model_for(args)
-    raw = copy.deepcopy(frozen.model)  # before PromptedT5 reroutes attention: plain sdpa, no softprompt code
+    frozen = model_for(args) if args.family == "t5" else t5gemma_model(args)
+    raw = copy.deepcopy(frozen.model)  # before PromptedT5 reroutes attention: its own kernel, no softprompt code
     config, pp = frozen.config, args.prefix_length
     prefixes = PrefixBank(1, PrefixShape.for_config(config, pp))
     prefixes.init_random([args.seed])
     prefix = PromptedT5(frozen, prefixes=prefixes)
-    prompts = PromptBank(1, pp, config.d_model)
+    prompts = PromptBank(1, pp, frozen.geometry.d_model)
     with torch.no_grad():
         prompts.weight.uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(args.seed))
     plain = PromptedT5(frozen, prompts=prompts)  # shares the frozen model; select() clears the prefix per call
@@ -163,11 +190,13 @@ def main() -> None:
     if "prefix-reparam" in times:
         rows.append(timing_row("prefix-reparam / plain", times["prefix-reparam"], times["plain"]))
     print_table(TIMING_HEADERS, rows, f"forward+backward, batch {batch}, input {length}, Pp={pp} (all sites)")
-    flops = {
-        "prefix": train_step_flops(config, batch, length, args.target_length, prefix_length=pp),
-        "plain": train_step_flops(config, batch, length, args.target_length, prompt_length=pp),
-        "raw": train_step_flops(config, batch, length, args.target_length),
-    }
+    flops = {}
+    if args.family == "t5":  # T5's FLOP model
+        flops = {
+            "prefix": train_step_flops(config, batch, length, args.target_length, prefix_length=pp),
+            "plain": train_step_flops(config, batch, length, args.target_length, prompt_length=pp),
+            "raw": train_step_flops(config, batch, length, args.target_length),
+        }
     for side, count in flops.items():
         print(utilisation_line(side, count, min(times[side]), peak))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
@@ -180,7 +209,9 @@ def main() -> None:
         result["reparam_over_plain"] = ratio(times["prefix-reparam"], times["plain"])
     for side, count in flops.items():
         result[f"utilisation_{side}"] = utilisation(count, min(times[side]), peak)
-    result.update(matmul_peak_gflops=peak / 1e9, device=str(device), dtype=args.dtype, shape=shape_name(args))
+    result.update(
+        matmul_peak_gflops=peak / 1e9, device=str(device), dtype=args.dtype, shape=shape_name(args), family=args.family
+    )
     emit_result(result)
 
 

@@ -118,7 +118,7 @@ def load_pool(run_dirs: Sequence[str | Path] | str | Path, frozen: FrozenT5, mix
     dept = concat_dept(  # DePT runs' updates, zero rows for the others: one pass still mixes them
         [load_dept(d, meta) for d, meta in zip(run_dirs, metas)],
         [meta["n_prompts"] for meta in metas],
-        frozen.config.d_model,
+        frozen.geometry.d_model,
     )
     model = PromptedT5(frozen, prompts, prefixes, dept)
     return Pool(model, names, metas)

@@ -40,7 +40,7 @@ import torch
 from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import atomic_write, atomic_write_text, check_out_dir, write_fresh_dir
 from softprompt.io.store import META, PROMPTS, load_tensors, model_fingerprint, read_meta, save_run
-from softprompt.model.families import family_of, model_family
+from softprompt.model.families import family_of, geometry_of, model_family
 from softprompt.model.prompts import PromptBank
 
 CONFIG_NAME = "adapter_config.json"
@@ -256,10 +256,11 @@ def import_peft(
             f"{adapter / CONFIG_NAME} names no base model (base_model_name_or_path); pass --model with the T5 it was trained on"
         )
     model_config = _load_model_config(name)
-    if prompt.shape[1] != model_config.d_model:
+    d_model = geometry_of(model_config).d_model
+    if prompt.shape[1] != d_model:
         raise SoftpromptError(
             f"the adapter's prompt vectors have width {prompt.shape[1]} but model {name!r} has d_model="
-            f"{model_config.d_model}; pass --model with the T5 the adapter was trained on"
+            f"{d_model}; pass --model with the T5 the adapter was trained on"
         )
     task = _task_meta(task_name, label_words)
     bank = PromptBank(1, length, prompt.shape[1])

@@ -25,7 +25,7 @@ import transformers
 from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import atomic_write, atomic_write_text
 from softprompt.model.dept import DeptBank
-from softprompt.model.families import family_name
+from softprompt.model.families import family_name, geometry_of
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompts import PromptBank
 from softprompt.model.reparam import ResidualPromptBank
@@ -54,15 +54,17 @@ def model_fingerprint(config) -> dict[str, Any]:
     architecture config."""
     fields = {k: v for k, v in sorted(config.to_dict().items()) if k not in _HASH_IGNORED}
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    return {
+    geometry = geometry_of(config)
+    encoder, decoder = geometry.sites["encoder"], geometry.sites["decoder"]
+    return {  # heads and head size: the encoder's key/value heads (T5: num_heads, d_kv); load_banks checks each site
         "family": family_name(config),
         "config_hash": digest,
-        "d_model": config.d_model,
-        "vocab_size": config.vocab_size,
-        "num_layers": config.num_layers,
-        "num_decoder_layers": config.num_decoder_layers,
-        "num_heads": config.num_heads,
-        "d_kv": config.d_kv,
+        "d_model": geometry.d_model,
+        "vocab_size": geometry.vocab_size,
+        "num_layers": encoder.layers,
+        "num_decoder_layers": decoder.layers,
+        "num_heads": encoder.heads,
+        "d_kv": encoder.head_dim,
     }
 
 

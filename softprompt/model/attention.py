@@ -1,9 +1,10 @@
 """Deep-prefix injection through transformers' pluggable attention function.
 
-T5 attention in transformers 5.x calls ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]``
-with the module, q, k, v, the mask and ``position_bias``. We register wrapped versions of the
-``sdpa`` and ``eager`` kernels that, for every attention site (encoder self-attention, decoder
-self-attention, decoder cross-attention), prepend per-row prefix keys/values:
+The attention modules of the supported families call ``ALL_ATTENTION_FUNCTIONS[config._attn_implementation]`` with
+the module, q, k, v and the mask (T5's also with ``position_bias``). We register wrapped versions of the ``sdpa``
+and ``eager`` kernels that, for every attention site (encoder self-attention, decoder self-attention, decoder
+cross-attention), prepend per-row prefix keys/values and then call the module's own kernel (``Layout.kernels``:
+T5's, or T5Gemma's eager kernel with its scaling, soft-capping and ``sliding_window``):
 
 * the prefix columns are always attended (mask 1 / additive 0),
 * they get zero relative-position bias; the bias of real tokens was computed by T5 from the real
@@ -17,6 +18,14 @@ Because it works below ``T5Stack``, it reaches the encoder too (``T5Stack`` drop
 mT5 and umT5 (``softprompt.model.families``) have the same layout and call the same interface. umT5 computes a
 relative-position bias in every layer instead of reusing the first layer's: each layer's bias is padded by the same
 rule (prefix columns zero, real columns their own), prepared once per layer instead of once per stack.
+
+T5Gemma rotates queries and keys (RoPE) before its kernel. Prefix keys are held as they enter the kernel, in the frame
+of cached keys, and are never rotated: position-free, as PEFT's prefix tuning and Li & Liang's ``past_key_values``
+hold them. So the text keeps its positions 0..T-1 (the query-key angles between real tokens are exactly the model's
+own), and every query sees the prefix whatever its position: in sliding-window layers the prefix columns are open to
+every query, like the columns of padding-free full attention. Its decoder's self-attention prefix keys meet rotated
+queries, so their dot products depend on the query's position, as a cached key's would. T5Gemma runs eager attention
+only (transformers has no sdpa kernel for it: soft-capping needs the scores).
 """
 
 from __future__ import annotations
@@ -29,9 +38,11 @@ from torch import nn
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
-from transformers.models.t5.modeling_t5 import eager_attention_forward
 
-SITES = ("encoder", "decoder", "cross")
+from softprompt.model.families import family_of
+from softprompt.model.layouts import SITES, T5_LAYOUT
+
+__all__ = ["PREFIXED", "SITES", "PrefixContext", "attention_sites", "install_prefix_attention"]
 PREFIXED = {"sdpa": "softprompt_sdpa", "eager": "softprompt_eager"}
 
 
@@ -39,7 +50,8 @@ PREFIXED = {"sdpa": "softprompt_sdpa", "eager": "softprompt_eager"}
 class PrefixContext:
     """What the wrapped attention reads on each call.
 
-    ``kv`` maps a site to per-row prefixes of shape (B, L, 2, H, Pp, d_kv) (index 2: keys, values);
+    ``kv`` maps a site to per-row prefixes of shape (B, L, 2, Hkv, Pp, d) (index 2: keys, values; the site's
+    key/value heads and head size);
     ``captured`` (when not None) collects the real keys/values each site computes, by (site, layer).
     """
 
@@ -64,87 +76,87 @@ class PrefixContext:
 
 def attention_sites(model: PreTrainedModel) -> dict[str, list[nn.Module]]:
     """The attention modules (T5Attention, or its family's) of each site, indexed by layer."""
-    return {
-        "encoder": [block.layer[0].SelfAttention for block in model.encoder.block],
-        "decoder": [block.layer[0].SelfAttention for block in model.decoder.block],
-        "cross": [block.layer[1].EncDecAttention for block in model.decoder.block],
-    }
+    return family_of(model.config).layout.sites(model)
 
 
 def install_prefix_attention(model: PreTrainedModel) -> PrefixContext:
     """Route ``model``'s attention through the prefix-aware kernels; returns the shared context.
 
-    With an empty context the wrapped kernels are the original ones, bit for bit.
+    With an empty context the wrapped kernels are the original ones, bit for bit: each module keeps its family's own
+    kernel for the implementation it was loaded with (``Layout.kernels``).
     """
     implementation = model.config._attn_implementation
     if implementation in PREFIXED.values():
         return attention_sites(model)["encoder"][0].softprompt_context
-    if implementation not in PREFIXED:
-        raise ValueError(f"prefix injection supports attn_implementation sdpa or eager, not {implementation!r}")
+    kernels = family_of(model.config).layout.kernels
+    if implementation not in kernels:
+        supported = " or ".join(kernels)
+        raise ValueError(f"prefix injection supports attn_implementation {supported} here, not {implementation!r}")
     context = PrefixContext()
     for site, modules in attention_sites(model).items():
         for layer, module in enumerate(modules):
             module.softprompt_site = (site, layer)
             module.softprompt_context = context
+            module.softprompt_kernel = kernels[implementation]
     model.set_attn_implementation(PREFIXED[implementation])
     return context
 
 
-def _with_prefix(kernel):
+def _with_prefix(default_kernel):
     def attention(module, query, key, value, attention_mask, position_bias=None, **kwargs):
-        # query (B, H, Q, d_kv); key/value (B, H, K, d_kv)
+        # query (B, H, Q, d); key/value (B, Hkv, K, d) (Hkv = H but under grouped-query attention)
+        kernel = getattr(module, "softprompt_kernel", default_kernel)
+        if position_bias is not None:  # T5's relative-position bias; T5Gemma's kernel takes none
+            kwargs["position_bias"] = position_bias
         context: PrefixContext | None = getattr(module, "softprompt_context", None)
         if context is None:
-            return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
+            return kernel(module, query, key, value, attention_mask, **kwargs)
         site, layer = module.softprompt_site
         if site == "cross" and query.shape[0] != key.shape[0]:  # K decoder rows per encoder row (candidates, beams)
-            return _fold_candidates(
-                attention, context, module, query, key, value, attention_mask, position_bias, **kwargs
-            )
+            return _fold_candidates(attention, context, module, query, key, value, attention_mask, **kwargs)
         if context.captured is not None:
             context.captured[(site, layer)] = (key, value)
         prefix = context.kv.get(site)
         if prefix is None or prefix.shape[-2] == 0:  # no prefix / zero-length: the original kernel, bit for bit
-            return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
+            return kernel(module, query, key, value, attention_mask, **kwargs)
         n_prefix, batch = prefix.shape[-2], query.shape[0]
-        layers = context.once(  # 2L tensors (B, H, Pp, d_kv): layer l's keys at 2l, its values at 2l+1
+        layers = context.once(  # 2L tensors (B, Hkv, Pp, d): layer l's keys at 2l, its values at 2l+1
             (site, "kv"),
             prefix,
             (batch, key.dtype, key.device),
             lambda: _match_batch(prefix, batch).to(key.device, key.dtype).flatten(1, 2).unbind(1),
         )
         if attention_mask is None and site == "decoder" and query.shape[2] > 1:
-            shape = (query.shape[2], key.shape[2], key.device, query.dtype, kernel is eager_attention_forward)
+            shape = (query.shape[2], key.shape[2], key.device, query.dtype, kernel is not sdpa_attention_forward)
             attention_mask = context.once((site, "causal"), None, shape, lambda: _causal_mask(*shape))
-        key = torch.cat([layers[2 * layer], key], dim=2)  # (B, H, Pp+K, d_kv)
+        key = torch.cat([layers[2 * layer], key], dim=2)  # (B, Hkv, Pp+K, d)
         value = torch.cat([layers[2 * layer + 1], value], dim=2)
         if attention_mask is not None:  # make() runs inside once(), before the name is rebound
-            attention_mask = context.once(
-                (site, "mask"),
+            attention_mask = context.once(  # one per mask kind: T5Gemma's sliding-window layers have their own
+                (site, "mask", kwargs.get("sliding_window")),
                 attention_mask,
                 (n_prefix,),
                 lambda: _pad_front(attention_mask, n_prefix, True if attention_mask.dtype == torch.bool else 0.0),
             )
         if position_bias is not None:  # prefix columns: zero bias
-            position_bias = context.once(
+            kwargs["position_bias"] = context.once(
                 (site, "bias"), position_bias, (n_prefix,), lambda: _pad_front(position_bias, n_prefix, 0.0)
             )
-        return kernel(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
+        return kernel(module, query, key, value, attention_mask, **kwargs)
 
     return attention
 
 
-def _fold_candidates(
-    attend, context: PrefixContext, module, query, key, value, attention_mask, position_bias, **kwargs
-):
+def _fold_candidates(attend, context: PrefixContext, module, query, key, value, attention_mask, **kwargs):
     """Cross-attention of K decoder rows per encoder row (row b's candidates or beams at rows b·K .. b·K+K-1),
     computed as one row of K·S queries, so the keys/values stay one copy per encoder row instead of K.
-    Exact: cross-attention has no relative-position bias in the T5 family (zeros), so every query of a row attends
-    to the same keys under the same mask and bias.
+    Exact: cross-attention has no relative-position bias in the T5 family (zeros) and no rotary positions in T5Gemma,
+    so every query of a row attends to the same keys under the same mask and bias.
     """
-    rows, heads, length, d_kv = query.shape  # (B·K, H, S, d_kv)
+    position_bias = kwargs.pop("position_bias", None)
+    rows, heads, length, d_kv = query.shape  # (B·K, H, S, d)
     batch = key.shape[0]
-    if rows % batch or module.has_relative_attention_bias:
+    if rows % batch or getattr(module, "has_relative_attention_bias", False):
         raise ValueError(
             f"cross-attention of {rows} decoder rows over {batch} encoder rows: "
             "expected K whole candidates per row and no relative-position bias"
@@ -152,7 +164,7 @@ def _fold_candidates(
     k = rows // batch
     folded = (
         query.view(batch, k, heads, length, d_kv).transpose(1, 2).reshape(batch, heads, k * length, d_kv)
-    )  # (B, H, K·S, d_kv)
+    )  # (B, H, K·S, d)
     # masks and biases of (B·K, B or 1) rows -> one per encoder row (B or 1), one query row for all queries
     mask, bias = (
         None
@@ -194,7 +206,7 @@ def _pad_front(tensor: torch.Tensor, n: int, value: float | bool) -> torch.Tenso
     return torch.cat([pad, tensor], dim=-1)
 
 
-AttentionInterface.register(PREFIXED["sdpa"], _with_prefix(sdpa_attention_forward))
-AttentionInterface.register(PREFIXED["eager"], _with_prefix(eager_attention_forward))
+AttentionInterface.register(PREFIXED["sdpa"], _with_prefix(T5_LAYOUT.kernels["sdpa"]))
+AttentionInterface.register(PREFIXED["eager"], _with_prefix(T5_LAYOUT.kernels["eager"]))
 AttentionMaskInterface.register(PREFIXED["sdpa"], sdpa_mask)
 AttentionMaskInterface.register(PREFIXED["eager"], eager_mask)

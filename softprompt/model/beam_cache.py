@@ -13,7 +13,7 @@ Same tokens and scores as on the default cache (tested, deep prefixes included).
 >>> from softprompt.model.loading import random_t5
 >>> model = random_t5().model
 >>> cache = beam_search_cache(model, torch.zeros(8, 5, model.config.d_model))  # 8 inputs of 5 tokens
->>> type(cache).__name__, tuple(cache.cross_attention_cache.layers[0].keys.shape)  # (inputs, heads, tokens, d_kv)
+>>> type(cache).__name__, tuple(cache.cross_attention_cache.layers[0].keys.shape)  # (inputs, Hkv, tokens, d)
 ('SharedCrossAttentionCache', (8, 4, 5, 8))
 """
 
@@ -22,10 +22,11 @@ from __future__ import annotations
 import inspect
 
 import torch
-from transformers import T5ForConditionalGeneration
+from transformers import PreTrainedModel, T5ForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from softprompt.model.attention import attention_sites
+from softprompt.model.families import family_of
 
 # the keyword that passes a cache to T5's forward() and generate(): ``cache`` from transformers 5.24, before it
 # ``past_key_values`` (5.24 still takes it, with a deprecation warning)
@@ -44,15 +45,14 @@ class SharedCrossAttentionCache(EncoderDecoderCache):
 
 
 @torch.no_grad()
-def beam_search_cache(model: T5ForConditionalGeneration, encoder_hidden: torch.Tensor) -> SharedCrossAttentionCache:
+def beam_search_cache(model: PreTrainedModel, encoder_hidden: torch.Tensor) -> SharedCrossAttentionCache:
     """A cache for one ``generate()`` call with beams over the encoder output ``encoder_hidden`` (B, S, d), before
-    ``generate()`` repeats it per beam: every decoder layer's cross-attention keys/values projected from its B rows."""
+    ``generate()`` repeats it per beam: every decoder layer's cross-attention keys/values projected from its B rows.
+    The cross-attention cache is built without the decoder's config: T5Gemma's decoder declares sliding-window
+    layers, which a cache built from it would apply to the encoder's keys too (T5Gemma's own cross cache is plain)."""
     config = model.config.get_text_config(decoder=True)
-    cross = DynamicCache(config=config)
+    layout, cross = family_of(model.config).layout, DynamicCache()
     for layer, attention in enumerate(attention_sites(model)["cross"]):
-        states = encoder_hidden.to(attention.k.weight.device)
-        shape = (*states.shape[:-1], -1, attention.key_value_proj_dim)
-        cross.update(
-            attention.k(states).view(shape).transpose(1, 2), attention.v(states).view(shape).transpose(1, 2), layer
-        )
-    return SharedCrossAttentionCache(DynamicCache(config=config), cross)  # (B, H, S, d_kv) per layer
+        states = encoder_hidden.to(next(attention.parameters()).device)
+        cross.update(*layout.cross_keys_values(attention, states), layer)  # (B, Hkv, S, d) each
+    return SharedCrossAttentionCache(DynamicCache(config=config), cross)

@@ -1,17 +1,20 @@
-"""The T5 family: which model types softprompt loads, with which class, and why the others are refused.
+"""The supported encoder-decoders: which model types softprompt loads, with which class, and why the others are refused.
 
-A family is one ``config.model_type`` with its transformers class. Every supported family has T5's
-layout (``encoder.block[i].layer[0].SelfAttention``, ``decoder.block[i].layer[1].EncDecAttention``, ``d_kv``
-heads, relative-position bias passed to transformers' attention interface), so prompts and deep prefixes
-reach every attention site the same way (``softprompt.model.attention``):
+A family is one ``config.model_type`` with its transformers class and its ``Layout`` (``softprompt.model.layouts``:
+its geometry, its attention modules per site and its own attention kernels), through which prompts and deep prefixes
+reach every attention site (``softprompt.model.attention``):
 
 * ``t5``: T5, T5 v1.1 / LM-adapted, Flan-T5, ByT5 (a byte tokenizer) and UL2 / Flan-UL2 (gated-SiLU);
 * ``mt5``: mT5, the T5 v1.1 architecture with a 250k multilingual vocabulary;
-* ``umt5``: umT5, like mT5 but every layer owns its relative-position bias.
+* ``umt5``: umT5, like mT5 but every layer owns its relative-position bias;
+* ``t5gemma``: T5Gemma (text only): rotary positions, grouped-query heads, sliding-window layers and logit
+  soft-capping, an encoder and a decoder that may differ in size (9B-2B); eager attention only.
 
 >>> from transformers import MT5Config
 >>> model_family(MT5Config(), "./mt5").model_class.__name__
 'MT5ForConditionalGeneration'
+>>> geometry_of(MT5Config(num_layers=2)).sites["encoder"]
+SiteGeometry(layers=2, heads=6, head_dim=64)
 """
 
 from __future__ import annotations
@@ -25,25 +28,37 @@ from transformers import (
     PreTrainedModel,
     T5Config,
     T5ForConditionalGeneration,
+    T5GemmaConfig,
+    T5GemmaForConditionalGeneration,
     UMT5Config,
     UMT5ForConditionalGeneration,
 )
 
 from softprompt.errors import SoftpromptError
+from softprompt.model.layouts import T5_LAYOUT, T5GEMMA_LAYOUT, Geometry, Layout
 
 
 @dataclass(frozen=True)
 class Family:
     """One supported model type: ``name`` (= ``config.model_type``, recorded in artefacts), the checkpoints
-    it covers, and its transformers classes. ``cross_from_encoder_rows``: its cross-attention projects keys/values
-    from the encoder's own rows, so K decoder rows per encoder row (candidates, beams) can share one projection;
-    umT5 reshapes them to the decoder's row count, so they must be projected beforehand (a prefilled cache)."""
+    it covers, its transformers classes and its ``layout``. ``cross_from_encoder_rows``: its cross-attention projects
+    keys/values from the encoder's own rows, so K decoder rows per encoder row (candidates, beams) can share one
+    projection; umT5 reshapes them to the decoder's row count, so they must be projected beforehand (a prefilled cache).
+    ``eos_tokens``: its tokenizer (Gemma's: BOS in front, nothing after, left padding) is set on load to the T5
+    convention softprompt's inputs and targets follow: EOS after every text, no BOS, right padding."""
 
     name: str
     members: str
     config_class: type[PretrainedConfig]
     model_class: type[PreTrainedModel]
     cross_from_encoder_rows: bool = True
+    layout: Layout = T5_LAYOUT
+    eos_tokens: bool = False
+
+    @property
+    def attention(self) -> tuple[str, ...]:
+        """The attention implementations it runs, the default first (T5Gemma: eager alone)."""
+        return tuple(self.layout.kernels)
 
 
 FAMILIES: dict[str, Family] = {
@@ -52,6 +67,9 @@ FAMILIES: dict[str, Family] = {
         Family("t5", "T5, T5 v1.1, Flan-T5, ByT5, UL2 / Flan-UL2", T5Config, T5ForConditionalGeneration),
         Family("mt5", "mT5", MT5Config, MT5ForConditionalGeneration),
         Family("umt5", "umT5", UMT5Config, UMT5ForConditionalGeneration, cross_from_encoder_rows=False),
+        Family(
+            "t5gemma", "T5Gemma", T5GemmaConfig, T5GemmaForConditionalGeneration, layout=T5GEMMA_LAYOUT, eos_tokens=True
+        ),
     )
 }
 
@@ -62,13 +80,11 @@ REFUSED: dict[str, str] = {
         "layer, outside transformers' attention interface), so tokens farther than local_radius from an input "
         "prompt never see it and deep prefixes cannot reach the encoder"
     ),
-    "t5gemma": (
-        "prompts and prefixes are not yet made exact for it (its attention has rotary positions, grouped-query "
-        "heads, sliding-window layers and logit soft-capping, and its config nests the encoder's and decoder's)"
-    ),
     "t5gemma2": (
-        "prompts and prefixes are not yet made exact for it (its attention has rotary positions, grouped-query "
-        "heads and sliding-window layers, and its decoder merges self- and cross-attention into one)"
+        "its decoder runs self- and cross-attention as one merged attention (its own keys and the encoder's "
+        "concatenated before the kernel), so softprompt's separate decoder and cross prefixes have no place of their "
+        "own there, and its embedding layer scales token embeddings itself (beside an image encoder); prompts and "
+        "prefixes are not made exact for it"
     ),
 }
 
@@ -103,3 +119,8 @@ def family_name(config: PretrainedConfig) -> str:
 def family_of(config: PretrainedConfig) -> Family:
     """The family of a loaded model's config (``model_family`` has already accepted it)."""
     return FAMILIES[family_name(config)]
+
+
+def geometry_of(config: PretrainedConfig) -> Geometry:
+    """What softprompt's banks must match in a model of a supported family (``layouts.Geometry``)."""
+    return family_of(config).layout.geometry(config)

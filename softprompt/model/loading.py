@@ -1,7 +1,8 @@
 """Load encoder-decoders of the T5 family frozen, by hub name, short alias or local directory.
 
-The family (``softprompt.model.families``: t5 with ByT5 and UL2, mt5, umt5) is read from the config and picks the
-transformers class; the tokenizer is checked to fit the model (``check_vocab``, ``check_tokenizer_reads``).
+The family (``softprompt.model.families``: t5 with ByT5 and UL2, mt5, umt5, t5gemma) is read from the config and picks
+the transformers class and the attention implementation; the tokenizer is checked to fit the model (``check_vocab``,
+``check_tokenizer_reads``).
 """
 
 from __future__ import annotations
@@ -14,12 +15,21 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    T5GemmaConfig,
+    T5GemmaModuleConfig,
+)
 
 from softprompt.errors import SoftpromptError
 from softprompt.model.distributed import default_device
-from softprompt.model.families import FAMILIES, family_name, model_family
+from softprompt.model.families import FAMILIES, family_name, geometry_of, model_family
 from softprompt.model.hub import ask_hub, first_line
+from softprompt.model.layouts import Geometry
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"  # softprompt/assets
 TOKENIZER_DIR = ASSETS / "t5-tokenizer"
@@ -44,6 +54,15 @@ ALIASES: dict[str, str] = {
     **{f"umt5-{s}": f"google/umt5-{s}" for s in ("small", "base", "xl", "xxl")},  # umT5 has no "large"
     "ul2": "google/ul2",
     "flan-ul2": "google/flan-ul2",
+    # T5Gemma (gated on the hub: accept Gemma's licence there first). Seen on the hub: 2b-2b and 9b-9b in all four
+    # variants, 9b-2b-prefixlm, b-b-prefixlm-it, s-s-prefixlm-it, xl-xl-ul2; the others are named by the model card's
+    # statement that every size comes pretrained with PrefixLM and with UL2, each also instruction-tuned (-it).
+    **{
+        f"t5gemma-{size}-{objective}{tuned}": f"google/t5gemma-{size}-{objective}{tuned}"
+        for size in ("2b-2b", "9b-2b", "9b-9b", "s-s", "b-b", "l-l", "ml-ml", "xl-xl")
+        for objective in ("prefixlm", "ul2")
+        for tuned in ("", "-it")
+    },
 }
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -63,8 +82,13 @@ class FrozenT5:
 
     @property
     def family(self) -> str:
-        """The model's family (``softprompt.model.families``): t5, mt5 or umt5."""
+        """The model's family (``softprompt.model.families``): t5, mt5, umt5 or t5gemma."""
         return family_name(self.config)
+
+    @property
+    def geometry(self) -> Geometry:
+        """What the banks must match: ``d_model`` (prompt width), vocabulary, each site's layers, heads, head size."""
+        return geometry_of(self.config)
 
     def parameter_count(self) -> int:
         """Number of (frozen) base-model parameters."""
@@ -122,7 +146,7 @@ def load_frozen_t5(
     name: str,
     dtype: str = "float32",
     device: str = "cpu",
-    attn_implementation: str = "sdpa",
+    attn_implementation: str | None = None,
     device_map: str | None = None,
     texts: Sequence[str] = (),
 ) -> FrozenT5:
@@ -130,9 +154,11 @@ def load_frozen_t5(
 
     ``device="auto"``: this process's GPU under ``accelerate launch`` / the only GPU, else the CPU.
     ``device_map="auto"``: spread a model too large for one device over all of them (accelerate).
-    The family (``softprompt.model.families``) picks the class; a model type outside it is one line naming the
-    supported families. The tokenizer must fit the model (``check_vocab``) and read ``texts``, the first inputs
-    the model will see (``check_tokenizer_reads``).
+    The family (``softprompt.model.families``) picks the class and, when ``attn_implementation`` is None, the attention
+    (sdpa for the T5 families, eager for T5Gemma, which has no other); a model type outside it, or an implementation
+    the family does not run, is one line. T5Gemma's Gemma tokenizer is set to T5's convention
+    (``eos_after_every_text``). The tokenizer must fit the model (``check_vocab``) and read ``texts``, the first
+    inputs the model will see (``check_tokenizer_reads``).
 
     >>> frozen = load_frozen_t5("t5-nano")  # the embedded default; or a hub name ("t5-xl") or a local directory
     >>> frozen.config.d_model, any(p.requires_grad for p in frozen.model.parameters())
@@ -150,9 +176,15 @@ def load_frozen_t5(
             "with config.json and weights, or a hub name while online"
         ) from None
     family = model_family(config, name)
+    attention = attn_implementation or family.attention[0]
+    if attention not in family.attention:
+        raise SoftpromptError(
+            f"{name!r} is a {family.name} model, which runs attn_implementation {' or '.join(family.attention)} only, "
+            f"not {attention!r}"
+        )
     try:
         model = family.model_class.from_pretrained(
-            source, dtype=DTYPES[dtype], attn_implementation=attn_implementation, device_map=device_map
+            source, dtype=DTYPES[dtype], attn_implementation=attention, device_map=device_map
         )
     except (OSError, ValueError, RuntimeError, SafetensorError) as error:  # missing, truncated or mismatched weights
         raise SoftpromptError(
@@ -160,6 +192,8 @@ def load_frozen_t5(
             "re-save the model with save_pretrained() or download it again"
         ) from None
     tokenizer = load_tokenizer(source)
+    if family.eos_tokens:
+        eos_after_every_text(tokenizer)
     check_vocab(tokenizer, model.config, name)
     check_tokenizer_reads(tokenizer, texts, name)
     if DTYPES[dtype] != torch.float32:
@@ -206,6 +240,8 @@ def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
             module.p = 0.0
         if hasattr(module, "dropout") and isinstance(module.dropout, float):  # T5Attention's attention dropout
             module.dropout = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):  # T5Gemma's attention dropout
+            module.attention_dropout = 0.0
     # transformers 5.24 renamed gradient_checkpointing_enable (the old name warns, and goes in v6)
     enable = getattr(model, "activation_checkpointing_enable", None)
     if enable is not None:
@@ -226,19 +262,37 @@ def load_tokenizer(source: str | os.PathLike = TOKENIZER_DIR) -> PreTrainedToken
         raise SoftpromptError(f"cannot load tokenizer from {str(source)!r}: {first_line(error)}") from None
 
 
+def eos_after_every_text(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Set a Gemma-style tokenizer (BOS in front of every text, nothing after it, padding on the left) to the
+    convention of T5's, which softprompt's data follows: EOS after every input and target (a target's EOS is what
+    generation learns to stop at and what rank classification scores last), no BOS, padding on the right (labels and
+    prompts in front assume it). T5Gemma's decoder starts from BOS itself (its ``decoder_start_token_id``).
+
+    >>> from transformers import GemmaTokenizer
+    >>> gemma = GemmaTokenizer(add_bos_token=True)  # Gemma's special tokens alone: pad 0, eos 1, bos 2, unk 3
+    >>> gemma("<unk>").input_ids, eos_after_every_text(gemma)("<unk>").input_ids, gemma.padding_side
+    ([2, 3], [3, 1], 'right')
+    """
+    tokenizer.add_bos_token = False
+    tokenizer.add_eos_token = True
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
 def check_vocab(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig, name: str) -> None:
     """Fail when the tokenizer cannot serve the model: it can emit ids the model has no embedding for, or it has
     far fewer tokens (under half) than the model has embedding rows, as a tokenizer built without its vocabulary
     file has (T5's: 104 tokens that read every word as <unk>). Checkpoints pad their rows a little beyond their
     tokenizer (T5: 32100 tokens, 32128 rows), never to twice its size."""
-    if len(tokenizer) > config.vocab_size:
+    vocab_size = geometry_of(config).vocab_size  # the encoder's embedding rows (T5Gemma: its encoder config's)
+    if len(tokenizer) > vocab_size:
         raise SoftpromptError(
             f"tokenizer of {name!r} has {len(tokenizer)} tokens but the model's vocabulary has "
-            f"{config.vocab_size}; use the tokenizer the model was trained with"
+            f"{vocab_size}; use the tokenizer the model was trained with"
         )
-    if 2 * len(tokenizer) < config.vocab_size:
+    if 2 * len(tokenizer) < vocab_size:
         raise SoftpromptError(
-            f"tokenizer of {name!r} has {len(tokenizer)} tokens for the model's {config.vocab_size} embedding rows, "
+            f"tokenizer of {name!r} has {len(tokenizer)} tokens for the model's {vocab_size} embedding rows, "
             "so it is not the model's own (one built without its vocabulary file reads every word as <unk>); save "
             "the tokenizer the model was trained with beside it (tokenizer.save_pretrained(DIR))"
         )
@@ -302,6 +356,60 @@ def random_t5(
     torch.manual_seed(seed)
     model = spec.model_class(config)
     name = f"random-{family}-d{d_model}-l{num_layers}-seed{seed}"
+    return FrozenT5(freeze(model), tokenizer if tokenizer is not None else load_tokenizer(), name)
+
+
+def random_t5gemma(
+    hidden_size: int = 32,
+    intermediate_size: int = 64,
+    head_dim: int = 8,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    num_layers: int = 3,
+    sliding_window: int = 4,
+    vocab_size: int = 32128,
+    seed: int = 0,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    decoder: dict | None = None,
+    **extra: object,
+) -> FrozenT5:
+    """A frozen, randomly initialised T5Gemma (``T5GemmaConfig`` / ``T5GemmaForConditionalGeneration``, eager
+    attention) with grouped-query heads, alternating sliding-window and full layers, and attention and final logit
+    soft-capping as the released checkpoints set them; ``extra`` overrides settings of both (``T5GemmaModuleConfig``),
+    ``decoder`` the decoder's alone (a 9B-2B-like pair). Token ids follow Gemma's layout (pad 0, eos 1, bos 2, the
+    decoder's start); ``tokenizer`` defaults to the vendored T5 vocabulary, which shares pad and eos with it.
+
+    >>> tiny = random_t5gemma(decoder={"hidden_size": 24, "num_hidden_layers": 2})
+    >>> tiny.geometry.d_model, tiny.geometry.sites["encoder"], tiny.geometry.sites["cross"]
+    (32, SiteGeometry(layers=3, heads=2, head_dim=8), SiteGeometry(layers=2, heads=2, head_dim=8))
+    """
+    tokens = dict(pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    encoder = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        head_dim=head_dim,
+        query_pre_attn_scalar=head_dim,
+        sliding_window=sliding_window,
+        attn_logit_softcapping=50.0,
+        final_logit_softcapping=30.0,
+        **tokens,
+    )
+    encoder.update(extra)
+    config = T5GemmaConfig(
+        encoder=T5GemmaModuleConfig(**encoder),
+        decoder=T5GemmaModuleConfig(**{**encoder, **(decoder or {})}),
+        vocab_size=vocab_size,
+        decoder_start_token_id=tokens["bos_token_id"],
+        **tokens,
+    )
+    config._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = FAMILIES["t5gemma"].model_class(config)
+    name = f"random-t5gemma-d{hidden_size}-l{num_layers}-seed{seed}"
     return FrozenT5(freeze(model), tokenizer if tokenizer is not None else load_tokenizer(), name)
 
 

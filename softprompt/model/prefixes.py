@@ -1,11 +1,13 @@
-"""The prefix bank: N deep key/value prefixes (Li & Liang 2021) for every T5 attention site.
+"""The prefix bank: N deep key/value prefixes (Li & Liang 2021) for every attention site.
 
 Each prompt n owns, per site s in (encoder, decoder, cross) and layer l, keys and values of shape
-(heads, Pp, d_kv) — head size is ``config.d_kv``, never d_model / heads. Two parameterisations:
+(Hkv, Pp, d) — the site's key/value heads and head size (``layouts.SiteGeometry``: T5's ``num_heads`` of ``d_kv``,
+never d_model / heads; T5Gemma's ``num_key_value_heads`` of ``head_dim``, its encoder's and decoder's own). Two
+parameterisations:
 
 * direct: the prefixes themselves are parameters;
 * reparameterised (training): ``kv = anchor + W2 · tanh(W1 · P' + b1) + b2`` with a small matrix
-  ``P'`` (Pp, k) and a per-prompt MLP (k -> hidden -> sum_s L_s·2·H·d_kv). ``anchor`` is a fixed
+  ``P'`` (Pp, k) and a per-prompt MLP (k -> hidden -> sum_s L_s·2·H_s·d_s). ``anchor`` is a fixed
   buffer: zero for random init, the real-word activations for text init (then W2, b2 start at
   zero so the initial prefix equals those activations exactly). ``fold()`` computes the prefixes
   once and drops the MLP.
@@ -21,32 +23,49 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from softprompt.model.attention import SITES
+from softprompt.model.families import geometry_of
+from softprompt.model.layouts import SITES
 
 
 @dataclass(frozen=True)
 class PrefixShape:
-    """What a prefix bank must match in a model: sites, layers per site, heads, head size, length."""
+    """What a prefix bank must match in a model: sites, layers per site, key/value heads and head size (one for every
+    site, or one per site: T5Gemma's encoder and decoder may differ), length. Stored one per site.
+
+    >>> PrefixShape(("encoder", "cross"), (2, 2), heads=4, d_kv=8, length=3).site_shape(1)  # (L, 2, Hkv, Pp, d)
+    (2, 2, 4, 3, 8)
+    """
 
     sites: tuple[str, ...]
     layers: tuple[int, ...]  # one count per site
-    heads: int
-    d_kv: int
+    heads: tuple[int, ...]  # one per site (an int is every site's)
+    d_kv: tuple[int, ...]  # one per site (an int is every site's)
     length: int
+
+    def __post_init__(self) -> None:
+        for name in ("heads", "d_kv"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) * len(self.sites) if isinstance(value, int) else tuple(value))
 
     @classmethod
     def for_config(cls, config, length: int, sites: Sequence[str] = SITES) -> PrefixShape:
-        """The prefix shape of a T5 config (encoder layers for 'encoder', decoder layers otherwise)."""
-        layers = tuple(config.num_layers if site == "encoder" else config.num_decoder_layers for site in sites)
-        return cls(tuple(sites), layers, config.num_heads, config.d_kv, length)
+        """The prefix shape of a supported model's config (``families.geometry_of``)."""
+        geometry = [geometry_of(config).sites[site] for site in sites]
+        return cls(
+            tuple(sites),
+            tuple(g.layers for g in geometry),
+            tuple(g.heads for g in geometry),
+            tuple(g.head_dim for g in geometry),
+            length,
+        )
 
     def site_shape(self, index: int) -> tuple[int, ...]:
-        """Per-prompt shape of one site's prefix: (L, 2, H, Pp, d_kv)."""
-        return (self.layers[index], 2, self.heads, self.length, self.d_kv)
+        """Per-prompt shape of one site's prefix: (L, 2, Hkv, Pp, d)."""
+        return (self.layers[index], 2, self.heads[index], self.length, self.d_kv[index])
 
     def site_width(self, index: int) -> int:
-        """Number of values one prefix position carries for one site: L·2·H·d_kv."""
-        return self.layers[index] * 2 * self.heads * self.d_kv
+        """Number of values one prefix position carries for one site: L·2·Hkv·d."""
+        return self.layers[index] * 2 * self.heads[index] * self.d_kv[index]
 
 
 class PrefixBank(nn.Module):

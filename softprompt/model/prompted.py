@@ -178,7 +178,9 @@ class PromptedT5(nn.Module):
     @torch.no_grad()
     def real_word_prefix(self, text: str, length: int) -> dict[str, torch.Tensor]:
         """Keys/values the frozen model computes for ``text`` at every site (Li & Liang's real-word
-        init): site -> (L, 2, H, Pp, d_kv), the text's tokens tiled or trimmed to ``length``."""
+        init): site -> (L, 2, Hkv, Pp, d), the text's tokens tiled or trimmed to ``length``. They are taken as the
+        attention kernel receives them, the frame prefixes are held in (T5Gemma: keys rotated by the text's own
+        positions, then used unrotated like every prefix key)."""
         ids = self.tokenizer(text, add_special_tokens=False, return_tensors="pt").input_ids.to(
             self.model.get_input_embeddings().weight.device
         )
@@ -191,7 +193,7 @@ class PromptedT5(nn.Module):
         repeats = -(-length // ids.shape[1])
         out = {}
         for site, modules in attention_sites(self.model).items():
-            per_layer = [torch.stack(captured[(site, layer)])[:, 0] for layer in range(len(modules))]  # (2, H, T, d_kv)
-            kv = torch.stack(per_layer).float()  # (L, 2, H, T, d_kv)
+            per_layer = [torch.stack(captured[(site, layer)])[:, 0] for layer in range(len(modules))]  # (2, Hkv, T, d)
+            kv = torch.stack(per_layer).float()  # (L, 2, Hkv, T, d)
             out[site] = kv.repeat(1, 1, 1, repeats, 1)[..., :length, :]
         return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -14,6 +15,7 @@ from softprompt.errors import SoftpromptError
 from softprompt.model.tokens import byte_offset, text_byte_ids
 
 INITS = ("random-uniform", "sampled-vocab", "class-label", 'text:"..."')
+BYTE_PIECE = re.compile(r"<0x[0-9A-F]{2}>")  # a byte-fallback piece of a BPE vocabulary (Gemma's)
 N_FREQUENT = 5000
 
 
@@ -47,17 +49,18 @@ def frequent_token_ids(tokenizer: PreTrainedTokenizerBase, n: int = N_FREQUENT) 
     """The ``n`` most frequent ordinary pieces of a SentencePiece vocabulary, or the bytes of text of a byte
     tokenizer (ByT5: its printable ASCII bytes and space, ``softprompt.model.tokens``).
 
-    "Frequent" means highest unigram log-probability in the SentencePiece model (the score stored
-    with each piece in tokenizer.json), the closest thing to corpus frequency that the vocabulary
-    keeps. Special tokens (pad, eos, unk), sentinels (``<extra_id_*>``) and the bare word-boundary
-    piece are excluded. ByT5 keeps no scores; its pool is the bytes of ordinary (mostly Latin-script) text.
+    "Frequent" means highest unigram log-probability in a Unigram model (the score stored with each piece in
+    tokenizer.json), the closest thing to corpus frequency that the vocabulary keeps; in a BPE model (Gemma's,
+    T5Gemma's) the earliest merges, which come first in its ids. Special and added tokens (pad, eos, unk, Gemma's
+    byte pieces and unused slots), sentinels (``<extra_id_*>``) and the bare word-boundary piece are excluded. ByT5
+    keeps no scores; its pool is the bytes of ordinary (mostly Latin-script) text.
     """
     if byte_offset(tokenizer) is not None:
         return torch.tensor(text_byte_ids(tokenizer)[:n])
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         raise SoftpromptError(
-            f"sampled-vocab init needs a SentencePiece (Unigram) tokenizer with piece scores or a byte tokenizer, "
+            f"sampled-vocab init needs a SentencePiece (Unigram or BPE) tokenizer or a byte tokenizer, "
             f"not {type(tokenizer).__name__}; use --init random-uniform"
         )
     return torch.tensor(_frequent_ids(backend.to_str(), tuple(tokenizer.all_special_ids), n))
@@ -65,16 +68,21 @@ def frequent_token_ids(tokenizer: PreTrainedTokenizerBase, n: int = N_FREQUENT) 
 
 @lru_cache(maxsize=4)
 def _frequent_ids(serialized: str, special_ids: tuple[int, ...], n: int) -> list[int]:
-    vocab = json.loads(serialized)["model"].get("vocab")
-    if not vocab or not isinstance(vocab[0], list):
+    spec = json.loads(serialized)
+    model, excluded = spec["model"], {*special_ids, *(token["id"] for token in spec.get("added_tokens") or ())}
+    vocab = model.get("vocab")
+    if model.get("type") == "BPE" and isinstance(vocab, dict):  # earliest merges first: score -id; no byte pieces
+        pieces = ((piece, index, -index) for piece, index in vocab.items() if not BYTE_PIECE.fullmatch(piece))
+    elif vocab and isinstance(vocab, list) and isinstance(vocab[0], list):  # Unigram: piece scores
+        pieces = ((piece, index, score) for index, (piece, score) in enumerate(vocab))
+    else:
         raise SoftpromptError(
-            "sampled-vocab init needs a SentencePiece (Unigram) tokenizer with piece scores or a byte tokenizer; "
+            "sampled-vocab init needs a SentencePiece (Unigram or BPE) tokenizer or a byte tokenizer; "
             "use --init random-uniform"
         )
-    excluded = set(special_ids)
     scored = [
         (score, index)
-        for index, (piece, score) in enumerate(vocab)
+        for piece, index, score in pieces
         if index not in excluded and not piece.startswith("<extra_id_") and piece not in ("▁", "<unk>", "<pad>", "</s>")
     ]
     scored.sort(key=lambda pair: (-pair[0], pair[1]))

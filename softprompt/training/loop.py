@@ -68,7 +68,7 @@ def build_prompted(frozen: FrozenT5, cfg: TrainConfig, label_words: Sequence[str
     """A PromptedT5 with freshly initialised banks as ``cfg`` describes: input prompts (plain, or reparameterised by
     residual MLPs), deep prefixes, DePT updates."""
     prompts = prefixes = dept = None
-    d_model = frozen.config.d_model
+    d_model = frozen.geometry.d_model
     if cfg.prompt_length:
         if cfg.prompt_reparam == "residual":
             prompts = ResidualPromptBank(

@@ -147,7 +147,9 @@ def test_longt5_is_refused_in_one_line_that_says_why(attention, tmp_path):
 
 
 def test_the_supported_families_are_named_once_each():
-    assert supported_families() == "t5 (T5, T5 v1.1, Flan-T5, ByT5, UL2 / Flan-UL2), mt5 (mT5), umt5 (umT5)"
+    assert supported_families() == (
+        "t5 (T5, T5 v1.1, Flan-T5, ByT5, UL2 / Flan-UL2), mt5 (mT5), umt5 (umT5), t5gemma (T5Gemma)"
+    )
 
 
 # ----------------------------------------------------------------------------- exactness: input prompts

@@ -33,6 +33,7 @@ from softprompt.model.loading import FrozenT5, save_model_dir
 from tests.conftest import TEST_DATA
 from tests.softprompt.cli.helpers import run_cli
 from tests.softprompt.model.test_families import build
+from tests.softprompt.model.test_t5gemma import build as build_t5gemma
 from tests.softprompt.serve.harness import ROOT, Server, running_server
 from tests.softprompt.serve.reference import Reference, check_classification, check_generation
 from tests.softprompt.serve.rows import E2E, SST2, unlabeled
@@ -44,6 +45,7 @@ FAMILIES: dict[str, Callable[[], FrozenT5]] = {
     "byt5": lambda: build("byt5", ids_only=False),
     "mt5": lambda: build("mt5", ids_only=False),
     "umt5": lambda: build("umt5", ids_only=False),
+    "t5gemma": lambda: build_t5gemma(ids_only=False),
 }
 
 PROMPTS = {"sst2": ["sst2#0", "sst2#1"], "e2e_nlg": ["e2e#0", "e2e#1"]}
