@@ -1,21 +1,29 @@
-"""The T5 family (``softprompt.model.families``): mT5, ByT5, UL2 and umT5 load, are exact and train like T5.
+"""Every family (``softprompt.model.families``): mT5, ByT5, UL2, umT5 and T5Gemma load, are exact and train like T5.
 
 Every model here is a tiny random model built in-process from its family's real configuration and model classes
-(``random_t5(family=...)``: ``MT5Config`` / ``MT5ForConditionalGeneration``, ``T5Config`` with gated-SiLU for UL2
-and with ByT5's 384 byte rows for ByT5, ``UMT5Config`` / ``UMT5ForConditionalGeneration``) and the family's own
-tokenizer type: SentencePiece (the vendored T5 vocabulary: mT5, umT5 and UL2 use the same tokenizer class) or
-``ByT5Tokenizer``, which needs no files. Random weights are the right fixture: the claims are about how prompts,
+(``family_helpers.build``: ``random_t5(family=...)``: ``MT5Config`` / ``MT5ForConditionalGeneration``, ``T5Config``
+with gated-SiLU for UL2 and with ByT5's 384 byte rows for ByT5, ``UMT5Config`` / ``UMT5ForConditionalGeneration``;
+``random_t5gemma``: ``T5GemmaConfig`` / ``T5GemmaForConditionalGeneration`` with rotary positions, grouped-query
+heads, a sliding window shorter than the sequences, low soft-caps and a smaller decoder) and the family's own
+tokenizer type: SentencePiece (the vendored T5 vocabulary: mT5, umT5, UL2 and T5Gemma use the same tokenizer class)
+or ``ByT5Tokenizer``, which needs no files. Random weights are the right fixture: the claims are about how prompts,
 prefixes, masks and position biases are wired through each family's attention, which no trained weight changes.
+What only T5Gemma has (its own hand-appended keys/values, Gemma's tokenizer, per-site geometry, aliases, its refusal
+of sdpa) is tested in ``test_t5gemma.py``.
 
-Exactness, per family, on sdpa and eager and with a padded row:
+Exactness, per family, on sdpa and eager (T5Gemma: eager, its only kernel) and with a padded row:
 
 * input prompts equal HF PEFT prompt tuning (logits, greedy and beam generation) and equal real tokens given as text;
-* prompts and deep prefixes together equal an independent computation: an attention function written here that
+* prompts and deep prefixes together equal an independent computation (the T5 families here; T5Gemma's, with rotary
+  positions, soft-capping and sliding windows, in ``test_t5gemma.py``): an attention function written here that
   appends each row's prefix keys/values by hand, with zero bias and "attend" for the prefix columns and the model's
   own (non-zero) relative-position bias and mask for the real ones. umT5 computes a bias in every layer, so this is
   the proof that the bias rule holds at every layer, not only the first;
 * cached generation (greedy, and beams on ``softprompt.model.beam_cache``'s cache) equals uncached generation, and
-  ``score`` (the encoder once, K candidates per row) equals plain forwards.
+  ``score`` (the encoder once, K candidates per row) equals plain forwards; a bf16 model stays close to fp32.
+
+Per family too: prompts and prefixes train jointly, resume bit-identically and ensemble-evaluate, and a run of one
+family is refused by a model of another.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from transformers import (
     LongT5ForConditionalGeneration,
     MT5ForConditionalGeneration,
     T5ForConditionalGeneration,
+    T5GemmaForConditionalGeneration,
     UMT5ForConditionalGeneration,
 )
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
@@ -46,11 +55,9 @@ from softprompt.data.loading import load_examples
 from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import model_fingerprint, read_meta, save_run
-from softprompt.model.attention import attention_sites
 from softprompt.model.families import REFUSED, supported_families
 from softprompt.model.loading import keep_wo_in_fp32, load_frozen_t5, random_t5, save_model_dir
 from softprompt.model.losses import sequence_log_probs
-from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
 from softprompt.serve.config import ServeConfig
@@ -59,67 +66,67 @@ from softprompt.serve.server import build_engine
 from softprompt.training.config import TrainConfig
 from softprompt.training.loop import train
 from tests.conftest import TEST_DATA
-from tests.softprompt.cli.helpers import run_cli, train_args, write_jsonl
+from tests.softprompt.cli.helpers import run_cli, train_args
+from tests.softprompt.model.family_helpers import (
+    ATTENTION,
+    FAMILIES,
+    ID_VOCAB,
+    RTE,
+    SPECS,
+    TOL,
+    P,
+    assert_prefixes_equal_hand_appended,
+    banks,
+    batch,
+    build,
+    predict_rte,
+)
 
-TOL = dict(atol=1e-5, rtol=1e-5)  # fp32 rounding of logits O(1..10) computed in another order
-P = 4  # input-prompt length
-SPECS = {  # family -> random_t5 arguments, as the released checkpoints configure them
-    "mt5": dict(family="mt5", feed_forward_proj="gated-gelu", tie_word_embeddings=False),
-    "byt5": dict(family="t5", feed_forward_proj="gated-gelu", tie_word_embeddings=False, vocab_size=384),
-    "ul2": dict(family="t5", feed_forward_proj="gated-silu", tie_word_embeddings=False),
-    "umt5": dict(family="umt5", feed_forward_proj="gated-gelu", tie_word_embeddings=False),
-}
 CLASSES = {
     "mt5": MT5ForConditionalGeneration,
     "byt5": T5ForConditionalGeneration,
     "ul2": T5ForConditionalGeneration,
     "umt5": UMT5ForConditionalGeneration,
+    "t5gemma": T5GemmaForConditionalGeneration,
 }
-ID_VOCAB = 384  # token-id-only tests: ByT5's rows, small enough for every family
+FAMILY_NAMES = {family: spec["family"] for family, spec in SPECS.items()} | {"t5gemma": "t5gemma"}
+KERNELS = [(family, attn) for family in FAMILIES for attn in ATTENTION[family]]  # (family, attn): T5Gemma eager only
+T5_KERNELS = [(family, attn) for family in SPECS for attn in ATTENTION[family]]
+
+GENERATE = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True)
+# uncached, T5Gemma masks the decoder positions that hold the pad id (cached, it does not): a random model must not
+# emit it
+GENERATE_EXTRA = {"t5gemma": dict(suppress_tokens=[0])}
+# PEFT reads a T5 config's geometry itself; T5Gemma's nested config it cannot read, so it is told the encoder's
+PEFT_GEOMETRY = {
+    "t5gemma": lambda config: dict(
+        num_layers=config.encoder.num_hidden_layers,
+        token_dim=config.encoder.hidden_size,
+        num_attention_heads=config.encoder.num_attention_heads,
+    )
+}
+# training: the default prefix init for the T5 families; real-word init for T5Gemma (the keys/values it computes for
+# the text)
+TRAIN_EXTRA = {"t5gemma": dict(prefix_init='text:"does it follow"')}
 
 
-def build(family: str, attn: str = "sdpa", seed: int = 0, ids_only: bool = True):
-    """A frozen tiny random model of ``family``; ``ids_only``: a small vocabulary, for tests that feed token ids."""
-    spec = dict(SPECS[family])
-    if family == "byt5":
-        spec["tokenizer"] = ByT5Tokenizer()
-    elif ids_only:
-        spec["vocab_size"] = ID_VOCAB
-    return random_t5(seed=seed, attn_implementation=attn, **spec)
-
-
-def batch(seed: int = 0, b: int = 2, t: int = 9):
-    """Token ids with a right-padded last row, and decoder ids starting with the start token."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, ID_VOCAB, (b, t), generator=g)
-    mask = torch.ones(b, t, dtype=torch.long)
-    mask[-1, -3:] = 0
-    ids[-1, -3:] = 0
-    dec = torch.randint(3, ID_VOCAB, (b, 6), generator=g)
-    dec[:, 0] = 0
-    return ids, mask, dec
-
-
-def banks(frozen, n: int = 2, prefix_length: int = 3) -> tuple[PromptBank, PrefixBank]:
-    """O(1) random prompts and prefixes at every site (large enough to change outputs visibly)."""
-    g = torch.Generator().manual_seed(1)
-    prompts = PromptBank(n, P, frozen.config.d_model)
-    with torch.no_grad():
-        prompts.weight.copy_(torch.randn(prompts.weight.shape, generator=g))
-    prefixes = PrefixBank(n, PrefixShape.for_config(frozen.config, prefix_length))
-    prefixes.init_random(list(range(10, 10 + n)), std=1.0)
-    return prompts, prefixes
+def generation(family: str, beams: int) -> dict:
+    """Fixed-length greedy (``beams`` 1) or beam search, with step scores, as ``family`` needs it."""
+    return dict(GENERATE, num_beams=beams, **GENERATE_EXTRA.get(family, {}))
 
 
 # ----------------------------------------------------------------------------- loading
 
 
-@pytest.mark.parametrize("family", list(SPECS))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_a_saved_family_model_loads_with_its_class_and_tokenizer_frozen_in_fp32_and_bf16(family, tmp_path):
+    """Loaded back with its class, family, tokenizer type and default kernel, frozen; in bf16 the T5 families keep
+    their ``wo`` projections in fp32 (T5Gemma has none)."""
     save_model_dir(build(family, ids_only=False), tmp_path)
     frozen = load_frozen_t5(str(tmp_path))
     assert type(frozen.model) is CLASSES[family]
-    assert frozen.family == SPECS[family]["family"]
+    assert frozen.family == FAMILY_NAMES[family]
+    assert frozen.config._attn_implementation == ATTENTION[family][0]
     assert isinstance(frozen.tokenizer, ByT5Tokenizer) == (family == "byt5")
     assert not frozen.model.training and not any(p.requires_grad for p in frozen.model.parameters())
     half = load_frozen_t5(str(tmp_path), dtype="bfloat16")
@@ -155,46 +162,41 @@ def test_the_supported_families_are_named_once_each():
 # ----------------------------------------------------------------------------- exactness: input prompts
 
 
-@pytest.mark.parametrize("family", list(SPECS))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_prompts_equal_peft_prompt_tuning_logits_and_generation(family):
     """PEFT's prompt tuning on one copy of the model, ours on a second copy (same seed), the same prompt."""
+    base = build(family).model
+    peft_geometry = PEFT_GEOMETRY.get(family, lambda config: {})(base.config)
     peft = get_peft_model(
-        build(family).model, PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=P)
+        base, PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=P, **peft_geometry)
     )
     frozen = build(family)
     prompts, _ = banks(frozen, n=1)
     with torch.no_grad():
         peft.prompt_encoder.default.embedding.weight[:P] = prompts.weight[0]
     ours = PromptedT5(frozen, prompts=prompts)
-    ids, mask, dec = batch()
+    ids, mask, dec = batch(frozen)
     zeros, labels = torch.zeros(2, dtype=torch.long), dec[:, 1:].contiguous()
     with torch.no_grad():
         theirs = peft(input_ids=ids, attention_mask=mask, labels=labels).logits
         mine = ours(ids, mask, zeros, labels=labels).logits
     torch.testing.assert_close(mine, theirs, **TOL)
     for beams in (1, 3):  # tiny random models repeat a token, so the step scores are compared too
-        kwargs = dict(
-            max_new_tokens=6,
-            min_new_tokens=6,
-            do_sample=False,
-            num_beams=beams,
-            output_scores=True,
-            return_dict_in_generate=True,
-        )
-        generated = ours.generate(ids, mask, zeros, **kwargs)
-        expected = peft.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        generated = ours.generate(ids, mask, zeros, **generation(family, beams))
+        expected = peft.generate(input_ids=ids, attention_mask=mask, **generation(family, beams))
         assert torch.equal(generated.sequences, expected.sequences)
         torch.testing.assert_close(torch.stack(generated.scores), torch.stack(expected.scores), **TOL)
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-@pytest.mark.parametrize("family", list(SPECS))
+@pytest.mark.parametrize(("family", "attn"), KERNELS)
 def test_prompt_of_token_embeddings_equals_the_tokens_as_text(family, attn):
-    """The prompt takes positions 0..P-1 and shifts the input by P, exactly as text in front would."""
+    """The prompt takes positions 0..P-1 and shifts the input by P (T5's relative positions; T5Gemma's rotary
+    positions and sliding windows), exactly as text in front would; it lives where token embeddings do (T5Gemma:
+    before its encoder's sqrt(d) scale)."""
     frozen = build(family, attn, seed=5)
-    ids, mask, dec = batch()
+    ids, mask, dec = batch(frozen)
     front = torch.randint(3, ID_VOCAB, (P,), generator=torch.Generator().manual_seed(2))
-    prompts = PromptBank(1, P, frozen.config.d_model)
+    prompts = PromptBank(1, P, frozen.geometry.d_model)
     with torch.no_grad():
         prompts.weight[0] = frozen.model.get_input_embeddings().weight[front]
     model = PromptedT5(frozen, prompts=prompts)
@@ -238,60 +240,32 @@ AttentionInterface.register(HAND, _hand_appended)
 AttentionMaskInterface.register(HAND, eager_mask)
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-@pytest.mark.parametrize("family", list(SPECS))
+@pytest.mark.parametrize(("family", "attn"), T5_KERNELS)
 def test_prompts_and_prefixes_equal_keys_values_appended_by_hand(family, attn):
     """Per-row prompts and prefixes at all three sites, a padded row, the models' own non-zero relative-position
     biases (umT5: in every layer, asserted): the logits equal the unwrapped model given the prompts as input
     embeddings and the prefixes appended by ``_hand_appended``."""
-    frozen = build(family, attn)
-    prompts, prefixes = banks(frozen)
-    ours = PromptedT5(frozen, prompts, prefixes)
     hand = build(family, "eager").model  # same seed, same weights, never wrapped by softprompt
     tables = [m for m in hand.modules() if hasattr(m, "relative_attention_bias")]
     expected_tables = 2 * hand.config.num_layers if family == "umt5" else 2  # encoder and decoder self-attention
     assert len(tables) == expected_tables and all(t.relative_attention_bias.weight.abs().sum() > 0 for t in tables)
-    hand.set_attn_implementation(HAND)
-    ids, mask, dec = batch()
-    prompt_ids = torch.tensor([1, 0])
-    kv = prefixes(prompt_ids)
-    for site, modules in attention_sites(hand).items():
-        for layer, module in enumerate(modules):
-            module.hand_site, module.hand_prefixes = (site, layer), kv
-    with torch.no_grad():
-        mine = ours(ids, mask, prompt_ids, decoder_input_ids=dec).logits
-        embeds = torch.cat([prompts(prompt_ids), hand.get_input_embeddings()(ids)], dim=1)  # (B, P+T, d)
-        full_mask = torch.cat([torch.ones(2, P, dtype=torch.long), mask], dim=1)
-        reference = hand(inputs_embeds=embeds, attention_mask=full_mask, decoder_input_ids=dec, use_cache=False).logits
-        ours.context.kv = {}  # sanity: without the prefixes the logits really differ
-        alone = ours.model(
-            inputs_embeds=embeds, attention_mask=full_mask, decoder_input_ids=dec, use_cache=False
-        ).logits
-    torch.testing.assert_close(mine, reference, **TOL)
-    assert (alone - reference).abs().max() > 1e-2
+    assert_prefixes_equal_hand_appended(build(family, attn), hand, HAND)
 
 
 # ----------------------------------------------------------------------------- exactness: generation and scoring
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-@pytest.mark.parametrize("family", list(SPECS))
+@pytest.mark.parametrize(("family", "attn"), KERNELS)
 def test_cached_generation_equals_uncached_and_each_row_alone(family, attn):
     """Greedy and beam search (beams on the shared cross-attention cache) with per-row prompts and prefixes equal
-    the uncached search, which recomputes every position at every step; a mixed batch equals each row alone."""
+    the uncached search, which recomputes every position at every step (T5Gemma's decoder sliding-window cache too);
+    a mixed batch equals each row alone."""
     frozen = build(family, attn)
     model = PromptedT5(frozen, *banks(frozen))
-    ids, mask, _ = batch()
+    ids, mask, _ = batch(frozen)
     prompt_ids = torch.tensor([1, 0])
     for beams in (1, 3):
-        kwargs = dict(
-            max_new_tokens=6,
-            min_new_tokens=6,
-            do_sample=False,
-            num_beams=beams,
-            return_dict_in_generate=True,
-            output_scores=True,
-        )
+        kwargs = generation(family, beams)
         cached = model.generate(ids, mask, prompt_ids, **kwargs)
         uncached = model.generate(ids, mask, prompt_ids, use_cache=False, **kwargs)
         assert torch.equal(cached.sequences, uncached.sequences)
@@ -302,14 +276,14 @@ def test_cached_generation_equals_uncached_and_each_row_alone(family, attn):
             assert torch.equal(alone.sequences[0], cached.sequences[row, : alone.sequences.shape[1]])
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-@pytest.mark.parametrize("family", list(SPECS))
+@pytest.mark.parametrize(("family", "attn"), KERNELS)
 def test_score_runs_the_encoder_once_and_equals_plain_forwards(family, attn):
     """Rank classification: K candidates per row against one encoder pass (umT5's cross-attention keys/values are
-    projected beforehand, once per row) equal a plain forward of each row and candidate."""
+    projected beforehand, once per row; T5Gemma's cross-attention projects the B encoder rows once and the K
+    candidates' queries attend as one sequence) equal a plain forward of each row and candidate."""
     frozen = build(family, attn)
     model = PromptedT5(frozen, *banks(frozen))
-    ids, mask, _ = batch()
+    ids, mask, _ = batch(frozen)
     prompt_ids = torch.tensor([1, 0])
     choices = torch.tensor([[[5, 6, 1], [7, 1, 0], [9, 10, 1]], [[11, 1, 0], [12, 13, 1], [14, 1, 0]]])  # (B, K, S)
     choice_mask = (choices != 0).long()
@@ -322,14 +296,15 @@ def test_score_runs_the_encoder_once_and_equals_plain_forwards(family, attn):
                 torch.testing.assert_close(scores[row, k], sequence_log_probs(logits, labels)[0], **TOL)
 
 
-@pytest.mark.parametrize("family", list(SPECS))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_bf16_model_with_fp32_banks_stays_close_to_fp32(family):
-    """A bf16 model as ``load_frozen_t5(dtype="bfloat16")`` makes it (the ``wo`` projections kept in fp32) with the
-    fp32 banks: bf16 keeps about 3 significant digits, so the logits stay within 2% of their largest magnitude of
-    fp32's and their cosine above 0.9999 (measured on these models: 0.9-1.0% and 0.99997)."""
+    """A bf16 model as ``load_frozen_t5(dtype="bfloat16")`` makes it (the T5 families' ``wo`` projections kept in
+    fp32; T5Gemma, which has none, all bf16) with the fp32 banks: bf16 keeps about 3 significant digits, so the
+    logits stay within 2% of their largest magnitude of fp32's and their cosine above 0.9999 (measured on these
+    models: 0.8-1.0% and 0.99997-0.99998)."""
     frozen = build(family)
     model = PromptedT5(frozen, *banks(frozen))
-    ids, mask, dec = batch()
+    ids, mask, dec = batch(frozen)
     prompt_ids = torch.tensor([0, 1])
     with torch.no_grad():
         fp32 = model(ids, mask, prompt_ids, decoder_input_ids=dec).logits
@@ -371,10 +346,11 @@ def _config(tmp_path, name: str, family: str, steps: int) -> TrainConfig:
         checkpoint_every=2,
         max_source_length=48,
         max_target_length=8,
+        **TRAIN_EXTRA.get(family, {}),
     )
 
 
-@pytest.mark.parametrize("family", list(SPECS))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_prompts_and_prefixes_train_jointly_resume_bit_identically_and_ensemble_evaluate(family, tmp_path, rte):
     task, train_examples, val_examples = rte
     full = _config(tmp_path, "full", family, steps=4)
@@ -396,9 +372,9 @@ def test_prompts_and_prefixes_train_jointly_resume_bit_identically_and_ensemble_
         resume=True,
         progress=False,
     )
-    meta = read_meta(full.output_dir)
-    assert meta["model"]["family"] == SPECS[family]["family"]
     frozen = build(family, ids_only=False)
+    meta = read_meta(full.output_dir)
+    assert meta["model"]["family"] == FAMILY_NAMES[family] and meta["model"]["d_model"] == frozen.geometry.d_model
     pools = [load_pool([cfg], frozen).model for cfg in (full.output_dir, str(tmp_path / "part"))]
     assert torch.equal(pools[0].prompts.weight, pools[1].prompts.weight)
     for site, kv in pools[0].prefixes.kv.items():
@@ -418,38 +394,46 @@ def test_prompts_and_prefixes_train_jointly_resume_bit_identically_and_ensemble_
 # ----------------------------------------------------------------------------- artefacts record the family
 
 
-def test_a_run_of_one_family_is_refused_by_a_model_of_another_in_one_line(tmp_path):
+def _model(family: str):
+    """``build``'s families, and plain T5 (``random_t5``)."""
+    return random_t5(vocab_size=ID_VOCAB) if family == "t5" else build(family)
+
+
+@pytest.mark.parametrize(("trained", "other"), [("mt5", "umt5"), ("t5gemma", "t5"), ("t5", "t5gemma")])
+def test_a_run_of_one_family_is_refused_by_a_model_of_another_in_one_line(trained, other, tmp_path):
     """mT5 and umT5 of the same shapes take the same banks, yet a run trained on one is refused on the other (its
-    meta records the family); a run written before families were recorded is a t5 run."""
-    mt5, umt5 = build("mt5"), build("umt5")
-    prompts, prefixes = banks(mt5)
+    meta records the family), and T5Gemma's runs and T5's refuse each other's models; a run written before families
+    were recorded is a t5 run."""
+    frozen, model = _model(trained), _model(other)
+    prompts, prefixes = banks(frozen)
     meta = {
-        "model": {"name": "random-mt5", **model_fingerprint(mt5.config)},
+        "model": {"name": f"random-{trained}", **model_fingerprint(frozen.config)},
         "task": {"name": "rte", "kind": "classification", "label_words": ["entailment", "not_entailment"]},
         "n_prompts": 2,
         "seeds": [0, 1],
         "prompts": {"length": P, "init": "random-uniform"},
         "prefixes": {"length": 3, "sites": ["encoder", "decoder", "cross"], "init": "random", "reparam_dim": 0},
     }
-    save_run(tmp_path / "mt5-run", meta, prompts, prefixes)
-    assert read_meta(tmp_path / "mt5-run")["model"]["family"] == "mt5"
-    assert load_pool([tmp_path / "mt5-run"], mt5).names == ["mt5-run#0", "mt5-run#1"]
+    run = tmp_path / f"{trained}-run"
+    save_run(run, meta, prompts, prefixes)
+    assert read_meta(run)["model"]["family"] == trained
+    assert load_pool([run], frozen).names == [f"{trained}-run#0", f"{trained}-run#1"]
     with pytest.raises(SoftpromptError) as refused:
-        load_pool([tmp_path / "mt5-run"], umt5)
+        load_pool([run], model)
     assert str(refused.value) == (
-        f"{tmp_path / 'mt5-run'} was trained on a mt5 model ('random-mt5') but this is a umt5 model; prompts do not "
+        f"{run} was trained on a {trained} model ('random-{trained}') but this is a {other} model; prompts do not "
         "carry over between families: load it with the model it was trained on"
     )
-    old = {**meta, "model": {k: v for k, v in meta["model"].items() if k != "family"}}
-    save_run(tmp_path / "old-run", old, prompts, prefixes)
-    with pytest.raises(SoftpromptError, match="was trained on a t5 model .* but this is a mt5 model"):
-        load_pool([tmp_path / "old-run"], mt5)
+    if trained != "t5":
+        old = {**meta, "model": {k: v for k, v in meta["model"].items() if k != "family"}}
+        save_run(tmp_path / "old-run", old, prompts, prefixes)
+        with pytest.raises(SoftpromptError, match=f"was trained on a t5 model .* but this is a {trained} model"):
+            load_pool([tmp_path / "old-run"], frozen)
 
 
 # ----------------------------------------------------------------------------- a hub name through the CLI
 
 MT5_SMALL = "google/mt5-small"
-RTE = TEST_DATA / "superglue" / "rte"
 
 
 def _sentencepiece(texts: list[str], path, size: int) -> None:
@@ -515,12 +499,7 @@ def test_train_by_hub_name_loads_the_mt5_class_then_predict_and_serve_answer(hub
     model = read_meta(out)["model"]
     assert (model["name"], model["family"], model["vocab_size"]) == (MT5_SMALL, "mt5", 320)
 
-    rows = [{k: v for k, v in json.loads(line).items() if k != "label"} for line in (RTE / "val.jsonl").open()][:3]
-    inputs = write_jsonl(tmp_path / "inputs.jsonl", rows)
-    predicted = run_cli("predict", "--prompts", out, "--input", inputs, "--output", tmp_path / "predictions.jsonl")
-    assert predicted.exit_code == 0, predicted.stderr
-    answers = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    assert len(answers) == 3 and {a["label"] for a in answers} <= {"entailment", "not_entailment"}
+    rows, answers = predict_rte(out, tmp_path)
     assert loaded == [MT5_SMALL] * 2
 
     engine = build_engine(ServeConfig(prompts=(str(out),), device="cpu"))
