@@ -353,10 +353,7 @@ def random_t5(
         **extra,
     )
     config._attn_implementation = attn_implementation
-    torch.manual_seed(seed)
-    model = spec.model_class(config)
-    name = f"random-{family}-d{d_model}-l{num_layers}-seed{seed}"
-    return FrozenT5(freeze(model), tokenizer if tokenizer is not None else load_tokenizer(), name)
+    return _random_model(family, config, f"random-{family}-d{d_model}-l{num_layers}-seed{seed}", seed, tokenizer)
 
 
 def random_t5gemma(
@@ -407,9 +404,16 @@ def random_t5gemma(
         **tokens,
     )
     config._attn_implementation = "eager"
+    return _random_model("t5gemma", config, f"random-t5gemma-d{hidden_size}-l{num_layers}-seed{seed}", seed, tokenizer)
+
+
+def _random_model(
+    family: str, config: PretrainedConfig, name: str, seed: int, tokenizer: PreTrainedTokenizerBase | None
+) -> FrozenT5:
+    """A frozen model of ``family`` built from ``config`` with weights drawn from ``seed``, and ``tokenizer`` (by
+    default the vendored T5 vocabulary)."""
     torch.manual_seed(seed)
-    model = FAMILIES["t5gemma"].model_class(config)
-    name = f"random-t5gemma-d{hidden_size}-l{num_layers}-seed{seed}"
+    model = FAMILIES[family].model_class(config)
     return FrozenT5(freeze(model), tokenizer if tokenizer is not None else load_tokenizer(), name)
 
 
