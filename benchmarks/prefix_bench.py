@@ -13,8 +13,10 @@ frozen weights, with gradients flowing to what would be trained:
 
 ``--family t5gemma`` runs the same sides on a random T5Gemma of the shape's width and depth (``T5GEMMA_SHAPES``:
 grouped-query heads, alternating sliding-window and full layers with a window of half the default input, soft-capping;
-eager attention, T5Gemma's only kernel, for the raw side too). Its prefixes hold the sites' key/value heads. The
-FLOP model is T5's, so utilisation is reported for the T5 family only.
+eager attention, T5Gemma's only kernel, for the raw side too). Its prefixes hold the sites' key/value heads.
+``--family t5gemma2``: a random T5Gemma 2 of the same shapes (sdpa, query/key norms, the decoder's merged attention,
+which holds the decoder and the cross prefix: 2·Pp prefix columns there). The FLOP model is T5's, so utilisation is
+reported for the T5 family only.
 
 Loss: ``per_prompt_loss(...).sum()`` for the PromptedT5 sides, the model's own loss for raw.
 Timings are interleaved (see ``benchmarks/common.py``). Utilisation of each side: model FLOPs of
@@ -28,6 +30,7 @@ device and dtype. Ends with one ``RESULT {json}`` line.
     python -m benchmarks.prefix_bench --quick
     python -m benchmarks.prefix_bench --device cuda --dtype bfloat16 --shape base
     python -m benchmarks.prefix_bench --family t5gemma [--quick]
+    python -m benchmarks.prefix_bench --family t5gemma2 [--quick]
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from benchmarks.common import (
     utilisation,
     utilisation_line,
 )
-from softprompt.model.loading import FrozenT5, random_t5gemma
+from softprompt.model.loading import FrozenT5, random_t5gemma, random_t5gemma2
 from softprompt.model.losses import per_prompt_loss
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
@@ -76,9 +79,10 @@ T5GEMMA_WINDOW = 64  # sliding window: half the default input, so the sliding la
 
 
 def t5gemma_model(args) -> FrozenT5:
-    """A random T5Gemma of ``T5GEMMA_SHAPES[shape]`` on ``args.device`` in ``args.dtype``."""
+    """A random T5Gemma (or T5Gemma 2) of ``T5GEMMA_SHAPES[shape]`` on ``args.device`` in ``args.dtype``."""
     dims = T5GEMMA_SHAPES[shape_name(args)]
-    frozen = random_t5gemma(
+    build = random_t5gemma if args.family == "t5gemma" else random_t5gemma2
+    frozen = build(
         **dims, num_key_value_heads=dims["num_attention_heads"] // 2, sliding_window=T5GEMMA_WINDOW, seed=args.seed
     )
     frozen.model.to(torch.device(args.device), DTYPES[args.dtype])
@@ -125,7 +129,9 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds (default 11; quick 2)")
     parser.add_argument("--no-reparam", action="store_true", help="skip the information-only reparameterised side")
-    parser.add_argument("--family", choices=("t5", "t5gemma"), default="t5", help="model family (default t5)")
+    parser.add_argument(
+        "--family", choices=("t5", "t5gemma", "t5gemma2"), default="t5", help="model family (default t5)"
+    )
     add_common_args(parser)
     add_model_args(parser)
     args = parser.parse_args()

@@ -12,7 +12,9 @@ format PEFT's ``save_pretrained`` writes for a ``PromptTuningConfig`` (verified 
 
 PEFT's ``PeftModelForSeq2SeqLM`` (``forward`` and ``generate``) prepends only the first
 ``num_virtual_tokens`` rows to the encoder's input embeddings, with attention mask 1 — exactly what
-``PromptedT5`` does with one prompt. Rows P..2P-1 (the "decoder" virtual tokens) are never read
+``PromptedT5`` does with one prompt. PEFT's rows stand where the embedding layer's output does, softprompt's prompts in
+the embedding table's space: they differ by the layer's scale (T5Gemma 2's sqrt(d_model); 1 for the other families),
+which export multiplies in and import divides out. Rows P..2P-1 (the "decoder" virtual tokens) are never read
 for prompt tuning; an export writes them as zeros and an import ignores them.
 
 Deep prefixes are never exported: PEFT's seq2seq ``PrefixTuning`` only reaches the decoder's KV
@@ -134,7 +136,8 @@ def export_peft(
         "tokenizer_name_or_path": None,
     }
     embeddings = torch.zeros(length * SEQ2SEQ_SUBMODULES, d_model)
-    embeddings[:length] = prompt  # the encoder's virtual tokens; the decoder rows are unused by prompt tuning
+    # the encoder's virtual tokens, as the embedding layer's output; the decoder rows are unused by prompt tuning
+    embeddings[:length] = prompt * model.get("input_scale", 1.0)
     provenance = {
         "format": "pt",
         "softprompt_run": str(Path(run_dir).resolve()),
@@ -256,7 +259,9 @@ def import_peft(
             f"{adapter / CONFIG_NAME} names no base model (base_model_name_or_path); pass --model with the T5 it was trained on"
         )
     model_config = _load_model_config(name)
-    d_model = geometry_of(model_config).d_model
+    geometry = geometry_of(model_config)
+    d_model = geometry.d_model
+    prompt = prompt / geometry.input_scale  # into the embedding table's space
     if prompt.shape[1] != d_model:
         raise SoftpromptError(
             f"the adapter's prompt vectors have width {prompt.shape[1]} but model {name!r} has d_model="

@@ -65,6 +65,7 @@ def model_fingerprint(config) -> dict[str, Any]:
         "num_decoder_layers": decoder.layers,
         "num_heads": encoder.heads,
         "d_kv": encoder.head_dim,
+        "input_scale": geometry.input_scale,  # prompts are stored in table space (PEFT's: the embedding layer's output)
     }
 
 

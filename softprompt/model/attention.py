@@ -26,6 +26,11 @@ own), and every query sees the prefix whatever its position: in sliding-window l
 every query, like the columns of padding-free full attention. Its decoder's self-attention prefix keys meet rotated
 queries, so their dot products depend on the query's position, as a cached key's would. T5Gemma runs eager attention
 only (transformers has no sdpa kernel for it: soft-capping needs the scores).
+
+T5Gemma 2 holds prefix keys the same way. Its decoder runs self- and cross-attention as one merged attention: one
+softmax over the decoder's own (rotated) keys and the encoder's (unrotated) keys. That module hosts two sites: the
+decoder prefix joins the softmax beside the decoder's keys and the cross prefix beside the encoder's, so there the two
+act as one prefix of their summed length (with no position bias, where a column stands in the softmax is immaterial).
 """
 
 from __future__ import annotations
@@ -94,8 +99,8 @@ def install_prefix_attention(model: PreTrainedModel) -> PrefixContext:
         raise ValueError(f"prefix injection supports attn_implementation {supported} here, not {implementation!r}")
     context = PrefixContext()
     for site, modules in attention_sites(model).items():
-        for layer, module in enumerate(modules):
-            module.softprompt_site = (site, layer)
+        for layer, module in enumerate(modules):  # T5Gemma 2's merged attention hosts the decoder and cross sites
+            module.softprompt_sites = (*getattr(module, "softprompt_sites", ()), (site, layer))
             module.softprompt_context = context
             module.softprompt_kernel = kernels[implementation]
     model.set_attn_implementation(PREFIXED[implementation])
@@ -111,29 +116,36 @@ def _with_prefix(default_kernel):
         context: PrefixContext | None = getattr(module, "softprompt_context", None)
         if context is None:
             return kernel(module, query, key, value, attention_mask, **kwargs)
-        site, layer = module.softprompt_site
+        sites = module.softprompt_sites  # ((site, layer), ...): one, or the two a merged attention hosts
+        site = sites[0][0]
         if site == "cross" and query.shape[0] != key.shape[0]:  # K decoder rows per encoder row (candidates, beams)
             return _fold_candidates(attention, context, module, query, key, value, attention_mask, **kwargs)
         if context.captured is not None:
-            context.captured[(site, layer)] = (key, value)
-        prefix = context.kv.get(site)
-        if prefix is None or prefix.shape[-2] == 0:  # no prefix / zero-length: the original kernel, bit for bit
+            context.captured.update(dict.fromkeys(sites, (key, value)))
+        prefixes = {name: context.kv.get(name) for name, _ in sites}
+        present = [(name, layer, prefixes[name]) for name, layer in sites if _nonempty(prefixes[name])]
+        if not present:  # no prefix / zero-length: the original kernel, bit for bit
             return kernel(module, query, key, value, attention_mask, **kwargs)
-        n_prefix, batch = prefix.shape[-2], query.shape[0]
-        layers = context.once(  # 2L tensors (B, Hkv, Pp, d): layer l's keys at 2l, its values at 2l+1
-            (site, "kv"),
-            prefix,
-            (batch, key.dtype, key.device),
-            lambda: _match_batch(prefix, batch).to(key.device, key.dtype).flatten(1, 2).unbind(1),
-        )
+        batch, keys, values = query.shape[0], [], []
+        for name, layer, prefix in present:
+            layers = context.once(  # 2L tensors (B, Hkv, Pp, d): layer l's keys at 2l, its values at 2l+1
+                (name, "kv"),
+                prefix,
+                (batch, key.dtype, key.device),
+                lambda prefix=prefix: _match_batch(prefix, batch).to(key.device, key.dtype).flatten(1, 2).unbind(1),
+            )
+            keys.append(layers[2 * layer])
+            values.append(layers[2 * layer + 1])
+        n_prefix = sum(k.shape[2] for k in keys)
         if attention_mask is None and site == "decoder" and query.shape[2] > 1:
             shape = (query.shape[2], key.shape[2], key.device, query.dtype, kernel is not sdpa_attention_forward)
             attention_mask = context.once((site, "causal"), None, shape, lambda: _causal_mask(*shape))
-        key = torch.cat([layers[2 * layer], key], dim=2)  # (B, Hkv, Pp+K, d)
-        value = torch.cat([layers[2 * layer + 1], value], dim=2)
+        key = torch.cat([*keys, key], dim=2)  # (B, Hkv, Pp+K, d)
+        value = torch.cat([*values, value], dim=2)
         if attention_mask is not None:  # make() runs inside once(), before the name is rebound
+            window = kwargs.get("sliding_window", getattr(module, "sliding_window", None))
             attention_mask = context.once(  # one per mask kind: T5Gemma's sliding-window layers have their own
-                (site, "mask", kwargs.get("sliding_window")),
+                (site, "mask", window),
                 attention_mask,
                 (n_prefix,),
                 lambda: _pad_front(attention_mask, n_prefix, True if attention_mask.dtype == torch.bool else 0.0),
@@ -176,6 +188,10 @@ def _fold_candidates(attend, context: PrefixContext, module, query, key, value, 
     if weights is not None:  # (B, H, K·S, Tk) -> (B·K, H, S, Tk)
         weights = weights.view(batch, heads, k, length, -1).transpose(1, 2).reshape(rows, heads, length, -1)
     return out.reshape(rows, length, heads, d_kv), weights
+
+
+def _nonempty(prefix: torch.Tensor | None) -> bool:
+    return prefix is not None and prefix.shape[-2] > 0
 
 
 def _match_batch(prefix: torch.Tensor, batch: int) -> torch.Tensor:

@@ -8,7 +8,10 @@ reach every attention site (``softprompt.model.attention``):
 * ``mt5``: mT5, the T5 v1.1 architecture with a 250k multilingual vocabulary;
 * ``umt5``: umT5, like mT5 but every layer owns its relative-position bias;
 * ``t5gemma``: T5Gemma (text only): rotary positions, grouped-query heads, sliding-window layers and logit
-  soft-capping, an encoder and a decoder that may differ in size (9B-2B); eager attention only.
+  soft-capping, an encoder and a decoder that may differ in size (9B-2B); eager attention only;
+* ``t5gemma2``: T5Gemma 2 (text only: its image encoder is loaded but never fed): T5Gemma's attention with Gemma 3's
+  query/key norms, tied embeddings scaled inside the embedding layer, and a decoder whose self- and cross-attention
+  are one merged attention; sdpa or eager.
 
 >>> from transformers import MT5Config
 >>> model_family(MT5Config(), "./mt5").model_class.__name__
@@ -28,6 +31,8 @@ from transformers import (
     PreTrainedModel,
     T5Config,
     T5ForConditionalGeneration,
+    T5Gemma2Config,
+    T5Gemma2ForConditionalGeneration,
     T5GemmaConfig,
     T5GemmaForConditionalGeneration,
     UMT5Config,
@@ -35,15 +40,17 @@ from transformers import (
 )
 
 from softprompt.errors import SoftpromptError
-from softprompt.model.layouts import T5_LAYOUT, T5GEMMA_LAYOUT, Geometry, Layout
+from softprompt.model.layouts import T5_LAYOUT, T5GEMMA2_LAYOUT, T5GEMMA_LAYOUT, Geometry, Layout
 
 
 @dataclass(frozen=True)
 class Family:
     """One supported model type: ``name`` (= ``config.model_type``, recorded in artefacts), the checkpoints
-    it covers, its transformers classes and its ``layout``. ``cross_from_encoder_rows``: its cross-attention projects
-    keys/values from the encoder's own rows, so K decoder rows per encoder row (candidates, beams) can share one
-    projection; umT5 reshapes them to the decoder's row count, so they must be projected beforehand (a prefilled cache).
+    it covers, its transformers classes and its ``layout``. ``cross_rows``: how K decoder rows per encoder row
+    (rank-classification candidates, beams) meet the encoder's states: ``"shared"``, the cross-attention projects
+    keys/values from the encoder's own rows, so the K rows share one projection; ``"projected"``, umT5 reshapes them to
+    the decoder's row count, so they are projected beforehand (a prefilled cache); ``"repeated"``, T5Gemma 2's merged
+    attention concatenates them with each decoder row's own keys, so each decoder row gets its own copy.
     ``eos_tokens``: its tokenizer (Gemma's: BOS in front, nothing after, left padding) is set on load to the T5
     convention softprompt's inputs and targets follow: EOS after every text, no BOS, right padding."""
 
@@ -51,7 +58,7 @@ class Family:
     members: str
     config_class: type[PretrainedConfig]
     model_class: type[PreTrainedModel]
-    cross_from_encoder_rows: bool = True
+    cross_rows: str = "shared"
     layout: Layout = T5_LAYOUT
     eos_tokens: bool = False
 
@@ -66,9 +73,18 @@ FAMILIES: dict[str, Family] = {
     for family in (
         Family("t5", "T5, T5 v1.1, Flan-T5, ByT5, UL2 / Flan-UL2", T5Config, T5ForConditionalGeneration),
         Family("mt5", "mT5", MT5Config, MT5ForConditionalGeneration),
-        Family("umt5", "umT5", UMT5Config, UMT5ForConditionalGeneration, cross_from_encoder_rows=False),
+        Family("umt5", "umT5", UMT5Config, UMT5ForConditionalGeneration, cross_rows="projected"),
         Family(
             "t5gemma", "T5Gemma", T5GemmaConfig, T5GemmaForConditionalGeneration, layout=T5GEMMA_LAYOUT, eos_tokens=True
+        ),
+        Family(
+            "t5gemma2",
+            "T5Gemma 2",
+            T5Gemma2Config,
+            T5Gemma2ForConditionalGeneration,
+            cross_rows="repeated",
+            layout=T5GEMMA2_LAYOUT,
+            eos_tokens=True,
         ),
     )
 }
@@ -79,12 +95,6 @@ REFUSED: dict[str, str] = {
         "its encoder attends within a local window (local or transient-global attention, computed inside the "
         "layer, outside transformers' attention interface), so tokens farther than local_radius from an input "
         "prompt never see it and deep prefixes cannot reach the encoder"
-    ),
-    "t5gemma2": (
-        "its decoder runs self- and cross-attention as one merged attention (its own keys and the encoder's "
-        "concatenated before the kernel), so softprompt's separate decoder and cross prefixes have no place of their "
-        "own there, and its embedding layer scales token embeddings itself (beside an image encoder); prompts and "
-        "prefixes are not made exact for it"
     ),
 }
 

@@ -10,7 +10,12 @@ key/value heads and head size, the attention modules of each site, and the model
 * ``T5GEMMA_LAYOUT`` (t5gemma): ``model.encoder.layers[i].self_attn``, ``model.decoder.layers[i].cross_attn``, the
   encoder's and decoder's own nested configs (``hidden_size``, ``num_key_value_heads`` of ``head_dim``: grouped-query
   attention), rotary positions, sliding-window layers and logit soft-capping in T5Gemma's eager kernel (transformers
-  has no sdpa kernel for it: soft-capping needs the scores).
+  has no sdpa kernel for it: soft-capping needs the scores);
+* ``T5GEMMA2_LAYOUT`` (t5gemma2): ``model.encoder.text_model.layers[i].self_attn`` and the decoder's merged attention
+  ``model.decoder.layers[i].self_attn``, one softmax over the decoder's own keys and the encoder's, which hosts both
+  the decoder and the cross site (its keys come from one ``k_proj``, the encoder's normalised by ``k_norm``); its
+  embedding layer multiplies token embeddings by sqrt(hidden_size) itself (``Geometry.input_scale``), where T5Gemma's
+  encoder scales whatever embeddings it receives; sdpa or eager.
 
 >>> from transformers import T5Config
 >>> T5_LAYOUT.geometry(T5Config(num_layers=2, num_heads=4, d_kv=16)).sites["cross"]
@@ -29,6 +34,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.models.t5.modeling_t5 import eager_attention_forward as t5_eager_attention_forward
 from transformers.models.t5gemma.modeling_t5gemma import eager_attention_forward as t5gemma_eager_attention_forward
+from transformers.models.t5gemma2.modeling_t5gemma2 import eager_attention_forward as t5gemma2_eager_attention_forward
 
 SITES = ("encoder", "decoder", "cross")
 
@@ -46,11 +52,15 @@ class SiteGeometry:
 @dataclass(frozen=True)
 class Geometry:
     """What softprompt's banks must match in a model: ``d_model``, the width of the encoder's input embeddings (prompt
-    vectors, DePT updates), ``vocab_size``, the encoder's embedding rows, and each site's ``SiteGeometry``."""
+    vectors, DePT updates), ``vocab_size``, the encoder's embedding rows, and each site's ``SiteGeometry``.
+    ``input_scale``: what the model's embedding layer multiplies table rows by before the encoder takes them (T5Gemma
+    2's sqrt(hidden_size); 1 where the encoder scales whatever embeddings it receives, or nothing does): prompt vectors
+    and DePT updates live in table space and are multiplied by it, so a prompt equal to a token's row is that token."""
 
     d_model: int
     vocab_size: int
     sites: dict[str, SiteGeometry]
+    input_scale: float = 1.0
 
 
 class Layout(ABC):
@@ -120,5 +130,37 @@ class T5GemmaLayout(Layout):
         return module.k_proj(states).view(shape).transpose(1, 2), module.v_proj(states).view(shape).transpose(1, 2)
 
 
+class T5Gemma2Layout(Layout):
+    kernels = {"sdpa": sdpa_attention_forward, "eager": t5gemma2_eager_attention_forward}
+
+    def geometry(self, config: PretrainedConfig) -> Geometry:
+        encoder, decoder = config.encoder.text_config, config.decoder
+        merged = SiteGeometry(decoder.num_hidden_layers, decoder.num_key_value_heads, decoder.head_dim)
+        return Geometry(
+            encoder.hidden_size,
+            encoder.vocab_size,
+            {
+                "encoder": SiteGeometry(encoder.num_hidden_layers, encoder.num_key_value_heads, encoder.head_dim),
+                "decoder": merged,
+                "cross": merged,  # the same merged attention modules
+            },
+            input_scale=encoder.hidden_size**0.5,
+        )
+
+    def sites(self, model: PreTrainedModel) -> dict[str, list[nn.Module]]:
+        merged = [layer.self_attn for layer in model.model.decoder.layers]
+        return {
+            "encoder": [layer.self_attn for layer in model.model.encoder.text_model.layers],
+            "decoder": merged,
+            "cross": merged,
+        }
+
+    def cross_keys_values(self, module: nn.Module, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (*states.shape[:-1], -1, module.head_dim)
+        keys = module.k_norm(module.k_proj(states).view(shape).transpose(1, 2))
+        return keys, module.v_proj(states).view(shape).transpose(1, 2)
+
+
 T5_LAYOUT = T5Layout()
 T5GEMMA_LAYOUT = T5GemmaLayout()
+T5GEMMA2_LAYOUT = T5Gemma2Layout()

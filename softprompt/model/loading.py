@@ -1,6 +1,6 @@
 """Load encoder-decoders of the T5 family frozen, by hub name, short alias or local directory.
 
-The family (``softprompt.model.families``: t5 with ByT5 and UL2, mt5, umt5, t5gemma) is read from the config and picks
+The family (``softprompt.model.families``: t5 with ByT5 and UL2, mt5, umt5, t5gemma, t5gemma2) is read from the config and picks
 the transformers class and the attention implementation; the tokenizer is checked to fit the model (``check_vocab``,
 ``check_tokenizer_reads``).
 """
@@ -21,8 +21,15 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    SiglipVisionConfig,
+    T5Gemma2Config,
     T5GemmaConfig,
     T5GemmaModuleConfig,
+)
+from transformers.models.t5gemma2.configuration_t5gemma2 import (
+    T5Gemma2DecoderConfig,
+    T5Gemma2EncoderConfig,
+    T5Gemma2TextConfig,
 )
 
 from softprompt.errors import SoftpromptError
@@ -63,6 +70,8 @@ ALIASES: dict[str, str] = {
         for objective in ("prefixlm", "ul2")
         for tuned in ("", "-it")
     },
+    # T5Gemma 2: the three pre-trained sizes of its release (no instruction-tuned checkpoints were released)
+    **{f"t5gemma2-{size}": f"google/t5gemma-2-{size}" for size in ("270m-270m", "1b-1b", "4b-4b")},
 }
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -82,7 +91,7 @@ class FrozenT5:
 
     @property
     def family(self) -> str:
-        """The model's family (``softprompt.model.families``): t5, mt5, umt5 or t5gemma."""
+        """The model's family (``softprompt.model.families``): t5, mt5, umt5, t5gemma or t5gemma2."""
         return family_name(self.config)
 
     @property
@@ -155,8 +164,8 @@ def load_frozen_t5(
     ``device="auto"``: this process's GPU under ``accelerate launch`` / the only GPU, else the CPU.
     ``device_map="auto"``: spread a model too large for one device over all of them (accelerate).
     The family (``softprompt.model.families``) picks the class and, when ``attn_implementation`` is None, the attention
-    (sdpa for the T5 families, eager for T5Gemma, which has no other); a model type outside it, or an implementation
-    the family does not run, is one line. T5Gemma's Gemma tokenizer is set to T5's convention
+    (sdpa, but eager for T5Gemma, which has no other); a model type outside it, or an implementation the family does
+    not run, is one line. T5Gemma's (and T5Gemma 2's) Gemma tokenizer is set to T5's convention
     (``eos_after_every_text``). The tokenizer must fit the model (``check_vocab``) and read ``texts``, the first
     inputs the model will see (``check_tokenizer_reads``).
 
@@ -405,6 +414,66 @@ def random_t5gemma(
     )
     config._attn_implementation = "eager"
     return _random_model("t5gemma", config, f"random-t5gemma-d{hidden_size}-l{num_layers}-seed{seed}", seed, tokenizer)
+
+
+def random_t5gemma2(
+    hidden_size: int = 32,
+    intermediate_size: int = 64,
+    head_dim: int = 8,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+    num_layers: int = 3,
+    sliding_window: int = 4,
+    vocab_size: int = 32128,
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    decoder: dict | None = None,
+    **extra: object,
+) -> FrozenT5:
+    """A frozen, randomly initialised T5Gemma 2 (``T5Gemma2Config`` / ``T5Gemma2ForConditionalGeneration``) with
+    grouped-query heads, alternating sliding-window and full layers, query/key norms, the decoder's merged self- and
+    cross-attention and a one-layer image encoder that text never reaches; ``extra`` overrides settings of both text
+    stacks (``T5Gemma2TextConfig``), ``decoder`` the decoder's alone (its width must stay the encoder's: the merged
+    attention projects the encoder's states). Token ids follow Gemma's layout (pad 0, eos 1, bos 2, the decoder's
+    start); ``tokenizer`` defaults to the vendored T5 vocabulary, which shares pad and eos with it.
+
+    >>> tiny = random_t5gemma2(decoder={"num_hidden_layers": 2})
+    >>> tiny.geometry.sites["encoder"], tiny.geometry.sites["cross"], round(tiny.geometry.input_scale, 3)
+    (SiteGeometry(layers=3, heads=2, head_dim=8), SiteGeometry(layers=2, heads=2, head_dim=8), 5.657)
+    """
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
+        head_dim=head_dim,
+        query_pre_attn_scalar=head_dim,
+        sliding_window=sliding_window,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+    text.update(extra)
+    decoder = {**text, **(decoder or {})}
+    for stack in (text, decoder):  # sliding-window and full layers alternate (5 to 1 in the released checkpoints)
+        stack.setdefault(
+            "layer_types", [("sliding_attention", "full_attention")[i % 2] for i in range(stack["num_hidden_layers"])]
+        )
+    vision = SiglipVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+    )
+    config = T5Gemma2Config(
+        encoder=T5Gemma2EncoderConfig(
+            text_config=T5Gemma2TextConfig(**text), vision_config=vision, mm_tokens_per_image=4
+        ),
+        decoder=T5Gemma2DecoderConfig(**decoder),
+    )
+    config._attn_implementation = attn_implementation
+    name = f"random-t5gemma2-d{hidden_size}-l{num_layers}-seed{seed}"
+    return _random_model("t5gemma2", config, name, seed, tokenizer)
 
 
 def _random_model(

@@ -55,6 +55,7 @@ class PromptedT5(nn.Module):
         self.prefixes = prefixes
         self.dept = dept  # DePT: a low-rank update of the rows' input token embeddings (softprompt.model.dept)
         self.context = install_prefix_attention(self.model)
+        self.input_scale = frozen.geometry.input_scale  # T5Gemma 2's embedding layer scales token rows itself
         device = self.model.get_input_embeddings().weight.device  # banks live with the input embeddings
         for bank in (prompts, prefixes, dept):
             if bank is not None:
@@ -88,15 +89,21 @@ class PromptedT5(nn.Module):
     def embed(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input embeddings with the rows' prompts in front: (B, P+T, d) and mask (B, P+T)."""
+        """Input embeddings with the rows' prompts in front: (B, P+T, d) and mask (B, P+T). Prompts and DePT updates
+        live in embedding-table space; they are scaled as the embedding layer scales table rows (``input_scale``)."""
         embeds = self.model.get_input_embeddings()(input_ids)  # (B, T, d)
         if self.dept is not None:  # DePT: each row's own update of its first s token embeddings
-            embeds = embeds + self.dept(prompt_ids, embeds.shape[1]).to(embeds.dtype)  # (B, T, d)
+            embeds = embeds + self._scaled(self.dept(prompt_ids, embeds.shape[1]), embeds.dtype)  # (B, T, d)
         if self.prompts is None:
             return embeds, attention_mask
-        prompt = self.prompts(prompt_ids).to(embeds.dtype)  # (B, P, d)
+        prompt = self._scaled(self.prompts(prompt_ids), embeds.dtype)  # (B, P, d)
         ones = attention_mask.new_ones(prompt.shape[:2])
         return torch.cat([prompt, embeds], dim=1), torch.cat([ones, attention_mask], dim=1)
+
+    def _scaled(self, vectors: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Table-space ``vectors`` as the embedding layer hands table rows to the encoder, in ``dtype``."""
+        vectors = vectors.to(dtype)
+        return vectors if self.input_scale == 1.0 else vectors * torch.tensor(self.input_scale, dtype=dtype)
 
     def encode(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_ids: torch.Tensor
@@ -137,6 +144,7 @@ class PromptedT5(nn.Module):
         beams = generate_kwargs.get("num_beams") or config.num_beams or 1
         if (
             beams > 1
+            and family_of(self.model.config).cross_rows != "repeated"  # T5Gemma 2: a copy per beam, generate()'s own
             and generate_kwargs.get("use_cache", config.use_cache) is not False
             and CACHE_ARGUMENT not in generate_kwargs
         ):
@@ -157,19 +165,21 @@ class PromptedT5(nn.Module):
         ``choice_ids`` / ``choice_mask`` are (B, K, S) (targets end with EOS, padded). The encoder
         runs once per row and only the decoder runs per candidate (B·K rows); every cross-attention
         projects keys/values once per encoder row and the K candidates' queries of a row attend as
-        one sequence (``attention._fold_candidates``): no K copies of them are made.
+        one sequence (``attention._fold_candidates``): no K copies of them are made (but for T5Gemma 2, whose merged
+        attention joins each decoder row's keys to its own copy of the encoder's).
         """
         batch, k, length = choice_ids.shape
         encoder_outputs, mask = self.encode(input_ids, attention_mask, prompt_ids)
         hidden = encoder_outputs.last_hidden_state  # (B, P+T, d)
         labels = choice_ids.reshape(batch * k, length).masked_fill(~choice_mask.reshape(batch * k, length).bool(), -100)
-        if family_of(self.model.config).cross_from_encoder_rows:
-            cache = {"use_cache": False}  # one layer's keys/values alive at a time, as in a plain forward
-        else:  # umT5 would project B·K rows of cross-attention keys/values: it finds B rows projected beforehand
+        cross_rows, cache = family_of(self.model.config).cross_rows, {"use_cache": False}
+        if cross_rows == "projected":  # umT5 would project B·K rows of cross-attention keys/values: it finds B rows
             cache = {CACHE_ARGUMENT: beam_search_cache(self.model, hidden), "use_cache": True}
+        elif cross_rows == "repeated":  # T5Gemma 2's merged attention: each decoder row beside its own encoder row
+            hidden, mask = hidden.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0)  # (B·K, P+T, ...)
         logits = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden),  # each cross-attention projects B rows
-            attention_mask=mask,  # (B, P+T)
+            attention_mask=mask,  # (B, P+T) (T5Gemma 2: B·K)
             decoder_input_ids=self.model.prepare_decoder_input_ids_from_labels(labels),  # (B·K, S)
             **cache,
         ).logits  # (B·K, S, V)
@@ -190,10 +200,12 @@ class PromptedT5(nn.Module):
             captured = self.context.captured
         finally:
             self.context.captured = None
-        repeats = -(-length // ids.shape[1])
+        repeats, t = -(-length // ids.shape[1]), ids.shape[1]
         out = {}
         for site, modules in attention_sites(self.model).items():
-            per_layer = [torch.stack(captured[(site, layer)])[:, 0] for layer in range(len(modules))]  # (2, Hkv, T, d)
+            # (2, Hkv, T, d); T5Gemma 2's merged attention saw [decoder keys; encoder keys]: the cross site's are last
+            part = slice(-t, None) if site == "cross" else slice(0, t)
+            per_layer = [torch.stack(captured[(site, layer)])[:, 0, :, part] for layer in range(len(modules))]
             kv = torch.stack(per_layer).float()  # (L, 2, Hkv, T, d)
             out[site] = kv.repeat(1, 1, 1, repeats, 1)[..., :length, :]
         return out

@@ -1,10 +1,11 @@
 """Tiny random models of every family, the inputs and banks fed to them, the comparison with prefixes appended by
 hand and ``softprompt predict`` of a trained run, shared by ``test_families.py`` (what holds for every family) and
-``test_t5gemma.py`` (what is T5Gemma's own).
+``test_t5gemma.py`` / ``test_t5gemma2.py`` (what is T5Gemma's / T5Gemma 2's own).
 
 Each model is built in-process from its family's real configuration and model classes: ``random_t5(family=...)``
-for the T5 families (``SPECS``) and ``random_t5gemma`` for T5Gemma, with what makes T5Gemma's attention differ
-from T5's set to bite (a sliding window shorter than the sequences, low soft-caps, a smaller decoder).
+for the T5 families (``SPECS``), ``random_t5gemma`` for T5Gemma and ``random_t5gemma2`` for T5Gemma 2, with what
+makes their attention differ from T5's set to bite (a sliding window shorter than the sequences, low soft-caps, a
+decoder with other heads and depth).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import json
 
 import torch
-from transformers import ByT5Tokenizer
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from transformers import ByT5Tokenizer, GemmaTokenizer
 
 from softprompt.model.attention import attention_sites
-from softprompt.model.loading import random_t5, random_t5gemma
+from softprompt.model.loading import random_t5, random_t5gemma, random_t5gemma2
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
@@ -32,18 +34,69 @@ SPECS = {  # family -> random_t5 arguments, as the released checkpoints configur
     "ul2": dict(family="t5", feed_forward_proj="gated-silu", tie_word_embeddings=False),
     "umt5": dict(family="umt5", feed_forward_proj="gated-gelu", tie_word_embeddings=False),
 }
-ATTENTION = {family: ("sdpa", "eager") for family in SPECS} | {"t5gemma": ("eager",)}  # T5Gemma: eager only
+ATTENTION = {family: ("sdpa", "eager") for family in SPECS} | {"t5gemma": ("eager",), "t5gemma2": ("sdpa", "eager")}
 FAMILIES = tuple(ATTENTION)
 
 WINDOW = 4  # T5Gemma's sliding window, shorter than every sequence here (P + 9 encoder positions, 6 decoder ones)
 DECODER = dict(hidden_size=24, num_key_value_heads=1, head_dim=6, num_hidden_layers=2)  # a smaller decoder (9B-2B)
 CAPS = dict(attn_logit_softcapping=0.5, final_logit_softcapping=5.0)  # low caps: they change the outputs
+# T5Gemma 2's decoder keeps the encoder's width (its merged attention projects the encoder's states); its attention
+# takes no soft-cap (Gemma 3's query/key norms instead), its logits do
+DECODER2 = dict(num_key_value_heads=1, head_dim=6, num_hidden_layers=2)
+CAPS2 = dict(final_logit_softcapping=5.0)
+
+
+GEMMA_SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]  # Gemma's ids 0..4
+GEMMA_BYTES = [f"<0x{b:02X}>" for b in range(256)]  # byte-fallback pieces, after the special tokens as in Gemma's
+
+
+def gemma_tokenizer(size: int = 1200) -> GemmaTokenizer:
+    """transformers' ``GemmaTokenizer`` (BPE with byte fallback, "▁" for spaces, BOS in front, left padding) over a
+    ``size``-piece vocabulary in Gemma's layout (special tokens, byte pieces, then pieces by merge order), its merges
+    learnt on the RTE test data."""
+    texts = [json.loads(line)[key] for line in (RTE / "train.jsonl").open() for key in ("premise", "hypothesis")]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    bpe.normalizer = normalizers.Replace(" ", "▁")
+    bpe.pre_tokenizer = pre_tokenizers.Split(pattern="▁", behavior="merged_with_next")
+    bpe.train_from_iterator(
+        texts, trainers.BpeTrainer(vocab_size=size, special_tokens=GEMMA_SPECIAL + GEMMA_BYTES, show_progress=False)
+    )
+    model = json.loads(bpe.to_str())["model"]
+    return GemmaTokenizer(vocab=model["vocab"], merges=[tuple(merge) for merge in model["merges"]], add_bos_token=True)
+
+
+# PEFT reads a T5 config's geometry itself; T5Gemma's and T5Gemma 2's nested configs it cannot read, so it is told the
+# encoder's
+PEFT_GEOMETRY = {
+    "t5gemma": lambda config: dict(
+        num_layers=config.encoder.num_hidden_layers,
+        token_dim=config.encoder.hidden_size,
+        num_attention_heads=config.encoder.num_attention_heads,
+    ),
+    "t5gemma2": lambda config: dict(
+        num_layers=config.encoder.text_config.num_hidden_layers,
+        token_dim=config.encoder.text_config.hidden_size,
+        num_attention_heads=config.encoder.text_config.num_attention_heads,
+    ),
+}
 
 
 def build_t5gemma(seed: int = 0, ids_only: bool = True):
     """A frozen tiny random T5Gemma; ``ids_only``: a small vocabulary, for tests that feed token ids."""
     return random_t5gemma(
         vocab_size=ID_VOCAB if ids_only else 32128, seed=seed, sliding_window=WINDOW, decoder=DECODER, **CAPS
+    )
+
+
+def build_t5gemma2(attn: str = "sdpa", seed: int = 0, ids_only: bool = True):
+    """A frozen tiny random T5Gemma 2 on ``attn``; ``ids_only``: a small vocabulary, for tests that feed token ids."""
+    return random_t5gemma2(
+        vocab_size=ID_VOCAB if ids_only else 32128,
+        seed=seed,
+        attn_implementation=attn,
+        sliding_window=WINDOW,
+        decoder=DECODER2,
+        **CAPS2,
     )
 
 
@@ -54,6 +107,8 @@ def build(family: str, attn: str | None = None, seed: int = 0, ids_only: bool = 
     assert attn in ATTENTION[family], (family, attn)
     if family == "t5gemma":
         return build_t5gemma(seed=seed, ids_only=ids_only)
+    if family == "t5gemma2":
+        return build_t5gemma2(attn, seed=seed, ids_only=ids_only)
     spec = dict(SPECS[family])
     if family == "byt5":
         spec["tokenizer"] = ByT5Tokenizer()
@@ -64,14 +119,15 @@ def build(family: str, attn: str | None = None, seed: int = 0, ids_only: bool = 
 
 def batch(frozen, seed: int = 0, b: int = 2, t: int = 9):
     """Token ids with a right-padded last row, and decoder ids starting with ``frozen``'s decoder start token (T5's
-    pad 0, T5Gemma's bos 2)."""
+    pad 0, T5Gemma's bos 2; T5Gemma 2 names none: generation starts from its bos 2)."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, ID_VOCAB, (b, t), generator=g)
     mask = torch.ones(b, t, dtype=torch.long)
     mask[-1, -3:] = 0
     ids[-1, -3:] = 0
     dec = torch.randint(3, ID_VOCAB, (b, 6), generator=g)
-    dec[:, 0] = frozen.config.decoder_start_token_id
+    start = getattr(frozen.config, "decoder_start_token_id", None)
+    dec[:, 0] = frozen.model.generation_config.bos_token_id if start is None else start
     return ids, mask, dec
 
 
@@ -104,7 +160,8 @@ def assert_prefixes_equal_hand_appended(frozen, hand, attention: str):
             module.hand_site, module.hand_prefixes, module.hand_padding = (site, layer), kv, full_mask
     with torch.no_grad():
         mine = ours(ids, mask, prompt_ids, decoder_input_ids=dec).logits
-        embeds = torch.cat([prompts(prompt_ids), hand.get_input_embeddings()(ids)], dim=1)  # (B, P+T, d)
+        scaled = prompts(prompt_ids) * frozen.geometry.input_scale  # as the embedding layer scales rows (T5Gemma 2)
+        embeds = torch.cat([scaled, hand.get_input_embeddings()(ids)], dim=1)  # (B, P+T, d)
         reference = hand(inputs_embeds=embeds, attention_mask=full_mask, decoder_input_ids=dec, use_cache=False).logits
         ours.context.kv = {}  # sanity: without the prefixes the logits really differ
         alone = ours.model(

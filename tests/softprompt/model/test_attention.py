@@ -98,7 +98,7 @@ def test_kernel_prefix_columns_zero_bias_real_columns_keep_theirs(attn, site):
     prefix = torch.randn(b, 1, 2, h, pp, d, generator=g)  # one layer
     module = _Module()
     module.softprompt_context = PrefixContext(kv={site: prefix})
-    module.softprompt_site = (site, 0)
+    module.softprompt_sites = ((site, 0),)
 
     real_ok = torch.ones(b, 1, q, q, dtype=torch.bool)
     if site == "encoder":  # padding mask: last row's last 2 keys are padding

@@ -1,21 +1,23 @@
-"""Every family (``softprompt.model.families``): mT5, ByT5, UL2, umT5 and T5Gemma load, are exact and train like T5.
+"""Every family (``softprompt.model.families``): mT5, ByT5, UL2, umT5, T5Gemma and T5Gemma 2 load, are exact and train
+like T5.
 
 Every model here is a tiny random model built in-process from its family's real configuration and model classes
 (``family_helpers.build``: ``random_t5(family=...)``: ``MT5Config`` / ``MT5ForConditionalGeneration``, ``T5Config``
 with gated-SiLU for UL2 and with ByT5's 384 byte rows for ByT5, ``UMT5Config`` / ``UMT5ForConditionalGeneration``;
 ``random_t5gemma``: ``T5GemmaConfig`` / ``T5GemmaForConditionalGeneration`` with rotary positions, grouped-query
-heads, a sliding window shorter than the sequences, low soft-caps and a smaller decoder) and the family's own
+heads, a sliding window shorter than the sequences, low soft-caps and a smaller decoder; ``random_t5gemma2``:
+``T5Gemma2Config`` / ``T5Gemma2ForConditionalGeneration``, the same and a merged decoder attention) and the family's own
 tokenizer type: SentencePiece (the vendored T5 vocabulary: mT5, umT5, UL2 and T5Gemma use the same tokenizer class)
 or ``ByT5Tokenizer``, which needs no files. Random weights are the right fixture: the claims are about how prompts,
 prefixes, masks and position biases are wired through each family's attention, which no trained weight changes.
 What only T5Gemma has (its own hand-appended keys/values, Gemma's tokenizer, per-site geometry, aliases, its refusal
-of sdpa) is tested in ``test_t5gemma.py``.
+of sdpa) is tested in ``test_t5gemma.py``; T5Gemma 2's (its merged attention) in ``test_t5gemma2.py``.
 
 Exactness, per family, on sdpa and eager (T5Gemma: eager, its only kernel) and with a padded row:
 
 * input prompts equal HF PEFT prompt tuning (logits, greedy and beam generation) and equal real tokens given as text;
-* prompts and deep prefixes together equal an independent computation (the T5 families here; T5Gemma's, with rotary
-  positions, soft-capping and sliding windows, in ``test_t5gemma.py``): an attention function written here that
+* prompts and deep prefixes together equal an independent computation (the T5 families here; T5Gemma's and T5Gemma
+  2's, with rotary positions, soft-capping, sliding windows and merged attention, in their own files): an attention function written here that
   appends each row's prefix keys/values by hand, with zero bias and "attend" for the prefix columns and the model's
   own (non-zero) relative-position bias and mask for the real ones. umT5 computes a bias in every layer, so this is
   the proof that the bias rule holds at every layer, not only the first;
@@ -44,6 +46,7 @@ from transformers import (
     LongT5ForConditionalGeneration,
     MT5ForConditionalGeneration,
     T5ForConditionalGeneration,
+    T5Gemma2ForConditionalGeneration,
     T5GemmaForConditionalGeneration,
     UMT5ForConditionalGeneration,
 )
@@ -71,6 +74,7 @@ from tests.softprompt.model.family_helpers import (
     ATTENTION,
     FAMILIES,
     ID_VOCAB,
+    PEFT_GEOMETRY,
     RTE,
     SPECS,
     TOL,
@@ -88,26 +92,22 @@ CLASSES = {
     "ul2": T5ForConditionalGeneration,
     "umt5": UMT5ForConditionalGeneration,
     "t5gemma": T5GemmaForConditionalGeneration,
+    "t5gemma2": T5Gemma2ForConditionalGeneration,
 }
-FAMILY_NAMES = {family: spec["family"] for family, spec in SPECS.items()} | {"t5gemma": "t5gemma"}
+FAMILY_NAMES = {family: spec["family"] for family, spec in SPECS.items()} | {
+    "t5gemma": "t5gemma",
+    "t5gemma2": "t5gemma2",
+}
 KERNELS = [(family, attn) for family in FAMILIES for attn in ATTENTION[family]]  # (family, attn): T5Gemma eager only
 T5_KERNELS = [(family, attn) for family in SPECS for attn in ATTENTION[family]]
 
 GENERATE = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True)
 # uncached, T5Gemma masks the decoder positions that hold the pad id (cached, it does not): a random model must not
 # emit it
-GENERATE_EXTRA = {"t5gemma": dict(suppress_tokens=[0])}
-# PEFT reads a T5 config's geometry itself; T5Gemma's nested config it cannot read, so it is told the encoder's
-PEFT_GEOMETRY = {
-    "t5gemma": lambda config: dict(
-        num_layers=config.encoder.num_hidden_layers,
-        token_dim=config.encoder.hidden_size,
-        num_attention_heads=config.encoder.num_attention_heads,
-    )
-}
+GENERATE_EXTRA = {"t5gemma": dict(suppress_tokens=[0]), "t5gemma2": dict(suppress_tokens=[0])}
 # training: the default prefix init for the T5 families; real-word init for T5Gemma (the keys/values it computes for
 # the text)
-TRAIN_EXTRA = {"t5gemma": dict(prefix_init='text:"does it follow"')}
+TRAIN_EXTRA = {family: dict(prefix_init='text:"does it follow"') for family in ("t5gemma", "t5gemma2")}
 
 
 def generation(family: str, beams: int) -> dict:
@@ -155,7 +155,8 @@ def test_longt5_is_refused_in_one_line_that_says_why(attention, tmp_path):
 
 def test_the_supported_families_are_named_once_each():
     assert supported_families() == (
-        "t5 (T5, T5 v1.1, Flan-T5, ByT5, UL2 / Flan-UL2), mt5 (mT5), umt5 (umT5), t5gemma (T5Gemma)"
+        "t5 (T5, T5 v1.1, Flan-T5, ByT5, UL2 / Flan-UL2), mt5 (mT5), umt5 (umT5), t5gemma (T5Gemma), "
+        "t5gemma2 (T5Gemma 2)"
     )
 
 
@@ -172,8 +173,8 @@ def test_prompts_equal_peft_prompt_tuning_logits_and_generation(family):
     )
     frozen = build(family)
     prompts, _ = banks(frozen, n=1)
-    with torch.no_grad():
-        peft.prompt_encoder.default.embedding.weight[:P] = prompts.weight[0]
+    with torch.no_grad():  # PEFT's virtual tokens stand where the embedding layer's output does (T5Gemma 2: scaled)
+        peft.prompt_encoder.default.embedding.weight[:P] = prompts.weight[0] * frozen.geometry.input_scale
     ours = PromptedT5(frozen, prompts=prompts)
     ids, mask, dec = batch(frozen)
     zeros, labels = torch.zeros(2, dtype=torch.long), dec[:, 1:].contiguous()
@@ -280,7 +281,8 @@ def test_cached_generation_equals_uncached_and_each_row_alone(family, attn):
 def test_score_runs_the_encoder_once_and_equals_plain_forwards(family, attn):
     """Rank classification: K candidates per row against one encoder pass (umT5's cross-attention keys/values are
     projected beforehand, once per row; T5Gemma's cross-attention projects the B encoder rows once and the K
-    candidates' queries attend as one sequence) equal a plain forward of each row and candidate."""
+    candidates' queries attend as one sequence; T5Gemma 2's merged attention gets a copy of the encoder's row per
+    candidate) equal a plain forward of each row and candidate."""
     frozen = build(family, attn)
     model = PromptedT5(frozen, *banks(frozen))
     ids, mask, _ = batch(frozen)

@@ -17,7 +17,7 @@ joint training with bit-identical resume and ensemble evaluation, and refusing r
 ways. Here:
 
 * per-site geometry from the nested configs; eager only (sdpa refused in one line); Gemma's tokenizer set to
-  softprompt's conventions; aliases of the released checkpoints (and T5Gemma 2 refused);
+  softprompt's conventions; aliases of the released checkpoints;
 * prompts and deep prefixes together equal an independent computation: an attention function written here that
   appends each row's prefix keys/values (unrotated) to the model's rotated keys, repeats the key/value heads for
   the query heads, soft-caps and masks by hand (padding, causality, sliding windows over the text's own positions
@@ -32,8 +32,7 @@ import json
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-from transformers import AttentionInterface, GemmaTokenizer
+from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from softprompt.errors import SoftpromptError
@@ -54,6 +53,8 @@ from tests.softprompt.cli.helpers import eval_args, run_cli, train_args
 from tests.softprompt.model.family_helpers import (
     CAPS,
     DECODER,
+    GEMMA_BYTES,
+    GEMMA_SPECIAL,
     ID_VOCAB,
     RTE,
     TOL,
@@ -62,27 +63,10 @@ from tests.softprompt.model.family_helpers import (
     assert_prefixes_equal_hand_appended,
     banks,
     batch,
+    gemma_tokenizer,
     predict_rte,
 )
-from tests.softprompt.model.family_helpers import build_t5gemma as build  # test_families_http.py's builder too
-
-GEMMA_SPECIAL = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]  # Gemma's ids 0..4
-GEMMA_BYTES = [f"<0x{b:02X}>" for b in range(256)]  # byte-fallback pieces, after the special tokens as in Gemma's
-
-
-def gemma_tokenizer(size: int = 1200) -> GemmaTokenizer:
-    """transformers' ``GemmaTokenizer`` (BPE with byte fallback, "▁" for spaces, BOS in front, left padding) over a
-    ``size``-piece vocabulary in Gemma's layout (special tokens, byte pieces, then pieces by merge order), its merges
-    learnt on the RTE test data."""
-    texts = [json.loads(line)[key] for line in (RTE / "train.jsonl").open() for key in ("premise", "hypothesis")]
-    bpe = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
-    bpe.normalizer = normalizers.Replace(" ", "▁")
-    bpe.pre_tokenizer = pre_tokenizers.Split(pattern="▁", behavior="merged_with_next")
-    bpe.train_from_iterator(
-        texts, trainers.BpeTrainer(vocab_size=size, special_tokens=GEMMA_SPECIAL + GEMMA_BYTES, show_progress=False)
-    )
-    model = json.loads(bpe.to_str())["model"]
-    return GemmaTokenizer(vocab=model["vocab"], merges=[tuple(merge) for merge in model["merges"]], add_bos_token=True)
+from tests.softprompt.model.family_helpers import build_t5gemma as build
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +126,10 @@ def test_a_gemma_tokenizer_loads_with_eos_after_every_text_and_its_earliest_merg
     assert not any(piece.startswith("<") and piece.endswith(">") for piece in pieces)
 
 
-def test_the_released_checkpoints_have_aliases_and_t5gemma2_is_refused_saying_why():
+def test_the_released_checkpoints_have_aliases():
     assert resolve_model_name("t5gemma-2b-2b-prefixlm-it") == "google/t5gemma-2b-2b-prefixlm-it"
     assert resolve_model_name("t5gemma-9b-2b-ul2") == "google/t5gemma-9b-2b-ul2"
-    assert "t5gemma" not in REFUSED and "merged attention" in REFUSED["t5gemma2"]
+    assert "t5gemma" not in REFUSED
 
 
 # ----------------------------------------------------------------------------- exactness: hand-appended prefixes

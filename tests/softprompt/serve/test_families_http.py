@@ -1,8 +1,8 @@
 """Every supported T5 family served over real HTTP (issue 43: each family must "serve over HTTP and predict").
 
 Per family of ``FAMILIES``: a tiny random model of the family's own configuration and model classes, with a tokenizer
-it can use offline (``tests/softprompt/model/test_families.py``'s ``build``: ByT5's byte tokenizer for the ``t5``
-family, the vendored SentencePiece T5 vocabulary for mT5 and umT5), saved as a model folder; two runs trained on it by
+it can use offline (``tests/softprompt/model/family_helpers.py``'s ``build``: ByT5's byte tokenizer for the ``t5``
+family, the vendored SentencePiece T5 vocabulary for mT5, umT5, T5Gemma and T5Gemma 2), saved as a model folder; two runs trained on it by
 ``softprompt train`` with input prompts AND deep prefixes (sst2, classification; e2e_nlg, generation); ONE real
 ``softprompt serve`` subprocess on both runs. Over HTTP: the listing shows the family's runs, ``/v1/classify`` (one
 prompt, and the task's ensemble under two votes) equals the library's scores, ``/v1/generate`` equals the library's
@@ -32,20 +32,19 @@ from softprompt.io.store import read_meta
 from softprompt.model.loading import FrozenT5, save_model_dir
 from tests.conftest import TEST_DATA
 from tests.softprompt.cli.helpers import run_cli
-from tests.softprompt.model.test_families import build
-from tests.softprompt.model.test_t5gemma import build as build_t5gemma
+from tests.softprompt.model.family_helpers import build
 from tests.softprompt.serve.harness import ROOT, Server, running_server
 from tests.softprompt.serve.reference import Reference, check_classification, check_generation
 from tests.softprompt.serve.rows import E2E, SST2, unlabeled
 
-# The families served: name -> a tiny random model of the family with a tokenizer it can use offline (test_families'
-# builders; ByT5 is the t5 family with a byte vocabulary, plain T5 is served by test_http.py). A family is one line
-# here, e.g. T5Gemma: "t5gemma": lambda: random_t5gemma(...) (its builder in test_t5gemma.py).
+# The families served: name -> a tiny random model of the family with a tokenizer it can use offline (family_helpers'
+# builders; ByT5 is the t5 family with a byte vocabulary, plain T5 is served by test_http.py). A family is one line.
 FAMILIES: dict[str, Callable[[], FrozenT5]] = {
     "byt5": lambda: build("byt5", ids_only=False),
     "mt5": lambda: build("mt5", ids_only=False),
     "umt5": lambda: build("umt5", ids_only=False),
-    "t5gemma": lambda: build_t5gemma(ids_only=False),
+    "t5gemma": lambda: build("t5gemma", ids_only=False),
+    "t5gemma2": lambda: build("t5gemma2", ids_only=False),
 }
 
 PROMPTS = {"sst2": ["sst2#0", "sst2#1"], "e2e_nlg": ["e2e#0", "e2e#1"]}
