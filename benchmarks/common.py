@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 from softprompt.cli.allocator import keep_freed_memory
-from softprompt.model.loading import FrozenT5, keep_wo_in_fp32, random_t5
+from softprompt.model.loading import FrozenT5, keep_wo_in_fp32
+from softprompt.model.random_models import random_t5
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 

@@ -62,11 +62,12 @@ from benchmarks.common import (
     utilisation,
     utilisation_line,
 )
-from softprompt.model.loading import FrozenT5, random_t5gemma, random_t5gemma2
+from softprompt.model.loading import FrozenT5
 from softprompt.model.losses import per_prompt_loss
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5gemma, random_t5gemma2
 
 # T5Gemma of each T5 shape's width and depth: query heads over half as many key/value heads, head size d / heads
 T5GEMMA_SHAPES = {

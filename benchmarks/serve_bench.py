@@ -33,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.common import T5_SMALL, T5_TINY, emit_result, fmt_s, print_table
-from softprompt.model.loading import random_t5, save_model_dir
+from softprompt.model.loading import save_model_dir
+from softprompt.model.random_models import random_t5
 from tests.softprompt.serve.harness import running_server, write_run
 
 GENERATION = {"e2e_nlg"}

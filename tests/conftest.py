@@ -28,7 +28,8 @@ def hub_answering(status: str = "found", detail: str = ""):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random T5 saved as a local model directory (config, safetensors, tokenizer)."""
-    from softprompt.model.loading import random_t5, save_model_dir
+    from softprompt.model.loading import save_model_dir
+    from softprompt.model.random_models import random_t5
 
     path = tmp_path_factory.mktemp("tiny-t5")
     save_model_dir(random_t5(), path)

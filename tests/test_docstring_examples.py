@@ -28,7 +28,7 @@ FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 # What a user imports; each must show a runnable (not skipped) example.
 ENTRY_POINTS = [
     "softprompt.model.loading.load_frozen_t5",
-    "softprompt.model.loading.random_t5",
+    "softprompt.model.random_models.random_t5",
     "softprompt.model.prompts.PromptBank",
     "softprompt.model.prefixes.PrefixBank",
     "softprompt.model.prompted.PromptedT5",

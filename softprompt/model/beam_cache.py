@@ -10,7 +10,7 @@ reorders the self-attention cache alone; the cross-attention kernel runs an inpu
 against its one row (``softprompt.model.attention._fold_candidates``, as for the K candidates of rank classification).
 Same tokens and scores as on the default cache (tested, deep prefixes included).
 
->>> from softprompt.model.loading import random_t5
+>>> from softprompt.model.random_models import random_t5
 >>> model = random_t5().model
 >>> cache = beam_search_cache(model, torch.zeros(8, 5, model.config.d_model))  # 8 inputs of 5 tokens
 >>> type(cache).__name__, tuple(cache.cross_attention_cache.layers[0].keys.shape)  # (inputs, Hkv, tokens, d)

@@ -71,7 +71,7 @@ class PrefixShape:
 class PrefixBank(nn.Module):
     """N deep prefixes, direct or reparameterised; ``forward(prompt_ids)`` gives per-row prefixes.
 
-    >>> from softprompt.model.loading import random_t5
+    >>> from softprompt.model.random_models import random_t5
     >>> shape = PrefixShape.for_config(random_t5(num_layers=2).config, length=10)  # every site, 10 positions
     >>> bank = PrefixBank(3, shape, reparam_dim=16)  # reparameterised by a per-prompt MLP while training
     >>> bank.init_random(seeds=[0, 1, 2])

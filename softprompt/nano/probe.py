@@ -18,9 +18,10 @@ from softprompt.data.loading import load_examples
 from softprompt.data.tasks import Example, Task
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import META, read_meta
-from softprompt.model.loading import FrozenT5, random_t5
+from softprompt.model.loading import FrozenT5
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 from softprompt.runner.scoring import score_choices
 from softprompt.training.config import TrainConfig
 from softprompt.training.loop import train

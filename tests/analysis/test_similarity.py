@@ -20,8 +20,9 @@ from analysis.similarity import (
 )
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import read_meta, save_run
-from softprompt.model.loading import random_t5, save_model_dir
+from softprompt.model.loading import save_model_dir
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 from tests.conftest import TEST_DATA
 from tests.softprompt.cli.helpers import run_cli
 

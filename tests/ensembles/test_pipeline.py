@@ -18,7 +18,8 @@ from softprompt.data.loading import load_examples, read_file
 from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
 from softprompt.model.decoding import DECODING_DEFAULTS
-from softprompt.model.loading import load_frozen_t5, random_t5, save_model_dir
+from softprompt.model.loading import load_frozen_t5, save_model_dir
+from softprompt.model.random_models import random_t5
 from softprompt.training.config import TrainConfig
 from softprompt.training.loop import train
 from tests.conftest import TEST_DATA

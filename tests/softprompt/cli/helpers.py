@@ -171,7 +171,8 @@ def save_gpt2(path: Path) -> None:
 
 def saved_t5(factory, name: str, **config) -> Path:
     """A tiny random T5 (built in-process, ``config`` overrides) saved as a model folder."""
-    from softprompt.model.loading import random_t5, save_model_dir
+    from softprompt.model.loading import save_model_dir
+    from softprompt.model.random_models import random_t5
 
     path = factory.mktemp(name)
     save_model_dir(random_t5(**config), path)

@@ -112,13 +112,14 @@ def test_demo_shows_each_phase_and_ends_with_what_to_try_next(tmp_path, monkeypa
     """The whole demo, 2 steps on cached SST-2 rows (the reviews' format) with a tiny random T5 built in-process in
     place of t5-nano: each phase is announced, every artefact is written, and the last lines are the next steps."""
     from softprompt.model import loading
+    from softprompt.model.random_models import random_t5
 
     cache = tmp_path / "cache" / "rotten-tomatoes"
     cache.mkdir(parents=True)
     head(SST2 / "dev.tsv", cache / "train.tsv", 21)
     head(SST2 / "dev.tsv", cache / "dev.tsv", 9)
     monkeypatch.setenv("SOFTPROMPT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(loading, "load_frozen_t5", lambda *args, **kwargs: loading.random_t5())
+    monkeypatch.setattr(loading, "load_frozen_t5", lambda *args, **kwargs: random_t5())
     out = tmp_path / "demo"
     result = run_cli("demo", "--steps", "2", "--train-size", "12", "--n-prompts", "2", "--output-dir", out)
     assert result.exit_code == 0, result.stderr

@@ -16,10 +16,11 @@ from transformers import AutoConfig, T5ForConditionalGeneration
 from softprompt.errors import SoftpromptError
 from softprompt.io.peft import export_peft, import_peft
 from softprompt.io.store import load_banks, model_fingerprint, read_meta, save_run
-from softprompt.model.loading import load_frozen_t5, random_t5, save_model_dir
+from softprompt.model.loading import load_frozen_t5, save_model_dir
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 from tests.conftest import TEST_DATA
 from tests.softprompt.model.family_helpers import PEFT_GEOMETRY, build
 

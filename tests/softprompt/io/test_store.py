@@ -9,9 +9,9 @@ import torch
 
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import PREFIXES_REPARAM, load_banks, model_fingerprint, read_meta, save_run
-from softprompt.model.loading import random_t5
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 
 
 def _meta(config, prefixes=None):

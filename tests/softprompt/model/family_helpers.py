@@ -17,10 +17,10 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import ByT5Tokenizer, GemmaTokenizer
 
 from softprompt.model.attention import attention_sites
-from softprompt.model.loading import random_t5, random_t5gemma, random_t5gemma2
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5, random_t5gemma, random_t5gemma2
 from tests.conftest import TEST_DATA
 from tests.softprompt.cli.helpers import run_cli, write_jsonl
 

@@ -1,6 +1,6 @@
 """Deep-prefix injection (``softprompt.model.attention``): numerical proofs on tiny random T5s.
 
-Every test uses ``softprompt.model.loading.random_t5`` — a frozen, randomly initialised tiny T5 built in
+Every test uses ``softprompt.model.random_models.random_t5`` — a frozen, randomly initialised tiny T5 built in
 well under a second — which is the right fixture here: the claims are about how keys/values,
 masks and position biases are wired through T5's attention, which no pretrained weight changes.
 Most models use a small vocabulary (token ids only, no tokenizer round trip) to keep tests fast.
@@ -27,9 +27,9 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from softprompt.model.attention import PREFIXED, PrefixContext, attention_sites, install_prefix_attention
 from softprompt.model.beam_cache import CACHE_ARGUMENT
-from softprompt.model.loading import random_t5
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
+from softprompt.model.random_models import random_t5
 
 ATOL = 1e-5
 VOCAB = 256  # token-id-only tests: a small vocabulary keeps the models tiny

@@ -14,10 +14,10 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from softprompt.model.attention import attention_sites
 from softprompt.model.beam_cache import CACHE_ARGUMENT, SharedCrossAttentionCache
-from softprompt.model.loading import random_t5
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 
 
 @pytest.mark.parametrize(

@@ -4,9 +4,9 @@ is the plain prompt, rows read their own prompt's update, positions past s get n
 import torch
 
 from softprompt.model.dept import DeptBank, concat_dept
-from softprompt.model.loading import random_t5
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 
 IDS = torch.randint(5, 500, (3, 9), generator=torch.Generator().manual_seed(1))
 MASK = torch.ones_like(IDS)

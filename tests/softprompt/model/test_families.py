@@ -59,10 +59,11 @@ from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import model_fingerprint, read_meta, save_run
 from softprompt.model.families import REFUSED, supported_families
-from softprompt.model.loading import keep_wo_in_fp32, load_frozen_t5, random_t5, save_model_dir
+from softprompt.model.loading import keep_wo_in_fp32, load_frozen_t5, save_model_dir
 from softprompt.model.losses import sequence_log_probs
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 from softprompt.serve.config import ServeConfig
 from softprompt.serve.schema import ClassifyRequest
 from softprompt.serve.server import build_engine

@@ -21,12 +21,12 @@ from softprompt.model.loading import (
     enable_gradient_checkpointing,
     load_frozen_t5,
     model_typo_hint,
-    random_t5,
     resolve_model_name,
 )
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 
 
 def test_local_directory_loads_frozen_in_eval_mode(tiny_model_dir):

@@ -1,7 +1,7 @@
 """The prefix bank (``softprompt.model.prefixes``) driving a frozen T5: per-row prefixes, folding,
 initialisation, real-word prefixes and a short prefix-tuning run on real SST-2.
 
-The models are ``softprompt.model.loading.random_t5`` — frozen, randomly initialised tiny T5s built in
+The models are ``softprompt.model.random_models.random_t5`` — frozen, randomly initialised tiny T5s built in
 well under a second — the right fixture for unit tests: what is checked (which prefix each row
 gets, that folding/initialising is exact, that training moves only the prefixes) does not depend
 on pretrained weights. Position bias plays no role in these comparisons: both sides of every
@@ -21,10 +21,10 @@ from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import load_banks
 from softprompt.model.attention import SITES
-from softprompt.model.loading import random_t5
 from softprompt.model.losses import sequence_log_probs
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
+from softprompt.model.random_models import random_t5
 from softprompt.runner.passes import encode_texts
 from softprompt.training.config import TrainConfig
 from softprompt.training.loop import build_prompted, train

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from softprompt.errors import SoftpromptError
-from softprompt.model.loading import random_t5
 from softprompt.model.prompts import PromptBank, frequent_token_ids, init_bank, initial_prompt, parse_init
+from softprompt.model.random_models import random_t5
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from softprompt.model.loading import random_t5
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 from softprompt.model.reparam import ResidualPromptBank, fold_prompts
 
 

@@ -39,16 +39,11 @@ from softprompt.errors import SoftpromptError
 from softprompt.io.store import read_meta
 from softprompt.model.attention import attention_sites
 from softprompt.model.families import REFUSED
-from softprompt.model.loading import (
-    enable_gradient_checkpointing,
-    load_frozen_t5,
-    random_t5gemma,
-    resolve_model_name,
-    save_model_dir,
-)
+from softprompt.model.loading import enable_gradient_checkpointing, load_frozen_t5, resolve_model_name, save_model_dir
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import frequent_token_ids
+from softprompt.model.random_models import random_t5gemma
 from tests.softprompt.cli.helpers import eval_args, run_cli, train_args
 from tests.softprompt.model.family_helpers import (
     CAPS,

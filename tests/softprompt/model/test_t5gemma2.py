@@ -37,14 +37,10 @@ from transformers.models.t5gemma2.modeling_t5gemma2 import T5Gemma2MergedAttenti
 from softprompt.io.store import read_meta
 from softprompt.model.attention import attention_sites
 from softprompt.model.families import REFUSED, family_of
-from softprompt.model.loading import (
-    enable_gradient_checkpointing,
-    random_t5gemma2,
-    resolve_model_name,
-    save_model_dir,
-)
+from softprompt.model.loading import enable_gradient_checkpointing, resolve_model_name, save_model_dir
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
+from softprompt.model.random_models import random_t5gemma2
 from tests.softprompt.cli.helpers import eval_args, run_cli, train_args
 from tests.softprompt.model.family_helpers import (
     CAPS2,

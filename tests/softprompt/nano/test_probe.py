@@ -11,7 +11,7 @@ def test_probe_reuses_only_a_finished_run_with_the_same_settings(tmp_path):
     from dataclasses import replace
 
     from softprompt.data.tasks import get_task
-    from softprompt.model.loading import random_t5
+    from softprompt.model.random_models import random_t5
     from softprompt.nano.probe import probe_splits, tune_and_score
     from softprompt.training.config import TrainConfig
 

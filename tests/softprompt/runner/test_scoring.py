@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from softprompt.data.tasks import Example
-from softprompt.model.loading import random_t5
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 from softprompt.runner.passes import Passes, plan_passes
 from softprompt.runner.scoring import encode_choices, generate_texts, score_choices
 

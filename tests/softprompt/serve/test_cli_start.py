@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from softprompt.model.loading import random_t5, save_model_dir
+from softprompt.model.loading import save_model_dir
+from softprompt.model.random_models import random_t5
 from tests.softprompt.cli.helpers import assert_one_line_error, run_cli
 from tests.softprompt.serve.harness import write_run
 

@@ -5,7 +5,7 @@ import torch
 
 from softprompt.data.loading import load_examples
 from softprompt.data.tasks import get_task
-from softprompt.model.loading import random_t5
+from softprompt.model.random_models import random_t5
 from softprompt.runner.passes import encode_texts
 from softprompt.training import batch_order as batching
 from softprompt.training.batch_order import MEGA_BATCHES, BatchOrder, group_by_length, source_lengths

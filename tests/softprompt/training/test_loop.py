@@ -14,7 +14,7 @@ from ensembles.pool import load_pool
 from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import read_meta
-from softprompt.model.loading import random_t5
+from softprompt.model.random_models import random_t5
 from softprompt.runner.passes import encode_texts, repeat_for_prompts
 from softprompt.training.loop import build_prompted, joint_backward, micro_passes, train, validate
 from tests.softprompt.training.helpers import rte_examples, tiny_config

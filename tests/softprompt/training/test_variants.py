@@ -10,8 +10,8 @@ from ensembles.pool import load_pool
 from softprompt.errors import SoftpromptError
 from softprompt.io.peft import export_peft
 from softprompt.io.store import PROMPTS_REPARAM, load_tensors, read_meta
-from softprompt.model.loading import random_t5
 from softprompt.model.prompts import PromptBank
+from softprompt.model.random_models import random_t5
 from softprompt.model.reparam import ResidualPromptBank
 from softprompt.runner.scoring import score_choices
 from softprompt.training.loop import build_prompted, train
