@@ -571,7 +571,7 @@ def main() -> None:
     parser.add_argument("--prompt-length", type=int, default=20, help="soft prompt length P")
     parser.add_argument("--n-prompts", type=int, default=5, help="prompts trained jointly in (b)")
     parser.add_argument(
-        "--joint-batches", default=None, help="per-prompt batch sizes for (b) (default 8,32; quick 2,8)"
+        "--joint-batches", default=None, help="per-prompt batch sizes for (b) (default 8,32; quick 2,4)"
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per case (default 5; quick 2)")
     parser.add_argument(
@@ -590,7 +590,7 @@ def main() -> None:
         "--epoch-steps",
         type=int,
         default=None,
-        help="evenly spaced steps of (d)'s epoch timed per side (default 16; quick 8)",
+        help="evenly spaced steps of (d)'s epoch timed per side (default 16; quick 4)",
     )
     parser.add_argument(
         "--epoch-repeats", type=int, default=None, help="timed rounds in (d) and (e) (default 3; quick 2)"
@@ -619,11 +619,11 @@ def main() -> None:
     args.big_repeats = args.big_repeats or (2 if quick else 3)
     args.mem_runs = args.mem_runs or (1 if quick else 3)
     args.epoch_examples = args.epoch_examples or 10 * MEGA_BATCHES * args.batch
-    args.epoch_steps = args.epoch_steps or (8 if quick else 16)
+    args.epoch_steps = args.epoch_steps or (4 if quick else 16)
     args.epoch_repeats = args.epoch_repeats or (2 if quick else 3)
     args.order_steps = args.order_steps or (4 if quick else 6)
     args.order_max_tokens = args.order_max_tokens or (512 if quick else 2048)
-    joint_batches = [int(b) for b in (args.joint_batches or ("2,8" if quick else "8,32")).split(",")]
+    joint_batches = [int(b) for b in (args.joint_batches or ("2,4" if quick else "8,32")).split(",")]
     if args.mem_child:
         memory_child(args.mem_child, args)
         return
