@@ -402,11 +402,14 @@ def _model(family: str):
     return random_t5(vocab_size=ID_VOCAB) if family == "t5" else build(family)
 
 
-@pytest.mark.parametrize(("trained", "other"), [("mt5", "umt5"), ("t5gemma", "t5"), ("t5", "t5gemma")])
+@pytest.mark.parametrize(
+    ("trained", "other"), [("mt5", "umt5"), ("t5gemma", "t5"), ("t5", "t5gemma"), ("t5gemma2", "t5gemma")]
+)
 def test_a_run_of_one_family_is_refused_by_a_model_of_another_in_one_line(trained, other, tmp_path):
     """mT5 and umT5 of the same shapes take the same banks, yet a run trained on one is refused on the other (its
-    meta records the family), and T5Gemma's runs and T5's refuse each other's models; a run written before families
-    were recorded is a t5 run."""
+    meta records the family), T5Gemma's runs and T5's refuse each other's models, and so do T5Gemma 2's runs a
+    T5Gemma's (prompts there are scaled by the embedding layer); a run written before families were recorded is a t5
+    run."""
     frozen, model = _model(trained), _model(other)
     prompts, prefixes = banks(frozen)
     meta = {
