@@ -1,7 +1,7 @@
 """Benchmark: one training step of each input-prompt variant vs plain prompt tuning, time and peak memory.
 
 Three arms at about the same trainable budget, as the pre-registered comparison trains them
-(reports/2026-12-07-prompt-variants-prereg.md), each built by ``softprompt.training.loop.build_prompted`` from a
+(reports/2026-12-07-prompt-variants-prereg.md), each built by ``softprompt.training.banks.build_prompted`` from a
 ``TrainConfig`` and stepped exactly as ``softprompt train`` steps (``joint_backward`` over N prompts, per-prompt
 gradient clip, the run's own optimizers from ``TrainConfig.recipes``, zero_grad):
 
@@ -46,8 +46,9 @@ from benchmarks.common import (
     step_peak_bytes,
 )
 from softprompt.model.dept import matched_rank
+from softprompt.training.banks import build_prompted
 from softprompt.training.config import TrainConfig
-from softprompt.training.loop import build_prompted, joint_backward
+from softprompt.training.loop import joint_backward
 from softprompt.training.optim import clip_grad_norm_per_prompt, make_bank_optimizer
 
 ARMS = ("plain", "residual", "dept")

@@ -25,34 +25,22 @@ from softprompt.data.tasks import Example, Task
 from softprompt.errors import SoftpromptError
 from softprompt.io.atomic import atomic_write_text
 from softprompt.io.checkpoint import checkpoint_step, has_checkpoint, load_checkpoint, save_checkpoint
-from softprompt.io.store import model_fingerprint, save_run
+from softprompt.io.store import save_run
 from softprompt.model import distributed
-from softprompt.model.dept import DeptBank
 from softprompt.model.loading import FrozenT5, enable_gradient_checkpointing
 from softprompt.model.losses import per_prompt_loss_sums, per_prompt_token_counts
-from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
-from softprompt.model.prompts import PromptBank, init_bank, parse_init
 from softprompt.model.reparam import ResidualPromptBank
 from softprompt.runner.metrics import classification_metrics, generation_metrics
 from softprompt.runner.passes import encode_texts, plan_passes, prompt_rows, repeat_for_prompts
 from softprompt.runner.scoring import generate_texts, score_choices
+from softprompt.training.banks import build_prompted, own_starts
 from softprompt.training.batch_order import BatchOrder, source_lengths
 from softprompt.training.config import TrainConfig
 from softprompt.training.optim import clip_grad_norm_per_prompt, make_bank_optimizer
+from softprompt.training.run_meta import check_resume, run_meta
 from softprompt.training.tracking import TrainingLog
 from softprompt.training.transfer import InitChoice, apply_init_from
-
-RESUMABLE_CHANGES = {
-    "steps",
-    "device",
-    "device_map",
-    "gradient_checkpointing",
-    "max_tokens",
-    "output_dir",
-    "checkpoint_every",
-    "keep_reparam",
-}  # settings a resumed run may change (e.g. train longer)
 
 
 @dataclass
@@ -62,49 +50,6 @@ class TrainResult:
     best_metric: list[float]
     best_step: list[int]
     stopped_early: bool
-
-
-def build_prompted(frozen: FrozenT5, cfg: TrainConfig, label_words: Sequence[str] = ()) -> PromptedT5:
-    """A PromptedT5 with freshly initialised banks as ``cfg`` describes: input prompts (plain, or reparameterised by
-    residual MLPs), deep prefixes, DePT updates."""
-    prompts = prefixes = dept = None
-    d_model = frozen.geometry.d_model
-    if cfg.prompt_length:
-        if cfg.prompt_reparam == "residual":
-            prompts = ResidualPromptBank(
-                cfg.n_prompts, cfg.prompt_length, d_model, cfg.prompt_reparam_hidden, cfg.prompt_reparam_dropout
-            )
-            prompts.init_mlp(cfg.prompt_seeds)
-        else:
-            prompts = PromptBank(cfg.n_prompts, cfg.prompt_length, d_model)
-        embeddings = frozen.model.get_input_embeddings().weight
-        init_bank(prompts, cfg.init, embeddings, frozen.tokenizer, cfg.prompt_seeds, label_words)
-    if cfg.deep_prefix:
-        shape = PrefixShape.for_config(frozen.config, cfg.prefix_length, cfg.prefix_sites)
-        prefixes = PrefixBank(cfg.n_prompts, shape, cfg.reparam_dim, cfg.reparam_hidden)
-    if cfg.dept_rank:  # s = the longest source the run feeds
-        dept = DeptBank(cfg.n_prompts, cfg.max_source_length, cfg.dept_rank, d_model)
-        dept.init_random(cfg.prompt_seeds)
-    prompted = PromptedT5(frozen, prompts, prefixes, dept)
-    if prefixes is not None:
-        if cfg.prefix_init != "random":
-            values = prompted.real_word_prefix(prefix_init_text(cfg.prefix_init, label_words), cfg.prefix_length)
-            prefixes.init_values({s: values[s] for s in shape.sites}, cfg.prompt_seeds)
-        else:
-            prefixes.init_random(cfg.prompt_seeds)
-    return prompted
-
-
-def prefix_init_text(spec: str, label_words: Sequence[str]) -> str:
-    """The words whose activations start a deep prefix: ``text:"..."``'s text, or the task's label words."""
-    method, text = parse_init(spec)
-    if method != "class-label":
-        return text
-    if not label_words:
-        raise SoftpromptError(
-            '--prefix-init class-label needs a task with label words; use --prefix-init random or text:"..."'
-        )
-    return " ".join(label_words)
 
 
 def validate(prompted: PromptedT5, task: Task, examples: Sequence[Example], cfg: TrainConfig) -> list[float]:
@@ -194,25 +139,13 @@ def train(
     loaded = load_checkpoint(cfg.output_dir, optimizer) if resume else None
     if loaded is not None:
         bank_tensors, best, saved = loaded
-        differing = cfg.differences(saved["config"], ignore=RESUMABLE_CHANGES)
-        if differing:
-            given = cfg.to_dict()
-            changes = ", ".join(_change(key, saved["config"].get(key), given.get(key)) for key in differing)
-            raise SoftpromptError(
-                f"--resume with settings that differ from the checkpoint in {cfg.output_dir} ({changes}); "
-                "rerun with the original settings"
-            )
-        if saved["step"] > cfg.steps:
-            raise SoftpromptError(
-                f"--resume: the checkpoint in {cfg.output_dir} is at step {saved['step']}, past --steps {cfg.steps}; "
-                f"give --steps {saved['step']} or more"
-            )
+        check_resume(cfg, saved)
         _load_bank_state(banks, bank_tensors)
         state = saved
     elif n > 1 and cfg.data_order == "shared" and _same_start(banks) and distributed.is_main():
         tqdm.write(
             f"note: all {n} prompts start at the same values and see the same batches, so they will train into {n} copies; "
-            f"for an ensemble give each its own start ({_own_starts(cfg, task)}) or its own batches (--data-order per-prompt)",
+            f"for an ensemble give each its own start ({own_starts(cfg, task)}) or its own batches (--data-order per-prompt)",
             file=sys.stderr,
         )
     state["config"] = cfg.to_dict()
@@ -278,7 +211,7 @@ def train(
         )
     _load_bank_state(banks, best)
     if distributed.is_main():
-        meta = _run_meta(cfg, frozen, task, state, trainable)
+        meta = run_meta(cfg, frozen, task, state, trainable)
         atomic_write_text(Path(cfg.output_dir) / "history.json", json.dumps(state["history"], indent=1))
         save_run(
             cfg.output_dir, meta, prompted.prompts, prompted.prefixes, cfg.keep_reparam, prompted.dept
@@ -391,24 +324,6 @@ def _patience_ran_out(cfg: TrainConfig, state: dict[str, Any]) -> bool:
     return cfg.patience is not None and state["since_best"] >= cfg.patience
 
 
-def _own_starts(cfg: TrainConfig, task: Task) -> str:
-    """The options that would give each prompt of this run its own start, for the "N copies" note."""
-    if cfg.init_from:
-        return "--init-from: one source per prompt"
-    starts = []
-    if cfg.prompt_length:  # class-label shares a start only where its label words leave no room for sampled tokens
-        starts.append(
-            "a --prompt-length longer than the label words, or --init sampled-vocab"
-            if cfg.init == "class-label"
-            else "--init class-label or --init sampled-vocab"
-            if task.kind == "classification"
-            else "--init sampled-vocab"
-        )
-    if cfg.deep_prefix:
-        starts.append("deep prefixes: --reparam-dim > 0 or --prefix-init random")
-    return "; ".join(starts)
-
-
 def _banks(prompted: PromptedT5) -> dict[str, torch.nn.Module]:
     return {
         name: bank
@@ -430,63 +345,3 @@ def _same_start(banks: dict[str, torch.nn.Module]) -> bool:
 def _load_bank_state(banks: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor]) -> None:
     for name, bank in banks.items():
         bank.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")})
-
-
-def _change(key: str, stored: Any, given: Any) -> str:
-    """``key: stored → given`` for a one-line message; a dict setting names its changed entries (decoding.num_beams: 1 → 4),
-    and long values are shortened only where the shortened forms still differ."""
-    if isinstance(stored, dict) and isinstance(given, dict):
-        return ", ".join(
-            _change(f"{key}.{k}", stored.get(k), given.get(k))
-            for k in dict.fromkeys([*stored, *given])
-            if stored.get(k) != given.get(k)
-        )
-    old, new = repr(stored), repr(given)
-    short = [text if len(text) <= 60 else text[:28] + "…" + text[-28:] for text in (old, new)]
-    return f"{key}: " + " → ".join(short if short[0] != short[1] else (old, new))
-
-
-def _data_sources(cfg: TrainConfig, task: Task) -> dict[str, Any]:
-    """Where each split came from: the local file, or the hub dataset with its config and revision."""
-    hub = (
-        {"dataset": task.hub.dataset, "config": task.hub.config, "revision": task.hub.revision or "main"}
-        if task.hub
-        else None
-    )
-    return {
-        split: {"file": path} if path else {"hub": hub}
-        for split, path in (("train", cfg.train_file), ("validation", cfg.validation_file))
-    }
-
-
-def _run_meta(cfg: TrainConfig, frozen: FrozenT5, task: Task, state: dict[str, Any], trainable: int) -> dict[str, Any]:
-    return {
-        "model": {"name": cfg.model, **model_fingerprint(frozen.config), "parameters": frozen.parameter_count()},
-        "trainable_parameters": trainable,
-        "task": {"name": task.name, "kind": task.kind, "label_words": list(task.label_words), "metric": task.metric},
-        "data": _data_sources(cfg, task),
-        "n_prompts": cfg.n_prompts,
-        "seeds": list(cfg.prompt_seeds),
-        "prompts": (
-            {"length": cfg.prompt_length, "init": cfg.init, "reparam": cfg.prompt_reparam}
-            if cfg.prompt_length
-            else None
-        ),  # residual prompts are stored folded: plain prompts to every reader
-        "dept": {"rank": cfg.dept_rank, "positions": cfg.max_source_length} if cfg.dept_rank else None,
-        "prefixes": (
-            {
-                "length": cfg.prefix_length,
-                "sites": list(cfg.prefix_sites),
-                "init": cfg.prefix_init,
-                "reparam_dim": cfg.reparam_dim,
-            }
-            if cfg.deep_prefix
-            else None
-        ),
-        "init_from": state.get("init_from"),  # prompt transfer: source run and prompt of each prompt
-        "best": [
-            {"prompt": i, "step": s, task.metric: m}
-            for i, (s, m) in enumerate(zip(state["best_step"], state["best_metric"]))
-        ],
-        "train_args": cfg.to_dict(),
-    }

@@ -28,7 +28,8 @@ from softprompt.io.output_dir import prepare_output_dir
 from softprompt.io.store import META, read_meta
 from softprompt.model.loading import check_model_available, load_frozen_t5
 from softprompt.training.config import TrainConfig
-from softprompt.training.loop import RESUMABLE_CHANGES, train
+from softprompt.training.loop import train
+from softprompt.training.run_meta import RESUMABLE_CHANGES
 
 
 @dataclass(frozen=True)

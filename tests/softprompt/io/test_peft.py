@@ -36,7 +36,7 @@ def _inputs(seed=0, batch=3, length=9):
 
 
 def _meta(model_dir, config, prompts=True, prefixes=None):
-    """Run metadata shaped like ``train._run_meta``."""
+    """Run metadata shaped like ``softprompt.training.run_meta.run_meta``."""
     return {
         "model": {"name": str(model_dir), **model_fingerprint(config), "parameters": 1},
         "trainable_parameters": 1,

@@ -26,8 +26,9 @@ from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.random_models import random_t5
 from softprompt.runner.passes import encode_texts
+from softprompt.training.banks import build_prompted
 from softprompt.training.config import TrainConfig
-from softprompt.training.loop import build_prompted, train
+from softprompt.training.loop import train
 from tests.conftest import TEST_DATA
 
 ATOL = 1e-5

@@ -16,7 +16,8 @@ from softprompt.errors import SoftpromptError
 from softprompt.io.store import read_meta
 from softprompt.model.random_models import random_t5
 from softprompt.runner.passes import encode_texts, repeat_for_prompts
-from softprompt.training.loop import build_prompted, joint_backward, micro_passes, train, validate
+from softprompt.training.banks import build_prompted
+from softprompt.training.loop import joint_backward, micro_passes, train, validate
 from tests.softprompt.training.helpers import rte_examples, tiny_config
 
 
@@ -179,12 +180,12 @@ def test_prompts_that_start_equal_end_equal_and_the_run_says_so(tmp_path, rte, c
 def test_the_copies_note_suggests_only_options_that_apply_to_the_run(tmp_path):
     """A prefix-only run is not told about --init, a generation task not about class-label, an --init-from run
     only about its sources."""
-    from softprompt.training.loop import _own_starts
+    from softprompt.training.banks import own_starts
 
     prefix_only = _config(tmp_path, "p", prompt_length=0, deep_prefix=True, prefix_init="class-label")
-    assert _own_starts(prefix_only, get_task("rte")) == "deep prefixes: --reparam-dim > 0 or --prefix-init random"
-    assert _own_starts(_config(tmp_path, "g", init='text:"x"'), get_task("xsum")) == "--init sampled-vocab"
-    assert _own_starts(_config(tmp_path, "c", init="class-label"), get_task("rte")).startswith(
+    assert own_starts(prefix_only, get_task("rte")) == "deep prefixes: --reparam-dim > 0 or --prefix-init random"
+    assert own_starts(_config(tmp_path, "g", init='text:"x"'), get_task("xsum")) == "--init sampled-vocab"
+    assert own_starts(_config(tmp_path, "c", init="class-label"), get_task("rte")).startswith(
         "a --prompt-length longer"
     )
 

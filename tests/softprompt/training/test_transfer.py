@@ -13,8 +13,9 @@ import torch
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import load_banks, load_dept, read_meta
 from softprompt.model.random_models import random_t5
+from softprompt.training.banks import build_prompted
 from softprompt.training.config import TrainConfig
-from softprompt.training.loop import build_prompted, train
+from softprompt.training.loop import train
 from softprompt.training.transfer import InitChoice, apply_init_from, check_init_from, parse_spec
 from tests.softprompt.training.helpers import rte_examples, tiny_config
 

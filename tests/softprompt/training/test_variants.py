@@ -14,7 +14,8 @@ from softprompt.model.prompts import PromptBank
 from softprompt.model.random_models import random_t5
 from softprompt.model.reparam import ResidualPromptBank
 from softprompt.runner.scoring import score_choices
-from softprompt.training.loop import build_prompted, train
+from softprompt.training.banks import build_prompted
+from softprompt.training.loop import train
 from tests.softprompt.training.helpers import rte_examples, tiny_config
 
 RESIDUAL = dict(prompt_reparam="residual", prompt_reparam_hidden=8, prompt_reparam_dropout=0.1)
