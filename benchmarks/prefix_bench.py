@@ -67,7 +67,7 @@ from softprompt.model.losses import per_prompt_loss
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
-from softprompt.model.random_models import random_t5gemma, random_t5gemma2
+from softprompt.model.random_models import random_t5gemma
 
 # T5Gemma of each T5 shape's width and depth: query heads over half as many key/value heads, head size d / heads
 T5GEMMA_SHAPES = {
@@ -82,9 +82,12 @@ T5GEMMA_WINDOW = 64  # sliding window: half the default input, so the sliding la
 def t5gemma_model(args) -> FrozenT5:
     """A random T5Gemma (or T5Gemma 2) of ``T5GEMMA_SHAPES[shape]`` on ``args.device`` in ``args.dtype``."""
     dims = T5GEMMA_SHAPES[shape_name(args)]
-    build = random_t5gemma if args.family == "t5gemma" else random_t5gemma2
-    frozen = build(
-        **dims, num_key_value_heads=dims["num_attention_heads"] // 2, sliding_window=T5GEMMA_WINDOW, seed=args.seed
+    frozen = random_t5gemma(
+        **dims,
+        family=args.family,
+        num_key_value_heads=dims["num_attention_heads"] // 2,
+        sliding_window=T5GEMMA_WINDOW,
+        seed=args.seed,
     )
     frozen.model.to(torch.device(args.device), DTYPES[args.dtype])
     return frozen

@@ -105,8 +105,16 @@ class T5Layout(Layout):
 class T5GemmaLayout(Layout):
     kernels = {"eager": t5gemma_eager_attention_forward}
 
+    def stacks(self, config: PretrainedConfig) -> tuple[PretrainedConfig, PretrainedConfig]:
+        """The encoder's and the decoder's text configs."""
+        return config.encoder, config.decoder
+
+    def input_scale(self, encoder: PretrainedConfig) -> float:
+        """What the embedding layer multiplies rows by (``Geometry.input_scale``): T5Gemma's encoder scales inputs."""
+        return 1.0
+
     def geometry(self, config: PretrainedConfig) -> Geometry:
-        encoder, decoder = config.encoder, config.decoder
+        encoder, decoder = self.stacks(config)
         self_decoder = SiteGeometry(decoder.num_hidden_layers, decoder.num_key_value_heads, decoder.head_dim)
         return Geometry(
             encoder.hidden_size,
@@ -116,6 +124,7 @@ class T5GemmaLayout(Layout):
                 "decoder": self_decoder,
                 "cross": self_decoder,  # the decoder's heads, projected from the encoder's states
             },
+            self.input_scale(encoder),
         )
 
     def sites(self, model: PreTrainedModel) -> dict[str, list[nn.Module]]:
@@ -130,22 +139,17 @@ class T5GemmaLayout(Layout):
         return module.k_proj(states).view(shape).transpose(1, 2), module.v_proj(states).view(shape).transpose(1, 2)
 
 
-class T5Gemma2Layout(Layout):
+class T5Gemma2Layout(T5GemmaLayout):
+    """T5Gemma's geometry, read from the encoder's text config; the decoder's merged attention is both the decoder
+    and the cross site; the embedding layer scales rows by sqrt(hidden_size); sdpa too."""
+
     kernels = {"sdpa": sdpa_attention_forward, "eager": t5gemma2_eager_attention_forward}
 
-    def geometry(self, config: PretrainedConfig) -> Geometry:
-        encoder, decoder = config.encoder.text_config, config.decoder
-        merged = SiteGeometry(decoder.num_hidden_layers, decoder.num_key_value_heads, decoder.head_dim)
-        return Geometry(
-            encoder.hidden_size,
-            encoder.vocab_size,
-            {
-                "encoder": SiteGeometry(encoder.num_hidden_layers, encoder.num_key_value_heads, encoder.head_dim),
-                "decoder": merged,
-                "cross": merged,  # the same merged attention modules
-            },
-            input_scale=encoder.hidden_size**0.5,
-        )
+    def stacks(self, config: PretrainedConfig) -> tuple[PretrainedConfig, PretrainedConfig]:
+        return config.encoder.text_config, config.decoder
+
+    def input_scale(self, encoder: PretrainedConfig) -> float:
+        return encoder.hidden_size**0.5
 
     def sites(self, model: PreTrainedModel) -> dict[str, list[nn.Module]]:
         merged = [layer.self_attn for layer in model.model.decoder.layers]
@@ -156,9 +160,8 @@ class T5Gemma2Layout(Layout):
         }
 
     def cross_keys_values(self, module: nn.Module, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (*states.shape[:-1], -1, module.head_dim)
-        keys = module.k_norm(module.k_proj(states).view(shape).transpose(1, 2))
-        return keys, module.v_proj(states).view(shape).transpose(1, 2)
+        keys, values = super().cross_keys_values(module, states)
+        return module.k_norm(keys), values  # the encoder's keys are normalised like the decoder's own, never rotated
 
 
 T5_LAYOUT = T5Layout()

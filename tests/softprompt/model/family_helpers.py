@@ -3,7 +3,7 @@ hand and ``softprompt predict`` of a trained run, shared by ``test_families.py``
 ``test_t5gemma.py`` / ``test_t5gemma2.py`` (what is T5Gemma's / T5Gemma 2's own).
 
 Each model is built in-process from its family's real configuration and model classes: ``random_t5(family=...)``
-for the T5 families (``SPECS``), ``random_t5gemma`` for T5Gemma and ``random_t5gemma2`` for T5Gemma 2, with what
+for the T5 families (``SPECS``), ``random_t5gemma`` for T5Gemma and (``family="t5gemma2"``) T5Gemma 2, with what
 makes their attention differ from T5's set to bite (a sliding window shorter than the sequences, low soft-caps, a
 decoder with other heads and depth).
 """
@@ -16,13 +16,14 @@ import torch
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import ByT5Tokenizer, GemmaTokenizer
 
+from softprompt.io.store import read_meta
 from softprompt.model.attention import attention_sites
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
-from softprompt.model.random_models import random_t5, random_t5gemma, random_t5gemma2
+from softprompt.model.random_models import random_t5, random_t5gemma
 from tests.conftest import TEST_DATA
-from tests.softprompt.cli.helpers import run_cli, write_jsonl
+from tests.softprompt.cli.helpers import eval_args, run_cli, train_args, write_jsonl
 
 RTE = TEST_DATA / "superglue" / "rte"
 TOL = dict(atol=1e-5, rtol=1e-5)  # fp32 rounding of logits O(1..10) computed in another order
@@ -90,7 +91,8 @@ def build_t5gemma(seed: int = 0, ids_only: bool = True):
 
 def build_t5gemma2(attn: str = "sdpa", seed: int = 0, ids_only: bool = True):
     """A frozen tiny random T5Gemma 2 on ``attn``; ``ids_only``: a small vocabulary, for tests that feed token ids."""
-    return random_t5gemma2(
+    return random_t5gemma(
+        family="t5gemma2",
         vocab_size=ID_VOCAB if ids_only else 32128,
         seed=seed,
         attn_implementation=attn,
@@ -170,6 +172,20 @@ def assert_prefixes_equal_hand_appended(frozen, hand, attention: str):
     torch.testing.assert_close(mine, reference, **TOL)
     assert (alone - reference).abs().max() > 1e-2
     return ids, mask, dec
+
+
+def train_evaluate_predict(model_dir, tmp_path) -> dict:
+    """``softprompt train --model MODEL_DIR`` on RTE with input prompts and deep prefixes (the default inits), then
+    ``ensemble-eval`` and ``predict`` of the run, end to end through the CLI; returns the run's metadata."""
+    out = tmp_path / "run"
+    data = {"train": RTE / "train.jsonl", "val": RTE / "val.jsonl"}
+    result = run_cli(*train_args(str(model_dir), out, data, "--deep-prefix", "--prefix-length", "2"))
+    assert result.exit_code == 0, result.stderr
+    evaluated = run_cli(*eval_args(out, data, tmp_path / "eval.json"))
+    assert evaluated.exit_code == 0, evaluated.stderr
+    assert json.loads((tmp_path / "eval.json").read_text())["per_prompt"]
+    predict_rte(out, tmp_path)
+    return read_meta(out)
 
 
 def predict_rte(run, tmp_path) -> tuple[list[dict], list[dict]]:

@@ -5,7 +5,7 @@ Every model here is a tiny random model built in-process from its family's real 
 (``family_helpers.build``: ``random_t5(family=...)``: ``MT5Config`` / ``MT5ForConditionalGeneration``, ``T5Config``
 with gated-SiLU for UL2 and with ByT5's 384 byte rows for ByT5, ``UMT5Config`` / ``UMT5ForConditionalGeneration``;
 ``random_t5gemma``: ``T5GemmaConfig`` / ``T5GemmaForConditionalGeneration`` with rotary positions, grouped-query
-heads, a sliding window shorter than the sequences, low soft-caps and a smaller decoder; ``random_t5gemma2``:
+heads, a sliding window shorter than the sequences, low soft-caps and a smaller decoder; ``random_t5gemma(family="t5gemma2")``:
 ``T5Gemma2Config`` / ``T5Gemma2ForConditionalGeneration``, the same and a merged decoder attention) and the family's own
 tokenizer type: SentencePiece (the vendored T5 vocabulary: mT5, umT5, UL2 and T5Gemma use the same tokenizer class)
 or ``ByT5Tokenizer``, which needs no files. Random weights are the right fixture: the claims are about how prompts,
@@ -24,8 +24,8 @@ Exactness, per family, on sdpa and eager (T5Gemma: eager, its only kernel) and w
 * cached generation (greedy, and beams on ``softprompt.model.beam_cache``'s cache) equals uncached generation, and
   ``score`` (the encoder once, K candidates per row) equals plain forwards; a bf16 model stays close to fp32.
 
-Per family too: prompts and prefixes train jointly, resume bit-identically and ensemble-evaluate, and a run of one
-family is refused by a model of another.
+Per family too: gradient checkpointing leaves the banks' gradients as they are; prompts and prefixes train jointly,
+resume bit-identically and ensemble-evaluate, and a run of one family is refused by a model of another.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from softprompt.data.tasks import get_task
 from softprompt.errors import SoftpromptError
 from softprompt.io.store import model_fingerprint, read_meta, save_run
 from softprompt.model.families import REFUSED, supported_families
-from softprompt.model.loading import keep_wo_in_fp32, load_frozen_t5, save_model_dir
+from softprompt.model.loading import enable_gradient_checkpointing, keep_wo_in_fp32, load_frozen_t5, save_model_dir
 from softprompt.model.losses import sequence_log_probs
 from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import PromptBank
@@ -321,6 +321,23 @@ def test_bf16_model_with_fp32_banks_stays_close_to_fp32(family):
 
 
 # ----------------------------------------------------------------------------- training, resuming, ensembles
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gradient_checkpointing_gives_the_prompts_and_prefixes_the_same_gradients(family):
+    """Recomputing the layers in the backward (training mode, dropout off) leaves every bank gradient as is."""
+    gradients = []
+    for checkpointing in (False, True):
+        frozen = build(family)
+        ids, mask, dec = batch(frozen)
+        if checkpointing:
+            enable_gradient_checkpointing(frozen.model)
+        model = PromptedT5(frozen, *banks(frozen))
+        model(ids, mask, torch.tensor([1, 0]), labels=dec[:, 1:].contiguous()).loss.backward()
+        gradients.append([p.grad for p in model.trainable_parameters()])
+    assert frozen.model.training and all(g.abs().sum() > 0 for g in gradients[0])
+    for plain, checkpointed in zip(*gradients):
+        torch.testing.assert_close(checkpointed, plain, **TOL)
 
 
 @pytest.fixture(scope="module")

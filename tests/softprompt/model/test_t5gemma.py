@@ -13,7 +13,7 @@ here on the RTE test data, as no Gemma vocabulary can be downloaded.
 What T5Gemma shares with the T5 families is tested once for all of them in ``test_families.py`` (with this same
 model, eager attention, T5Gemma's only kernel): loading, input prompts equal to HF PEFT prompt tuning and to real
 tokens given as text, cached generation equal to uncached, ``score`` equal to plain forwards, bf16 close to fp32,
-joint training with bit-identical resume and ensemble evaluation, and refusing runs of another family (T5's) both
+gradient checkpointing, joint training with bit-identical resume and ensemble evaluation, and refusing runs of another family (T5's) both
 ways. Here:
 
 * per-site geometry from the nested configs; eager only (sdpa refused in one line); Gemma's tokenizer set to
@@ -22,13 +22,11 @@ ways. Here:
   appends each row's prefix keys/values (unrotated) to the model's rotated keys, repeats the key/value heads for
   the query heads, soft-caps and masks by hand (padding, causality, sliding windows over the text's own positions
   0..T-1, prefix columns always open);
-* gradient checkpointing leaves the banks' gradients as they are; ``softprompt train``, ``ensemble-eval`` and
-  ``predict`` run end to end from a saved T5Gemma directory with a Gemma tokenizer.
+* ``softprompt train``, ``ensemble-eval`` and ``predict`` run end to end from a saved T5Gemma directory with a Gemma
+  tokenizer.
 """
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
@@ -36,30 +34,23 @@ from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from softprompt.errors import SoftpromptError
-from softprompt.io.store import read_meta
 from softprompt.model.attention import attention_sites
 from softprompt.model.families import REFUSED
-from softprompt.model.loading import enable_gradient_checkpointing, load_frozen_t5, resolve_model_name, save_model_dir
+from softprompt.model.loading import load_frozen_t5, resolve_model_name, save_model_dir
 from softprompt.model.prefixes import PrefixBank, PrefixShape
-from softprompt.model.prompted import PromptedT5
 from softprompt.model.prompts import frequent_token_ids
 from softprompt.model.random_models import random_t5gemma
-from tests.softprompt.cli.helpers import eval_args, run_cli, train_args
 from tests.softprompt.model.family_helpers import (
     CAPS,
     DECODER,
     GEMMA_BYTES,
     GEMMA_SPECIAL,
     ID_VOCAB,
-    RTE,
-    TOL,
     WINDOW,
     P,
     assert_prefixes_equal_hand_appended,
-    banks,
-    batch,
     gemma_tokenizer,
-    predict_rte,
+    train_evaluate_predict,
 )
 from tests.softprompt.model.family_helpers import build_t5gemma as build
 
@@ -181,25 +172,6 @@ def test_prompts_and_prefixes_equal_keys_values_appended_by_hand():
     assert WINDOW < P + ids.shape[1] and WINDOW < dec.shape[1]
 
 
-# ----------------------------------------------------------------------------- training
-
-
-def test_gradient_checkpointing_gives_the_prompts_and_prefixes_the_same_gradients():
-    """Recomputing T5Gemma's layers in the backward (training mode, dropout off) leaves every bank gradient as is."""
-    gradients = []
-    for checkpointing in (False, True):
-        frozen = build()
-        ids, mask, dec = batch(frozen)
-        if checkpointing:
-            enable_gradient_checkpointing(frozen.model)
-        model = PromptedT5(frozen, *banks(frozen))
-        model(ids, mask, torch.tensor([1, 0]), labels=dec[:, 1:].contiguous()).loss.backward()
-        gradients.append([p.grad for p in model.trainable_parameters()])
-    assert frozen.model.training and all(g.abs().sum() > 0 for g in gradients[0])
-    for plain, checkpointed in zip(*gradients):
-        torch.testing.assert_close(checkpointed, plain, **TOL)
-
-
 # ----------------------------------------------------------------------------- the CLI, from a saved directory
 
 
@@ -207,16 +179,5 @@ def test_train_ensemble_eval_and_predict_from_a_saved_t5gemma_directory(gemma_mo
     """``softprompt train --model ./t5gemma_dir`` (a Gemma tokenizer; the default init: class-label words, then
     frequent pieces) with prompts and deep prefixes, then ``ensemble-eval`` and ``predict`` of the run, end to end
     through the CLI."""
-    model_dir = gemma_model_dir
-    out = tmp_path / "run"
-    data = {"train": RTE / "train.jsonl", "val": RTE / "val.jsonl"}
-    result = run_cli(*train_args(str(model_dir), out, data, "--deep-prefix", "--prefix-length", "2"))
-    assert result.exit_code == 0, result.stderr
-    model = read_meta(out)["model"]
+    model = train_evaluate_predict(gemma_model_dir, tmp_path)["model"]
     assert (model["family"], model["d_model"], model["num_heads"], model["d_kv"]) == ("t5gemma", 32, 2, 8)
-
-    evaluated = run_cli(*eval_args(out, data, tmp_path / "eval.json"))
-    assert evaluated.exit_code == 0, evaluated.stderr
-    assert json.loads((tmp_path / "eval.json").read_text())["per_prompt"]
-
-    predict_rte(out, tmp_path)

@@ -1,7 +1,7 @@
 """T5Gemma 2 (``softprompt.model.families``, ``layouts.T5GEMMA2_LAYOUT``): what is T5Gemma 2's own.
 
 Every model here is a tiny random T5Gemma 2 built in-process from its real configuration and model classes
-(``random_t5gemma2``: ``T5Gemma2Config`` of a ``T5Gemma2EncoderConfig`` (text and a one-layer SigLIP image encoder)
+(``random_t5gemma(family="t5gemma2")``: ``T5Gemma2Config`` of a ``T5Gemma2EncoderConfig`` (text and a one-layer SigLIP image encoder)
 and a ``T5Gemma2DecoderConfig`` / ``T5Gemma2ForConditionalGeneration``, through ``family_helpers.build_t5gemma2``)
 with what makes it differ from T5 and T5Gemma, all at once: rotary positions, query/key norms, grouped-query heads
 (encoder 4 query heads over 2 key/value heads, decoder 4 over 1), alternating sliding-window and full layers with a
@@ -13,7 +13,7 @@ the CLI test uses a real ``GemmaTokenizer`` (``family_helpers.gemma_tokenizer``)
 What T5Gemma 2 shares with the other families is tested once for all of them in ``test_families.py`` (sdpa and
 eager): loading, input prompts equal to HF PEFT prompt tuning and to real tokens given as text, cached generation equal
 to uncached, ``score`` equal to plain forwards, bf16 close to fp32, joint training with bit-identical resume and
-ensemble evaluation. Here:
+ensemble evaluation, gradient checkpointing. Here:
 
 * geometry and sites: the merged attention hosts the decoder and the cross site; prompts live in table space;
 * prompts and deep prefixes together equal an independent computation on sdpa and eager: an attention function
@@ -21,12 +21,10 @@ ensemble evaluation. Here:
   keys] and masks each part by hand (causal and sliding over the decoder's own positions, padding over the
   encoder's, prefix columns always open); in the encoder, bidirectional sliding windows over the text's positions;
 * real-word prefix init takes each site's part of the merged attention's keys;
-* gradient checkpointing; ``softprompt train``, ``ensemble-eval`` and ``predict`` from a saved directory.
+* ``softprompt train``, ``ensemble-eval`` and ``predict`` from a saved directory.
 """
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
@@ -34,27 +32,23 @@ from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 from transformers.models.t5gemma2.modeling_t5gemma2 import T5Gemma2MergedAttention
 
-from softprompt.io.store import read_meta
 from softprompt.model.attention import attention_sites
 from softprompt.model.families import REFUSED, family_of
-from softprompt.model.loading import enable_gradient_checkpointing, resolve_model_name, save_model_dir
+from softprompt.model.loading import resolve_model_name, save_model_dir
 from softprompt.model.prefixes import PrefixBank, PrefixShape
 from softprompt.model.prompted import PromptedT5
-from softprompt.model.random_models import random_t5gemma2
-from tests.softprompt.cli.helpers import eval_args, run_cli, train_args
+from softprompt.model.random_models import random_t5gemma
 from tests.softprompt.model.family_helpers import (
     CAPS2,
     DECODER2,
     ID_VOCAB,
-    RTE,
     TOL,
     WINDOW,
     P,
     assert_prefixes_equal_hand_appended,
     banks,
-    batch,
     gemma_tokenizer,
-    predict_rte,
+    train_evaluate_predict,
 )
 from tests.softprompt.model.family_helpers import build_t5gemma2 as build
 
@@ -63,7 +57,7 @@ from tests.softprompt.model.family_helpers import build_t5gemma2 as build
 def gemma_model_dir(tmp_path_factory):
     """A saved tiny T5Gemma 2 (1280 embedding rows) with a Gemma tokenizer of 1200 pieces."""
     directory = tmp_path_factory.mktemp("t5gemma2")
-    model = random_t5gemma2(vocab_size=1280, tokenizer=gemma_tokenizer(), decoder=DECODER2, **CAPS2)
+    model = random_t5gemma(family="t5gemma2", vocab_size=1280, tokenizer=gemma_tokenizer(), decoder=DECODER2, **CAPS2)
     save_model_dir(model, directory)
     return directory
 
@@ -176,40 +170,12 @@ def test_real_word_prefix_takes_each_sites_part_of_the_merged_attention():
     assert not torch.allclose(kv["decoder"], kv["cross"])
 
 
-# ----------------------------------------------------------------------------- training
-
-
-def test_gradient_checkpointing_gives_the_prompts_and_prefixes_the_same_gradients():
-    gradients = []
-    for checkpointing in (False, True):
-        frozen = build()
-        ids, mask, dec = batch(frozen)
-        if checkpointing:
-            enable_gradient_checkpointing(frozen.model)
-        model = PromptedT5(frozen, *banks(frozen))
-        model(ids, mask, torch.tensor([1, 0]), labels=dec[:, 1:].contiguous()).loss.backward()
-        gradients.append([p.grad for p in model.trainable_parameters()])
-    assert frozen.model.training and all(g.abs().sum() > 0 for g in gradients[0])
-    for plain, checkpointed in zip(*gradients):
-        torch.testing.assert_close(checkpointed, plain, **TOL)
-
-
 # ----------------------------------------------------------------------------- the CLI, from a saved directory
 
 
 def test_train_ensemble_eval_and_predict_from_a_saved_t5gemma2_directory(gemma_model_dir, tmp_path):
     """``softprompt train --model ./t5gemma2_dir`` (a Gemma tokenizer, the default inits) with prompts and deep
     prefixes at every site, then ``ensemble-eval`` and ``predict`` of the run, end to end through the CLI."""
-    out = tmp_path / "run"
-    data = {"train": RTE / "train.jsonl", "val": RTE / "val.jsonl"}
-    result = run_cli(*train_args(str(gemma_model_dir), out, data, "--deep-prefix", "--prefix-length", "2"))
-    assert result.exit_code == 0, result.stderr
-    meta = read_meta(out)
+    meta = train_evaluate_predict(gemma_model_dir, tmp_path)
     assert (meta["model"]["family"], meta["model"]["d_model"]) == ("t5gemma2", 32)
     assert meta["prefixes"]["sites"] == ["encoder", "decoder", "cross"]
-
-    evaluated = run_cli(*eval_args(out, data, tmp_path / "eval.json"))
-    assert evaluated.exit_code == 0, evaluated.stderr
-    assert json.loads((tmp_path / "eval.json").read_text())["per_prompt"]
-
-    predict_rte(out, tmp_path)
