@@ -16,7 +16,7 @@
 # --steps-scale K (1), --batch-scale K (1: K times the batch in 1/K of the steps, lr x sqrt(K); the
 # GPU's lever, see below; or one K per stage, e.g. 4,1,1,1,1), --device DEV (cuda), --corpus DIR (default
 # .gpu-bundle/corpus, its train.bin unpacked from train.bin.xz; with --join: the corpus here, for export),
-# --work DIR (default a temporary folder), --out DIR (required), --join FILES DEST (instead of a run).
+# --work DIR (default a temporary folder), --out DIR (required), --join RESULTS DEST (instead of a run: RESULTS is a run's --out folder).
 # The bundle's mixture rows are unpacked into a temporary SOFTPROMPT_CACHE when present. No optimiser state is
 # written: a stage the budget cut short cannot be resumed from these files, only gated, tuned, compared and
 # exported. Only the latest stage's weights are written; at export the earlier stages' SHA-256, taken on the GPU
@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
     *) echo "gpu_pretrain.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-[ -n "$out" ] || { echo "gpu_pretrain.sh: no output folder: pass --out DIR (or --join FILES DEST)" >&2; exit 2; }
+[ -n "$out" ] || { echo "gpu_pretrain.sh: no output folder: pass --out DIR (or --join RESULTS DEST)" >&2; exit 2; }
 if [ -n "$join" ]; then
   unpack "$root" "$python" "$join" "$out" "$corpus"
 else

@@ -9,8 +9,8 @@ against. Paths recorded on the GPU host are made to point here: each stage's ``i
 ``DEST`` (the GPU host's path kept as ``made_at``) and, given ``--corpus``, the corpus (checked against the digest
 of the manifest the lineage was trained on).
 
-    bash tools/gpu_pretrain.sh --join results /work/gpu-lineage --corpus /work/nano-corpus
-    python -m softprompt.nano.join results /work/gpu-lineage --corpus /work/nano-corpus    # the same
+    bash tools/gpu_pretrain.sh --join results gpu-lineage --corpus nano-corpus
+    python -m softprompt.nano.join results gpu-lineage --corpus nano-corpus    # the same
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def join(files: str | Path, dest: str | Path, corpus: str | Path | None = None) 
     """Rebuild the lineage in ``files`` (what ``tools/gpu_pretrain.sh --out`` wrote) in ``dest`` (see the module
     docstring); returns the latest stage's model folder.
 
-    >>> join("results", "/work/gpu-lineage", corpus="/work/nano-corpus")  # doctest: +SKIP
-    PosixPath('/work/gpu-lineage/stage5/model')
+    >>> join("results", "/data/gpu-lineage", corpus="nano-corpus")  # doctest: +SKIP
+    PosixPath('/data/gpu-lineage/stage5/model')
     """
     files, dest = Path(files), Path(dest).resolve()
     if not all((files / name).is_file() for name in ("model.sha256", "lineage.tar.gz")):

@@ -12,8 +12,8 @@ and an interrupted one resumes (``softprompt.nano.pretrain`` is bit-exact on res
 command continues a lineage across sessions. Long: about 2.9 h (t5-nano-s), 4.3 h (t5-nano) and
 6.4 h (t5-nano-m) of one quiet CPU thread.
 
-    nice -n 19 python -m softprompt.nano.lineage --size t5-nano-s --corpus /work/nano-corpus --out /work/nano-sizes/s
-    python -m softprompt.nano.gate --model /work/nano-sizes/s/stage5/model --json gate.json
+    nice -n 19 python -m softprompt.nano.lineage --size t5-nano-s --corpus nano-corpus --out nano-sizes/s
+    python -m softprompt.nano.gate --model nano-sizes/s/stage5/model --json gate.json
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ of the supervised mixture; the others are span corruption before the LM-adaptati
 prefix LM inside it. ``--init-from DIR`` starts from a trained model's weights (e.g. the shipped
 t5-nano) instead of a random initialisation, with a fresh optimiser and schedule.
 
-    python -m softprompt.nano.pretrain --corpus /work/nano-corpus --out /work/nano-v2 --init-from softprompt/assets/t5-nano \
+    python -m softprompt.nano.pretrain --corpus nano-corpus --out nano-v2 --init-from softprompt/assets/t5-nano \
         --steps 1500 --lr 5e-3 --warmup 100 --lm-fraction 0 --lm-share 0.5 --mixture-share 0.5
 """
 

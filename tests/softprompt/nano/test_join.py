@@ -23,7 +23,7 @@ def packed(tiny_corpus, tmp_path) -> Path:
     """A two-stage tiny lineage in a work folder, packed by the real script as on the device (its stages are finished,
     so the lineage it starts skips them and, with no minutes, trains nothing), then the work folder removed, as the
     device machine is gone after a call."""
-    work, out = tmp_path / "device-work", tmp_path / "files_at"
+    work, out = tmp_path / "gpu-work", tmp_path / "results"
     pretrain(tiny_corpus, work / "stage1", PretrainConfig(**TINY))
     pretrain(
         tiny_corpus,
@@ -68,7 +68,7 @@ def test_a_joined_lineage_exports_with_the_device_digests_of_the_stages_that_sta
     assert not (tmp_path / "joined" / "stage1" / "model" / "model.safetensors").exists()  # stayed on the device
     state = json.loads((final / "state.json").read_text())
     assert state["init_from"]["path"] == str(tmp_path / "joined" / "stage1" / "model")
-    assert state["init_from"]["made_at"] == str(tmp_path / "device-work" / "stage1" / "model")
+    assert state["init_from"]["made_at"] == str(tmp_path / "gpu-work" / "stage1" / "model")
     assert state["corpus"] == str(corpus_here) and state["devices"] == ["CPU"]
 
     out = export(final, hand_made_gate(final, tmp_path / "gate.json"), tmp_path / "t5-nano")
