@@ -1,8 +1,8 @@
 """Load encoder-decoders of the T5 family frozen, by hub name, short alias or local directory.
 
-The family (``softprompt.model.families``: t5 with ByT5 and UL2, mt5, umt5, t5gemma, t5gemma2) is read from the config and picks
-the transformers class and the attention implementation; the tokenizer is checked to fit the model (``check_vocab``,
-``check_tokenizer_reads``).
+The family (``softprompt.model.families``: t5 with ByT5 and UL2, mt5, umt5, t5gemma, t5gemma2) is read from the
+config and picks the transformers class and the attention implementation; the tokenizer is checked to fit the model
+(``check_vocab``, ``check_tokenizer_reads``).
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def eos_after_every_text(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokeni
     """Set a Gemma-style tokenizer (BOS in front of every text, nothing after it, padding on the left) to the
     convention of T5's, which softprompt's data follows: EOS after every input and target (a target's EOS is what
     generation learns to stop at and what rank classification scores last), no BOS, padding on the right (labels and
-    prompts in front assume it). T5Gemma's decoder starts from BOS itself (its ``decoder_start_token_id``).
+    prompts in front assume it). T5Gemma's and T5Gemma 2's decoders start from BOS themselves.
 
     >>> from transformers import GemmaTokenizer
     >>> gemma = GemmaTokenizer(add_bos_token=True)  # Gemma's special tokens alone: pad 0, eos 1, bos 2, unk 3
